@@ -1,0 +1,127 @@
+"""Command line: ``provisioner fetch`` (more commands follow the plan/apply work).
+
+Exit codes, for schedulers: 0 success, 1 error (one line on stderr, no traceback), 2 reserved for
+"changes pending or blocked by policy".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from provisioner import __version__
+from provisioner.config import load_config
+from provisioner.errors import ProvisionerError
+from provisioner.sources.informat.operations import OPERATIONS
+from provisioner.sources.informat.reader import Progress, SourceData, choose_datasets, read_source
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="provisioner",
+        description="Provision AD / Entra ID accounts and class groups from Informat.",
+    )
+    parser.add_argument("--version", action="version", version=f"provisioner {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fetch = commands.add_parser(
+        "fetch",
+        help="read data sets from Informat (or a snapshot) and show rows per instelnr",
+        description="Read data sets from Informat or a saved snapshot and count their rows per "
+        "instellingsnummer. Nothing is written anywhere unless --save is given.",
+    )
+    fetch.add_argument("--config", required=True, type=Path, metavar="FILE")
+    fetch.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"a data set to read (repeatable); one of: {', '.join(OPERATIONS)}",
+    )
+    fetch.add_argument(
+        "--save", type=Path, metavar="DIR", help="write the raw answers as a snapshot"
+    )
+    fetch.add_argument("--json", action="store_true", help="print the counts as JSON")
+    fetch.set_defaults(handler=run_fetch)
+    return parser
+
+
+class ProgressLine:
+    """A one-line progress display on a terminal; silent when output goes to a file or a log."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total = total
+        self.stream = stream
+        self.enabled = stream.isatty()
+        self.finished = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, step: Progress) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            if step.event == "done":
+                self.finished += 1
+            line = f"fetching {self.finished}/{self.total} · {step.dataset} {step.instelnr}"
+            self.stream.write(f"\r\x1b[K{line}")
+            self.stream.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    informat = config.source.informat
+    datasets = choose_datasets(args.dataset, informat)
+    progress = ProgressLine(len(datasets) * len(informat.instelnrs), sys.stderr)
+    try:
+        data = read_source(informat, datasets, save=args.save, progress=progress)
+    finally:
+        progress.clear()
+    if args.json:
+        print(json.dumps(data.counts(), indent=2))
+    else:
+        origin = f"snapshot {informat.snapshot}" if informat.snapshot else informat.url
+        print(f"Informat {data.schooljaar} from {origin}\n")
+        print(render_counts(data))
+    for dataset, instelnr in data.empty():
+        print(
+            f"warning: {dataset} for {instelnr} answered with no rows; Informat answers that way "
+            "when the web-service account has no rights on an instellingsnummer",
+            file=sys.stderr,
+        )
+    if args.save:
+        print(f"saved the raw answers to {args.save}", file=sys.stderr)
+    return 0
+
+
+def render_counts(data: SourceData) -> str:
+    """Rows per data set (lines) and instelnr (columns); an empty answer is marked."""
+    counts = data.counts()
+    width = max(len("data set"), *(len(d) for d in counts))
+    header = f"{'data set':<{width}}" + "".join(f"  {nr:>8}" for nr in data.instelnrs)
+    lines = [header + f"  {'total':>8}", "-" * (len(header) + 10)]
+    for dataset, per_school in counts.items():
+        cells = "".join(f"  {n:>8}" if n else f"  {'0 empty':>8}" for n in per_school.values())
+        lines.append(f"{dataset:<{width}}{cells}  {sum(per_school.values()):>8}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ProvisionerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

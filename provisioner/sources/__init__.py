@@ -1,0 +1,1 @@
+"""Source readers: they turn a school administration system into plain records."""

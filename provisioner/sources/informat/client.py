@@ -1,0 +1,220 @@
+"""HTTP side of the Informat reader: three transports, timeouts, retries, error classification.
+
+The client takes an ``httpx`` transport so tests can point it anywhere without mocking (the
+project's own Informat server runs on 127.0.0.1); everything else is the code that runs in
+production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import BinaryIO
+from urllib.parse import urlencode, urlsplit
+from xml.sax.saxutils import escape
+
+import httpx
+from lxml import etree
+
+from provisioner.errors import AuthenticationError, SourceError, TransientSourceError
+from provisioner.sources.informat.operations import NAMESPACE, Operation
+from provisioner.sources.informat.params import QueryOptions, wire_parameters
+from provisioner.sources.informat.parser import AnswerParser, Record, fault_error
+from provisioner.sources.informat.settings import InformatConfig, Transport
+
+_RETRY_STATUS = {502, 503, 504}
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass
+class RawAnswer:
+    """What one call returned: the records, and the hash and size of the bytes they came from."""
+
+    records: list[Record]
+    sha256: str
+    size: int
+
+
+def soap_envelope(op: Operation, params: list[tuple[str, str]]) -> bytes:
+    """A document/literal wrapped SOAP 1.1 request; element names are the exact wire casing."""
+    body = "".join(f"<{name}>{escape(value)}</{name}>" for name, value in params)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>'
+        '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+        f'<soap:Body><{op.name} xmlns="{NAMESPACE}">{body}</{op.name}></soap:Body>'
+        "</soap:Envelope>"
+    ).encode()
+
+
+class InformatClient:
+    """Calls one operation for one instelnr and parses the answer as it streams in."""
+
+    def __init__(
+        self,
+        config: InformatConfig,
+        options: QueryOptions,
+        *,
+        http_transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if config.url is None:
+            raise ValueError("InformatClient needs a url")  # the reader checks this first
+        self.base_url = config.url
+        self.transport: Transport = config.transport
+        self.options = options
+        self.retries = config.retries
+        self.sleep = sleep
+        self.host = urlsplit(config.url).hostname or config.url
+        self._http = httpx.Client(
+            transport=http_transport,
+            timeout=httpx.Timeout(config.timeout.read, connect=config.timeout.connect),
+            verify=str(config.ca_file) if config.ca_file else True,
+            follow_redirects=False,
+            headers={"User-Agent": "provisioner"},
+        )
+        self._timeouts = config.timeout
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> InformatClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def fetch(
+        self,
+        op: Operation,
+        instelnr: str,
+        *,
+        fields: Collection[str] | None = None,
+        sink: Callable[[], BinaryIO] | None = None,
+    ) -> RawAnswer:
+        """Records of *op* for *instelnr*. Transient failures are retried with backoff; every
+        other failure, and the last transient one, is a :class:`SourceError`."""
+        what = f"Informat {op.name} for {instelnr}"
+        attempt = 0
+        while True:
+            try:
+                return self._fetch_once(op, instelnr, what, fields, sink)
+            except TransientSourceError as exc:
+                if attempt >= self.retries:
+                    tries = f" (tried {attempt + 1} times)" if attempt else ""
+                    raise SourceError(f"{exc}{tries}") from None
+                # 1 s, 2 s, 4 s … capped: Informat recovers from a restart within a minute.
+                self.sleep(min(2.0**attempt, 30.0))
+                attempt += 1
+
+    def _request(self, op: Operation, params: list[tuple[str, str]]) -> httpx.Request:
+        if self.transport == "get":
+            return self._http.build_request("GET", f"{self.base_url}/{op.name}", params=params)
+        if self.transport == "post":
+            return self._http.build_request(
+                "POST",
+                f"{self.base_url}/{op.name}",
+                content=urlencode(params).encode(),
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+        return self._http.build_request(
+            "POST",
+            self.base_url,
+            content=soap_envelope(op, params),
+            headers={
+                "Content-Type": "text/xml; charset=utf-8",
+                "SOAPAction": f'"{NAMESPACE}/{op.name}"',
+            },
+        )
+
+    def _fetch_once(
+        self,
+        op: Operation,
+        instelnr: str,
+        what: str,
+        fields: Collection[str] | None,
+        sink: Callable[[], BinaryIO] | None,
+    ) -> RawAnswer:
+        request = self._request(op, wire_parameters(op, self.options, instelnr))
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TimeoutException:
+            raise TransientSourceError(
+                f"{what}: no answer from {self.host} within "
+                f"{self._timeouts.connect:g} s (connect) / {self._timeouts.read:g} s (read)"
+            ) from None
+        except httpx.TransportError as exc:
+            raise TransientSourceError(
+                f"{what}: cannot reach {self.host}: {_reason(exc)}"
+            ) from None
+        try:
+            if response.status_code != 200:
+                raise _status_error(what, response)
+            parser = AnswerParser(op, what, fields=fields)
+            digest = hashlib.sha256()
+            size = 0
+            out = sink() if sink is not None else None
+            try:
+                for chunk in response.iter_bytes():
+                    digest.update(chunk)
+                    size += len(chunk)
+                    if out is not None:
+                        out.write(chunk)
+                    parser.feed(chunk)
+            except httpx.TimeoutException:
+                raise TransientSourceError(
+                    f"{what}: the answer stalled for more than {self._timeouts.read:g} s"
+                ) from None
+            except httpx.TransportError as exc:
+                raise TransientSourceError(
+                    f"{what}: the answer was cut off after {size} bytes: {_reason(exc)}"
+                ) from None
+            finally:
+                if out is not None:
+                    out.close()
+            return RawAnswer(parser.close(), digest.hexdigest(), size)
+        finally:
+            response.close()
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _status_error(what: str, response: httpx.Response) -> SourceError:
+    status = response.status_code
+    body = b""
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) >= _ERROR_BODY_LIMIT:
+            break
+    text = body.decode("utf-8", "replace")
+    if status in _RETRY_STATUS:
+        return TransientSourceError(f"{what}: HTTP {status} {response.reason_phrase}")
+    if status in (401, 403):
+        return AuthenticationError(f"{what}: HTTP {status}: Informat refused the login")
+    if "Fault" in text and "Envelope" in text:
+        try:
+            root = etree.fromstring(body, etree.XMLParser(resolve_entities=False, no_network=True))
+            faultstring = root.findtext(".//{*}Fault/{*}faultstring")
+        except etree.XMLSyntaxError:
+            faultstring = None
+        if faultstring:
+            return fault_error(what, faultstring)
+    if "<html" in text[:2000].lower():
+        title = re.search(r"<title>(.*?)</title>", text, re.S | re.I)
+        shown = " ".join(title.group(1).split()) if title else "an HTML error page"
+        return SourceError(f"{what}: HTTP {status}: {shown}")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if "Missing parameter" in first:
+        return SourceError(
+            f"{what}: HTTP {status}: Informat says {first!r}; the operation's parameter list in "
+            "the operations table needs this parameter"
+        )
+    if first:
+        # ASMX GET/POST errors are "System.Exception: reason" followed by a stack trace.
+        return fault_error(f"{what}: HTTP {status}", first.split(": ", 1)[-1])
+    return SourceError(f"{what}: HTTP {status} {response.reason_phrase} with an empty body")

@@ -1,0 +1,174 @@
+"""Read data sets for every configured instelnr, from the web service or from a snapshot.
+
+The result is all-or-nothing: when one call fails, the whole read fails, because a partial source
+looks exactly like "these people left". An instelnr that answers with no rows is not an error
+(Informat answers an instelnr the account has no rights on with an empty list) but it is reported
+as such, so that later stages can refuse to act on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from provisioner.errors import ConfigError, SourceError
+from provisioner.sources.informat.client import InformatClient
+from provisioner.sources.informat.operations import DEFAULT_DATASETS, Operation, operation
+from provisioner.sources.informat.parser import Record
+from provisioner.sources.informat.settings import InformatConfig
+from provisioner.sources.informat.snapshot import Snapshot, SnapshotWriter
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a read, for a progress display."""
+
+    event: Literal["start", "done"]
+    dataset: str
+    instelnr: str
+    records: int = 0
+
+
+@dataclass
+class SourceData:
+    """What the source holds: records per data set and instelnr."""
+
+    schooljaar: str
+    instelnrs: list[str]
+    datasets: list[str]
+    answers: dict[str, dict[str, list[Record]]] = field(default_factory=dict)
+
+    def records(self, dataset: str) -> list[Record]:
+        """All records of *dataset*, every instelnr in configuration order."""
+        per_school = self.answers[dataset]
+        return [r for instelnr in self.instelnrs for r in per_school[instelnr]]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{"Lln": {"030569": 612, ...}, ...}``"""
+        return {
+            dataset: {nr: len(self.answers[dataset][nr]) for nr in self.instelnrs}
+            for dataset in self.datasets
+        }
+
+    def empty(self) -> list[tuple[str, str]]:
+        """(data set, instelnr) pairs that answered with no rows at all."""
+        return [
+            (dataset, nr)
+            for dataset in self.datasets
+            for nr in self.instelnrs
+            if not self.answers[dataset][nr]
+        ]
+
+
+def choose_datasets(requested: Sequence[str], config: InformatConfig) -> list[Operation]:
+    """Data sets named on the command line, else in the configuration, else the defaults."""
+    names = list(requested) or config.datasets or list(DEFAULT_DATASETS)
+    unique = list(dict.fromkeys(names))
+    return [operation(name) for name in unique]
+
+
+def read_source(
+    config: InformatConfig,
+    datasets: Sequence[Operation],
+    *,
+    fields: dict[str, Collection[str]] | None = None,
+    save: Path | None = None,
+    today: dt.date | None = None,
+    progress: Callable[[Progress], None] = lambda _p: None,
+    http_transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> SourceData:
+    """Read *datasets* for every configured instelnr.
+
+    *fields* limits what is kept per data set (the person key is always kept); *save* writes the
+    raw answers as a snapshot. Work runs concurrently, at most ``config.concurrency`` calls at once.
+    """
+    today = today or dt.date.today()
+    fields = fields or {}
+    if config.snapshot is not None:
+        if save is not None:
+            raise ConfigError(
+                "--save reads from the web service; this configuration reads a snapshot"
+            )
+        return _read_snapshot(config, datasets, fields, progress)
+
+    options = config.query_options(today)
+    data = SourceData(options.schooljaar, list(config.instelnrs), [op.name for op in datasets])
+    writer = SnapshotWriter(save) if save is not None else None
+    jobs = [(op, nr) for op in datasets for nr in config.instelnrs]
+    extra = {"sleep": sleep} if sleep is not None else {}
+    try:
+        with (
+            InformatClient(config, options, http_transport=http_transport, **extra) as client,
+            ThreadPoolExecutor(max_workers=config.concurrency) as pool,
+        ):
+
+            def run(op: Operation, instelnr: str) -> None:
+                progress(Progress("start", op.name, instelnr))
+                answer = client.fetch(
+                    op,
+                    instelnr,
+                    fields=fields.get(op.name),
+                    sink=(lambda: writer.opener(op.name, instelnr)) if writer else None,
+                )
+                data.answers.setdefault(op.name, {})[instelnr] = answer.records
+                if writer is not None:
+                    writer.add(op.name, instelnr, answer.sha256, answer.size, len(answer.records))
+                progress(Progress("done", op.name, instelnr, len(answer.records)))
+
+            futures = [pool.submit(run, op, nr) for op, nr in jobs]
+            _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in pending:
+                future.cancel()
+            for future in futures:
+                if future.done() and not future.cancelled() and future.exception() is not None:
+                    raise future.exception()  # type: ignore[misc]
+        if writer is not None:
+            writer.commit(
+                {
+                    "schooljaar": data.schooljaar,
+                    "instelnrs": data.instelnrs,
+                    "transport": config.transport,
+                    "parameters": _public_parameters(config, today),
+                }
+            )
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return data
+
+
+def _public_parameters(config: InformatConfig, today: dt.date) -> dict[str, str]:
+    """The query parameters worth recording with a snapshot: everything but the credentials."""
+    options = vars(config.query_options(today))
+    return {k: v for k, v in options.items() if k not in ("login", "password") and v}
+
+
+def _read_snapshot(
+    config: InformatConfig,
+    datasets: Sequence[Operation],
+    fields: dict[str, Collection[str]],
+    progress: Callable[[Progress], None],
+) -> SourceData:
+    assert config.snapshot is not None
+    snapshot = Snapshot(config.snapshot)
+    if config.schooljaar not in ("auto", snapshot.schooljaar):
+        raise SourceError(
+            f"snapshot {config.snapshot} holds schooljaar {snapshot.schooljaar}, "
+            f"the configuration asks for {config.schooljaar}"
+        )
+    data = SourceData(snapshot.schooljaar, list(config.instelnrs), [op.name for op in datasets])
+    for op in datasets:
+        for nr in config.instelnrs:
+            progress(Progress("start", op.name, nr))
+            records = snapshot.read(op, nr, fields=fields.get(op.name))
+            data.answers.setdefault(op.name, {})[nr] = records
+            progress(Progress("done", op.name, nr, len(records)))
+    return data
