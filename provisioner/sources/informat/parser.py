@@ -40,6 +40,7 @@ _DATE_PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
 }
 # .NET writes DateTime.MinValue where a non-nullable date has no value.
 _NO_DATE = "0001-01-01"
+_HEAD = 512
 
 
 def normalise_date(value: str, date_format: DateFormat) -> str | None:
@@ -115,8 +116,15 @@ class AnswerParser:
     # -- feeding -----------------------------------------------------------------------------
 
     def feed(self, chunk: bytes) -> None:
-        if len(self._head) < 512:
-            self._head += chunk[: 512 - len(self._head)]
+        # The first bytes are held back until there are enough to describe a bad answer well.
+        if len(self._head) < _HEAD:
+            self._head += chunk
+            if len(self._head) < _HEAD:
+                return
+            chunk = self._head
+        self._feed(chunk)
+
+    def _feed(self, chunk: bytes) -> None:
         try:
             self._parser.feed(chunk)
         except etree.XMLSyntaxError as exc:
@@ -126,6 +134,8 @@ class AnswerParser:
     def close(self) -> list[Record]:
         if not self._head.strip():
             raise SourceError(f"{self.what}: the answer is empty (no XML at all)")
+        if len(self._head) < _HEAD:
+            self._feed(self._head)
         try:
             root = self._parser.close()
         except etree.XMLSyntaxError as exc:

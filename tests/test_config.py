@@ -1,0 +1,137 @@
+import textwrap
+
+import pytest
+
+from provisioner.config import load_config
+from provisioner.errors import ConfigError
+
+
+def write(tmp_path, text, name="provisioner.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+GOOD = """\
+source:
+  informat:
+    url: https://webservice.informatsoftware.be/wsInformat.asmx
+    login: webservices@school.be
+    password: ${TEST_INFORMAT_PASSWORD}
+    schooljaar: auto
+    instelnrs: [30569, "030577"]
+    referentiedatum: 15/01/2026
+    hoofdstructuur: 311
+    transport: soap
+"""
+
+
+def test_a_full_informat_section_loads_with_normalised_values(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "s3cret")
+    config = load_config(write(tmp_path, GOOD))
+    informat = config.source.informat
+    assert informat.instelnrs == ["030569", "030577"]
+    assert informat.hoofdstructuur == "311"
+    assert informat.transport == "soap"
+    assert informat.password.reveal() == "s3cret"
+    assert "s3cret" not in repr(informat)  # the dataclass repr shows the secret's origin only
+    assert informat.query_options(__import__("datetime").date(2026, 1, 20)).referentiedatum == (
+        "15-01-2026"
+    )
+
+
+def test_password_from_a_file_relative_to_the_config(tmp_path):
+    (tmp_path / "pw").write_text("from-file\n")
+    text = GOOD.replace("${TEST_INFORMAT_PASSWORD}", "file:pw")
+    config = load_config(write(tmp_path, text))
+    assert config.source.informat.password.reveal() == "from-file"
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "expected"),
+    [
+        (
+            "    transport: soap",
+            "    transprot: soap",
+            r":10: source\.informat\.transprot: unknown key",
+        ),
+        (
+            "transport: soap",
+            "transport: ftp",
+            r":10: source\.informat\.transport: 'ftp' is not one of get, post, soap",
+        ),
+        (
+            "schooljaar: auto",
+            "schooljaar: 2025-2026",
+            r":6: source\.informat\.schooljaar: schooljaar must be",
+        ),
+        (
+            'instelnrs: [30569, "030577"]',
+            "instelnrs: [1234567]",
+            r":7: source\.informat\.instelnrs: instelnr must be up to six digits",
+        ),
+        ("referentiedatum: 15/01/2026", "referentiedatum: 31/02/2026", r":8: .*not a real date"),
+        ("hoofdstructuur: 311", "hoofdstructuur: [311]", r":9: .*expected a single value"),
+        (
+            "${TEST_INFORMAT_PASSWORD}",
+            "hunter2",
+            r":5: source\.informat\.password: a secret must be a reference",
+        ),
+        (
+            "${TEST_INFORMAT_PASSWORD}",
+            "${NOT_SET_ANYWHERE_42}",
+            r":5: .*NOT_SET_ANYWHERE_42 is not set",
+        ),
+        ("url: https://webservice", "url: http://webservice", r":3: .*plain http is only allowed"),
+    ],
+)
+def test_mistakes_name_file_line_and_key(tmp_path, monkeypatch, replace, by, expected):
+    monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "x")
+    assert replace in GOOD
+    path = write(tmp_path, GOOD.replace(replace, by))
+    with pytest.raises(ConfigError, match=expected) as caught:
+        load_config(path)
+    assert str(caught.value).startswith(str(path) + ":")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_url_and_snapshot_are_exclusive(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "x")
+    path = write(tmp_path, GOOD + "    snapshot: snap\n")
+    with pytest.raises(ConfigError, match="exactly one of url"):
+        load_config(path)
+
+
+def test_required_keys_are_named(tmp_path):
+    path = write(tmp_path, "source:\n  informat:\n    snapshot: snap\n")
+    with pytest.raises(ConfigError, match=r":3: source\.informat\.instelnrs: is required"):
+        load_config(path)
+
+
+def test_broken_yaml_names_the_line(tmp_path):
+    path = write(tmp_path, "source:\n  informat:\n    url: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"provisioner\.yaml:\d+: not valid YAML"):
+        load_config(path)
+
+
+def test_unknown_top_level_key(tmp_path):
+    path = write(tmp_path, "sourc:\n  informat: {}\n")
+    with pytest.raises(ConfigError, match=r":1: sourc: unknown key \(known here: source\)"):
+        load_config(path)
+
+
+def test_missing_or_empty_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read configuration"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(write(tmp_path, ""))
+
+
+def test_unknown_dataset_in_config(tmp_path):
+    path = write(
+        tmp_path,
+        "source:\n  informat:\n    snapshot: s\n    instelnrs: ['030569']\n"
+        "    datasets: [Lln, leerkrachten]\n",
+    )
+    with pytest.raises(ConfigError, match=r":5: .*did you mean Leerkrachten"):
+        load_config(path)

@@ -1,0 +1,205 @@
+"""The parser on hand-written answers: each quirk of the wire format, one test each.
+
+End-to-end behaviour over HTTP is tested against the local Informat server in test_reader.py.
+"""
+
+import pytest
+
+from provisioner.errors import AuthenticationError, SourceError
+from provisioner.sources.informat.operations import operation
+from provisioner.sources.informat.parser import normalise_date, parse_answer
+
+NS = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns="http://InformatSoftware.be/wsInfSoft/wsInformat"'
+
+
+def parse(xml: str | bytes, op="Lln", **kw):
+    data = xml.encode() if isinstance(xml, str) else xml
+    # Feed in small pieces: the parser must not depend on how the network cuts the bytes.
+    chunks = [data[i : i + 7] for i in range(0, len(data), 7)]
+    return parse_answer(chunks, operation(op), f"test {op}", **kw)
+
+
+def lln(*items: str) -> str:
+    body = "".join(f"<wsInschrijving>{i}</wsInschrijving>" for i in items)
+    return f'<?xml version="1.0" encoding="utf-8"?><ArrayOfWsInschrijving {NS}>{body}</ArrayOfWsInschrijving>'
+
+
+def test_the_three_forms_of_no_value_are_the_same():
+    records = parse(
+        lln(
+            "<p_persoon>1</p_persoon><Klasnr />",
+            "<p_persoon>2</p_persoon>",
+            '<p_persoon>3</p_persoon><Klasnr xsi:nil="true" />',
+            "<p_persoon>4</p_persoon><Klasnr>7</Klasnr>",
+        )
+    )
+    assert [r.get("Klasnr") for r in records] == [None, None, None, "7"]
+    assert records[0] == {"p_persoon": "1"}
+
+
+def test_empty_answer_is_an_empty_list_not_an_error():
+    assert parse(f"<ArrayOfWsInschrijving {NS} />") == []
+
+
+def test_field_names_and_utf8_values_are_kept_exactly():
+    (record,) = parse(
+        lln(
+            "<p_persoon>1</p_persoon><Naam>Çelik</Naam><Voornaam>Zoë</Voornaam><Stamnr_kort>12</Stamnr_kort>"
+        )
+    )
+    assert record == {"p_persoon": "1", "Naam": "Çelik", "Voornaam": "Zoë", "Stamnr_kort": "12"}
+
+
+def test_lln_dates_are_yyyy_mm_dd_and_instelnr_gets_six_digits():
+    (record,) = parse(
+        lln(
+            "<p_persoon>1</p_persoon><geboortedatum>2012-03-07</geboortedatum><instelnr>30569</instelnr>"
+        )
+    )
+    assert record["geboortedatum"] == "2012-03-07"
+    assert record["instelnr"] == "030569"
+
+
+def test_leerkrachten_dates_are_dd_mm_yyyy():
+    xml = f"<ArrayOfWsPersoneelslid {NS}><wsPersoneelslid><p_persoon>9</p_persoon><Geboortedatum>07.03.1980</Geboortedatum></wsPersoneelslid></ArrayOfWsPersoneelslid>"
+    assert parse(xml, "Leerkrachten")[0]["Geboortedatum"] == "1980-03-07"
+
+
+def test_a_date_in_another_operations_format_is_an_error_naming_the_record():
+    xml = f"<ArrayOfWsPersoneelslid {NS}><wsPersoneelslid><p_persoon>9</p_persoon><Geboortedatum>1980-03-07</Geboortedatum></wsPersoneelslid></ArrayOfWsPersoneelslid>"
+    with pytest.raises(SourceError, match="record p_persoon=9: field Geboortedatum"):
+        parse(xml, "Leerkrachten")
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt", "expected"),
+    [
+        ("2023-09-01T00:00:00", "datetime", "2023-09-01"),
+        ("2023-09-01T08:30:00+02:00", "datetime", "2023-09-01T08:30:00"),
+        ("2023-09-01T00:00:00.000", "datetime", "2023-09-01"),
+        ("0001-01-01T00:00:00", "datetime", None),  # .NET's DateTime.MinValue: no date
+        ("07.03.1980", "any", "1980-03-07"),
+        ("2012-03-07", "any", "2012-03-07"),
+    ],
+)
+def test_date_normalisation(value, fmt, expected):
+    assert normalise_date(value, fmt) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt"), [("2023-02-30", "ymd"), ("07-03-1980", "dmy"), ("2023-09-01", "datetime")]
+)
+def test_impossible_or_misformatted_dates_are_refused(value, fmt):
+    with pytest.raises(ValueError):
+        normalise_date(value, fmt)
+
+
+def test_nested_sets_are_lists_even_with_one_child_and_skip_nil_entries():
+    xml = f"""<ArrayOfWsComnummers {NS}>
+      <WsComnummers><PPersoon>1</PPersoon><Comnrs><Comnr><Nummer>0470</Nummer><Type>Eigen</Type></Comnr></Comnrs></WsComnummers>
+      <WsComnummers><PPersoon>2</PPersoon><Comnrs><Comnr xsi:nil="true" /><Comnr><Nummer>0471</Nummer></Comnr></Comnrs></WsComnummers>
+      <WsComnummers><PPersoon>3</PPersoon><Comnrs /></WsComnummers>
+      <WsComnummers><PPersoon>4</PPersoon></WsComnummers>
+    </ArrayOfWsComnummers>"""
+    records = parse(xml, "ComnummersRelatie")
+    assert records[0]["Comnrs"] == [{"Nummer": "0470", "Type": "Eigen"}]
+    assert records[1]["Comnrs"] == [{"Nummer": "0471"}]
+    assert records[2]["Comnrs"] == []
+    assert "Comnrs" not in records[3]
+
+
+def test_nested_dates_are_normalised_too():
+    xml = f"<ArrayOfWsRelaties {NS}><WsRelaties><PPersoon>1</PPersoon><Relaties><Relatie><Type>Moeder</Type><Geboortedatum>1980-01-02T00:00:00</Geboortedatum></Relatie></Relaties></WsRelaties></ArrayOfWsRelaties>"
+    assert parse(xml, "Relaties")[0]["Relaties"][0]["Geboortedatum"] == "1980-01-02"
+
+
+def test_item_names_are_accepted_in_either_initial_case_and_without_namespace():
+    xml = "<ArrayOfWsInschrijving><WsInschrijving><p_persoon>1</p_persoon></WsInschrijving></ArrayOfWsInschrijving>"
+    assert parse(xml) == [{"p_persoon": "1"}]
+
+
+def test_soap_answer_is_read_like_the_get_answer():
+    xml = """<?xml version="1.0" encoding="utf-8"?>
+    <soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+      <soap:Body><LlnResponse xmlns="http://InformatSoftware.be/wsInfSoft/wsInformat"><LlnResult>
+        <wsInschrijving><p_persoon>1</p_persoon><Klas /></wsInschrijving>
+        <wsInschrijving><p_persoon>2</p_persoon></wsInschrijving>
+      </LlnResult></LlnResponse></soap:Body></soap:Envelope>"""
+    assert parse(xml) == [{"p_persoon": "1"}, {"p_persoon": "2"}]
+
+
+def test_soap_fault_is_an_error_and_credentials_are_recognised():
+    xml = """<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><soap:Fault>
+      <faultcode>soap:Server</faultcode><faultstring>Server was unable to process request. ---&gt; Ongeldige login of paswoord.</faultstring>
+      </soap:Fault></soap:Body></soap:Envelope>"""
+    with pytest.raises(
+        AuthenticationError, match="rejected the login: Ongeldige login of paswoord"
+    ):
+        parse(xml)
+
+
+def test_fields_filter_keeps_only_what_is_asked_and_the_key():
+    (record,) = parse(
+        lln("<p_persoon>1</p_persoon><Naam>A</Naam><rijksregnr>99</rijksregnr>"), fields={"Naam"}
+    )
+    assert record == {"p_persoon": "1", "Naam": "A"}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "the answer is empty"),
+        (b"   \r\n", "the answer is empty"),
+        (
+            b"<!DOCTYPE html><html><head><title>Aanmelden</title><meta charset=utf-8></head></html>",
+            r"HTML page \(Aanmelden\)",
+        ),
+        (b"Missing parameter: login.", "not XML: 'Missing parameter: login.'"),
+        (lln("<p_persoon>1</p_persoon>").encode()[:-30], "malformed or truncated XML"),
+        (
+            b"<ArrayOfWsInschrijving><wsInschrijving><p_persoon>1</wsInschrijving>",
+            "malformed or truncated XML",
+        ),
+        (b"<boolean>true</boolean>", "answered <boolean>, expected <ArrayOfWsInschrijving>"),
+        (
+            f"<ArrayOfWsLeerling {NS} />".encode(),
+            "answered <ArrayOfWsLeerling>, expected <ArrayOfWsInschrijving>",
+        ),
+    ],
+)
+def test_bad_answers_are_errors_never_zero_rows(body, message):
+    with pytest.raises(SourceError, match=message):
+        parse(body)
+
+
+def test_an_answer_with_unexpected_items_is_an_error_that_says_what_to_correct():
+    xml = f"<ArrayOfInschrijving {NS}><Inschrijving><PPersoon>1</PPersoon></Inschrijving></ArrayOfInschrijving>"
+    with pytest.raises(
+        SourceError,
+        match=r"holds <Inschrijving> where <WsInschrijving> was expected; .*correct Inschrijvingen",
+    ):
+        parse(xml, "Inschrijvingen")
+
+
+def test_unexpected_elements_between_items_are_not_lost():
+    xml = lln("<p_persoon>1</p_persoon>").replace(
+        "</wsInschrijving>", "</wsInschrijving><wsOther/>", 1
+    )
+    xml = xml.replace(
+        "</ArrayOfWsInschrijving>",
+        "<wsInschrijving><p_persoon>2</p_persoon></wsInschrijving></ArrayOfWsInschrijving>",
+    )
+    with pytest.raises(SourceError, match="<wsOther>"):
+        parse(xml)
+
+
+def test_external_entities_are_never_resolved(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET")
+    xml = f"""<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file://{secret}">]>
+    <ArrayOfWsInschrijving><wsInschrijving><p_persoon>1</p_persoon><Naam>&x;</Naam></wsInschrijving></ArrayOfWsInschrijving>"""
+    try:
+        records = parse(xml)
+    except SourceError:
+        return  # refusing the document is fine too
+    assert "TOPSECRET" not in repr(records)
