@@ -1,0 +1,156 @@
+"""Benchmark: the Informat reader against a bare lxml iterparse over the same bytes.
+
+    python -m bench.bench_informat [--pupils 50000] [--rounds 3]
+
+A synthetic school with N pupils (one instelnr) is served by the project's own Informat server on
+127.0.0.1. The answer set is Lln + LlnExtra + Subgroepen + SmartschoolUsers. Measured, in one run:
+
+- baseline: ``lxml.etree.iterparse`` over the downloaded bytes, visiting every element and clearing
+  each item, building nothing (the least any streaming reader must do);
+- parser: provisioner's parser over the same bytes, building every record;
+- reader: ``read_source`` end to end over HTTP (download + parse), four calls in parallel;
+- peak memory: a fresh process that runs the reader end to end and keeps every record (ru_maxrss).
+
+Times are the best of ``--rounds`` rounds. Goal: parser ≤ 1.5 × baseline, peak ≤ 500 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import io
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from lxml import etree
+
+from provisioner.secret import Secret
+from provisioner.sources.informat.operations import operation
+from provisioner.sources.informat.parser import parse_answer
+from provisioner.sources.informat.reader import read_source
+from provisioner.sources.informat.settings import InformatConfig
+from tests.fakes.informat_server import InformatServer
+from tests.fakes.synthetic import generate
+
+DATASETS = ["Lln", "LlnExtra", "Subgroepen", "SmartschoolUsers"]
+INSTELNR = "030569"
+DAY = dt.date(2026, 1, 15)
+CHUNK = 64 * 1024
+
+
+def config_for(url: str) -> InformatConfig:
+    return InformatConfig(
+        instelnrs=[INSTELNR],
+        url=url,
+        login="webservices@school.be",
+        password=Secret("geheim", "bench"),
+        schooljaar="2025-26",
+        referentiedatum="15-01-2026",
+    )
+
+
+def best(rounds: int, run: Callable[[], object]) -> float:
+    times = []
+    for _ in range(rounds):
+        gc.collect()
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bare_iterparse(bodies: dict[str, bytes]) -> int:
+    seen = 0
+    for name, body in bodies.items():
+        item = operation(name).item
+        for _event, element in etree.iterparse(io.BytesIO(body), events=("end",)):
+            if element.tag.endswith(item):
+                seen += 1
+                element.clear()
+    return seen
+
+
+def our_parser(bodies: dict[str, bytes]) -> int:
+    total = 0
+    for name, body in bodies.items():
+        chunks = (body[i : i + CHUNK] for i in range(0, len(body), CHUNK))
+        total += len(parse_answer(chunks, operation(name), name))
+    return total
+
+
+def peak_memory_child(url: str) -> None:
+    """Run in a fresh process: read everything, keep it, report peak RSS and record count."""
+    data = read_source(config_for(url), [operation(n) for n in DATASETS], today=DAY)
+    records = sum(len(data.records(n)) for n in DATASETS)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"records": records, "peak_mb": round(peak_kib / 1024, 1)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pupils", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        peak_memory_child(args.child)
+        return
+
+    started = time.perf_counter()
+    data = generate(args.pupils, instelnrs=[INSTELNR], schooljaar="2025-26", seed=1)
+    print(f"generated {args.pupils} pupils in {time.perf_counter() - started:.1f} s")
+    with InformatServer(data, today=DAY) as server:
+        params = dict(
+            login="webservices@school.be",
+            paswoord="geheim",
+            schooljaar="2025-26",
+            instelnr=INSTELNR,
+            referentiedatum="15-01-2026",
+            hoofdstructuur="",
+            smartschoolplatform="",
+            discimusVestigingsnr="",
+        )
+        bodies = {}
+        for name in DATASETS:
+            wanted = {k: v for k, v in params.items() if k in operation(name).params}
+            response = httpx.get(f"{server.url}/{name}", params=wanted, timeout=600)
+            response.raise_for_status()
+            bodies[name] = response.content
+        size_mb = sum(map(len, bodies.values())) / 1e6
+        items = bare_iterparse(bodies)
+        print(f"answer set: {size_mb:.1f} MB, {items} items ({', '.join(DATASETS)})")
+
+        baseline = best(args.rounds, lambda: bare_iterparse(bodies))
+        ours = best(args.rounds, lambda: our_parser(bodies))
+        assert our_parser(bodies) == items
+        config = config_for(server.url)
+        ops = [operation(n) for n in DATASETS]
+        reader = best(args.rounds, lambda: read_source(config, ops, today=DAY))
+
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.bench_informat", "--child", server.url],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        memory = json.loads(child.stdout)
+
+    print(f"bare lxml iterparse : {baseline:6.2f} s")
+    print(f"provisioner parser  : {ours:6.2f} s  = {ours / baseline:.2f} x baseline (goal <= 1.5)")
+    print(f"read_source via HTTP: {reader:6.2f} s  = {reader / baseline:.2f} x baseline")
+    print(
+        f"peak memory, reader keeping all {memory['records']} records: "
+        f"{memory['peak_mb']:.0f} MB (goal <= 500)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Shared fixtures: the project's own Informat server on 127.0.0.1, started once per session."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from provisioner.secret import Secret
+from provisioner.sources.informat.settings import InformatConfig, Timeouts
+from tests.fakes.informat_server import InformatServer
+from tests.fakes.synthetic import SyntheticData, generate
+
+LOGIN = "webservices@school.be"
+PASSWORD = "geheim"
+INSTELNRS = ["030569", "030577"]
+SCHOOLJAAR = "2025-26"
+# A day inside the school year, so that tests do not depend on when they run.
+REFERENCE_DAY = dt.date(2026, 1, 15)
+
+
+@pytest.fixture(scope="session")
+def synthetic() -> SyntheticData:
+    return generate(150, instelnrs=INSTELNRS, schooljaar=SCHOOLJAAR, seed=7)
+
+
+@pytest.fixture(scope="session")
+def informat_server(synthetic: SyntheticData) -> Iterator[InformatServer]:
+    with InformatServer(synthetic, today=REFERENCE_DAY) as server:
+        yield server
+
+
+@pytest.fixture
+def server(informat_server: InformatServer) -> Iterator[InformatServer]:
+    """The session's server with a clean fault list and request log for each test."""
+    informat_server.clear_faults()
+    informat_server.requests.clear()
+    yield informat_server
+    informat_server.clear_faults()
+
+
+def informat_config(url: str, **overrides: object) -> InformatConfig:
+    values: dict[str, object] = {
+        "instelnrs": list(INSTELNRS),
+        "url": url,
+        "login": LOGIN,
+        "password": Secret(PASSWORD, "test"),
+        "schooljaar": SCHOOLJAAR,
+        "timeout": Timeouts(connect=2.0, read=10.0),
+    }
+    values.update(overrides)
+    return InformatConfig(**values)  # type: ignore[arg-type]
+
+
+def snapshot_config(directory: Path, **overrides: object) -> InformatConfig:
+    values: dict[str, object] = {"instelnrs": list(INSTELNRS), "snapshot": directory}
+    values.update(overrides)
+    return InformatConfig(**values)  # type: ignore[arg-type]
