@@ -238,9 +238,11 @@ def test_a_missing_parameter_is_reported_with_informats_words(server):
     lln = operation("Lln")
     broken = dataclasses.replace(lln, params=tuple(p for p in lln.params if p != "hoofdstructuur"))
     config = informat_config(server.url)
-    with InformatClient(config, config.query_options(REFERENCE_DAY)) as client:
-        with pytest.raises(SourceError, match=r"'.*Missing parameter: hoofdstructuur\.'"):
-            client.fetch(broken, "030569")
+    with (
+        InformatClient(config, config.query_options(REFERENCE_DAY)) as client,
+        pytest.raises(SourceError, match=r"'.*Missing parameter: hoofdstructuur\.'"),
+    ):
+        client.fetch(broken, "030569")
 
 
 def test_operation_names_are_case_sensitive_on_the_wire(server):
@@ -248,9 +250,11 @@ def test_operation_names_are_case_sensitive_on_the_wire(server):
         operation("LeerkrachtenVrijevelden"), name="LeerkrachtenVrijeVelden"
     )
     config = informat_config(server.url)
-    with InformatClient(config, config.query_options(REFERENCE_DAY)) as client:
-        with pytest.raises(SourceError, match="Request format is unrecognized"):
-            client.fetch(wrong, "030569")
+    with (
+        InformatClient(config, config.query_options(REFERENCE_DAY)) as client,
+        pytest.raises(SourceError, match="Request format is unrecognized"),
+    ):
+        client.fetch(wrong, "030569")
 
 
 def test_one_failed_call_fails_the_whole_read(server, tmp_path):
