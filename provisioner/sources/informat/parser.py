@@ -41,6 +41,11 @@ _DATE_PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
 # .NET writes DateTime.MinValue where a non-nullable date has no value.
 _NO_DATE = "0001-01-01"
 _HEAD = 512
+# Most fields repeat a few values (school, class, afdeling, codes): records share one string per
+# distinct value, which halves the memory of a large school. Fields with more distinct values than
+# this (keys, names) are not pooled.
+_POOL_LIMIT = 2048
+_NO_POOL: dict[str, str] = {}
 
 
 def normalise_date(value: str, date_format: DateFormat) -> str | None:
@@ -100,6 +105,7 @@ class AnswerParser:
         for name in ("instelnr", "Instelnr"):
             self._converters[name] = lambda text: text.strip().zfill(6)
         self._head = b""
+        self._pools: dict[str, dict[str, str]] = {}
         self._unexpected: set[str] = set()
 
     def _date_converter(self, name: str) -> Callable[[str], str | None]:
@@ -169,6 +175,7 @@ class AnswerParser:
         names = self._names
         keep = self._keep
         converters = self._converters
+        pools = self._pools
         for child in element:
             tag = child.tag
             name = names.get(tag)
@@ -195,6 +202,17 @@ class AnswerParser:
                 text = converter(text)
                 if text is None:
                     continue
+            pool = pools.get(name)
+            if pool is None:
+                pool = pools[name] = {}
+            if pool is not _NO_POOL:
+                shared = pool.get(text)
+                if shared is not None:
+                    text = shared
+                elif len(pool) < _POOL_LIMIT:
+                    pool[text] = text
+                else:
+                    pools[name] = _NO_POOL  # mostly distinct values (keys, names): stop pooling
             record[name] = text
         return record
 

@@ -1,0 +1,1 @@
+"""Test doubles: a local Informat-compatible ``wsInformat.asmx`` server and its synthetic data."""
