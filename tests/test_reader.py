@@ -16,6 +16,8 @@ from provisioner.sources.informat.params import dd_mm_yyyy
 from provisioner.sources.informat.parser import normalise_date
 from provisioner.sources.informat.reader import read_source
 from tests.conftest import INSTELNRS, REFERENCE_DAY, informat_config
+from tests.fakes.informat_server import InformatServer
+from tests.fakes.tls import make_test_ca
 
 TRANSPORTS = ["get", "post", "soap"]
 ALL = list(OPERATIONS.values())
@@ -273,3 +275,29 @@ def test_fields_limit_what_is_kept(server):
         config, [operation("Lln")], fields={"Lln": ["Naam", "Klascode"]}, today=REFERENCE_DAY
     )
     assert {key for r in data.records("Lln") for key in r} == {"p_persoon", "Naam", "Klascode"}
+
+
+@pytest.fixture(scope="module")
+def tls_server(synthetic, tmp_path_factory):
+    ca = make_test_ca(tmp_path_factory.mktemp("ca"))
+    with InformatServer(synthetic, today=REFERENCE_DAY, tls=ca.server_context()) as server:
+        yield server, ca
+
+
+def test_tls_certificates_are_verified_by_default(tls_server):
+    server, _ca = tls_server
+    sleep = RecordingSleep()
+    config = informat_config(server.url)
+    assert server.url.startswith("https://127.0.0.1:")
+    with pytest.raises(SourceError, match=r"TLS certificate of 127\.0\.0\.1 is not trusted"):
+        read_source(config, [operation("Subgroepen")], today=REFERENCE_DAY, sleep=sleep)
+    assert sleep.calls == []  # not retried: it would fail the same way
+
+
+def test_a_private_ca_is_trusted_through_ca_file(tls_server, synthetic):
+    server, ca = tls_server
+    config = informat_config(server.url, ca_file=ca.ca_file)
+    data = read_source(config, [operation("Subgroepen")], today=REFERENCE_DAY)
+    assert len(data.answers["Subgroepen"]["030569"]) == len(
+        expected_rows(synthetic, operation("Subgroepen"), "030569")
+    )

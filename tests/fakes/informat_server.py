@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import re
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -494,8 +495,11 @@ class InformatServer:
         filter_today: Iterable[str] = (),
         cache_bytes: int = 768 * 1024 * 1024,
         verbose: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.data = _coerce(data)
+        self.tls = tls
+        """A server-side TLS context: serve https:// instead of http://."""
         self.schooljaar = schooljaar or self.data.schooljaar
         """The only school year with data; any other gets an empty answer."""
         self.rows: dict[str, list[dict[str, Any]]] = {
@@ -548,6 +552,8 @@ class InformatServer:
             return self
         httpd = _HTTPServer(("127.0.0.1", self.port), _Handler)
         httpd.app = self
+        if self.tls is not None:
+            httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self._thread = threading.Thread(
@@ -584,12 +590,16 @@ class InformatServer:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT/wsInformat.asmx`` (the path public clients use)."""
-        return f"http://127.0.0.1:{self.port}{PATHS[0]}"
+        return f"{self._scheme}://127.0.0.1:{self.port}{PATHS[0]}"
 
     @property
     def url_wsinfsoft(self) -> str:
         """The same service under ``/wsInfSoft/wsInformat.asmx`` (the help pages' path)."""
-        return f"http://127.0.0.1:{self.port}{PATHS[1]}"
+        return f"{self._scheme}://127.0.0.1:{self.port}{PATHS[1]}"
+
+    @property
+    def _scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
 
     @property
     def effective_today(self) -> date:

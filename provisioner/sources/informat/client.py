@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import ssl
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -71,7 +72,10 @@ class InformatClient:
         self._http = httpx.Client(
             transport=http_transport,
             timeout=httpx.Timeout(config.timeout.read, connect=config.timeout.connect),
-            verify=str(config.ca_file) if config.ca_file else True,
+            # The system's trust store, or only the configured CA bundle when one is given.
+            verify=ssl.create_default_context(
+                cafile=str(config.ca_file) if config.ca_file else None
+            ),
             follow_redirects=False,
             headers={"User-Agent": "provisioner"},
         )
@@ -146,6 +150,12 @@ class InformatClient:
                 f"{self._timeouts.connect:g} s (connect) / {self._timeouts.read:g} s (read)"
             ) from None
         except httpx.TransportError as exc:
+            if problem := _certificate_problem(exc):
+                # Not transient: retrying cannot make an untrusted certificate trusted.
+                raise SourceError(
+                    f"{what}: the TLS certificate of {self.host} is not trusted ({problem}); "
+                    "if a private CA signed it, give that CA as ca_file"
+                ) from None
             raise TransientSourceError(
                 f"{what}: cannot reach {self.host}: {_reason(exc)}"
             ) from None
@@ -177,6 +187,16 @@ class InformatClient:
             return RawAnswer(parser.close(), digest.hexdigest(), size)
         finally:
             response.close()
+
+
+def _certificate_problem(exc: BaseException) -> str | None:
+    """The reason of a certificate verification failure somewhere in *exc*'s chain, if any."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return seen.verify_message or "certificate verify failed"
+        seen = seen.__cause__ or seen.__context__
+    return "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else None
 
 
 def _reason(exc: Exception) -> str:

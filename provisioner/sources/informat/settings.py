@@ -108,7 +108,8 @@ class InformatConfig:
     retries: int = 3
     """Attempts after the first for transient failures (connection reset, 502/503/504)."""
     ca_file: Path | None = None
-    """Extra CA bundle for a proxy or a private CA; certificates are always verified."""
+    """A CA bundle trusted instead of the system store (a proxy or a private CA); certificates
+    are always verified."""
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.snapshot is None):
