@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import stat
 import subprocess
@@ -10,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.cli import main
+from provisioner.cli import ProgressLine, main
 from provisioner.errors import SourceError
 from provisioner.sources.informat.operations import OPERATIONS, operation
-from provisioner.sources.informat.reader import read_source
+from provisioner.sources.informat.reader import Progress, read_source
 from tests.conftest import INSTELNRS, PASSWORD, REFERENCE_DAY, informat_config, snapshot_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,3 +148,34 @@ def test_the_bundled_sample_snapshot_works(capsys):
     assert set(counts["Lln"]) == {"030569", "030577"}
     assert 200 <= sum(counts["Lln"].values()) <= 1000
     assert all(n > 0 for per_school in counts.values() for n in per_school.values())
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_shown_on_a_terminal_and_cleared_afterwards():
+    terminal = FakeTerminal()
+    line = ProgressLine(2, terminal)
+    line(Progress("start", "Lln", "030569"))
+    line(Progress("done", "Lln", "030569", 12))
+    line.clear()
+    shown = terminal.getvalue()
+    assert "fetching 0/2 · Lln 030569" in shown
+    assert "fetching 1/2 · Lln 030569" in shown
+    assert shown.endswith("\r\x1b[K")
+
+
+def test_no_progress_noise_in_logs():
+    log = io.StringIO()
+    line = ProgressLine(1, log)
+    line(Progress("done", "Lln", "030569", 12))
+    line.clear()
+    assert log.getvalue() == ""
+
+
+def test_an_unknown_data_set_on_the_command_line_is_an_error(capsys):
+    config = str(ROOT / "examples" / "sample.yaml")
+    assert main(["fetch", "--config", config, "--dataset", "lln"]) == 1
+    assert "unknown Informat data set 'lln' (did you mean Lln?" in capsys.readouterr().err
