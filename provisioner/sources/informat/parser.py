@@ -96,9 +96,8 @@ class AnswerParser:
             resolve_entities=False,
             no_network=True,
             load_dtd=False,
-            huge_tree=True,  # one answer holds a whole school; large text nodes are legitimate
         )
-        self._names: dict[str, str | None] = {}
+        self._names: dict[str, str] = {}  # "{namespace}Naam" -> "Naam"
         self._converters: dict[str, Callable[[str], str | None]] = {
             name: self._date_converter(name) for name in op.date_fields
         }
@@ -180,7 +179,7 @@ class AnswerParser:
             tag = child.tag
             name = names.get(tag)
             if name is None:
-                if tag in names or not isinstance(tag, str):
+                if not isinstance(tag, str):
                     continue  # a comment or processing instruction
                 name = names[tag] = _local(tag)
             if keep is not None and name not in keep:
