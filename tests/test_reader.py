@@ -7,6 +7,8 @@ import datetime as dt
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from provisioner.errors import AuthenticationError, SourceError
 from provisioner.secret import Secret
@@ -301,3 +303,31 @@ def test_a_private_ca_is_trusted_through_ca_file(tls_server, synthetic):
     assert len(data.answers["Subgroepen"]["030569"]) == len(
         expected_rows(synthetic, operation("Subgroepen"), "030569")
     )
+
+
+# Text XML 1.0 can carry: everything but most control characters and surrogates.
+XML_TEXT = st.text(
+    st.characters(
+        blacklist_categories=("Cs",),
+        blacklist_characters=[chr(c) for c in range(32) if chr(c) not in "\t\n\r"]
+        + ["\ufffe", "\uffff"],
+    )
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(naam=XML_TEXT, opmerking=XML_TEXT, transport=st.sampled_from(TRANSPORTS))
+def test_any_text_reaches_the_record_unchanged(naam, opmerking, transport):
+    row = {
+        "PPersoon": "1",
+        "Relaties": [{"Naam": naam, "Opmerking": opmerking}, None],
+        "_instelnr": "030569",
+    }
+    data = {"rows": {"Relaties": [row]}, "schooljaar": "2025-26"}
+    with InformatServer(data, today=REFERENCE_DAY) as server:
+        config = informat_config(server.url, transport=transport, instelnrs=["030569"])
+        (record,) = read_source(config, [operation("Relaties")], today=REFERENCE_DAY).records(
+            "Relaties"
+        )
+    relatie = {name: text for name, text in (("Naam", naam), ("Opmerking", opmerking)) if text}
+    assert record == {"PPersoon": "1", "Relaties": [relatie]}
