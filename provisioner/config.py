@@ -15,13 +15,15 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 from provisioner.errors import ConfigError
 from provisioner.secret import Secret, parse_secret
 from provisioner.sources.informat.settings import InformatConfig
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -32,6 +34,8 @@ class SourceConfig:
 @dataclass
 class Config:
     source: SourceConfig
+    mappings: Path | None = None
+    """A mapping file, or a directory whose ``*.yaml`` files together form the mappings."""
     path: Path = field(default=Path("provisioner.yaml"), metadata={"internal": True})
 
 
@@ -57,7 +61,7 @@ class _Builder:
                 raise self.error(node, where, "a value is required")
             (inner,) = [a for a in args if a is not type(None)]
             return self.build(node, inner, where)
-        if dataclasses.is_dataclass(typ):
+        if dataclasses.is_dataclass(typ) and not hasattr(typ, "from_yaml"):
             return self.build_dataclass(node, typ, where)
         if origin is list:
             if not isinstance(node, yaml.SequenceNode):
@@ -87,6 +91,11 @@ class _Builder:
                 choices = ", ".join(map(str, allowed))
                 raise self.error(node, where, f"{value!r} is not one of {choices}")
             return value
+        if hasattr(typ, "from_yaml"):  # a type that wants to know where it was written
+            try:
+                return typ.from_yaml(value, self.path, node.start_mark.line + 1, where)
+            except ValueError as exc:
+                raise self.error(node, where, str(exc)) from None
         if typ is Secret:
             try:
                 return parse_secret(value, self.base_dir)
@@ -153,13 +162,12 @@ def _is_null(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and check a configuration file; every problem names the file and line."""
-    path = Path(path)
+def load_yaml(path: Path, cls: type[T], what: str) -> T:
+    """Read *path* into the dataclass *cls*; every problem names the file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -168,7 +176,13 @@ def load_config(path: str | Path) -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
     if node is None:
-        raise ConfigError(f"{path}: the configuration file is empty")
-    config: Config = _Builder(path).build_dataclass(node, Config, "")
+        raise ConfigError(f"{path}: the {what} file is empty")
+    return _Builder(path).build_dataclass(node, cls, "")
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and check a configuration file; every problem names the file and line."""
+    path = Path(path)
+    config = load_yaml(path, Config, "configuration")
     config.path = path
     return config

@@ -12,7 +12,6 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import urlencode, urlsplit
 from xml.sax.saxutils import escape
@@ -23,20 +22,11 @@ from lxml import etree
 from provisioner.errors import AuthenticationError, SourceError, TransientSourceError
 from provisioner.sources.informat.operations import NAMESPACE, Operation
 from provisioner.sources.informat.params import QueryOptions, wire_parameters
-from provisioner.sources.informat.parser import AnswerParser, Record, fault_error
+from provisioner.sources.informat.parser import AnswerParser, RawAnswer, fault_error
 from provisioner.sources.informat.settings import InformatConfig, Transport
 
 _RETRY_STATUS = {502, 503, 504}
 _ERROR_BODY_LIMIT = 64 * 1024
-
-
-@dataclass
-class RawAnswer:
-    """What one call returned: the records, and the hash and size of the bytes they came from."""
-
-    records: list[Record]
-    sha256: str
-    size: int
 
 
 def soap_envelope(op: Operation, params: list[tuple[str, str]]) -> bytes:
@@ -184,7 +174,8 @@ class InformatClient:
             finally:
                 if out is not None:
                     out.close()
-            return RawAnswer(parser.close(), digest.hexdigest(), size)
+            records = parser.close()
+            return RawAnswer(records, digest.hexdigest(), size, parser.fields_seen)
         finally:
             response.close()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
@@ -24,6 +25,17 @@ from provisioner.sources.informat.operations import DateFormat, Operation
 
 Record = dict[str, Any]
 """One row: field name → text, or → list of records for a per-person container."""
+
+
+@dataclass
+class RawAnswer:
+    """What one call returned: the records, and the hash and size of the bytes they came from."""
+
+    records: list[Record]
+    sha256: str
+    size: int
+    fields_seen: frozenset[str]
+
 
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
@@ -148,6 +160,11 @@ class AnswerParser:
         self._drain()
         self._check_root(root)
         return self.records
+
+    @property
+    def fields_seen(self) -> frozenset[str]:
+        """Every element name seen inside items, also of fields not kept (for typo checks)."""
+        return frozenset(self._names.values())
 
     def _drain(self) -> None:
         records = self.records

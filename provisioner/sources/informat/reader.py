@@ -9,7 +9,7 @@ as such, so that later stages can refuse to act on it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +18,10 @@ from typing import Literal
 import httpx
 
 from provisioner.errors import ConfigError, SourceError
+from provisioner.model import Dataset, SourceRows
 from provisioner.sources.informat.client import InformatClient
 from provisioner.sources.informat.operations import DEFAULT_DATASETS, Operation, operation
-from provisioner.sources.informat.parser import Record
+from provisioner.sources.informat.parser import RawAnswer, Record
 from provisioner.sources.informat.settings import InformatConfig
 from provisioner.sources.informat.snapshot import Snapshot, SnapshotWriter
 
@@ -43,6 +44,12 @@ class SourceData:
     instelnrs: list[str]
     datasets: list[str]
     answers: dict[str, dict[str, list[Record]]] = field(default_factory=dict)
+    fields_seen: dict[str, set[str]] = field(default_factory=dict)
+    """Per data set, every field name that occurred, also those not kept."""
+
+    def add(self, dataset: str, instelnr: str, answer: RawAnswer) -> None:
+        self.answers.setdefault(dataset, {})[instelnr] = answer.records
+        self.fields_seen.setdefault(dataset, set()).update(answer.fields_seen)
 
     def records(self, dataset: str) -> list[Record]:
         """All records of *dataset*, every instelnr in configuration order."""
@@ -55,6 +62,21 @@ class SourceData:
             dataset: {nr: len(self.answers[dataset][nr]) for nr in self.instelnrs}
             for dataset in self.datasets
         }
+
+    def as_source_rows(self) -> SourceRows:
+        """The source-neutral view the mapping engine reads: rows with their school, and the
+        person key of each data set."""
+        return SourceRows(
+            schools=list(self.instelnrs),
+            datasets={
+                name: Dataset(
+                    key=operation(name).key,
+                    rows=[(nr, r) for nr in self.instelnrs for r in self.answers[name][nr]],
+                    fields_seen=frozenset(self.fields_seen.get(name, ())),
+                )
+                for name in self.datasets
+            },
+        )
 
     def empty(self) -> list[tuple[str, str]]:
         """(data set, instelnr) pairs that answered with no rows at all."""
@@ -77,7 +99,7 @@ def read_source(
     config: InformatConfig,
     datasets: Sequence[Operation],
     *,
-    fields: dict[str, Collection[str]] | None = None,
+    fields: Mapping[str, Collection[str] | None] | None = None,
     save: Path | None = None,
     today: dt.date | None = None,
     progress: Callable[[Progress], None] = lambda _p: None,
@@ -117,7 +139,7 @@ def read_source(
                     fields=fields.get(op.name),
                     sink=(lambda: writer.opener(op.name, instelnr)) if writer else None,
                 )
-                data.answers.setdefault(op.name, {})[instelnr] = answer.records
+                data.add(op.name, instelnr, answer)
                 if writer is not None:
                     writer.add(op.name, instelnr, answer.sha256, answer.size, len(answer.records))
                 progress(Progress("done", op.name, instelnr, len(answer.records)))
@@ -154,7 +176,7 @@ def _public_parameters(config: InformatConfig, today: dt.date) -> dict[str, str]
 def _read_snapshot(
     config: InformatConfig,
     datasets: Sequence[Operation],
-    fields: dict[str, Collection[str]],
+    fields: Mapping[str, Collection[str] | None],
     progress: Callable[[Progress], None],
 ) -> SourceData:
     assert config.snapshot is not None
@@ -168,7 +190,7 @@ def _read_snapshot(
     for op in datasets:
         for nr in config.instelnrs:
             progress(Progress("start", op.name, nr))
-            records = snapshot.read(op, nr, fields=fields.get(op.name))
-            data.answers.setdefault(op.name, {})[nr] = records
-            progress(Progress("done", op.name, nr, len(records)))
+            answer = snapshot.read(op, nr, fields=fields.get(op.name))
+            data.add(op.name, nr, answer)
+            progress(Progress("done", op.name, nr, len(answer.records)))
     return data

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from provisioner.errors import SourceError
 from provisioner.sources.informat.operations import Operation
-from provisioner.sources.informat.parser import Record, parse_answer
+from provisioner.sources.informat.parser import AnswerParser, RawAnswer
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -122,7 +122,7 @@ class Snapshot:
 
     def read(
         self, op: Operation, instelnr: str, *, fields: Collection[str] | None = None
-    ) -> list[Record]:
+    ) -> RawAnswer:
         entry = self.entry(op.name, instelnr)
         path = self.directory / entry.file
         digest = hashlib.sha256()
@@ -136,7 +136,10 @@ class Snapshot:
             except OSError as exc:
                 raise SourceError(f"snapshot file {path} cannot be read: {exc.strerror}") from None
 
-        records = parse_answer(chunks(), op, f"snapshot {entry.file}", fields=fields)
+        parser = AnswerParser(op, f"snapshot {entry.file}", fields=fields)
+        for chunk in chunks():
+            parser.feed(chunk)
+        records = parser.close()
         if digest.hexdigest() != entry.sha256:
             raise SourceError(f"snapshot file {path} changed since it was saved (hash mismatch)")
-        return records
+        return RawAnswer(records, entry.sha256, entry.bytes, parser.fields_seen)

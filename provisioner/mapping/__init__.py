@@ -1,0 +1,1 @@
+"""Mapping engine: YAML mapping files → desired accounts, OUs and groups."""

@@ -1,0 +1,693 @@
+"""Mappings + source rows → desired accounts, groups and OUs.
+
+The steps, in order: compile every template once (all errors at once); assemble persons per account
+kind (filter, pick one row per person, join); give every account a unique username (people keep the
+name they have; newcomers get the next free suffix, in stable key order); render attributes and OUs;
+build groups and their members. Errors for one person are collected and the run goes on, so
+``validate`` shows them all; a report with errors must not be used to remove anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from provisioner.errors import ConfigError
+from provisioner.mapping.spec import AccountSpec, GroupSpec, Mappings, PersonsSpec, Template
+from provisioner.mapping.templates import Compiled, FieldUse, Row, TemplateError
+from provisioner.model import (
+    Collision,
+    Dataset,
+    Derived,
+    DesiredAccount,
+    DesiredGroup,
+    DesiredState,
+    Duplicate,
+    MappingReport,
+    Provenance,
+    Record,
+    SourceRows,
+)
+
+GLOBALS = ("instelnr", "key", "kind", "today", "vars")
+"""Names every template may use besides the data sets: the person's school (instelnr) and key,
+the account kind, today's date (ISO, for comparing with dates in the data) and the ``vars`` of
+the mapping files."""
+
+
+class MappingError(ConfigError):
+    """The mappings cannot be used; the message lists every problem found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(f"{len(problems)} problem(s) in the mappings:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class CompiledAccount:
+    name: str
+    spec: AccountSpec
+    datasets: tuple[str, ...]
+    where: Compiled | None
+    prefer: list[Compiled]
+    anchor: Compiled | None
+    username: Compiled
+    ou: list[Compiled]
+    attributes: dict[str, Compiled]
+
+
+@dataclass
+class CompiledGroup:
+    name: str
+    spec: GroupSpec
+    where: Compiled | None
+    key: Compiled
+    ou: list[Compiled]
+    attributes: dict[str, Compiled]
+    owner_names: Compiled | None
+    owner_match: Compiled | None
+
+
+@dataclass
+class CompiledMappings:
+    accounts: dict[str, CompiledAccount]
+    groups: dict[str, CompiledGroup]
+    variables: dict[str, str] = field(default_factory=dict)
+
+    def templates(self) -> Iterable[Compiled]:
+        for account in self.accounts.values():
+            yield from filter(None, (account.where, account.anchor, account.username))
+            yield from (*account.prefer, *account.ou, *account.attributes.values())
+        for group in self.groups.values():
+            yield from filter(None, (group.where, group.key, group.owner_names, group.owner_match))
+            yield from (*group.ou, *group.attributes.values())
+
+    def field_uses(self) -> dict[str, set[str] | None]:
+        """Per data set, the fields the mappings read; None = the whole data set."""
+        used: dict[str, set[str] | None] = {}
+        for account in self.accounts.values():
+            for dataset in account.datasets:
+                used.setdefault(dataset, set())
+            for dataset, (name_field, value_field) in account.spec.persons.pivot.items():
+                fields = used.setdefault(dataset, set())
+                if fields is not None:
+                    fields.update((name_field, value_field))
+        for group in self.groups.values():
+            if group.spec.rows:
+                used.setdefault(group.spec.rows, set())
+        pivoted = {d for a in self.accounts.values() for d in a.spec.persons.pivot}
+        for template in self.templates():
+            for use in template.uses:
+                if use.dataset in pivoted and use.field is not None:
+                    continue  # a pivot name (CODE), not a field: the pair fields are kept above
+                current = used.setdefault(use.dataset, set())
+                if use.field is None:
+                    used[use.dataset] = None
+                elif current is not None:
+                    current.add(use.field)
+        return used
+
+
+def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> CompiledMappings:
+    """Compile every template; report every problem at once."""
+    problems: list[str] = []
+    known = set(known_datasets)
+
+    def compile_one(
+        template: Template | None,
+        scope: Collection[str],
+        *,
+        expression: bool = False,
+        extra: Collection[str] = (),
+    ) -> Compiled | None:
+        if template is None:
+            return None
+        try:
+            compiled = Compiled(template, expression=expression, datasets=known)
+        except TemplateError as exc:
+            problems.append(str(exc))
+            return None
+        allowed = set(scope) | set(GLOBALS) | set(extra)
+        for name in sorted(compiled.variables - allowed):
+            hint = " (a data set this mapping does not join)" if name in known else ""
+            problems.append(
+                f"{template.location}: {template.where}: unknown name {name!r}{hint}; "
+                f"known here: {', '.join(sorted(allowed))}"
+            )
+        return compiled
+
+    accounts: dict[str, CompiledAccount] = {}
+    for name, spec in mappings.accounts.items():
+        persons = spec.persons
+        datasets = (persons.source, *persons.join, *persons.join_many, *persons.pivot)
+        for dataset in datasets:
+            if dataset not in known:
+                problems.append(f"accounts.{name}.persons: unknown data set {dataset!r}")
+        for dataset, pair in persons.pivot.items():
+            if len(pair) != 2:
+                problems.append(
+                    f"accounts.{name}.persons.pivot.{dataset}: give [name field, value field]"
+                )
+        after_username = ("username",)
+        accounts[name] = CompiledAccount(
+            name=name,
+            spec=spec,
+            datasets=datasets,
+            where=compile_one(persons.where, datasets, expression=True),
+            prefer=[c for t in persons.prefer if (c := compile_one(t, datasets, expression=True))],
+            anchor=compile_one(spec.anchor, datasets),
+            username=compile_one(spec.username.template, datasets),  # type: ignore[arg-type]
+            ou=[c for t in spec.ou if (c := compile_one(t, datasets, extra=after_username))],
+            attributes={
+                attr: c
+                for attr, t in spec.attributes.items()
+                if (c := compile_one(t, datasets, extra=after_username))
+            },
+        )
+        for attr in spec.unique:
+            if attr not in spec.attributes:
+                problems.append(f"accounts.{name}.unique: {attr!r} is not one of its attributes")
+
+    groups: dict[str, CompiledGroup] = {}
+    for name, spec in mappings.groups.items():
+        member_specs = [mappings.accounts.get(kind) for kind in spec.members]
+        for kind, member in zip(spec.members, member_specs, strict=True):
+            if member is None:
+                problems.append(f"groups.{name}.members: no account kind {kind!r}")
+        scope: set[str] = set()
+        for member in filter(None, member_specs):
+            persons = member.persons
+            scope.update((persons.source, *persons.join, *persons.join_many, *persons.pivot))
+        if spec.rows:
+            if spec.rows not in known:
+                problems.append(f"groups.{name}.rows: unknown data set {spec.rows!r}")
+            scope.add(spec.rows)
+        extra = ("username",)
+        owner_names = owner_match = None
+        if spec.owners is not None:
+            owners = mappings.accounts.get(spec.owners.accounts)
+            if owners is None:
+                problems.append(
+                    f"groups.{name}.owners.accounts: no account kind {spec.owners.accounts!r}"
+                )
+                owner_scope: tuple[str, ...] = ()
+            else:
+                p = owners.persons
+                owner_scope = (p.source, *p.join, *p.join_many, *p.pivot)
+            owner_names = compile_one(spec.owners.names, scope, extra=extra)
+            owner_match = compile_one(spec.owners.match, owner_scope, extra=extra)
+        groups[name] = CompiledGroup(
+            name=name,
+            spec=spec,
+            where=compile_one(spec.where, scope, expression=True, extra=extra),
+            key=compile_one(spec.key, scope, extra=extra),  # type: ignore[arg-type]
+            ou=[c for t in spec.ou if (c := compile_one(t, scope, extra=extra))],
+            attributes={
+                a: c
+                for a, t in spec.attributes.items()
+                if (c := compile_one(t, scope, extra=extra))
+            },
+            owner_names=owner_names,
+            owner_match=owner_match,
+        )
+    if problems:
+        raise MappingError(problems)
+    return CompiledMappings(accounts, groups, dict(mappings.variables))
+
+
+def check_fields(compiled: CompiledMappings, source: SourceRows) -> tuple[list[str], list[str]]:
+    """Fields the templates read that the source never had: likely typos (errors) or fields
+    that happen to have no value anywhere (warnings)."""
+    pivots = {
+        d: pair[0] for a in compiled.accounts.values() for d, pair in a.spec.persons.pivot.items()
+    }
+    errors: list[str] = []
+    warnings: list[str] = []
+    for template in compiled.templates():
+        for use in template.uses:
+            dataset = source.datasets.get(use.dataset)
+            if use.field is None or dataset is None or not dataset.rows:
+                continue
+            where = f"{template.source.location}: {template.source.where}"
+            if use.dataset in pivots:
+                name_field = pivots[use.dataset]
+                if not any(r.get(name_field) == use.field for _s, r in dataset.rows):
+                    warnings.append(f"{where}: no {use.dataset} row has {name_field} {use.field!r}")
+                continue
+            if use.field in dataset.fields_seen:
+                continue
+            close = difflib.get_close_matches(use.field, dataset.fields_seen, n=1, cutoff=0.75)
+            if close:
+                errors.append(
+                    f"{where}: {use.dataset} has no field {use.field!r} (did you mean {close[0]!r}?)"
+                )
+            else:
+                warnings.append(f"{where}: {use.dataset}.{use.field} has no value in any row")
+    return errors, warnings
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _natural(key: str) -> tuple[int, str]:
+    """Sort keys numerically when they are numbers (p_persoon), else as text; always stable."""
+    return (len(key), key) if key.isdigit() else (1 << 30, key)
+
+
+@dataclass
+class Person:
+    kind: str
+    key: str
+    school: str
+    context: dict[str, Any]
+    records: dict[str, Any] = field(default_factory=dict)
+    anchor: str | None = None
+    """Set once the person has an account."""
+
+
+class _Index:
+    """Rows of the joined data sets by person key, built once per data set."""
+
+    def __init__(self, source: SourceRows) -> None:
+        self.source = source
+        self._by_key: dict[str, dict[str, list[tuple[str, Record]]]] = {}
+
+    def rows(self, dataset: str, key: str) -> list[tuple[str, Record]]:
+        index = self._by_key.get(dataset)
+        if index is None:
+            data = self.source.datasets[dataset]
+            index = {}
+            for school, record in data.rows:
+                person = record.get(data.key)
+                if person is not None:
+                    index.setdefault(str(person), []).append((school, record))
+            self._by_key[dataset] = index
+        return index.get(key, [])
+
+
+def _same_school_first(rows: list[tuple[str, Record]], school: str) -> list[tuple[str, Record]]:
+    return sorted(rows, key=lambda row: row[0] != school)
+
+
+class Engine:
+    def __init__(
+        self,
+        compiled: CompiledMappings,
+        source: SourceRows,
+        *,
+        existing: Mapping[str, str] | None = None,
+        issued: Collection[str] = (),
+        today: dt.date | None = None,
+    ) -> None:
+        self.compiled = compiled
+        self.globals = {
+            "today": (today or dt.date.today()).isoformat(),
+            "vars": Row(compiled.variables),
+        }
+        self.source = source
+        self.existing = dict(existing or {})
+        self.issued = {name.casefold() for name in issued}
+        self.index = _Index(source)
+        self.report = MappingReport()
+        self.persons: dict[str, list[Person]] = {}
+
+    # -- persons --------------------------------------------------------------------------------
+
+    def assemble(self, account: CompiledAccount) -> list[Person]:
+        spec: PersonsSpec = account.spec.persons
+        data: Dataset = self.source.datasets[spec.source]
+        order = {s: i for i, s in enumerate(spec.schools or self.source.schools)}
+        candidates: dict[str, list[tuple[tuple[Any, ...], str, Record]]] = {}
+        for position, (school, record) in enumerate(data.rows):
+            key = record.get(data.key)
+            if key is None:
+                continue
+            key = str(key)
+            context = {
+                **self.globals,
+                spec.source: Row(record),
+                "instelnr": school,
+                "key": key,
+                "kind": account.name,
+            }
+            try:
+                if account.where is not None and not account.where.render(context, key):
+                    continue
+                preference = tuple(not p.render(context, key) for p in account.prefer)
+            except TemplateError as exc:
+                self.report.errors.append(str(exc))
+                continue
+            rank = (*preference, order.get(school, len(order)), position)
+            candidates.setdefault(key, []).append((rank, school, record))
+        persons = []
+        for key in sorted(candidates, key=_natural):
+            rows = sorted(candidates[key], key=lambda c: c[0])
+            _rank, school, record = rows[0]
+            if len(rows) > 1:
+                self.report.duplicates.append(self._duplicate(account, key, rows))
+            persons.append(self._person(account, key, school, record))
+        self.report.persons[account.name] = len(persons)
+        return persons
+
+    def _duplicate(
+        self, account: CompiledAccount, key: str, rows: list[tuple[tuple[Any, ...], str, Record]]
+    ) -> Duplicate:
+        best, second = rows[0][0], rows[1][0]
+        prefers = len(account.prefer)
+        if best[:prefers] != second[:prefers]:
+            which = next(i for i in range(prefers) if best[i] != second[i])
+            reason = f"prefer: {account.prefer[which].source.text}"
+        elif rows[0][1] != rows[1][1]:
+            reason = "school order"
+        else:
+            reason = "first row"
+        return Duplicate(account.name, key, len(rows), rows[0][1], reason)
+
+    def _person(self, account: CompiledAccount, key: str, school: str, record: Record) -> Person:
+        spec = account.spec.persons
+        context: dict[str, Any] = {
+            **self.globals,
+            spec.source: Row(record),
+            "instelnr": school,
+            "key": key,
+            "kind": account.name,
+        }
+        records: dict[str, Any] = {spec.source: record}
+        for dataset in spec.join:
+            rows = _same_school_first(self.index.rows(dataset, key), school)
+            joined = rows[0][1] if rows else None
+            context[dataset] = Row(joined)
+            records[dataset] = joined
+        for dataset in spec.join_many:
+            rows = self.index.rows(dataset, key)
+            context[dataset] = [Row(r) for _s, r in rows]
+            records[dataset] = [r for _s, r in rows]
+        for dataset, (name_field, value_field) in spec.pivot.items():
+            values: dict[str, Any] = {}
+            for _s, row in _same_school_first(self.index.rows(dataset, key), school):
+                name = row.get(name_field)
+                if name is not None and name not in values:
+                    values[name] = row.get(value_field)
+            context[dataset] = Row(values)
+            records[dataset] = values
+        return Person(account.name, key, school, context, records)
+
+    # -- accounts -------------------------------------------------------------------------------
+
+    def build(self) -> DesiredState:
+        state = DesiredState(report=self.report)
+        accounts = self.compiled.accounts
+        people: list[tuple[CompiledAccount, Person, str, str]] = []  # account, person, anchor, base
+        for account in accounts.values():
+            persons = self.assemble(account)
+            self.persons[account.name] = persons
+            for person in persons:
+                try:
+                    anchor = (
+                        account.anchor.render(person.context, person.key)
+                        if account.anchor
+                        else person.key
+                    )
+                    base = account.username.render(person.context, person.key)
+                except TemplateError as exc:
+                    self.report.errors.append(str(exc))
+                    continue
+                if not anchor or not base:
+                    what = "anchor" if not anchor else "username"
+                    self.report.errors.append(
+                        f"{account.username.source.location}: accounts.{account.name}: empty "
+                        f"{what} for person {person.key}"
+                    )
+                    continue
+                people.append((account, person, anchor, base))
+
+        seen_anchor: dict[str, str] = {}
+        unique_people = []
+        for entry in people:
+            account, anchor = entry[0], entry[2]
+            if anchor in seen_anchor:
+                self.report.errors.append(
+                    f"accounts.{account.name}: anchor {anchor} is also used by "
+                    f"accounts.{seen_anchor[anchor]}; anchors must be unique (left out)"
+                )
+                continue
+            seen_anchor[anchor] = account.name
+            unique_people.append(entry)
+        people = unique_people
+
+        names = self._allocate(people)
+        for account, person, anchor, _base in people:
+            username = names.get(anchor)
+            if username is None:
+                continue
+            context = {**person.context, "username": username}
+            try:
+                attributes = {
+                    attr: Derived(t.render(context, person.key), self._why(t, account))
+                    for attr, t in account.attributes.items()
+                }
+                ou = tuple(t.render(context, person.key) for t in account.ou)
+            except TemplateError as exc:
+                self.report.errors.append(str(exc))
+                continue
+            if any(not part for part in ou):
+                self.report.errors.append(
+                    f"accounts.{account.name}.ou: an empty OU name for person {person.key}"
+                )
+                continue
+            state.accounts[anchor] = DesiredAccount(
+                kind=account.name,
+                anchor=anchor,
+                username=username,
+                ou=ou,
+                attributes=attributes,
+                school=person.school,
+                person=person.records,
+            )
+            person.context["username"] = username
+            person.anchor = anchor
+            _add_ou(state.ous, ou)
+        self._build_groups(state)
+        return state
+
+    def _why(self, template: Compiled, account: CompiledAccount) -> Provenance:
+        """A template that uses ``username`` also depends on the username template's fields."""
+        if "username" not in template.variables:
+            return template.why
+        fields = tuple(dict.fromkeys((*template.why.fields, *account.username.why.fields)))
+        return Provenance(template.why.template, template.why.location, template.why.text, fields)
+
+    def _allocate(self, people: list[tuple[CompiledAccount, Person, str, str]]) -> dict[str, str]:
+        """Unique usernames: existing holders keep theirs, newcomers get the next free suffix.
+
+        Names compare without regard to case, like sAMAccountName. Every attribute listed as
+        ``unique`` must be free too, so a name is only given when its mail, UPN … are free.
+        """
+        taken: set[str] = set()
+        unique_values: dict[str, set[str]] = {}
+        names: dict[str, str] = {}
+
+        def unique_renders(account: CompiledAccount, person: Person, name: str) -> dict[str, str]:
+            context = {**person.context, "username": name}
+            return {
+                attr: account.attributes[attr].render(context, person.key).casefold()
+                for attr in account.spec.unique
+            }
+
+        def claim(account: CompiledAccount, person: Person, anchor: str, name: str) -> None:
+            names[anchor] = name
+            taken.add(name.casefold())
+            for attr, value in unique_renders(account, person, name).items():
+                unique_values.setdefault(attr, set()).add(value)
+
+        def free(account: CompiledAccount, person: Person, name: str, own: str | None) -> bool:
+            folded = name.casefold()
+            if folded in taken or (folded in self.issued and folded != own):
+                return False
+            renders = unique_renders(account, person, name)
+            return all(value not in unique_values.get(a, ()) for a, value in renders.items())
+
+        holders = [p for p in people if p[2] in self.existing]
+        newcomers = [p for p in people if p[2] not in self.existing]
+        for account, person, anchor, base in sorted(holders, key=lambda p: _natural(p[2])):
+            held = self.existing[anchor]
+            try:
+                if free(account, person, held, held.casefold()):
+                    claim(account, person, anchor, held)
+                    continue
+            except TemplateError as exc:
+                self.report.errors.append(str(exc))
+                continue
+            self.report.warnings.append(
+                f"accounts.{account.name}: {anchor} holds {held!r}, which another account also "
+                "holds; a new name is given"
+            )
+            newcomers.append((account, person, anchor, base))
+        for account, person, anchor, base in sorted(newcomers, key=lambda p: _natural(p[2])):
+            scheme = account.spec.username
+            try:
+                name = self._first_free(
+                    base,
+                    scheme.max_length,
+                    scheme.suffix,
+                    scheme.first,
+                    lambda n, a=account, p=person: free(a, p, n, None),
+                )
+                claim(account, person, anchor, name)
+            except TemplateError as exc:
+                self.report.errors.append(str(exc))
+                continue
+            if name != base[: scheme.max_length].rstrip(".-"):
+                self.report.collisions.append(Collision(account.name, anchor, base, name))
+        return names
+
+    @staticmethod
+    def _first_free(base: str, max_length: int, suffix: str, first: int, is_free: Any) -> str:
+        name = base[:max_length].rstrip(".-")
+        if is_free(name):
+            return name
+        n = first
+        while True:
+            ending = suffix.replace("{n}", str(n))
+            candidate = base[: max_length - len(ending)].rstrip(".-") + ending
+            if is_free(candidate):
+                return candidate
+            n += 1
+
+    # -- groups ---------------------------------------------------------------------------------
+
+    def _build_groups(self, state: DesiredState) -> None:
+        owners_cache: dict[tuple[str, str], dict[str, list[str]]] = {}
+        for group in self.compiled.groups.values():
+            spec = group.spec
+            for person in (p for kind in spec.members for p in self.persons.get(kind, [])):
+                anchor = person.anchor
+                if anchor is None:
+                    continue  # no account (an error was reported for it)
+                if spec.rows:
+                    rows = [Row(r) for _s, r in self.index.rows(spec.rows, person.key)]
+                    contexts = [{**person.context, spec.rows: row} for row in rows]
+                else:
+                    contexts = [person.context]
+                for context in contexts:
+                    self._add_membership(state, group, person, anchor, context, owners_cache)
+
+    def _add_membership(
+        self,
+        state: DesiredState,
+        group: CompiledGroup,
+        person: Person,
+        anchor: str,
+        context: dict[str, Any],
+        owners_cache: dict[tuple[str, str], dict[str, list[str]]],
+    ) -> None:
+        try:
+            if group.where is not None and not group.where.render(context, person.key):
+                return
+            key = group.key.render(context, person.key)
+            desired = state.groups.get(key)
+            if desired is None:
+                ou = tuple(t.render(context, person.key) for t in group.ou)
+                desired = DesiredGroup(
+                    kind=group.name,
+                    key=key,
+                    ou=ou,
+                    attributes={
+                        a: Derived(t.render(context, person.key), t.why)
+                        for a, t in group.attributes.items()
+                    },
+                )
+                state.groups[key] = desired
+                _add_ou(state.ous, ou)
+                if group.owner_names is not None:
+                    desired.owners = self._owners(group, context, person, owners_cache)
+            elif desired.kind != group.name:
+                self.report.errors.append(
+                    f"groups.{group.name}: key {key!r} is also made by groups.{desired.kind}"
+                )
+                return
+            desired.members.add(anchor)
+        except TemplateError as exc:
+            self.report.errors.append(str(exc))
+
+    def _owners(
+        self,
+        group: CompiledGroup,
+        context: dict[str, Any],
+        person: Person,
+        cache: dict[tuple[str, str], dict[str, list[str]]],
+    ) -> set[str]:
+        assert group.spec.owners is not None and group.owner_names and group.owner_match
+        kind = group.spec.owners.accounts
+        by_name = cache.get((group.name, kind))
+        if by_name is None:
+            by_name = {}
+            for candidate in self.persons.get(kind, []):
+                candidate_anchor = candidate.anchor
+                if candidate_anchor is None:
+                    continue
+                name = _fold(group.owner_match.render(candidate.context, candidate.key))
+                by_name.setdefault(name, []).append(candidate_anchor)
+            cache[(group.name, kind)] = by_name
+        owners: set[str] = set()
+        for name in group.owner_names.render(context, person.key).split(","):
+            if not name.strip():
+                continue
+            found = by_name.get(_fold(name), [])
+            if len(found) == 1:
+                owners.add(found[0])
+            else:
+                problem = "matches no account" if not found else f"matches {len(found)} accounts"
+                self.report.warnings.append(
+                    f"groups.{group.name}: owner {name.strip()!r} {problem} of kind {kind}; "
+                    "left out"
+                )
+        return owners
+
+
+def _fold(name: str) -> str:
+    return re.sub(r"\s+", " ", name).strip().casefold()
+
+
+def _add_ou(ous: set[tuple[str, ...]], path: tuple[str, ...]) -> None:
+    for depth in range(1, len(path) + 1):
+        ous.add(path[:depth])
+
+
+def build_desired(
+    compiled: CompiledMappings,
+    source: SourceRows,
+    *,
+    existing: Mapping[str, str] | None = None,
+    issued: Collection[str] = (),
+    today: dt.date | None = None,
+) -> DesiredState:
+    """The desired state for *source*. ``existing`` maps anchors to the usernames they already
+    hold (they keep them); ``issued`` holds every name ever given (never given again)."""
+    errors, warnings = check_fields(compiled, source)
+    engine = Engine(compiled, source, existing=existing, issued=issued, today=today)
+    engine.report.errors.extend(errors)
+    engine.report.warnings.extend(warnings)
+    return engine.build()
+
+
+def fields_to_fetch(compiled: CompiledMappings) -> dict[str, Collection[str] | None]:
+    """What the source must deliver: per data set the fields read (None: all of them)."""
+    return {
+        dataset: (None if fields is None else sorted(fields))
+        for dataset, fields in compiled.field_uses().items()
+    }
+
+
+__all__ = [
+    "CompiledMappings",
+    "FieldUse",
+    "MappingError",
+    "build_desired",
+    "compile_mappings",
+    "fields_to_fetch",
+]

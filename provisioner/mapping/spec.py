@@ -1,0 +1,161 @@
+"""The mapping file format, as dataclasses read by the same builder as provisioner.yaml.
+
+A mapping file holds ``accounts`` (one entry per kind: pupils, staff, …) and ``groups``. Several
+files in one directory are read together; a name defined twice is an error. ``docs/mappings.md``
+describes the format for coordinators; ``schema.json`` (generated from these classes) lets editors
+complete and check it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provisioner.config import load_yaml
+from provisioner.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Template:
+    """Template text with the place it was written, so every error can point at it."""
+
+    text: str
+    file: Path
+    line: int
+    where: str
+
+    @classmethod
+    def from_yaml(cls, value: object, file: Path, line: int, where: str) -> Template:
+        if value is None or isinstance(value, bool | list | dict):
+            raise ValueError("expected template text")
+        return cls(str(value), file, line, where)
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass
+class PersonsSpec:
+    """Who the accounts are for: rows of a driving data set joined with other data sets."""
+
+    source: str
+    """The driving data set, e.g. ``Lln`` or ``Leerkrachten``: one person per person key."""
+    where: Template | None = None
+    """A Jinja expression; rows for which it is false are left out (e.g. pre-registrations)."""
+    join: list[str] = field(default_factory=list)
+    """Data sets with one row per person, joined on their person key (``LlnExtra``)."""
+    join_many: list[str] = field(default_factory=list)
+    """Data sets with several rows per person, available as a list (``Subgroepen``)."""
+    pivot: dict[str, list[str]] = field(default_factory=dict)
+    """Name/value data sets as a dict: ``LeerkrachtenVrijevelden: [OmschrijvingVrijVeld,
+    WaardeVrijVeld]`` makes ``LeerkrachtenVrijevelden.CODE``."""
+    prefer: list[Template] = field(default_factory=list)
+    """Expressions that rank a person's rows when there are several; the first true one wins,
+    then the school order."""
+    schools: list[str] | None = None
+    """School order for duplicates (instellingsnummers); default: the source's configured order."""
+
+
+@dataclass
+class UsernameSpec:
+    template: Template
+    max_length: int = 20
+    """sAMAccountName holds at most 20 characters."""
+    suffix: str = "{n}"
+    """Appended when a name is taken; ``{n}`` counts from ``first``: jan.peeters2, jan.peeters3."""
+    first: int = 2
+
+    def __post_init__(self) -> None:
+        if "{n}" not in self.suffix:
+            raise ValueError("suffix must contain {n}")
+        if not 3 <= self.max_length <= 256:
+            raise ValueError("max_length must be between 3 and 256")
+
+
+@dataclass
+class AccountSpec:
+    persons: PersonsSpec
+    username: UsernameSpec
+    anchor: Template | None = None
+    """The stable source key written to the directory; default: the person key."""
+    ou: list[Template] = field(default_factory=list)
+    """OU path below the managed root, outermost first: ``[Leerlingen, "{{ Lln.Klascode }}"]``."""
+    attributes: dict[str, Template] = field(default_factory=dict)
+    unique: list[str] = field(default_factory=list)
+    """Attributes that must be unique across all accounts; ``username`` always is."""
+
+
+@dataclass
+class OwnersSpec:
+    """Group owners found by name, e.g. class teachers from ``Subgroepen.Klastitularis``."""
+
+    names: Template
+    """Comma-separated names, e.g. ``{{ Subgroepen.Klastitularis }}``."""
+    accounts: str
+    """The account kind to look in, e.g. ``staff``."""
+    match: Template
+    """What each candidate's name looks like, e.g. ``{{ Leerkrachten.Naam }} {{
+    Leerkrachten.Voornaam }}``."""
+
+
+@dataclass
+class GroupSpec:
+    members: list[str]
+    """Account kinds whose persons can be members, e.g. ``[pupils]``."""
+    key: Template
+    """The group's stable key (its anchor); persons with the same key share one group."""
+    rows: str | None = None
+    """A data set with one row per membership (``Subgroepen``); without it, every person of the
+    member kinds is considered once."""
+    where: Template | None = None
+    ou: list[Template] = field(default_factory=list)
+    attributes: dict[str, Template] = field(default_factory=dict)
+    owners: OwnersSpec | None = None
+
+
+@dataclass
+class MappingFile:
+    vars: dict[str, str] = field(default_factory=dict)
+    """Values for templates as ``{{ vars.name }}``, e.g. the mail domain: one place to change."""
+    accounts: dict[str, AccountSpec] = field(default_factory=dict)
+    groups: dict[str, GroupSpec] = field(default_factory=dict)
+
+
+@dataclass
+class Mappings:
+    accounts: dict[str, AccountSpec]
+    groups: dict[str, GroupSpec]
+    files: list[Path]
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+def load_mappings(path: Path) -> Mappings:
+    """One mapping file, or every ``*.yaml``/``*.yml`` file of a directory, merged."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        if not files:
+            raise ConfigError(f"{path}: no mapping files (*.yaml) in this directory")
+    elif path.exists():
+        files = [path]
+    else:
+        raise ConfigError(f"mappings {path} do not exist")
+    accounts: dict[str, AccountSpec] = {}
+    groups: dict[str, GroupSpec] = {}
+    variables: dict[str, str] = {}
+    origin: dict[str, Path] = {}
+    for file in files:
+        loaded = load_yaml(file, MappingFile, "mapping")
+        for section, target, entries in (
+            ("vars", variables, loaded.vars),
+            ("accounts", accounts, loaded.accounts),
+            ("groups", groups, loaded.groups),
+        ):
+            for name, spec in entries.items():
+                if f"{section}.{name}" in origin:
+                    raise ConfigError(
+                        f"{file}: {section}.{name} is also defined in {origin[f'{section}.{name}']}"
+                    )
+                origin[f"{section}.{name}"] = file
+                target[name] = spec  # type: ignore[assignment]
+    return Mappings(accounts, groups, files, variables)

@@ -1,0 +1,118 @@
+"""The plain data handed from stage to stage: source rows → desired objects.
+
+Nothing here knows Informat, LDAP or Graph. A source hands the mapping engine :class:`SourceRows`;
+the engine hands the planner a :class:`DesiredState`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Record = dict[str, Any]
+
+
+@dataclass
+class Dataset:
+    """All rows of one data set, each with the instellingsnummer (school) it came from."""
+
+    key: str
+    """The field that holds the person key in this data set."""
+    rows: list[tuple[str, Record]]
+    fields_seen: frozenset[str] = frozenset()
+    """Every field name that occurred in the source answer, also those not kept."""
+
+
+@dataclass
+class SourceRows:
+    schools: list[str]
+    """Schools (instellingsnummers) in configured order: the first is preferred for duplicates."""
+    datasets: dict[str, Dataset]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a derived value comes from: the template, its place, and the source fields it reads."""
+
+    template: str
+    """The template's place in the mappings, e.g. ``accounts.pupils.attributes.mail``."""
+    location: str
+    """``file:line`` of the template."""
+    text: str
+    fields: tuple[str, ...]
+    """Source fields the template reads, as ``Dataset.field``."""
+
+
+@dataclass(frozen=True)
+class Derived:
+    value: str
+    why: Provenance
+
+
+@dataclass
+class DesiredAccount:
+    kind: str
+    """The account kind of the mappings (``pupils``, ``staff``)."""
+    anchor: str
+    """The stable source key written to the directory (e.g. p_persoon)."""
+    username: str
+    ou: tuple[str, ...]
+    """OU path from the managed root downwards, e.g. ("Leerlingen", "030569", "1A")."""
+    attributes: dict[str, Derived]
+    school: str
+    person: dict[str, Any] = field(repr=False, default_factory=dict)
+    """The joined source records (referenced fields only), for ``explain``."""
+
+
+@dataclass
+class DesiredGroup:
+    kind: str
+    key: str
+    """The group's source anchor, e.g. ``klas-030569-1A``."""
+    ou: tuple[str, ...]
+    attributes: dict[str, Derived]
+    members: set[str] = field(default_factory=set)
+    """Anchors of member accounts."""
+    owners: set[str] = field(default_factory=set)
+    """Anchors of owner accounts (class teachers), where a target supports owners."""
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """Several source rows for one person, and which one was used."""
+
+    kind: str
+    key: str
+    rows: int
+    chosen_school: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Collision:
+    """A unique name that was taken, and the name given instead."""
+
+    kind: str
+    anchor: str
+    wanted: str
+    given: str
+
+
+@dataclass
+class MappingReport:
+    persons: dict[str, int] = field(default_factory=dict)
+    duplicates: list[Duplicate] = field(default_factory=list)
+    collisions: list[Collision] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """Any error means the desired state is incomplete: nothing may be removed on its basis."""
+
+
+@dataclass
+class DesiredState:
+    accounts: dict[str, DesiredAccount] = field(default_factory=dict)
+    """By anchor."""
+    groups: dict[str, DesiredGroup] = field(default_factory=dict)
+    """By key."""
+    ous: set[tuple[str, ...]] = field(default_factory=set)
+    report: MappingReport = field(default_factory=MappingReport)
