@@ -303,10 +303,16 @@ def test_username_pattern_rejects_the_rest(name):
 
 
 # Properties over any text: st.text() draws from all of Unicode, including lone combining marks,
-# control characters and characters that NFKD expands into several others.
+# control characters and characters that NFKD expands into several others. Random Unicode rarely
+# puts two separators side by side, so half of the texts come from a small alphabet of the
+# characters the rules are about.
+NAME_CHARS = (
+    "aZé .-_'’´¨`ß\u00a0\u2010–ǿ\u0301😀王"  # no-break space, U+2010 hyphen, combining acute
+)
+texts = st.text() | st.text(alphabet=NAME_CHARS)
 
 
-@given(st.text())
+@given(texts)
 @example("Zoë..-.Çelik--")
 @example("ǿ´¨`")
 def test_username_is_valid_or_empty(text):
@@ -314,7 +320,7 @@ def test_username_is_valid_or_empty(text):
     assert result == "" or USERNAME_PATTERN.match(result)
 
 
-@given(st.text(), st.integers(min_value=0, max_value=40))
+@given(texts, st.integers(min_value=0, max_value=40))
 @example("Jan.Peeters", 4)
 def test_username_respects_max_length(text, max_length):
     result = username(text, max_length)
@@ -323,24 +329,24 @@ def test_username_respects_max_length(text, max_length):
     assert username(text).startswith(result)
 
 
-@given(st.text())
+@given(texts)
 def test_username_is_idempotent(text):
     once = username(text)
     assert username(once) == once
 
 
-@given(st.text(), st.integers(min_value=0, max_value=40))
+@given(texts, st.integers(min_value=0, max_value=40))
 def test_username_with_max_length_is_idempotent(text, max_length):
     once = username(text, max_length)
     assert username(once, max_length) == once
 
 
-@given(st.text())
+@given(texts)
 def test_ascii_fold_is_ascii(text):
     assert ascii_fold(text).isascii()
 
 
-@given(st.text())
+@given(texts)
 def test_ascii_fold_is_idempotent(text):
     once = ascii_fold(text)
     assert ascii_fold(once) == once
@@ -352,7 +358,7 @@ def test_ascii_fold_keeps_ascii(text):
     assert ascii_fold(text) == text.replace("`", "'")
 
 
-@given(st.text())
+@given(texts)
 def test_initials_are_upper_case_ascii_letters(text):
     result = initials(text)
     assert result == "" or (result.isascii() and result.isalpha() and result.isupper())

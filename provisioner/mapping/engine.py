@@ -58,6 +58,16 @@ class CompiledAccount:
     username: Compiled
     ou: list[Compiled]
     attributes: dict[str, Compiled]
+    why: dict[str, Provenance] = field(default_factory=dict)
+    """Per attribute; one that uses ``username`` also depends on the username template's fields."""
+
+    def __post_init__(self) -> None:
+        for attr, template in self.attributes.items():
+            why = template.why
+            if "username" in template.variables and self.username is not None:
+                fields = (*why.fields, *self.username.why.fields)
+                why = Provenance(why.template, why.location, why.text, tuple(dict.fromkeys(fields)))
+            self.why[attr] = why
 
 
 @dataclass
@@ -243,7 +253,8 @@ def check_fields(compiled: CompiledMappings, source: SourceRows) -> tuple[list[s
             close = difflib.get_close_matches(use.field, dataset.fields_seen, n=1, cutoff=0.75)
             if close:
                 errors.append(
-                    f"{where}: {use.dataset} has no field {use.field!r} (did you mean {close[0]!r}?)"
+                    f"{where}: {use.dataset} has no field {use.field!r} "
+                    f"(did you mean {close[0]!r}?)"
                 )
             else:
                 warnings.append(f"{where}: {use.dataset}.{use.field} has no value in any row")
@@ -447,7 +458,7 @@ class Engine:
             context = {**person.context, "username": username}
             try:
                 attributes = {
-                    attr: Derived(t.render(context, person.key), self._why(t, account))
+                    attr: Derived(t.render(context, person.key), account.why[attr])
                     for attr, t in account.attributes.items()
                 }
                 ou = tuple(t.render(context, person.key) for t in account.ou)
@@ -473,13 +484,6 @@ class Engine:
             _add_ou(state.ous, ou)
         self._build_groups(state)
         return state
-
-    def _why(self, template: Compiled, account: CompiledAccount) -> Provenance:
-        """A template that uses ``username`` also depends on the username template's fields."""
-        if "username" not in template.variables:
-            return template.why
-        fields = tuple(dict.fromkeys((*template.why.fields, *account.username.why.fields)))
-        return Provenance(template.why.template, template.why.location, template.why.text, fields)
 
     def _allocate(self, people: list[tuple[CompiledAccount, Person, str, str]]) -> dict[str, str]:
         """Unique usernames: existing holders keep theirs, newcomers get the next free suffix.
