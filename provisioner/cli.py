@@ -1,4 +1,4 @@
-"""Command line: ``provisioner fetch`` (more commands follow the plan/apply work).
+"""Command line: ``provisioner fetch``, ``validate`` and ``explain`` (plan and apply follow).
 
 Exit codes, for schedulers: 0 success, 1 error (one line on stderr, no traceback), 2 reserved for
 "changes pending or blocked by policy".
@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
 from provisioner import __version__
 from provisioner.config import load_config
 from provisioner.errors import ProvisionerError
-from provisioner.sources.informat.operations import OPERATIONS
+from provisioner.pipeline import Prepared, desired_state, prepare, read_for_mappings
+from provisioner.report.mapping import explain_account, find_accounts, validation_summary
+from provisioner.sources.informat.operations import OPERATIONS, SEARCH_FIELDS, operation
 from provisioner.sources.informat.reader import Progress, SourceData, choose_datasets, read_source
 
 
@@ -48,6 +51,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("--json", action="store_true", help="print the counts as JSON")
     fetch.set_defaults(handler=run_fetch)
+
+    validate = commands.add_parser(
+        "validate",
+        help="check the mappings: schema, templates, and a full render of every person",
+        description="Compile the mappings, read the source (only what the mappings use), render "
+        "every person and report persons, groups, duplicates and name collisions. Exit 1 on any "
+        "error. Nothing is written anywhere.",
+    )
+    validate.add_argument("--config", required=True, type=Path, metavar="FILE")
+    validate.set_defaults(handler=run_validate)
+
+    explain = commands.add_parser(
+        "explain",
+        help="show how one person's account is derived, value by value",
+        description="Find persons by p_persoon, stamnummer or part of the name and show their "
+        "source record (referenced fields only), every derived attribute with the template "
+        "that made it, the OU and the groups.",
+    )
+    explain.add_argument("--config", required=True, type=Path, metavar="FILE")
+    explain.add_argument("query", metavar="QUERY")
+    explain.set_defaults(handler=run_explain)
     return parser
 
 
@@ -80,10 +104,16 @@ class ProgressLine:
 def run_fetch(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     informat = config.source.informat
-    datasets = choose_datasets(args.dataset, informat)
+    fields = None
+    if config.mappings is not None and not args.dataset:
+        # Only what the mappings reference: their data sets, and of those only the fields used.
+        fields = prepare(args.config).fields
+        datasets = [operation(name) for name in fields]
+    else:
+        datasets = choose_datasets(args.dataset, informat)
     progress = ProgressLine(len(datasets) * len(informat.instelnrs), sys.stderr)
     try:
-        data = read_source(informat, datasets, save=args.save, progress=progress)
+        data = read_source(informat, datasets, fields=fields, save=args.save, progress=progress)
     finally:
         progress.clear()
     if args.json:
@@ -101,6 +131,42 @@ def run_fetch(args: argparse.Namespace) -> int:
     if args.save:
         print(f"saved the raw answers to {args.save}", file=sys.stderr)
     return 0
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    prepared = prepare(args.config)
+    data = _read(prepared)
+    state = desired_state(prepared, data)
+    print(validation_summary(state, prepared.fields, data.counts(), data.empty()))
+    return 1 if state.report.errors else 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    prepared = prepare(args.config)
+    data = _read(prepared, extra_fields=SEARCH_FIELDS)
+    state = desired_state(prepared, data)
+    found = find_accounts(state, args.query)
+    if not found:
+        print(f"error: no account matches {args.query!r}", file=sys.stderr)
+        return 1
+    for account in found[:5]:
+        print(explain_account(account, state, prepared.fields), end="\n\n")
+    if len(found) > 5:
+        print(f"… and {len(found) - 5} more matches; make the query more precise")
+    for error in state.report.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return 1 if state.report.errors else 0
+
+
+def _read(
+    prepared: Prepared, extra_fields: Mapping[str, Collection[str]] | None = None
+) -> SourceData:
+    informat = prepared.config.source.informat
+    progress = ProgressLine(len(prepared.fields) * len(informat.instelnrs), sys.stderr)
+    try:
+        return read_for_mappings(prepared, extra_fields=extra_fields, progress=progress)
+    finally:
+        progress.clear()
 
 
 def render_counts(data: SourceData) -> str:
@@ -125,3 +191,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head or less, which stopped reading
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's flush quiet
+        return 0

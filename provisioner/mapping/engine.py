@@ -323,6 +323,17 @@ class Engine:
         self.existing = dict(existing or {})
         self.issued = {name.casefold() for name in issued}
         self.index = _Index(source)
+        # Of a pivoted set (free fields by name) only the names the templates read are kept.
+        self.pivot_names: dict[str, set[str] | None] = {}
+        pivoted = {d for a in compiled.accounts.values() for d in a.spec.persons.pivot}
+        for template in compiled.templates():
+            for use in template.uses:
+                if use.dataset in pivoted:
+                    names = self.pivot_names.setdefault(use.dataset, set())
+                    if use.field is None:
+                        self.pivot_names[use.dataset] = None
+                    elif names is not None:
+                        names.add(use.field)
         self.report = MappingReport()
         self.persons: dict[str, list[Person]] = {}
 
@@ -398,11 +409,13 @@ class Engine:
             context[dataset] = [Row(r) for _s, r in rows]
             records[dataset] = [r for _s, r in rows]
         for dataset, (name_field, value_field) in spec.pivot.items():
+            wanted = self.pivot_names.get(dataset, set())
             values: dict[str, Any] = {}
             for _s, row in _same_school_first(self.index.rows(dataset, key), school):
                 name = row.get(name_field)
-                if name is not None and name not in values:
-                    values[name] = row.get(value_field)
+                if name is None or name in values or (wanted is not None and name not in wanted):
+                    continue
+                values[name] = row.get(value_field)
             context[dataset] = Row(values)
             records[dataset] = values
         return Person(account.name, key, school, context, records)

@@ -32,7 +32,15 @@ class Template:
 
     @property
     def location(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{_shown(self.file)}:{self.line}"
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be said: relative to the working directory when inside it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @dataclass

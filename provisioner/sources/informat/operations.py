@@ -145,6 +145,14 @@ DEFAULT_DATASETS: tuple[str, ...] = (
 """What ``fetch`` reads when neither the command line nor the configuration names data sets."""
 
 
+SEARCH_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "Lln": ("stamnr", "Stamnr_kort"),
+    "LlnExtra": ("Stamnummer",),
+    "Leerkrachten": ("Stamnummer",),
+}
+"""Identifiers a coordinator may search a person by (``provisioner explain``), besides the key."""
+
+
 def operation(name: str) -> Operation:
     """The operation called *name*; a wrong name or casing is an error that names the right one."""
     try:

@@ -43,6 +43,9 @@ class SourceData:
     schooljaar: str
     instelnrs: list[str]
     datasets: list[str]
+    as_of: dt.date
+    """The day the data describes: today for a live read, the reference day of a snapshot (so a
+    plan made from a snapshot is the same whenever it is made)."""
     answers: dict[str, dict[str, list[Record]]] = field(default_factory=dict)
     fields_seen: dict[str, set[str]] = field(default_factory=dict)
     """Per data set, every field name that occurred, also those not kept."""
@@ -121,7 +124,9 @@ def read_source(
         return _read_snapshot(config, datasets, fields, progress)
 
     options = config.query_options(today)
-    data = SourceData(options.schooljaar, list(config.instelnrs), [op.name for op in datasets])
+    data = SourceData(
+        options.schooljaar, list(config.instelnrs), [op.name for op in datasets], today
+    )
     writer = SnapshotWriter(save) if save is not None else None
     jobs = [(op, nr) for op in datasets for nr in config.instelnrs]
     extra = {"sleep": sleep} if sleep is not None else {}
@@ -186,7 +191,9 @@ def _read_snapshot(
             f"snapshot {config.snapshot} holds schooljaar {snapshot.schooljaar}, "
             f"the configuration asks for {config.schooljaar}"
         )
-    data = SourceData(snapshot.schooljaar, list(config.instelnrs), [op.name for op in datasets])
+    data = SourceData(
+        snapshot.schooljaar, list(config.instelnrs), [op.name for op in datasets], snapshot.as_of
+    )
     for op in datasets:
         for nr in config.instelnrs:
             progress(Progress("start", op.name, nr))

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from provisioner.errors import SourceError
 from provisioner.sources.informat.operations import Operation
+from provisioner.sources.informat.params import parse_day
 from provisioner.sources.informat.parser import AnswerParser, RawAnswer
 
 MANIFEST = "manifest.json"
@@ -105,6 +106,14 @@ class Snapshot:
         self.entries = {
             (e["dataset"], e["instelnr"]): SnapshotEntry(**e) for e in manifest["answers"]
         }
+
+    @property
+    def as_of(self) -> dt.date:
+        """The reference day the snapshot was fetched for, else the day it was made."""
+        reference = self.manifest.get("parameters", {}).get("referentiedatum")
+        if reference:
+            return parse_day(reference)
+        return dt.datetime.fromisoformat(self.manifest["created"]).date()
 
     @property
     def datasets(self) -> list[str]:
