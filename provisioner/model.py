@@ -60,6 +60,7 @@ class DesiredAccount:
     """OU path from the managed root downwards, e.g. ("Leerlingen", "030569", "1A")."""
     attributes: dict[str, Derived]
     school: str
+    username_why: Provenance | None = None
     person: dict[str, Any] = field(repr=False, default_factory=dict)
     """The joined source records (referenced fields only), for ``explain``."""
 

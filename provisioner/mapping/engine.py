@@ -490,6 +490,7 @@ class Engine:
                 ou=ou,
                 attributes=attributes,
                 school=person.school,
+                username_why=account.username.why,
                 person=person.records,
             )
             person.context["username"] = username
@@ -558,6 +559,14 @@ class Engine:
             except TemplateError as exc:
                 self.report.errors.append(str(exc))
                 continue
+            except _NoFreeName:
+                unique = ", ".join(account.spec.unique) or "username"
+                self.report.errors.append(
+                    f"{scheme.template.location}: accounts.{account.name}: no free name for "
+                    f"person {person.key} after {_MAX_SUFFIX} suffixes of {base!r}; does every "
+                    f"unique attribute ({unique}) change with the username?"
+                )
+                continue
             if name != base[: scheme.max_length].rstrip(".-"):
                 self.report.collisions.append(Collision(account.name, anchor, base, name))
         return names
@@ -567,13 +576,12 @@ class Engine:
         name = base[:max_length].rstrip(".-")
         if is_free(name):
             return name
-        n = first
-        while True:
+        for n in range(first, first + _MAX_SUFFIX):
             ending = suffix.replace("{n}", str(n))
             candidate = base[: max_length - len(ending)].rstrip(".-") + ending
             if is_free(candidate):
                 return candidate
-            n += 1
+        raise _NoFreeName(name)
 
     # -- groups ---------------------------------------------------------------------------------
 
@@ -664,6 +672,13 @@ class Engine:
                     "left out"
                 )
         return owners
+
+
+_MAX_SUFFIX = 10_000
+
+
+class _NoFreeName(Exception):
+    pass
 
 
 def _fold(name: str) -> str:

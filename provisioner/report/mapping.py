@@ -119,6 +119,16 @@ def explain_account(
             shown = {k: v for k, v in row.items() if keep is None or pivoted or k in keep}
             out.append(f"  {dataset}: {json.dumps(shown, ensure_ascii=False, sort_keys=True)}")
     collision = next((c for c in state.report.collisions if c.anchor == account.anchor), None)
+    if account.username_why is not None:
+        why = account.username_why
+        out += [
+            "",
+            f"Username: {account.username}",
+            f"  {why.text}   ({why.location})"
+            + (f" ← {', '.join(why.fields)}" if why.fields else ""),
+        ]
+        if collision is not None:
+            out.append(f"  {collision.wanted!r} was taken, so the name got a suffix")
     out += ["", "Attributes:"]
     width = max((len(a) for a in account.attributes), default=0)
     for name, derived in account.attributes.items():
@@ -126,8 +136,6 @@ def explain_account(
         source = f" ← {', '.join(why.fields)}" if why.fields else ""
         out.append(f"  {name:<{width}}  {derived.value}")
         out.append(f"  {'':<{width}}    {why.text}   ({why.location}){source}")
-    if collision is not None:
-        out.append(f"  (username {collision.wanted!r} was taken: given {collision.given!r})")
     out += ["", f"OU: {' / '.join(account.ou)}"]
     member_of = sorted(g.key for g in state.groups.values() if account.anchor in g.members)
     owner_of = sorted(g.key for g in state.groups.values() if account.anchor in g.owners)
