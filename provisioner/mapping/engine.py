@@ -12,12 +12,19 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.errors import ConfigError
-from provisioner.mapping.spec import AccountSpec, GroupSpec, Mappings, PersonsSpec, Template
+from provisioner.mapping.spec import (
+    AccountSpec,
+    GroupSpec,
+    Mappings,
+    PersonsSpec,
+    Template,
+    UsernameSpec,
+)
 from provisioner.mapping.templates import Compiled, FieldUse, Row, TemplateError
 from provisioner.model import (
     Collision,
@@ -545,15 +552,24 @@ class Engine:
                 "holds; a new name is given"
             )
             newcomers.append((account, person, anchor, base))
+        # Per base name and scheme, the first suffix whose *username* may still be free. A name
+        # in ``taken`` or ``issued`` stays unavailable, so skipping past it changes no outcome; it
+        # only saves trying jan.peeters2 … jan.peeters40 again for the 41st Jan Peeters.
+        cursors: dict[tuple[str, int, str], int] = {}
+
+        def name_taken(name: str) -> bool:
+            folded = name.casefold()
+            return folded in taken or folded in self.issued
+
         for account, person, anchor, base in sorted(newcomers, key=lambda p: _natural(p[2])):
             scheme = account.spec.username
             try:
-                name = self._first_free(
+                name = _first_free(
                     base,
-                    scheme.max_length,
-                    scheme.suffix,
-                    scheme.first,
+                    scheme,
                     lambda n, a=account, p=person: free(a, p, n, None),
+                    name_taken,
+                    cursors,
                 )
                 claim(account, person, anchor, name)
             except TemplateError as exc:
@@ -570,18 +586,6 @@ class Engine:
             if name != base[: scheme.max_length].rstrip(".-"):
                 self.report.collisions.append(Collision(account.name, anchor, base, name))
         return names
-
-    @staticmethod
-    def _first_free(base: str, max_length: int, suffix: str, first: int, is_free: Any) -> str:
-        name = base[:max_length].rstrip(".-")
-        if is_free(name):
-            return name
-        for n in range(first, first + _MAX_SUFFIX):
-            ending = suffix.replace("{n}", str(n))
-            candidate = base[: max_length - len(ending)].rstrip(".-") + ending
-            if is_free(candidate):
-                return candidate
-        raise _NoFreeName(name)
 
     # -- groups ---------------------------------------------------------------------------------
 
@@ -675,6 +679,32 @@ class Engine:
 
 
 _MAX_SUFFIX = 10_000
+
+
+def _first_free(
+    base: str,
+    scheme: UsernameSpec,
+    is_free: Callable[[str], bool],
+    name_taken: Callable[[str], bool],
+    cursors: dict[tuple[str, int, str], int],
+) -> str:
+    """*base* cut to the maximum length, else base + suffix for the first free n; the suffix
+    replaces the end of the base so that the name never exceeds the maximum length."""
+    name = base[: scheme.max_length].rstrip(".-")
+    if is_free(name):
+        return name
+    cursor_key = (base, scheme.max_length, scheme.suffix)
+    start = cursors.get(cursor_key, scheme.first)
+    for n in range(start, scheme.first + _MAX_SUFFIX):
+        ending = scheme.suffix.replace("{n}", str(n))
+        candidate = base[: scheme.max_length - len(ending)].rstrip(".-") + ending
+        if n == start and name_taken(candidate):
+            start += 1
+            cursors[cursor_key] = start
+            continue
+        if is_free(candidate):
+            return candidate
+    raise _NoFreeName(name)
 
 
 class _NoFreeName(Exception):
