@@ -45,6 +45,7 @@ from tests.fakes.synthetic import (
     load_data,
     save_data,
 )
+from tests.strategies import XML_TEXT
 
 PUPILS = 120
 TODAY = date(2026, 1, 15)  # the generator's notional today for 2025-26
@@ -729,16 +730,6 @@ def test_gewijzigd_sinds(server, http, data):
 def test_referentiedatum_selects_exactly_the_rows_valid_that_day(fake, http, data, day):
     answer = keys(get(http, fake, "Lln", referentiedatum=day.strftime("%d-%m-%Y")))
     assert answer == [r["p_persoon"] for r in visible(data.rows["Lln"], "030569", day)]
-
-
-# Text XML 1.0 can carry: everything but most control characters and surrogates.
-XML_TEXT = st.text(
-    st.characters(
-        blacklist_categories=("Cs",),
-        blacklist_characters=[chr(c) for c in range(32) if chr(c) not in "\t\n\r"]
-        + ["\ufffe", "\uffff"],
-    )
-)
 
 
 @settings(max_examples=200, deadline=None)

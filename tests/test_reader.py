@@ -20,6 +20,7 @@ from provisioner.sources.informat.reader import read_source
 from tests.conftest import INSTELNRS, REFERENCE_DAY, informat_config
 from tests.fakes.informat_server import InformatServer
 from tests.fakes.tls import make_test_ca
+from tests.strategies import XML_TEXT
 
 TRANSPORTS = ["get", "post", "soap"]
 ALL = list(OPERATIONS.values())
@@ -303,16 +304,6 @@ def test_a_private_ca_is_trusted_through_ca_file(tls_server, synthetic):
     assert len(data.answers["Subgroepen"]["030569"]) == len(
         expected_rows(synthetic, operation("Subgroepen"), "030569")
     )
-
-
-# Text XML 1.0 can carry: everything but most control characters and surrogates.
-XML_TEXT = st.text(
-    st.characters(
-        blacklist_categories=("Cs",),
-        blacklist_characters=[chr(c) for c in range(32) if chr(c) not in "\t\n\r"]
-        + ["\ufffe", "\uffff"],
-    )
-)
 
 
 @settings(max_examples=40, deadline=None)
