@@ -1,4 +1,4 @@
-"""Command line: ``provisioner fetch``, ``validate`` and ``explain`` (plan and apply follow).
+"""Command line: ``provisioner fetch``, ``validate``, ``explain`` and ``plan`` (apply follows).
 
 Exit codes, for schedulers: 0 success, 1 error (one line on stderr, no traceback), 2 reserved for
 "changes pending or blocked by policy".
@@ -18,8 +18,18 @@ from typing import TextIO
 from provisioner import __version__
 from provisioner.config import load_config
 from provisioner.errors import ProvisionerError
-from provisioner.pipeline import Prepared, desired_state, prepare, read_for_mappings
+from provisioner.model import ObservedState
+from provisioner.pipeline import (
+    EMPTY_TARGET,
+    Prepared,
+    desired_state,
+    make_plan,
+    prepare,
+    read_for_mappings,
+)
+from provisioner.plan.planfile import plan_to_json, save_plan
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
+from provisioner.report.plan import render_plan
 from provisioner.sources.informat.operations import OPERATIONS, SEARCH_FIELDS, operation
 from provisioner.sources.informat.reader import Progress, SourceData, choose_datasets, read_source
 
@@ -72,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--config", required=True, type=Path, metavar="FILE")
     explain.add_argument("query", metavar="QUERY")
     explain.set_defaults(handler=run_explain)
+
+    plan = commands.add_parser(
+        "plan",
+        help="show every change that would be made, and why (a dry run)",
+        description="Compute the changes that make the directory match the source: creates, "
+        "updates, moves, renames, disables and memberships, each with its reason. Nothing is "
+        "written to the directory. Exit 0 when there is nothing to do, 2 when changes are "
+        "pending or the plan is blocked, 1 on error.",
+    )
+    plan.add_argument("--config", required=True, type=Path, metavar="FILE")
+    plan.add_argument("--out", type=Path, metavar="FILE", help="save the plan to apply it later")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument(
+        "--details", action="store_true", help="also list every attribute of new objects"
+    )
+    plan.set_defaults(handler=run_plan)
     return parser
 
 
@@ -156,6 +182,24 @@ def run_explain(args: argparse.Namespace) -> int:
     for error in state.report.errors:
         print(f"error: {error}", file=sys.stderr)
     return 1 if state.report.errors else 0
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    prepared = prepare(args.config)
+    data = _read(prepared)
+    desired = desired_state(prepared, data)
+    # Targets come with the AD and Entra adapters; until one is configured, the plan is the
+    # preview of a first run against an empty directory.
+    plan = make_plan(prepared, data, desired, ObservedState(), EMPTY_TARGET)
+    if args.out:
+        save_plan(plan, args.out)
+    if args.json:
+        print(json.dumps(plan_to_json(plan), indent=1, ensure_ascii=False))
+    else:
+        print(render_plan(plan, details=args.details))
+        if args.out:
+            print(f"\nsaved the plan to {args.out}")
+    return 0 if plan.empty and not plan.header.blocked else 2
 
 
 def _read(

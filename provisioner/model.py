@@ -117,3 +117,41 @@ class DesiredState:
     """By key."""
     ous: set[tuple[str, ...]] = field(default_factory=set)
     report: MappingReport = field(default_factory=MappingReport)
+
+
+# -- what a target holds ------------------------------------------------------------------------
+
+
+@dataclass
+class ObservedAccount:
+    """An account as the directory holds it, in the managed scope."""
+
+    id: str
+    """The target's immutable id (objectGUID, Entra object id)."""
+    target: str
+    """Where it lives: a DN or an object path, for messages and preconditions."""
+    anchor: str | None
+    """The source anchor attribute; None for accounts made before the connector."""
+    username: str
+    ou: tuple[str, ...]
+    attributes: dict[str, str]
+    enabled: bool = True
+
+
+@dataclass
+class ObservedGroup:
+    id: str
+    target: str
+    key: str | None
+    ou: tuple[str, ...]
+    attributes: dict[str, str]
+    members: set[str] = field(default_factory=set)
+    """Anchors of member accounts (members the connector does not manage are not listed)."""
+    owners: set[str] = field(default_factory=set)
+
+
+@dataclass
+class ObservedState:
+    accounts: list[ObservedAccount] = field(default_factory=list)
+    groups: list[ObservedGroup] = field(default_factory=list)
+    ous: set[tuple[str, ...]] = field(default_factory=set)

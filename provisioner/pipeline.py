@@ -5,6 +5,7 @@ The commands use these steps in the same order; each step hands the next plain d
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,10 @@ from provisioner.mapping.engine import (
     fields_to_fetch,
 )
 from provisioner.mapping.spec import Mappings, load_mappings
-from provisioner.model import DesiredState
+from provisioner.model import DesiredState, ObservedState
+from provisioner.plan.diff import diff
+from provisioner.plan.model import Plan, PlanHeader
+from provisioner.plan.planfile import file_hash, now
 from provisioner.sources.informat.operations import OPERATIONS, operation
 from provisioner.sources.informat.reader import Progress, SourceData, read_source
 
@@ -59,3 +63,38 @@ def read_for_mappings(
 
 def desired_state(prepared: Prepared, data: SourceData) -> DesiredState:
     return build_desired(prepared.compiled, data.as_source_rows(), today=data.as_of)
+
+
+PLAN_VALID_FOR = dt.timedelta(hours=12)
+"""A saved plan older than this is refused by apply: the directory will have moved on."""
+
+EMPTY_TARGET = "(no target configured: a first run against an empty directory; nothing is written)"
+
+
+def make_plan(
+    prepared: Prepared,
+    data: SourceData,
+    desired: DesiredState,
+    observed: ObservedState,
+    target: str,
+) -> Plan:
+    """The plan with its header: hashes of what it was made from, expiry, and blocks."""
+    created = now()
+    blocked = []
+    if desired.report.errors:
+        blocked.append(
+            f"the mappings reported {len(desired.report.errors)} error(s) (run validate): a plan "
+            "made from incomplete data could remove what it should keep"
+        )
+    header = PlanHeader(
+        created=created.isoformat(),
+        expires=(created + PLAN_VALID_FOR).isoformat(),
+        config_hash=file_hash([prepared.config.path]),
+        mappings_hash=file_hash(prepared.mappings.files),
+        source_hash=data.source_hash(),
+        target=target,
+        source_as_of=data.as_of.isoformat(),
+        blocked=blocked,
+        warnings=list(desired.report.warnings),
+    )
+    return Plan(header, diff(desired, observed))

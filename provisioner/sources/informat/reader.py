@@ -9,6 +9,7 @@ as such, so that later stages can refuse to act on it.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -49,10 +50,20 @@ class SourceData:
     answers: dict[str, dict[str, list[Record]]] = field(default_factory=dict)
     fields_seen: dict[str, set[str]] = field(default_factory=dict)
     """Per data set, every field name that occurred, also those not kept."""
+    hashes: dict[tuple[str, str], str] = field(default_factory=dict)
+    """SHA-256 of every raw answer, by (data set, instelnr)."""
 
     def add(self, dataset: str, instelnr: str, answer: RawAnswer) -> None:
         self.answers.setdefault(dataset, {})[instelnr] = answer.records
         self.fields_seen.setdefault(dataset, set()).update(answer.fields_seen)
+        self.hashes[(dataset, instelnr)] = answer.sha256
+
+    def source_hash(self) -> str:
+        """One hash over every answer read: equal hashes, equal source data."""
+        digest = hashlib.sha256()
+        for (dataset, instelnr), sha in sorted(self.hashes.items()):
+            digest.update(f"{dataset}/{instelnr}={sha}\n".encode())
+        return digest.hexdigest()
 
     def records(self, dataset: str) -> list[Record]:
         """All records of *dataset*, every instelnr in configuration order."""

@@ -1,0 +1,356 @@
+"""Desired state − observed state = the changes, each with its reason and its precondition.
+
+The planner knows neither Informat nor LDAP nor Graph: it compares plain objects. Only objects in
+the managed scope are observed, so nothing outside it can appear in a plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from provisioner.model import (
+    DesiredAccount,
+    DesiredGroup,
+    DesiredState,
+    ObservedAccount,
+    ObservedGroup,
+    ObservedState,
+)
+from provisioner.plan.model import ORDER, Change
+
+NEW = "(new)"
+
+
+def _path(ou: tuple[str, ...], name: str | None = None) -> str:
+    return "/".join((*ou, name) if name else ou)
+
+
+def _attribute_reasons(desired: DesiredAccount | DesiredGroup, names: Sequence[str]) -> list[str]:
+    reasons = []
+    for name in names:
+        why = desired.attributes[name].why
+        source = f" ← {', '.join(why.fields)}" if why.fields else ""
+        reasons.append(f"{name}: {why.text} ({why.location}){source}")
+    return reasons
+
+
+def _changed(desired: DesiredAccount | DesiredGroup, observed: dict[str, str]) -> list[str]:
+    """Attributes whose desired value differs; attributes the mappings do not set are left alone."""
+    return [
+        name
+        for name, derived in desired.attributes.items()
+        if (observed.get(name) or "") != derived.value
+    ]
+
+
+def diff(
+    desired: DesiredState, observed: ObservedState, *, match_on: Sequence[str] = ("username",)
+) -> list[Change]:
+    """Every change that makes *observed* look like *desired*, in apply order.
+
+    Accounts correlate by anchor; accounts without an anchor (made before the connector) by the
+    ``match_on`` attributes. One candidate is adopted; several are a conflict, never a guess.
+    """
+    changes: list[Change] = []
+    for path in sorted(desired.ous - observed.ous, key=lambda p: (len(p), p)):
+        changes.append(
+            Change(
+                "create_ou",
+                "ou",
+                _path(path),
+                _path(path),
+                after={"ou": list(path)},
+                why=("an OU the mappings place objects in",),
+                precondition={"absent": True},
+            )
+        )
+    changes += _account_changes(desired, observed, match_on)
+    changes += _group_changes(desired, observed)
+    order = {action: i for i, action in enumerate(ORDER)}
+    return sorted(changes, key=lambda c: order[c.action])  # stable: keeps key order per action
+
+
+def _account_changes(
+    desired: DesiredState, observed: ObservedState, match_on: Sequence[str]
+) -> list[Change]:
+    changes: list[Change] = []
+    by_anchor: dict[str, ObservedAccount] = {}
+    for account in observed.accounts:
+        if account.anchor is None:
+            continue
+        if account.anchor in by_anchor:
+            other = by_anchor[account.anchor]
+            changes.append(
+                Change(
+                    "conflict",
+                    "account",
+                    account.anchor,
+                    account.target,
+                    why=(
+                        f"two accounts carry anchor {account.anchor}: {other.target} and "
+                        f"{account.target}; resolve by hand",
+                    ),
+                )
+            )
+            continue
+        by_anchor[account.anchor] = account
+    unanchored = [a for a in observed.accounts if a.anchor is None]
+
+    for anchor in sorted(desired.accounts, key=lambda a: (len(a), a)):
+        want = desired.accounts[anchor]
+        have = by_anchor.get(anchor)
+        if have is None:
+            changes += _new_account(want, unanchored, match_on)
+            continue
+        changes += _account_updates(want, have)
+
+    for anchor, have in sorted(by_anchor.items()):
+        if anchor not in desired.accounts and have.enabled:
+            changes.append(
+                Change(
+                    "disable",
+                    "account",
+                    anchor,
+                    have.target,
+                    before={"enabled": "true"},
+                    after={"enabled": "false"},
+                    why=("no longer in the source",),
+                    precondition={"id": have.id, "enabled": True},
+                )
+            )
+    return changes
+
+
+def _new_account(
+    want: DesiredAccount, unanchored: list[ObservedAccount], match_on: Sequence[str]
+) -> list[Change]:
+    candidates = [
+        have
+        for have in unanchored
+        if any(
+            (_value(have, rule) or "").casefold() == (_desired_value(want, rule) or "").casefold()
+            and _desired_value(want, rule)
+            for rule in match_on
+        )
+    ]
+    if len(candidates) > 1:
+        places = ", ".join(sorted(c.target for c in candidates))
+        return [
+            Change(
+                "conflict",
+                "account",
+                want.anchor,
+                NEW,
+                why=(
+                    f"{want.kind} {want.anchor} ({want.username}) matches "
+                    f"{len(candidates)} existing accounts: {places}; resolve by hand",
+                ),
+            )
+        ]
+    attributes = {name: d.value for name, d in want.attributes.items()}
+    if candidates:
+        have = candidates[0]
+        unanchored.remove(have)
+        changed = _changed(want, have.attributes)
+        return [
+            Change(
+                "adopt",
+                "account",
+                want.anchor,
+                have.target,
+                before={"anchor": None, **{n: have.attributes.get(n) for n in changed}},
+                after={"anchor": want.anchor, **{n: attributes[n] for n in changed}},
+                why=(
+                    f"existing account matched on {', '.join(match_on)}",
+                    *_attribute_reasons(want, changed),
+                ),
+                precondition={"id": have.id, "anchor": None},
+            )
+        ]
+    return [
+        Change(
+            "create",
+            "account",
+            want.anchor,
+            _path(want.ou, want.username),
+            after={"username": want.username, "ou": list(want.ou), **attributes},
+            why=(f"{want.kind} {want.anchor} is in the source and has no account",),
+            precondition={"absent": True},
+        )
+    ]
+
+
+def _value(account: ObservedAccount, rule: str) -> str | None:
+    return account.username if rule == "username" else account.attributes.get(rule)
+
+
+def _desired_value(account: DesiredAccount, rule: str) -> str | None:
+    if rule == "username":
+        return account.username
+    derived = account.attributes.get(rule)
+    return derived.value if derived else None
+
+
+def _account_updates(want: DesiredAccount, have: ObservedAccount) -> list[Change]:
+    changes = []
+    anchor, target = want.anchor, have.target
+    if want.username.casefold() != have.username.casefold():
+        changes.append(
+            Change(
+                "rename",
+                "account",
+                anchor,
+                target,
+                before={"username": have.username},
+                after={"username": want.username},
+                why=(f"username {want.username!r} from the mappings",),
+                precondition={"id": have.id, "username": have.username},
+            )
+        )
+    if want.ou != have.ou:
+        changes.append(
+            Change(
+                "move",
+                "account",
+                anchor,
+                target,
+                before={"ou": list(have.ou)},
+                after={"ou": list(want.ou)},
+                why=(f"OU {_path(want.ou)} from the mappings",),
+                precondition={"id": have.id, "ou": list(have.ou)},
+            )
+        )
+    changed = _changed(want, have.attributes)
+    if changed:
+        changes.append(
+            Change(
+                "update",
+                "account",
+                anchor,
+                target,
+                before={n: have.attributes.get(n) for n in changed},
+                after={n: want.attributes[n].value for n in changed},
+                why=tuple(_attribute_reasons(want, changed)),
+                precondition={
+                    "id": have.id,
+                    "attributes": {n: have.attributes.get(n) for n in changed},
+                },
+            )
+        )
+    if not have.enabled:
+        changes.append(
+            Change(
+                "enable",
+                "account",
+                anchor,
+                target,
+                before={"enabled": "false"},
+                after={"enabled": "true"},
+                why=("in the source again",),
+                precondition={"id": have.id, "enabled": False},
+            )
+        )
+    return changes
+
+
+def _group_changes(desired: DesiredState, observed: ObservedState) -> list[Change]:
+    changes: list[Change] = []
+    by_key = {g.key: g for g in observed.groups if g.key is not None}
+    for key in sorted(desired.groups):
+        want = desired.groups[key]
+        have = by_key.get(key)
+        if have is None:
+            attributes = {n: d.value for n, d in want.attributes.items()}
+            target = _path(want.ou, key)
+            changes.append(
+                Change(
+                    "create_group",
+                    "group",
+                    key,
+                    target,
+                    after={"ou": list(want.ou), **attributes},
+                    why=(f"group {want.kind} {key} has members in the source",),
+                    precondition={"absent": True},
+                )
+            )
+            changes += _membership(want, None, target)
+            continue
+        if want.ou != have.ou:
+            changes.append(
+                Change(
+                    "move_group",
+                    "group",
+                    key,
+                    have.target,
+                    before={"ou": list(have.ou)},
+                    after={"ou": list(want.ou)},
+                    why=(f"OU {_path(want.ou)} from the mappings",),
+                    precondition={"id": have.id, "ou": list(have.ou)},
+                )
+            )
+        changed = _changed(want, have.attributes)
+        if changed:
+            changes.append(
+                Change(
+                    "update_group",
+                    "group",
+                    key,
+                    have.target,
+                    before={n: have.attributes.get(n) for n in changed},
+                    after={n: want.attributes[n].value for n in changed},
+                    why=tuple(_attribute_reasons(want, changed)),
+                    precondition={
+                        "id": have.id,
+                        "attributes": {n: have.attributes.get(n) for n in changed},
+                    },
+                )
+            )
+        changes += _membership(want, have, have.target)
+    for key, have in sorted(by_key.items()):
+        if key not in desired.groups:
+            changes.append(
+                Change(
+                    "delete_group",
+                    "group",
+                    key,
+                    have.target,
+                    before={"members": sorted(have.members)},
+                    why=("no member of this group is in the source any more",),
+                    precondition={"id": have.id},
+                )
+            )
+    return changes
+
+
+def _membership(want: DesiredGroup, have: ObservedGroup | None, target: str) -> list[Change]:
+    """Member additions and removals of one group, each as one change (few directory writes)."""
+    current = have.members if have else set()
+    group_id = {"id": have.id} if have else {"created_in_this_plan": True}
+    changes = []
+    add = sorted(want.members - current)
+    remove = sorted(current - want.members)
+    if add:
+        changes.append(
+            Change(
+                "add_member",
+                "group",
+                want.key,
+                target,
+                after={"members": add},
+                why=("members computed from the source",),
+                precondition=group_id,
+            )
+        )
+    if remove:
+        changes.append(
+            Change(
+                "remove_member",
+                "group",
+                want.key,
+                target,
+                before={"members": remove},
+                why=("no longer a member in the source",),
+                precondition=group_id,
+            )
+        )
+    return changes

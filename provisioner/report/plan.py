@@ -1,0 +1,87 @@
+"""The terminal preview of a plan: counts first, then the changes grouped by action."""
+
+from __future__ import annotations
+
+from provisioner.plan.model import Change, Plan, Value
+
+SYMBOL = {
+    "create_ou": "+",
+    "create": "+",
+    "create_group": "+",
+    "add_member": "+",
+    "adopt": "≈",
+    "update": "~",
+    "update_group": "~",
+    "rename": "~",
+    "move": "→",
+    "move_group": "→",
+    "enable": "+",
+    "disable": "-",
+    "remove_member": "-",
+    "delete_group": "-",
+    "conflict": "!",
+}
+TITLE = {
+    "create_ou": "OUs to create",
+    "create": "accounts to create",
+    "adopt": "accounts to adopt",
+    "rename": "accounts to rename",
+    "move": "accounts to move",
+    "update": "accounts to update",
+    "enable": "accounts to enable",
+    "create_group": "groups to create",
+    "update_group": "groups to update",
+    "move_group": "groups to move",
+    "add_member": "groups gaining members",
+    "remove_member": "groups losing members",
+    "disable": "accounts to disable",
+    "delete_group": "groups to delete",
+    "conflict": "conflicts (resolve by hand; nothing is guessed)",
+}
+
+
+def _shown(value: Value) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, list):
+        return ", ".join(value) if len(value) <= 8 else f"{', '.join(value[:8])} … ({len(value)})"
+    return repr(value)
+
+
+def render_plan(plan: Plan, *, details: bool = False) -> str:
+    header = plan.header
+    out = [
+        f"Plan against {header.target}",
+        f"source as of {header.source_as_of}; made {header.created}, valid until {header.expires}",
+        "",
+    ]
+    for reason in header.blocked:
+        out.append(f"BLOCKED: {reason}")
+    if header.blocked:
+        out.append("")
+    if plan.empty:
+        out.append("No changes: the directory matches the source.")
+        return "\n".join(out)
+    counts = plan.counts()
+    out.append("Summary: " + ", ".join(f"{n} {TITLE[a]}" for a, n in counts.items()))
+    by_action: dict[str, list[Change]] = {}
+    for change in plan.changes:
+        by_action.setdefault(change.action, []).append(change)
+    for action, changes in by_action.items():
+        out += ["", f"{TITLE[action]} ({len(changes)}):"]
+        for change in changes:
+            what = "" if change.kind == "ou" else f"  [{change.kind} {change.key}]"
+            out.append(f"  {SYMBOL[action]} {change.target}{what}")
+            show_values = details or action not in ("create", "create_group", "create_ou")
+            if show_values:
+                for name in sorted(set(change.before) | set(change.after)):
+                    before, after = change.before.get(name), change.after.get(name)
+                    if name in change.before and name in change.after:
+                        out.append(f"      {name}: {_shown(before)} → {_shown(after)}")
+                    elif name in change.after:
+                        out.append(f"      {name}: {_shown(after)}")
+                    else:
+                        out.append(f"      {name}: {_shown(before)} (removed)")
+            if show_values or action == "conflict":
+                out += [f"      why: {reason}" for reason in change.why]
+    return "\n".join(out)

@@ -1,0 +1,251 @@
+"""The planner on plain objects: every kind of change, its reason and its precondition."""
+
+from __future__ import annotations
+
+import copy
+import json
+import stat
+
+import pytest
+
+from provisioner.cli import main
+from provisioner.model import (
+    Derived,
+    DesiredAccount,
+    DesiredGroup,
+    DesiredState,
+    ObservedAccount,
+    ObservedGroup,
+    ObservedState,
+    Provenance,
+)
+from provisioner.plan.diff import diff
+from provisioner.plan.model import ORDER
+from provisioner.plan.planfile import load_plan
+from tests.test_cli_mapping import SAMPLE, sample_with_mappings
+
+WHY = Provenance(
+    "accounts.pupils.attributes.department", "m.yaml:9", "{{ Lln.Klascode }}", ("Lln.Klascode",)
+)
+
+
+def account(anchor: str, username: str, klas: str = "1A", **extra: str) -> DesiredAccount:
+    attributes = {
+        "department": Derived(klas, WHY),
+        **{k: Derived(v, WHY) for k, v in extra.items()},
+    }
+    return DesiredAccount("pupils", anchor, username, ("Leerlingen", klas), attributes, "030569")
+
+
+def desired(*accounts: DesiredAccount, groups: dict[str, set[str]] | None = None) -> DesiredState:
+    state = DesiredState()
+    for a in accounts:
+        state.accounts[a.anchor] = a
+        state.ous |= {a.ou[:1], a.ou}
+    for key, members in (groups or {}).items():
+        state.groups[key] = DesiredGroup(
+            "classes", key, ("Groepen",), {"cn": Derived(key, WHY)}, set(members)
+        )
+        state.ous.add(("Groepen",))
+    return state
+
+
+def observed_from(state: DesiredState) -> ObservedState:
+    """What a directory holds after this desired state was applied exactly."""
+    return ObservedState(
+        accounts=[
+            ObservedAccount(
+                f"id-{a.anchor}",
+                f"dn-{a.anchor}",
+                a.anchor,
+                a.username,
+                a.ou,
+                {n: d.value for n, d in a.attributes.items()},
+            )
+            for a in state.accounts.values()
+        ],
+        groups=[
+            ObservedGroup(
+                f"gid-{g.key}",
+                f"dn-{g.key}",
+                g.key,
+                g.ou,
+                {n: d.value for n, d in g.attributes.items()},
+                set(g.members),
+            )
+            for g in state.groups.values()
+        ],
+        ous=set(state.ous),
+    )
+
+
+def test_a_first_run_creates_everything_in_apply_order():
+    state = desired(account("1", "jan"), account("2", "piet", "2B"), groups={"klas-1A": {"1"}})
+    changes = diff(state, ObservedState())
+    assert [c.action for c in changes] == [
+        "create_ou",
+        "create_ou",
+        "create_ou",
+        "create_ou",
+        "create",
+        "create",
+        "create_group",
+        "add_member",
+    ]
+    assert [c.target for c in changes[:4]] == [
+        "Groepen",
+        "Leerlingen",
+        "Leerlingen/1A",
+        "Leerlingen/2B",
+    ]
+    create = changes[4]
+    assert (create.key, create.target) == ("1", "Leerlingen/1A/jan")
+    assert create.after == {"username": "jan", "ou": ["Leerlingen", "1A"], "department": "1A"}
+    assert create.precondition == {"absent": True}
+    assert changes[-1].after == {"members": ["1"]}
+    order = [ORDER.index(c.action) for c in changes]
+    assert order == sorted(order)
+
+
+def test_after_an_exact_apply_the_plan_is_empty():
+    state = desired(account("1", "jan"), account("2", "piet", "2B"), groups={"klas-1A": {"1", "2"}})
+    assert diff(state, observed_from(state)) == []
+
+
+def test_day_two_changes_each_with_reason_and_precondition():
+    day1 = desired(
+        account("1", "jan"),
+        account("2", "piet"),
+        account("3", "an"),
+        groups={"klas-1A": {"1", "2", "3"}, "klas-oud": {"3"}},
+    )
+    directory = observed_from(day1)
+    day2 = desired(
+        account("1", "jan", "2B"),
+        account("2", "pieter"),
+        account("4", "nieuw"),
+        groups={"klas-1A": {"2", "4"}},
+    )
+    changes = {(c.action, c.key): c for c in diff(day2, directory)}
+    assert set(changes) == {
+        ("create_ou", "Leerlingen/2B"),
+        ("create", "4"),
+        ("move", "1"),
+        ("update", "1"),
+        ("rename", "2"),
+        ("disable", "3"),
+        ("add_member", "klas-1A"),
+        ("remove_member", "klas-1A"),
+        ("delete_group", "klas-oud"),
+    }
+    update = changes[("update", "1")]
+    assert (update.before, update.after) == ({"department": "1A"}, {"department": "2B"})
+    assert update.why == ("department: {{ Lln.Klascode }} (m.yaml:9) ← Lln.Klascode",)
+    assert update.precondition == {"id": "id-1", "attributes": {"department": "1A"}}
+    assert changes[("move", "1")].after == {"ou": ["Leerlingen", "2B"]}
+    assert changes[("rename", "2")].before == {"username": "piet"}
+    assert changes[("disable", "3")].why == ("no longer in the source",)
+    assert changes[("add_member", "klas-1A")].after == {"members": ["4"]}
+    assert changes[("remove_member", "klas-1A")].before == {"members": ["1", "3"]}
+
+
+def test_a_returning_person_is_enabled_and_a_disabled_leaver_left_alone():
+    state = desired(account("1", "jan"))
+    directory = observed_from(desired(account("1", "jan"), account("2", "weg")))
+    for a in directory.accounts:
+        a.enabled = False
+    changes = diff(state, directory)
+    assert [(c.action, c.key) for c in changes] == [("enable", "1")]
+
+
+def test_pre_existing_accounts_are_adopted_by_username_or_reported_as_conflicts():
+    state = desired(account("1", "jan"), account("2", "piet"))
+    directory = ObservedState(
+        accounts=[
+            ObservedAccount("a", "dn-a", None, "jan", ("Leerlingen", "1A"), {"department": "1A"}),
+            ObservedAccount("b", "dn-b", None, "PIET", ("Leerlingen", "1A"), {}),
+            ObservedAccount("c", "dn-c", None, "other", ("Leerlingen", "1A"), {}),
+        ],
+        ous={("Leerlingen",), ("Leerlingen", "1A")},
+    )
+    changes = diff(state, directory)
+    adopt = [c for c in changes if c.action == "adopt"]
+    assert [(c.key, c.target) for c in adopt] == [("1", "dn-a"), ("2", "dn-b")]
+    assert adopt[0].after == {"anchor": "1"}  # nothing else differs
+    assert adopt[1].after == {"anchor": "2", "department": "1A"}
+    assert not any(c.action == "create" for c in changes)
+
+    ambiguous = ObservedState(
+        accounts=[
+            ObservedAccount("a", "dn-a", None, "jan", ("X",), {}),
+            ObservedAccount("b", "dn-b", None, "other", ("X",), {"mail": "jan"}),
+        ]
+    )
+    changes = diff(
+        desired(account("1", "jan", mail="jan")), ambiguous, match_on=("username", "mail")
+    )
+    (conflict,) = [c for c in changes if c.action == "conflict"]
+    assert "matches 2 existing accounts: dn-a, dn-b" in conflict.why[0]
+    assert not any(c.action in ("create", "adopt") for c in changes)
+
+
+def test_two_accounts_with_one_anchor_are_a_conflict_not_a_guess():
+    directory = observed_from(desired(account("1", "jan")))
+    twin = copy.deepcopy(directory.accounts[0])
+    twin.id, twin.target = "id-twin", "dn-twin"
+    directory.accounts.append(twin)
+    changes = diff(desired(account("1", "jan")), directory)
+    assert [c.action for c in changes] == ["conflict"]
+    assert "two accounts carry anchor 1: dn-1 and dn-twin" in changes[0].why[0]
+
+
+# -- the plan command --------------------------------------------------------------------------
+
+
+def test_plan_previews_a_first_run_and_saves_a_private_plan_file(tmp_path, capsys):
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(SAMPLE), "--out", str(out)]) == 2
+    text = capsys.readouterr().out
+    assert text.startswith(
+        "Plan against (no target configured: a first run against an empty directory"
+    )
+    assert "Summary: 24 OUs to create, 315 accounts to create, 17 groups to create" in text
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    plan = load_plan(out)
+    assert plan.counts()["create"] == 315
+    assert plan.header.source_as_of == "2025-10-01"
+    assert len(plan.header.source_hash) == 64 and plan.header.blocked == []
+
+
+def test_plan_json_is_the_plan_file_content(capsys):
+    assert main(["plan", "--config", str(SAMPLE), "--json"]) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert data["format"] == 1
+    assert data["counts"]["create"] == 315
+    assert {c["action"] for c in data["changes"]} == {
+        "create_ou",
+        "create",
+        "create_group",
+        "add_member",
+    }
+
+
+def test_a_plan_from_mappings_with_errors_is_blocked(tmp_path, capsys):
+    config = sample_with_mappings(tmp_path)
+    pupils = tmp_path / "mappings" / "pupils.yaml"
+    pupils.write_text(
+        pupils.read_text().replace('{{ Lln.Klascode }}"\n', '{{ Lln.Klascode | date }}"\n')
+    )
+    assert main(["plan", "--config", str(config)]) == 2
+    text = capsys.readouterr().out
+    assert "BLOCKED: the mappings reported 287 error(s)" in text
+
+
+@pytest.mark.parametrize("damage", ["{", '{"format": 99}', '{"format": 1}'])
+def test_damaged_plan_files_are_refused(tmp_path, damage):
+    from provisioner.errors import ConfigError
+
+    path = tmp_path / "plan.json"
+    path.write_text(damage)
+    with pytest.raises(ConfigError):
+        load_plan(path)
