@@ -1,0 +1,162 @@
+"""The state store: what the connector must remember between runs, in one SQLite file.
+
+- anchors: source anchor ↔ the target's immutable id (objectGUID, Entra object id), so an account
+  renamed or moved by hand is still recognised;
+- issued names: every username ever given, so a name is never given to someone else;
+- runs: when, what, and how it ended.
+
+The schema has a version from the start; :data:`MIGRATIONS` brings any older file up to date, one
+step at a time, each in its own transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from provisioner.errors import ProvisionerError
+
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE anchors (
+        kind TEXT NOT NULL,               -- account or group
+        anchor TEXT NOT NULL,
+        target_id TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        PRIMARY KEY (kind, anchor)
+    );
+    CREATE UNIQUE INDEX anchors_by_target ON anchors (target_id);
+    CREATE TABLE issued_names (
+        name_folded TEXT PRIMARY KEY,     -- compared without case, like sAMAccountName
+        name TEXT NOT NULL,
+        anchor TEXT NOT NULL,
+        issued TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started TEXT NOT NULL,
+        finished TEXT,
+        command TEXT NOT NULL,
+        outcome TEXT,                     -- ok, failed, blocked
+        summary TEXT                      -- JSON: counts per action, errors, approvals
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StateError(ProvisionerError):
+    pass
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class StateStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        new = not path.exists()
+        if new:
+            # Usernames of minors: readable by the owner only.
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db.execute("PRAGMA foreign_keys = ON")
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state store {path} cannot be opened: {exc}") from None
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"state store {path} has schema version {version}; this provisioner knows up to "
+                f"{SCHEMA_VERSION}: upgrade provisioner rather than risk the file"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            self._migrate(number + 1, MIGRATIONS[number])
+
+    def _migrate(self, version: int, script: str) -> None:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, script.split(";")):
+                self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version = {version:d}")
+            self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            self.db.execute("ROLLBACK")
+            raise StateError(
+                f"state store {self.path}: migration to {version} failed: {exc}"
+            ) from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- anchors -----------------------------------------------------------------------------
+
+    def remember_anchor(self, kind: str, anchor: str, target_id: str) -> None:
+        self.db.execute(
+            "INSERT INTO anchors (kind, anchor, target_id, first_seen) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (kind, anchor) DO UPDATE SET target_id = excluded.target_id",
+            (kind, anchor, target_id, _now()),
+        )
+
+    def target_id(self, kind: str, anchor: str) -> str | None:
+        row = self.db.execute(
+            "SELECT target_id FROM anchors WHERE kind = ? AND anchor = ?", (kind, anchor)
+        ).fetchone()
+        return row[0] if row else None
+
+    # -- names -------------------------------------------------------------------------------
+
+    def issue_names(self, names: Iterable[tuple[str, str]]) -> None:
+        """Record (anchor, name) pairs; a name already recorded keeps its first holder."""
+        now = _now()
+        self.db.executemany(
+            "INSERT OR IGNORE INTO issued_names (name_folded, name, anchor, issued) "
+            "VALUES (?, ?, ?, ?)",
+            [(name.casefold(), name, anchor, now) for anchor, name in names],
+        )
+
+    def issued_names(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT name FROM issued_names")}
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def start_run(self, command: str) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO runs (started, command) VALUES (?, ?)", (_now(), command)
+        )
+        return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run: int, outcome: str, summary: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished = ?, outcome = ?, summary = ? WHERE id = ?",
+            (_now(), outcome, json.dumps(summary, sort_keys=True), run),
+        )
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, started, finished, command, outcome, summary FROM runs "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        keys = ("id", "started", "finished", "command", "outcome", "summary")
+        result = [dict(zip(keys, row, strict=True)) for row in rows]
+        for run in result:
+            run["summary"] = json.loads(run["summary"]) if run["summary"] else None
+        return result
