@@ -109,8 +109,9 @@ class _Builder:
             # YAML reads 30569 as a number and 2025-01-15 as a date; both are fine as text here.
             if isinstance(value, bool) or value is None or isinstance(value, float):
                 raise self.error(node, where, f"expected text, got {node.value!r}")
-            if isinstance(value, dt.date):
-                return value.isoformat()
+            if isinstance(value, int | dt.date) and node.style is None:
+                # What was written, not what YAML made of it: 030567 is octal 12663 to YAML 1.1.
+                return str(node.value)
             return str(value)
         if typ is bool:
             if not isinstance(value, bool):

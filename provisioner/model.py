@@ -21,6 +21,15 @@ class Dataset:
     rows: list[tuple[str, Record]]
     fields_seen: frozenset[str] = frozenset()
     """Every field name that occurred in the source answer, also those not kept."""
+    kept: frozenset[str] | None = None
+    """The fields the source kept (None: all of them)."""
+
+    @property
+    def not_fetched(self) -> frozenset[str]:
+        """Fields the source has but did not keep."""
+        if self.kept is None:
+            return frozenset()
+        return self.fields_seen - self.kept - {self.key}
 
 
 @dataclass

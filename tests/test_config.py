@@ -137,3 +137,11 @@ def test_unknown_dataset_in_config(tmp_path):
     )
     with pytest.raises(ConfigError, match=r":5: .*did you mean Leerkrachten"):
         load_config(path)
+
+
+def test_numbers_are_kept_as_written_not_as_yaml_reads_them(tmp_path):
+    # YAML 1.1 reads 030567 as the octal number 12663; an instellingsnummer is what was typed.
+    path = write(
+        tmp_path, "source:\n  informat:\n    snapshot: s\n    instelnrs: [030567, 30569]\n"
+    )
+    assert load_config(path).source.informat.instelnrs == ["030567", "030569"]

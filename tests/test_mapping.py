@@ -411,3 +411,74 @@ def test_today_is_the_day_the_data_describes(tmp_path):
     data = source(pupil("1", einddatum="2026-01-10"), pupil("2", "Piet"))
     assert set(build_desired(compiled, data, today=dt.date(2026, 1, 10)).accounts) == {"1", "2"}
     assert set(build_desired(compiled, data, today=dt.date(2026, 1, 11)).accounts) == {"2"}
+
+
+def test_where_sees_only_the_source_data_set(tmp_path):
+    text = PUPILS.replace(
+        'persons: {source: Lln, where: Lln.voorlopig == "0"}',
+        "persons: {source: Lln, join: [LlnExtra], where: LlnExtra.Internaat == ''}",
+    )
+    with pytest.raises(MappingError, match="unknown name 'LlnExtra' \\(where and prefer see only"):
+        mappings(tmp_path, text)
+
+
+def test_a_misspelt_var_is_a_compile_error(tmp_path):
+    text = "vars: {domain: x.be}\n" + PUPILS.replace("@x.be", "@{{ vars.domian }}")
+    with pytest.raises(MappingError, match=r"vars\.domian is not defined \(defined: domain\)"):
+        mappings(tmp_path, text)
+
+
+def test_fields_read_through_filter_chains_are_fetched(tmp_path):
+    text = PUPILS.replace(
+        "persons: {source: Lln,",
+        "persons: {source: Lln, join_many: [Subgroepen],",
+    ).replace(
+        'mail: "{{ username }}@x.be"',
+        'mail: "{{ username }}@x.be"\n'
+        "      klas: \"{{ Subgroepen | selectattr('Groeptype', 'equalto', '0') "
+        "| map(attribute='Klascode') | join(',') }}\"\n"
+        '      eerste: "{{ (Subgroepen | first).Klasnr }}"',
+    )
+    compiled = mappings(tmp_path, text)
+    assert fields_to_fetch(compiled)["Subgroepen"] == ["Groeptype", "Klascode", "Klasnr"]
+
+
+def test_reading_a_field_that_was_not_fetched_is_an_error_not_an_empty_value(tmp_path):
+    compiled = mappings(
+        tmp_path, PUPILS.replace('mail: "{{ username }}@x.be"', 'mail: "{{ Lln.Klascode }}@x.be"')
+    )
+    data = source(pupil("1", Klascode="1A"))
+    data.datasets["Lln"].kept = frozenset({"Voornaam", "Naam", "voorlopig"})  # Klascode left out
+    data.datasets["Lln"].rows[0][1].pop("Klascode")
+    state = build_desired(compiled, data)
+    assert "1" not in state.accounts
+    assert any("field 'Klascode' was not fetched" in e for e in state.report.errors)
+
+
+def test_schools_must_be_schools_of_the_source(tmp_path):
+    text = PUPILS.replace(
+        'persons: {source: Lln, where: Lln.voorlopig == "0"}',
+        "persons: {source: Lln, schools: ['30577']}",
+    )
+    state = build_desired(mappings(tmp_path, text), source(pupil("1")))
+    assert any(
+        "schools: 30577 is not one of the source's schools (030569, 030577)" in e
+        for e in state.report.errors
+    )
+
+
+def test_an_empty_group_key_is_an_error(tmp_path):
+    text = (
+        PUPILS
+        + """\
+groups:
+  klassen:
+    members: [pupils]
+    key: "{{ Lln.Klascode }}"
+"""
+    )
+    state = build_desired(
+        mappings(tmp_path, text), source(pupil("1"), pupil("2", "Piet", Klascode="1A"))
+    )
+    assert set(state.groups) == {"1A"}
+    assert any("groups.klassen.key: empty for person 1" in e for e in state.report.errors)

@@ -150,10 +150,22 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
             return None
         allowed = set(scope) | set(GLOBALS) | set(extra)
         for name in sorted(compiled.variables - allowed):
-            hint = " (a data set this mapping does not join)" if name in known else ""
+            hint = ""
+            if name in known:
+                hint = (
+                    " (where and prefer see only the source data set)"
+                    if expression and scope
+                    else " (a data set this mapping does not join)"
+                )
             problems.append(
                 f"{template.location}: {template.where}: unknown name {name!r}{hint}; "
                 f"known here: {', '.join(sorted(allowed))}"
+            )
+        for var in sorted(compiled.vars_used - set(mappings.variables)):
+            defined = ", ".join(sorted(mappings.variables)) or "none"
+            problems.append(
+                f"{template.location}: {template.where}: vars.{var} is not defined "
+                f"(defined: {defined})"
             )
         return compiled
 
@@ -174,8 +186,13 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
             name=name,
             spec=spec,
             datasets=datasets,
-            where=compile_one(persons.where, datasets, expression=True),
-            prefer=[c for t in persons.prefer if (c := compile_one(t, datasets, expression=True))],
+            # where and prefer choose among the source rows, before anything is joined
+            where=compile_one(persons.where, (persons.source,), expression=True),
+            prefer=[
+                c
+                for t in persons.prefer
+                if (c := compile_one(t, (persons.source,), expression=True))
+            ],
             anchor=compile_one(spec.anchor, datasets),
             username=compile_one(spec.username.template, datasets),  # type: ignore[arg-type]
             ou=[c for t in spec.ou if (c := compile_one(t, datasets, extra=after_username))],
@@ -330,6 +347,7 @@ class Engine:
         self.existing = dict(existing or {})
         self.issued = {name.casefold() for name in issued}
         self.index = _Index(source)
+        self.not_fetched = {name: d.not_fetched for name, d in source.datasets.items()}
         # Of a pivoted set (free fields by name) only the names the templates read are kept.
         self.pivot_names: dict[str, set[str] | None] = {}
         pivoted = {d for a in compiled.accounts.values() for d in a.spec.persons.pivot}
@@ -349,6 +367,12 @@ class Engine:
     def assemble(self, account: CompiledAccount) -> list[Person]:
         spec: PersonsSpec = account.spec.persons
         data: Dataset = self.source.datasets[spec.source]
+        unknown = [s for s in spec.schools or () if s not in self.source.schools]
+        if unknown:
+            self.report.errors.append(
+                f"accounts.{account.name}.persons.schools: {', '.join(unknown)} is not one of the "
+                f"source's schools ({', '.join(self.source.schools)})"
+            )
         order = {s: i for i, s in enumerate(spec.schools or self.source.schools)}
         candidates: dict[str, list[tuple[tuple[Any, ...], str, Record]]] = {}
         for position, (school, record) in enumerate(data.rows):
@@ -358,7 +382,7 @@ class Engine:
             key = str(key)
             context = {
                 **self.globals,
-                spec.source: Row(record),
+                spec.source: Row(record, self.not_fetched[spec.source]),
                 "instelnr": school,
                 "key": key,
                 "kind": account.name,
@@ -400,7 +424,7 @@ class Engine:
         spec = account.spec.persons
         context: dict[str, Any] = {
             **self.globals,
-            spec.source: Row(record),
+            spec.source: Row(record, self.not_fetched[spec.source]),
             "instelnr": school,
             "key": key,
             "kind": account.name,
@@ -409,11 +433,12 @@ class Engine:
         for dataset in spec.join:
             rows = _same_school_first(self.index.rows(dataset, key), school)
             joined = rows[0][1] if rows else None
-            context[dataset] = Row(joined)
+            context[dataset] = Row(joined, self.not_fetched[dataset])
             records[dataset] = joined
         for dataset in spec.join_many:
             rows = self.index.rows(dataset, key)
-            context[dataset] = [Row(r) for _s, r in rows]
+            missing = self.not_fetched[dataset]
+            context[dataset] = [Row(r, missing) for _s, r in rows]
             records[dataset] = [r for _s, r in rows]
         for dataset, (name_field, value_field) in spec.pivot.items():
             wanted = self.pivot_names.get(dataset, set())
@@ -598,7 +623,8 @@ class Engine:
                 if anchor is None:
                     continue  # no account (an error was reported for it)
                 if spec.rows:
-                    rows = [Row(r) for _s, r in self.index.rows(spec.rows, person.key)]
+                    missing = self.not_fetched[spec.rows]
+                    rows = [Row(r, missing) for _s, r in self.index.rows(spec.rows, person.key)]
                     contexts = [{**person.context, spec.rows: row} for row in rows]
                 else:
                     contexts = [person.context]
@@ -618,9 +644,20 @@ class Engine:
             if group.where is not None and not group.where.render(context, person.key):
                 return
             key = group.key.render(context, person.key)
+            if not key:
+                self.report.errors.append(
+                    f"{group.key.source.location}: groups.{group.name}.key: empty for person "
+                    f"{person.key}"
+                )
+                return
             desired = state.groups.get(key)
             if desired is None:
                 ou = tuple(t.render(context, person.key) for t in group.ou)
+                if any(not part for part in ou):
+                    self.report.errors.append(
+                        f"groups.{group.name}.ou: an empty OU name for group {key}"
+                    )
+                    return
                 desired = DesiredGroup(
                     kind=group.name,
                     key=key,

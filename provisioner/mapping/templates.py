@@ -23,24 +23,42 @@ from provisioner.model import Provenance, Record
 
 class Row:
     """One record as templates see it: ``row.Field`` or ``row["Field"]``. A field without a value
-    is empty text, whichever of Informat's three forms of "no value" it came in."""
+    is empty text, whichever of Informat's three forms of "no value" it came in.
 
-    __slots__ = ("_record",)
+    ``missing`` names fields the source has but that were not fetched, because no template seemed
+    to read them; reading one anyway is an error rather than a silent empty value.
+    """
 
-    def __init__(self, record: Record | None) -> None:
+    __slots__ = ("_missing", "_record")
+
+    def __init__(self, record: Record | None, missing: frozenset[str] = frozenset()) -> None:
         self._record = record or {}
+        self._missing = missing
 
-    def __getattr__(self, name: str) -> Any:
-        return self._record.get(name, "")
+    def get(self, name: str) -> Any:
+        value = self._record.get(name)
+        if value is None:
+            if name in self._missing:
+                raise NotFetched(name)
+            return ""
+        return value
 
-    def __getitem__(self, name: str) -> Any:
-        return self._record.get(name, "")
+    __getattr__ = get
+    __getitem__ = get
 
     def __bool__(self) -> bool:
         return bool(self._record)
 
     def __repr__(self) -> str:
         return f"Row({self._record!r})"
+
+
+class NotFetched(Exception):
+    def __init__(self, field: str) -> None:
+        super().__init__(
+            f"field {field!r} was not fetched: write it as Dataset.{field} (or Dataset | "
+            f"map(attribute={field!r})) so provisioner sees that the mappings use it"
+        )
 
 
 def _finalize(value: Any) -> Any:
@@ -86,6 +104,11 @@ class Compiled:
                 f"{source.file}:{line}: {source.where}: {exc.message} in {text!r}"
             ) from None
         self.variables = frozenset(_undeclared(tree))
+        self.vars_used = frozenset(
+            node.attr
+            for node in tree.find_all(nodes.Getattr)
+            if isinstance(node.node, nodes.Name) and node.node.name == "vars"
+        )
         self._fast = _fast_path(tree, expression)
         self.uses = tuple(sorted(set(_field_uses(tree, datasets)), key=str))
         self.why = Provenance(
@@ -193,7 +216,7 @@ def _fast(node: nodes.Node) -> Fast | None:
             row = target(c)
             if type(row) is not Row:
                 raise _NotFast
-            return row._record.get(field, "")
+            return row.get(field)
 
         return lookup
     if isinstance(node, nodes.Concat):
@@ -242,40 +265,65 @@ def _undeclared(tree: nodes.Template) -> set[str]:
     return meta.find_undeclared_variables(tree)
 
 
-_ATTRIBUTE_FILTERS = {"map", "selectattr", "rejectattr", "sort", "groupby", "sum", "unique"}
+# Filters that pass rows through (so a field read after them is a field of the data set), and
+# filters whose first argument names a field.
+_ROW_FILTERS = {
+    "selectattr",
+    "rejectattr",
+    "sort",
+    "unique",
+    "first",
+    "last",
+    "reverse",
+    "list",
+    "select",
+    "reject",
+}
+_FIRST_ARGUMENT_IS_FIELD = {"selectattr", "rejectattr", "groupby"}
+
+
+def _rows_of(node: nodes.Node) -> nodes.Node:
+    """The expression a chain of row-preserving filters starts from."""
+    while isinstance(node, nodes.Filter) and node.name in _ROW_FILTERS and node.node is not None:
+        node = node.node
+    return node
 
 
 def _field_uses(tree: nodes.Node, datasets: Mapping[str, Any]) -> Iterator[FieldUse]:
-    """Fields read as ``Dataset.field``, ``Dataset["field"]`` or ``Dataset | map(attribute=…)``;
-    any other use of a data set name counts as using the whole data set."""
+    """Fields read as ``Dataset.field``, ``Dataset["field"]``, ``(Dataset | first).field`` or
+    through ``map``/``selectattr``/``sort``… with a field name. Any other use of a data set name
+    counts as using the whole data set, so nothing it needs is left unfetched."""
     claimed: set[int] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
-        if isinstance(target, nodes.Name) and target.name in datasets:
-            claimed.add(id(target))
-            if isinstance(node, nodes.Getattr):
-                yield FieldUse(target.name, node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                yield FieldUse(target.name, node.arg.value)
-            else:
-                yield FieldUse(target.name, None)
+        base = _rows_of(node.node)
+        if not (isinstance(base, nodes.Name) and base.name in datasets):
+            continue
+        claimed.add(id(base))
+        if isinstance(node, nodes.Getattr):
+            yield FieldUse(base.name, node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            yield FieldUse(base.name, node.arg.value)
+        else:
+            yield FieldUse(base.name, None)
     for node in tree.find_all(nodes.Filter):
-        target = node.node
-        if not (isinstance(target, nodes.Name) and target.name in datasets):
+        if node.node is None:
+            continue
+        base = _rows_of(node.node)
+        if not (isinstance(base, nodes.Name) and base.name in datasets):
             continue
         names = [
             kw.value.value
             for kw in node.kwargs
             if kw.key == "attribute" and isinstance(kw.value, nodes.Const)
         ]
-        if node.name in _ATTRIBUTE_FILTERS and node.name != "map" and node.args:
+        if node.name in _FIRST_ARGUMENT_IS_FIELD and node.args:
             first = node.args[0]
             if isinstance(first, nodes.Const) and isinstance(first.value, str):
                 names.append(first.value)
         if names:
-            claimed.add(id(target))
+            claimed.add(id(base))
             for name in names:
-                yield FieldUse(target.name, str(name).split(".")[0])
+                yield FieldUse(base.name, str(name).split(".")[0])
     for node in tree.find_all(nodes.Name):
         if node.name in datasets and id(node) not in claimed:
             yield FieldUse(node.name, None)

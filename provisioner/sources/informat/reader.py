@@ -52,6 +52,8 @@ class SourceData:
     """Per data set, every field name that occurred, also those not kept."""
     hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     """SHA-256 of every raw answer, by (data set, instelnr)."""
+    kept: dict[str, frozenset[str]] = field(default_factory=dict)
+    """Data sets read with only some fields kept: those fields."""
 
     def add(self, dataset: str, instelnr: str, answer: RawAnswer) -> None:
         self.answers.setdefault(dataset, {})[instelnr] = answer.records
@@ -87,6 +89,7 @@ class SourceData:
                     key=operation(name).key,
                     rows=[(nr, r) for nr in self.instelnrs for r in self.answers[name][nr]],
                     fields_seen=frozenset(self.fields_seen.get(name, ())),
+                    kept=self.kept.get(name),
                 )
                 for name in self.datasets
             },
@@ -138,6 +141,7 @@ def read_source(
     data = SourceData(
         options.schooljaar, list(config.instelnrs), [op.name for op in datasets], today
     )
+    data.kept = _kept(fields)
     writer = SnapshotWriter(save) if save is not None else None
     jobs = [(op, nr) for op in datasets for nr in config.instelnrs]
     extra = {"sleep": sleep} if sleep is not None else {}
@@ -183,6 +187,10 @@ def read_source(
     return data
 
 
+def _kept(fields: Mapping[str, Collection[str] | None]) -> dict[str, frozenset[str]]:
+    return {name: frozenset(kept) for name, kept in fields.items() if kept is not None}
+
+
 def _public_parameters(config: InformatConfig, today: dt.date) -> dict[str, str]:
     """The query parameters worth recording with a snapshot: everything but the credentials."""
     options = vars(config.query_options(today))
@@ -205,6 +213,7 @@ def _read_snapshot(
     data = SourceData(
         snapshot.schooljaar, list(config.instelnrs), [op.name for op in datasets], snapshot.as_of
     )
+    data.kept = _kept(fields)
     for op in datasets:
         for nr in config.instelnrs:
             progress(Progress("start", op.name, nr))
