@@ -67,12 +67,16 @@ class PersonsSpec:
 
 @dataclass
 class UsernameSpec:
+    """How an account's username is made, and made unique."""
+
     template: Template
+    """The wanted name, e.g. ``{{ (Lln.Voornaam ~ '.' ~ Lln.Naam) | username }}``."""
     max_length: int = 20
     """sAMAccountName holds at most 20 characters."""
     suffix: str = "{n}"
     """Appended when a name is taken; ``{n}`` counts from ``first``: jan.peeters2, jan.peeters3."""
     first: int = 2
+    """The first number a suffix uses."""
 
     def __post_init__(self) -> None:
         if "{n}" not in self.suffix:
@@ -83,13 +87,18 @@ class UsernameSpec:
 
 @dataclass
 class AccountSpec:
+    """One kind of account (pupils, staff): for whom, with which name, where and with what."""
+
     persons: PersonsSpec
+    """Who gets an account of this kind."""
     username: UsernameSpec
+    """The username scheme; usernames are unique across all kinds."""
     anchor: Template | None = None
     """The stable source key written to the directory; default: the person key."""
     ou: list[Template] = field(default_factory=list)
     """OU path below the managed root, outermost first: ``[Leerlingen, "{{ Lln.Klascode }}"]``."""
     attributes: dict[str, Template] = field(default_factory=dict)
+    """Directory attributes by name, each a template: ``mail: "{{ username }}@school.be"``."""
     unique: list[str] = field(default_factory=list)
     """Attributes that must be unique across all accounts; ``username`` always is."""
 
@@ -109,6 +118,8 @@ class OwnersSpec:
 
 @dataclass
 class GroupSpec:
+    """A kind of group (class groups, all pupils of a school …) with members from persons."""
+
     members: list[str]
     """Account kinds whose persons can be members, e.g. ``[pupils]``."""
     key: Template
@@ -117,9 +128,13 @@ class GroupSpec:
     """A data set with one row per membership (``Subgroepen``); without it, every person of the
     member kinds is considered once."""
     where: Template | None = None
+    """An expression; rows (or persons) for which it is false make no membership."""
     ou: list[Template] = field(default_factory=list)
+    """OU path of the group below the managed root."""
     attributes: dict[str, Template] = field(default_factory=dict)
+    """Directory attributes of the group, rendered for its first member."""
     owners: OwnersSpec | None = None
+    """Owners (class teachers) where the target supports them."""
 
 
 @dataclass
@@ -127,7 +142,9 @@ class MappingFile:
     vars: dict[str, str] = field(default_factory=dict)
     """Values for templates as ``{{ vars.name }}``, e.g. the mail domain: one place to change."""
     accounts: dict[str, AccountSpec] = field(default_factory=dict)
+    """Account kinds by name, e.g. ``pupils`` and ``staff``."""
     groups: dict[str, GroupSpec] = field(default_factory=dict)
+    """Group kinds by name, e.g. ``classes``."""
 
 
 @dataclass
