@@ -1,7 +1,7 @@
-"""Command line: ``provisioner fetch``, ``validate``, ``explain`` and ``plan`` (apply follows).
+"""Command line: ``provisioner fetch``, ``validate``, ``explain``, ``plan`` and ``apply``.
 
-Exit codes, for schedulers: 0 success, 1 error (one line on stderr, no traceback), 2 reserved for
-"changes pending or blocked by policy".
+Exit codes, for schedulers: 0 success or nothing to do, 1 error (one line on stderr, no
+traceback) or a failed change, 2 changes pending or the plan blocked.
 """
 
 from __future__ import annotations
@@ -17,21 +17,28 @@ from typing import TextIO
 
 from provisioner import __version__
 from provisioner.config import load_config
-from provisioner.errors import ProvisionerError
+from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.model import ObservedState
 from provisioner.pipeline import (
     EMPTY_TARGET,
     Prepared,
+    apply_changes,
+    check_plan_file,
     desired_state,
     make_plan,
+    mapped_attributes,
+    names_in_use,
+    open_target,
     prepare,
     read_for_mappings,
 )
-from provisioner.plan.planfile import plan_to_json, save_plan
+from provisioner.plan.model import Plan
+from provisioner.plan.planfile import load_plan, plan_to_json, save_plan
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
-from provisioner.report.plan import render_plan
+from provisioner.report.plan import render_plan, render_results
 from provisioner.sources.informat.operations import OPERATIONS, SEARCH_FIELDS, operation
 from provisioner.sources.informat.reader import Progress, SourceData, choose_datasets, read_source
+from provisioner.state import StateStore
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--details", action="store_true", help="also list every attribute of new objects"
     )
     plan.set_defaults(handler=run_plan)
+
+    apply = commands.add_parser(
+        "apply",
+        help="apply a saved plan exactly, or plan and apply in one go (the nightly mode)",
+        description="With PLAN: check that it was made from the same configuration and mappings "
+        "for the same target and has not expired, then apply exactly its changes, each after "
+        "checking its precondition (a change that no longer fits is skipped and reported). "
+        "Without PLAN: make the plan now and apply it. Nothing is recomputed from a saved plan.",
+    )
+    apply.add_argument("--config", required=True, type=Path, metavar="FILE")
+    apply.add_argument("plan", nargs="?", type=Path, metavar="PLAN")
+    apply.add_argument(
+        "--strict", action="store_true", help="refuse the whole plan if any change no longer fits"
+    )
+    apply.set_defaults(handler=run_apply)
     return parser
 
 
@@ -186,11 +208,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
-    data = _read(prepared)
-    desired = desired_state(prepared, data)
-    # Targets come with the AD and Entra adapters; until one is configured, the plan is the
-    # preview of a first run against an empty directory.
-    plan = make_plan(prepared, data, desired, ObservedState(), EMPTY_TARGET)
+    plan = _make_plan(prepared)
     if args.out:
         save_plan(plan, args.out)
     if args.json:
@@ -200,6 +218,57 @@ def run_plan(args: argparse.Namespace) -> int:
         if args.out:
             print(f"\nsaved the plan to {args.out}")
     return 0 if plan.empty and not plan.header.blocked else 2
+
+
+def _make_plan(prepared: Prepared) -> Plan:
+    """Read the source and the target, derive the desired state, diff."""
+    data = _read(prepared)
+    target = open_target(prepared)
+    if target is None:
+        # Without a target the plan is the preview of a first run against an empty directory.
+        return make_plan(
+            prepared, data, desired_state(prepared, data), ObservedState(), EMPTY_TARGET
+        )
+    assert prepared.config.state is not None  # the configuration requires it with a target
+    with StateStore(prepared.config.state) as store:
+        observed = target.read(mapped_attributes(prepared))
+        existing, issued = names_in_use(observed, store)
+    desired = desired_state(prepared, data, existing=existing, issued=issued)
+    return make_plan(
+        prepared, data, desired, observed, target.describe(), match_on=target.config.match_on
+    )
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    prepared = prepare(args.config)
+    target = open_target(prepared)
+    if target is None:
+        raise ConfigError(f"{args.config}: apply needs a target (target: ad: …)")
+    if args.plan:
+        plan = load_plan(args.plan)
+        check_plan_file(plan, prepared, target.describe())
+    else:
+        plan = _make_plan(prepared)
+        if plan.header.blocked:
+            print(render_plan(plan))
+            return 2
+    assert prepared.config.state is not None
+    with StateStore(prepared.config.state) as store:
+        run = store.start_run("apply")
+        try:
+            results = apply_changes(plan, target, store, strict=args.strict)
+        except BaseException:
+            store.finish_run(run, "failed", {"changes": len(plan.changes)})
+            raise
+        finally:
+            target.close()
+        counts = {
+            status: sum(r.status == status for r in results)
+            for status in ("applied", "skipped", "failed")
+        }
+        store.finish_run(run, "failed" if counts["failed"] else "ok", counts)
+    print(render_results(results))
+    return 1 if counts["failed"] else 0
 
 
 def _read(

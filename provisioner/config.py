@@ -22,6 +22,7 @@ import yaml
 from provisioner.errors import ConfigError
 from provisioner.secret import Secret, parse_secret
 from provisioner.sources.informat.settings import InformatConfig
+from provisioner.targets.ad_settings import AdConfig
 
 T = TypeVar("T")
 
@@ -32,10 +33,24 @@ class SourceConfig:
 
 
 @dataclass
+class TargetConfig:
+    ad: AdConfig | None = None
+
+
+@dataclass
 class Config:
     source: SourceConfig
     mappings: Path | None = None
     """A mapping file, or a directory whose ``*.yaml`` files together form the mappings."""
+    target: TargetConfig | None = None
+    """Where plans are applied; without one, ``plan`` previews a first run."""
+    state: Path | None = None
+    """The SQLite state store (anchors, issued names, run history); needed with a target."""
+
+    def __post_init__(self) -> None:
+        if self.target is not None and self.target.ad is not None and self.state is None:
+            raise ValueError("a target needs a state store: add state: state.db")
+
     path: Path = field(default=Path("provisioner.yaml"), metadata={"internal": True})
 
 

@@ -9,6 +9,7 @@ import datetime as dt
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError
@@ -25,6 +26,10 @@ from provisioner.plan.model import Plan, PlanHeader
 from provisioner.plan.planfile import file_hash, now
 from provisioner.sources.informat.operations import OPERATIONS, operation
 from provisioner.sources.informat.reader import Progress, SourceData, read_source
+from provisioner.state import StateStore
+
+if TYPE_CHECKING:  # ldap3 comes with the [ad] extra; it is imported only when a target is used
+    from provisioner.targets.ad import ActiveDirectory, Result
 
 
 @dataclass
@@ -61,8 +66,97 @@ def read_for_mappings(
     return read_source(prepared.config.source.informat, datasets, fields=fields, progress=progress)
 
 
-def desired_state(prepared: Prepared, data: SourceData) -> DesiredState:
-    return build_desired(prepared.compiled, data.as_source_rows(), today=data.as_of)
+def desired_state(
+    prepared: Prepared,
+    data: SourceData,
+    *,
+    existing: Mapping[str, str] | None = None,
+    issued: Collection[str] = (),
+) -> DesiredState:
+    return build_desired(
+        prepared.compiled, data.as_source_rows(), today=data.as_of, existing=existing, issued=issued
+    )
+
+
+def open_target(prepared: Prepared) -> ActiveDirectory | None:
+    target = prepared.config.target
+    if target is None or target.ad is None:
+        return None
+    try:
+        from provisioner.targets.ad import ActiveDirectory
+    except ImportError:
+        raise ConfigError(
+            "target.ad needs the ldap3 package: pip install 'provisioner[ad]'"
+        ) from None
+    return ActiveDirectory(target.ad)
+
+
+def mapped_attributes(prepared: Prepared) -> set[str]:
+    """Every directory attribute the mappings set: what a target must read to compare."""
+    names: set[str] = set()
+    for account in prepared.compiled.accounts.values():
+        names |= set(account.attributes)
+    for group in prepared.compiled.groups.values():
+        names |= set(group.attributes)
+    return names
+
+
+def names_in_use(
+    observed: ObservedState, store: StateStore | None
+) -> tuple[dict[str, str], set[str]]:
+    """(anchor → username held, every name ever issued): people keep their names, and a name
+    once given is never given to someone else. Accounts without an anchor are left out: they may
+    be adopted under the name they have."""
+    existing = {a.anchor: a.username for a in observed.accounts if a.anchor and a.username}
+    issued = set(existing.values())
+    if store is not None:
+        issued |= store.issued_names()
+    return existing, issued
+
+
+def check_plan_file(plan: Plan, prepared: Prepared, target: str) -> None:
+    """A saved plan is applied only to what it was made from, and only while it is fresh."""
+    header = plan.header
+    problems = []
+    if header.config_hash != file_hash([prepared.config.path]):
+        problems.append("the configuration changed since the plan was made")
+    if header.mappings_hash != file_hash(prepared.mappings.files):
+        problems.append("the mappings changed since the plan was made")
+    if header.target != target:
+        problems.append(f"the plan was made for {header.target}, not {target}")
+    if now() > dt.datetime.fromisoformat(header.expires):
+        problems.append(f"the plan expired at {header.expires}; make a new one")
+    if header.blocked:
+        problems.append("the plan is blocked: " + "; ".join(header.blocked))
+    if problems:
+        raise ConfigError("refusing the plan: " + "; ".join(problems))
+
+
+def apply_changes(
+    plan: Plan, target: ActiveDirectory, store: StateStore, *, strict: bool = False
+) -> list[Result]:
+    """Apply every change in order. A change whose precondition no longer holds is skipped and
+    reported (with ``strict``, any such change refuses the whole plan before anything is done);
+    a failed change does not stop the others: the next run tries it again."""
+    if strict:
+        drift = [(c, reason) for c in plan.changes if (reason := target.check(c))]
+        if drift:
+            lines = "; ".join(f"{c.action} {c.key}: {reason}" for c, reason in drift[:10])
+            raise ConfigError(f"--strict: {len(drift)} change(s) no longer fit: {lines}")
+    results = []
+    for change in plan.changes:
+        result = target.apply(change)
+        results.append(result)
+        if result.status != "applied":
+            continue
+        if change.action == "create":
+            store.issue_names([(change.key, str(change.after["username"]))])
+        if change.action == "rename":
+            store.issue_names([(change.key, str(change.after["username"]))])
+        if result.object_id and change.action in ("create", "create_group"):
+            kind = "account" if change.action == "create" else "group"
+            store.remember_anchor(kind, change.key, result.object_id)
+    return results
 
 
 PLAN_VALID_FOR = dt.timedelta(hours=12)
@@ -77,6 +171,8 @@ def make_plan(
     desired: DesiredState,
     observed: ObservedState,
     target: str,
+    *,
+    match_on: Collection[str] = ("username",),
 ) -> Plan:
     """The plan with its header: hashes of what it was made from, expiry, and blocks."""
     created = now()
@@ -97,4 +193,4 @@ def make_plan(
         blocked=blocked,
         warnings=list(desired.report.warnings),
     )
-    return Plan(header, diff(desired, observed))
+    return Plan(header, diff(desired, observed, match_on=tuple(match_on)))

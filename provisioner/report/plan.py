@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from provisioner.plan.model import Change, Plan, Value
+
+if TYPE_CHECKING:
+    from provisioner.targets.ad import Result
 
 SYMBOL = {
     "create_ou": "+",
@@ -84,4 +89,20 @@ def render_plan(plan: Plan, *, details: bool = False) -> str:
                         out.append(f"      {name}: {_shown(before)} (removed)")
             if show_values or action == "conflict":
                 out += [f"      why: {reason}" for reason in change.why]
+    return "\n".join(out)
+
+
+def render_results(results: list[Result]) -> str:
+    """What apply did: counts, then every change that was skipped or failed, with the reason."""
+    counts = {s: sum(r.status == s for r in results) for s in ("applied", "skipped", "failed")}
+    out = [f"Applied {counts['applied']}, skipped {counts['skipped']}, failed {counts['failed']}."]
+    for result in results:
+        if result.status != "applied":
+            change = result.change
+            out.append(
+                f"  {result.status}: {change.action} {change.kind} {change.key} "
+                f"({change.target}): {result.message}"
+            )
+    if counts["failed"]:
+        out.append("Failed changes are tried again on the next run.")
     return "\n".join(out)

@@ -1,0 +1,1 @@
+"""Targets: directories the plan is applied to (Active Directory now, Entra ID next)."""

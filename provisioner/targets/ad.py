@@ -1,0 +1,515 @@
+"""Active Directory over LDAP (ldap3): read the managed scope, apply one change at a time.
+
+Only objects below the managed root are read or touched. Every value that goes into a DN is
+escaped with ``escape_rdn`` and every value in a filter with ``escape_filter_chars``. Each change
+checks its precondition first, so a change that already happened (a run killed half-way) or that
+someone made differently by hand is skipped and reported, never forced.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from ldap3 import (
+    BASE,
+    MODIFY_ADD,
+    MODIFY_DELETE,
+    MODIFY_REPLACE,
+    SUBTREE,
+    Connection,
+    Server,
+    Tls,
+)
+from ldap3.core.exceptions import LDAPException
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import escape_rdn, parse_dn
+
+from provisioner.errors import ProvisionerError
+from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
+from provisioner.plan.model import Change
+from provisioner.targets.ad_settings import AdConfig
+
+ACCOUNT_DISABLE = 0x2
+NORMAL_ACCOUNT = 0x200
+GLOBAL_SECURITY_GROUP = -2147483646
+_RDN_ATTRIBUTES = {"cn", "name", "distinguishedName"}
+"""Set through the object's place (modify_dn), never as attributes."""
+_MEMBER_BATCH = 500
+
+
+class TargetError(ProvisionerError):
+    """The directory cannot be reached or refuses the connector as a whole."""
+
+
+@dataclass(frozen=True)
+class Result:
+    change: Change
+    status: Literal["applied", "skipped", "failed"]
+    message: str = ""
+    object_id: str | None = None
+
+
+def _explain(result: dict[str, Any]) -> str:
+    """AD answers with a result name and a message whose first word is the real reason code."""
+    description = result.get("description", "error")
+    message = (result.get("message") or "").strip()
+    return f"{description}: {message}" if message else str(description)
+
+
+class ActiveDirectory:
+    def __init__(self, config: AdConfig) -> None:
+        self.config = config
+        self.root_dn = config.root_dn
+        self._conn: Connection | None = None
+        self._dn_by_anchor: dict[tuple[str, str], str] = {}
+
+    def describe(self) -> str:
+        return f"Active Directory {self.config.url} below {self.root_dn}"
+
+    # -- connection -----------------------------------------------------------------------------
+
+    def connect(self) -> Connection:
+        if self._conn is not None:
+            return self._conn
+        config = self.config
+        parts = urlsplit(config.url)
+        secure = parts.scheme == "ldaps"
+        tls = Tls(
+            validate=ssl.CERT_REQUIRED,
+            ca_certs_file=str(config.ca_file) if config.ca_file else None,
+        )
+        server = Server(
+            parts.hostname,
+            port=parts.port or (636 if secure else 389),
+            use_ssl=secure,
+            tls=tls,
+            connect_timeout=config.timeout.connect,
+            get_info=None,
+        )
+        conn = Connection(
+            server,
+            user=config.bind_user,
+            password=config.password.reveal(),
+            receive_timeout=config.timeout.receive,
+            auto_range=True,  # members beyond the DC's range limit come in further reads
+            raise_exceptions=False,
+            read_only=False,
+        )
+        try:
+            if not conn.open():
+                raise TargetError(f"cannot reach {config.url}: {_explain(conn.result)}")
+            if config.start_tls and not conn.start_tls():
+                raise TargetError(f"{config.url}: StartTLS failed: {_explain(conn.result)}")
+            if not conn.bind():
+                raise TargetError(
+                    f"{config.url}: the DC refused the bind as {config.bind_user}: "
+                    f"{_explain(conn.result)}"
+                )
+        except LDAPException as exc:
+            problem = str(exc) or type(exc).__name__
+            if "CERTIFICATE_VERIFY_FAILED" in problem:
+                problem += "; if a private CA signed it, give that CA as ca_file"
+            raise TargetError(f"cannot reach {config.url}: {problem}") from None
+        self._conn = conn
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.unbind()
+            self._conn = None
+
+    # -- names ----------------------------------------------------------------------------------
+
+    def ou_dn(self, path: Iterable[str]) -> str:
+        parts = [f"OU={escape_rdn(name)}" for name in reversed(list(path))]
+        return ",".join([*parts, self.root_dn])
+
+    def object_dn(self, name: str, ou: Iterable[str]) -> str:
+        return f"CN={escape_rdn(name)},{self.ou_dn(ou)}"
+
+    def ou_path(self, dn: str) -> tuple[str, ...] | None:
+        """The OU path of *dn* below the managed root, or None when it is not below it."""
+        parts = parse_dn(dn, escape=False)
+        root = parse_dn(self.root_dn, escape=False)
+        if len(parts) < len(root) or [
+            (a.lower(), v.lower()) for a, v, _ in parts[-len(root) :]
+        ] != [(a.lower(), v.lower()) for a, v, _ in root]:
+            return None
+        below = parts[: len(parts) - len(root)]
+        return tuple(value for attr, value, _ in reversed(below) if attr.upper() == "OU")
+
+    # -- read -----------------------------------------------------------------------------------
+
+    def read(self, attributes: Collection[str]) -> ObservedState:
+        """Every OU, user and group below the managed root, with paged searches."""
+        conn = self.connect()
+        config = self.config
+        wanted = sorted(
+            {
+                *attributes,
+                "objectClass",
+                "objectGUID",
+                "sAMAccountName",
+                "userAccountControl",
+                config.anchor_attribute,
+                config.group_anchor_attribute,
+                "member",
+            }
+            - _RDN_ATTRIBUTES
+        )
+        state = ObservedState()
+        if not self._exists(self.root_dn):
+            return state  # a first run: the managed root is created by the plan
+        entries = conn.extend.standard.paged_search(
+            self.root_dn,
+            "(|(objectClass=organizationalUnit)(objectClass=group)"
+            "(&(objectClass=user)(!(objectClass=computer))))",
+            search_scope=SUBTREE,
+            attributes=wanted,
+            paged_size=config.page_size,
+            generator=True,
+        )
+        users: dict[str, str | None] = {}  # DN (lower) → anchor
+        raw_groups = []
+        for entry in entries:
+            if entry.get("type") != "searchResEntry":
+                continue
+            dn: str = entry["dn"]
+            values = entry["attributes"]
+            classes = {c.lower() for c in values.get("objectClass", [])}
+            if "organizationalunit" in classes:
+                path = self.ou_path(dn)
+                if path:
+                    state.ous.add(path)
+                continue
+            parent_path = self.ou_path(dn.split(",", 1)[1]) if "," in dn else None
+            if parent_path is None:
+                parent_path = ()
+            simple = {
+                name: _text(values.get(name))
+                for name in attributes
+                if name not in _RDN_ATTRIBUTES and _text(values.get(name)) is not None
+            }
+            guid = str(values.get("objectGUID"))
+            if "group" in classes:
+                raw_groups.append((dn, guid, values, parent_path, simple))
+                continue
+            anchor = _text(values.get(config.anchor_attribute))
+            uac = int(values.get("userAccountControl") or NORMAL_ACCOUNT)
+            users[dn.lower()] = anchor
+            if anchor:
+                self._dn_by_anchor[("account", anchor)] = dn
+            state.accounts.append(
+                ObservedAccount(
+                    id=guid,
+                    target=dn,
+                    anchor=anchor,
+                    username=_text(values.get("sAMAccountName")) or "",
+                    ou=parent_path,
+                    attributes=simple,
+                    enabled=not uac & ACCOUNT_DISABLE,
+                )
+            )
+        for dn, guid, values, parent_path, simple in raw_groups:
+            key = _text(values.get(config.group_anchor_attribute))
+            if key:
+                self._dn_by_anchor[("group", key)] = dn
+            members = {
+                anchor
+                for member in values.get("member", [])
+                if (anchor := users.get(member.lower()))
+            }
+            state.groups.append(ObservedGroup(guid, dn, key, parent_path, simple, members))
+        return state
+
+    def _exists(self, dn: str) -> bool:
+        conn = self.connect()
+        return bool(conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=["1.1"]))
+
+    def _by_id(
+        self, object_id: str, attributes: Iterable[str]
+    ) -> tuple[str, dict[str, Any]] | None:
+        conn = self.connect()
+        guid = object_id.strip("{}")
+        if not conn.search(
+            f"<GUID={guid}>", "(objectClass=*)", search_scope=BASE, attributes=list(attributes)
+        ):
+            return None
+        entry = conn.response[0]
+        return entry["dn"], entry["attributes"]
+
+    def _find_anchor(self, kind: str, anchor: str) -> str | None:
+        cached = self._dn_by_anchor.get((kind, anchor))
+        if cached:
+            return cached
+        attribute = (
+            self.config.anchor_attribute
+            if kind == "account"
+            else self.config.group_anchor_attribute
+        )
+        object_class = "user" if kind == "account" else "group"
+        conn = self.connect()
+        conn.search(
+            self.root_dn,
+            f"(&(objectClass={object_class})({attribute}={escape_filter_chars(anchor)}))",
+            search_scope=SUBTREE,
+            attributes=["1.1"],
+        )
+        found = [e["dn"] for e in conn.response or [] if e.get("type") == "searchResEntry"]
+        if len(found) == 1:
+            self._dn_by_anchor[(kind, anchor)] = found[0]
+            return found[0]
+        return None
+
+    # -- apply ----------------------------------------------------------------------------------
+
+    def apply(self, change: Change) -> Result:
+        """Apply one change if its precondition still holds; otherwise skip it and say why."""
+        handler = getattr(self, f"_apply_{change.action}", None)
+        if handler is None:
+            return Result(change, "skipped", f"{change.action}: resolve by hand; nothing applied")
+        try:
+            drift = self.check(change)
+            if drift:
+                return Result(change, "skipped", drift)
+            return handler(change)  # type: ignore[no-any-return]
+        except LDAPException as exc:
+            return Result(change, "failed", f"{type(exc).__name__}: {exc}")
+
+    def check(self, change: Change) -> str | None:
+        """Why *change* no longer fits the directory (drift, or done already), or None."""
+        pre = change.precondition
+        if pre.get("absent"):
+            if change.kind == "ou":
+                return (
+                    "already exists" if self._exists(self.ou_dn(change.after["ou"] or ())) else None
+                )
+            found = self._find_anchor(change.kind, change.key)
+            return f"already exists as {found} (an earlier run?)" if found else None
+        if pre.get("created_in_this_plan"):
+            return None if self._find_anchor("group", change.key) else "the group does not exist"
+        object_id = pre.get("id")
+        if not object_id:
+            return None
+        anchor_attribute = self.config.anchor_attribute
+        wanted = [
+            "sAMAccountName",
+            "userAccountControl",
+            anchor_attribute,
+            *(pre.get("attributes") or {}),
+        ]
+        found = self._by_id(str(object_id), wanted)
+        if found is None:
+            return "the object is gone from the directory (drift)"
+        dn, values = found
+        drifted = [
+            name
+            for name, before in (pre.get("attributes") or {}).items()
+            if (_text(values.get(name)) or "") != (before or "")
+        ]
+        if (
+            "username" in pre
+            and (_text(values.get("sAMAccountName")) or "").casefold()
+            != str(pre["username"]).casefold()
+        ):
+            drifted.append("sAMAccountName")
+        if "ou" in pre and self.ou_path(dn.split(",", 1)[1]) != tuple(pre["ou"]):
+            drifted.append("its OU")
+        if "enabled" in pre:
+            uac = int(values.get("userAccountControl") or NORMAL_ACCOUNT)
+            if (not uac & ACCOUNT_DISABLE) != pre["enabled"]:
+                return "already " + ("disabled" if pre["enabled"] else "enabled")
+        if "anchor" in pre and _text(values.get(anchor_attribute)) != pre["anchor"]:
+            drifted.append(anchor_attribute)
+        if drifted:
+            return f"changed in the directory since the plan: {', '.join(drifted)}"
+        return None
+
+    def _ok(self, change: Change, message: str = "", object_id: str | None = None) -> Result:
+        return Result(change, "applied", message, object_id)
+
+    def _fail(self, change: Change) -> Result:
+        return Result(change, "failed", _explain(self.connect().result))
+
+    def _apply_create_ou(self, change: Change) -> Result:
+        path = tuple(change.after["ou"] or ())
+        conn = self.connect()
+        # The managed root itself may be missing on a first run.
+        if not self._exists(self.root_dn):
+            name = parse_dn(self.config.managed_root, escape=False)[0][1]
+            if not conn.add(self.root_dn, ["top", "organizationalUnit"], {"ou": name}):
+                return self._fail(change)
+        if conn.add(self.ou_dn(path), ["top", "organizationalUnit"], {"ou": path[-1]}):
+            return self._ok(change)
+        if conn.result.get("description") == "entryAlreadyExists":
+            return Result(change, "skipped", "already exists")
+        return self._fail(change)
+
+    def _apply_create(self, change: Change) -> Result:
+        after = change.after
+        username = str(after["username"])
+        ou = tuple(after["ou"] or ())
+        dn = self.object_dn(username, ou)
+        attributes = {
+            name: value
+            for name, value in after.items()
+            if name not in ("username", "ou", *_RDN_ATTRIBUTES) and value not in ("", None)
+        }
+        attributes.setdefault("sAMAccountName", username)
+        attributes[self.config.anchor_attribute] = change.key
+        # The password travels only inside the TLS connection and is not kept: the hand-out of
+        # initial passwords is made at apply time by the lifecycle work.
+        password = secrets.token_urlsafe(18) + "aA1!"
+        attributes["unicodePwd"] = f'"{password}"'.encode("utf-16-le")
+        attributes["userAccountControl"] = NORMAL_ACCOUNT
+        conn = self.connect()
+        if not conn.add(dn, ["top", "person", "organizationalPerson", "user"], attributes):
+            return self._fail(change)
+        self._dn_by_anchor[("account", change.key)] = dn
+        created = self._by_id_dn(dn)
+        return self._ok(change, object_id=created)
+
+    def _by_id_dn(self, dn: str) -> str | None:
+        conn = self.connect()
+        if conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=["objectGUID"]):
+            return str(conn.response[0]["attributes"].get("objectGUID"))
+        return None
+
+    def _dn(self, change: Change) -> str:
+        """The object's DN now (check() has made sure it exists)."""
+        found = self._by_id(str(change.precondition["id"]), ["1.1"])
+        assert found is not None
+        return found[0]
+
+    def _apply_update(self, change: Change) -> Result:
+        return self._modify(change, self._dn(change), change.after)
+
+    _apply_update_group = _apply_update
+
+    def _modify(self, change: Change, dn: str, values: dict[str, Any]) -> Result:
+        modifications = {
+            name: [(MODIFY_REPLACE, [value])] if value not in ("", None) else [(MODIFY_REPLACE, [])]
+            for name, value in values.items()
+            if name not in _RDN_ATTRIBUTES
+        }
+        if not modifications or self.connect().modify(dn, modifications):
+            return self._ok(change)
+        return self._fail(change)
+
+    def _apply_adopt(self, change: Change) -> Result:
+        after = {n: v for n, v in change.after.items() if n != "anchor"}
+        after[self.config.anchor_attribute] = change.key
+        return self._modify(change, self._dn(change), after)
+
+    def _apply_rename(self, change: Change) -> Result:
+        new_rdn = f"CN={escape_rdn(str(change.after['username']))}"
+        if self.connect().modify_dn(self._dn(change), new_rdn):
+            self._dn_by_anchor.pop(("account", change.key), None)
+            return self._ok(change)
+        return self._fail(change)
+
+    def _apply_move(self, change: Change) -> Result:
+        dn = self._dn(change)
+        superior = self.ou_dn(change.after["ou"] or ())
+        if self.connect().modify_dn(dn, dn.split(",", 1)[0], new_superior=superior):
+            self._dn_by_anchor.pop(
+                ("group" if change.kind == "group" else "account", change.key), None
+            )
+            return self._ok(change)
+        return self._fail(change)
+
+    _apply_move_group = _apply_move
+
+    def _set_enabled(self, change: Change, enabled: bool) -> Result:
+        dn = self._dn(change)
+        found = self._by_id(str(change.precondition["id"]), ["userAccountControl"])
+        uac = int((found[1] if found else {}).get("userAccountControl") or NORMAL_ACCOUNT)
+        wanted = uac & ~ACCOUNT_DISABLE if enabled else uac | ACCOUNT_DISABLE
+        if self.connect().modify(dn, {"userAccountControl": [(MODIFY_REPLACE, [wanted])]}):
+            return self._ok(change)
+        return self._fail(change)
+
+    def _apply_enable(self, change: Change) -> Result:
+        return self._set_enabled(change, True)
+
+    def _apply_disable(self, change: Change) -> Result:
+        return self._set_enabled(change, False)
+
+    def _apply_create_group(self, change: Change) -> Result:
+        after = change.after
+        dn = self.object_dn(change.key, after["ou"] or ())
+        attributes = {
+            name: value
+            for name, value in after.items()
+            if name not in ("ou", *_RDN_ATTRIBUTES) and value not in ("", None)
+        }
+        attributes[self.config.group_anchor_attribute] = change.key
+        attributes["groupType"] = GLOBAL_SECURITY_GROUP
+        if not self.connect().add(dn, ["top", "group"], attributes):
+            return self._fail(change)
+        self._dn_by_anchor[("group", change.key)] = dn
+        return self._ok(change, object_id=self._by_id_dn(dn))
+
+    def _group_dn(self, change: Change) -> str | None:
+        object_id = change.precondition.get("id")
+        if object_id:
+            found = self._by_id(str(object_id), ["1.1"])
+            return found[0] if found else None
+        return self._find_anchor("group", change.key)
+
+    def _apply_add_member(self, change: Change) -> Result:
+        return self._members(change, MODIFY_ADD, list(change.after.get("members") or []))
+
+    def _apply_remove_member(self, change: Change) -> Result:
+        return self._members(change, MODIFY_DELETE, list(change.before.get("members") or []))
+
+    def _members(self, change: Change, operation: str, anchors: list[str]) -> Result:
+        group = self._group_dn(change)
+        assert group is not None  # check() found it
+        dns, missing = [], []
+        for anchor in anchors:
+            dn = self._find_anchor("account", anchor)
+            (dns if dn else missing).append(dn or anchor)
+        conn = self.connect()
+        done = 0
+        for start in range(0, len(dns), _MEMBER_BATCH):
+            batch = dns[start : start + _MEMBER_BATCH]
+            if conn.modify(group, {"member": [(operation, batch)]}):
+                done += len(batch)
+                continue
+            # Some were already (not) members, e.g. after a run killed half-way: one by one,
+            # treating "already there" / "already gone" as done.
+            for dn in batch:
+                if conn.modify(group, {"member": [(operation, [dn])]}) or conn.result.get(
+                    "description"
+                ) in ("entryAlreadyExists", "noSuchAttribute", "unwillingToPerform"):
+                    done += 1
+                else:
+                    return self._fail(change)
+        note = (
+            f"; {len(missing)} member account(s) not found: {', '.join(missing)}" if missing else ""
+        )
+        return self._ok(change, f"{done} member(s){note}")
+
+    def _apply_delete_group(self, change: Change) -> Result:
+        if self.connect().delete(self._dn(change)):
+            return self._ok(change)
+        return self._fail(change)
+
+
+def _text(value: Any) -> str | None:
+    """One attribute value as text; ldap3 gives lists for multi-valued attributes."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        if not value:
+            return None
+        value = value[0]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
