@@ -8,8 +8,10 @@ someone made differently by hand is skipped and reported, never forced.
 
 from __future__ import annotations
 
+import math
 import secrets
 import ssl
+import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -38,7 +40,8 @@ ACCOUNT_DISABLE = 0x2
 NORMAL_ACCOUNT = 0x200
 GLOBAL_SECURITY_GROUP = -2147483646
 _RDN_ATTRIBUTES = {"cn", "name", "distinguishedName"}
-"""Set through the object's place (modify_dn), never as attributes."""
+"""Set through the object's place (modify_dn), never as attributes. A mapping's ``cn`` names the
+object (its RDN); without one, accounts are named by username and groups by key."""
 _MEMBER_BATCH = 500
 
 
@@ -54,8 +57,10 @@ class Result:
     object_id: str | None = None
 
 
-def _explain(result: dict[str, Any]) -> str:
+def _explain(result: dict[str, Any] | None) -> str:
     """AD answers with a result name and a message whose first word is the real reason code."""
+    if not result:
+        return "no answer"
     description = result.get("description", "error")
     message = (result.get("message") or "").strip()
     return f"{description}: {message}" if message else str(description)
@@ -88,21 +93,22 @@ class ActiveDirectory:
             port=parts.port or (636 if secure else 389),
             use_ssl=secure,
             tls=tls,
-            connect_timeout=config.timeout.connect,
+            connect_timeout=math.ceil(config.timeout.connect),
             get_info=None,
         )
         conn = Connection(
             server,
             user=config.bind_user,
             password=config.password.reveal(),
-            receive_timeout=config.timeout.receive,
+            receive_timeout=math.ceil(config.timeout.receive),  # ldap3 packs it as an int
             auto_range=True,  # members beyond the DC's range limit come in further reads
             raise_exceptions=False,
             read_only=False,
         )
         try:
-            if not conn.open():
-                raise TargetError(f"cannot reach {config.url}: {_explain(conn.result)}")
+            conn.open()  # raises when the DC cannot be reached
+            if conn.closed:
+                raise TargetError(f"cannot reach {config.url}")
             if config.start_tls and not conn.start_tls():
                 raise TargetError(f"{config.url}: StartTLS failed: {_explain(conn.result)}")
             if not conn.bind():
@@ -152,6 +158,7 @@ class ActiveDirectory:
         wanted = sorted(
             {
                 *attributes,
+                "cn",
                 "objectClass",
                 "objectGUID",
                 "sAMAccountName",
@@ -160,7 +167,7 @@ class ActiveDirectory:
                 config.group_anchor_attribute,
                 "member",
             }
-            - _RDN_ATTRIBUTES
+            - {"distinguishedName", "name"}
         )
         state = ObservedState()
         if not self._exists(self.root_dn):
@@ -193,14 +200,14 @@ class ActiveDirectory:
             simple = {
                 name: _text(values.get(name))
                 for name in attributes
-                if name not in _RDN_ATTRIBUTES and _text(values.get(name)) is not None
+                if _text(values.get(name)) is not None
             }
-            guid = str(values.get("objectGUID"))
+            guid = _guid(values)
             if "group" in classes:
                 raw_groups.append((dn, guid, values, parent_path, simple))
                 continue
             anchor = _text(values.get(config.anchor_attribute))
-            uac = int(values.get("userAccountControl") or NORMAL_ACCOUNT)
+            uac = int(_text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
             users[dn.lower()] = anchor
             if anchor:
                 self._dn_by_anchor[("account", anchor)] = dn
@@ -321,7 +328,7 @@ class ActiveDirectory:
         if "ou" in pre and self.ou_path(dn.split(",", 1)[1]) != tuple(pre["ou"]):
             drifted.append("its OU")
         if "enabled" in pre:
-            uac = int(values.get("userAccountControl") or NORMAL_ACCOUNT)
+            uac = int(_text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
             if (not uac & ACCOUNT_DISABLE) != pre["enabled"]:
                 return "already " + ("disabled" if pre["enabled"] else "enabled")
         if "anchor" in pre and _text(values.get(anchor_attribute)) != pre["anchor"]:
@@ -354,7 +361,7 @@ class ActiveDirectory:
         after = change.after
         username = str(after["username"])
         ou = tuple(after["ou"] or ())
-        dn = self.object_dn(username, ou)
+        dn = self.object_dn(str(after.get("cn") or username), ou)
         attributes = {
             name: value
             for name, value in after.items()
@@ -377,7 +384,7 @@ class ActiveDirectory:
     def _by_id_dn(self, dn: str) -> str | None:
         conn = self.connect()
         if conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=["objectGUID"]):
-            return str(conn.response[0]["attributes"].get("objectGUID"))
+            return _guid(conn.response[0]["attributes"])
         return None
 
     def _dn(self, change: Change) -> str:
@@ -392,12 +399,20 @@ class ActiveDirectory:
     _apply_update_group = _apply_update
 
     def _modify(self, change: Change, dn: str, values: dict[str, Any]) -> Result:
+        conn = self.connect()
+        if values.get("cn"):
+            # The name is the object's RDN: renaming is a modify_dn, not an attribute write.
+            new_rdn = f"CN={escape_rdn(str(values['cn']))}"
+            if new_rdn != dn.split(",", 1)[0]:
+                if not conn.modify_dn(dn, new_rdn):
+                    return self._fail(change)
+                dn = f"{new_rdn},{dn.split(',', 1)[1]}"
         modifications = {
-            name: [(MODIFY_REPLACE, [value])] if value not in ("", None) else [(MODIFY_REPLACE, [])]
+            name: [(MODIFY_REPLACE, [value] if value not in ("", None) else [])]
             for name, value in values.items()
             if name not in _RDN_ATTRIBUTES
         }
-        if not modifications or self.connect().modify(dn, modifications):
+        if not modifications or conn.modify(dn, modifications):
             return self._ok(change)
         return self._fail(change)
 
@@ -428,7 +443,7 @@ class ActiveDirectory:
     def _set_enabled(self, change: Change, enabled: bool) -> Result:
         dn = self._dn(change)
         found = self._by_id(str(change.precondition["id"]), ["userAccountControl"])
-        uac = int((found[1] if found else {}).get("userAccountControl") or NORMAL_ACCOUNT)
+        uac = int(_text((found[1] if found else {}).get("userAccountControl")) or NORMAL_ACCOUNT)
         wanted = uac & ~ACCOUNT_DISABLE if enabled else uac | ACCOUNT_DISABLE
         if self.connect().modify(dn, {"userAccountControl": [(MODIFY_REPLACE, [wanted])]}):
             return self._ok(change)
@@ -442,7 +457,7 @@ class ActiveDirectory:
 
     def _apply_create_group(self, change: Change) -> Result:
         after = change.after
-        dn = self.object_dn(change.key, after["ou"] or ())
+        dn = self.object_dn(str(after.get("cn") or change.key), after["ou"] or ())
         attributes = {
             name: value
             for name, value in after.items()
@@ -500,6 +515,16 @@ class ActiveDirectory:
         if self.connect().delete(self._dn(change)):
             return self._ok(change)
         return self._fail(change)
+
+
+def _guid(values: dict[str, Any]) -> str:
+    """objectGUID as text; without the schema, ldap3 hands over the 16 raw bytes."""
+    value = values.get("objectGUID")
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, bytes):
+        return str(uuid.UUID(bytes_le=value))
+    return str(value).strip("{}")
 
 
 def _text(value: Any) -> str | None:

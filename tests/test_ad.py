@@ -1,0 +1,317 @@
+"""Plan and apply against a real Samba AD DC: day 1, day 2, drift, resuming, hostile names."""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from provisioner.cli import main
+from provisioner.pipeline import apply_changes, prepare
+from provisioner.plan.planfile import load_plan
+from provisioner.state import StateStore
+from tests.conftest import REFERENCE_DAY
+from tests.fakes.informat_server import InformatServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def ad_env(samba_dc, tmp_path, monkeypatch):
+    """A configuration for one test: its own managed root OU, state store and mappings."""
+    monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "geheim")
+    monkeypatch.setenv("TEST_AD_PASSWORD", samba_dc.admin_password)
+    root = f"OU=t{secrets.token_hex(4)}"
+
+    def config_for(informat_url: str, extra_ad: str = "") -> Path:
+        path = tmp_path / "provisioner.yaml"
+        path.write_text(
+            f"mappings: {ROOT / 'mappings'}\n"
+            "state: state.db\n"
+            "source:\n  informat:\n"
+            f"    url: {informat_url}\n"
+            "    login: webservices@school.be\n"
+            "    password: ${TEST_INFORMAT_PASSWORD}\n"
+            "    schooljaar: 2025-26\n"
+            "    instelnrs: ['030569', '030577']\n"
+            f"    referentiedatum: {REFERENCE_DAY:%d-%m-%Y}\n"
+            "target:\n  ad:\n"
+            f"    url: {samba_dc.ldaps_url}\n"
+            f"    bind_user: {samba_dc.admin_user}\n"
+            "    password: ${TEST_AD_PASSWORD}\n"
+            f"    base_dn: {samba_dc.base_dn}\n"
+            f"    managed_root: {root}\n"
+            f"    ca_file: {samba_dc.ca_file}\n" + extra_ad
+        )
+        return path
+
+    yield config_for, root
+    conn = samba_dc.connect()
+    from ldap3 import SUBTREE
+
+    conn.search(
+        f"{root},{samba_dc.base_dn}", "(objectClass=*)", search_scope=SUBTREE, attributes=["1.1"]
+    )
+    for dn in sorted((e["dn"] for e in conn.response or []), key=len, reverse=True):
+        conn.delete(dn)
+
+
+def plan_json(config: Path, capsys) -> dict:
+    code = main(["plan", "--config", str(config), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == (2 if data["changes"] else 0)
+    return data
+
+
+def users_below(samba_dc, root: str) -> dict[str, dict]:
+    from ldap3 import SUBTREE
+
+    conn = samba_dc.connect()
+    conn.search(
+        f"{root},{samba_dc.base_dn}",
+        "(&(objectClass=user)(employeeID=*))",
+        search_scope=SUBTREE,
+        attributes=["employeeID", "sAMAccountName", "department", "sn", "userAccountControl"],
+    )
+    return {
+        e["attributes"]["employeeID"]: {"dn": e["dn"], **e["attributes"]} for e in conn.response
+    }
+
+
+def test_day_one_creates_everything_and_then_the_plan_is_empty(
+    samba_dc, informat_server, ad_env, capsys
+):
+    config_for, root = ad_env
+    config = config_for(informat_server.url)
+    first = plan_json(config, capsys)
+    assert first["header"]["target"].startswith("Active Directory ldaps://127.0.0.1")
+    counts = first["counts"]
+    assert counts["create"] == len([c for c in first["changes"] if c["action"] == "create"]) > 100
+
+    assert main(["apply", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"Applied {len(first['changes'])}, skipped 0, failed 0.")
+
+    users = users_below(samba_dc, root)
+    assert len(users) == counts["create"]
+    assert all(int(u["userAccountControl"]) & 2 == 0 for u in users.values())  # enabled
+    assert plan_json(config, capsys)["changes"] == []  # re-plan after apply is empty
+
+    with StateStore(config.parent / "state.db") as store:
+        assert len(store.issued_names()) == counts["create"]
+        (run,) = store.runs()
+        assert run["outcome"] == "ok" and run["summary"]["applied"] == len(first["changes"])
+
+
+def test_day_two_gives_exactly_the_expected_changes(
+    samba_dc, informat_server, synthetic, ad_env, capsys
+):
+    config_for, root = ad_env
+    assert main(["apply", "--config", str(config_for(informat_server.url))]) == 0
+    capsys.readouterr()
+    before = users_below(samba_dc, root)
+
+    n = synthetic.notable
+    day2 = copy.deepcopy(synthetic)
+    leaver, mover, renamed = n["diacritics"], n["apostrophe"], n["pupil"]
+    day2.rows["Lln"] = [r for r in day2.rows["Lln"] if r["p_persoon"] != leaver]
+    old_class = next(r["Klascode"] for r in day2.rows["Lln"] if r["p_persoon"] == mover)
+    new_class = "6WEWI" if old_class != "6WEWI" else "1A"
+    for row in day2.rows["Lln"]:
+        if row["p_persoon"] == mover:
+            row["Klascode"] = new_class
+        if row["p_persoon"] == renamed:
+            row["Naam"] = "Nieuwenaam"
+    for row in day2.rows["Subgroepen"]:
+        if row["p_persoon"] == mover and row.get("Groeptype") == "0":
+            row["Klascode"] = new_class
+    newcomer = copy.deepcopy(next(r for r in day2.rows["Lln"] if r["p_persoon"] == renamed))
+    newcomer.update(p_persoon="99999991", Voornaam="Nieuwe", Naam="Leerling")
+    day2.rows["Lln"].append(newcomer)
+
+    with InformatServer(day2, today=REFERENCE_DAY) as server:
+        config = config_for(server.url)
+        plan = plan_json(config, capsys)
+        by_key: dict[tuple[str, str], dict] = {(c["action"], c["key"]): c for c in plan["changes"]}
+        accounts = {k: c for k, c in by_key.items() if c["kind"] == "account"}
+        assert set(accounts) == {
+            ("create", "99999991"),
+            ("disable", leaver),
+            ("move", mover),
+            ("update", mover),
+            ("update", renamed),
+        }
+        assert accounts[("update", renamed)]["after"] == {
+            "sn": "Nieuwenaam",
+            "displayName": accounts[("update", renamed)]["after"]["displayName"],
+        }
+        assert accounts[("update", mover)]["after"]["department"] == new_class
+        assert accounts[("move", mover)]["after"]["ou"][-1] == new_class
+        members = [c for c in plan["changes"] if c["action"] in ("add_member", "remove_member")]
+        assert any(mover in c["after"].get("members", []) for c in members)
+        assert any(leaver in c["before"].get("members", []) for c in members)
+
+        assert main(["apply", "--config", str(config)]) == 0
+        capsys.readouterr()
+        after = users_below(samba_dc, root)
+        assert int(after[leaver]["userAccountControl"]) & 2  # disabled, not deleted
+        assert after[renamed]["sAMAccountName"] == before[renamed]["sAMAccountName"]  # name kept
+        assert after[renamed]["sn"] == "Nieuwenaam"
+        assert f"OU={new_class}," in after[mover]["dn"]
+        assert plan_json(config, capsys)["changes"] == []
+
+
+def test_drift_is_skipped_or_refuses_the_plan_with_strict(
+    samba_dc, informat_server, synthetic, ad_env, capsys, tmp_path
+):
+    config_for, root = ad_env
+    config = config_for(informat_server.url)
+    assert main(["apply", "--config", str(config)]) == 0
+    capsys.readouterr()
+    # Two accounts get a wrong department by hand; the plan will set them back.
+    users = users_below(samba_dc, root)
+    first, second = sorted(users)[:2]
+    conn = samba_dc.connect()
+    from ldap3 import MODIFY_REPLACE
+
+    for key in (first, second):
+        conn.modify(users[key]["dn"], {"department": [(MODIFY_REPLACE, ["X"])]})
+    plan_file = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(config), "--out", str(plan_file)]) == 2
+    capsys.readouterr()
+    assert {(c.action, c.key) for c in load_plan(plan_file).changes} == {
+        ("update", first),
+        ("update", second),
+    }
+    # Then someone changes one of them again, after the plan was made.
+    conn.modify(users[first]["dn"], {"department": [(MODIFY_REPLACE, ["Y"])]})
+
+    assert main(["apply", "--config", str(config), str(plan_file), "--strict"]) == 1
+    assert "--strict: 1 change(s) no longer fit: update" in capsys.readouterr().err
+    assert users_below(samba_dc, root)[second]["department"] == "X"  # nothing applied
+
+    assert main(["apply", "--config", str(config), str(plan_file)]) == 0
+    out = capsys.readouterr().out
+    assert "Applied 1, skipped 1, failed 0." in out
+    assert f"skipped: update account {first}" in out and "changed in the directory" in out
+    assert users_below(samba_dc, root)[first]["department"] == "Y"  # left as found
+
+
+def test_a_saved_plan_is_refused_when_the_mappings_changed(
+    samba_dc, informat_server, ad_env, tmp_path, capsys
+):
+    config_for, _root = ad_env
+    mappings = tmp_path / "mappings"
+    import shutil
+
+    shutil.copytree(ROOT / "mappings", mappings)
+    config = config_for(informat_server.url)
+    config.write_text(
+        config.read_text().replace(f"mappings: {ROOT / 'mappings'}", "mappings: mappings")
+    )
+    plan_file = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(config), "--out", str(plan_file)]) == 2
+    (mappings / "vars.yaml").write_text(
+        (mappings / "vars.yaml").read_text().replace("school.be", "andere.be")
+    )
+    assert main(["apply", "--config", str(config), str(plan_file)]) == 1
+    assert (
+        "refusing the plan: the mappings changed since the plan was made" in capsys.readouterr().err
+    )
+
+
+def test_an_interrupted_apply_converges_without_duplicates(
+    samba_dc, informat_server, ad_env, capsys
+):
+    config_for, root = ad_env
+    config = config_for(informat_server.url)
+    prepared = prepare(config)
+    from provisioner.cli import _make_plan
+    from provisioner.pipeline import open_target
+
+    plan = _make_plan(prepared)
+    half = copy.copy(plan)
+    half.changes = plan.changes[: len(plan.changes) // 2]  # a run that died half-way
+    target = open_target(prepared)
+    with StateStore(config.parent / "state.db") as store:
+        results = apply_changes(half, target, store)
+    target.close()
+    assert all(r.status == "applied" for r in results)
+    # The full, old plan again (as after a crash): what was done is skipped, the rest applied.
+    target = open_target(prepared)
+    with StateStore(config.parent / "state.db") as store:
+        again = apply_changes(plan, target, store)
+    target.close()
+    done = [r for r in again if r.status == "skipped"]
+    assert len(done) == len(half.changes) - sum(1 for c in half.changes if c.action == "add_member")
+    assert all(r.status in ("applied", "skipped") for r in again)
+    users = users_below(samba_dc, root)
+    assert len(users) == plan.counts()["create"]  # no duplicate accounts
+    assert plan_json(config, capsys)["changes"] == []  # converged, memberships included
+
+
+def test_hostile_names_are_escaped_and_kept_within_ad_limits(samba_dc, ad_env, capsys):
+    config_for, root = ad_env
+    hostile_class = 'Klas+1,OU=evil;"x"\\#<y>'
+    rows = {
+        "Lln": [
+            {
+                "p_persoon": "1",
+                "Naam": 'Pee+ters, "Jr" <x>; \\#',
+                "Voornaam": "Zoë-Ølaf",
+                "voorlopig": "0",
+                "Klascode": hostile_class,
+                "school": "S",
+                "instelnr": "030569",
+                "_instelnr": "030569",
+            },
+            {
+                "p_persoon": "2",
+                "Naam": "Vanden Eynde-Van Acker de Ghellinck d'Elseghem" * 2,
+                "Voornaam": "Marie-Louise Anaïs",
+                "voorlopig": "0",
+                "Klascode": "1A",
+                "school": "S",
+                "instelnr": "030569",
+                "_instelnr": "030569",
+            },
+        ],
+        "Subgroepen": [
+            {
+                "p_persoon": "1",
+                "Klascode": hostile_class,
+                "Groeptype": "0",
+                "Instelnr": "030569",
+                "School": "S",
+                "_instelnr": "030569",
+            },
+        ],
+        "Leerkrachten": [
+            {
+                "p_persoon": "9",
+                "Naam": "Leraar",
+                "Voornaam": "Een",
+                "Actief": "J",
+                "_instelnr": "030569",
+            }
+        ],
+        "LeerkrachtenVrijevelden": [],
+    }
+    with InformatServer({"rows": rows, "schooljaar": "2025-26"}, today=REFERENCE_DAY) as server:
+        config_path = config_for(server.url)
+        config_path.write_text(
+            config_path.read_text().replace(
+                "instelnrs: ['030569', '030577']", "instelnrs: ['030569']"
+            )
+        )
+        assert main(["apply", "--config", str(config_path)]) == 0, capsys.readouterr()
+        capsys.readouterr()
+        users = users_below(samba_dc, root)
+        assert set(users) == {"1", "2", "9"}
+        assert 'OU=Klas\\+1\\,OU\\=evil\\;\\"x\\"\\\\#\\<y\\>' in users["1"]["dn"]
+        assert users["1"]["sn"] == 'Pee+ters, "Jr" <x>; \\#'
+        assert len(users["2"]["sAMAccountName"]) <= 20
+        assert plan_json(config_path, capsys)["changes"] == []
