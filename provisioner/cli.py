@@ -25,6 +25,7 @@ from provisioner.pipeline import (
     apply_changes,
     check_plan_file,
     desired_state,
+    fit_to_target,
     make_plan,
     mapped_attributes,
     names_in_use,
@@ -234,6 +235,7 @@ def _make_plan(prepared: Prepared) -> Plan:
         observed = target.read(mapped_attributes(prepared))
         existing, issued = names_in_use(observed, store)
     desired = desired_state(prepared, data, existing=existing, issued=issued)
+    fit_to_target(desired, target.limits)
     return make_plan(
         prepared, data, desired, observed, target.describe(), match_on=target.config.match_on
     )

@@ -20,7 +20,7 @@ from provisioner.mapping.engine import (
     fields_to_fetch,
 )
 from provisioner.mapping.spec import Mappings, load_mappings
-from provisioner.model import DesiredState, ObservedState
+from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
 from provisioner.plan.diff import diff
 from provisioner.plan.model import Plan, PlanHeader
 from provisioner.plan.planfile import file_hash, now
@@ -194,3 +194,19 @@ def make_plan(
         warnings=list(desired.report.warnings),
     )
     return Plan(header, diff(desired, observed, match_on=tuple(match_on)))
+
+
+def fit_to_target(desired: DesiredState, limits: Mapping[str, int]) -> None:
+    """Cut values to the target's length limits, with a warning, so that the plan says what the
+    directory will hold (a value the directory refuses would fail on every run)."""
+    for objects in (desired.accounts.values(), desired.groups.values()):
+        for obj in objects:
+            for name, derived in obj.attributes.items():
+                limit = limits.get(name)
+                if limit is not None and len(derived.value) > limit:
+                    obj.attributes[name] = Derived(derived.value[:limit], derived.why)
+                    which = obj.key if isinstance(obj, DesiredGroup) else obj.anchor
+                    desired.report.warnings.append(
+                        f"{derived.why.template}: {name} of {which} cut to {limit} characters, "
+                        "the directory's limit"
+                    )

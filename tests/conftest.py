@@ -1,8 +1,10 @@
-"""Shared fixtures: the project's own Informat server on 127.0.0.1, started once per session."""
+"""Shared fixtures: the project's own Informat server on 127.0.0.1, started once per session, and
+a throwaway Samba AD domain controller for the AD tests, also once per session."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from provisioner.secret import Secret
 from provisioner.sources.informat.settings import InformatConfig, Timeouts
 from tests.fakes.informat_server import InformatServer
+from tests.fakes.samba import SambaDC, unavailable_reason
 from tests.fakes.synthetic import SyntheticData, generate
 
 LOGIN = "webservices@school.be"
@@ -58,3 +61,21 @@ def snapshot_config(directory: Path, **overrides: object) -> InformatConfig:
     values: dict[str, object] = {"instelnrs": list(INSTELNRS), "snapshot": directory}
     values.update(overrides)
     return InformatConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def samba_dc() -> Iterator[SambaDC]:
+    """One Samba AD DC (SCHOOL.TEST, DC=school,DC=test) on 127.0.0.1 for the whole session.
+
+    Started on first use (about 4-8 s: provisioning dominates), stopped and deleted at the end.
+    Tests share it, so each creates what it needs under an OU of its own and removes it. Without
+    Samba or root it skips outside CI, but fails under CI=true: a CI machine that lost its Samba
+    install must not pass by skipping every AD test. See docs/samba-dc.md.
+    """
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() in {"true", "1"}:
+            pytest.fail(f"CI=true but no Samba AD DC can run here: {reason}", pytrace=False)
+        pytest.skip(f"no Samba AD DC here: {reason}")
+    with SambaDC() as dc:
+        yield dc

@@ -173,7 +173,7 @@ def test_drift_is_skipped_or_refuses_the_plan_with_strict(
     capsys.readouterr()
     # Two accounts get a wrong department by hand; the plan will set them back.
     users = users_below(samba_dc, root)
-    first, second = sorted(users)[:2]
+    first, second = sorted(k for k, u in users.items() if u.get("department"))[:2]  # pupils
     conn = samba_dc.connect()
     from ldap3 import MODIFY_REPLACE
 
@@ -311,7 +311,17 @@ def test_hostile_names_are_escaped_and_kept_within_ad_limits(samba_dc, ad_env, c
         capsys.readouterr()
         users = users_below(samba_dc, root)
         assert set(users) == {"1", "2", "9"}
-        assert 'OU=Klas\\+1\\,OU\\=evil\\;\\"x\\"\\\\#\\<y\\>' in users["1"]["dn"]
+        # The hostile class name became one OU, exactly, below the school's OU.
+        parent = users["1"]["dn"].split(",", 1)[1]
+        conn = samba_dc.connect()
+        from ldap3 import BASE
+
+        conn.search(
+            parent, "(objectClass=organizationalUnit)", search_scope=BASE, attributes=["ou"]
+        )
+        assert conn.response[0]["attributes"]["ou"] in (hostile_class, [hostile_class])
+        assert parent.endswith(f",OU=030569,OU=Leerlingen,{root},{samba_dc.base_dn}")
         assert users["1"]["sn"] == 'Pee+ters, "Jr" <x>; \\#'
         assert len(users["2"]["sAMAccountName"]) <= 20
+        assert len(users["2"]["sn"]) == 64  # cut to AD's limit, with a warning in the plan
         assert plan_json(config_path, capsys)["changes"] == []

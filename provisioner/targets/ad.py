@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import secrets
 import ssl
+import string
 import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -44,6 +45,25 @@ _RDN_ATTRIBUTES = {"cn", "name", "distinguishedName"}
 object (its RDN); without one, accounts are named by username and groups by key."""
 _MEMBER_BATCH = 500
 
+# The schema's rangeUpper of the attributes mappings usually set: AD refuses longer values.
+LIMITS: dict[str, int] = {
+    "cn": 64,
+    "sAMAccountName": 20,
+    "givenName": 64,
+    "sn": 64,
+    "initials": 6,
+    "displayName": 256,
+    "department": 64,
+    "company": 64,
+    "title": 128,
+    "description": 1024,
+    "physicalDeliveryOfficeName": 128,
+    "mail": 256,
+    "employeeType": 256,
+    "employeeNumber": 512,
+    "userPrincipalName": 1024,
+}
+
 
 class TargetError(ProvisionerError):
     """The directory cannot be reached or refuses the connector as a whole."""
@@ -72,6 +92,8 @@ class ActiveDirectory:
         self.root_dn = config.root_dn
         self._conn: Connection | None = None
         self._dn_by_anchor: dict[tuple[str, str], str] = {}
+
+    limits = LIMITS
 
     def describe(self) -> str:
         return f"Active Directory {self.config.url} below {self.root_dn}"
@@ -140,14 +162,13 @@ class ActiveDirectory:
 
     def ou_path(self, dn: str) -> tuple[str, ...] | None:
         """The OU path of *dn* below the managed root, or None when it is not below it."""
-        parts = parse_dn(dn, escape=False)
-        root = parse_dn(self.root_dn, escape=False)
-        if len(parts) < len(root) or [
-            (a.lower(), v.lower()) for a, v, _ in parts[-len(root) :]
-        ] != [(a.lower(), v.lower()) for a, v, _ in root]:
+        parts = [(a.upper(), _unescape(v)) for a, v, _ in parse_dn(dn, escape=False)]
+        root = [(a.upper(), _unescape(v)) for a, v, _ in parse_dn(self.root_dn, escape=False)]
+        tail = parts[len(parts) - len(root) :] if len(parts) >= len(root) else []
+        if [(a, v.casefold()) for a, v in tail] != [(a, v.casefold()) for a, v in root]:
             return None
         below = parts[: len(parts) - len(root)]
-        return tuple(value for attr, value, _ in reversed(below) if attr.upper() == "OU")
+        return tuple(value for attr, value in reversed(below) if attr == "OU")
 
     # -- read -----------------------------------------------------------------------------------
 
@@ -194,7 +215,7 @@ class ActiveDirectory:
                 if path:
                     state.ous.add(path)
                 continue
-            parent_path = self.ou_path(dn.split(",", 1)[1]) if "," in dn else None
+            parent_path = self.ou_path(_split_dn(dn)[1])
             if parent_path is None:
                 parent_path = ()
             simple = {
@@ -325,7 +346,7 @@ class ActiveDirectory:
             != str(pre["username"]).casefold()
         ):
             drifted.append("sAMAccountName")
-        if "ou" in pre and self.ou_path(dn.split(",", 1)[1]) != tuple(pre["ou"]):
+        if "ou" in pre and self.ou_path(_split_dn(dn)[1]) != tuple(pre["ou"]):
             drifted.append("its OU")
         if "enabled" in pre:
             uac = int(_text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
@@ -403,10 +424,11 @@ class ActiveDirectory:
         if values.get("cn"):
             # The name is the object's RDN: renaming is a modify_dn, not an attribute write.
             new_rdn = f"CN={escape_rdn(str(values['cn']))}"
-            if new_rdn != dn.split(",", 1)[0]:
+            rdn, parent = _split_dn(dn)
+            if _unescape(new_rdn).casefold() != _unescape(rdn).casefold():
                 if not conn.modify_dn(dn, new_rdn):
                     return self._fail(change)
-                dn = f"{new_rdn},{dn.split(',', 1)[1]}"
+                dn = f"{new_rdn},{parent}"
         modifications = {
             name: [(MODIFY_REPLACE, [value] if value not in ("", None) else [])]
             for name, value in values.items()
@@ -431,7 +453,7 @@ class ActiveDirectory:
     def _apply_move(self, change: Change) -> Result:
         dn = self._dn(change)
         superior = self.ou_dn(change.after["ou"] or ())
-        if self.connect().modify_dn(dn, dn.split(",", 1)[0], new_superior=superior):
+        if self.connect().modify_dn(dn, _split_dn(dn)[0], new_superior=superior):
             self._dn_by_anchor.pop(
                 ("group" if change.kind == "group" else "account", change.key), None
             )
@@ -515,6 +537,32 @@ class ActiveDirectory:
         if self.connect().delete(self._dn(change)):
             return self._ok(change)
         return self._fail(change)
+
+
+def _split_dn(dn: str) -> tuple[str, str]:
+    """(RDN, parent DN), splitting at the first unescaped comma (a name may hold ``\\,``)."""
+    parts = parse_dn(dn, escape=False)
+    rdn = f"{parts[0][0]}={parts[0][1]}"
+    return rdn, ",".join(f"{attr}={value}" for attr, value, _sep in parts[1:])
+
+
+def _unescape(value: str) -> str:
+    """An RDN value as text: RFC 4514 escapes undone (``\\,`` and hex pairs like ``\\3D``)."""
+    out = bytearray()
+    i = 0
+    while i < len(value):
+        if value[i] == "\\" and i + 1 < len(value):
+            pair = value[i + 1 : i + 3]
+            if len(pair) == 2 and all(c in string.hexdigits for c in pair):
+                out.append(int(pair, 16))
+                i += 3
+                continue
+            out += value[i + 1].encode()
+            i += 2
+            continue
+        out += value[i].encode()
+        i += 1
+    return out.decode("utf-8", "replace")
 
 
 def _guid(values: dict[str, Any]) -> str:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 _SERVER_EXTENSIONS = """\
-subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectAltName = {names}
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
@@ -32,8 +33,21 @@ class TestCA:
         return context
 
 
-def make_test_ca(directory: Path) -> TestCA:
-    """A CA and a server certificate for 127.0.0.1/localhost, valid for two days."""
+def make_test_ca(
+    directory: Path,
+    *,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str] = ("127.0.0.1",),
+    common_name: str = "127.0.0.1",
+    days: int = 2,
+) -> TestCA:
+    """A CA and a server certificate for 127.0.0.1/localhost, valid for `days` (two) days.
+
+    `dns_names` adds host names to the certificate (always besides localhost), for a server that
+    clients may also reach by its own name, such as a domain controller's DC1.school.test;
+    `ip_addresses` replaces the loopback address. Both private keys are written with mode 0600
+    (Samba refuses a key that others can read).
+    """
     openssl = shutil.which("openssl")
     if openssl is None:
         raise RuntimeError(
@@ -43,7 +57,9 @@ def make_test_ca(directory: Path) -> TestCA:
     def run(*args: str) -> None:
         subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
 
-    (directory / "server.ext").write_text(_SERVER_EXTENSIONS)
+    names = [f"IP:{ip}" for ip in ip_addresses]
+    names += [f"DNS:{name}" for name in dict.fromkeys([*dns_names, "localhost"])]
+    (directory / "server.ext").write_text(_SERVER_EXTENSIONS.format(names=", ".join(names)))
     run(
         "req",
         "-x509",
@@ -55,7 +71,7 @@ def make_test_ca(directory: Path) -> TestCA:
         "-out",
         "ca.pem",
         "-days",
-        "2",
+        str(days),
         "-subj",
         "/CN=provisioner test CA",
         "-addext",
@@ -73,7 +89,7 @@ def make_test_ca(directory: Path) -> TestCA:
         "-out",
         "server.csr",
         "-subj",
-        "/CN=127.0.0.1",
+        f"/CN={common_name}",
     )
     run(
         "x509",
@@ -88,8 +104,10 @@ def make_test_ca(directory: Path) -> TestCA:
         "-out",
         "server.pem",
         "-days",
-        "2",
+        str(days),
         "-extfile",
         "server.ext",
     )
+    for key in ("ca.key", "server.key"):
+        (directory / key).chmod(0o600)
     return TestCA(directory / "ca.pem", directory / "server.pem", directory / "server.key")
