@@ -335,24 +335,8 @@ class SambaDC:
         """
         atexit.unregister(self.stop)
         started = time.monotonic()
-        process, self._process = self._process, None
-        if process is not None:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=10)
-            # Samba runs in its own session (its PID is the session id), so anything left there
-            # is one of its children. The root exits at once; with the prefork model its "tfork
-            # waiter" children follow about 1.5 s later. Give them that, then kill stragglers.
-            deadline = time.monotonic() + 5
-            while (members := _session_members(process.pid)) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            for pid in members:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        if self._process is not None:
+            self._end_process(kill=False)
             self.timings["stop"] = time.monotonic() - started
         if self.directory is not None and not self.keep:
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -361,6 +345,40 @@ class SambaDC:
             # Only now: the ports are free for the next SambaDC on this address.
             os.close(self._lock)
             self._lock = None
+
+    def crash(self) -> None:
+        """Kill Samba at once (SIGKILL), keeping its domain: a DC that dies mid-operation."""
+        self._end_process(kill=True)
+
+    def restart(self) -> None:
+        """Start Samba again on the same domain, e.g. after :meth:`crash`."""
+        if self.running():
+            raise RuntimeError("this SambaDC is still running")
+        self._start_and_wait()
+
+    def _end_process(self, *, kill: bool) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            if kill:
+                process.kill()
+            else:
+                process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        # Samba runs in its own session (its PID is the session id), so anything left there
+        # is one of its children. The root exits at once; with the prefork model its "tfork
+        # waiter" children follow about 1.5 s later. Give them that, then kill stragglers.
+        deadline = time.monotonic() + 5
+        while (members := _session_members(process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def __enter__(self) -> SambaDC:
         return self.start()
