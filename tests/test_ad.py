@@ -412,3 +412,59 @@ def test_reads_are_paged_and_large_groups_read_in_ranges(samba_dc, ad_env, monke
     (big,) = observed.groups
     assert len(big.members) == 1600  # all of them, past the 1,500-value range
     assert pages.count(400) >= 5  # 1,600 users + OU + group in pages of 400
+
+
+def test_connection_problems_are_one_clear_line(samba_dc, informat_server, ad_env, capsys):
+    config_for, _root = ad_env
+    good = config_for(informat_server.url).read_text()
+    path = Path(config_for(informat_server.url))
+
+    def plan_error(text: str) -> str:
+        path.write_text(text)
+        assert main(["plan", "--config", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        return err
+
+    wrong_password = plan_error(good.replace("${TEST_AD_PASSWORD}", "${TEST_INFORMAT_PASSWORD}"))
+    assert (
+        "the DC refused the bind as SCHOOL\\Administrator: wrong user name or password"
+        in wrong_password
+    )
+    untrusted = plan_error("\n".join(line for line in good.splitlines() if "ca_file" not in line))
+    assert "certificate verify failed" in untrusted and "give that CA as ca_file" in untrusted
+    unreachable = plan_error(good.replace(samba_dc.ldaps_url, "ldaps://127.0.0.1:1"))
+    assert "cannot reach ldaps://127.0.0.1:1" in unreachable
+
+
+def test_a_name_taken_outside_the_managed_ou_fails_clearly_and_new_accounts_can_be_forced_to_change_password(
+    samba_dc, informat_server, synthetic, ad_env, capsys
+):
+    config_for, root = ad_env
+    config = config_for(informat_server.url, "    must_change_password: true\n")
+    plan = plan_json(config, capsys)
+    taken = next(c for c in plan["changes"] if c["action"] == "create")
+    outside = f"CN=squatter-{root[3:]},CN=Users,{samba_dc.base_dn}"
+    conn = samba_dc.connect()
+    assert conn.add(
+        outside,
+        ["top", "person", "organizationalPerson", "user"],
+        {"sAMAccountName": taken["after"]["username"]},
+    )
+    try:
+        assert main(["apply", "--config", str(config)]) == 1
+        out = capsys.readouterr().out
+        assert f"failed: create account {taken['key']}" in out
+        assert "the name is already used by another object in the domain" in out
+        assert "Failed changes are tried again on the next run." in out
+        users = users_below(samba_dc, root)
+        assert taken["key"] not in users and len(users) == plan["counts"]["create"] - 1
+        conn.search(
+            next(iter(users.values()))["dn"],
+            "(objectClass=user)",
+            search_scope="BASE",
+            attributes=["pwdLastSet"],
+        )
+        assert conn.response[0]["raw_attributes"]["pwdLastSet"] == [b"0"]  # change at next logon
+    finally:
+        conn.delete(outside)

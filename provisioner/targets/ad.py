@@ -77,13 +77,34 @@ class Result:
     object_id: str | None = None
 
 
+# AD's own reason codes (the first word of the message) and what they mean for a coordinator.
+_AD_CODES = {
+    "00002071": "the name is already used by another object in the domain, perhaps outside "
+    "the managed OU",
+    "0000052D": "the password does not meet the domain's password policy",
+    "00002035": "passwords can only be set over an encrypted connection (use ldaps:// or StartTLS)",
+    "00000005": "the bind account lacks the rights (delegate control of the managed OU to it)",
+}
+_RESULTS = {
+    "insufficientAccessRights": "the bind account lacks the rights (delegate control of the "
+    "managed OU to it)",
+    "noSuchObject": "the parent OU does not exist",
+    "invalidCredentials": "wrong user name or password",
+    "constraintViolation": "a value breaks a rule of the directory (length, format or policy)",
+}
+
+
 def _explain(result: dict[str, Any] | None) -> str:
-    """AD answers with a result name and a message whose first word is the real reason code."""
+    """AD answers with a result name and a message whose first word is the real reason code; both
+    are kept (a support engineer wants them), with what they mean in front."""
     if not result:
-        return "no answer"
-    description = result.get("description", "error")
-    message = (result.get("message") or "").strip()
-    return f"{description}: {message}" if message else str(description)
+        return "no answer from the DC"
+    description = str(result.get("description", "error"))
+    message = " ".join((result.get("message") or "").split())
+    code = message.split(":", 1)[0].upper()
+    meaning = _AD_CODES.get(code) or _RESULTS.get(description)
+    detail = f"{description}: {message}" if message else description
+    return f"{meaning} ({detail})" if meaning else detail
 
 
 class ActiveDirectory:
@@ -395,6 +416,8 @@ class ActiveDirectory:
         password = secrets.token_urlsafe(18) + "aA1!"
         attributes["unicodePwd"] = f'"{password}"'.encode("utf-16-le")
         attributes["userAccountControl"] = NORMAL_ACCOUNT
+        if self.config.must_change_password:
+            attributes["pwdLastSet"] = 0  # must change the password at the next logon
         conn = self.connect()
         if not conn.add(dn, ["top", "person", "organizationalPerson", "user"], attributes):
             return self._fail(change)

@@ -51,6 +51,8 @@ class AdConfig:
     """Where a group's key is kept (groups have no employeeID)."""
     match_on: list[str] = field(default_factory=lambda: ["sAMAccountName"])
     """Attributes that correlate pre-existing accounts without an anchor."""
+    must_change_password: bool = False
+    """New accounts must choose their own password at the first logon."""
     page_size: int = 500
     timeout: LdapTimeouts = field(default_factory=LdapTimeouts)
 
