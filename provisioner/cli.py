@@ -234,6 +234,9 @@ def _make_plan(prepared: Prepared) -> Plan:
     with StateStore(prepared.config.state) as store:
         observed = target.read(mapped_attributes(prepared))
         existing, issued = names_in_use(observed, store)
+        # The target's immutable ids, as seen now: a hand-moved object is still known by them.
+        store.remember_anchors("account", ((a.anchor, a.id) for a in observed.accounts if a.anchor))
+        store.remember_anchors("group", ((g.key, g.id) for g in observed.groups if g.key))
     desired = desired_state(prepared, data, existing=existing, issued=issued)
     fit_to_target(desired, target.limits)
     return make_plan(

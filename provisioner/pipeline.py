@@ -149,13 +149,8 @@ def apply_changes(
         results.append(result)
         if result.status != "applied":
             continue
-        if change.action == "create":
+        if change.action in ("create", "rename"):
             store.issue_names([(change.key, str(change.after["username"]))])
-        if change.action == "rename":
-            store.issue_names([(change.key, str(change.after["username"]))])
-        if result.object_id and change.action in ("create", "create_group"):
-            kind = "account" if change.action == "create" else "group"
-            store.remember_anchor(kind, change.key, result.object_id)
     return results
 
 

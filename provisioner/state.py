@@ -108,11 +108,13 @@ class StateStore:
 
     # -- anchors -----------------------------------------------------------------------------
 
-    def remember_anchor(self, kind: str, anchor: str, target_id: str) -> None:
-        self.db.execute(
+    def remember_anchors(self, kind: str, pairs: Iterable[tuple[str, str]]) -> None:
+        """Record many (anchor, target id) pairs at once, as seen when reading the target."""
+        now = _now()
+        self.db.executemany(
             "INSERT INTO anchors (kind, anchor, target_id, first_seen) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (kind, anchor) DO UPDATE SET target_id = excluded.target_id",
-            (kind, anchor, target_id, _now()),
+            [(kind, anchor, target_id, now) for anchor, target_id in pairs],
         )
 
     def target_id(self, kind: str, anchor: str) -> str | None:

@@ -20,14 +20,14 @@ def test_a_new_store_is_private_and_at_the_current_version(tmp_path):
 def test_anchors_and_names_survive_a_reopen(tmp_path):
     path = tmp_path / "state.db"
     with StateStore(path) as store:
-        store.remember_anchor("account", "123", "guid-1")
+        store.remember_anchors("account", [("123", "guid-1")])
         store.issue_names([("123", "Jan.Peeters"), ("124", "an.smet")])
         store.issue_names([("999", "jan.peeters")])  # same name, other case: first holder stays
     with StateStore(path) as store:
         assert store.target_id("account", "123") == "guid-1"
         assert store.target_id("account", "nope") is None
         assert store.issued_names() == {"Jan.Peeters", "an.smet"}
-        store.remember_anchor("account", "123", "guid-2")  # re-created object: new id
+        store.remember_anchors("account", [("123", "guid-2")])  # re-created object: new id
         assert store.target_id("account", "123") == "guid-2"
 
 

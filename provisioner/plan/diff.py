@@ -152,7 +152,35 @@ def _new_account(
         have = candidates[0]
         unanchored.remove(have)
         changed = _changed(want, have.attributes)
+        moves = []  # and enables: what an adopted account needs besides its anchor
+        if want.ou != have.ou:
+            moves.append(
+                Change(
+                    "move",
+                    "account",
+                    want.anchor,
+                    have.target,
+                    before={"ou": list(have.ou)},
+                    after={"ou": list(want.ou)},
+                    why=(f"OU {_path(want.ou)} from the mappings",),
+                    precondition={"id": have.id, "ou": list(have.ou)},
+                )
+            )
+        if not have.enabled:
+            moves.append(
+                Change(
+                    "enable",
+                    "account",
+                    want.anchor,
+                    have.target,
+                    before={"enabled": "false"},
+                    after={"enabled": "true"},
+                    why=("in the source, and adopted",),
+                    precondition={"id": have.id, "enabled": False},
+                )
+            )
         return [
+            *moves,
             Change(
                 "adopt",
                 "account",
@@ -165,7 +193,7 @@ def _new_account(
                     *_attribute_reasons(want, changed),
                 ),
                 precondition={"id": have.id, "anchor": None},
-            )
+            ),
         ]
     return [
         Change(

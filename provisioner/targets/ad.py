@@ -1,7 +1,8 @@
 """Active Directory over LDAP (ldap3): read the managed scope, apply one change at a time.
 
 Only objects below the managed root are read or touched. Every value that goes into a DN is
-escaped with ``escape_rdn`` and every value in a filter with ``escape_filter_chars``. Each change
+escaped with ``escape_rdn``; no source value ever goes into a search filter (objects are found by
+objectGUID or through one paged index of the anchors). Each change
 checks its precondition first, so a change that already happened (a run killed half-way) or that
 someone made differently by hand is skipped and reported, never forced.
 """
@@ -29,7 +30,6 @@ from ldap3 import (
     Tls,
 )
 from ldap3.core.exceptions import LDAPException
-from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
 from provisioner.errors import ProvisionerError
@@ -74,7 +74,6 @@ class Result:
     change: Change
     status: Literal["applied", "skipped", "failed"]
     message: str = ""
-    object_id: str | None = None
 
 
 # AD's own reason codes (the first word of the message) and what they mean for a coordinator.
@@ -113,6 +112,8 @@ class ActiveDirectory:
         self.root_dn = config.root_dn
         self._conn: Connection | None = None
         self._dn_by_anchor: dict[tuple[str, str], str] = {}
+        self._ambiguous: set[tuple[str, str]] = set()
+        self._indexed = False
 
     limits = LIMITS
 
@@ -252,7 +253,7 @@ class ActiveDirectory:
             uac = int(_text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
             users[dn.lower()] = anchor
             if anchor:
-                self._dn_by_anchor[("account", anchor)] = dn
+                self._remember(("account", anchor), dn)
             state.accounts.append(
                 ObservedAccount(
                     id=guid,
@@ -267,13 +268,14 @@ class ActiveDirectory:
         for dn, guid, values, parent_path, simple in raw_groups:
             key = _text(values.get(config.group_anchor_attribute))
             if key:
-                self._dn_by_anchor[("group", key)] = dn
+                self._remember(("group", key), dn)
             members = {
                 anchor
                 for member in values.get("member", [])
                 if (anchor := users.get(member.lower()))
             }
             state.groups.append(ObservedGroup(guid, dn, key, parent_path, simple, members))
+        self._indexed = True  # every anchored object below the root was just seen
         return state
 
     def _exists(self, dn: str) -> bool:
@@ -293,27 +295,42 @@ class ActiveDirectory:
         return entry["dn"], entry["attributes"]
 
     def _find_anchor(self, kind: str, anchor: str) -> str | None:
-        cached = self._dn_by_anchor.get((kind, anchor))
-        if cached:
-            return cached
-        attribute = (
-            self.config.anchor_attribute
-            if kind == "account"
-            else self.config.group_anchor_attribute
-        )
-        object_class = "user" if kind == "account" else "group"
-        conn = self.connect()
-        conn.search(
+        """The DN of the object carrying *anchor*, or None (also when two objects carry it)."""
+        if not self._indexed:
+            self._load_anchor_index()
+        if (kind, anchor) in self._ambiguous:
+            return None
+        return self._dn_by_anchor.get((kind, anchor))
+
+    def _load_anchor_index(self) -> None:
+        """Every anchored object below the managed root, in one paged search: apply checks that
+        each new object is still absent, and one search beats one per object."""
+        self._indexed = True
+        if not self._exists(self.root_dn):
+            return
+        config = self.config
+        account, group = config.anchor_attribute, config.group_anchor_attribute
+        entries = self.connect().extend.standard.paged_search(
             self.root_dn,
-            f"(&(objectClass={object_class})({attribute}={escape_filter_chars(anchor)}))",
+            f"(|(&(objectClass=user)({account}=*))(&(objectClass=group)({group}=*)))",
             search_scope=SUBTREE,
-            attributes=["1.1"],
+            attributes=["objectClass", account, group],
+            paged_size=config.page_size,
+            generator=True,
         )
-        found = [e["dn"] for e in conn.response or [] if e.get("type") == "searchResEntry"]
-        if len(found) == 1:
-            self._dn_by_anchor[(kind, anchor)] = found[0]
-            return found[0]
-        return None
+        for entry in entries:
+            if entry.get("type") != "searchResEntry":
+                continue
+            values = entry["attributes"]
+            is_group = "group" in {c.lower() for c in values.get("objectClass", [])}
+            anchor = _text(values.get(group if is_group else account))
+            if anchor:
+                self._remember(("group" if is_group else "account", anchor), entry["dn"])
+
+    def _remember(self, key: tuple[str, str], dn: str) -> None:
+        if key in self._dn_by_anchor and self._dn_by_anchor[key].lower() != dn.lower():
+            self._ambiguous.add(key)
+        self._dn_by_anchor[key] = dn
 
     # -- apply ----------------------------------------------------------------------------------
 
@@ -379,8 +396,8 @@ class ActiveDirectory:
             return f"changed in the directory since the plan: {', '.join(drifted)}"
         return None
 
-    def _ok(self, change: Change, message: str = "", object_id: str | None = None) -> Result:
-        return Result(change, "applied", message, object_id)
+    def _ok(self, change: Change, message: str = "") -> Result:
+        return Result(change, "applied", message)
 
     def _fail(self, change: Change) -> Result:
         return Result(change, "failed", _explain(self.connect().result))
@@ -422,14 +439,7 @@ class ActiveDirectory:
         if not conn.add(dn, ["top", "person", "organizationalPerson", "user"], attributes):
             return self._fail(change)
         self._dn_by_anchor[("account", change.key)] = dn
-        created = self._by_id_dn(dn)
-        return self._ok(change, object_id=created)
-
-    def _by_id_dn(self, dn: str) -> str | None:
-        conn = self.connect()
-        if conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=["objectGUID"]):
-            return _guid(conn.response[0]["attributes"])
-        return None
+        return self._ok(change)
 
     def _dn(self, change: Change) -> str:
         """The object's DN now (check() has made sure it exists)."""
@@ -468,18 +478,19 @@ class ActiveDirectory:
 
     def _apply_rename(self, change: Change) -> Result:
         new_rdn = f"CN={escape_rdn(str(change.after['username']))}"
-        if self.connect().modify_dn(self._dn(change), new_rdn):
-            self._dn_by_anchor.pop(("account", change.key), None)
+        dn = self._dn(change)
+        if self.connect().modify_dn(dn, new_rdn):
+            self._dn_by_anchor[("account", change.key)] = f"{new_rdn},{_split_dn(dn)[1]}"
             return self._ok(change)
         return self._fail(change)
 
     def _apply_move(self, change: Change) -> Result:
         dn = self._dn(change)
         superior = self.ou_dn(change.after["ou"] or ())
-        if self.connect().modify_dn(dn, _split_dn(dn)[0], new_superior=superior):
-            self._dn_by_anchor.pop(
-                ("group" if change.kind == "group" else "account", change.key), None
-            )
+        rdn = _split_dn(dn)[0]
+        if self.connect().modify_dn(dn, rdn, new_superior=superior):
+            kind = "group" if change.kind == "group" else "account"
+            self._dn_by_anchor[(kind, change.key)] = f"{rdn},{superior}"
             return self._ok(change)
         return self._fail(change)
 
@@ -513,7 +524,7 @@ class ActiveDirectory:
         if not self.connect().add(dn, ["top", "group"], attributes):
             return self._fail(change)
         self._dn_by_anchor[("group", change.key)] = dn
-        return self._ok(change, object_id=self._by_id_dn(dn))
+        return self._ok(change)
 
     def _group_dn(self, change: Change) -> str | None:
         object_id = change.precondition.get("id")
