@@ -249,3 +249,17 @@ def test_damaged_plan_files_are_refused(tmp_path, damage):
     path.write_text(damage)
     with pytest.raises(ConfigError):
         load_plan(path)
+
+
+def test_an_adopted_account_is_also_moved_and_enabled_when_needed():
+    directory = ObservedState(
+        accounts=[
+            ObservedAccount("a", "dn-a", None, "jan", ("Oud",), {"department": "1A"}, enabled=False)
+        ],
+        ous={("Leerlingen",), ("Leerlingen", "1A"), ("Oud",)},
+    )
+    changes = diff(desired(account("1", "jan")), directory)
+    assert [(c.action, c.key) for c in changes] == [("adopt", "1"), ("move", "1"), ("enable", "1")]
+    move, enable = changes[1], changes[2]
+    assert move.precondition == {"id": "a", "ou": ["Oud"]}
+    assert enable.precondition == {"id": "a", "enabled": False}

@@ -121,6 +121,59 @@ def _account_changes(
     return changes
 
 
+def _move(
+    action: str, kind: str, key: str, have: ObservedAccount | ObservedGroup, ou: tuple[str, ...]
+) -> Change:
+    return Change(
+        action,
+        kind,
+        key,
+        have.target,
+        before={"ou": list(have.ou)},
+        after={"ou": list(ou)},
+        why=(f"OU {_path(ou)} from the mappings",),
+        precondition={"id": have.id, "ou": list(have.ou)},
+    )
+
+
+def _update(
+    action: str,
+    kind: str,
+    key: str,
+    have: ObservedAccount | ObservedGroup,
+    want: DesiredAccount | DesiredGroup,
+) -> list[Change]:
+    changed = _changed(want, have.attributes)
+    if not changed:
+        return []
+    before = {n: have.attributes.get(n) for n in changed}
+    return [
+        Change(
+            action,
+            kind,
+            key,
+            have.target,
+            before=before,
+            after={n: want.attributes[n].value for n in changed},
+            why=tuple(_attribute_reasons(want, changed)),
+            precondition={"id": have.id, "attributes": before},
+        )
+    ]
+
+
+def _enable(key: str, have: ObservedAccount, why: str) -> Change:
+    return Change(
+        "enable",
+        "account",
+        key,
+        have.target,
+        before={"enabled": "false"},
+        after={"enabled": "true"},
+        why=(why,),
+        precondition={"id": have.id, "enabled": False},
+    )
+
+
 def _new_account(
     want: DesiredAccount, unanchored: list[ObservedAccount], match_on: Sequence[str]
 ) -> list[Change]:
@@ -152,33 +205,10 @@ def _new_account(
         have = candidates[0]
         unanchored.remove(have)
         changed = _changed(want, have.attributes)
-        moves = []  # and enables: what an adopted account needs besides its anchor
-        if want.ou != have.ou:
-            moves.append(
-                Change(
-                    "move",
-                    "account",
-                    want.anchor,
-                    have.target,
-                    before={"ou": list(have.ou)},
-                    after={"ou": list(want.ou)},
-                    why=(f"OU {_path(want.ou)} from the mappings",),
-                    precondition={"id": have.id, "ou": list(have.ou)},
-                )
-            )
+        # besides its anchor, an adopted account may need to move and to be enabled
+        moves = [_move("move", "account", want.anchor, have, want.ou)] if want.ou != have.ou else []
         if not have.enabled:
-            moves.append(
-                Change(
-                    "enable",
-                    "account",
-                    want.anchor,
-                    have.target,
-                    before={"enabled": "false"},
-                    after={"enabled": "true"},
-                    why=("in the source, and adopted",),
-                    precondition={"id": have.id, "enabled": False},
-                )
-            )
+            moves.append(_enable(want.anchor, have, "in the source, and adopted"))
         return [
             *moves,
             Change(
@@ -236,48 +266,10 @@ def _account_updates(want: DesiredAccount, have: ObservedAccount) -> list[Change
             )
         )
     if want.ou != have.ou:
-        changes.append(
-            Change(
-                "move",
-                "account",
-                anchor,
-                target,
-                before={"ou": list(have.ou)},
-                after={"ou": list(want.ou)},
-                why=(f"OU {_path(want.ou)} from the mappings",),
-                precondition={"id": have.id, "ou": list(have.ou)},
-            )
-        )
-    changed = _changed(want, have.attributes)
-    if changed:
-        changes.append(
-            Change(
-                "update",
-                "account",
-                anchor,
-                target,
-                before={n: have.attributes.get(n) for n in changed},
-                after={n: want.attributes[n].value for n in changed},
-                why=tuple(_attribute_reasons(want, changed)),
-                precondition={
-                    "id": have.id,
-                    "attributes": {n: have.attributes.get(n) for n in changed},
-                },
-            )
-        )
+        changes.append(_move("move", "account", anchor, have, want.ou))
+    changes += _update("update", "account", anchor, have, want)
     if not have.enabled:
-        changes.append(
-            Change(
-                "enable",
-                "account",
-                anchor,
-                target,
-                before={"enabled": "false"},
-                after={"enabled": "true"},
-                why=("in the source again",),
-                precondition={"id": have.id, "enabled": False},
-            )
-        )
+        changes.append(_enable(anchor, have, "in the source again"))
     return changes
 
 
@@ -304,35 +296,8 @@ def _group_changes(desired: DesiredState, observed: ObservedState) -> list[Chang
             changes += _membership(want, None, target)
             continue
         if want.ou != have.ou:
-            changes.append(
-                Change(
-                    "move_group",
-                    "group",
-                    key,
-                    have.target,
-                    before={"ou": list(have.ou)},
-                    after={"ou": list(want.ou)},
-                    why=(f"OU {_path(want.ou)} from the mappings",),
-                    precondition={"id": have.id, "ou": list(have.ou)},
-                )
-            )
-        changed = _changed(want, have.attributes)
-        if changed:
-            changes.append(
-                Change(
-                    "update_group",
-                    "group",
-                    key,
-                    have.target,
-                    before={n: have.attributes.get(n) for n in changed},
-                    after={n: want.attributes[n].value for n in changed},
-                    why=tuple(_attribute_reasons(want, changed)),
-                    precondition={
-                        "id": have.id,
-                        "attributes": {n: have.attributes.get(n) for n in changed},
-                    },
-                )
-            )
+            changes.append(_move("move_group", "group", key, have, want.ou))
+        changes += _update("update_group", "group", key, have, want)
         changes += _membership(want, have, have.target)
     for key, have in sorted(by_key.items()):
         if key not in desired.groups:

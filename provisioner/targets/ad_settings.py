@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from provisioner.checks import positive
 from provisioner.secret import Secret
 
 
@@ -16,16 +17,10 @@ def _check_url(value: str) -> str:
     return value
 
 
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError("must be more than 0")
-    return value
-
-
 @dataclass
 class LdapTimeouts:
-    connect: float = field(default=10.0, metadata={"check": _positive})
-    receive: float = field(default=120.0, metadata={"check": _positive})
+    connect: float = field(default=10.0, metadata={"check": positive})
+    receive: float = field(default=120.0, metadata={"check": positive})
     """Every read waits at most this long; a tree delete on a large OU takes a while."""
 
 

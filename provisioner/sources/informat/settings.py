@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from provisioner.checks import positive
 from provisioner.errors import ConfigError
 from provisioner.secret import Secret
 from provisioner.sources.informat.operations import operation
@@ -65,16 +66,10 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _positive(value: float) -> float:
-    if value <= 0:
-        raise ValueError("must be more than 0")
-    return value
-
-
 @dataclass
 class Timeouts:
-    connect: float = field(default=10.0, metadata={"check": _positive})
-    read: float = field(default=300.0, metadata={"check": _positive})
+    connect: float = field(default=10.0, metadata={"check": positive})
+    read: float = field(default=300.0, metadata={"check": positive})
     """Informat sends a whole data set in one answer; large schools take minutes."""
 
 
