@@ -238,7 +238,7 @@ def _make_plan(prepared: Prepared) -> Plan:
         store.remember_anchors("account", ((a.anchor, a.id) for a in observed.accounts if a.anchor))
         store.remember_anchors("group", ((g.key, g.id) for g in observed.groups if g.key))
     desired = desired_state(prepared, data, existing=existing, issued=issued)
-    fit_to_target(desired, target.limits)
+    fit_to_target(desired, target.limits, target.group_limits)
     return make_plan(
         prepared, data, desired, observed, target.describe(), match_on=target.config.match_on
     )

@@ -191,10 +191,15 @@ def make_plan(
     return Plan(header, diff(desired, observed, match_on=tuple(match_on)))
 
 
-def fit_to_target(desired: DesiredState, limits: Mapping[str, int]) -> None:
+def fit_to_target(
+    desired: DesiredState, account_limits: Mapping[str, int], group_limits: Mapping[str, int]
+) -> None:
     """Cut values to the target's length limits, with a warning, so that the plan says what the
     directory will hold (a value the directory refuses would fail on every run)."""
-    for objects in (desired.accounts.values(), desired.groups.values()):
+    for objects, limits in (
+        (desired.accounts.values(), account_limits),
+        (desired.groups.values(), group_limits),
+    ):
         for obj in objects:
             for name, derived in obj.attributes.items():
                 limit = limits.get(name)

@@ -468,6 +468,9 @@ def test_a_name_taken_outside_the_managed_ou_fails_clearly_and_new_accounts_can_
             attributes=["pwdLastSet"],
         )
         assert conn.response[0]["raw_attributes"]["pwdLastSet"] == [b"0"]  # change at next logon
+        # The object outside the managed OU was neither adopted nor changed.
+        conn.search(outside, "(objectClass=user)", search_scope="BASE", attributes=["employeeID"])
+        assert conn.response[0]["attributes"]["employeeID"] in ([], None)
     finally:
         conn.delete(outside)
 

@@ -14,8 +14,9 @@ import secrets
 import ssl
 import string
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -46,23 +47,25 @@ object (its RDN); without one, accounts are named by username and groups by key.
 _MEMBER_BATCH = 500
 
 # The schema's rangeUpper of the attributes mappings usually set: AD refuses longer values.
-LIMITS: dict[str, int] = {
-    "cn": 64,
-    "sAMAccountName": 20,
-    "givenName": 64,
-    "sn": 64,
-    "initials": 6,
-    "displayName": 256,
-    "department": 64,
-    "company": 64,
-    "title": 128,
-    "description": 1024,
-    "physicalDeliveryOfficeName": 128,
-    "mail": 256,
-    "employeeType": 256,
-    "employeeNumber": 512,
-    "userPrincipalName": 1024,
-}
+LIMITS: Mapping[str, int] = MappingProxyType(
+    {
+        "cn": 64,
+        "sAMAccountName": 20,
+        "givenName": 64,
+        "sn": 64,
+        "initials": 6,
+        "displayName": 256,
+        "department": 64,
+        "company": 64,
+        "title": 128,
+        "description": 1024,
+        "physicalDeliveryOfficeName": 128,
+        "mail": 256,
+        "employeeType": 256,
+        "employeeNumber": 512,
+        "userPrincipalName": 1024,
+    }
+)
 
 
 class TargetError(ProvisionerError):
@@ -115,7 +118,9 @@ class ActiveDirectory:
         self._ambiguous: set[tuple[str, str]] = set()
         self._indexed = False
 
-    limits = LIMITS
+    limits: Mapping[str, int] = LIMITS
+    group_limits: Mapping[str, int] = MappingProxyType({**LIMITS, "sAMAccountName": 256})
+    """Only users are held to 20 characters of sAMAccountName (the pre-Windows 2000 logon name)."""
 
     def describe(self) -> str:
         return f"Active Directory {self.config.url} below {self.root_dn}"
