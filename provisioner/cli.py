@@ -18,18 +18,13 @@ from typing import TextIO
 from provisioner import __version__
 from provisioner.config import load_config
 from provisioner.errors import ConfigError, ProvisionerError
-from provisioner.model import ObservedState
 from provisioner.pipeline import (
-    EMPTY_TARGET,
     Prepared,
     apply_changes,
     check_plan_file,
     desired_state,
-    fit_to_target,
-    make_plan,
-    mapped_attributes,
-    names_in_use,
     open_target,
+    plan_for,
     prepare,
     read_for_mappings,
 )
@@ -222,26 +217,7 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def _make_plan(prepared: Prepared) -> Plan:
-    """Read the source and the target, derive the desired state, diff."""
-    data = _read(prepared)
-    target = open_target(prepared)
-    if target is None:
-        # Without a target the plan is the preview of a first run against an empty directory.
-        return make_plan(
-            prepared, data, desired_state(prepared, data), ObservedState(), EMPTY_TARGET
-        )
-    assert prepared.config.state is not None  # the configuration requires it with a target
-    with StateStore(prepared.config.state) as store:
-        observed = target.read(mapped_attributes(prepared))
-        existing, issued = names_in_use(observed, store)
-        # The target's immutable ids, as seen now: a hand-moved object is still known by them.
-        store.remember_anchors("account", ((a.anchor, a.id) for a in observed.accounts if a.anchor))
-        store.remember_anchors("group", ((g.key, g.id) for g in observed.groups if g.key))
-    desired = desired_state(prepared, data, existing=existing, issued=issued)
-    fit_to_target(desired, target.limits, target.group_limits)
-    return make_plan(
-        prepared, data, desired, observed, target.describe(), match_on=target.config.match_on
-    )
+    return plan_for(prepared, _read(prepared), open_target(prepared))
 
 
 def run_apply(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""The stages wired together: configuration → mappings → source → desired state.
+"""The stages wired together: configuration → mappings → source → desired state → plan → target.
 
 The commands use these steps in the same order; each step hands the next plain data.
 """
@@ -210,3 +210,24 @@ def fit_to_target(
                         f"{derived.why.template}: {name} of {which} cut to {limit} characters, "
                         "the directory's limit"
                     )
+
+
+def plan_for(prepared: Prepared, data: SourceData, target: ActiveDirectory | None) -> Plan:
+    """Read the target, derive the desired state with the names already in use, and diff."""
+    if target is None:
+        # Without a target the plan is the preview of a first run against an empty directory.
+        return make_plan(
+            prepared, data, desired_state(prepared, data), ObservedState(), EMPTY_TARGET
+        )
+    assert prepared.config.state is not None  # the configuration requires it with a target
+    with StateStore(prepared.config.state) as store:
+        observed = target.read(mapped_attributes(prepared))
+        existing, issued = names_in_use(observed, store)
+        # The target's immutable ids, as seen now: a hand-moved object is still known by them.
+        store.remember_anchors("account", ((a.anchor, a.id) for a in observed.accounts if a.anchor))
+        store.remember_anchors("group", ((g.key, g.id) for g in observed.groups if g.key))
+    desired = desired_state(prepared, data, existing=existing, issued=issued)
+    fit_to_target(desired, target.limits, target.group_limits)
+    return make_plan(
+        prepared, data, desired, observed, target.describe(), match_on=target.config.match_on
+    )

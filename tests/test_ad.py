@@ -225,10 +225,9 @@ def test_an_interrupted_apply_converges_without_duplicates(
     config_for, root = ad_env
     config = config_for(informat_server.url)
     prepared = prepare(config)
-    from provisioner.cli import _make_plan
-    from provisioner.pipeline import open_target
+    from provisioner.pipeline import open_target, plan_for, read_for_mappings
 
-    plan = _make_plan(prepared)
+    plan = plan_for(prepared, read_for_mappings(prepared), open_target(prepared))
     half = copy.copy(plan)
     half.changes = plan.changes[: len(plan.changes) // 2]  # a run that died half-way
     target = open_target(prepared)
@@ -329,10 +328,9 @@ def test_a_dc_that_dies_mid_apply_converges_on_the_next_run(
     config_for, root = ad_env
     config = config_for(informat_server.url)
     prepared = prepare(config)
-    from provisioner.cli import _make_plan
-    from provisioner.pipeline import open_target
+    from provisioner.pipeline import open_target, plan_for, read_for_mappings
 
-    plan = _make_plan(prepared)
+    plan = plan_for(prepared, read_for_mappings(prepared), open_target(prepared))
     target = open_target(prepared)
 
     class DyingDC:
