@@ -172,6 +172,15 @@ def make_plan(
     """The plan with its header: hashes of what it was made from, expiry, and blocks."""
     created = now()
     blocked = []
+    driving = {a.spec.persons.source for a in prepared.compiled.accounts.values()}
+    for dataset, instelnr in data.empty():
+        if dataset in driving:
+            # Informat answers an instelnr the account has no rights on with an empty list: that
+            # is never proof that everybody left.
+            blocked.append(
+                f"{dataset} for {instelnr} answered with no rows: nothing is applied, so that no "
+                "account of that school is disabled (check the web-service account's rights)"
+            )
     if desired.report.errors:
         blocked.append(
             f"the mappings reported {len(desired.report.errors)} error(s) (run validate): a plan "

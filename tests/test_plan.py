@@ -263,3 +263,20 @@ def test_an_adopted_account_is_also_moved_and_enabled_when_needed():
     move, enable = changes[1], changes[2]
     assert move.precondition == {"id": "a", "ou": ["Oud"]}
     assert enable.precondition == {"id": "a", "enabled": False}
+
+
+def test_a_school_that_answers_empty_blocks_the_plan(server, tmp_path, monkeypatch, capsys):
+    """Informat answers an instelnr without rights with an empty list; a plan made from that
+    would disable every account of the school, so it is blocked instead."""
+    monkeypatch.setenv("TEST_PW", "geheim")
+    server.accounts["beperkt@school.be"] = ("geheim", {"030569"})
+    config = tmp_path / "p.yaml"
+    config.write_text(
+        f"mappings: {SAMPLE.parent.parent / 'mappings'}\n"
+        f"source:\n  informat:\n    url: {server.url}\n    login: beperkt@school.be\n"
+        "    password: ${TEST_PW}\n    schooljaar: 2025-26\n    instelnrs: ['030569', '030577']\n"
+    )
+    assert main(["plan", "--config", str(config)]) == 2
+    out = capsys.readouterr().out
+    assert "BLOCKED: Lln for 030577 answered with no rows: nothing is applied" in out
+    assert "BLOCKED: Leerkrachten for 030577 answered with no rows" in out
