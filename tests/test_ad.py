@@ -522,3 +522,57 @@ def test_starttls_on_the_plain_port_works_and_plain_ldap_needs_consent(
     path.write_text(text + "    start_tls: true\n")
     assert main(["plan", "--config", str(path)]) == 2
     assert capsys.readouterr().out.startswith(f"Plan against Active Directory {samba_dc.ldap_url}")
+
+
+def test_groups_are_renamed_by_cn_and_deleted_when_their_class_is_gone(
+    samba_dc, informat_server, synthetic, ad_env, tmp_path, capsys
+):
+    import shutil
+
+    config_for, root = ad_env
+    mappings = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings", mappings)
+    config = config_for(informat_server.url)
+    config.write_text(
+        config.read_text().replace(f"mappings: {ROOT / 'mappings'}", "mappings: mappings")
+    )
+    assert main(["apply", "--config", str(config)]) == 0
+    capsys.readouterr()
+
+    # Day 2: the class groups get readable names (cn), and one class is dissolved.
+    groups = mappings / "groups.yaml"
+    groups.write_text(
+        groups.read_text().replace(
+            'cn: "klas-{{ Subgroepen.Instelnr }}-{{ Subgroepen.Klascode }}"',
+            'cn: "Klas {{ Subgroepen.Klascode }} ({{ Subgroepen.Instelnr }})"',
+        )
+    )
+    dissolved = "OV3LOG"
+    day2 = copy.deepcopy(synthetic)
+    day2.rows["Subgroepen"] = [r for r in day2.rows["Subgroepen"] if r.get("Klascode") != dissolved]
+    with InformatServer(day2, today=REFERENCE_DAY) as server:
+        config.write_text(config.read_text().replace(informat_server.url, server.url))
+        plan = plan_json(config, capsys)
+        actions = {(c["action"], c["key"]) for c in plan["changes"]}
+        assert ("delete_group", f"klas-030569-{dissolved}") in actions
+        renamed = [
+            c for c in plan["changes"] if c["action"] == "update_group" and "cn" in c["after"]
+        ]
+        assert renamed and renamed[0]["after"]["cn"].startswith("Klas ")
+        assert main(["apply", "--config", str(config)]) == 0
+        capsys.readouterr()
+        conn = samba_dc.connect()
+        from ldap3 import SUBTREE
+
+        conn.search(
+            f"{root},{samba_dc.base_dn}",
+            "(objectClass=group)",
+            search_scope=SUBTREE,
+            attributes=["adminDescription", "member"],
+        )
+        by_key = {e["attributes"]["adminDescription"]: e for e in conn.response}
+        assert f"klas-030569-{dissolved}" not in by_key
+        klas = by_key["klas-030569-1A"]
+        assert klas["dn"].startswith("CN=Klas 1A (030569),")  # renamed in place (modify_dn)
+        assert klas["attributes"]["member"]  # and its members came along
+        assert plan_json(config, capsys)["changes"] == []
