@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "--strict", action="store_true", help="refuse the whole plan if any change no longer fits"
     )
+    apply.add_argument(
+        "--approve",
+        metavar="REASON",
+        help="accept a plan that exceeds the policy limits; the reason is kept in the run history",
+    )
     apply.set_defaults(handler=run_apply)
     return parser
 
@@ -213,7 +218,7 @@ def run_plan(args: argparse.Namespace) -> int:
         print(render_plan(plan, details=args.details))
         if args.out:
             print(f"\nsaved the plan to {args.out}")
-    return 0 if plan.empty and not plan.header.blocked else 2
+    return 0 if plan.empty and not (plan.header.blocked or plan.header.policy_blocked) else 2
 
 
 def _make_plan(prepared: Prepared) -> Plan:
@@ -227,10 +232,10 @@ def run_apply(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.config}: apply needs a target (target: ad: …)")
     if args.plan:
         plan = load_plan(args.plan)
-        check_plan_file(plan, prepared, target.describe())
+        check_plan_file(plan, prepared, target.describe(), approved=bool(args.approve))
     else:
         plan = _make_plan(prepared)
-        if plan.header.blocked:
+        if plan.header.blocked or (plan.header.policy_blocked and not args.approve):
             print(render_plan(plan))
             return 2
     assert prepared.config.state is not None
@@ -243,10 +248,13 @@ def run_apply(args: argparse.Namespace) -> int:
             raise
         finally:
             target.close()
-        counts = {
+        counts: dict[str, object] = {
             status: sum(r.status == status for r in results)
             for status in ("applied", "skipped", "failed")
         }
+        if args.approve and plan.header.policy_blocked:
+            # The approval and what it overrode stay in the run history.
+            counts["approved"] = {"reason": args.approve, "overrides": plan.header.policy_blocked}
         store.finish_run(run, "failed" if counts["failed"] else "ok", counts)
     print(render_results(results))
     return 1 if counts["failed"] else 0

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from provisioner.errors import ConfigError
+from provisioner.plan.policy import PolicyConfig
 from provisioner.secret import Secret, parse_secret
 from provisioner.sources.informat.settings import InformatConfig
 from provisioner.targets.ad_settings import AdConfig
@@ -46,6 +47,8 @@ class Config:
     """Where plans are applied; without one, ``plan`` previews a first run."""
     state: Path | None = None
     """The SQLite state store (anchors, issued names, run history); needed with a target."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Limits a plan must stay within, and when leaver actions wait."""
 
     def __post_init__(self) -> None:
         if self.target is not None and self.target.ad is not None and self.state is None:

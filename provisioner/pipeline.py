@@ -24,6 +24,7 @@ from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
 from provisioner.plan.diff import diff
 from provisioner.plan.model import Plan, PlanHeader
 from provisioner.plan.planfile import file_hash, now
+from provisioner.plan.policy import apply_policy
 from provisioner.sources.informat.operations import OPERATIONS, operation
 from provisioner.sources.informat.reader import Progress, SourceData, read_source
 from provisioner.state import StateStore
@@ -114,7 +115,7 @@ def names_in_use(
     return existing, issued
 
 
-def check_plan_file(plan: Plan, prepared: Prepared, target: str) -> None:
+def check_plan_file(plan: Plan, prepared: Prepared, target: str, *, approved: bool) -> None:
     """A saved plan is applied only to what it was made from, and only while it is fresh."""
     header = plan.header
     problems = []
@@ -128,6 +129,8 @@ def check_plan_file(plan: Plan, prepared: Prepared, target: str) -> None:
         problems.append(f"the plan expired at {header.expires}; make a new one")
     if header.blocked:
         problems.append("the plan is blocked: " + "; ".join(header.blocked))
+    if header.policy_blocked and not approved:
+        problems.append("the plan exceeds policy limits: " + "; ".join(header.policy_blocked))
     if problems:
         raise ConfigError("refusing the plan: " + "; ".join(problems))
 
@@ -186,6 +189,13 @@ def make_plan(
             f"the mappings reported {len(desired.report.errors)} error(s) (run validate): a plan "
             "made from incomplete data could remove what it should keep"
         )
+    changes = diff(desired, observed, match_on=tuple(match_on))
+    verdict = apply_policy(
+        changes,
+        prepared.config.policy,
+        managed_accounts=len(observed.accounts),  # every account in the managed scope
+        day=data.as_of,
+    )
     header = PlanHeader(
         created=created.isoformat(),
         expires=(created + PLAN_VALID_FOR).isoformat(),
@@ -195,9 +205,10 @@ def make_plan(
         target=target,
         source_as_of=data.as_of.isoformat(),
         blocked=blocked,
-        warnings=list(desired.report.warnings),
+        policy_blocked=verdict.blocked,
+        warnings=[*desired.report.warnings, *verdict.notes],
     )
-    return Plan(header, diff(desired, observed, match_on=tuple(match_on)))
+    return Plan(header, verdict.changes)
 
 
 def fit_to_target(

@@ -31,6 +31,8 @@ def ad_env(samba_dc, tmp_path, monkeypatch):
         path.write_text(
             f"mappings: {ROOT / 'mappings'}\n"
             "state: state.db\n"
+            # These tests read live data dated today: no summer freeze, whatever the date.
+            "policy:\n  freeze_leavers: []\n"
             "source:\n  informat:\n"
             f"    url: {informat_url}\n"
             "    login: webservices@school.be\n"
@@ -576,3 +578,31 @@ def test_groups_are_renamed_by_cn_and_deleted_when_their_class_is_gone(
         assert klas["dn"].startswith("CN=Klas 1A (030569),")  # renamed in place (modify_dn)
         assert klas["attributes"]["member"]  # and its members came along
         assert plan_json(config, capsys)["changes"] == []
+
+
+def test_mass_leavers_block_the_plan_until_a_person_approves(
+    samba_dc, informat_server, synthetic, ad_env, capsys
+):
+    config_for, root = ad_env
+    assert main(["apply", "--config", str(config_for(informat_server.url))]) == 0
+    capsys.readouterr()
+    day2 = copy.deepcopy(synthetic)
+    gone = {r["p_persoon"] for r in day2.rows["Lln"][::4]}  # a quarter of the pupils "left"
+    day2.rows["Lln"] = [r for r in day2.rows["Lln"] if r["p_persoon"] not in gone]
+    with InformatServer(day2, today=REFERENCE_DAY) as server:
+        config = config_for(server.url)
+        assert main(["apply", "--config", str(config)]) == 2
+        out = capsys.readouterr().out
+        assert "BLOCKED by policy: " in out and "account disables exceed max_disable 5%" in out
+        users = users_below(samba_dc, root)
+        assert not any(int(u["userAccountControl"]) & 2 for u in users.values())  # nothing done
+
+        assert main(["apply", "--config", str(config), "--approve", "end of the school year"]) == 0
+        capsys.readouterr()
+        users = users_below(samba_dc, root)
+        disabled = {k for k, u in users.items() if int(u["userAccountControl"]) & 2}
+        assert disabled and disabled <= gone
+    with StateStore(config.parent / "state.db") as store:
+        latest = store.runs()[0]
+        assert latest["summary"]["approved"]["reason"] == "end of the school year"
+        assert "max_disable" in latest["summary"]["approved"]["overrides"][0]

@@ -117,7 +117,8 @@ def test_broken_yaml_names_the_line(tmp_path):
 def test_unknown_top_level_key(tmp_path):
     path = write(tmp_path, "sourc:\n  informat: {}\n")
     with pytest.raises(
-        ConfigError, match=r":1: sourc: unknown key \(known here: mappings, source, state, target\)"
+        ConfigError,
+        match=r":1: sourc: unknown key \(known here: mappings, policy, source, state, target\)",
     ):
         load_config(path)
 

@@ -280,3 +280,49 @@ def test_a_school_that_answers_empty_blocks_the_plan(server, tmp_path, monkeypat
     out = capsys.readouterr().out
     assert "BLOCKED: Lln for 030577 answered with no rows: nothing is applied" in out
     assert "BLOCKED: Leerkrachten for 030577 answered with no rows" in out
+
+
+def test_policy_limits_and_the_summer_window():
+    import datetime as dt
+
+    from provisioner.plan.model import Change
+    from provisioner.plan.policy import PolicyConfig, apply_policy, in_window, limit_of
+
+    assert (limit_of("5%", 30), limit_of("5%", 0), limit_of("25", 1000)) == (2, 0, 25)
+    assert in_window(dt.date(2026, 7, 1), ["07-01", "08-31"])
+    assert in_window(dt.date(2026, 8, 31), ["07-01", "08-31"])
+    assert not in_window(dt.date(2026, 9, 1), ["07-01", "08-31"])
+    assert in_window(dt.date(2026, 1, 2), ["12-20", "01-05"])  # a window over the new year
+    assert not in_window(dt.date(2026, 7, 1), [])
+
+    disables = [Change("disable", "account", str(i), f"dn-{i}") for i in range(3)]
+    update = Change("update", "account", "9", "dn-9")
+    policy = PolicyConfig()
+    verdict = apply_policy(
+        [*disables, update], policy, managed_accounts=40, day=dt.date(2026, 10, 1)
+    )
+    assert verdict.blocked == [
+        "3 account disables exceed max_disable 5% (at most 2 of 40 managed accounts); "
+        "if this is right, apply with --approve REASON"
+    ]
+    summer = apply_policy(
+        [*disables, update], policy, managed_accounts=40, day=dt.date(2026, 7, 15)
+    )
+    assert summer.changes == [update] and summer.blocked == []
+    assert summer.notes[0].startswith("3 leaver action(s) wait: 2026-07-15 is in the school-year")
+
+
+def test_policy_values_are_checked_with_file_and_line(tmp_path):
+    from provisioner.config import load_config
+    from provisioner.errors import ConfigError
+
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "source:\n  informat:\n    snapshot: s\n    instelnrs: ['030569']\n"
+        "policy:\n  max_disable: vijf\n"
+    )
+    with pytest.raises(ConfigError, match=r":6: policy\.max_disable: expected a count"):
+        load_config(path)
+    path.write_text(path.read_text().replace("max_disable: vijf", "freeze_leavers: [07-01, 02-30]"))
+    with pytest.raises(ConfigError, match=r":6: policy\.freeze_leavers"):
+        load_config(path)

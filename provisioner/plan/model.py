@@ -66,7 +66,9 @@ class PlanHeader:
     ``(no target: preview against an empty directory)``."""
     source_as_of: str
     blocked: list[str] = field(default_factory=list)
-    """Reasons the plan must not be applied (mapping errors, policy)."""
+    """Reasons the plan must not be applied: mapping errors, a school that answered empty."""
+    policy_blocked: list[str] = field(default_factory=list)
+    """Policy limits the plan exceeds; a person may accept them with ``--approve REASON``."""
     warnings: list[str] = field(default_factory=list)
 
 

@@ -62,7 +62,11 @@ def render_plan(plan: Plan, *, details: bool = False) -> str:
     ]
     for reason in header.blocked:
         out.append(f"BLOCKED: {reason}")
-    if header.blocked:
+    for reason in header.policy_blocked:
+        out.append(f"BLOCKED by policy: {reason}")
+    for note in header.warnings:
+        out.append(f"note: {note}")
+    if header.blocked or header.policy_blocked or header.warnings:
         out.append("")
     if plan.empty:
         out.append("No changes: the directory matches the source.")

@@ -1,0 +1,112 @@
+"""Policy: limits a plan must stay within before it may be applied, and when leavers wait.
+
+Thresholds block a plan whose number of disables, moves, renames or updates exceeds a count or a
+share of the managed accounts (``--approve REASON`` lets a person accept it, and the reason is
+kept in the run history). In the school-year transition window (by default 1 July – 31 August,
+when Informat moves pupils to the new year day by day) leaver actions wait: they are left out of
+the plan, with a note, instead of disabling pupils who simply have not been moved yet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass, field
+
+from provisioner.plan.model import Change
+
+_LIMIT = re.compile(r"^(\d+(?:\.\d+)?)%$|^(\d+)$")
+_DAY = re.compile(r"^(\d{2})-(\d{2})$")
+LEAVER_ACTIONS = ("disable",)
+
+
+def _check_limit(value: str) -> str:
+    if not _LIMIT.match(str(value).strip()):
+        raise ValueError(
+            f"expected a count (25) or a share of the managed accounts (5%), not {value!r}"
+        )
+    return str(value).strip()
+
+
+def _check_window(value: list[str]) -> list[str]:
+    if value and len(value) != 2:
+        raise ValueError("give a window as [MM-DD, MM-DD], e.g. [07-01, 08-31], or [] for none")
+    for day in value:
+        match = _DAY.match(day)
+        if not match:
+            raise ValueError(f"expected MM-DD, not {day!r}")
+        dt.date(2024, int(match.group(1)), int(match.group(2)))  # a real day (leap year allowed)
+    return value
+
+
+@dataclass
+class PolicyConfig:
+    max_disable: str = field(default="5%", metadata={"check": _check_limit})
+    max_move: str = field(default="25%", metadata={"check": _check_limit})
+    max_rename: str = field(default="5%", metadata={"check": _check_limit})
+    max_update: str = field(default="50%", metadata={"check": _check_limit})
+    freeze_leavers: list[str] = field(
+        default_factory=lambda: ["07-01", "08-31"], metadata={"check": _check_window}
+    )
+    """The days (MM-DD, both included) in which leaver actions wait; [] for none."""
+
+
+def limit_of(value: str, population: int) -> int:
+    """A count, or a share of *population* rounded up: 5% of 30 accounts allows 2."""
+    match = _LIMIT.match(value)
+    assert match is not None  # checked when the configuration was read
+    if match.group(1) is not None:
+        return math.ceil(float(match.group(1)) / 100 * population)
+    return int(match.group(2))
+
+
+def in_window(day: dt.date, window: list[str]) -> bool:
+    """Whether *day* falls in the MM-DD window (both ends included; it may wrap the new year)."""
+    if not window:
+        return False
+    # Compared within one leap year, so that 29 February is a day like any other.
+    first, last = (dt.date(2000, int(d[:2]), int(d[3:])) for d in window)
+    this = dt.date(2000, day.month, day.day)
+    return first <= this <= last if first <= last else this >= first or this <= last
+
+
+@dataclass
+class Verdict:
+    changes: list[Change]
+    blocked: list[str] = field(default_factory=list)
+    """Limits exceeded: ``--approve REASON`` accepts them."""
+    notes: list[str] = field(default_factory=list)
+
+
+def apply_policy(
+    changes: list[Change], policy: PolicyConfig, *, managed_accounts: int, day: dt.date
+) -> Verdict:
+    kept = changes
+    notes = []
+    if in_window(day, policy.freeze_leavers):
+        waiting = [c for c in changes if c.action in LEAVER_ACTIONS]
+        if waiting:
+            kept = [c for c in changes if c.action not in LEAVER_ACTIONS]
+            first, last = policy.freeze_leavers
+            notes.append(
+                f"{len(waiting)} leaver action(s) wait: {day.isoformat()} is in the school-year "
+                f"transition window {first} – {last} (freeze_leavers), when Informat moves "
+                "pupils to the new year gradually"
+            )
+    blocked = []
+    for action, setting in (
+        ("disable", policy.max_disable),
+        ("move", policy.max_move),
+        ("rename", policy.max_rename),
+        ("update", policy.max_update),
+    ):
+        count = sum(1 for c in kept if c.action == action and c.kind == "account")
+        allowed = limit_of(setting, managed_accounts)
+        if count > allowed:
+            blocked.append(
+                f"{count} account {action}s exceed max_{action} {setting} "
+                f"(at most {allowed} of {managed_accounts} managed accounts); if this is right, "
+                "apply with --approve REASON"
+            )
+    return Verdict(kept, blocked, notes)
