@@ -18,6 +18,7 @@ from typing import TextIO
 from provisioner import __version__
 from provisioner.config import load_config
 from provisioner.errors import ConfigError, ProvisionerError
+from provisioner.passwords import write_sheets
 from provisioner.pipeline import (
     Prepared,
     apply_changes,
@@ -29,7 +30,7 @@ from provisioner.pipeline import (
     read_for_mappings,
 )
 from provisioner.plan.model import Plan
-from provisioner.plan.planfile import load_plan, plan_to_json, save_plan
+from provisioner.plan.planfile import load_plan, now, plan_to_json, save_plan
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
 from provisioner.report.plan import render_plan, render_results
 from provisioner.sources.informat.operations import OPERATIONS, SEARCH_FIELDS, operation
@@ -242,7 +243,9 @@ def run_apply(args: argparse.Namespace) -> int:
     with StateStore(prepared.config.state) as store:
         run = store.start_run("apply")
         try:
-            results = apply_changes(plan, target, store, strict=args.strict)
+            results, handouts = apply_changes(
+                plan, target, store, strict=args.strict, passwords=prepared.config.passwords
+            )
         except BaseException:
             store.finish_run(run, "failed", {"changes": len(plan.changes)})
             raise
@@ -257,6 +260,9 @@ def run_apply(args: argparse.Namespace) -> int:
             counts["approved"] = {"reason": args.approve, "overrides": plan.header.policy_blocked}
         store.finish_run(run, "failed" if counts["failed"] else "ok", counts)
     print(render_results(results))
+    sheets = write_sheets(handouts, prepared.config.sheets_dir, now())
+    if sheets:
+        print(f"Initial passwords of {len(handouts)} new account(s): {', '.join(map(str, sheets))}")
     return 1 if counts["failed"] else 0
 
 

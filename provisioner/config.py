@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 
 from provisioner.errors import ConfigError
+from provisioner.passwords import PasswordConfig
 from provisioner.plan.policy import PolicyConfig
 from provisioner.secret import Secret, parse_secret
 from provisioner.sources.informat.settings import InformatConfig
@@ -49,6 +50,14 @@ class Config:
     """The SQLite state store (anchors, issued names, run history); needed with a target."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """Limits a plan must stay within, and when leaver actions wait."""
+    passwords: PasswordConfig = field(default_factory=PasswordConfig)
+    """Initial passwords of new accounts and where their hand-out sheets go."""
+
+    @property
+    def sheets_dir(self) -> Path:
+        if self.passwords.sheets is not None:
+            return self.passwords.sheets
+        return (self.state or self.path).parent / "password-sheets"
 
     def __post_init__(self) -> None:
         if self.target is not None and self.target.ad is not None and self.state is None:

@@ -21,6 +21,7 @@ from provisioner.mapping.engine import (
 )
 from provisioner.mapping.spec import Mappings, load_mappings
 from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
+from provisioner.passwords import Handout, PasswordConfig, generate
 from provisioner.plan.diff import diff
 from provisioner.plan.model import Plan, PlanHeader
 from provisioner.plan.planfile import file_hash, now
@@ -136,25 +137,43 @@ def check_plan_file(plan: Plan, prepared: Prepared, target: str, *, approved: bo
 
 
 def apply_changes(
-    plan: Plan, target: ActiveDirectory, store: StateStore, *, strict: bool = False
-) -> list[Result]:
+    plan: Plan,
+    target: ActiveDirectory,
+    store: StateStore,
+    *,
+    strict: bool = False,
+    passwords: PasswordConfig | None = None,
+) -> tuple[list[Result], list[Handout]]:
     """Apply every change in order. A change whose precondition no longer holds is skipped and
     reported (with ``strict``, any such change refuses the whole plan before anything is done);
-    a failed change does not stop the others: the next run tries it again."""
+    a failed change does not stop the others: the next run tries it again. New accounts get an
+    initial password, returned for the hand-out sheets and kept nowhere else."""
     if strict:
         drift = [(c, reason) for c in plan.changes if (reason := target.check(c))]
         if drift:
             lines = "; ".join(f"{c.action} {c.key}: {reason}" for c, reason in drift[:10])
             raise ConfigError(f"--strict: {len(drift)} change(s) no longer fit: {lines}")
-    results = []
+    passwords = passwords or PasswordConfig()
+    results, handouts = [], []
     for change in plan.changes:
-        result = target.apply(change)
+        password = generate(passwords) if change.action == "create" else None
+        result = target.apply(change, password=password)
         results.append(result)
         if result.status != "applied":
             continue
         if change.action in ("create", "rename"):
             store.issue_names([(change.key, str(change.after["username"]))])
-    return results
+        if password is not None:
+            username = str(change.after["username"])
+            handouts.append(
+                Handout(
+                    username=username,
+                    name=str(change.after.get("displayName") or username),
+                    group=" / ".join(change.after.get("ou") or ()) or "(root)",
+                    password=password,
+                )
+            )
+    return results, handouts
 
 
 PLAN_VALID_FOR = dt.timedelta(hours=12)

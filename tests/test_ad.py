@@ -234,13 +234,13 @@ def test_an_interrupted_apply_converges_without_duplicates(
     half.changes = plan.changes[: len(plan.changes) // 2]  # a run that died half-way
     target = open_target(prepared)
     with StateStore(config.parent / "state.db") as store:
-        results = apply_changes(half, target, store)
+        results, _handouts = apply_changes(half, target, store)
     target.close()
     assert all(r.status == "applied" for r in results)
     # The full, old plan again (as after a crash): what was done is skipped, the rest applied.
     target = open_target(prepared)
     with StateStore(config.parent / "state.db") as store:
-        again = apply_changes(plan, target, store)
+        again, _handouts = apply_changes(plan, target, store)
     target.close()
     done = [r for r in again if r.status == "skipped"]
     assert len(done) == len(half.changes) - sum(1 for c in half.changes if c.action == "add_member")
@@ -344,15 +344,15 @@ def test_a_dc_that_dies_mid_apply_converges_on_the_next_run(
         def check(self, change):
             return target.check(change)
 
-        def apply(self, change):
+        def apply(self, change, password=None):
             self.seen += 1
             if self.seen == 40:
                 samba_dc.crash()
-            return target.apply(change)
+            return target.apply(change, password=password)
 
     try:
         with StateStore(config.parent / "state.db") as store:
-            results = apply_changes(plan, DyingDC(), store)
+            results, _handouts = apply_changes(plan, DyingDC(), store)
     finally:
         samba_dc.restart()
     assert [r.status for r in results[:39]] == ["applied"] * 39
@@ -606,3 +606,39 @@ def test_mass_leavers_block_the_plan_until_a_person_approves(
         latest = store.runs()[0]
         assert latest["summary"]["approved"]["reason"] == "end of the school year"
         assert "max_disable" in latest["summary"]["approved"]["overrides"][0]
+
+
+def test_new_accounts_get_passwords_on_private_sheets_and_nowhere_else(
+    samba_dc, informat_server, ad_env, capsys, tmp_path
+):
+    import csv
+    import stat
+
+    config_for, _root = ad_env
+    config = config_for(informat_server.url)
+    plan_file = tmp_path / "plan.json"
+    assert main(["plan", "--config", str(config), "--out", str(plan_file)]) == 2
+    assert main(["apply", "--config", str(config), str(plan_file)]) == 0
+    out = capsys.readouterr().out
+    sheets = sorted((config.parent / "password-sheets").iterdir())
+    assert [p.suffix for p in sheets] == [".csv", ".html"]
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in sheets)
+    rows = list(csv.DictReader(sheets[0].open(encoding="utf-8")))
+    created = [c for c in load_plan(plan_file).changes if c.action == "create"]
+    assert sorted(r["username"] for r in rows) == sorted(str(c.after["username"]) for c in created)
+    html = sheets[1].read_text(encoding="utf-8")
+    assert html.count('<section class="page">') == len({r["group"] for r in rows})  # page per class
+    # The password on the sheet is the account's password.
+    first = rows[0]
+    conn = samba_dc.connect(f"{samba_dc.domain}\\{first['username']}", first["password"])
+    assert conn.bound
+    # And it is nowhere else: not in the plan, the state store, or what apply printed.
+    state = (config.parent / "state.db").read_bytes()
+    for row in rows:
+        assert row["password"] not in plan_file.read_text()
+        assert row["password"].encode() not in state
+        assert row["password"] not in out
+    # A second run creates nobody and writes no new sheet.
+    assert main(["apply", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert sorted((config.parent / "password-sheets").iterdir()) == sheets

@@ -339,8 +339,9 @@ class ActiveDirectory:
 
     # -- apply ----------------------------------------------------------------------------------
 
-    def apply(self, change: Change) -> Result:
-        """Apply one change if its precondition still holds; otherwise skip it and say why."""
+    def apply(self, change: Change, *, password: str | None = None) -> Result:
+        """Apply one change if its precondition still holds; otherwise skip it and say why.
+        A new account gets *password* (or a random one nobody will know)."""
         handler = getattr(self, f"_apply_{change.action}", None)
         if handler is None:
             return Result(change, "skipped", f"{change.action}: resolve by hand; nothing applied")
@@ -348,6 +349,8 @@ class ActiveDirectory:
             drift = self.check(change)
             if drift:
                 return Result(change, "skipped", drift)
+            if change.action == "create":
+                return self._apply_create(change, password or secrets.token_urlsafe(18) + "aA1!")
             return handler(change)  # type: ignore[no-any-return]
         except LDAPException as exc:
             return Result(change, "failed", f"{type(exc).__name__}: {exc}")
@@ -421,7 +424,7 @@ class ActiveDirectory:
             return Result(change, "skipped", "already exists")
         return self._fail(change)
 
-    def _apply_create(self, change: Change) -> Result:
+    def _apply_create(self, change: Change, password: str) -> Result:
         after = change.after
         username = str(after["username"])
         ou = tuple(after["ou"] or ())
@@ -433,9 +436,7 @@ class ActiveDirectory:
         }
         attributes.setdefault("sAMAccountName", username)
         attributes[self.config.anchor_attribute] = change.key
-        # The password travels only inside the TLS connection and is not kept: the hand-out of
-        # initial passwords is made at apply time by the lifecycle work.
-        password = secrets.token_urlsafe(18) + "aA1!"
+        # The password travels only inside the TLS connection; apply puts it on the hand-out sheet.
         attributes["unicodePwd"] = f'"{password}"'.encode("utf-16-le")
         attributes["userAccountControl"] = NORMAL_ACCOUNT
         if self.config.must_change_password:
