@@ -21,6 +21,7 @@ import yaml
 
 from provisioner.errors import ConfigError
 from provisioner.passwords import PasswordConfig
+from provisioner.plan.lifecycle import LifecycleConfig
 from provisioner.plan.policy import PolicyConfig
 from provisioner.secret import Secret, parse_secret
 from provisioner.sources.informat.settings import InformatConfig
@@ -50,6 +51,8 @@ class Config:
     """The SQLite state store (anchors, issued names, run history); needed with a target."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """Limits a plan must stay within, and when leaver actions wait."""
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    """When leavers are disabled, where their accounts go, and when they are deleted."""
     passwords: PasswordConfig = field(default_factory=PasswordConfig)
     """Initial passwords of new accounts and where their hand-out sheets go."""
 

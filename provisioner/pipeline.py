@@ -23,6 +23,7 @@ from provisioner.mapping.spec import Mappings, load_mappings
 from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
 from provisioner.passwords import Handout, PasswordConfig, generate
 from provisioner.plan.diff import diff
+from provisioner.plan.lifecycle import apply_lifecycle
 from provisioner.plan.model import Plan, PlanHeader
 from provisioner.plan.planfile import file_hash, now
 from provisioner.plan.policy import apply_policy
@@ -113,6 +114,9 @@ def names_in_use(
     issued = set(existing.values())
     if store is not None:
         issued |= store.issued_names()
+        # A person whose account was deleted and who comes back gets their own name again.
+        for anchor, name in store.issued_to().items():
+            existing.setdefault(anchor, name)
     return existing, issued
 
 
@@ -190,6 +194,8 @@ def make_plan(
     target: str,
     *,
     match_on: Collection[str] = ("username",),
+    leavers_since: Mapping[str, dt.date] | None = None,
+    kinds: Mapping[str, str] | None = None,
 ) -> Plan:
     """The plan with its header: hashes of what it was made from, expiry, and blocks."""
     created = now()
@@ -209,8 +215,17 @@ def make_plan(
             "made from incomplete data could remove what it should keep"
         )
     changes = diff(desired, observed, match_on=tuple(match_on))
-    verdict = apply_policy(
+    lifecycle = apply_lifecycle(
         changes,
+        observed,
+        set(desired.accounts),
+        since=leavers_since or {},
+        kinds=kinds or {},
+        config=prepared.config.lifecycle,
+        today=data.as_of,
+    )
+    verdict = apply_policy(
+        lifecycle.changes,
         prepared.config.policy,
         managed_accounts=len(observed.accounts),  # every account in the managed scope
         day=data.as_of,
@@ -225,7 +240,7 @@ def make_plan(
         source_as_of=data.as_of.isoformat(),
         blocked=blocked,
         policy_blocked=verdict.blocked,
-        warnings=[*desired.report.warnings, *verdict.notes],
+        warnings=[*desired.report.warnings, *lifecycle.notes, *verdict.notes],
     )
     return Plan(header, verdict.changes)
 
@@ -265,8 +280,24 @@ def plan_for(prepared: Prepared, data: SourceData, target: ActiveDirectory | Non
         # The target's immutable ids, as seen now: a hand-moved object is still known by them.
         store.remember_anchors("account", ((a.anchor, a.id) for a in observed.accounts if a.anchor))
         store.remember_anchors("group", ((g.key, g.id) for g in observed.groups if g.key))
-    desired = desired_state(prepared, data, existing=existing, issued=issued)
-    fit_to_target(desired, target.limits, target.group_limits)
-    return make_plan(
-        prepared, data, desired, observed, target.describe(), match_on=target.config.match_on
-    )
+        desired = desired_state(prepared, data, existing=existing, issued=issued)
+        fit_to_target(desired, target.limits, target.group_limits)
+        store.remember_kinds((a.anchor, a.kind) for a in desired.accounts.values())
+        gone = [
+            a.anchor for a in observed.accounts if a.anchor and a.anchor not in desired.accounts
+        ]
+        since = {**{anchor: data.as_of for anchor in gone}, **store.leavers()}
+        plan = make_plan(
+            prepared,
+            data,
+            desired,
+            observed,
+            target.describe(),
+            match_on=target.config.match_on,
+            leavers_since=since,
+            kinds=store.kinds(),
+        )
+        if not plan.header.blocked:
+            # The leaver clocks run on trustworthy data only: never on an empty or broken read.
+            store.track_leavers(gone, desired.accounts, data.as_of)
+    return plan

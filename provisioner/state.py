@@ -47,6 +47,17 @@ MIGRATIONS: list[str] = [
         summary TEXT                      -- JSON: counts per action, errors, approvals
     );
     """,
+    # 2: the leaver lifecycle: which kind each account is, and since when a leaver is gone
+    """
+    CREATE TABLE account_kinds (
+        anchor TEXT PRIMARY KEY,
+        kind TEXT NOT NULL               -- the mappings' account kind: pupils, staff
+    );
+    CREATE TABLE leavers (
+        anchor TEXT PRIMARY KEY,
+        since TEXT NOT NULL              -- the first day the source no longer had the person
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -136,6 +147,39 @@ class StateStore:
 
     def issued_names(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT name FROM issued_names")}
+
+    # -- the leaver lifecycle --------------------------------------------------------------
+
+    def remember_kinds(self, kinds: Iterable[tuple[str, str]]) -> None:
+        self.db.executemany(
+            "INSERT INTO account_kinds (anchor, kind) VALUES (?, ?) "
+            "ON CONFLICT (anchor) DO UPDATE SET kind = excluded.kind",
+            list(kinds),
+        )
+
+    def kinds(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT anchor, kind FROM account_kinds").fetchall())
+
+    def leavers(self) -> dict[str, dt.date]:
+        """Since when each known leaver is gone from the source."""
+        return {
+            anchor: dt.date.fromisoformat(since)
+            for anchor, since in self.db.execute("SELECT anchor, since FROM leavers")
+        }
+
+    def track_leavers(self, gone: Iterable[str], present: Iterable[str], day: dt.date) -> None:
+        """Start the clock for people who just left, stop it for people who came back."""
+        self.db.execute("BEGIN")
+        self.db.executemany(
+            "INSERT OR IGNORE INTO leavers (anchor, since) VALUES (?, ?)",
+            [(anchor, day.isoformat()) for anchor in gone],
+        )
+        self.db.executemany("DELETE FROM leavers WHERE anchor = ?", [(a,) for a in present])
+        self.db.execute("COMMIT")
+
+    def issued_to(self) -> dict[str, str]:
+        """The first name issued to each anchor: a person who returns gets it back."""
+        return dict(self.db.execute("SELECT anchor, name FROM issued_names ORDER BY issued DESC"))
 
     # -- runs --------------------------------------------------------------------------------
 

@@ -642,3 +642,86 @@ def test_new_accounts_get_passwords_on_private_sheets_and_nowhere_else(
     assert main(["apply", "--config", str(config)]) == 0
     capsys.readouterr()
     assert sorted((config.parent / "password-sheets").iterdir()) == sheets
+
+
+def test_the_leaver_cycle_disable_reactivate_and_delete_after_grace(
+    samba_dc, informat_server, synthetic, ad_env, capsys
+):
+    import sqlite3
+
+    config_for, root = ad_env
+    lifecycle = "lifecycle:\n  disabled_ou: [Uitgeschakeld]\n"
+    config = config_for(informat_server.url)
+    config.write_text(lifecycle + config.read_text())
+    assert main(["apply", "--config", str(config)]) == 0
+    capsys.readouterr()
+    before = users_below(samba_dc, root)
+    leaver = synthetic.notable["diacritics"]
+
+    def day_with(rows):
+        data = copy.deepcopy(synthetic)
+        data.rows["Lln"] = rows
+        return InformatServer(data, today=REFERENCE_DAY)
+
+    def groups_of(anchor):
+        conn = samba_dc.connect()
+        from ldap3 import BASE
+
+        conn.search(
+            users_below(samba_dc, root)[anchor]["dn"],
+            "(objectClass=user)",
+            search_scope=BASE,
+            attributes=["memberOf"],
+        )
+        return set(conn.response[0]["attributes"]["memberOf"])
+
+    memberships = groups_of(leaver)
+    assert memberships
+    without = [r for r in synthetic.rows["Lln"] if r["p_persoon"] != leaver]
+    with day_with(without) as server:
+        config.write_text(config.read_text().replace(informat_server.url, server.url))
+        plan = plan_json(config, capsys)
+        mine = {
+            c["action"] for c in plan["changes"] if c["key"] == leaver and c["kind"] == "account"
+        }
+        assert mine == {"disable", "move"}
+        disable = next(c for c in plan["changes"] if c["action"] == "disable")
+        assert "deletion due on" in disable["why"][0]
+        assert main(["apply", "--config", str(config)]) == 0
+        capsys.readouterr()
+        gone = users_below(samba_dc, root)[leaver]
+        assert int(gone["userAccountControl"]) & 2
+        assert f"OU=Uitgeschakeld,{root}" in gone["dn"]
+        assert groups_of(leaver) == set()  # out of the managed groups
+        config.write_text(config.read_text().replace(server.url, informat_server.url))
+
+    # Back in September: same account, same name, back in its OU and its groups.
+    assert main(["apply", "--config", str(config)]) == 0
+    capsys.readouterr()
+    back = users_below(samba_dc, root)[leaver]
+    assert back["sAMAccountName"] == before[leaver]["sAMAccountName"]
+    assert back["dn"] == before[leaver]["dn"]
+    assert not int(back["userAccountControl"]) & 2
+    assert groups_of(leaver) == memberships
+
+    # Gone again, for good: after the grace (the clock moved back 100 days) it is deleted.
+    with day_with(without) as server:
+        config.write_text(config.read_text().replace(informat_server.url, server.url))
+        assert main(["apply", "--config", str(config)]) == 0
+        capsys.readouterr()
+        db = sqlite3.connect(config.parent / "state.db")
+        db.execute("UPDATE leavers SET since = date(since, '-100 days')")
+        db.commit()
+        db.close()
+        plan = plan_json(config, capsys)
+        assert [(c["action"], c["key"]) for c in plan["changes"]] == [("delete", leaver)]
+        assert main(["apply", "--config", str(config)]) == 0
+        capsys.readouterr()
+        assert leaver not in users_below(samba_dc, root)
+        config.write_text(config.read_text().replace(server.url, informat_server.url))
+
+    # Returning after deletion: a new account, with the name that was theirs.
+    assert main(["apply", "--config", str(config)]) == 0
+    capsys.readouterr()
+    again = users_below(samba_dc, root)[leaver]
+    assert again["sAMAccountName"] == before[leaver]["sAMAccountName"]

@@ -326,3 +326,50 @@ def test_policy_values_are_checked_with_file_and_line(tmp_path):
     path.write_text(path.read_text().replace("max_disable: vijf", "freeze_leavers: [07-01, 02-30]"))
     with pytest.raises(ConfigError, match=r":6: policy\.freeze_leavers"):
         load_config(path)
+
+
+def test_the_leaver_lifecycle_disables_waits_and_deletes_with_due_dates():
+    import datetime as dt
+
+    from provisioner.plan.lifecycle import LifecycleConfig, apply_lifecycle
+
+    directory = observed_from(
+        desired(account("1", "jan"), account("2", "piet"), account("3", "an"))
+    )
+    directory.accounts[2].enabled = False  # an: disabled earlier
+    today = dt.date(2026, 5, 1)
+    since = {"2": dt.date(2026, 4, 30), "3": dt.date(2026, 1, 1)}
+    changes = diff(desired(account("1", "jan")), directory)
+    config = LifecycleConfig(disabled_ou=["Uitgeschakeld"])
+    result = apply_lifecycle(
+        changes,
+        directory,
+        {"1"},
+        since=since,
+        kinds={"2": "pupils", "3": "pupils"},
+        config=config,
+        today=today,
+    )
+    by = {(c.action, c.key): c for c in result.changes}
+    assert set(by) == {
+        ("create_ou", "Uitgeschakeld"),
+        ("disable", "2"),
+        ("move", "2"),
+        ("delete", "3"),
+    }
+    assert result.changes[0].action == "create_ou"  # before the move into it
+    assert by[("disable", "2")].why == (
+        "gone from the source since 2026-04-30; deletion due on 2026-07-29 (90 days)",
+    )
+    assert by[("move", "2")].after == {"ou": ["Uitgeschakeld"]}
+    assert by[("delete", "3")].precondition == {"id": "id-3", "enabled": False}
+
+    # Within the first grace nothing happens yet, and a kind without a delete grace is kept.
+    patient = LifecycleConfig(disable_after_days=7, delete_after_days={"staff": 30})
+    result = apply_lifecycle(
+        changes, directory, {"1"}, since=since, kinds={"3": "pupils"}, config=patient, today=today
+    )
+    assert result.changes == []
+    assert result.notes == [
+        "1 leaver(s) are within the 7-day grace before their accounts are disabled"
+    ]

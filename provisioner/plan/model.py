@@ -19,6 +19,7 @@ Action = Literal[
     "add_member",
     "remove_member",
     "disable",
+    "delete",
     "delete_group",
     "conflict",
 ]

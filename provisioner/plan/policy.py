@@ -18,7 +18,7 @@ from provisioner.plan.model import Change
 
 _LIMIT = re.compile(r"^(\d+(?:\.\d+)?)%$|^(\d+)$")
 _DAY = re.compile(r"^(\d{2})-(\d{2})$")
-LEAVER_ACTIONS = ("disable",)
+LEAVER_ACTIONS = ("disable", "delete")
 
 
 def _check_limit(value: str) -> str:
@@ -43,6 +43,7 @@ def _check_window(value: list[str]) -> list[str]:
 @dataclass
 class PolicyConfig:
     max_disable: str = field(default="5%", metadata={"check": _check_limit})
+    max_delete: str = field(default="25", metadata={"check": _check_limit})
     max_move: str = field(default="25%", metadata={"check": _check_limit})
     max_rename: str = field(default="5%", metadata={"check": _check_limit})
     max_update: str = field(default="50%", metadata={"check": _check_limit})
@@ -97,6 +98,7 @@ def apply_policy(
     blocked = []
     for action, setting in (
         ("disable", policy.max_disable),
+        ("delete", policy.max_delete),
         ("move", policy.max_move),
         ("rename", policy.max_rename),
         ("update", policy.max_update),

@@ -22,6 +22,7 @@ SYMBOL = {
     "move_group": "→",
     "enable": "+",
     "disable": "-",
+    "delete": "x",
     "remove_member": "-",
     "delete_group": "-",
     "conflict": "!",
@@ -40,6 +41,7 @@ TITLE = {
     "add_member": "groups gaining members",
     "remove_member": "groups losing members",
     "disable": "accounts to disable",
+    "delete": "accounts to delete",
     "delete_group": "groups to delete",
     "conflict": "conflicts (resolve by hand; nothing is guessed)",
 }

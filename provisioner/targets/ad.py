@@ -573,6 +573,12 @@ class ActiveDirectory:
         )
         return self._ok(change, f"{done} member(s){note}")
 
+    def _apply_delete(self, change: Change) -> Result:
+        if self.connect().delete(self._dn(change)):
+            self._dn_by_anchor.pop(("account", change.key), None)
+            return self._ok(change)
+        return self._fail(change)
+
     def _apply_delete_group(self, change: Change) -> Result:
         if self.connect().delete(self._dn(change)):
             return self._ok(change)
