@@ -255,6 +255,8 @@ def run_apply(args: argparse.Namespace) -> int:
             status: sum(r.status == status for r in results)
             for status in ("applied", "skipped", "failed")
         }
+        if not counts["failed"]:
+            counts["persons"] = plan.header.persons  # what the next run compares against
         if args.approve and plan.header.policy_blocked:
             # The approval and what it overrode stay in the run history.
             counts["approved"] = {"reason": args.approve, "overrides": plan.header.policy_blocked}

@@ -24,9 +24,9 @@ from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
 from provisioner.passwords import Handout, PasswordConfig, generate
 from provisioner.plan.diff import diff
 from provisioner.plan.lifecycle import apply_lifecycle
-from provisioner.plan.model import Plan, PlanHeader
+from provisioner.plan.model import Change, Plan, PlanHeader
 from provisioner.plan.planfile import file_hash, now
-from provisioner.plan.policy import apply_policy
+from provisioner.plan.policy import apply_policy, check_drop
 from provisioner.sources.informat.operations import OPERATIONS, operation
 from provisioner.sources.informat.reader import Progress, SourceData, read_source
 from provisioner.state import StateStore
@@ -196,6 +196,7 @@ def make_plan(
     match_on: Collection[str] = ("username",),
     leavers_since: Mapping[str, dt.date] | None = None,
     kinds: Mapping[str, str] | None = None,
+    last_persons: tuple[str, Mapping[str, int]] | None = None,
 ) -> Plan:
     """The plan with its header: hashes of what it was made from, expiry, and blocks."""
     created = now()
@@ -230,6 +231,11 @@ def make_plan(
         managed_accounts=len(observed.accounts),  # every account in the managed scope
         day=data.as_of,
     )
+    suspicious = _suspicious_groups(lifecycle.changes, desired, observed)
+    persons: dict[str, int] = {}
+    for account in desired.accounts.values():
+        persons[account.school] = persons.get(account.school, 0) + 1
+    drops = check_drop(persons, last_persons, prepared.config.policy.max_drop)
     header = PlanHeader(
         created=created.isoformat(),
         expires=(created + PLAN_VALID_FOR).isoformat(),
@@ -239,8 +245,9 @@ def make_plan(
         target=target,
         source_as_of=data.as_of.isoformat(),
         blocked=blocked,
-        policy_blocked=verdict.blocked,
-        warnings=[*desired.report.warnings, *lifecycle.notes, *verdict.notes],
+        policy_blocked=[*drops, *verdict.blocked],
+        persons=persons,
+        warnings=[*suspicious, *desired.report.warnings, *lifecycle.notes, *verdict.notes],
     )
     return Plan(header, verdict.changes)
 
@@ -296,8 +303,29 @@ def plan_for(prepared: Prepared, data: SourceData, target: ActiveDirectory | Non
             match_on=target.config.match_on,
             leavers_since=since,
             kinds=store.kinds(),
+            last_persons=store.last_successful_persons(),
         )
         if not plan.header.blocked:
             # The leaver clocks run on trustworthy data only: never on an empty or broken read.
             store.track_leavers(gone, desired.accounts, data.as_of)
     return plan
+
+
+def _suspicious_groups(
+    changes: Collection[Change], desired: DesiredState, observed: ObservedState
+) -> list[str]:
+    """A class that loses all its members at once while they are all still in the source is
+    more likely a source problem (a class renamed by mistake, a half-finished school-year
+    switch) than real: it is pointed out."""
+    members = {g.key: g.members for g in observed.groups if g.key}
+    notes = []
+    for change in changes:
+        if change.action != "remove_member":
+            continue
+        removed = set(change.before.get("members") or [])
+        if removed and removed == members.get(change.key) and removed <= desired.accounts.keys():
+            notes.append(
+                f"suspicious: group {change.key} loses all {len(removed)} members while they "
+                "are all still in the source"
+            )
+    return notes

@@ -206,3 +206,11 @@ class StateStore:
         for run in result:
             run["summary"] = json.loads(run["summary"]) if run["summary"] else None
         return result
+
+    def last_successful_persons(self) -> tuple[str, dict[str, int]] | None:
+        """(when, persons per school) of the last apply that ended well and recorded them."""
+        for run in self.runs(limit=50):
+            summary = run["summary"] or {}
+            if run["outcome"] == "ok" and summary.get("persons"):
+                return run["started"], summary["persons"]
+        return None

@@ -373,3 +373,29 @@ def test_the_leaver_lifecycle_disables_waits_and_deletes_with_due_dates():
     assert result.notes == [
         "1 leaver(s) are within the 7-day grace before their accounts are disabled"
     ]
+
+
+def test_a_class_that_suddenly_empties_while_its_pupils_remain_is_suspicious():
+    from provisioner.pipeline import _suspicious_groups
+
+    day1 = desired(account("1", "jan"), account("2", "piet"), groups={"klas-1A": {"1", "2"}})
+    day2 = desired(account("1", "jan"), account("2", "piet"), groups={"klas-1B": {"1", "2"}})
+    changes = diff(day2, observed_from(day1))
+    assert _suspicious_groups(changes, day2, observed_from(day1)) == []  # deleted, not emptied
+    day2.groups["klas-1A"] = DesiredGroup(
+        "classes", "klas-1A", ("Groepen",), {"cn": Derived("klas-1A", WHY)}, {"9"}
+    )
+    changes = diff(day2, observed_from(day1))
+    assert _suspicious_groups(changes, day2, observed_from(day1)) == [
+        "suspicious: group klas-1A loses all 2 members while they are all still in the source"
+    ]
+
+
+def test_a_school_whose_persons_drop_sharply_is_blocked():
+    from provisioner.plan.policy import check_drop
+
+    last = ("2026-01-14T02:00:00+00:00", {"030569": 600, "030577": 400})
+    assert check_drop({"030569": 590, "030577": 330}, last, "20%") == []
+    (blocked,) = check_drop({"030569": 590, "030577": 300}, last, "20%")
+    assert blocked.startswith("school 030577 has 300 persons, 100 fewer than the 400 of the last")
+    assert check_drop({"030569": 590}, None, "20%") == []

@@ -71,6 +71,8 @@ class PlanHeader:
     policy_blocked: list[str] = field(default_factory=list)
     """Policy limits the plan exceeds; a person may accept them with ``--approve REASON``."""
     warnings: list[str] = field(default_factory=list)
+    persons: dict[str, int] = field(default_factory=dict)
+    """Accounts per school in the desired state: the next run compares its own against these."""
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from provisioner.plan.model import Change
@@ -47,6 +48,9 @@ class PolicyConfig:
     max_move: str = field(default="25%", metadata={"check": _check_limit})
     max_rename: str = field(default="5%", metadata={"check": _check_limit})
     max_update: str = field(default="50%", metadata={"check": _check_limit})
+    max_drop: str = field(default="20%", metadata={"check": _check_limit})
+    """How much a school's number of persons may fall since the last successful run (a share,
+    or a count of persons)."""
     freeze_leavers: list[str] = field(
         default_factory=lambda: ["07-01", "08-31"], metadata={"check": _check_window}
     )
@@ -112,3 +116,24 @@ def apply_policy(
                 "apply with --approve REASON"
             )
     return Verdict(kept, blocked, notes)
+
+
+def check_drop(
+    persons: Mapping[str, int], last: tuple[str, Mapping[str, int]] | None, max_drop: str
+) -> list[str]:
+    """Schools whose number of persons fell more than allowed since the last successful run:
+    a school losing a third of its pupils overnight is far more often a source problem."""
+    if last is None:
+        return []
+    when, before = last
+    blocked = []
+    for school, was in sorted(before.items()):
+        now = persons.get(school, 0)
+        allowed = limit_of(max_drop, was)
+        if was - now > allowed:
+            blocked.append(
+                f"school {school} has {now} persons, {was - now} fewer than the {was} of the last "
+                f"successful run ({when}), more than max_drop {max_drop} allows ({allowed}); if "
+                "this is right, apply with --approve REASON"
+            )
+    return blocked
