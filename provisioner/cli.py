@@ -31,6 +31,7 @@ from provisioner.pipeline import (
 )
 from provisioner.plan.model import Plan
 from provisioner.plan.planfile import load_plan, now, plan_to_json, save_plan
+from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
 from provisioner.report.plan import render_plan, render_results
 from provisioner.sources.informat.operations import OPERATIONS, SEARCH_FIELDS, operation
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--details", action="store_true", help="also list every attribute of new objects"
     )
+    plan.add_argument("--report", type=Path, metavar="FILE", help="also write an HTML report")
     plan.set_defaults(handler=run_plan)
 
     apply = commands.add_parser(
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "--strict", action="store_true", help="refuse the whole plan if any change no longer fits"
     )
+    apply.add_argument("--report", type=Path, metavar="FILE", help="write an HTML report")
     apply.add_argument(
         "--approve",
         metavar="REASON",
@@ -213,6 +216,8 @@ def run_plan(args: argparse.Namespace) -> int:
     plan = _make_plan(prepared)
     if args.out:
         save_plan(plan, args.out)
+    if args.report:
+        write_report(args.report, render_html(plan))
     if args.json:
         print(json.dumps(plan_to_json(plan), indent=1, ensure_ascii=False))
     else:
@@ -238,6 +243,8 @@ def run_apply(args: argparse.Namespace) -> int:
         plan = _make_plan(prepared)
         if plan.header.blocked or (plan.header.policy_blocked and not args.approve):
             print(render_plan(plan))
+            if args.report:
+                write_report(args.report, render_html(plan))
             return 2
     assert prepared.config.state is not None
     with StateStore(prepared.config.state) as store:
@@ -262,6 +269,8 @@ def run_apply(args: argparse.Namespace) -> int:
             counts["approved"] = {"reason": args.approve, "overrides": plan.header.policy_blocked}
         store.finish_run(run, "failed" if counts["failed"] else "ok", counts)
     print(render_results(results))
+    if args.report:
+        write_report(args.report, render_html(plan, results))
     sheets = write_sheets(handouts, prepared.config.sheets_dir, now())
     if sheets:
         print(f"Initial passwords of {len(handouts)} new account(s): {', '.join(map(str, sheets))}")

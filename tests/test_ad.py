@@ -191,9 +191,12 @@ def test_drift_is_skipped_or_refuses_the_plan_with_strict(
     assert "--strict: 1 change(s) no longer fit: update" in capsys.readouterr().err
     assert users_below(samba_dc, root)[second]["department"] == "X"  # nothing applied
 
-    assert main(["apply", "--config", str(config), str(plan_file)]) == 0
+    report = tmp_path / "apply.html"
+    assert main(["apply", "--config", str(config), str(plan_file), "--report", str(report)]) == 0
     out = capsys.readouterr().out
     assert "Applied 1, skipped 1, failed 0." in out
+    html = report.read_text()
+    assert "<h2 id='results'>Results</h2>" in html and "<strong>skipped</strong>: update" in html
     assert f"skipped: update account {first}" in out and "changed in the directory" in out
     assert users_below(samba_dc, root)[first]["department"] == "Y"  # left as found
 

@@ -399,3 +399,41 @@ def test_a_school_whose_persons_drop_sharply_is_blocked():
     (blocked,) = check_drop({"030569": 590, "030577": 300}, last, "20%")
     assert blocked.startswith("school 030577 has 300 persons, 100 fewer than the 400 of the last")
     assert check_drop({"030569": 590}, None, "20%") == []
+
+
+def test_the_html_report_is_self_contained_escaped_and_structured(tmp_path, capsys):
+    from html.parser import HTMLParser
+
+    report = tmp_path / "plan.html"
+    assert main(["plan", "--config", str(SAMPLE), "--report", str(report)]) == 2
+    capsys.readouterr()
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    text = report.read_text(encoding="utf-8")
+
+    class Collect(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.ids, self.links, self.open = [], [], []
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if "id" in attrs:
+                self.ids.append(attrs["id"])
+            for name in ("src", "href"):
+                if name in attrs:
+                    self.links.append(attrs[name])
+            if tag not in ("meta", "br"):
+                self.open.append(tag)
+
+        def handle_endtag(self, tag):
+            assert self.open and self.open.pop() == tag, f"</{tag}> does not close what is open"
+
+    parser = Collect()
+    parser.feed(text)
+    assert parser.open == []  # every element closed, properly nested
+    assert parser.links == []  # no external assets
+    assert parser.ids[:1] == ["summary"]
+    assert {"create_ou", "create", "create_group", "add_member"} <= set(parser.ids)
+    assert text.count("<div class='change'>") == 24 + 315 + 17 + 17
+    assert "D&#x27;Hondt" in text and "D'Hondt" not in text  # names are escaped
+    assert 'name="viewport"' in text  # readable on a phone

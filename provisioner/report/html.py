@@ -1,0 +1,114 @@
+"""A plan (and what apply did with it) as one self-contained HTML page, readable on a phone.
+
+Blocks come first, then counts, then the changes grouped by action with before → after per
+attribute, then, for an apply, every change that was skipped or failed. No external assets: the
+page can be mailed, archived and opened offline. It holds names, so it is written owner-only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from provisioner.plan.model import Change, Plan, Value
+from provisioner.report.plan import TITLE
+
+if TYPE_CHECKING:
+    from provisioner.targets.ad import Result
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:0 auto;max-width:60em;padding:1em;line-height:1.4}
+h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.5em}
+.blocked{background:#fde2e2;border-left:.4em solid #c00;padding:.5em 1em}
+.note{background:#fff6d6;border-left:.4em solid #c90;padding:.5em 1em}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.3em;
+text-align:left;vertical-align:top;overflow-wrap:anywhere}
+.change{border:1px solid #ddd;border-radius:.3em;margin:.5em 0;padding:.5em}
+.why{color:#555;font-size:.9em}del{color:#a00}ins{color:#070;text-decoration:none}
+code{font-size:.95em}
+"""
+
+
+def _value(value: Value) -> str:
+    if value is None:
+        return "<em>(none)</em>"
+    if isinstance(value, list):
+        return escape(", ".join(value))
+    return f"<code>{escape(value)}</code>"
+
+
+def _change(change: Change) -> str:
+    rows = []
+    for name in sorted(set(change.before) | set(change.after)):
+        before = f"<del>{_value(change.before[name])}</del> → " if name in change.before else ""
+        after = f"<ins>{_value(change.after[name])}</ins>" if name in change.after else "(removed)"
+        rows.append(f"<tr><th>{escape(name)}</th><td>{before}{after}</td></tr>")
+    why = "".join(f"<div class='why'>{escape(w)}</div>" for w in change.why)
+    table = f"<table>{''.join(rows)}</table>" if rows else ""
+    return (
+        f"<div class='change'><strong>{escape(change.target)}</strong> "
+        f"<span class='why'>[{escape(change.kind)} {escape(change.key)}]</span>{table}{why}</div>"
+    )
+
+
+def render_html(plan: Plan, results: Sequence[Result] | None = None) -> str:
+    header = plan.header
+    title = "Apply report" if results is not None else "Plan"
+    out = [
+        f"<h1>{title}: {escape(header.target)}</h1>",
+        f"<p>Source as of {escape(header.source_as_of)}; plan made {escape(header.created)}, "
+        f"valid until {escape(header.expires)}.</p>",
+    ]
+    for reason in header.blocked:
+        out.append(f"<p class='blocked' id='blocked'>BLOCKED: {escape(reason)}</p>")
+    for reason in header.policy_blocked:
+        out.append(f"<p class='blocked'>BLOCKED by policy: {escape(reason)}</p>")
+    for note in header.warnings:
+        out.append(f"<p class='note'>{escape(note)}</p>")
+    counts = plan.counts()
+    rows = "".join(f"<tr><th>{escape(TITLE[a])}</th><td>{n}</td></tr>" for a, n in counts.items())
+    out.append(
+        f"<h2 id='summary'>Summary</h2><table>{rows or '<tr><td>No changes</td></tr>'}</table>"
+    )
+    if header.persons:
+        per_school = "".join(
+            f"<tr><th>{escape(school)}</th><td>{n}</td></tr>"
+            for school, n in header.persons.items()
+        )
+        out.append(f"<h2>Accounts per school</h2><table>{per_school}</table>")
+    if results is not None:
+        done = {s: sum(r.status == s for r in results) for s in ("applied", "skipped", "failed")}
+        out.append(
+            "<h2 id='results'>Results</h2><table>"
+            + "".join(f"<tr><th>{s}</th><td>{n}</td></tr>" for s, n in done.items())
+            + "</table>"
+        )
+        problems = [r for r in results if r.status != "applied"]
+        for result in problems:
+            out.append(
+                f"<div class='change'><strong>{escape(result.status)}</strong>: "
+                f"{escape(result.change.action)} {escape(result.change.target)} — "
+                f"{escape(result.message)}</div>"
+            )
+    by_action: dict[str, list[Change]] = {}
+    for change in plan.changes:
+        by_action.setdefault(change.action, []).append(change)
+    for action, changes in by_action.items():
+        out.append(f"<h2 id='{action}'>{escape(TITLE[action])} ({len(changes)})</h2>")
+        out += [_change(c) for c in changes]
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><style>{_STYLE}</style></head><body>"
+        + "".join(out)
+        + "</body></html>"
+    )
+
+
+def write_report(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
