@@ -18,7 +18,7 @@ from typing import TextIO
 from provisioner import __version__
 from provisioner.config import load_config
 from provisioner.errors import ConfigError, ProvisionerError
-from provisioner.passwords import write_sheets
+from provisioner.passwords import Handout, generate, write_sheets
 from provisioner.pipeline import (
     Prepared,
     apply_changes,
@@ -125,6 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept a plan that exceeds the policy limits; the reason is kept in the run history",
     )
     apply.set_defaults(handler=run_apply)
+
+    password = commands.add_parser(
+        "password", help="password tasks for single accounts", description="Password tasks."
+    )
+    password_tasks = password.add_subparsers(dest="task", required=True, metavar="TASK")
+    reset = password_tasks.add_parser(
+        "reset",
+        help="give one account a new initial password, on a hand-out sheet",
+        description="Find one account by p_persoon, stamnummer or part of the name (as explain "
+        "does), give it a new password and write a hand-out sheet for it.",
+    )
+    reset.add_argument("--config", required=True, type=Path, metavar="FILE")
+    reset.add_argument("query", metavar="QUERY")
+    reset.set_defaults(handler=run_password_reset)
     return parser
 
 
@@ -275,6 +289,40 @@ def run_apply(args: argparse.Namespace) -> int:
     if sheets:
         print(f"Initial passwords of {len(handouts)} new account(s): {', '.join(map(str, sheets))}")
     return 1 if counts["failed"] else 0
+
+
+def run_password_reset(args: argparse.Namespace) -> int:
+    prepared = prepare(args.config)
+    target = open_target(prepared)
+    if target is None:
+        raise ConfigError(f"{args.config}: a password reset needs a target (target: ad: …)")
+    data = _read(prepared, extra_fields=SEARCH_FIELDS)
+    found = find_accounts(desired_state(prepared, data), args.query)
+    if len(found) != 1:
+        names = ", ".join(f"{a.anchor} ({a.username})" for a in found[:10])
+        problem = f"matches {len(found)} accounts: {names}" if found else "matches no account"
+        raise ConfigError(f"{args.query!r} {problem}; give one p_persoon")
+    (account,) = found
+    secret = generate(prepared.config.passwords)
+    try:
+        target.reset_password(account.anchor, secret)
+    finally:
+        target.close()
+    display = account.attributes.get("displayName")
+    sheets = write_sheets(
+        [
+            Handout(
+                account.username,
+                display.value if display else account.username,
+                " / ".join(account.ou),
+                secret,
+            )
+        ],
+        prepared.config.sheets_dir,
+        now(),
+    )
+    print(f"New password for {account.username}: on the sheet {sheets[0]}")
+    return 0
 
 
 def _read(

@@ -157,12 +157,16 @@ def write_sheets(handouts: Iterable[Handout], directory: Path, when: dt.datetime
     for group, people in sorted(by_group.items()):
         for p in sorted(people, key=lambda p: p.name.casefold()):
             writer.writerow([group, p.name, p.username, p.password])
+    # Never overwrite a sheet: two runs in one second get -2, -3 … after the time stamp.
+    base, n = f"passwords-{stamp}", 1
+    while (directory / f"{base}.html").exists() or (directory / f"{base}.csv").exists():
+        n += 1
+        base = f"passwords-{stamp}-{n}"
     written = []
-    for name, text in (
-        (f"passwords-{stamp}.html", page),
-        (f"passwords-{stamp}.csv", buffer.getvalue()),
+    for path, text in (
+        (directory / f"{base}.html", page),
+        (directory / f"{base}.csv", buffer.getvalue()),
     ):
-        path = directory / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

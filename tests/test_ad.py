@@ -753,3 +753,26 @@ def test_a_sharp_drop_of_one_school_blocks_the_plan_and_changes_nothing(
         out = capsys.readouterr().out
         assert "BLOCKED by policy: school 030577 has" in out and "max_drop 20%" in out
         assert users_below(samba_dc, root) == before  # nothing changed in the directory
+
+
+def test_password_reset_for_one_account_with_a_sheet(
+    samba_dc, informat_server, synthetic, ad_env, capsys
+):
+    import csv
+
+    config_for, _root = ad_env
+    config = config_for(informat_server.url)
+    assert main(["apply", "--config", str(config)]) == 0
+    capsys.readouterr()
+    key = synthetic.notable["diacritics"]
+    assert main(["password", "reset", "--config", str(config), key]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("New password for zoe.celik: on the sheet ")
+    sheet = Path(out.rsplit(" ", 1)[1].strip())
+    csv_sheet = sheet.with_suffix(".csv") if sheet.suffix == ".html" else sheet
+    (row,) = list(csv.DictReader(csv_sheet.open(encoding="utf-8")))
+    assert row["username"] == "zoe.celik"
+    assert samba_dc.connect(f"{samba_dc.domain}\\zoe.celik", row["password"]).bound
+    assert row["password"] not in out
+    assert main(["password", "reset", "--config", str(config), "Peeters"]) == 1
+    assert "matches" in capsys.readouterr().err

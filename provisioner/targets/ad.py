@@ -573,6 +573,20 @@ class ActiveDirectory:
         )
         return self._ok(change, f"{done} member(s){note}")
 
+    def reset_password(self, anchor: str, password: str) -> str:
+        """Give the account with *anchor* a new password; returns its DN."""
+        dn = self._find_anchor("account", anchor)
+        if dn is None:
+            raise TargetError(f"no managed account carries anchor {anchor}")
+        changes: dict[str, Any] = {
+            "unicodePwd": [(MODIFY_REPLACE, [f'"{password}"'.encode("utf-16-le")])]
+        }
+        if self.config.must_change_password:
+            changes["pwdLastSet"] = [(MODIFY_REPLACE, [0])]
+        if not self.connect().modify(dn, changes):
+            raise TargetError(f"cannot set the password of {dn}: {_explain(self.connect().result)}")
+        return dn
+
     def _apply_delete(self, change: Change) -> Result:
         if self.connect().delete(self._dn(change)):
             self._dn_by_anchor.pop(("account", change.key), None)
