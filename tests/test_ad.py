@@ -776,3 +776,25 @@ def test_password_reset_for_one_account_with_a_sheet(
     assert row["password"] not in out
     assert main(["password", "reset", "--config", str(config), "Peeters"]) == 1
     assert "matches" in capsys.readouterr().err
+
+
+def test_a_school_that_answers_empty_changes_nothing_in_the_directory(
+    samba_dc, informat_server, ad_env, capsys
+):
+    config_for, root = ad_env
+    config = config_for(informat_server.url)
+    assert main(["apply", "--config", str(config)]) == 0
+    capsys.readouterr()
+    before = users_below(samba_dc, root)
+    # The web-service account loses its rights on one school: Informat answers it empty.
+    informat_server.accounts["halve-rechten@school.be"] = ("geheim", {"030569"})
+    config.write_text(
+        config.read_text().replace("webservices@school.be", "halve-rechten@school.be")
+    )
+    try:
+        assert main(["apply", "--config", str(config), "--approve", "trying to force it"]) == 2
+        out = capsys.readouterr().out
+        assert "BLOCKED: Lln for 030577 answered with no rows" in out
+    finally:
+        del informat_server.accounts["halve-rechten@school.be"]
+    assert users_below(samba_dc, root) == before  # nobody disabled, nothing changed
