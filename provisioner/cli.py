@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="refuse the whole plan if any change no longer fits"
     )
     apply.add_argument("--report", type=Path, metavar="FILE", help="write an HTML report")
+    apply.add_argument("--json", action="store_true", help="print the plan and results as JSON")
     apply.add_argument(
         "--approve",
         metavar="REASON",
@@ -282,12 +283,31 @@ def run_apply(args: argparse.Namespace) -> int:
             # The approval and what it overrode stay in the run history.
             counts["approved"] = {"reason": args.approve, "overrides": plan.header.policy_blocked}
         store.finish_run(run, "failed" if counts["failed"] else "ok", counts)
-    print(render_results(results))
+    if args.json:
+        data = plan_to_json(plan)
+        data["results"] = [
+            {
+                "action": r.change.action,
+                "kind": r.change.kind,
+                "key": r.change.key,
+                "target": r.change.target,
+                "status": r.status,
+                "message": r.message,
+            }
+            for r in results
+        ]
+        print(json.dumps(data, indent=1, ensure_ascii=False))
+    else:
+        print(render_results(results))
     if args.report:
         write_report(args.report, render_html(plan, results))
     sheets = write_sheets(handouts, prepared.config.sheets_dir, now())
     if sheets:
-        print(f"Initial passwords of {len(handouts)} new account(s): {', '.join(map(str, sheets))}")
+        where = ", ".join(map(str, sheets))
+        print(
+            f"Initial passwords of {len(handouts)} new account(s): {where}",
+            file=sys.stderr if args.json else sys.stdout,
+        )
     return 1 if counts["failed"] else 0
 
 

@@ -89,9 +89,14 @@ def test_day_one_creates_everything_and_then_the_plan_is_empty(
     counts = first["counts"]
     assert counts["create"] == len([c for c in first["changes"] if c["action"] == "create"]) > 100
 
-    assert main(["apply", "--config", str(config)]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith(f"Applied {len(first['changes'])}, skipped 0, failed 0.")
+    assert main(["apply", "--config", str(config), "--json"]) == 0
+    applied = json.loads(capsys.readouterr().out)
+    import jsonschema
+
+    jsonschema.validate(
+        applied, json.loads((ROOT / "provisioner/schemas/plan.schema.json").read_text())
+    )
+    assert [r["status"] for r in applied["results"]] == ["applied"] * len(first["changes"])
 
     users = users_below(samba_dc, root)
     assert len(users) == counts["create"]

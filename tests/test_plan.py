@@ -437,3 +437,14 @@ def test_the_html_report_is_self_contained_escaped_and_structured(tmp_path, caps
     assert text.count("<div class='change'>") == 24 + 315 + 17 + 17
     assert "D&#x27;Hondt" in text and "D'Hondt" not in text  # names are escaped
     assert 'name="viewport"' in text  # readable on a phone
+
+
+def test_plan_json_follows_the_shipped_schema(capsys):
+    import jsonschema
+
+    schema = json.loads(
+        (SAMPLE.parent.parent / "provisioner" / "schemas" / "plan.schema.json").read_text()
+    )
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert main(["plan", "--config", str(SAMPLE), "--json"]) == 2
+    jsonschema.validate(json.loads(capsys.readouterr().out), schema)
