@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import threading
@@ -15,7 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from provisioner import __version__
+from provisioner import __version__, log
 from provisioner.config import load_config
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.passwords import Handout, generate, write_sheets
@@ -45,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Provision AD / Entra ID accounts and class groups from Informat.",
     )
     parser.add_argument("--version", action="version", version=f"provisioner {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines on stderr: text (warnings, or all with -v) or JSON lines (all)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="also log progress in text")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fetch = commands.add_parser(
@@ -184,6 +192,7 @@ def run_fetch(args: argparse.Namespace) -> int:
         data = read_source(informat, datasets, fields=fields, save=args.save, progress=progress)
     finally:
         progress.clear()
+    log.event("read the source", counts=data.counts(), empty=data.empty())
     if args.json:
         print(json.dumps(data.counts(), indent=2))
     else:
@@ -205,6 +214,14 @@ def run_validate(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
     data = _read(prepared)
     state = desired_state(prepared, data)
+    report = state.report
+    log.event(
+        "validated the mappings",
+        persons=report.persons,
+        errors=len(report.errors),
+        collisions=len(report.collisions),
+        duplicates=len(report.duplicates),
+    )
     print(validation_summary(state, prepared.fields, data.counts(), data.empty()))
     return 1 if state.report.errors else 0
 
@@ -243,7 +260,16 @@ def run_plan(args: argparse.Namespace) -> int:
 
 
 def _make_plan(prepared: Prepared) -> Plan:
-    return plan_for(prepared, _read(prepared), open_target(prepared))
+    plan = plan_for(prepared, _read(prepared), open_target(prepared))
+    header = plan.header
+    log.event(
+        "made the plan",
+        target=header.target,
+        counts=plan.counts(),
+        blocked=header.blocked,
+        policy_blocked=header.policy_blocked,
+    )
+    return plan
 
 
 def run_apply(args: argparse.Namespace) -> int:
@@ -283,6 +309,16 @@ def run_apply(args: argparse.Namespace) -> int:
             # The approval and what it overrode stay in the run history.
             counts["approved"] = {"reason": args.approve, "overrides": plan.header.policy_blocked}
         store.finish_run(run, "failed" if counts["failed"] else "ok", counts)
+    for result in results:
+        if result.status != "applied":
+            log.event(
+                f"{result.status}: {result.change.action} {result.change.key}: {result.message}",
+                logging.WARNING,
+                action=result.change.action,
+                key=result.change.key,
+                status=result.status,
+            )
+    log.event("applied the plan", results=counts)
     if args.json:
         data = plan_to_json(plan)
         data["results"] = [
@@ -370,10 +406,15 @@ def render_counts(data: SourceData) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    log.setup(args.log_format, verbose=args.verbose)
+    log.event(f"provisioner {args.command}", command=args.command)
     try:
         return int(args.handler(args))
     except ProvisionerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if args.log_format == "json":
+            log.event(str(exc), logging.ERROR, error=type(exc).__name__)
+        else:
+            print(f"error: {log.redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

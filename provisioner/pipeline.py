@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError
+from provisioner.log import register_secret
 from provisioner.mapping.engine import (
     CompiledMappings,
     build_desired,
@@ -161,6 +162,8 @@ def apply_changes(
     results, handouts = [], []
     for change in plan.changes:
         password = generate(passwords) if change.action == "create" else None
+        if password is not None:
+            register_secret(password)
         result = target.apply(change, password=password)
         results.append(result)
         if result.status != "applied":

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from provisioner.log import register_secret
+
 
 class Secret:
     """A secret value that never shows itself in a repr, a log line or an error message."""
@@ -16,6 +18,7 @@ class Secret:
     def __init__(self, value: str, origin: str) -> None:
         self._value = value
         self.origin = origin
+        register_secret(value)  # from now on, no log line can carry it
 
     def reveal(self) -> str:
         return self._value

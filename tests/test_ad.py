@@ -803,3 +803,19 @@ def test_a_school_that_answers_empty_changes_nothing_in_the_directory(
     finally:
         del informat_server.accounts["halve-rechten@school.be"]
     assert users_below(samba_dc, root) == before  # nobody disabled, nothing changed
+
+
+def test_json_logs_of_a_nightly_run_hold_no_secret(samba_dc, informat_server, ad_env, capsys):
+    config_for, _root = ad_env
+    config = config_for(informat_server.url)
+    assert main(["--log-format", "json", "apply", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
+    messages = [line["message"] for line in lines]
+    assert "made the plan" in messages and "applied the plan" in messages
+    sheet = next((config.parent / "password-sheets").glob("*.csv")).read_text()
+    secrets_used = [samba_dc.admin_password, "geheim"] + [
+        row.split(",")[-1] for row in sheet.splitlines()[1:]
+    ]
+    everything = captured.err + captured.out
+    assert all(secret not in everything for secret in secrets_used)
