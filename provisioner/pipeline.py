@@ -199,6 +199,7 @@ def make_plan(
     match_on: Collection[str] = ("username",),
     leavers_since: Mapping[str, dt.date] | None = None,
     kinds: Mapping[str, str] | None = None,
+    schools: Mapping[str, str] | None = None,
     last_persons: tuple[str, Mapping[str, int]] | None = None,
 ) -> Plan:
     """The plan with its header: hashes of what it was made from, expiry, and blocks."""
@@ -228,17 +229,33 @@ def make_plan(
         config=prepared.config.lifecycle,
         today=data.as_of,
     )
+    schools = schools or {}
+    managed_per_school: dict[str, int] = {}
+    for account in observed.accounts:
+        school = schools.get(account.anchor or "")
+        if school:
+            managed_per_school[school] = managed_per_school.get(school, 0) + 1
     verdict = apply_policy(
         lifecycle.changes,
         prepared.config.policy,
         managed_accounts=len(observed.accounts),  # every account in the managed scope
         day=data.as_of,
+        schools=schools,
+        managed_per_school=managed_per_school,
     )
     suspicious = _suspicious_groups(lifecycle.changes, desired, observed)
     persons: dict[str, int] = {}
     for account in desired.accounts.values():
         persons[account.school] = persons.get(account.school, 0) + 1
     drops = check_drop(persons, last_persons, prepared.config.policy.max_drop)
+    school_counts: dict[str, dict[str, int]] = {}
+    for change in verdict.changes:
+        if change.kind != "account":
+            continue
+        wanted = desired.accounts.get(change.key)
+        school = wanted.school if wanted else schools.get(change.key, "(unknown)")
+        per_action = school_counts.setdefault(school, {})
+        per_action[change.action] = per_action.get(change.action, 0) + 1
     header = PlanHeader(
         created=created.isoformat(),
         expires=(created + PLAN_VALID_FOR).isoformat(),
@@ -250,6 +267,7 @@ def make_plan(
         blocked=blocked,
         policy_blocked=[*drops, *verdict.blocked],
         persons=persons,
+        school_counts=school_counts,
         warnings=[*suspicious, *desired.report.warnings, *lifecycle.notes, *verdict.notes],
     )
     return Plan(header, verdict.changes)
@@ -292,7 +310,7 @@ def plan_for(prepared: Prepared, data: SourceData, target: ActiveDirectory | Non
         store.remember_anchors("group", ((g.key, g.id) for g in observed.groups if g.key))
         desired = desired_state(prepared, data, existing=existing, issued=issued)
         fit_to_target(desired, target.limits, target.group_limits)
-        store.remember_kinds((a.anchor, a.kind) for a in desired.accounts.values())
+        store.remember_kinds((a.anchor, a.kind, a.school) for a in desired.accounts.values())
         gone = [
             a.anchor for a in observed.accounts if a.anchor and a.anchor not in desired.accounts
         ]
@@ -306,6 +324,7 @@ def plan_for(prepared: Prepared, data: SourceData, target: ActiveDirectory | Non
             match_on=target.config.match_on,
             leavers_since=since,
             kinds=store.kinds(),
+            schools=store.schools(),
             last_persons=store.last_successful_persons(),
         )
         if not plan.header.blocked:

@@ -58,6 +58,10 @@ MIGRATIONS: list[str] = [
         since TEXT NOT NULL              -- the first day the source no longer had the person
     );
     """,
+    # 3: the school of each account, for limits and counts per school
+    """
+    ALTER TABLE account_kinds ADD COLUMN school TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -150,15 +154,22 @@ class StateStore:
 
     # -- the leaver lifecycle --------------------------------------------------------------
 
-    def remember_kinds(self, kinds: Iterable[tuple[str, str]]) -> None:
+    def remember_kinds(self, accounts: Iterable[tuple[str, str, str]]) -> None:
+        """(anchor, account kind, school) of the accounts the mappings want now."""
         self.db.executemany(
-            "INSERT INTO account_kinds (anchor, kind) VALUES (?, ?) "
-            "ON CONFLICT (anchor) DO UPDATE SET kind = excluded.kind",
-            list(kinds),
+            "INSERT INTO account_kinds (anchor, kind, school) VALUES (?, ?, ?) "
+            "ON CONFLICT (anchor) DO UPDATE SET kind = excluded.kind, school = excluded.school",
+            list(accounts),
         )
 
     def kinds(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT anchor, kind FROM account_kinds").fetchall())
+
+    def schools(self) -> dict[str, str]:
+        """The school each account was last seen in (a leaver keeps the school it left)."""
+        return dict(
+            self.db.execute("SELECT anchor, school FROM account_kinds WHERE school IS NOT NULL")
+        )
 
     def leavers(self) -> dict[str, dt.date]:
         """Since when each known leaver is gone from the source."""

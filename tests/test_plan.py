@@ -432,7 +432,8 @@ def test_the_html_report_is_self_contained_escaped_and_structured(tmp_path, caps
     parser.feed(text)
     assert parser.open == []  # every element closed, properly nested
     assert parser.links == []  # no external assets
-    assert parser.ids[:1] == ["summary"]
+    assert parser.ids[:2] == ["summary", "per-school"]
+    assert "<tr><th>030569</th>" in text
     assert {"create_ou", "create", "create_group", "add_member"} <= set(parser.ids)
     assert text.count("<div class='change'>") == 24 + 315 + 17 + 17
     assert "D&#x27;Hondt" in text and "D'Hondt" not in text  # names are escaped
@@ -448,3 +449,24 @@ def test_plan_json_follows_the_shipped_schema(capsys):
     jsonschema.Draft202012Validator.check_schema(schema)
     assert main(["plan", "--config", str(SAMPLE), "--json"]) == 2
     jsonschema.validate(json.loads(capsys.readouterr().out), schema)
+
+
+def test_policy_limits_hold_per_school_too():
+    import datetime as dt
+
+    from provisioner.plan.model import Change
+    from provisioner.plan.policy import PolicyConfig, apply_policy
+
+    disables = [Change("disable", "account", key, f"dn-{key}") for key in ("1", "2")]
+    verdict = apply_policy(
+        disables,
+        PolicyConfig(),
+        managed_accounts=100,
+        day=dt.date(2026, 10, 1),
+        schools={"1": "030577", "2": "030577"},
+        managed_per_school={"030569": 80, "030577": 20},
+    )
+    assert verdict.blocked == [
+        "school 030577: 2 account disables exceed max_disable 5% (at most 1 of 20 managed "
+        "accounts); if this is right, apply with --approve REASON"
+    ]

@@ -73,6 +73,8 @@ class PlanHeader:
     warnings: list[str] = field(default_factory=list)
     persons: dict[str, int] = field(default_factory=dict)
     """Accounts per school in the desired state: the next run compares its own against these."""
+    school_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Account changes per school and action."""
 
 
 @dataclass

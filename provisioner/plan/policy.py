@@ -85,8 +85,16 @@ class Verdict:
 
 
 def apply_policy(
-    changes: list[Change], policy: PolicyConfig, *, managed_accounts: int, day: dt.date
+    changes: list[Change],
+    policy: PolicyConfig,
+    *,
+    managed_accounts: int,
+    day: dt.date,
+    schools: Mapping[str, str] | None = None,
+    managed_per_school: Mapping[str, int] | None = None,
 ) -> Verdict:
+    """Hold back leaver actions in the transition window; block what exceeds the limits, over
+    all managed accounts and per school (*schools* maps an account's anchor to its school)."""
     kept = changes
     notes = []
     if in_window(day, policy.freeze_leavers):
@@ -99,6 +107,7 @@ def apply_policy(
                 f"transition window {first} – {last} (freeze_leavers), when Informat moves "
                 "pupils to the new year gradually"
             )
+    schools = schools or {}
     blocked = []
     for action, setting in (
         ("disable", policy.max_disable),
@@ -107,14 +116,19 @@ def apply_policy(
         ("rename", policy.max_rename),
         ("update", policy.max_update),
     ):
-        count = sum(1 for c in kept if c.action == action and c.kind == "account")
-        allowed = limit_of(setting, managed_accounts)
-        if count > allowed:
-            blocked.append(
-                f"{count} account {action}s exceed max_{action} {setting} "
-                f"(at most {allowed} of {managed_accounts} managed accounts); if this is right, "
-                "apply with --approve REASON"
-            )
+        hits = [c for c in kept if c.action == action and c.kind == "account"]
+        scopes = [("", len(hits), managed_accounts)]
+        for school, managed in sorted((managed_per_school or {}).items()):
+            scopes.append((school, sum(schools.get(c.key) == school for c in hits), managed))
+        for school, count, managed in scopes:
+            allowed = limit_of(setting, managed)
+            if count > allowed:
+                where = f"school {school}: " if school else ""
+                blocked.append(
+                    f"{where}{count} account {action}s exceed max_{action} {setting} (at most "
+                    f"{allowed} of {managed} managed accounts); if this is right, apply with "
+                    "--approve REASON"
+                )
     return Verdict(kept, blocked, notes)
 
 

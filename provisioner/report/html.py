@@ -73,6 +73,19 @@ def render_html(plan: Plan, results: Sequence[Result] | None = None) -> str:
     out.append(
         f"<h2 id='summary'>Summary</h2><table>{rows or '<tr><td>No changes</td></tr>'}</table>"
     )
+    if header.school_counts:
+        actions = sorted({a for per in header.school_counts.values() for a in per})
+        head = "".join(f"<th>{escape(a)}</th>" for a in actions)
+        body = "".join(
+            f"<tr><th>{escape(school)}</th>"
+            + "".join(f"<td>{per.get(a, 0)}</td>" for a in actions)
+            + "</tr>"
+            for school, per in sorted(header.school_counts.items())
+        )
+        out.append(
+            f"<h2 id='per-school'>Account changes per school</h2>"
+            f"<table><tr><th>school</th>{head}</tr>{body}</table>"
+        )
     if header.persons:
         per_school = "".join(
             f"<tr><th>{escape(school)}</th><td>{n}</td></tr>"
