@@ -626,7 +626,8 @@ def test_new_accounts_get_passwords_on_private_sheets_and_nowhere_else(
     config = config_for(informat_server.url)
     plan_file = tmp_path / "plan.json"
     assert main(["plan", "--config", str(config), "--out", str(plan_file)]) == 2
-    assert main(["apply", "--config", str(config), str(plan_file)]) == 0
+    report = tmp_path / "apply.html"
+    assert main(["apply", "--config", str(config), str(plan_file), "--report", str(report)]) == 0
     out = capsys.readouterr().out
     sheets = sorted((config.parent / "password-sheets").iterdir())
     assert [p.suffix for p in sheets] == [".csv", ".html"]
@@ -646,6 +647,7 @@ def test_new_accounts_get_passwords_on_private_sheets_and_nowhere_else(
         assert row["password"] not in plan_file.read_text()
         assert row["password"].encode() not in state
         assert row["password"] not in out
+        assert row["password"] not in report.read_text()
     # A second run creates nobody and writes no new sheet.
     assert main(["apply", "--config", str(config)]) == 0
     capsys.readouterr()
@@ -819,3 +821,51 @@ def test_json_logs_of_a_nightly_run_hold_no_secret(samba_dc, informat_server, ad
     ]
     everything = captured.err + captured.out
     assert all(secret not in everything for secret in secrets_used)
+
+
+def test_on_1_july_leavers_wait_and_nothing_is_disabled(
+    samba_dc, informat_server, synthetic, ad_env, tmp_path, capsys
+):
+    """The school-year transition: the data describes 1 July (a snapshot fetched for that day),
+    pupils missing from it are not disabled; the plan says they wait."""
+    config_for, root = ad_env
+    config = config_for(informat_server.url)
+    assert main(["apply", "--config", str(config)]) == 0
+    capsys.readouterr()
+    before = users_below(samba_dc, root)
+    day = copy.deepcopy(synthetic)
+    missing = {r["p_persoon"] for r in day.rows["Lln"][:3]}
+    day.rows["Lln"] = [r for r in day.rows["Lln"] if r["p_persoon"] not in missing]
+    for row in day.rows["Lln"]:  # the rows must still be valid on 1 July
+        if row.get("_tot") and row["_tot"] < "2026-07-01":
+            row["_tot"] = None
+    with InformatServer(day, today=REFERENCE_DAY) as server:
+        fetch = (
+            config_for(server.url)
+            .read_text()
+            .replace(f"referentiedatum: {REFERENCE_DAY:%d-%m-%Y}", "referentiedatum: 01-07-2026")
+        )
+        (tmp_path / "fetch.yaml").write_text(fetch)
+        snapshot = tmp_path / "snapshot-1-july"
+        assert (
+            main(["fetch", "--config", str(tmp_path / "fetch.yaml"), "--save", str(snapshot)]) == 0
+        )
+    live = config_for(informat_server.url).read_text()  # config_for rewrote the file above
+    offline = live.replace(f"    url: {informat_server.url}\n", f"    snapshot: {snapshot}\n")
+    offline = offline.replace("  freeze_leavers: []\n", "  freeze_leavers: [07-01, 08-31]\n")
+    config.write_text(offline)
+    capsys.readouterr()
+    code = main(["plan", "--config", str(config), "--json"])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    plan = json.loads(captured.out)
+    assert not [c for c in plan["changes"] if c["action"] in ("disable", "delete")]
+    assert any(
+        "leaver action(s) wait: 2026-07-01 is in the school-year" in w
+        for w in plan["header"]["warnings"]
+    )
+    assert main(["apply", "--config", str(config)]) in (0, 2)
+    capsys.readouterr()
+    after = users_below(samba_dc, root)
+    assert missing <= set(before)
+    assert all(not int(after[k]["userAccountControl"]) & 2 for k in before)  # nobody disabled
