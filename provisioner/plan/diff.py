@@ -121,8 +121,13 @@ def _account_changes(
     return changes
 
 
-def _move(
-    action: str, kind: str, key: str, have: ObservedAccount | ObservedGroup, ou: tuple[str, ...]
+def move_change(
+    action: str,
+    kind: str,
+    key: str,
+    have: ObservedAccount | ObservedGroup,
+    ou: tuple[str, ...],
+    why: str | None = None,
 ) -> Change:
     return Change(
         action,
@@ -131,7 +136,7 @@ def _move(
         have.target,
         before={"ou": list(have.ou)},
         after={"ou": list(ou)},
-        why=(f"OU {_path(ou)} from the mappings",),
+        why=(why or f"OU {_path(ou)} from the mappings",),
         precondition={"id": have.id, "ou": list(have.ou)},
     )
 
@@ -206,7 +211,11 @@ def _new_account(
         unanchored.remove(have)
         changed = _changed(want, have.attributes)
         # besides its anchor, an adopted account may need to move and to be enabled
-        moves = [_move("move", "account", want.anchor, have, want.ou)] if want.ou != have.ou else []
+        moves = (
+            [move_change("move", "account", want.anchor, have, want.ou)]
+            if want.ou != have.ou
+            else []
+        )
         if not have.enabled:
             moves.append(_enable(want.anchor, have, "in the source, and adopted"))
         return [
@@ -266,7 +275,7 @@ def _account_updates(want: DesiredAccount, have: ObservedAccount) -> list[Change
             )
         )
     if want.ou != have.ou:
-        changes.append(_move("move", "account", anchor, have, want.ou))
+        changes.append(move_change("move", "account", anchor, have, want.ou))
     changes += _update("update", "account", anchor, have, want)
     if not have.enabled:
         changes.append(_enable(anchor, have, "in the source again"))
@@ -296,7 +305,7 @@ def _group_changes(desired: DesiredState, observed: ObservedState) -> list[Chang
             changes += _membership(want, None, target)
             continue
         if want.ou != have.ou:
-            changes.append(_move("move_group", "group", key, have, want.ou))
+            changes.append(move_change("move_group", "group", key, have, want.ou))
         changes += _update("update_group", "group", key, have, want)
         changes += _membership(want, have, have.target)
     for key, have in sorted(by_key.items()):

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from provisioner.model import ObservedAccount, ObservedState
+from provisioner.plan.diff import move_change
 from provisioner.plan.model import ORDER, Change
 
 
@@ -72,18 +73,8 @@ def apply_lifecycle(
             kept.append(_delete(account, gone, kind, delete_after))
             continue
         if disabled_ou and account.ou != disabled_ou:
-            kept.append(
-                Change(
-                    "move",
-                    "account",
-                    anchor,
-                    account.target,
-                    before={"ou": list(account.ou)},
-                    after={"ou": list(disabled_ou)},
-                    why=(f"gone from the source since {gone}: to the disabled-accounts OU",),
-                    precondition={"id": account.id, "ou": list(account.ou)},
-                )
-            )
+            why = f"gone from the source since {gone}: to the disabled-accounts OU"
+            kept.append(move_change("move", "account", anchor, account, disabled_ou, why))
     if any(c.action == "move" and c.after.get("ou") == list(disabled_ou) for c in kept):
         for depth in range(1, len(disabled_ou) + 1):
             path = disabled_ou[:depth]
