@@ -1,0 +1,1 @@
+"""The Informat reader: operations table, parameters, client, streaming parser, snapshots."""
