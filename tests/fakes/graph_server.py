@@ -28,9 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .loopback import LoopbackServer
 
 GRAPH_ROOT = "https://graph.microsoft.com/v1.0"
 CONTENT_TYPE = (
@@ -258,12 +259,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # --- the server ------------------------------------------------------------------------------------
-class GraphServer:
+class GraphServer(LoopbackServer):
     """An in-memory Graph v1.0 (users, groups, members, delta, ``$batch``) on 127.0.0.1.
 
     State is in :attr:`users` and :attr:`groups` (id -> stored properties) and :attr:`members`
     (group id -> member ids in order). Every request is appended to :attr:`requests`.
     """
+
+    thread_name = "graph-fake"
+    handler = _Handler
+    server_class = _HTTPServer
 
     def __init__(
         self, *, token: str = "test-token", port: int = 0, seed: int = 0, verbose: bool = False
@@ -297,49 +302,8 @@ class GraphServer:
         self._member_log: dict[str, list[tuple[int, str, bool]]] = {}
         self._pages: dict[str, _Page] = {}
         self._delta_tokens: dict[str, tuple[str, int, list[str] | None]] = {}
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> GraphServer:
-        """Bind 127.0.0.1 (a free port unless one was given) and serve in a background thread."""
-        if self._httpd is not None:
-            return self
-        httpd = _HTTPServer(("127.0.0.1", self.port), _Handler)
-        httpd.app = self
-        self._httpd = httpd
-        self.port = httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"graph-fake-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> GraphServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT/v1.0``: the SDK adapter's ``base_url``."""

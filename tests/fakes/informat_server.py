@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from lxml import etree
 
+from .loopback import LoopbackServer
 from .synthetic import SyntheticData, generate, load_data, save_data
 
 NAMESPACE = "http://InformatSoftware.be/wsInfSoft/wsInformat"
@@ -471,7 +471,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # --- the server ------------------------------------------------------------------------------------
-class InformatServer:
+class InformatServer(LoopbackServer):
     """A local ``wsInformat.asmx`` on 127.0.0.1 serving synthetic rows.
 
     ``data`` is a :class:`~tests.fakes.synthetic.SyntheticData`, a directory written by
@@ -483,6 +483,10 @@ class InformatServer:
     ``referentiedatum`` parameter whose rows are nevertheless limited to today's (unknown for the
     real service; by default none, so e.g. ``Subgroepen`` also returns ended class memberships).
     """
+
+    thread_name = "informat-fake"
+    handler = _Handler
+    server_class = _HTTPServer
 
     def __init__(
         self,
@@ -499,7 +503,6 @@ class InformatServer:
     ) -> None:
         self.data = _coerce(data)
         self.tls = tls
-        """A server-side TLS context: serve https:// instead of http://."""
         self.schooljaar = schooljaar or self.data.schooljaar
         """The only school year with data; any other gets an empty answer."""
         self.rows: dict[str, list[dict[str, Any]]] = {
@@ -542,64 +545,17 @@ class InformatServer:
         self._cache_bytes = cache_bytes
         self.cache_hits = 0
         self.cache_misses = 0
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> InformatServer:
-        """Bind 127.0.0.1 (a free port unless one was given) and serve in a background thread."""
-        if self._httpd is not None:
-            return self
-        httpd = _HTTPServer(("127.0.0.1", self.port), _Handler)
-        httpd.app = self
-        if self.tls is not None:
-            httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
-        self._httpd = httpd
-        self.port = httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"informat-fake-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> InformatServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT/wsInformat.asmx`` (the path public clients use)."""
-        return f"{self._scheme}://127.0.0.1:{self.port}{PATHS[0]}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{PATHS[0]}"
 
     @property
     def url_wsinfsoft(self) -> str:
         """The same service under ``/wsInfSoft/wsInformat.asmx`` (the help pages' path)."""
-        return f"{self._scheme}://127.0.0.1:{self.port}{PATHS[1]}"
-
-    @property
-    def _scheme(self) -> str:
-        return "https" if self.tls is not None else "http"
+        return f"{self.scheme}://127.0.0.1:{self.port}{PATHS[1]}"
 
     @property
     def effective_today(self) -> date:
