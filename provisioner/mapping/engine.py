@@ -58,7 +58,6 @@ class MappingError(ConfigError):
 class CompiledAccount:
     name: str
     spec: AccountSpec
-    datasets: tuple[str, ...]
     where: Compiled | None
     prefer: list[Compiled]
     anchor: Compiled | None
@@ -103,11 +102,16 @@ class CompiledMappings:
             yield from filter(None, (group.where, group.key, group.owner_names, group.owner_match))
             yield from (*group.ou, *group.attributes.values())
 
+    @property
+    def pivots(self) -> dict[str, list[str]]:
+        """Pivoted data sets (free fields by name) and their [name field, value field]."""
+        return {d: pair for a in self.accounts.values() for d, pair in a.spec.persons.pivot.items()}
+
     def field_uses(self) -> dict[str, set[str] | None]:
         """Per data set, the fields the mappings read; None = the whole data set."""
         used: dict[str, set[str] | None] = {}
         for account in self.accounts.values():
-            for dataset in account.datasets:
+            for dataset in account.spec.persons.datasets:
                 used.setdefault(dataset, set())
             for dataset, (name_field, value_field) in account.spec.persons.pivot.items():
                 fields = used.setdefault(dataset, set())
@@ -116,7 +120,7 @@ class CompiledMappings:
         for group in self.groups.values():
             if group.spec.rows:
                 used.setdefault(group.spec.rows, set())
-        pivoted = {d for a in self.accounts.values() for d in a.spec.persons.pivot}
+        pivoted = self.pivots
         for template in self.templates():
             for use in template.uses:
                 if use.dataset in pivoted and use.field is not None:
@@ -172,7 +176,7 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
     accounts: dict[str, CompiledAccount] = {}
     for name, spec in mappings.accounts.items():
         persons = spec.persons
-        datasets = (persons.source, *persons.join, *persons.join_many, *persons.pivot)
+        datasets = persons.datasets
         for dataset in datasets:
             if dataset not in known:
                 problems.append(f"accounts.{name}.persons: unknown data set {dataset!r}")
@@ -185,7 +189,6 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
         accounts[name] = CompiledAccount(
             name=name,
             spec=spec,
-            datasets=datasets,
             # where and prefer choose among the source rows, before anything is joined
             where=compile_one(persons.where, (persons.source,), expression=True),
             prefer=[
@@ -215,7 +218,7 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
         scope: set[str] = set()
         for member in filter(None, member_specs):
             persons = member.persons
-            scope.update((persons.source, *persons.join, *persons.join_many, *persons.pivot))
+            scope.update(persons.datasets)
         if spec.rows:
             if spec.rows not in known:
                 problems.append(f"groups.{name}.rows: unknown data set {spec.rows!r}")
@@ -230,8 +233,7 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
                 )
                 owner_scope: tuple[str, ...] = ()
             else:
-                p = owners.persons
-                owner_scope = (p.source, *p.join, *p.join_many, *p.pivot)
+                owner_scope = owners.persons.datasets
             owner_names = compile_one(spec.owners.names, scope, extra=extra)
             owner_match = compile_one(spec.owners.match, owner_scope, extra=extra)
         groups[name] = CompiledGroup(
@@ -256,9 +258,7 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
 def check_fields(compiled: CompiledMappings, source: SourceRows) -> tuple[list[str], list[str]]:
     """Fields the templates read that the source never had: likely typos (errors) or fields
     that happen to have no value anywhere (warnings)."""
-    pivots = {
-        d: pair[0] for a in compiled.accounts.values() for d, pair in a.spec.persons.pivot.items()
-    }
+    pivots = {dataset: pair[0] for dataset, pair in compiled.pivots.items()}
     errors: list[str] = []
     warnings: list[str] = []
     for template in compiled.templates():
@@ -350,7 +350,7 @@ class Engine:
         self.not_fetched = {name: d.not_fetched for name, d in source.datasets.items()}
         # Of a pivoted set (free fields by name) only the names the templates read are kept.
         self.pivot_names: dict[str, set[str] | None] = {}
-        pivoted = {d for a in compiled.accounts.values() for d in a.spec.persons.pivot}
+        pivoted = compiled.pivots
         for template in compiled.templates():
             for use in template.uses:
                 if use.dataset in pivoted:

@@ -64,6 +64,11 @@ class PersonsSpec:
     schools: list[str] | None = None
     """School order for duplicates (instellingsnummers); default: the source's configured order."""
 
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """Every data set a person of this kind is made of: the source first."""
+        return (self.source, *self.join, *self.join_many, *self.pivot)
+
 
 @dataclass
 class UsernameSpec:
