@@ -28,6 +28,7 @@ from provisioner.pipeline import (
     open_target,
     plan_for,
     prepare,
+    prepare_config,
     read_for_mappings,
 )
 from provisioner.plan.model import Plan
@@ -183,7 +184,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     fields = None
     if config.mappings is not None and not args.dataset:
         # Only what the mappings reference: their data sets, and of those only the fields used.
-        fields = prepare(args.config).fields
+        fields = prepare_config(config).fields
         datasets = [operation(name) for name in fields]
     else:
         datasets = choose_datasets(args.dataset, informat)

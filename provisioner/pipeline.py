@@ -47,9 +47,13 @@ class Prepared:
 
 def prepare(config_path: Path) -> Prepared:
     """Read the configuration and compile the mappings it names; no source is read yet."""
-    config = load_config(config_path)
+    return prepare_config(load_config(config_path))
+
+
+def prepare_config(config: Config) -> Prepared:
+    """Compile the mappings a configuration already read names."""
     if config.mappings is None:
-        raise ConfigError(f"{config_path}: no mappings configured (mappings: DIR or FILE)")
+        raise ConfigError(f"{config.path}: no mappings configured (mappings: DIR or FILE)")
     mappings = load_mappings(config.mappings)
     compiled = compile_mappings(mappings, OPERATIONS)
     return Prepared(config, mappings, compiled, fields_to_fetch(compiled))
