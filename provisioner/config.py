@@ -26,6 +26,7 @@ from provisioner.plan.policy import PolicyConfig
 from provisioner.secret import Secret, parse_secret
 from provisioner.sources.informat.settings import InformatConfig
 from provisioner.targets.ad_settings import AdConfig
+from provisioner.targets.entra_settings import EntraConfig
 
 T = TypeVar("T")
 
@@ -38,6 +39,11 @@ class SourceConfig:
 @dataclass
 class TargetConfig:
     ad: AdConfig | None = None
+    entra: EntraConfig | None = None
+
+    def __post_init__(self) -> None:
+        if (self.ad is None) == (self.entra is None):
+            raise ValueError("configure one target: ad or entra")
 
 
 @dataclass
@@ -63,8 +69,12 @@ class Config:
         return (self.state or self.path).parent / "password-sheets"
 
     def __post_init__(self) -> None:
-        if self.target is not None and self.target.ad is not None and self.state is None:
+        if self.target is not None and self.state is None:
             raise ValueError("a target needs a state store: add state: state.db")
+        if self.target is not None and self.target.entra is not None and self.lifecycle.disabled_ou:
+            raise ValueError(
+                "lifecycle.disabled_ou: Entra ID has no OUs; disabled accounts stay where they are"
+            )
 
     path: Path = field(default=Path("provisioner.yaml"), metadata={"internal": True})
 

@@ -32,8 +32,8 @@ from provisioner.sources.informat.operations import OPERATIONS, operation
 from provisioner.sources.informat.reader import Progress, SourceData, read_source
 from provisioner.state import StateStore
 
-if TYPE_CHECKING:  # ldap3 comes with the [ad] extra; it is imported only when a target is used
-    from provisioner.targets.ad import ActiveDirectory, Result
+if TYPE_CHECKING:
+    from provisioner.targets.base import Result, Target
 
 
 @dataclass
@@ -86,27 +86,42 @@ def desired_state(
     )
 
 
-def open_target(prepared: Prepared) -> ActiveDirectory | None:
+def open_target(prepared: Prepared) -> Target | None:
+    """The configured target; its client library is imported only now (an extra may be
+    missing, and a plan without a target does not need it)."""
     target = prepared.config.target
-    if target is None or target.ad is None:
+    if target is None:
         return None
-    try:
-        from provisioner.targets.ad import ActiveDirectory
-    except ImportError:
-        raise ConfigError(
-            "target.ad needs the ldap3 package: pip install 'provisioner[ad]'"
-        ) from None
-    return ActiveDirectory(target.ad)
+    if target.ad is not None:
+        try:
+            from provisioner.targets.ad import ActiveDirectory
+        except ImportError:
+            raise ConfigError(
+                "target.ad needs the ldap3 package: pip install 'provisioner[ad]'"
+            ) from None
+        return ActiveDirectory(target.ad)
+    if target.entra is not None:
+        try:
+            from provisioner.targets.entra import EntraId
+        except ImportError:
+            raise ConfigError(
+                "target.entra needs msgraph-sdk and azure-identity: "
+                "pip install 'provisioner[entra]'"
+            ) from None
+        return EntraId(target.entra)
+    return None
 
 
-def mapped_attributes(prepared: Prepared) -> set[str]:
-    """Every directory attribute the mappings set: what a target must read to compare."""
-    names: set[str] = set()
+def mapped_attributes(prepared: Prepared) -> tuple[set[str], set[str]]:
+    """Every directory attribute the mappings set, of accounts and of groups: what a target must
+    read to compare."""
+    accounts: set[str] = set()
     for account in prepared.compiled.accounts.values():
-        names |= set(account.attributes)
+        accounts |= set(account.attributes)
+    groups: set[str] = set()
     for group in prepared.compiled.groups.values():
-        names |= set(group.attributes)
-    return names
+        groups |= set(group.attributes)
+    return accounts, groups
 
 
 def names_in_use(
@@ -147,7 +162,7 @@ def check_plan_file(plan: Plan, prepared: Prepared, target: str, *, approved: bo
 
 def apply_changes(
     plan: Plan,
-    target: ActiveDirectory,
+    target: Target,
     store: StateStore,
     *,
     strict: bool = False,
@@ -163,25 +178,27 @@ def apply_changes(
             lines = "; ".join(f"{c.action} {c.key}: {reason}" for c, reason in drift[:10])
             raise ConfigError(f"--strict: {len(drift)} change(s) no longer fit: {lines}")
     passwords = passwords or PasswordConfig()
+    initial = {i: generate(passwords) for i, c in enumerate(plan.changes) if c.action == "create"}
+    for password in initial.values():
+        register_secret(password)
     results, handouts = [], []
-    for change in plan.changes:
-        password = generate(passwords) if change.action == "create" else None
-        if password is not None:
-            register_secret(password)
-        result = target.apply(change, password=password)
+    # Each result is recorded as it comes: names issued before a crash stay issued.
+    for index, result in enumerate(target.apply_all(plan.changes, initial)):
+        change = result.change
         results.append(result)
         if result.status != "applied":
             continue
         if change.action in ("create", "rename"):
             store.issue_names([(change.key, str(change.after["username"]))])
-        if password is not None:
+        if index in initial:
             username = str(change.after["username"])
             handouts.append(
                 Handout(
                     username=username,
                     name=str(change.after.get("displayName") or username),
-                    group=" / ".join(change.after.get("ou") or ()) or "(root)",
-                    password=password,
+                    group=" / ".join(change.after.get("ou") or ())
+                    or str(change.after.get("department") or "(root)"),
+                    password=initial[index],
                 )
             )
     return results, handouts
@@ -298,7 +315,14 @@ def fit_to_target(
                     )
 
 
-def plan_for(prepared: Prepared, data: SourceData, target: ActiveDirectory | None) -> Plan:
+def drop_ous(desired: DesiredState) -> None:
+    """A directory without OUs (Entra ID): the mappings' OU paths mean nothing there."""
+    desired.ous.clear()
+    for obj in (*desired.accounts.values(), *desired.groups.values()):
+        obj.ou = ()
+
+
+def plan_for(prepared: Prepared, data: SourceData, target: Target | None) -> Plan:
     """Read the target, derive the desired state with the names already in use, and diff."""
     if target is None:
         # Without a target the plan is the preview of a first run against an empty directory.
@@ -307,13 +331,21 @@ def plan_for(prepared: Prepared, data: SourceData, target: ActiveDirectory | Non
         )
     assert prepared.config.state is not None  # the configuration requires it with a target
     with StateStore(prepared.config.state) as store:
-        observed = target.read(mapped_attributes(prepared))
+        account_attributes, group_attributes = mapped_attributes(prepared)
+        problems = target.unsupported(account_attributes, group_attributes)
+        if problems:
+            raise ConfigError(
+                f"the mappings set what {target.describe()} cannot hold: " + "; ".join(problems)
+            )
+        observed = target.read(account_attributes | group_attributes)
         existing, issued = names_in_use(observed, store)
         # The target's immutable ids, as seen now: a hand-moved object is still known by them.
         store.remember_anchors("account", ((a.anchor, a.id) for a in observed.accounts if a.anchor))
         store.remember_anchors("group", ((g.key, g.id) for g in observed.groups if g.key))
         desired = desired_state(prepared, data, existing=existing, issued=issued)
         fit_to_target(desired, target.limits, target.group_limits)
+        if not target.has_ous:
+            drop_ous(desired)
         store.remember_kinds((a.anchor, a.kind, a.school) for a in desired.accounts.values())
         gone = [
             a.anchor for a in observed.accounts if a.anchor and a.anchor not in desired.accounts

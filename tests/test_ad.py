@@ -346,17 +346,14 @@ def test_a_dc_that_dies_mid_apply_converges_on_the_next_run(
     class DyingDC:
         """The real target; the DC is killed (SIGKILL) just before the 40th change."""
 
-        def __init__(self):
-            self.seen = 0
-
         def check(self, change):
             return target.check(change)
 
-        def apply(self, change, password=None):
-            self.seen += 1
-            if self.seen == 40:
-                samba_dc.crash()
-            return target.apply(change, password=password)
+        def apply_all(self, changes, passwords):
+            for index, change in enumerate(changes):
+                if index == 39:
+                    samba_dc.crash()
+                yield target.apply(change, password=passwords.get(index))
 
     try:
         with StateStore(config.parent / "state.db") as store:

@@ -17,7 +17,7 @@ from provisioner.plan.model import Change, Plan, Value
 from provisioner.report.plan import TITLE
 
 if TYPE_CHECKING:
-    from provisioner.targets.ad import Result
+    from provisioner.targets.base import Result
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:0 auto;max-width:60em;padding:1em;line-height:1.4}

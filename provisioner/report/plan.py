@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from provisioner.plan.model import Change, Plan, Value
 
 if TYPE_CHECKING:
-    from provisioner.targets.ad import Result
+    from provisioner.targets.base import Result
 
 SYMBOL = {
     "create_ou": "+",

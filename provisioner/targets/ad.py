@@ -14,10 +14,9 @@ import secrets
 import ssl
 import string
 import uuid
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from ldap3 import (
@@ -33,10 +32,10 @@ from ldap3 import (
 from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import escape_rdn, parse_dn
 
-from provisioner.errors import ProvisionerError
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Change
 from provisioner.targets.ad_settings import AdConfig
+from provisioner.targets.base import Result, TargetError
 
 ACCOUNT_DISABLE = 0x2
 NORMAL_ACCOUNT = 0x200
@@ -66,17 +65,6 @@ LIMITS: Mapping[str, int] = MappingProxyType(
         "userPrincipalName": 1024,
     }
 )
-
-
-class TargetError(ProvisionerError):
-    """The directory cannot be reached or refuses the connector as a whole."""
-
-
-@dataclass(frozen=True)
-class Result:
-    change: Change
-    status: Literal["applied", "skipped", "failed"]
-    message: str = ""
 
 
 # AD's own reason codes (the first word of the message) and what they mean for a coordinator.
@@ -121,9 +109,15 @@ class ActiveDirectory:
     limits: Mapping[str, int] = LIMITS
     group_limits: Mapping[str, int] = MappingProxyType({**LIMITS, "sAMAccountName": 256})
     """Only users are held to 20 characters of sAMAccountName (the pre-Windows 2000 logon name)."""
+    has_ous = True
 
     def describe(self) -> str:
         return f"Active Directory {self.config.url} below {self.root_dn}"
+
+    def unsupported(
+        self, account_attributes: Collection[str], group_attributes: Collection[str]
+    ) -> list[str]:
+        return []  # AD's schema is the judge: a wrong name fails that change, clearly
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -338,6 +332,14 @@ class ActiveDirectory:
         self._dn_by_anchor[key] = dn
 
     # -- apply ----------------------------------------------------------------------------------
+
+    def apply_all(
+        self, changes: Iterable[Change], passwords: Mapping[int, str]
+    ) -> Iterator[Result]:
+        """One change at a time: LDAP has no batches worth the complexity (one modify per change
+        already carries all members)."""
+        for index, change in enumerate(changes):
+            yield self.apply(change, password=passwords.get(index))
 
     def apply(self, change: Change, *, password: str | None = None) -> Result:
         """Apply one change if its precondition still holds; otherwise skip it and say why.
