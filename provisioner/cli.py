@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from provisioner import __version__, log
 from provisioner.config import load_config
@@ -39,6 +39,9 @@ from provisioner.report.plan import render_plan, render_results
 from provisioner.sources.informat.operations import OPERATIONS, SEARCH_FIELDS, operation
 from provisioner.sources.informat.reader import Progress, SourceData, choose_datasets, read_source
 from provisioner.state import StateStore
+
+if TYPE_CHECKING:
+    from provisioner.targets.base import Target
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,7 +249,12 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
-    plan = _make_plan(prepared)
+    target = open_target(prepared)
+    try:
+        plan = _make_plan(prepared, target)
+    finally:
+        if target is not None:
+            target.close()
     if args.out:
         save_plan(plan, args.out)
     if args.report:
@@ -260,8 +268,8 @@ def run_plan(args: argparse.Namespace) -> int:
     return 0 if plan.empty and not (plan.header.blocked or plan.header.policy_blocked) else 2
 
 
-def _make_plan(prepared: Prepared) -> Plan:
-    plan = plan_for(prepared, _read(prepared), open_target(prepared))
+def _make_plan(prepared: Prepared, target: Target | None) -> Plan:
+    plan = plan_for(prepared, _read(prepared), target)
     header = plan.header
     log.event(
         "made the plan",
@@ -277,12 +285,19 @@ def run_apply(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
     target = open_target(prepared)
     if target is None:
-        raise ConfigError(f"{args.config}: apply needs a target (target: ad: …)")
+        raise ConfigError(f"{args.config}: apply needs a target (target: ad: … or entra: …)")
+    try:
+        return _apply(args, prepared, target)
+    finally:
+        target.close()
+
+
+def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
     if args.plan:
         plan = load_plan(args.plan)
         check_plan_file(plan, prepared, target.describe(), approved=bool(args.approve))
     else:
-        plan = _make_plan(prepared)
+        plan = _make_plan(prepared, target)
         if plan.header.blocked or (plan.header.policy_blocked and not args.approve):
             print(render_plan(plan))
             if args.report:
@@ -298,8 +313,6 @@ def run_apply(args: argparse.Namespace) -> int:
         except BaseException:
             store.finish_run(run, "failed", {"changes": len(plan.changes)})
             raise
-        finally:
-            target.close()
         counts: dict[str, object] = {
             status: sum(r.status == status for r in results)
             for status in ("applied", "skipped", "failed")
@@ -352,7 +365,9 @@ def run_password_reset(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
     target = open_target(prepared)
     if target is None:
-        raise ConfigError(f"{args.config}: a password reset needs a target (target: ad: …)")
+        raise ConfigError(
+            f"{args.config}: a password reset needs a target (target: ad: … or entra: …)"
+        )
     data = _read(prepared, extra_fields=SEARCH_FIELDS)
     found = find_accounts(desired_state(prepared, data), args.query)
     if len(found) != 1:

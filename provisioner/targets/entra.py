@@ -37,7 +37,7 @@ from urllib.parse import unquote
 
 import httpx
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import ClientAuthenticationError
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from azure.identity.aio import CertificateCredential, ClientSecretCredential
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
@@ -441,6 +441,10 @@ class _Graph:
                 if "CERTIFICATE_VERIFY_FAILED" in problem:
                     problem += "; if a private CA signed it, give that CA as ca_file"
                 raise TargetError(f"{what}: cannot reach {self.base_url}: {problem}") from None
+            except ServiceRequestError as exc:
+                raise TargetError(
+                    f"cannot reach the sign-in authority {self.config.authority}: {exc.message}"
+                ) from None
             except ClientAuthenticationError as exc:
                 first = (exc.message or str(exc)).strip().splitlines()[0]
                 raise TargetError(

@@ -1,0 +1,453 @@
+"""Plan and apply against Entra ID: the real msgraph-sdk and azure-identity against the project's
+own Graph server over TLS (its token endpoint signs the app in). Day 1, day 2, leavers, guards,
+throttling storms, replication lag and retried creates. Nothing sleeps for real: the target's
+``wait`` and ``now`` are replaced by a clock that jumps, shared with the server's write quota."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from provisioner.cli import main
+from provisioner.targets import entra
+from tests.conftest import REFERENCE_DAY
+from tests.fakes.graph_server import GraphServer
+from tests.fakes.informat_server import InformatServer
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "school.onmicrosoft.com"
+CLIENT = "6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f"
+SECRET = "app-secret-that-never-shows"
+
+
+class Clock:
+    """Time that passes only when the target waits."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def wait(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+
+
+@pytest.fixture(scope="session")
+def graph_ca(tmp_path_factory):
+    from tests.fakes.tls import make_test_ca
+
+    return make_test_ca(tmp_path_factory.mktemp("graph-ca"))
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(entra, "wait", clock.wait)
+    monkeypatch.setattr(entra, "now", clock)
+    return clock
+
+
+@pytest.fixture
+def graph(graph_ca, clock):
+    with GraphServer(tls=graph_ca) as server:
+        server.register_app(TENANT, CLIENT, secret=SECRET)
+        server.clock = clock
+        yield server
+
+
+@pytest.fixture
+def entra_env(graph, tmp_path, monkeypatch):
+    monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "geheim")
+    monkeypatch.setenv("TEST_ENTRA_SECRET", SECRET)
+
+    def config_for(informat_url: str, extra: str = "", mappings: Path | None = None) -> Path:
+        path = tmp_path / "provisioner.yaml"
+        path.write_text(
+            f"mappings: {mappings or ROOT / 'examples/entra/mappings'}\n"
+            "state: state.db\n"
+            "policy:\n  freeze_leavers: []\n"
+            "source:\n  informat:\n"
+            f"    url: {informat_url}\n"
+            "    login: webservices@school.be\n"
+            "    password: ${TEST_INFORMAT_PASSWORD}\n"
+            "    schooljaar: 2025-26\n"
+            "    instelnrs: ['030569', '030577']\n"
+            f"    referentiedatum: {REFERENCE_DAY:%d-%m-%Y}\n"
+            "target:\n  entra:\n"
+            f"    tenant_id: {TENANT}\n"
+            f"    client_id: {CLIENT}\n"
+            "    client_secret: ${TEST_ENTRA_SECRET}\n"
+            "    domains: [leerling.school.be, school.be]\n"
+            f"    graph_url: {graph.url}\n"
+            f"    authority: {graph.authority}\n"
+            f"    ca_file: {graph.ca_file}\n" + extra
+        )
+        return path
+
+    return config_for
+
+
+def plan_json(config: Path, capsys) -> dict:
+    code = main(["plan", "--config", str(config), "--json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == (2 if data["changes"] else 0)
+    return data
+
+
+def apply(config: Path, capsys, *extra: str) -> dict:
+    code = main(["apply", "--config", str(config), "--json", *extra])
+    data = json.loads(capsys.readouterr().out)
+    failed = [r for r in data["results"] if r["status"] != "applied"]
+    assert code == 0 and not failed, failed[:3]
+    return data
+
+
+def users(graph: GraphServer) -> dict[str, dict]:
+    """Managed users by anchor; a duplicate anchor would be a bug, so it fails here."""
+    found: dict[str, dict] = {}
+    for user in graph.users.values():
+        anchor = user.get("employeeId")
+        if anchor:
+            assert anchor not in found, f"two users carry {anchor}"
+            found[anchor] = user
+    return found
+
+
+def members(graph: GraphServer, nickname: str) -> set[str]:
+    (gid,) = [g for g, group in graph.groups.items() if group["mailNickname"] == nickname]
+    return {graph.users[m]["employeeId"] for m in graph.members[gid]}
+
+
+def batch_posts(graph: GraphServer) -> list:
+    return [r for r in graph.requests if r.batch_id is None and r.path == "/$batch"]
+
+
+def test_day_one_creates_everything_in_batches_and_then_the_plan_is_empty(
+    graph, informat_server, entra_env, capsys
+):
+    config = entra_env(informat_server.url)
+    first = plan_json(config, capsys)
+    assert first["header"]["target"].startswith(f"Entra ID tenant {TENANT}")
+    creates = [c for c in first["changes"] if c["action"] == "create"]
+    assert len(creates) > 100
+    assert not [c for c in first["changes"] if c["kind"] == "ou" or c["after"].get("ou")]
+    graph.clear_requests()
+
+    applied = apply(config, capsys)
+    assert len(applied["results"]) == len(first["changes"])
+    made = users(graph)
+    assert set(made) == {c["key"] for c in creates}
+    for change in creates[:20]:
+        user = made[change["key"]]
+        assert user["accountEnabled"] is True and user["usageLocation"] == "BE"
+        assert user["mailNickname"] == change["after"]["username"]
+        assert user["userPrincipalName"] == change["after"]["userPrincipalName"]
+        assert user["surname"] == change["after"]["surname"]
+        assert user["passwordProfile"]["forceChangePasswordNextSignIn"] is False
+    # Writes travel in $batch requests of at most 20, packed full.
+    posts = batch_posts(graph)
+    sizes = [len(r.body["requests"]) for r in posts]
+    writes = [r for r in graph.requests if r.batch_id and r.method != "GET"]
+    assert max(sizes) == 20 and len(writes) >= 19 * len([s for s in sizes if s]) - 20 * 8
+    # The class groups: marked by the prefix, members by anchor.
+    klas = [c for c in first["changes"] if c["action"] == "create_group"]
+    assert {g["mailNickname"] for g in graph.groups.values()} == {"prov-" + c["key"] for c in klas}
+    adds = {
+        c["key"]: set(c["after"]["members"])
+        for c in first["changes"]
+        if c["action"] == "add_member"
+    }
+    for key, wanted in adds.items():
+        assert members(graph, "prov-" + key) == wanted
+    assert graph.groups[next(iter(graph.groups))]["securityEnabled"] is True
+    # One sign-in for the whole run: the credential caches its token.
+    assert graph.tokens_issued <= 2  # the plan's read and apply's run each sign in once
+
+    assert plan_json(config, capsys)["changes"] == []  # re-plan after apply is empty
+
+
+def test_day_two_gives_exactly_the_expected_changes(
+    graph, informat_server, synthetic, entra_env, capsys
+):
+    apply(entra_env(informat_server.url), capsys)
+    before = users(graph)
+    n = synthetic.notable
+    day2 = copy.deepcopy(synthetic)
+    leaver, mover, renamed = n["diacritics"], n["apostrophe"], n["pupil"]
+    day2.rows["Lln"] = [r for r in day2.rows["Lln"] if r["p_persoon"] != leaver]
+    old_class = next(r["Klascode"] for r in day2.rows["Lln"] if r["p_persoon"] == mover)
+    new_class = "6WEWI" if old_class != "6WEWI" else "1A"
+    for row in day2.rows["Lln"]:
+        if row["p_persoon"] == mover:
+            row["Klascode"] = new_class
+        if row["p_persoon"] == renamed:
+            row["Naam"] = "Nieuwenaam"
+    for row in day2.rows["Subgroepen"]:
+        if row["p_persoon"] == mover and row.get("Groeptype") == "0":
+            row["Klascode"] = new_class
+    newcomer = copy.deepcopy(next(r for r in day2.rows["Lln"] if r["p_persoon"] == renamed))
+    newcomer.update(p_persoon="99999991", Voornaam="Nieuwe", Naam="Leerling")
+    day2.rows["Lln"].append(newcomer)
+
+    with InformatServer(day2, today=REFERENCE_DAY) as server:
+        config = entra_env(server.url)
+        plan = plan_json(config, capsys)
+        accounts = {(c["action"], c["key"]): c for c in plan["changes"] if c["kind"] == "account"}
+        assert set(accounts) == {
+            ("create", "99999991"),
+            ("disable", leaver),
+            ("update", mover),
+            ("update", renamed),
+        }
+        assert accounts[("update", renamed)]["after"]["surname"] == "Nieuwenaam"
+        assert accounts[("update", mover)]["after"]["department"] == new_class
+        apply(config, capsys)
+        after = users(graph)
+        assert after[leaver]["accountEnabled"] is False  # disabled, not deleted
+        assert after[renamed]["mailNickname"] == before[renamed]["mailNickname"]  # name kept
+        assert after[renamed]["surname"] == "Nieuwenaam"
+        assert after[mover]["department"] == new_class
+        school = next(r["_instelnr"] for r in day2.rows["Lln"] if r["p_persoon"] == mover)
+        assert mover in members(graph, f"prov-klas-{school}-{new_class}")
+        assert mover not in members(graph, f"prov-klas-{school}-{old_class}")
+        assert leaver not in members(graph, f"prov-leerlingen-{school}")
+        assert plan_json(config, capsys)["changes"] == []
+
+
+def test_the_leaver_cycle_disable_reactivate_and_delete_after_grace(
+    graph, informat_server, synthetic, entra_env, capsys
+):
+    config = entra_env(informat_server.url)
+    apply(config, capsys)
+    leaver = synthetic.notable["diacritics"]
+    name = users(graph)[leaver]["mailNickname"]
+    without = copy.deepcopy(synthetic)
+    without.rows["Lln"] = [r for r in synthetic.rows["Lln"] if r["p_persoon"] != leaver]
+
+    with InformatServer(without, today=REFERENCE_DAY) as server:
+        gone_config = entra_env(server.url)
+        apply(gone_config, capsys)
+        assert users(graph)[leaver]["accountEnabled"] is False
+    # Back: the same account, enabled again, in its groups again.
+    config = entra_env(informat_server.url)
+    plan = plan_json(config, capsys)
+    assert ("enable", leaver) in {(c["action"], c["key"]) for c in plan["changes"]}
+    apply(config, capsys)
+    assert users(graph)[leaver]["accountEnabled"] is True
+
+    # Gone again, for good: after the grace it is deleted (the clock moved back 100 days).
+    with InformatServer(without, today=REFERENCE_DAY) as server:
+        gone_config = entra_env(server.url)
+        apply(gone_config, capsys)
+        db = sqlite3.connect(gone_config.parent / "state.db")
+        db.execute("UPDATE leavers SET since = date(since, '-100 days')")
+        db.commit()
+        db.close()
+        plan = plan_json(gone_config, capsys)
+        assert [(c["action"], c["key"]) for c in plan["changes"]] == [("delete", leaver)]
+        apply(gone_config, capsys)
+        assert leaver not in users(graph)
+    # Returning after deletion: a new account, with the name that was theirs.
+    apply(entra_env(informat_server.url), capsys)
+    assert users(graph)[leaver]["mailNickname"] == name
+
+
+def test_mass_leavers_and_an_empty_school_change_nothing(
+    graph, informat_server, synthetic, entra_env, capsys
+):
+    apply(entra_env(informat_server.url), capsys)
+    before = copy.deepcopy(graph.users)
+    day2 = copy.deepcopy(synthetic)
+    day2.rows["Lln"] = day2.rows["Lln"][1::4]  # three quarters of the pupils "left"
+    with InformatServer(day2, today=REFERENCE_DAY) as server:
+        config = entra_env(server.url)
+        graph.clear_requests()
+        assert main(["apply", "--config", str(config)]) == 2
+        assert "BLOCKED by policy" in capsys.readouterr().out
+    informat_server.accounts["halve-rechten@school.be"] = ("geheim", {"030569"})
+    try:
+        config.write_text(
+            config.read_text()
+            .replace(server.url, informat_server.url)
+            .replace("webservices@school.be", "halve-rechten@school.be")
+        )
+        assert main(["apply", "--config", str(config), "--approve", "forcing it"]) == 2
+        assert "answered with no rows" in capsys.readouterr().out
+    finally:
+        del informat_server.accounts["halve-rechten@school.be"]
+    writes = [r for r in graph.requests if r.method != "GET" and r.path != "/$batch"]
+    assert not writes and graph.users == before
+
+
+def test_a_throttling_storm_still_lands_every_write_exactly_once(
+    graph, informat_server, entra_env, clock, capsys
+):
+    # The tenant's quota is far below what the run thinks it has, batch items are throttled
+    # with decimal Retry-After values, and $batch itself is refused twice.
+    graph.write_quota = (60, 10.0)
+    graph.inject_batch_item(429, times=25, retry_after=0.5)
+    graph.inject(503, path_contains="$batch", times=2, retry_after=2)
+    config = entra_env(informat_server.url, "    write_quota: {writes: 10000, seconds: 10}\n")
+    plan = plan_json(config, capsys)
+    graph.clear_requests()
+    apply(config, capsys)
+    creates = [c for c in plan["changes"] if c["action"] == "create"]
+    assert set(users(graph)) == {c["key"] for c in creates}
+    assert 0.5 in clock.slept and 2 in clock.slept  # Retry-After honoured, decimals too
+    assert any(s >= 1 for s in clock.slept if s not in (0.5, 2))  # the quota's own Retry-After
+    # Every create was tried until it landed, and none landed twice (users() checks that).
+    tried = [r for r in graph.requests if r.batch_id and r.method == "POST" and r.path == "/users"]
+    assert len(tried) > len(creates)
+    assert plan_json(config, capsys)["changes"] == []
+
+
+def test_the_run_paces_itself_under_the_write_quota(
+    graph, informat_server, entra_env, clock, capsys
+):
+    graph.write_quota = (100, 10.0)
+    config = entra_env(informat_server.url, "    write_quota: {writes: 100, seconds: 10}\n")
+    plan = plan_json(config, capsys)
+    graph.clear_requests()
+    apply(config, capsys)
+    writes = [r for r in graph.requests if r.batch_id and r.method != "GET"]
+    # No write was refused (each was sent once), and the waiting is what the quota demands.
+    assert len(writes) == len(
+        {(r.method, r.path, json.dumps(r.body, sort_keys=True)) for r in writes}
+    )
+    assert sum(clock.slept) >= (len(writes) // 100 - 1) * 10
+    assert len(users(graph)) == len([c for c in plan["changes"] if c["action"] == "create"])
+
+
+def test_member_adds_to_a_new_group_wait_for_replication(
+    graph, informat_server, entra_env, clock, capsys
+):
+    graph.lag_member_adds = 3
+    graph.lag_seconds = 2.0
+    apply(entra_env(informat_server.url), capsys)
+    assert graph.lag_member_adds == 0  # the lag was met, and waited out
+    assert 1.0 in clock.slept
+    assert plan_json(entra_env(informat_server.url), capsys)["changes"] == []
+
+
+def test_drift_between_plan_and_apply_is_skipped(
+    graph, informat_server, synthetic, entra_env, capsys, tmp_path
+):
+    config = entra_env(informat_server.url)
+    apply(config, capsys)
+    renamed = synthetic.notable["pupil"]
+    day2 = copy.deepcopy(synthetic)
+    for row in day2.rows["Lln"]:
+        if row["p_persoon"] == renamed:
+            row["Naam"] = "Anders"
+    with InformatServer(day2, today=REFERENCE_DAY) as server:
+        config = entra_env(server.url)
+        plan_file = tmp_path / "plan.json"
+        assert main(["plan", "--config", str(config), "--out", str(plan_file)]) == 2
+        capsys.readouterr()
+        users(graph)[renamed]["surname"] = "Met De Hand"  # someone edits the user meanwhile
+        assert main(["apply", "--config", str(config), str(plan_file), "--strict"]) == 1
+        assert "--strict: 1 change(s) no longer fit: update" in capsys.readouterr().err
+        graph.clear_requests()
+        assert main(["apply", "--config", str(config), str(plan_file), "--json"]) == 0
+        results = json.loads(capsys.readouterr().out)["results"]
+        (skipped,) = [r for r in results if r["status"] == "skipped"]
+        assert skipped["key"] == renamed and "surname" in skipped["message"]
+        assert users(graph)[renamed]["surname"] == "Met De Hand"  # left as found
+        assert not [r for r in graph.requests if r.method == "PATCH"]
+
+
+def test_accounts_made_before_the_connector_are_adopted_by_upn(
+    graph, informat_server, synthetic, entra_env, capsys
+):
+    config = entra_env(informat_server.url)
+    first = plan_json(config, capsys)
+    create = next(c for c in first["changes"] if c["action"] == "create")
+    old = graph.add_user(
+        displayName="Oud Account",
+        userPrincipalName=create["after"]["userPrincipalName"].upper(),
+        mailNickname=create["after"]["username"],
+        accountEnabled=True,
+        passwordProfile={"password": "Oud-Wacht-Woord-1"},
+    )
+    plan = plan_json(config, capsys)
+    (adopt,) = [c for c in plan["changes"] if c["action"] == "adopt"]
+    assert adopt["key"] == create["key"]
+    apply(config, capsys)
+    assert users(graph)[create["key"]]["id"] == old["id"]
+    assert plan_json(config, capsys)["changes"] == []
+
+
+def test_users_and_groups_outside_the_managed_scope_are_never_touched(
+    graph, informat_server, entra_env, capsys
+):
+    staff = graph.add_user(
+        displayName="Directie",
+        userPrincipalName="directie@andere-school.be",
+        mailNickname="directie",
+        accountEnabled=True,
+        employeeId="12345",
+        passwordProfile={"password": "Direc-Tie-Wacht-1"},
+    )
+    team = graph.add_group(displayName="Leerkrachtenkamer", mailNickname="leerkrachtenkamer")
+    apply(entra_env(informat_server.url), capsys)
+    assert graph.users[staff["id"]]["accountEnabled"] is True
+    assert team["id"] in graph.groups
+    assert not [r for r in graph.requests if staff["id"] in r.path or team["id"] in r.path]
+
+
+def test_sign_in_and_mapping_problems_are_one_clear_line(
+    graph, informat_server, entra_env, monkeypatch, capsys
+):
+    config = entra_env(informat_server.url)
+    monkeypatch.setenv("TEST_ENTRA_SECRET", "wrong")
+    assert main(["plan", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"Entra ID refused the sign-in of app {CLIENT}" in err and "AADSTS7000215" in err
+    assert SECRET not in err
+    monkeypatch.setenv("TEST_ENTRA_SECRET", SECRET)
+    # The AD mappings in an Entra configuration: the AD attributes are named, nothing is read.
+    config = entra_env(informat_server.url, mappings=ROOT / "mappings")
+    assert main(["plan", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "accounts: sAMAccountName" in err and "groups: cn" in err
+    graph.stop()
+    config = entra_env(informat_server.url)
+    assert main(["plan", "--config", str(config)]) == 1
+    assert "cannot reach" in capsys.readouterr().err
+
+
+def test_a_retried_create_that_had_landed_is_recognised_not_duplicated(
+    graph, informat_server, entra_env, capsys
+):
+    config = entra_env(informat_server.url)
+    plan = plan_json(config, capsys)
+    # The first $batch is carried out, but its answer is lost (a gateway timeout): the run sends
+    # the batch again and Graph answers "already exists" for the creates that had landed.
+    graph.inject(504, path_contains="$batch", times=1, after_apply=True)
+    data = apply(config, capsys)
+    creates = [c for c in plan["changes"] if c["action"] == "create"]
+    assert set(users(graph)) == {c["key"] for c in creates}
+    resolved = [r for r in data["results"] if "existed already" in r["message"]]
+    assert len(resolved) == 20
+
+
+def test_password_reset_for_one_account(graph, informat_server, synthetic, entra_env, capsys):
+    import csv
+
+    config = entra_env(informat_server.url)
+    apply(config, capsys)
+    key = synthetic.notable["diacritics"]
+    assert main(["password", "reset", "--config", str(config), key]) == 0
+    out = capsys.readouterr().out
+    sheet = Path(out.rsplit(" ", 1)[1].strip())
+    csv_sheet = sheet.with_suffix(".csv") if sheet.suffix == ".html" else sheet
+    (row,) = list(csv.DictReader(csv_sheet.open(encoding="utf-8")))
+    assert users(graph)[key]["passwordProfile"]["password"] == row["password"]
+    assert row["password"] not in out
