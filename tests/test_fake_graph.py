@@ -1,4 +1,5 @@
-"""The project's fake Microsoft Graph server, checked with raw httpx.
+"""The project's fake Microsoft Graph server, checked with raw httpx, and its Entra token
+endpoint, checked with the real azure-identity credentials and msgraph-sdk over TLS.
 
 These tests pin down what the fake puts on the wire (reference: microsoft-graph.md), so that the
 Entra target's tests against it mean something.
@@ -6,14 +7,48 @@ Entra target's tests against it mean something.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import base64
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import ClientSecretCredential as SyncClientSecretCredential
+from azure.identity.aio import CertificateCredential, ClientSecretCredential
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from kiota_abstractions.api_error import APIError
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.models.password_profile import PasswordProfile
+from msgraph.generated.models.user import User
+from msgraph_core import GraphClientFactory
 
-from tests.fakes.graph_server import ALREADY_MEMBER, GRAPH_ROOT, GraphServer
+from tests.fakes import tls as fake_tls
+from tests.fakes.graph_server import (
+    ALREADY_MEMBER,
+    GRAPH_ROOT,
+    GRAPH_SCOPE,
+    JWT_BEARER,
+    AppCertificate,
+    GraphError,
+    GraphServer,
+    make_app_certificate,
+)
 
 
 @pytest.fixture
@@ -486,3 +521,492 @@ def test_concurrent_creates(graph: GraphServer) -> None:
         statuses = list(pool.map(create, [*range(40), 0, 1]))
     assert statuses.count(201) == 40 and statuses.count(400) == 2
     assert len(graph.users) == 40
+
+
+# --- property validation ---------------------------------------------------------------------------
+EVERY_WRITABLE_USER_PROPERTY: dict[str, Any] = {
+    "givenName": "An",
+    "surname": "Peeters",
+    "employeeId": "1234567890123456",  # 16: the maximum
+    "employeeType": "Student",
+    "department": "1A",
+    "jobTitle": "Leerling",
+    "usageLocation": "BE",
+    "companyName": "Sint-Jan",
+    "officeLocation": "Campus Noord",
+    "preferredLanguage": "nl-BE",
+    "mobilePhone": "+32 470 00 00 00",
+    "businessPhones": ["+32 3 000 00 00"],
+    "city": "Antwerpen",
+    "country": "België",
+    "state": "Antwerpen",
+    "postalCode": "2000",
+    "streetAddress": "Kerkstraat 1",
+    "onPremisesImmutableId": "AAECAwQFBgcICQoLDA0ODw==",
+}
+
+
+def test_unknown_and_read_only_properties_are_refused(
+    client: httpx.Client, graph: GraphServer
+) -> None:
+    r = client.post("/users", json=user_body(1, **EVERY_WRITABLE_USER_PROPERTY))
+    assert r.status_code == 201, r.text
+    uid = r.json()["id"]
+    selected = client.get(
+        f"/users/{uid}", params={"$select": ",".join(EVERY_WRITABLE_USER_PROPERTY)}
+    )
+    got = {k: v for k, v in selected.json().items() if k != "id" and not k.startswith("@")}
+    assert got == EVERY_WRITABLE_USER_PROPERTY
+    r = client.post("/users", json=user_body(2, favouriteColour="blue"))
+    assert r.status_code == 400
+    assert error(r)["code"] == "Request_BadRequest"
+    assert error(r)["message"] == "Invalid property 'favouriteColour'."
+    assert "ll2@school.example" not in {u["userPrincipalName"] for u in graph.users.values()}
+    # property names are case-sensitive, as in Graph's JSON
+    r = client.patch(f"/users/{uid}", json={"Department": "2B"})
+    assert r.status_code == 400 and error(r)["message"] == "Invalid property 'Department'."
+    for read_only in ({"id": uid}, {"createdDateTime": "2020-01-01T00:00:00Z"}, {"mail": "a@b.c"}):
+        r = client.patch(f"/users/{uid}", json=read_only)
+        assert r.status_code == 400 and error(r)["code"] == "Request_BadRequest", read_only
+    r = client.patch(f"/users/{uid}", json={"manager@odata.bind": f"{GRAPH_ROOT}/users/{uid}"})
+    assert r.status_code == 400  # only groups take members/owners binds
+    assert graph.users[uid]["department"] == "1A"  # nothing of the refused PATCHes stuck
+    r = client.patch(f"/users/{uid}", json={"@odata.type": "#microsoft.graph.user", "city": "Gent"})
+    assert r.status_code == 204 and graph.users[uid]["city"] == "Gent"
+
+    r = client.post("/groups", json={**group_body("1A"), "classCode": "1A"})
+    assert r.status_code == 400 and error(r)["message"] == "Invalid property 'classCode'."
+    body = {**group_body("1A"), "description": "Klas", "visibility": "Private"}
+    body["owners@odata.bind"] = binds([uid])
+    r = client.post("/groups", json=body)
+    assert r.status_code == 201, r.text
+    gid = r.json()["id"]
+    assert graph.owners[gid] == [uid] and graph.members[gid] == []
+    for read_only in ({"securityIdentifier": "S-1-1"}, {"renewedDateTime": "x"}, {"members": []}):
+        r = client.patch(f"/groups/{gid}", json=read_only)
+        assert r.status_code == 400, read_only
+    # seeding may set read-only properties (fixtures), never unknown ones (typos)
+    seeded = graph.add_user(**user_body(3), createdDateTime="2020-01-01T00:00:00Z")
+    assert graph.users[seeded["id"]]["createdDateTime"] == "2020-01-01T00:00:00Z"
+    with pytest.raises(GraphError, match="Invalid property 'employeeNumber'"):
+        graph.add_user(**user_body(4), employeeNumber="1")
+
+
+@pytest.mark.parametrize(
+    ("kind", "change"),
+    [
+        ("users", {"mailNickname": "zoë"}),  # ASCII only
+        ("users", {"mailNickname": "a" * 65}),
+        ("users", {"usageLocation": "BEL"}),
+        ("users", {"usageLocation": "B1"}),
+        ("users", {"employeeId": "1" * 17}),
+        ("users", {"accountEnabled": "yes"}),
+        ("users", {"displayName": ""}),
+        ("users", {"userPrincipalName": "an@school.example\n"}),
+        ("users", {"onPremisesImmutableId": "a_b"}),
+        ("groups", {"mailNickname": "klas 1a"}),
+        ("groups", {"mailNickname": "klas@1a"}),
+        ("groups", {"mailNickname": "klas[1a]"}),
+        ("groups", {"mailNickname": "klasé"}),
+        ("groups", {"mailNickname": "k" * 65}),
+        ("groups", {"securityEnabled": "true"}),
+        ("groups", {"groupTypes": "Unified"}),
+        ("groups", {"visibility": "Secret"}),
+    ],
+)
+def test_invalid_values_answer_400_on_create_and_patch(
+    client: httpx.Client, graph: GraphServer, kind: str, change: dict[str, Any]
+) -> None:
+    good = user_body(1) if kind == "users" else group_body("1A")
+    r = client.post(f"/{kind}", json={**good, **change})
+    assert r.status_code == 400, r.text
+    assert error(r)["code"] in ("Request_BadRequest", "BadRequest")
+    assert graph.users == {} and graph.groups == {}
+    oid = client.post(f"/{kind}", json=good).json()["id"]
+    assert client.patch(f"/{kind}/{oid}", json=change).status_code == 400
+    ok = {"usageLocation": "be"} if kind == "users" else {"mailNickname": "klas.1a-b_c"}
+    assert client.patch(f"/{kind}/{oid}", json=ok).status_code == 204
+
+
+# --- TLS and the Entra token endpoint --------------------------------------------------------------
+TENANT = "8a7b6c5d-1111-4222-8333-944455556666"
+CLIENT_ID = "0c1d2e3f-aaaa-4bbb-8ccc-ddddeeeeffff"
+SECRET = "Geheim~Secret.Value_1"
+
+
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> fake_tls.TestCA:
+    """One throwaway CA for the module (openssl takes a moment); each test gets its own server."""
+    return fake_tls.make_test_ca(tmp_path_factory.mktemp("graph-ca"))
+
+
+@pytest.fixture(scope="module")
+def app_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[AppCertificate, Path]:
+    cert = make_app_certificate()
+    path = tmp_path_factory.mktemp("app") / "app.pem"
+    path.write_bytes(cert.pem)
+    return cert, path
+
+
+@pytest.fixture
+def tls_graph(
+    test_ca: fake_tls.TestCA, app_cert: tuple[AppCertificate, Path]
+) -> Iterator[GraphServer]:
+    with GraphServer(tls=test_ca) as server:
+        server.register_app(TENANT, CLIENT_ID, secret=SECRET, certificate_pem=app_cert[0].pem)
+        yield server
+
+
+def secret_credential(
+    server: GraphServer, secret: str = SECRET, **kw: Any
+) -> ClientSecretCredential:
+    """Built exactly as the production code builds it."""
+    return ClientSecretCredential(
+        kw.pop("tenant_id", TENANT),
+        kw.pop("client_id", CLIENT_ID),
+        secret,
+        authority=server.authority,
+        connection_verify=str(server.ca_file),
+        disable_instance_discovery=True,
+    )
+
+
+def certificate_credential(server: GraphServer, path: Path) -> CertificateCredential:
+    return CertificateCredential(
+        TENANT,
+        CLIENT_ID,
+        certificate_path=str(path),
+        password=None,
+        authority=server.authority,
+        connection_verify=str(server.ca_file),
+        disable_instance_discovery=True,
+    )
+
+
+def token_form(server: GraphServer, **fields: str) -> httpx.Response:
+    """A raw token request, for the answers the credentials turn into one exception."""
+    form = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "scope": GRAPH_SCOPE}
+    form.update(fields)
+    with httpx.Client(verify=server.client_ssl_context()) as c:
+        return c.post(server.token_endpoint(TENANT), data={k: v for k, v in form.items() if v})
+
+
+def test_tls_server_urls_and_certificate() -> None:
+    with GraphServer(tls=True) as server:
+        assert server.url == f"https://127.0.0.1:{server.port}/v1.0"
+        assert server.authority == f"https://127.0.0.1:{server.port}"
+        assert server.ca_file.is_file()
+        with httpx.Client(verify=server.client_ssl_context(), headers=server.auth_headers) as c:
+            r = c.get(f"{server.url}/users")
+            assert r.status_code == 200
+            assert r.json()["@odata.context"].startswith("https://127.0.0.1:")
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"{server.url}/users")  # the system trust store does not know the fake CA
+    with GraphServer() as plain, pytest.raises(RuntimeError, match="tls=True"):
+        _ = plain.ca_file
+
+
+def test_client_secret_credential_gets_one_token_and_caches_it(tls_graph: GraphServer) -> None:
+    async def scenario() -> list[str]:
+        async with secret_credential(tls_graph) as credential:
+            first = await credential.get_token(GRAPH_SCOPE)
+            assert abs(first.expires_on - (time.time() + tls_graph.token_lifetime)) < 60
+            return [first.token] + [
+                (await credential.get_token(GRAPH_SCOPE)).token for _ in range(3)
+            ]
+
+    assert asyncio.run(scenario()) == [tls_graph.token] * 4
+    assert tls_graph.tokens_issued == 1
+    (request,) = tls_graph.token_requests  # the aio credential does no tenant discovery
+    assert (request.method, request.path, request.status) == (
+        "POST",
+        f"/{TENANT}/oauth2/v2.0/token",
+        200,
+    )
+    assert request.form == {
+        "client_id": CLIENT_ID,
+        "client_secret": SECRET,
+        "grant_type": "client_credentials",
+        "scope": GRAPH_SCOPE,
+    }
+
+
+def test_wrong_secret_unknown_app_and_unknown_tenant_are_refused(tls_graph: GraphServer) -> None:
+    async def refused(**kw: Any) -> str:
+        async with secret_credential(tls_graph, **kw) as credential:
+            with pytest.raises(ClientAuthenticationError) as caught:
+                await credential.get_token(GRAPH_SCOPE)
+        return str(caught.value)
+
+    assert "(invalid_client) AADSTS7000215" in asyncio.run(refused(secret="wrong"))
+    other_app = "99999999-9999-4999-8999-999999999999"
+    assert "(unauthorized_client) AADSTS700016" in asyncio.run(refused(client_id=other_app))
+    other_tenant = "77777777-7777-4777-8777-777777777777"
+    assert "AADSTS90002" in asyncio.run(refused(tenant_id=other_tenant))
+    assert [r.status for r in tls_graph.token_requests] == [401, 400, 400]
+    assert tls_graph.tokens_issued == 0
+
+    r = token_form(tls_graph, client_secret="wrong")
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/json; charset=utf-8"
+    body = r.json()
+    assert body["error"] == "invalid_client" and body["error_codes"] == [7000215]
+    assert body["error_description"].startswith("AADSTS7000215: Invalid client secret provided.")
+    assert set(body) >= {"timestamp", "trace_id", "correlation_id"}
+
+
+def test_token_endpoint_grant_scope_and_method_rules(tls_graph: GraphServer) -> None:
+    def answer(r: httpx.Response) -> tuple[int, str, int]:
+        return r.status_code, r.json()["error"], r.json()["error_codes"][0]
+
+    assert answer(token_form(tls_graph, client_secret=SECRET, grant_type="password")) == (
+        400,
+        "unsupported_grant_type",
+        70003,
+    )
+    # a delegated-style scope, and the scope the SDK derives from the host without explicit scopes
+    r = token_form(tls_graph, client_secret=SECRET, scope="https://graph.microsoft.com/User.Read")
+    assert answer(r) == (400, "invalid_scope", 1002012)
+    r = token_form(tls_graph, client_secret=SECRET, scope="http://127.0.0.1/.default")
+    assert answer(r) == (400, "invalid_resource", 500011)
+    assert answer(token_form(tls_graph)) == (401, "invalid_client", 7000218)
+    assert answer(token_form(tls_graph, client_secret=SECRET, scope="")) == (
+        400,
+        "invalid_request",
+        900144,
+    )
+    with httpx.Client(verify=tls_graph.client_ssl_context()) as c:
+        assert c.get(tls_graph.token_endpoint(TENANT)).status_code == 405
+        # JSON is not a form: Entra finds no grant_type
+        r = c.post(tls_graph.token_endpoint(TENANT), json={"grant_type": "client_credentials"})
+        assert answer(r) == (400, "invalid_request", 900144)
+    assert tls_graph.tokens_issued == 0
+    r = token_form(
+        tls_graph, client_secret=SECRET, scope=f"{GRAPH_ROOT.rsplit('/', 1)[0]}/.default"
+    )
+    assert r.status_code == 200 and r.json()["access_token"] == tls_graph.token
+    assert r.json()["token_type"] == "Bearer" and r.json()["expires_in"] == 3599
+    assert tls_graph.tokens_issued == 1
+
+
+def test_certificate_credential_signs_an_assertion_the_fake_verifies(
+    tls_graph: GraphServer, app_cert: tuple[AppCertificate, Path], tmp_path: Path
+) -> None:
+    async def token(path: Path) -> str:
+        async with certificate_credential(tls_graph, path) as credential:
+            first = (await credential.get_token(GRAPH_SCOPE)).token
+            assert (await credential.get_token(GRAPH_SCOPE)).token == first  # cached
+            return first
+
+    assert asyncio.run(token(app_cert[1])) == tls_graph.token
+    assert tls_graph.tokens_issued == 1
+    (request,) = tls_graph.token_requests
+    assert "client_secret" not in request.form
+    assert request.form["client_assertion_type"] == JWT_BEARER
+    header, claims = (
+        json.loads(_unb64(p)) for p in request.form["client_assertion"].split(".")[:2]
+    )
+    assert header["alg"] == "PS256" and "x5t#S256" in header  # what azure-identity 1.2x signs
+    assert claims["iss"] == claims["sub"] == CLIENT_ID
+    assert claims["aud"] == tls_graph.token_endpoint(TENANT)
+
+    # a certificate the app registration does not know
+    stranger = tmp_path / "stranger.pem"
+    stranger.write_bytes(make_app_certificate("someone else").pem)
+    with pytest.raises(ClientAuthenticationError, match=r"\(invalid_client\) AADSTS700027"):
+        asyncio.run(token(stranger))
+    assert tls_graph.tokens_issued == 1
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def test_client_assertion_checks(
+    tls_graph: GraphServer, app_cert: tuple[AppCertificate, Path]
+) -> None:
+    key = serialization.load_pem_private_key(app_cert[0].pem, password=None)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    now = int(time.time())
+    good = {
+        "aud": tls_graph.token_endpoint(TENANT),
+        "iss": CLIENT_ID,
+        "sub": CLIENT_ID,
+        "jti": "1",
+        "nbf": now,
+        "exp": now + 600,
+    }
+
+    def assertion(alg: str = "RS256", **claims: Any) -> str:
+        head = _b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+        body = _b64(json.dumps({**good, **claims}).encode())
+        pad: padding.AsymmetricPadding = (
+            padding.PKCS1v15()
+            if alg == "RS256"
+            else padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+        )
+        signature = key.sign(f"{head}.{body}".encode(), pad, hashes.SHA256())
+        return f"{head}.{body}.{_b64(signature)}"
+
+    def answer(jwt: str) -> tuple[int, int]:
+        r = token_form(tls_graph, client_assertion=jwt, client_assertion_type=JWT_BEARER)
+        return r.status_code, (r.json().get("error_codes") or [0])[0]
+
+    assert answer(assertion()) == (200, 0)  # RS256 without thumbprint header, unpadded segments
+    assert answer(assertion("PS256")) == (200, 0)
+    assert answer(assertion(iss="someone-else")) == (401, 700027)
+    assert answer(assertion(sub="someone-else")) == (401, 700027)
+    head, _, sig = assertion().split(".")
+    forged = _b64(json.dumps({**good, "exp": now + 99999}).encode())
+    assert answer(f"{head}.{forged}.{sig}") == (401, 700027)  # payload changed after signing
+    assert answer(assertion(aud="https://login.microsoftonline.com/x/oauth2/v2.0/token")) == (
+        401,
+        50012,
+    )
+    assert answer(assertion(exp=now - 3600, nbf=now - 7200)) == (401, 700024)
+    assert answer("not-a-jwt") == (401, 50027)
+    r = token_form(tls_graph, client_assertion=assertion(), client_assertion_type="urn:other")
+    assert r.status_code == 400 and r.json()["error"] == "invalid_request"
+    assert tls_graph.tokens_issued == 2
+
+
+def test_msal_sync_credential_discovers_the_tenant_first(tls_graph: GraphServer) -> None:
+    # The sync credential goes through MSAL, which reads the OpenID configuration before the
+    # token endpoint. disable_instance_discovery=True keeps MSAL off login.microsoftonline.com.
+    credential = SyncClientSecretCredential(
+        TENANT,
+        CLIENT_ID,
+        SECRET,
+        authority=tls_graph.authority,
+        connection_verify=str(tls_graph.ca_file),
+        disable_instance_discovery=True,
+    )
+    assert credential.get_token(GRAPH_SCOPE).token == tls_graph.token
+    assert credential.get_token(GRAPH_SCOPE).token == tls_graph.token
+    assert [(r.method, r.path, r.status) for r in tls_graph.token_requests] == [
+        ("GET", f"/{TENANT}/v2.0/.well-known/openid-configuration", 200),
+        ("POST", f"/{TENANT}/oauth2/v2.0/token", 200),
+    ]
+    assert tls_graph.tokens_issued == 1
+    with httpx.Client(verify=tls_graph.client_ssl_context()) as c:
+        r = c.get(f"{tls_graph.authority}/nobody.example/v2.0/.well-known/openid-configuration")
+    assert r.status_code == 400 and r.json()["error"] == "invalid_tenant"
+
+
+def sdk_client(server: GraphServer, credential: AsyncTokenCredential) -> GraphServiceClient:
+    """The production wiring: real credential, auth provider, Graph middleware, TLS-verified."""
+    auth = AzureIdentityAuthenticationProvider(credential, scopes=[GRAPH_SCOPE])
+    http = GraphClientFactory.create_with_default_middleware(
+        client=httpx.AsyncClient(verify=server.client_ssl_context())
+    )
+    adapter = GraphRequestAdapter(auth, client=http)
+    adapter.base_url = server.url
+    return GraphServiceClient(request_adapter=adapter)
+
+
+@pytest.mark.parametrize("kind", ["secret", "certificate"])
+def test_msgraph_sdk_with_a_real_credential_over_tls(
+    tls_graph: GraphServer, app_cert: tuple[AppCertificate, Path], kind: str
+) -> None:
+    async def scenario() -> None:
+        credential: ClientSecretCredential | CertificateCredential = (
+            secret_credential(tls_graph)
+            if kind == "secret"
+            else certificate_credential(tls_graph, app_cert[1])
+        )
+        async with credential:
+            client = sdk_client(tls_graph, credential)
+            created = await client.users.post(
+                User(
+                    account_enabled=True,
+                    display_name="Zoë Çelik",
+                    mail_nickname="zoe.celik",
+                    user_principal_name="zoe.celik@leerling.school.be",
+                    employee_id="1451929",
+                    usage_location="BE",
+                    password_profile=PasswordProfile(password="Boom-Vis-Zon-12"),
+                )
+            )
+            assert created is not None and created.id in tls_graph.users
+            listed = await client.users.get()
+            assert listed is not None and [u.id for u in listed.value or []] == [created.id]
+            # an unknown property reaches Graph through additional_data, and is refused
+            with pytest.raises(APIError) as caught:
+                await client.users.by_user_id(str(created.id)).patch(
+                    User(additional_data={"klasCode": "1A"})
+                )
+            assert caught.value.response_status_code == 400
+
+    asyncio.run(scenario())
+    assert tls_graph.tokens_issued == 1  # three Graph calls, one token
+    assert {r.headers.get("authorization") for r in tls_graph.requests} == {
+        f"Bearer {tls_graph.token}"
+    }
+    user = next(iter(tls_graph.users.values()))
+    assert user["employeeId"] == "1451929" and "klasCode" not in user
+
+
+# --- standalone ------------------------------------------------------------------------------------
+@pytest.fixture
+def standalone() -> Iterator[Callable[..., list[str]]]:
+    """Start ``python -m tests.fakes.graph_server`` with the given arguments; stop it (SIGTERM)
+    afterwards and check that it exited cleanly."""
+    root = Path(__file__).resolve().parents[1]
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> list[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.fakes.graph_server", "--port", "0", *args],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
+        procs.append(proc)
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().strip()]  # printed once the port is bound
+        if "--tls" in args:
+            lines += [proc.stdout.readline().strip() for _ in range(2)]
+        return lines
+
+    yield start
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+
+
+def test_standalone_mode_serves_until_terminated(standalone: Callable[..., list[str]]) -> None:
+    (url,) = standalone("--seed-users", "3")
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/v1.0")
+    r = httpx.get(
+        f"{url}/users",
+        params={"$select": "employeeId"},
+        headers={"Authorization": "Bearer test-token"},
+    )
+    assert r.status_code == 200
+    assert [u["employeeId"] for u in r.json()["value"]] == ["0", "1", "2"]
+
+
+def test_standalone_mode_with_tls_and_an_app(standalone: Callable[..., list[str]]) -> None:
+    url, authority, ca_file = standalone(
+        "--tls", "--tenant", TENANT, "--client-id", CLIENT_ID, "--client-secret", SECRET
+    )
+    assert url.startswith("https://127.0.0.1:")
+    assert authority.startswith("authority https://127.0.0.1:")
+    ca = ca_file.removeprefix("ca_file ")
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": CLIENT_ID,
+        "client_secret": SECRET,
+        "scope": GRAPH_SCOPE,
+    }
+    with httpx.Client(verify=ssl.create_default_context(cafile=ca)) as c:
+        r = c.post(f"{authority.split()[1]}/{TENANT}/oauth2/v2.0/token", data=form)
+        assert r.status_code == 200
+        token = r.json()["access_token"]
+        r = c.get(f"{url}/users", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200 and r.json()["value"] == []

@@ -1,43 +1,80 @@
-"""A local, in-memory, Graph-compatible HTTP server for users, groups, membership, delta and $batch.
+"""A local, in-memory, Graph-compatible HTTP server for users, groups, membership, delta and $batch,
+with the Entra ID token endpoint in front of it.
 
 No installable Graph emulator covers directory writes (reference §11), so the project keeps its
 own. It follows the measured behaviour in ``/work/shared/reference/microsoft-graph.md``: the JSON
 shapes and error bodies of Graph v1.0, paging through an opaque ``@odata.nextLink``, the
 ``$filter`` subset the provisioner uses (with the advanced-query rule), ``$batch`` with per-item
-statuses and ``dependsOn``, delta links with ``@removed``, and throttling with ``Retry-After``.
+statuses and ``dependsOn``, delta links with ``@removed``, throttling with ``Retry-After``, and
+Graph's refusal of unknown and read-only properties.
 
 Usage::
 
     with GraphServer() as graph:
         httpx.get(f"{graph.url}/users", headers={"Authorization": f"Bearer {graph.token}"})
 
+With ``tls=True`` (or a :class:`~tests.fakes.tls.TestCA`) it serves https, and the real
+azure-identity credentials get their token from it (reference §3.1)::
+
+    with GraphServer(tls=True) as graph:
+        graph.register_app(tenant_id, client_id, secret="s3cret")
+        credential = azure.identity.aio.ClientSecretCredential(
+            tenant_id, client_id, "s3cret", authority=graph.authority,
+            connection_verify=str(graph.ca_file), disable_instance_discovery=True)
+
+The aio credentials only ``POST /{tenant}/oauth2/v2.0/token``; MSAL (the sync credentials) first
+reads ``GET /{tenant}/v2.0/.well-known/openid-configuration``. Both are served.
+
 It binds 127.0.0.1 only, on a free port. Time-dependent behaviour (write quota, replication lag)
-reads ``server.clock``, which tests may replace so that nothing ever sleeps.
+reads ``server.clock``, which tests may replace so that nothing ever sleeps. Standalone, for
+benchmarks in another process: ``python -m tests.fakes.graph_server --port N [--seed-users K]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
+import binascii
+import contextlib
+import hmac
 import json
 import math
 import random
 import re
+import signal
+import ssl
+import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+
 from .loopback import LoopbackServer
+from .tls import TestCA, make_test_ca
 
 GRAPH_ROOT = "https://graph.microsoft.com/v1.0"
 CONTENT_TYPE = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;"
     "charset=utf-8"
 )
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+"""The one scope an application token for Graph is requested with (client credentials)."""
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+"""Microsoft Graph's application id: ``{GRAPH_APP_ID}/.default`` names the same resource."""
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_BATCH = 20
 MAX_BIND = 20
 DEFAULT_TOP = 100
@@ -58,21 +95,36 @@ USER_DEFAULT = (
 )
 """Graph's default property set for a user (also the 201 reply)."""
 
-USER_PROPS = frozenset(
+USER_WRITABLE = frozenset(
     (
-        *USER_DEFAULT,
         "accountEnabled",
+        "displayName",
+        "givenName",
+        "surname",
         "mailNickname",
+        "userPrincipalName",
         "passwordProfile",
         "employeeId",
         "employeeType",
-        "onPremisesImmutableId",
         "department",
+        "jobTitle",
         "usageLocation",
         "companyName",
-        "createdDateTime",
+        "officeLocation",
+        "preferredLanguage",
+        "mobilePhone",
+        "businessPhones",
+        "city",
+        "country",
+        "state",
+        "postalCode",
+        "streetAddress",
+        "onPremisesImmutableId",
     )
 )
+"""User properties a create or PATCH may set; any other name answers 400, as Graph does."""
+USER_PROPS = USER_WRITABLE | {"id", "createdDateTime", "mail"}
+"""Every user property the fake knows (``$select``); the ones not writable are read-only."""
 GROUP_DEFAULT = (
     "id",
     "createdDateTime",
@@ -87,7 +139,38 @@ GROUP_DEFAULT = (
     "securityIdentifier",
     "visibility",
 )
+GROUP_WRITABLE = frozenset(
+    (
+        "displayName",
+        "description",
+        "mailEnabled",
+        "mailNickname",
+        "securityEnabled",
+        "groupTypes",
+        "visibility",
+    )
+)
 GROUP_PROPS = frozenset((*GROUP_DEFAULT, "members"))
+_BINDS = {"users": frozenset(), "groups": frozenset(("members@odata.bind", "owners@odata.bind"))}
+"""The ``x@odata.bind`` keys a body may carry besides plain ``@odata.*`` annotations."""
+_TYPES: dict[str, type] = {
+    **dict.fromkeys(("accountEnabled", "mailEnabled", "securityEnabled"), bool),
+    **dict.fromkeys(("businessPhones", "groupTypes"), list),
+    "passwordProfile": dict,
+}
+"""JSON types of the writable properties that are not strings."""
+_MAX_LENGTH = {
+    "displayName": 256,
+    "givenName": 64,
+    "surname": 64,
+    "mailNickname": 64,
+    "department": 64,
+    "companyName": 64,
+    "jobTitle": 128,
+    "employeeId": 16,
+}
+"""Documented maximum lengths (reference §8.1); longer values answer 400."""
+_VISIBILITY = frozenset(("Private", "Public", "HiddenMembership"))
 FILTERABLE = {
     "users": frozenset(
         (
@@ -138,10 +221,15 @@ _OPTIONS = frozenset(("$select", "$filter", "$top", "$count", "$skiptoken", "$de
 """System query options the fake understands; any other (``$orderby``, ``$expand``, ``$search``,
 ``$skip``) answers 400 rather than being silently ignored."""
 _NICKNAME_BAD = re.compile(r'[@()\\\[\]";:<>,\s]')
-_UPN_RE = re.compile(r"^[A-Za-z0-9'.\-_!#^~]+@[A-Za-z0-9.\-]+$")
+_UPN_RE = re.compile(r"[A-Za-z0-9'.\-_!#^~]+@[A-Za-z0-9.\-]+")
+_COUNTRY_RE = re.compile(r"[A-Za-z]{2}")
 _BIND_RE = re.compile(r"/(?:directoryObjects|users|groups)/([^/?#]+)$")
 _STR = r"'((?:[^']|'')*)'"
 _LITERAL = rf"(?:{_STR}|(null|true|false))"
+_ENTRA_RE = re.compile(
+    r"^/(?P<tenant>[^/]+)/"
+    r"(?:(?P<token>oauth2/v2\.0/token)|v2\.0/\.well-known/openid-configuration)$"
+)
 _CMP_RE = re.compile(rf"^\s*(\w+)\s+(eq|ne)\s+{_LITERAL}\s*$")
 _FUNC_RE = re.compile(rf"^\s*(startswith|endswith)\(\s*(\w+)\s*,\s*{_STR}\s*\)\s*$", re.I)
 
@@ -164,6 +252,38 @@ class GraphError(Exception):
         self.message = message
         self.details = details
         self.headers = headers or {}
+
+
+class _EntraError(Exception):
+    """An error answer of the Entra token endpoint (``{"error", "error_description", ...}``)."""
+
+    def __init__(self, status: int, error: str, code: int, description: str) -> None:
+        super().__init__(f"{status} {error}: AADSTS{code}: {description}")
+        self.status = status
+        self.error = error
+        self.code = code
+        self.description = description
+
+
+@dataclass(frozen=True)
+class _App:
+    """A registered application (service principal) and its credentials."""
+
+    tenant_id: str
+    client_id: str
+    secret: str | None
+    certificate: x509.Certificate | None
+
+
+class TokenRequest(NamedTuple):
+    """One request to the Entra endpoints, as the server saw it."""
+
+    method: str
+    path: str
+    """``/{tenant}/oauth2/v2.0/token`` or ``/{tenant}/v2.0/.well-known/openid-configuration``."""
+    form: dict[str, str]
+    """The form fields as sent (secrets and assertions included: this is a test double)."""
+    status: int
 
 
 def _not_found(ident: str) -> GraphError:
@@ -271,16 +391,41 @@ class GraphServer(LoopbackServer):
     server_class = _HTTPServer
 
     def __init__(
-        self, *, token: str = "test-token", port: int = 0, seed: int = 0, verbose: bool = False
+        self,
+        *,
+        token: str = "test-token",
+        port: int = 0,
+        seed: int = 0,
+        verbose: bool = False,
+        tls: bool | TestCA = False,
     ) -> None:
         self.token = token
-        """The only bearer token accepted."""
+        """The only bearer token accepted, and the one the token endpoint issues."""
         self.port = port
         self.verbose = verbose
+        self.ca: TestCA | None = None
+        """The throwaway CA behind the server's certificate when serving TLS (else ``None``)."""
+        if tls is not False:
+            if tls is True:
+                # Kept on the server so the files live as long as it; removed when it is collected.
+                self._ca_dir = tempfile.TemporaryDirectory(prefix="graph-fake-ca-")
+                tls = make_test_ca(Path(self._ca_dir.name))
+            self.ca = tls
+            self.tls = tls.server_context()
         self.users: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, dict[str, Any]] = {}
         self.members: dict[str, list[str]] = {}
+        self.owners: dict[str, list[str]] = {}
+        """Group id -> owner ids, from ``owners@odata.bind`` (no owners endpoints are modelled)."""
         self.requests: list[GraphRequest] = []
+        self.apps: dict[tuple[str, str], _App] = {}
+        """Registered applications by (tenant, client id), both case-folded."""
+        self.tokens_issued = 0
+        """Access tokens the token endpoint handed out (a cached credential asks once)."""
+        self.token_requests: list[TokenRequest] = []
+        """Every request to the Entra endpoints (token and discovery), with its form and status."""
+        self.token_lifetime = 3599
+        """``expires_in`` of issued tokens, in seconds (Entra's usual value)."""
         self.clock: Callable[[], float] = time.monotonic
         """Seconds, for the write quota and the replication lag; replace it in tests."""
         self.write_quota: tuple[int, float] | None = None
@@ -306,8 +451,51 @@ class GraphServer(LoopbackServer):
     # --- lifecycle -------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT/v1.0``: the SDK adapter's ``base_url``."""
-        return f"http://127.0.0.1:{self.port}/v1.0"
+        """``http://127.0.0.1:PORT/v1.0`` (``https`` with TLS): the SDK adapter's ``base_url``."""
+        return f"{self.scheme}://127.0.0.1:{self.port}/v1.0"
+
+    @property
+    def authority(self) -> str:
+        """``https://127.0.0.1:PORT``: the ``authority`` of an azure-identity credential.
+
+        azure-identity refuses an authority that is not https, so this is only usable with TLS.
+        """
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate clients must trust (``connection_verify=``, httpx ``verify``)."""
+        if self.ca is None:
+            raise RuntimeError("this GraphServer serves plain http: create it with tls=True")
+        return self.ca.ca_file
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client TLS context that trusts this server's certificate (and nothing else)."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def token_endpoint(self, tenant_id: str) -> str:
+        """``{authority}/{tenant}/oauth2/v2.0/token``, where a credential gets its tokens."""
+        return f"{self.authority}/{tenant_id}/oauth2/v2.0/token"
+
+    def register_app(
+        self,
+        tenant_id: str,
+        client_id: str,
+        secret: str | None = None,
+        certificate_pem: bytes | str | None = None,
+    ) -> None:
+        """Register (or replace) an application that may get tokens with a client secret and/or a
+        certificate (PEM of the public certificate; a PEM that also holds the key is fine)."""
+        if secret is None and certificate_pem is None:
+            raise ValueError("an application needs a secret or a certificate")
+        certificate = None
+        if certificate_pem is not None:
+            data = certificate_pem.encode() if isinstance(certificate_pem, str) else certificate_pem
+            certificate = x509.load_pem_x509_certificate(data)
+        with self._lock:
+            self.apps[(tenant_id.casefold(), client_id.casefold())] = _App(
+                tenant_id, client_id, secret, certificate
+            )
 
     @property
     def auth_headers(self) -> dict[str, str]:
@@ -354,14 +542,41 @@ class GraphServer(LoopbackServer):
     def add_user(self, **props: Any) -> dict[str, Any]:
         """Create a user directly (no request, no quota); returns the stored object."""
         with self._lock:
-            return self._create_user(props)
+            return self._create_user(props, seeding=True)
+
+    def seed_users(self, count: int, domain: str = "school.example") -> list[str]:
+        """Add ``count`` plain users ``user{i}@domain`` (employeeId ``i``) quickly; their ids.
+
+        For large fixtures and benchmarks: ``add_user`` checks uniqueness by scanning all users,
+        so ten thousand of them take about six seconds; this takes a fraction of one.
+        """
+        with self._lock:
+            taken = {str(u.get("userPrincipalName", "")).casefold() for u in self.users.values()}
+            ids = []
+            for i in range(count):
+                upn = f"user{i}@{domain}"
+                if upn.casefold() in taken:
+                    raise self._conflict("userPrincipalName")
+                props = {
+                    "accountEnabled": True,
+                    "displayName": f"User {i}",
+                    "givenName": "User",
+                    "surname": str(i),
+                    "mailNickname": f"user{i}",
+                    "userPrincipalName": upn,
+                    "employeeId": str(i),
+                    "passwordProfile": {"password": "Seed-Pass-123!"},
+                }
+                ids.append(self._create_user(props, seeding=True, known_unique=True)["id"])
+            return ids
 
     def add_group(self, members: Sequence[str] = (), **props: Any) -> dict[str, Any]:
         """Create a security group directly (no request, no quota), with member ids."""
         body = {"mailEnabled": False, "securityEnabled": True, **props}
-        body.setdefault("mailNickname", str(props.get("displayName", "group")).replace(" ", ""))
+        nickname = re.sub(r"[^A-Za-z0-9._-]", "", str(props.get("displayName", ""))) or "group"
+        body.setdefault("mailNickname", nickname)
         with self._lock:
-            group = self._create_group(body)
+            group = self._create_group(body, seeding=True)
             for mid in members:
                 self._add_member(group["id"], mid)
             return group
@@ -379,7 +594,7 @@ class GraphServer(LoopbackServer):
             h.send_response(reply.status)
             for k, v in reply.headers.items():
                 h.send_header(k, v)
-            if reply.body is not None:
+            if reply.body is not None and "Content-Type" not in reply.headers:
                 h.send_header("Content-Type", CONTENT_TYPE)
             h.send_header("Content-Length", str(len(data)))
             h.end_headers()
@@ -392,6 +607,9 @@ class GraphServer(LoopbackServer):
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str], raw: bytes
     ) -> Reply:
         """A request from the socket: version root, auth, injected faults, then the handlers."""
+        entra = _ENTRA_RE.match(path)
+        if entra is not None:
+            return self._entra(method, path, entra, headers, raw)
         rid = str(uuid.uuid4())
         crid = headers.get("client-request-id", rid)
         try:
@@ -480,6 +698,159 @@ class GraphServer(LoopbackServer):
         if e.details:
             err["details"] = e.details
         return Reply(e.status, dict(e.headers), {"error": err})
+
+    # --- Entra ID: tenant discovery and the token endpoint ----------------------------------------
+    def _entra(
+        self, method: str, path: str, route: re.Match[str], headers: dict[str, str], raw: bytes
+    ) -> Reply:
+        """``GET /{tenant}/v2.0/.well-known/openid-configuration`` (MSAL's tenant discovery) and
+        ``POST /{tenant}/oauth2/v2.0/token`` (client credentials, reference §3.1)."""
+        tenant = route.group("tenant")
+        form: dict[str, str] = {}
+        if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        trace_id = str(uuid.uuid4())
+        expected = "POST" if route.group("token") else "GET"
+        with self._lock:  # apps may be registered while serving
+            try:
+                if method != expected:
+                    raise _EntraError(
+                        405,
+                        "invalid_request",
+                        900561,
+                        f"The endpoint only accepts {expected} requests. Received a {method} "
+                        "request.",
+                    )
+                if route.group("token"):
+                    body = self._token(tenant, form)
+                else:
+                    self._known_tenant(tenant, "invalid_tenant")
+                    body = self._openid_configuration(tenant)
+                status = 200
+            except _EntraError as e:
+                status = e.status
+                body = self._entra_error_body(e, trace_id)
+            self.token_requests.append(TokenRequest(method, path, form, status))
+        reply_headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Cache-Control": "no-store, no-cache",
+            "Pragma": "no-cache",
+            "x-ms-request-id": trace_id,
+        }
+        return Reply(status, reply_headers, body)
+
+    def _known_tenant(self, tenant: str, error: str = "invalid_request") -> None:
+        if not any(t == tenant.casefold() for t, _ in self.apps):
+            raise _EntraError(
+                400,
+                error,
+                90002,
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID "
+                "and are signing into the correct cloud.",
+            )
+
+    def _openid_configuration(self, tenant: str) -> dict[str, Any]:
+        base = f"{self.authority}/{tenant}"
+        return {
+            "token_endpoint": f"{base}/oauth2/v2.0/token",
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "response_modes_supported": ["query", "fragment", "form_post"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "issuer": f"{base}/v2.0",
+            "request_uri_parameter_supported": False,
+            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
+        }
+
+    def _token(self, tenant: str, form: dict[str, str]) -> dict[str, Any]:
+        """The client credentials grant: a known app, a valid credential, Graph's ``.default``."""
+        self._known_tenant(tenant)
+        grant = form.get("grant_type")
+        if not grant:
+            raise _missing("grant_type")
+        if grant != "client_credentials":
+            raise _EntraError(
+                400,
+                "unsupported_grant_type",
+                70003,
+                f"The app requested an unsupported grant type '{grant}'.",
+            )
+        client_id = form.get("client_id")
+        if not client_id:
+            raise _missing("client_id")
+        app = self.apps.get((tenant.casefold(), client_id.casefold()))
+        if app is None:
+            raise _EntraError(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory "
+                f"'{tenant}'. This can happen if the application has not been installed by the "
+                "administrator of the tenant or consented to by any user in the tenant. You may "
+                "have sent your authentication request to the wrong tenant.",
+            )
+        if "client_assertion" in form or "client_assertion_type" in form:
+            if form.get("client_assertion_type") != JWT_BEARER:
+                raise _missing("client_assertion_type")
+            _verify_assertion(
+                app,
+                form.get("client_assertion", ""),
+                audiences={
+                    self.token_endpoint(tenant).casefold(),
+                    f"{self.authority}/{tenant}/oauth2/token".casefold(),  # the v1 endpoint
+                },
+            )
+        elif "client_secret" in form:
+            given = form["client_secret"].encode()
+            if app.secret is None or not hmac.compare_digest(given, app.secret.encode()):
+                raise _EntraError(
+                    401,
+                    "invalid_client",
+                    7000215,
+                    "Invalid client secret provided. Ensure the secret being sent in the request "
+                    "is the client secret value, not the client secret ID, for a secret added to "
+                    f"app '{app.client_id}'.",
+                )
+        else:
+            raise _EntraError(
+                401,
+                "invalid_client",
+                7000218,
+                "The request body must contain the following parameter: 'client_assertion' or "
+                "'client_secret'.",
+            )
+        _check_scope(form.get("scope"), tenant)
+        self.tokens_issued += 1
+        return {
+            "token_type": "Bearer",
+            "expires_in": self.token_lifetime,
+            "ext_expires_in": self.token_lifetime,
+            "access_token": self.token,
+        }
+
+    def _entra_error_body(self, e: _EntraError, trace_id: str) -> dict[str, Any]:
+        """Entra's error shape: the AADSTS code leads the description and is in error_codes."""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        correlation_id = str(uuid.uuid4())
+        return {
+            "error": e.error,
+            "error_description": f"AADSTS{e.code}: {e.description}\r\nTrace ID: {trace_id}\r\n"
+            f"Correlation ID: {correlation_id}\r\nTimestamp: {stamp}",
+            "error_codes": [e.code],
+            "timestamp": stamp,
+            "trace_id": trace_id,
+            "correlation_id": correlation_id,
+            "error_uri": f"{self.authority}/error?code={e.code}",
+        }
 
     # --- $batch ----------------------------------------------------------------------------------
     def _batch(self, body: Any) -> Reply:
@@ -653,28 +1024,36 @@ class GraphServer(LoopbackServer):
             details=[{"code": "ObjectConflict", "message": "", "target": prop}],
         )
 
-    def _create_user(self, body: dict[str, Any]) -> dict[str, Any]:
-        props = {k: v for k, v in body.items() if not k.startswith("@odata.")}
+    def _create_user(
+        self, body: dict[str, Any], *, seeding: bool = False, known_unique: bool = False
+    ) -> dict[str, Any]:
+        props = _properties("users", body, seeding=seeding)
         for name in USER_REQUIRED:
             if props.get(name) in (None, ""):
                 raise _bad(f"A value is required for property '{name}' of resource 'User'.")
-        if not _UPN_RE.match(str(props["userPrincipalName"])):
-            raise _bad(
-                "Property userPrincipalName in payload has a value that does not match schema."
-            )
-        if len(str(props["mailNickname"])) > 64 or _NICKNAME_BAD.search(str(props["mailNickname"])):
-            raise _bad("Invalid value specified for property 'mailNickname' of resource 'User'.")
-        if self._upn_taken(props["userPrincipalName"]):
+        # known_unique skips the linear uniqueness scans when bulk seeding checked them at once
+        if not known_unique and self._upn_taken(props["userPrincipalName"]):
             raise self._conflict("userPrincipalName")
         imm = props.get("onPremisesImmutableId")
-        if imm and any(u.get("onPremisesImmutableId") == imm for u in self.users.values()):
+        if imm and not known_unique and self._immutable_id_taken(imm):
             raise self._conflict("onPremisesImmutableId")
-        uid = self._new_id()
-        user = {"id": uid, "businessPhones": [], **props}
-        user["createdDateTime"] = _now()
+        uid = self._claim_id(props)
+        user = {"id": uid, "businessPhones": [], "createdDateTime": _now(), **props}
         self.users[uid] = user
         self._touch("users", uid)
         return user
+
+    def _immutable_id_taken(self, value: Any, but: str | None = None) -> bool:
+        return any(
+            u.get("onPremisesImmutableId") == value and uid != but for uid, u in self.users.items()
+        )
+
+    def _claim_id(self, props: dict[str, Any]) -> str:
+        """A new object id, or the one a seeding caller chose (which must be free)."""
+        oid = props.pop("id", None) or self._new_id()
+        if oid in self.users or oid in self.groups:
+            raise self._conflict("id")
+        return str(oid)
 
     def _post(self, kind: str, body: Any) -> Reply:
         if not isinstance(body, dict):
@@ -683,8 +1062,8 @@ class GraphServer(LoopbackServer):
         rendered = self._render(kind, obj, None, ctx=True)
         return Reply(201, {"Location": f"{self.url}/{kind}/{obj['id']}"}, rendered)
 
-    def _create_group(self, body: dict[str, Any]) -> dict[str, Any]:
-        props = {k: v for k, v in body.items() if "@odata." not in k}
+    def _create_group(self, body: dict[str, Any], *, seeding: bool = False) -> dict[str, Any]:
+        props = _properties("groups", body, seeding=seeding)
         for name in GROUP_REQUIRED:
             if props.get(name) is None or props.get(name) == "":
                 raise _bad(f"A value is required for property '{name}' of resource 'Group'.")
@@ -694,7 +1073,8 @@ class GraphServer(LoopbackServer):
                 "supported through Graph."
             )
         binds = self._resolve_binds(body.get("members@odata.bind"))
-        gid = self._new_id()
+        owners = self._resolve_binds(body.get("owners@odata.bind"))
+        gid = self._claim_id(props)
         group = {
             "id": gid,
             "createdDateTime": _now(),
@@ -709,6 +1089,7 @@ class GraphServer(LoopbackServer):
         }
         self.groups[gid] = group
         self.members[gid] = []
+        self.owners[gid] = owners
         self._member_log[gid] = []
         self._created_at[gid] = self.clock()
         self._touch("groups", gid)
@@ -717,7 +1098,7 @@ class GraphServer(LoopbackServer):
         return group
 
     def _resolve_binds(self, binds: Any) -> list[str]:
-        """Member ids from a ``members@odata.bind`` list (at most 20, all must exist)."""
+        """Object ids from an ``x@odata.bind`` list (at most 20, all must exist)."""
         if binds is None:
             return []
         if not isinstance(binds, list):
@@ -742,15 +1123,21 @@ class GraphServer(LoopbackServer):
         if not isinstance(body, dict):
             raise _bad("A JSON object body is required.", "BadRequest")
         oid = obj["id"]
-        props = {k: v for k, v in body.items() if "@odata." not in k and k != "id"}
+        props = _properties(kind, body)
+        for name in USER_REQUIRED if kind == "users" else GROUP_REQUIRED:
+            if name in props and props[name] is None:
+                raise _bad(f"Invalid value specified for property '{name}'.")
         upn = props.get("userPrincipalName")
         if kind == "users" and upn is not None and self._upn_taken(upn, but=oid):
             raise self._conflict("userPrincipalName")
-        if "displayName" in props and props["displayName"] in (None, ""):
-            raise _bad("Invalid value specified for property 'displayName'.")
+        imm = props.get("onPremisesImmutableId")
+        if kind == "users" and imm and self._immutable_id_taken(imm, but=oid):
+            raise self._conflict("onPremisesImmutableId")
         binds: list[str] = []
+        owners: list[str] = []
         if kind == "groups":
             binds = self._resolve_binds(body.get("members@odata.bind"))
+            owners = self._resolve_binds(body.get("owners@odata.bind"))
             if any(m in self.members[oid] for m in binds):
                 raise _bad(ALREADY_MEMBER)
             if binds:
@@ -760,6 +1147,8 @@ class GraphServer(LoopbackServer):
             self._touch(kind, oid)
         for mid in binds:
             self._add_member(oid, mid)
+        if owners:
+            self.owners[oid] += [o for o in owners if o not in self.owners[oid]]
         return Reply(204, {}, None)
 
     def _delete(self, kind: str, oid: str) -> None:
@@ -769,9 +1158,13 @@ class GraphServer(LoopbackServer):
         self._changed.pop((kind, oid), None)
         if kind == "groups":
             self.members.pop(oid, None)
+            self.owners.pop(oid, None)
         for gid, mids in self.members.items():
             if oid in mids:
                 self._remove_member(gid, oid)
+        for owner_ids in self.owners.values():
+            if oid in owner_ids:
+                owner_ids.remove(oid)
 
     # --- membership ------------------------------------------------------------------------------
     def _add_member(self, gid: str, mid: str) -> None:
@@ -966,6 +1359,210 @@ class GraphServer(LoopbackServer):
         return out
 
 
+# --- Entra ID helpers ------------------------------------------------------------------------------
+def _missing(parameter: str) -> _EntraError:
+    return _EntraError(
+        400,
+        "invalid_request",
+        900144,
+        f"The request body must contain the following parameter: '{parameter}'.",
+    )
+
+
+def _check_scope(scope: str | None, tenant: str) -> None:
+    """Only an application token for Graph: ``https://graph.microsoft.com/.default``.
+
+    Anything else is what a misconfigured client sends, e.g. ``http://127.0.0.1/.default`` when
+    the SDK derives the scope from the fake's host (reference §3): Entra refuses both kinds.
+    """
+    if not scope:
+        raise _missing("scope")
+    if len(scope.split()) != 1 or not scope.endswith("/.default"):
+        raise _EntraError(
+            400,
+            "invalid_scope",
+            1002012,
+            f"The provided value for scope {scope} is not valid. Client credential flows must "
+            "have a scope value with /.default suffixed to the resource identifier "
+            "(application ID URI).",
+        )
+    resource = scope.removesuffix("/.default").rstrip("/")
+    if resource.casefold() not in ("https://graph.microsoft.com", GRAPH_APP_ID):
+        raise _EntraError(
+            400,
+            "invalid_resource",
+            500011,
+            f"The resource principal named {resource} was not found in the tenant named "
+            f"{tenant}. This can happen if the application has not been installed by the "
+            "administrator of the tenant or consented to by any user in the tenant. You might "
+            "have sent your authentication request to the wrong tenant.",
+        )
+
+
+def _b64url(part: str) -> bytes:
+    """Decode one JWT segment; padding is optional (azure-identity sends it, PyJWT does not)."""
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _verify_assertion(app: _App, assertion: str, *, audiences: set[str]) -> None:
+    """Check a certificate credential's signed JWT the way Entra does: a registered certificate
+    (by thumbprint), an RS256/PS256 signature by its key, ``iss`` = ``sub`` = the client id, the
+    token endpoint as ``aud``, and a current validity window (five minutes of clock skew)."""
+
+    def invalid(code: int, description: str) -> _EntraError:
+        return _EntraError(401, "invalid_client", code, description)
+
+    try:
+        header_b64, payload_b64, signature_b64 = assertion.split(".")
+        header = json.loads(_b64url(header_b64))
+        claims = json.loads(_b64url(payload_b64))
+        signature = _b64url(signature_b64)
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            raise ValueError("not JSON objects")
+    except (ValueError, binascii.Error):
+        raise invalid(50027, "JWT token is invalid or malformed.") from None
+    alg = header.get("alg")
+    if alg not in ("RS256", "PS256"):
+        raise invalid(50027, f"JWT token is invalid or malformed: unsupported algorithm {alg}.")
+    cert = app.certificate
+    used = header.get("x5t#S256") or header.get("x5t")
+    if cert is not None and used is not None:
+        # x5t is a SHA-1 thumbprint by definition; azure-identity sends x5t#S256 (SHA-256).
+        digest = hashes.SHA256() if "x5t#S256" in header else hashes.SHA1()
+        if _b64url(str(used)) != cert.fingerprint(digest):
+            cert = None
+    if cert is None:
+        raise invalid(
+            700027,
+            "Client assertion contains an invalid signature. [Reason - The key was not found., "
+            f"Thumbprint of key used by client: '{used}']",
+        )
+    signed = f"{header_b64}.{payload_b64}".encode()
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise invalid(700027, "Client assertion contains an invalid signature.")
+    pad: padding.AsymmetricPadding = (
+        padding.PKCS1v15()
+        if alg == "RS256"
+        else padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.AUTO)
+    )
+    try:
+        key.verify(signature, signed, pad, hashes.SHA256())
+    except InvalidSignature:
+        raise invalid(
+            700027,
+            "Client assertion contains an invalid signature. [Reason - The provided signature "
+            "value did not match the expected signature value.]",
+        ) from None
+    client = app.client_id.casefold()
+    if str(claims.get("iss", "")).casefold() != client or (
+        str(claims.get("sub", "")).casefold() != client
+    ):
+        raise invalid(
+            700027,
+            "Client assertion contains an invalid signature. [Reason - The issuer and the "
+            f"subject of the assertion must both be the client id '{app.client_id}'.]",
+        )
+    if str(claims.get("aud", "")).casefold() not in audiences:
+        raise invalid(50012, "Client assertion audience claim does not match Realm issuer.")
+    now = time.time()
+    try:
+        not_before, expires = float(claims.get("nbf", 0)), float(claims["exp"])
+    except (KeyError, TypeError, ValueError):
+        raise invalid(50027, "JWT token is invalid or malformed: no valid 'exp'.") from None
+    if not not_before - 300 <= now <= expires + 300:
+        raise invalid(700024, "Client assertion is not within its valid time range.")
+
+
+class AppCertificate(NamedTuple):
+    """A throwaway certificate credential for an application."""
+
+    pem: bytes
+    """Private key and certificate, the file ``CertificateCredential(certificate_path=)`` reads."""
+    certificate_pem: bytes
+    """The public certificate alone, what is uploaded to the app registration."""
+
+
+def make_app_certificate(common_name: str = "provisioner test app") -> AppCertificate:
+    """A self-signed RSA certificate valid for two days, as apps use for client credentials."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=2))
+        .sign(key, hashes.SHA256())
+    )
+    certificate_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return AppCertificate(key_pem + certificate_pem, certificate_pem)
+
+
+# --- property validation ---------------------------------------------------------------------------
+def _properties(kind: str, body: dict[str, Any], *, seeding: bool = False) -> dict[str, Any]:
+    """The properties of a create or PATCH body, checked the way Graph checks them.
+
+    ``@odata.*`` annotations and the allowed ``x@odata.bind`` keys are left out. An unknown name
+    answers 400 rather than being stored silently (a typo in the target must not pass the tests);
+    so does a read-only one, except when a test seeds state directly (``seeding``).
+    """
+    writable = USER_WRITABLE if kind == "users" else GROUP_WRITABLE
+    known = USER_PROPS if kind == "users" else GROUP_PROPS
+    props: dict[str, Any] = {}
+    for name, value in body.items():
+        if name.startswith("@odata.") or name in _BINDS[kind]:
+            continue
+        if name not in known:
+            raise _bad(f"Invalid property '{name}'.")
+        if name not in writable and not seeding:
+            raise _bad(f"Property '{name}' is read-only and cannot be set.")
+        if name in writable:
+            _check_value(kind, name, value)
+        props[name] = value
+    return props
+
+
+def _check_value(kind: str, name: str, value: Any) -> None:
+    """400 for a value of the wrong JSON type or one that breaks a documented rule."""
+    resource = "User" if kind == "users" else "Group"
+    invalid = _bad(f"Invalid value specified for property '{name}' of resource '{resource}'.")
+    if value is None:
+        if name == "displayName":
+            raise invalid  # the one string Graph never lets a client clear
+        return
+    expected = _TYPES.get(name, str)
+    if not isinstance(value, expected) or (
+        expected is list and not all(isinstance(v, str) for v in value)
+    ):
+        raise _bad(
+            f"Cannot convert the literal '{value}' to the expected type of property '{name}'.",
+            "BadRequest",
+        )
+    if not isinstance(value, str):
+        return
+    if len(value) > _MAX_LENGTH.get(name, len(value)) or (name == "displayName" and not value):
+        raise invalid
+    if name == "mailNickname" and (not value.isascii() or _NICKNAME_BAD.search(value)):
+        raise invalid
+    if name == "userPrincipalName" and not _UPN_RE.fullmatch(value):
+        raise _bad("Property userPrincipalName in payload has a value that does not match schema.")
+    if name == "usageLocation" and not _COUNTRY_RE.fullmatch(value):
+        raise invalid
+    if name == "onPremisesImmutableId" and ("$" in value or "_" in value):
+        raise invalid
+    if name == "visibility" and value not in _VISIBILITY:
+        raise invalid
+
+
 # --- query helpers ---------------------------------------------------------------------------------
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -1062,3 +1659,42 @@ def _check_prop(prop: str, kind: str) -> None:
             f"resource '{'User' if kind == 'users' else 'Group'}'.",
             "Request_UnsupportedQuery",
         )
+
+
+# --- standalone ------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until interrupted, for benchmarks and end-to-end runs in another process.
+
+    The first line printed is the Graph base URL; with ``--tls`` the authority and the CA file
+    follow, and ``--tenant``/``--client-id``/``--client-secret`` register an application.
+    """
+    parser = argparse.ArgumentParser(prog="python -m tests.fakes.graph_server")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--seed-users", type=int, default=0, metavar="K")
+    parser.add_argument("--token", default="test-token", help="the accepted bearer token")
+    parser.add_argument("--tls", action="store_true", help="serve https with a throwaway CA")
+    parser.add_argument("--tenant", help="register an application in this tenant")
+    parser.add_argument("--client-id")
+    parser.add_argument("--client-secret")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    args = parser.parse_args(argv)
+    if args.tenant and not (args.client_id and args.client_secret):
+        parser.error("--tenant needs --client-id and --client-secret")
+    server = GraphServer(port=args.port, token=args.token, tls=args.tls, verbose=args.verbose)
+    if args.tenant:
+        server.register_app(args.tenant, args.client_id, secret=args.client_secret)
+    server.seed_users(args.seed_users)
+    # SIGTERM (how benchmarks stop a child) ends the wait below like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with server:
+        print(server.url, flush=True)
+        if server.ca is not None:
+            print(f"authority {server.authority}", flush=True)
+            print(f"ca_file {server.ca_file}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
