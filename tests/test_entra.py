@@ -5,8 +5,12 @@ throttling storms, replication lag and retried creates. Nothing sleeps for real:
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import datetime as dt
+import email.utils
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -14,6 +18,7 @@ import pytest
 
 from provisioner.cli import main
 from provisioner.targets import entra
+from provisioner.targets.entra_settings import WriteQuota
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.graph_server import GraphServer
 from tests.fakes.informat_server import InformatServer
@@ -451,3 +456,62 @@ def test_password_reset_for_one_account(graph, informat_server, synthetic, entra
     (row,) = list(csv.DictReader(csv_sheet.open(encoding="utf-8")))
     assert users(graph)[key]["passwordProfile"]["password"] == row["password"]
     assert row["password"] not in out
+
+
+def test_an_app_signs_in_with_a_certificate_too(
+    graph, informat_server, entra_env, tmp_path, capsys
+):
+    from tests.fakes.graph_server import make_app_certificate
+
+    cert = make_app_certificate()
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(cert.pem)
+    graph.register_app(TENANT, CLIENT, certificate_pem=cert.certificate_pem)
+    config = entra_env(informat_server.url)
+    config.write_text(
+        config.read_text().replace("client_secret: ${TEST_ENTRA_SECRET}", f"certificate: {pem}")
+    )
+    assert plan_json(config, capsys)["counts"]["create"] > 100
+    assert graph.tokens_issued == 1
+    other = make_app_certificate("someone else")
+    pem.write_bytes(other.pem)
+    assert main(["plan", "--config", str(config)]) == 1
+    assert "refused the sign-in" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "key", ["klas-030569-1A", "klas 1 A", "Zoë's (klas)", "a~b", "klas/1@x", "日本"]
+)
+def test_group_keys_survive_the_round_trip_through_a_mail_nickname(key):
+    nickname = entra.nickname_for("prov-", key)
+    assert re.fullmatch(r"[A-Za-z0-9.\-_~]+", nickname)
+    assert entra.key_of("prov-", nickname) == key
+    assert entra.key_of("prov-", "other-" + key) is None
+
+
+def test_retry_after_reads_numbers_decimals_and_dates():
+    assert entra.retry_after({"Retry-After": "7"}) == 7
+    assert entra.retry_after({"retry-after": "0.5"}) == 0.5
+    assert entra.retry_after({}) is None
+    future = email.utils.format_datetime(
+        dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30), usegmt=True
+    )
+    assert 25 < (entra.retry_after({"Retry-After": future}) or 0) <= 30
+
+
+def test_the_pacer_keeps_every_window_under_the_quota():
+    clock = Clock()
+    pacer = entra.WritePacer(WriteQuota(writes=50, seconds=10), clock, clock.wait)
+    sent: list[float] = []
+
+    async def run() -> None:
+        for _ in range(30):
+            await pacer.take(20)
+            sent.extend([clock.t] * 20)
+
+    asyncio.run(run())
+    for start in sent:
+        assert sum(start <= t < start + 10 for t in sent) <= 50
+    # ... and waits no longer than needed: two batches of 20 fit in a window, so 30 batches
+    # take 14 further windows.
+    assert clock.t - 1000.0 <= 14 * 10 + 0.01

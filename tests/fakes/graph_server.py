@@ -439,6 +439,7 @@ class GraphServer(LoopbackServer):
         self._lock = threading.RLock()
         self._faults: list[_Fault] = []
         self._item_faults: list[_Fault] = []
+        self._late_faults: list[_Fault] = []
         self._writes: list[float] = []
         self._created_at: dict[str, float] = {}
         self._seq = 0
@@ -510,11 +511,15 @@ class GraphServer(LoopbackServer):
         path_contains: str | None = None,
         times: int | None = 1,
         retry_after: float | None = None,
+        after_apply: bool = False,
     ) -> None:
         """Answer the next ``times`` whole requests (``None``: all) whose path contains
-        ``path_contains`` with ``status`` (429/503/504/500), with ``Retry-After`` if given."""
+        ``path_contains`` with ``status`` (429/503/504/500), with ``Retry-After`` if given.
+        With ``after_apply`` the request is carried out first and only its answer is lost (a
+        gateway timeout after the work was done): a retry then meets what it already did."""
         with self._lock:
-            self._faults.append(_Fault(status, path_contains, times, retry_after))
+            fault = _Fault(status, path_contains, times, retry_after)
+            (self._late_faults if after_apply else self._faults).append(fault)
 
     def inject_batch_item(
         self,
@@ -533,6 +538,7 @@ class GraphServer(LoopbackServer):
         with self._lock:
             self._faults.clear()
             self._item_faults.clear()
+            self._late_faults.clear()
 
     def clear_requests(self) -> None:
         """Forget the recorded requests."""
@@ -628,6 +634,8 @@ class GraphServer(LoopbackServer):
                 reply = self._batch(body)
             else:
                 reply = self._execute(method, sub, query, headers, body)
+            with self._lock:
+                self._take_fault(self._late_faults, sub)
         except GraphError as e:
             reply = self._error_reply(e, rid, crid)
         reply.headers.setdefault("request-id", rid)
