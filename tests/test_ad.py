@@ -15,6 +15,7 @@ from provisioner.plan.planfile import load_plan
 from provisioner.state import StateStore
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.informat_server import InformatServer
+from tests.scenarios import NEWCOMER, day_two
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -117,31 +118,17 @@ def test_day_two_gives_exactly_the_expected_changes(
     capsys.readouterr()
     before = users_below(samba_dc, root)
 
-    n = synthetic.notable
-    day2 = copy.deepcopy(synthetic)
-    leaver, mover, renamed = n["diacritics"], n["apostrophe"], n["pupil"]
-    day2.rows["Lln"] = [r for r in day2.rows["Lln"] if r["p_persoon"] != leaver]
-    old_class = next(r["Klascode"] for r in day2.rows["Lln"] if r["p_persoon"] == mover)
-    new_class = "6WEWI" if old_class != "6WEWI" else "1A"
-    for row in day2.rows["Lln"]:
-        if row["p_persoon"] == mover:
-            row["Klascode"] = new_class
-        if row["p_persoon"] == renamed:
-            row["Naam"] = "Nieuwenaam"
-    for row in day2.rows["Subgroepen"]:
-        if row["p_persoon"] == mover and row.get("Groeptype") == "0":
-            row["Klascode"] = new_class
-    newcomer = copy.deepcopy(next(r for r in day2.rows["Lln"] if r["p_persoon"] == renamed))
-    newcomer.update(p_persoon="99999991", Voornaam="Nieuwe", Naam="Leerling")
-    day2.rows["Lln"].append(newcomer)
+    scenario = day_two(synthetic)
+    leaver, mover, renamed = scenario.leaver, scenario.mover, scenario.renamed
+    new_class = scenario.new_class
 
-    with InformatServer(day2, today=REFERENCE_DAY) as server:
+    with InformatServer(scenario.data, today=REFERENCE_DAY) as server:
         config = config_for(server.url)
         plan = plan_json(config, capsys)
         by_key: dict[tuple[str, str], dict] = {(c["action"], c["key"]): c for c in plan["changes"]}
         accounts = {k: c for k, c in by_key.items() if c["kind"] == "account"}
         assert set(accounts) == {
-            ("create", "99999991"),
+            ("create", NEWCOMER),
             ("disable", leaver),
             ("move", mover),
             ("update", mover),

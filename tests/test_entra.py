@@ -22,6 +22,7 @@ from provisioner.targets.entra_settings import WriteQuota
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.graph_server import GraphServer
 from tests.fakes.informat_server import InformatServer
+from tests.scenarios import NEWCOMER, day_two
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "school.onmicrosoft.com"
@@ -183,30 +184,16 @@ def test_day_two_gives_exactly_the_expected_changes(
 ):
     apply(entra_env(informat_server.url), capsys)
     before = users(graph)
-    n = synthetic.notable
-    day2 = copy.deepcopy(synthetic)
-    leaver, mover, renamed = n["diacritics"], n["apostrophe"], n["pupil"]
-    day2.rows["Lln"] = [r for r in day2.rows["Lln"] if r["p_persoon"] != leaver]
-    old_class = next(r["Klascode"] for r in day2.rows["Lln"] if r["p_persoon"] == mover)
-    new_class = "6WEWI" if old_class != "6WEWI" else "1A"
-    for row in day2.rows["Lln"]:
-        if row["p_persoon"] == mover:
-            row["Klascode"] = new_class
-        if row["p_persoon"] == renamed:
-            row["Naam"] = "Nieuwenaam"
-    for row in day2.rows["Subgroepen"]:
-        if row["p_persoon"] == mover and row.get("Groeptype") == "0":
-            row["Klascode"] = new_class
-    newcomer = copy.deepcopy(next(r for r in day2.rows["Lln"] if r["p_persoon"] == renamed))
-    newcomer.update(p_persoon="99999991", Voornaam="Nieuwe", Naam="Leerling")
-    day2.rows["Lln"].append(newcomer)
+    scenario = day_two(synthetic)
+    leaver, mover, renamed = scenario.leaver, scenario.mover, scenario.renamed
+    old_class, new_class = scenario.old_class, scenario.new_class
 
-    with InformatServer(day2, today=REFERENCE_DAY) as server:
+    with InformatServer(scenario.data, today=REFERENCE_DAY) as server:
         config = entra_env(server.url)
         plan = plan_json(config, capsys)
         accounts = {(c["action"], c["key"]): c for c in plan["changes"] if c["kind"] == "account"}
         assert set(accounts) == {
-            ("create", "99999991"),
+            ("create", NEWCOMER),
             ("disable", leaver),
             ("update", mover),
             ("update", renamed),
@@ -219,7 +206,7 @@ def test_day_two_gives_exactly_the_expected_changes(
         assert after[renamed]["mailNickname"] == before[renamed]["mailNickname"]  # name kept
         assert after[renamed]["surname"] == "Nieuwenaam"
         assert after[mover]["department"] == new_class
-        school = next(r["_instelnr"] for r in day2.rows["Lln"] if r["p_persoon"] == mover)
+        school = scenario.school
         assert mover in members(graph, f"prov-klas-{school}-{new_class}")
         assert mover not in members(graph, f"prov-klas-{school}-{old_class}")
         assert leaver not in members(graph, f"prov-leerlingen-{school}")

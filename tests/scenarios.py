@@ -1,0 +1,47 @@
+"""Source-side scenarios the target tests share: the same day 2 for Active Directory and Entra ID."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from tests.fakes.synthetic import SyntheticData
+
+NEWCOMER = "99999991"
+
+
+@dataclass
+class DayTwo:
+    """The synthetic school a day later: one pupil left, one changed class, one changed name,
+    one is new."""
+
+    data: SyntheticData
+    leaver: str
+    mover: str
+    renamed: str
+    old_class: str
+    new_class: str
+    school: str
+    """The mover's school."""
+
+
+def day_two(synthetic: SyntheticData) -> DayTwo:
+    n = synthetic.notable
+    day2 = copy.deepcopy(synthetic)
+    leaver, mover, renamed = n["diacritics"], n["apostrophe"], n["pupil"]
+    day2.rows["Lln"] = [r for r in day2.rows["Lln"] if r["p_persoon"] != leaver]
+    moving = next(r for r in day2.rows["Lln"] if r["p_persoon"] == mover)
+    old_class, school = moving["Klascode"], moving["_instelnr"]
+    new_class = "6WEWI" if old_class != "6WEWI" else "1A"
+    for row in day2.rows["Lln"]:
+        if row["p_persoon"] == mover:
+            row["Klascode"] = new_class
+        if row["p_persoon"] == renamed:
+            row["Naam"] = "Nieuwenaam"
+    for row in day2.rows["Subgroepen"]:
+        if row["p_persoon"] == mover and row.get("Groeptype") == "0":
+            row["Klascode"] = new_class
+    newcomer = copy.deepcopy(next(r for r in day2.rows["Lln"] if r["p_persoon"] == renamed))
+    newcomer.update(p_persoon=NEWCOMER, Voornaam="Nieuwe", Naam="Leerling")
+    day2.rows["Lln"].append(newcomer)
+    return DayTwo(day2, leaver, mover, renamed, old_class, new_class, school)
