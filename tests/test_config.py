@@ -146,3 +146,74 @@ def test_numbers_are_kept_as_written_not_as_yaml_reads_them(tmp_path):
         tmp_path, "source:\n  informat:\n    snapshot: s\n    instelnrs: [030567, 30569]\n"
     )
     assert load_config(path).source.informat.instelnrs == ["030567", "030569"]
+
+
+def test_the_entra_example_loads(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("INFORMAT_PASSWORD", "x")
+    monkeypatch.setenv("ENTRA_CLIENT_SECRET", "y")
+    config = load_config(Path(__file__).parent.parent / "examples/entra/provisioner.yaml")
+    assert config.target is not None and config.target.entra is not None
+    entra = config.target.entra
+    assert entra.domains == ["leerling.school.be", "school.be"]
+    assert entra.client_secret is not None and entra.client_secret.reveal() == "y"
+    assert entra.graph_url == "https://graph.microsoft.com/v1.0" and entra.group_prefix == "prov-"
+
+
+ENTRA = (
+    GOOD
+    + """\
+state: state.db
+target:
+  entra:
+    tenant_id: school.onmicrosoft.com
+    client_id: 6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f
+    client_secret: ${TEST_ENTRA_SECRET}
+    domains: [school.be]
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "expected"),
+    [
+        ("domains: [school.be]", "domains: []", r":\d+: target\.entra\.domains: name at least"),
+        ("domains: [school.be]", "domains: [school]", r"not a domain name: school"),
+        (
+            "domains: [school.be]",
+            "domains: [school.be]\n    graph_url: http://graph.microsoft.com/v1.0",
+            r"graph_url: expected an https:// URL",
+        ),
+        (
+            "client_id: 6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f",
+            "client_id: provisioner",
+            r"client_id: the app registration's application \(client\) id",
+        ),
+        (
+            "    client_secret: ${TEST_ENTRA_SECRET}\n",
+            "",
+            r"give exactly one of client_secret and certificate",
+        ),
+        ("domains: [school.be]", "domains: [school.be]\n    group_prefix: ''", r"group_prefix"),
+        ("state: state.db\n", "", r"a target needs a state store"),
+        (
+            "target:\n",
+            "lifecycle:\n  disabled_ou: [Uit]\ntarget:\n",
+            r"Entra ID has no OUs",
+        ),
+        (
+            "target:\n  entra:\n",
+            "target:\n  ad:\n    url: ldaps://dc\n    bind_user: x\n    password: ${TEST_ENTRA_SECRET}\n"
+            "    base_dn: DC=x\n    managed_root: OU=y\n  entra:\n",
+            r"configure one target: ad or entra",
+        ),
+    ],
+)
+def test_entra_mistakes_are_named(tmp_path, monkeypatch, replace, by, expected):
+    monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "x")
+    monkeypatch.setenv("TEST_ENTRA_SECRET", "s3cret")
+    assert replace in ENTRA
+    with pytest.raises(ConfigError, match=expected) as caught:
+        load_config(write(tmp_path, ENTRA.replace(replace, by)))
+    assert "s3cret" not in str(caught.value)

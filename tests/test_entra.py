@@ -502,3 +502,71 @@ def test_the_pacer_keeps_every_window_under_the_quota():
     # ... and waits no longer than needed: two batches of 20 fit in a window, so 30 batches
     # take 14 further windows.
     assert clock.t - 1000.0 <= 14 * 10 + 0.01
+
+
+def test_a_rename_changes_the_mail_nickname_and_a_upn_that_follows_it(graph, clock):
+    from provisioner.plan.model import Change
+    from provisioner.secret import Secret
+    from provisioner.targets.entra_settings import EntraConfig
+
+    config = EntraConfig(
+        tenant_id=TENANT,
+        client_id=CLIENT,
+        domains=["leerling.school.be"],
+        client_secret=Secret(SECRET, "test"),
+        graph_url=graph.url,
+        authority=graph.authority,
+        ca_file=graph.ca_file,
+    )
+    follows, explicit = (
+        graph.add_user(
+            displayName=name,
+            userPrincipalName=f"{name}@leerling.school.be",
+            mailNickname=name,
+            accountEnabled=True,
+            employeeId=anchor,
+            passwordProfile={"password": "Oud-Wacht-Woord-1"},
+        )
+        for name, anchor in (("jan.peeters", "1"), ("an.peeters", "2"))
+    )
+
+    def rename(user: dict, new: str) -> Change:
+        old = user["mailNickname"]
+        return Change(
+            "rename",
+            "account",
+            user["employeeId"],
+            user["userPrincipalName"],
+            before={"username": old},
+            after={"username": new},
+            precondition={"id": user["id"], "username": old},
+        )
+
+    target = entra.EntraId(config)
+    try:
+        target.read({"userPrincipalName"})
+        changes = [
+            rename(follows, "jan.peeters2"),
+            rename(explicit, "an.peeters2"),
+            Change(
+                "update",
+                "account",
+                "2",
+                explicit["userPrincipalName"],
+                before={"userPrincipalName": "an.peeters@leerling.school.be"},
+                after={"userPrincipalName": "a.peeters@leerling.school.be"},
+                precondition={
+                    "id": explicit["id"],
+                    "attributes": {"userPrincipalName": "an.peeters@leerling.school.be"},
+                },
+            ),
+        ]
+        results = list(target.apply_all(changes, {}))
+    finally:
+        target.close()
+    assert [r.status for r in results] == ["applied"] * 3
+    assert graph.users[follows["id"]]["mailNickname"] == "jan.peeters2"
+    assert graph.users[follows["id"]]["userPrincipalName"] == "jan.peeters2@leerling.school.be"
+    # The plan sets this UPN itself: the rename leaves it to the update.
+    assert graph.users[explicit["id"]]["mailNickname"] == "an.peeters2"
+    assert graph.users[explicit["id"]]["userPrincipalName"] == "a.peeters@leerling.school.be"
