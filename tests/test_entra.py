@@ -570,3 +570,27 @@ def test_a_rename_changes_the_mail_nickname_and_a_upn_that_follows_it(graph, clo
     # The plan sets this UPN itself: the rename leaves it to the update.
     assert graph.users[explicit["id"]]["mailNickname"] == "an.peeters2"
     assert graph.users[explicit["id"]]["userPrincipalName"] == "a.peeters@leerling.school.be"
+
+
+def test_a_group_create_sent_again_after_a_lost_answer_leaves_no_twin(
+    graph, informat_server, entra_env, tmp_path, capsys
+):
+    import shutil
+
+    accounts_only = tmp_path / "accounts-only"
+    shutil.copytree(ROOT / "examples/entra/mappings", accounts_only)
+    (accounts_only / "groups.yaml").unlink()
+    apply(entra_env(informat_server.url, mappings=accounts_only), capsys)
+    assert not graph.groups
+    config = entra_env(informat_server.url)
+    plan = plan_json(config, capsys)
+    assert {c["action"] for c in plan["changes"]} == {"create_group", "add_member"}
+    # The first $batch (20 group creates) is carried out, but its answer is lost.
+    graph.inject(504, path_contains="$batch", times=1, after_apply=True)
+    data = apply(config, capsys)
+    made = [c for c in plan["changes"] if c["action"] == "create_group"]
+    nicknames = [g["mailNickname"] for g in graph.groups.values()]
+    assert sorted(nicknames) == sorted("prov-" + c["key"] for c in made)
+    twins = [r for r in data["results"] if r["message"].startswith("removed 1 twin")]
+    assert len(twins) == min(20, len(made)) > 10
+    assert plan_json(config, capsys)["changes"] == []

@@ -112,6 +112,8 @@ class Reply:
     status: int
     headers: Mapping[str, str]
     body: Any
+    resent: bool = False
+    """The batch was sent again after its answer was lost: the first one may have done this."""
 
     @property
     def ok(self) -> bool:
@@ -298,7 +300,9 @@ class Batcher:
                 item["body"] = call.body
                 item["headers"] = {"Content-Type": "application/json"}
             requests.append(item)
+        lost = graph.resent_after_loss
         answer = await graph.send_json("POST", f"{graph.base_url}/$batch", {"requests": requests})
+        resent = graph.resent_after_loss > lost
         stats = graph.stats
         stats.batches += 1
         stats.items += len(calls)
@@ -311,7 +315,7 @@ class Batcher:
             if raw is None:
                 call.future.set_exception(TargetError(f"$batch answered no item {index + 1}"))
                 continue
-            reply = Reply(int(raw.get("status", 0)), raw.get("headers") or {}, _body(raw))
+            reply = Reply(int(raw.get("status", 0)), raw.get("headers") or {}, _body(raw), resent)
             call.attempts += 1
             if reply.status in RETRIED and call.attempts < graph.config.max_attempts:
                 stats.throttled += 1
@@ -351,6 +355,9 @@ class _Graph:
         self.sleep = sleep
         self.pacer = WritePacer(config.write_quota, clock, sleep)
         self.stats = Stats()
+        self.resent_after_loss = 0
+        """Requests sent again after an answer was lost (a timeout, a cut connection, a 504):
+        the first attempt may have been carried out."""
         self._credential = credential
         self._http: httpx.AsyncClient | None = None
         self._client: GraphServiceClient | None = None
@@ -424,6 +431,8 @@ class _Graph:
                 status = exc.response_status_code or 0
                 if status in RETRIED and attempt < self.config.max_attempts:
                     self.stats.retries += 1
+                    if status == 504:
+                        self.resent_after_loss += 1  # the gateway gave up; the work may be done
                     await self.sleep(retry_after(exc.response_headers or {}) or backoff(attempt))
                     continue
                 raise TargetError(f"{what}: {_explain_api_error(exc)}") from None
@@ -431,6 +440,7 @@ class _Graph:
                 # A write that timed out may have landed: the callers resolve "already exists".
                 if attempt < self.config.max_attempts:
                     self.stats.retries += 1
+                    self.resent_after_loss += 1
                     await self.sleep(backoff(attempt))
                     continue
                 raise TargetError(
@@ -894,7 +904,26 @@ class EntraId:
         self._snapshot.group_by_key[change.key] = gid
         self._snapshot.members[gid] = set()
         self._created_groups.add(gid)
-        return Result(change, "applied")
+        message = (
+            await self._remove_twins(batcher, gid, body["mailNickname"]) if reply.resent else ""
+        )
+        return Result(change, "applied", message)
+
+    async def _remove_twins(self, batcher: Batcher, gid: str, nickname: str) -> str:
+        """A group create sent again after its answer was lost may have made the group twice
+        (Graph keeps no security-group nickname unique): the twins made moments ago, empty, go."""
+        nick = nickname.replace("'", "''")
+        url = f"{self.graph.base_url}/groups?$filter=mailNickname eq '{nick}'&$select=id"
+        twins = [g["id"] for g in await self.graph.pages(url) if g["id"] != gid]
+        for twin in twins:
+            reply = await batcher.call("DELETE", f"/groups/{twin}")
+            if not reply.ok and reply.status != 404:
+                return f"a twin group {twin} from a lost answer remains: {reply.explain()}"
+        return (
+            f"removed {len(twins)} twin(s) made by an attempt whose answer was lost"
+            if twins
+            else ""
+        )
 
     async def _apply_update_group(self, batcher: Batcher, change: Change) -> Result:
         gid = str(change.precondition["id"])
