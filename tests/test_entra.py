@@ -36,6 +36,7 @@ class Clock:
     def __init__(self) -> None:
         self.t = 1000.0
         self.slept: list[float] = []
+        self.sign_in_retries = 0
 
     def __call__(self) -> float:
         return self.t
@@ -54,9 +55,16 @@ def graph_ca(tmp_path_factory):
 
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
+    from azure.core.pipeline.policies import AsyncRetryPolicy
+
     clock = Clock()
     monkeypatch.setattr(entra, "wait", clock.wait)
     monkeypatch.setattr(entra, "now", clock)
+
+    async def sign_in_backoff(policy, settings, transport) -> None:
+        clock.sign_in_retries += 1  # azure-identity's own retry of the token request
+
+    monkeypatch.setattr(AsyncRetryPolicy, "_sleep_backoff", sign_in_backoff)
     return clock
 
 
@@ -395,7 +403,7 @@ def test_users_and_groups_outside_the_managed_scope_are_never_touched(
 
 
 def test_sign_in_and_mapping_problems_are_one_clear_line(
-    graph, informat_server, entra_env, monkeypatch, capsys
+    graph, informat_server, entra_env, clock, monkeypatch, capsys
 ):
     config = entra_env(informat_server.url)
     monkeypatch.setenv("TEST_ENTRA_SECRET", "wrong")
@@ -409,10 +417,22 @@ def test_sign_in_and_mapping_problems_are_one_clear_line(
     assert main(["plan", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert "accounts: sAMAccountName" in err and "groups: cn" in err
+    # Signed in, but Graph itself does not answer: tried max_attempts times, then one line.
+    import socket
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed = unused.getsockname()[1]
+    config = entra_env(informat_server.url)
+    config.write_text(config.read_text().replace(graph.url, f"https://127.0.0.1:{closed}/v1.0"))
+    assert main(["plan", "--config", str(config)]) == 1
+    assert f"cannot reach https://127.0.0.1:{closed}/v1.0: ConnectError" in capsys.readouterr().err
+    assert clock.slept == [1, 2, 4, 8, 16, 32, 60]  # eight tries, backing off
     graph.stop()
     config = entra_env(informat_server.url)
     assert main(["plan", "--config", str(config)]) == 1
-    assert "cannot reach" in capsys.readouterr().err
+    assert f"cannot reach the sign-in authority {graph.authority}" in capsys.readouterr().err
+    assert clock.sign_in_retries >= 1
 
 
 def test_a_retried_create_that_had_landed_is_recognised_not_duplicated(
