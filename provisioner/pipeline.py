@@ -185,6 +185,7 @@ def apply_changes(
     # Each result is recorded as it comes: names issued before a crash stay issued.
     for index, result in enumerate(target.apply_all(plan.changes, initial)):
         change = result.change
+        assert change is plan.changes[index], "a target must answer every change, in order"
         results.append(result)
         if result.status != "applied":
             continue

@@ -115,9 +115,11 @@ def plan_json(config: Path, capsys) -> dict:
     return data
 
 
-def apply(config: Path, capsys, *extra: str) -> dict:
-    code = main(["apply", "--config", str(config), "--json", *extra])
-    data = json.loads(capsys.readouterr().out)
+def apply(config: Path, capsys, *, verbose: bool = False) -> dict:
+    code = main([*(["-v"] if verbose else []), "apply", "--config", str(config), "--json"])
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    data["log"] = captured.err
     failed = [r for r in data["results"] if r["status"] != "applied"]
     assert code == 0 and not failed, failed[:3]
     return data
@@ -297,9 +299,13 @@ def test_a_throttling_storm_still_lands_every_write_exactly_once(
     config = entra_env(informat_server.url, "    write_quota: {writes: 10000, seconds: 10}\n")
     plan = plan_json(config, capsys)
     graph.clear_requests()
-    apply(config, capsys)
+    log = apply(config, capsys, verbose=True)["log"]
     creates = [c for c in plan["changes"] if c["action"] == "create"]
     assert set(users(graph)) == {c["key"] for c in creates}
+    throttled = re.search(
+        r"Graph: \d+ write\(s\) in \d+ \$batch request\(s\), (\d+) throttled", log
+    )
+    assert throttled and int(throttled.group(1)) >= 25
     assert 0.5 in clock.slept and 2 in clock.slept  # Retry-After honoured, decimals too
     assert any(s >= 1 for s in clock.slept if s not in (0.5, 2))  # the quota's own Retry-After
     # Every create was tried until it landed, and none landed twice (users() checks that).

@@ -30,7 +30,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -55,6 +55,7 @@ from msgraph.generated.users.item.user_item_request_builder import UserItemReque
 from msgraph.graph_request_adapter import options as graph_default_options
 from msgraph_core import GraphClientFactory
 
+from provisioner import log
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Change
 from provisioner.targets.base import Result, TargetError
@@ -733,6 +734,13 @@ class EntraId:
             phase = list(enumerate(changes[start:end], start))
             yield from self._run(self._apply_phase(phase, passwords))
             start = end
+        stats = self.graph.stats
+        log.event(
+            f"Graph: {stats.writes} write(s) in {stats.batches} $batch request(s), "
+            f"{stats.throttled} throttled item(s) sent again",
+            **asdict(stats),
+            paced_seconds=round(self.graph.pacer.waited, 1),
+        )
 
     async def _apply_phase(
         self, phase: list[tuple[int, Change]], passwords: Mapping[int, str]
