@@ -41,9 +41,11 @@ from msgraph_core import GraphClientFactory
 from tests.fakes import tls as fake_tls
 from tests.fakes.graph_server import (
     ALREADY_MEMBER,
+    ALREADY_OWNER,
     GRAPH_ROOT,
     GRAPH_SCOPE,
     JWT_BEARER,
+    LAST_OWNER,
     AppCertificate,
     GraphError,
     GraphServer,
@@ -323,6 +325,210 @@ def test_replication_lag_knob(client: httpx.Client, graph: GraphServer) -> None:
     graph.lag_member_adds = 5
     assert client.post(f"/groups/{gid2}/members/$ref", json=ref).status_code == 204
     assert graph.lag_member_adds == 5
+
+
+# --- group owners ----------------------------------------------------------------------------------
+def owner_ref(oid: str, root: str = GRAPH_ROOT, kind: str = "directoryObjects") -> dict[str, str]:
+    return {"@odata.id": f"{root}/{kind}/{oid}"}
+
+
+def test_owners_list_add_duplicate_and_remove(client: httpx.Client, graph: GraphServer) -> None:
+    ids = make_users(client, 4)
+    body = {**group_body("1A"), "owners@odata.bind": binds(ids[:3])}
+    gid = client.post("/groups", json=body).json()["id"]
+    assert graph.owners[gid] == ids[:3] and graph.members[gid] == []
+    # paging and $select exactly like members: directoryObjects typed as users
+    r = client.get(f"/groups/{gid}/owners", params={"$top": "2", "$select": "id,displayName"})
+    assert r.status_code == 200
+    page = r.json()
+    assert page["@odata.context"].endswith("/$metadata#directoryObjects")
+    assert page["value"] == [
+        {"@odata.type": "#microsoft.graph.user", "id": ids[0], "displayName": "Leerling 0"},
+        {"@odata.type": "#microsoft.graph.user", "id": ids[1], "displayName": "Leerling 1"},
+    ]
+    assert f"/groups/{gid}/owners?$skiptoken=" in page["@odata.nextLink"]
+    rest = client.get(page["@odata.nextLink"]).json()
+    assert [o["id"] for o in rest["value"]] == [ids[2]] and "@odata.nextLink" not in rest
+    full = client.get(f"/groups/{gid}/owners").json()["value"][0]
+    assert full["userPrincipalName"] == "ll0@school.example" and "accountEnabled" not in full
+    assert client.get(f"/groups/{gid}/owners", params={"$select": "members"}).status_code == 400
+
+    # add: a directoryObjects URL, or a users URL on any host
+    r = client.post(f"/groups/{gid}/owners/$ref", json=owner_ref(ids[3], "https://x/v1.0", "users"))
+    assert r.status_code == 204 and r.content == b""
+    assert graph.owners[gid] == ids
+    r = client.post(f"/groups/{gid}/owners/$ref", json=owner_ref(ids[3]))
+    assert r.status_code == 400
+    assert error(r) | {"innerError": None} == {
+        "code": "Request_BadRequest",
+        "message": ALREADY_OWNER,
+        "innerError": None,
+    }
+    assert ALREADY_OWNER.endswith("'owners'.")
+    unknown = "00000000-0000-4000-8000-000000000000"
+    r = client.post(f"/groups/{gid}/owners/$ref", json=owner_ref(unknown))
+    assert r.status_code == 404 and error(r)["code"] == "Request_ResourceNotFound"
+    r = client.post(f"/groups/{unknown}/owners/$ref", json=owner_ref(ids[0]))
+    assert r.status_code == 404
+    assert client.get(f"/groups/{unknown}/owners").status_code == 404
+    assert client.post(f"/groups/{gid}/owners/$ref", json={}).status_code == 400
+    assert graph.owners[gid] == ids  # none of the refused adds changed anything
+
+    # remove; a non-owner (even a member, even an unknown id) is 404
+    assert client.delete(f"/groups/{gid}/owners/{ids[0]}/$ref").status_code == 204
+    assert graph.owners[gid] == ids[1:]
+    r = client.delete(f"/groups/{gid}/owners/{ids[0]}/$ref")
+    assert r.status_code == 404 and error(r)["code"] == "Request_ResourceNotFound"
+    client.post(f"/groups/{gid}/members/$ref", json=owner_ref(ids[0]))
+    assert client.delete(f"/groups/{gid}/owners/{ids[0]}/$ref").status_code == 404
+    assert client.delete(f"/groups/{gid}/owners/{unknown}/$ref").status_code == 404
+    assert graph.members[gid] == [ids[0]]  # owners and members are separate lists
+    # the last owner stays (Graph: once a group has owners, one must remain)
+    for uid in ids[1:3]:
+        assert client.delete(f"/groups/{gid}/owners/{uid}/$ref").status_code == 204
+    r = client.delete(f"/groups/{gid}/owners/{ids[3]}/$ref")
+    assert r.status_code == 400
+    assert error(r)["code"] == "Request_BadRequest" and error(r)["message"] == LAST_OWNER
+    assert graph.owners[gid] == [ids[3]]
+    # adding first, then removing, replaces the last owner
+    assert client.post(f"/groups/{gid}/owners/$ref", json=owner_ref(ids[0])).status_code == 204
+    assert client.delete(f"/groups/{gid}/owners/{ids[3]}/$ref").status_code == 204
+    assert [o["id"] for o in client.get(f"/groups/{gid}/owners").json()["value"]] == [ids[0]]
+    # a group without owners lists none
+    empty = client.post("/groups", json=group_body("1B")).json()["id"]
+    assert client.get(f"/groups/{empty}/owners").json()["value"] == []
+    assert "@odata.nextLink" not in client.get(f"/groups/{empty}/owners").json()
+
+
+def test_only_users_may_own_a_group(client: httpx.Client, graph: GraphServer) -> None:
+    (uid,) = make_users(client, 1)
+    other = client.post("/groups", json=group_body("X")).json()["id"]
+    gid = client.post("/groups", json=group_body("1A")).json()["id"]
+    for ref in (owner_ref(other), owner_ref(other, kind="groups")):
+        r = client.post(f"/groups/{gid}/owners/$ref", json=ref)
+        assert r.status_code == 400 and error(r)["code"] == "Request_BadRequest", ref
+        assert "'owners'" in error(r)["message"]
+    r = client.post("/groups", json={**group_body("1B"), "owners@odata.bind": binds([uid, other])})
+    assert r.status_code == 400
+    assert len(graph.groups) == 2  # no group was made
+    r = client.patch(f"/groups/{gid}", json={"owners@odata.bind": binds([uid, other])})
+    assert r.status_code == 400
+    assert graph.owners[gid] == [] and graph.owners[other] == []
+    # groups may still be members
+    assert client.post(f"/groups/{gid}/members/$ref", json=owner_ref(other)).status_code == 204
+    with pytest.raises(GraphError, match="invalid for the 'owners' reference"):
+        graph.add_group(displayName="Klas 1C", owners=[other])
+    assert len(graph.groups) == 2
+
+
+def test_owner_binds_on_create_and_patch(client: httpx.Client, graph: GraphServer) -> None:
+    ids = make_users(client, 23)
+    r = client.post("/groups", json={**group_body("1A"), "owners@odata.bind": binds(ids[:21])})
+    assert r.status_code == 400 and graph.groups == {}  # at most 20 references
+    body = {**group_body("1A", ids[:1]), "owners@odata.bind": binds([ids[0], ids[1], ids[0]])}
+    gid = client.post("/groups", json=body).json()["id"]
+    assert graph.owners[gid] == [ids[0], ids[1]] and graph.members[gid] == [ids[0]]
+    # PATCH: at most 20, an existing owner refuses the whole body (nothing of it sticks)
+    assert len(ids[2:]) == 21
+    r = client.patch(f"/groups/{gid}", json={"owners@odata.bind": binds(ids[2:])})
+    assert r.status_code == 400 and graph.owners[gid] == ids[:2]
+    r = client.patch(
+        f"/groups/{gid}",
+        json={"description": "x", "owners@odata.bind": binds([ids[2], ids[1]])},
+    )
+    assert r.status_code == 400 and error(r)["message"] == ALREADY_OWNER
+    assert graph.owners[gid] == ids[:2] and graph.groups[gid]["description"] is None
+    r = client.patch(f"/groups/{gid}", json={"owners@odata.bind": ["not a url"]})
+    assert r.status_code == 400
+    r = client.patch(
+        f"/groups/{gid}",
+        json={"owners@odata.bind": binds(ids[2:4]), "members@odata.bind": binds(ids[2:3])},
+    )
+    assert r.status_code == 204
+    assert graph.owners[gid] == ids[:4] and graph.members[gid] == [ids[0], ids[2]]
+    # seeding directly
+    seeded = graph.add_group(displayName="Klas 2A", members=ids[5:6], owners=ids[4:6])
+    assert graph.owners[seeded["id"]] == ids[4:6] and graph.members[seeded["id"]] == [ids[5]]
+    listed = client.get(f"/groups/{seeded['id']}/owners").json()["value"]
+    assert [o["id"] for o in listed] == ids[4:6]
+
+
+def test_deleted_user_stops_being_owner(client: httpx.Client, graph: GraphServer) -> None:
+    ids = make_users(client, 2)
+    body = {**group_body("1A", ids), "owners@odata.bind": binds(ids)}
+    gid = client.post("/groups", json=body).json()["id"]
+    r = client.get(f"/groups/{gid}/owners", params={"$top": "1"})
+    link = r.json()["@odata.nextLink"]
+    assert client.delete(f"/users/{ids[1]}").status_code == 204
+    assert graph.owners[gid] == [ids[0]] and graph.members[gid] == [ids[0]]
+    assert client.get(link).json()["value"] == []  # a page already handed out skips it too
+    listed = client.get(f"/groups/{gid}/owners").json()["value"]
+    assert [o["id"] for o in listed] == [ids[0]]
+    # deleting the last owner itself is allowed: the group is left without owners
+    assert client.delete(f"/users/{ids[0]}").status_code == 204
+    assert client.get(f"/groups/{gid}/owners").json()["value"] == []
+    assert client.delete(f"/groups/{gid}").status_code == 204
+    assert gid not in graph.owners
+
+
+def test_owners_in_batch(client: httpx.Client, graph: GraphServer) -> None:
+    ids = make_users(client, 3)
+    body = {**group_body("1A"), "owners@odata.bind": binds(ids[:1])}
+    gid = client.post("/groups", json=body).json()["id"]
+    reqs: list[dict[str, Any]] = [
+        {"id": "add", "method": "POST", "url": f"/groups/{gid}/owners/$ref", "headers": JSON, "body": owner_ref(ids[1])},
+        {"id": "dup", "method": "POST", "url": f"/groups/{gid}/owners/$ref", "headers": JSON, "body": owner_ref(ids[1]), "dependsOn": ["add"]},
+        {"id": "list", "method": "GET", "url": f"/groups/{gid}/owners?$select=id&$top=1", "dependsOn": ["add"]},
+        {"id": "rm", "method": "DELETE", "url": f"/groups/{gid}/owners/{ids[0]}/$ref", "dependsOn": ["add"]},
+        {"id": "rm-none", "method": "DELETE", "url": f"/groups/{gid}/owners/{ids[2]}/$ref"},
+        {"id": "last", "method": "DELETE", "url": f"/groups/{gid}/owners/{ids[1]}/$ref", "dependsOn": ["rm"]},
+    ]  # fmt: skip
+    r = client.post("/$batch", json={"requests": reqs})
+    assert r.status_code == 200
+    by_id = {x["id"]: x for x in r.json()["responses"]}
+    assert by_id["add"]["status"] == 204 and "body" not in by_id["add"]
+    assert by_id["dup"]["status"] == 400
+    assert by_id["dup"]["body"]["error"]["message"] == ALREADY_OWNER
+    assert by_id["list"]["status"] == 200
+    listed = by_id["list"]["body"]
+    assert listed["value"] == [{"@odata.type": "#microsoft.graph.user", "id": ids[0]}]
+    assert f"/groups/{gid}/owners?$skiptoken=" in listed["@odata.nextLink"]
+    assert by_id["rm"]["status"] == 204
+    assert by_id["rm-none"]["status"] == 404
+    assert by_id["rm-none"]["body"]["error"]["code"] == "Request_ResourceNotFound"
+    assert by_id["last"]["status"] == 400
+    assert by_id["last"]["body"]["error"]["message"] == LAST_OWNER
+    assert graph.owners[gid] == [ids[1]]
+
+
+def test_owner_adds_lag_and_count_as_writes(client: httpx.Client, graph: GraphServer) -> None:
+    now = [1000.0]
+    graph.clock = lambda: now[0]
+    ids = make_users(client, 3)
+    gid = client.post("/groups", json=group_body("1A")).json()["id"]
+    graph.lag_owner_adds = 2
+    ref = owner_ref(ids[0])
+    statuses = [client.post(f"/groups/{gid}/owners/$ref", json=ref).status_code for _ in range(3)]
+    assert statuses == [404, 404, 204]
+    graph.lag_owner_adds = 1
+    r = client.patch(f"/groups/{gid}", json={"owners@odata.bind": binds(ids[1:2])})
+    assert r.status_code == 404 and error(r)["code"] == "Request_ResourceNotFound"
+    assert graph.owners[gid] == ids[:1]
+    assert graph.lag_member_adds == 0  # the member knob is separate, and members unaffected
+    assert client.post(f"/groups/{gid}/members/$ref", json=ref).status_code == 204
+    # an old group is never affected
+    now[0] += graph.lag_seconds
+    graph.lag_owner_adds = 5
+    r = client.patch(f"/groups/{gid}", json={"owners@odata.bind": binds(ids[1:2])})
+    assert r.status_code == 204 and graph.lag_owner_adds == 5
+    # owner writes count against the write quota; reads do not
+    graph.write_quota = (2, 10.0)
+    assert client.post(f"/groups/{gid}/owners/$ref", json=owner_ref(ids[2])).status_code == 204
+    assert client.delete(f"/groups/{gid}/owners/{ids[2]}/$ref").status_code == 204
+    assert client.get(f"/groups/{gid}/owners").status_code == 200
+    r = client.post(f"/groups/{gid}/owners/$ref", json=owner_ref(ids[2]))
+    assert r.status_code == 429 and r.headers["retry-after"] == "10"
+    assert graph.owners[gid] == ids[:2]
 
 
 # --- $batch ----------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""A local, in-memory, Graph-compatible HTTP server for users, groups, membership, delta and $batch,
-with the Entra ID token endpoint in front of it.
+"""A local, in-memory, Graph-compatible HTTP server for users, groups, members, owners, delta and
+$batch, with the Entra ID token endpoint in front of it.
 
 No installable Graph emulator covers directory writes (reference §11), so the project keeps its
 own. It follows the measured behaviour in ``/work/shared/reference/microsoft-graph.md``: the JSON
@@ -203,6 +203,12 @@ ALREADY_MEMBER = (
     "One or more added object references already exist for the following modified properties: "
     "'members'."
 )
+ALREADY_OWNER = (
+    "One or more added object references already exist for the following modified properties: "
+    "'owners'."
+)
+LAST_OWNER = "The group must have at least one owner, hence this owner cannot be removed."
+"""Graph's answer (400 ``Request_BadRequest``) to removing a group's only owner."""
 _ERROR_CODES = {
     429: ("TooManyRequests", "Too many requests."),
     503: ("serviceNotAvailable", "Service unavailable."),
@@ -380,10 +386,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 # --- the server ------------------------------------------------------------------------------------
 class GraphServer(LoopbackServer):
-    """An in-memory Graph v1.0 (users, groups, members, delta, ``$batch``) on 127.0.0.1.
+    """An in-memory Graph v1.0 (users, groups, members, owners, delta, ``$batch``) on 127.0.0.1.
 
-    State is in :attr:`users` and :attr:`groups` (id -> stored properties) and :attr:`members`
-    (group id -> member ids in order). Every request is appended to :attr:`requests`.
+    State is in :attr:`users` and :attr:`groups` (id -> stored properties), :attr:`members` and
+    :attr:`owners` (group id -> member or owner ids in order). Every request is appended to
+    :attr:`requests`.
     """
 
     thread_name = "graph-fake"
@@ -416,7 +423,8 @@ class GraphServer(LoopbackServer):
         self.groups: dict[str, dict[str, Any]] = {}
         self.members: dict[str, list[str]] = {}
         self.owners: dict[str, list[str]] = {}
-        """Group id -> owner ids, from ``owners@odata.bind`` (no owners endpoints are modelled)."""
+        """Group id -> owner ids (users only, as for a security group; service principals are not
+        modelled). Set by ``owners@odata.bind`` on create or PATCH and by ``owners/$ref``."""
         self.requests: list[GraphRequest] = []
         self.apps: dict[tuple[str, str], _App] = {}
         """Registered applications by (tenant, client id), both case-folded."""
@@ -432,6 +440,8 @@ class GraphServer(LoopbackServer):
         """``(limit, window_seconds)``: more writes in a sliding window answer 429."""
         self.lag_member_adds = 0
         """The next N member adds to a group younger than :attr:`lag_seconds` answer 404."""
+        self.lag_owner_adds = 0
+        """The same for owner adds (``owners/$ref`` or ``owners@odata.bind`` on PATCH)."""
         self.lag_seconds = 5.0
         self.batch_order = "reverse"
         """``"reverse"`` (default, keeps clients from relying on order) or ``"request"``."""
@@ -576,15 +586,21 @@ class GraphServer(LoopbackServer):
                 ids.append(self._create_user(props, seeding=True, known_unique=True)["id"])
             return ids
 
-    def add_group(self, members: Sequence[str] = (), **props: Any) -> dict[str, Any]:
-        """Create a security group directly (no request, no quota), with member ids."""
+    def add_group(
+        self, members: Sequence[str] = (), owners: Sequence[str] = (), **props: Any
+    ) -> dict[str, Any]:
+        """Create a security group directly (no request, no quota), with member and owner ids
+        (owners must be existing users, as in Graph)."""
         body = {"mailEnabled": False, "securityEnabled": True, **props}
         nickname = re.sub(r"[^A-Za-z0-9._-]", "", str(props.get("displayName", ""))) or "group"
         body.setdefault("mailNickname", nickname)
         with self._lock:
+            for oid in owners:
+                self._check_owner(oid)
             group = self._create_group(body, seeding=True)
             for mid in members:
                 self._add_member(group["id"], mid)
+            self.owners[group["id"]] = list(dict.fromkeys(owners))
             return group
 
     # --- serving ---------------------------------------------------------------------------------
@@ -970,6 +986,14 @@ class GraphServer(LoopbackServer):
                     return self._ref_add(gid, body)
                 if n == 5 and parts[4] == "$ref" and method == "DELETE":
                     return self._ref_remove(gid, parts[3])
+            if kind == "groups" and n >= 3 and parts[2] == "owners":
+                gid = self._find("groups", parts[1])["id"]
+                if n == 3 and method == "GET":
+                    return self._list_owners(gid, query)
+                if n == 4 and parts[3] == "$ref" and method == "POST":
+                    return self._owner_add(gid, body)
+                if n == 5 and parts[4] == "$ref" and method == "DELETE":
+                    return self._owner_remove(gid, parts[3])
             raise GraphError(
                 405, "Request_BadRequest", "Specified HTTP method is not allowed for the request."
             )
@@ -1081,7 +1105,7 @@ class GraphServer(LoopbackServer):
                 "supported through Graph."
             )
         binds = self._resolve_binds(body.get("members@odata.bind"))
-        owners = self._resolve_binds(body.get("owners@odata.bind"))
+        owners = self._resolve_owner_binds(body.get("owners@odata.bind"))
         gid = self._claim_id(props)
         group = {
             "id": gid,
@@ -1105,12 +1129,12 @@ class GraphServer(LoopbackServer):
             self._add_member(gid, mid)
         return group
 
-    def _resolve_binds(self, binds: Any) -> list[str]:
+    def _resolve_binds(self, binds: Any, key: str = "members@odata.bind") -> list[str]:
         """Object ids from an ``x@odata.bind`` list (at most 20, all must exist)."""
         if binds is None:
             return []
         if not isinstance(binds, list):
-            raise _bad("members@odata.bind must be an array of URLs.", "BadRequest")
+            raise _bad(f"{key} must be an array of URLs.", "BadRequest")
         if len(binds) > MAX_BIND:
             raise _bad(
                 f"The request contains too many object references. Maximum number of "
@@ -1126,6 +1150,24 @@ class GraphServer(LoopbackServer):
                 raise _not_found(mid)
             ids.append(mid)
         return ids
+
+    def _resolve_owner_binds(self, binds: Any) -> list[str]:
+        """User ids from ``owners@odata.bind`` (at most 20, all existing users; a repeated URL
+        counts once)."""
+        ids = self._resolve_binds(binds, "owners@odata.bind")
+        for oid in ids:
+            self._check_owner(oid)
+        return list(dict.fromkeys(ids))
+
+    def _check_owner(self, oid: str) -> None:
+        """Only users (and service principals, not modelled) may own a group: a group is 400."""
+        if oid in self.groups:
+            raise _bad(
+                f"The reference target 'Group_{oid}' of type 'Group' is invalid for the 'owners' "
+                "reference."
+            )
+        if oid not in self.users:
+            raise _not_found(oid)
 
     def _patch(self, kind: str, obj: dict[str, Any], body: Any) -> Reply:
         if not isinstance(body, dict):
@@ -1144,19 +1186,23 @@ class GraphServer(LoopbackServer):
         binds: list[str] = []
         owners: list[str] = []
         if kind == "groups":
+            # all or nothing: every check before anything changes
             binds = self._resolve_binds(body.get("members@odata.bind"))
-            owners = self._resolve_binds(body.get("owners@odata.bind"))
+            owners = self._resolve_owner_binds(body.get("owners@odata.bind"))
             if any(m in self.members[oid] for m in binds):
                 raise _bad(ALREADY_MEMBER)
+            if any(o in self.owners[oid] for o in owners):
+                raise _bad(ALREADY_OWNER)
             if binds:
                 self._lag_check(oid)
+            if owners:
+                self._lag_check(oid, owners=True)
         obj.update(props)
         if props:
             self._touch(kind, oid)
         for mid in binds:
             self._add_member(oid, mid)
-        if owners:
-            self.owners[oid] += [o for o in owners if o not in self.owners[oid]]
+        self.owners.get(oid, []).extend(owners)
         return Reply(204, {}, None)
 
     def _delete(self, kind: str, oid: str) -> None:
@@ -1185,9 +1231,14 @@ class GraphServer(LoopbackServer):
         self._seq += 1
         self._member_log[gid].append((self._seq, mid, False))
 
-    def _lag_check(self, gid: str) -> None:
-        """Replication lag: a member add to a just-created group may not find it yet."""
-        if self.lag_member_adds > 0 and self.clock() - self._created_at[gid] < self.lag_seconds:
+    def _lag_check(self, gid: str, *, owners: bool = False) -> None:
+        """Replication lag: a member (or owner) add to a just-created group may not find it yet."""
+        if self.clock() - self._created_at[gid] >= self.lag_seconds:
+            return
+        if owners and self.lag_owner_adds > 0:
+            self.lag_owner_adds -= 1
+            raise _not_found(gid)
+        if not owners and self.lag_member_adds > 0:
             self.lag_member_adds -= 1
             raise _not_found(gid)
 
@@ -1206,6 +1257,27 @@ class GraphServer(LoopbackServer):
         if mid not in self.members[gid]:
             raise _not_found(mid)
         self._remove_member(gid, mid)
+        return Reply(204, {}, None)
+
+    # --- ownership -------------------------------------------------------------------------------
+    def _owner_add(self, gid: str, body: Any) -> Reply:
+        ref = body.get("@odata.id") if isinstance(body, dict) else None
+        if not ref:
+            raise _bad("The '@odata.id' property is required.", "BadRequest")
+        (uid,) = self._resolve_owner_binds([ref])
+        self._lag_check(gid, owners=True)
+        if uid in self.owners[gid]:
+            raise _bad(ALREADY_OWNER)
+        self.owners[gid].append(uid)
+        return Reply(204, {}, None)
+
+    def _owner_remove(self, gid: str, uid: str) -> Reply:
+        owners = self.owners[gid]
+        if uid not in owners:
+            raise _not_found(uid)
+        if owners == [uid]:
+            raise _bad(LAST_OWNER)
+        owners.remove(uid)
         return Reply(204, {}, None)
 
     # --- rendering -------------------------------------------------------------------------------
@@ -1262,6 +1334,14 @@ class GraphServer(LoopbackServer):
             page, f"{self.url}/$metadata#directoryObjects", f"/groups/{gid}/members", {}
         )
 
+    def _list_owners(self, gid: str, query: dict[str, str]) -> Reply:
+        if "$skiptoken" in query:
+            return self._next_page(query["$skiptoken"], delta=False)
+        page = _Page(f"owners:{gid}", list(self.owners[gid]), 0, _top(query), _select(query))
+        return self._page_reply(
+            page, f"{self.url}/$metadata#directoryObjects", f"/groups/{gid}/owners", {}
+        )
+
     def _page_reply(self, page: _Page, context: str, path: str, extra: dict[str, Any]) -> Reply:
         page.extra = {"context": context, "path": path}
         body: dict[str, Any] = {"@odata.context": context, **extra}
@@ -1278,9 +1358,9 @@ class GraphServer(LoopbackServer):
         while page.offset < len(page.ids) and len(values) < page.top:
             oid = page.ids[page.offset]
             page.offset += 1
-            if page.kind.startswith("members:"):
-                gid = page.kind.split(":", 1)[1]
-                if oid in self.members.get(gid, ()):
+            if page.kind.startswith(("members:", "owners:")):
+                relation, gid = page.kind.split(":", 1)
+                if oid in (self.members if relation == "members" else self.owners).get(gid, ()):
                     values.append(self._render_member(oid, page.select))
             elif oid in self._store(page.kind):
                 values.append(self._render(page.kind, self._store(page.kind)[oid], page.select))
