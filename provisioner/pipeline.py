@@ -316,20 +316,26 @@ def fit_to_target(
                     )
 
 
-def drop_ous(desired: DesiredState) -> None:
-    """A directory without OUs (Entra ID): the mappings' OU paths mean nothing there."""
-    desired.ous.clear()
-    for obj in (*desired.accounts.values(), *desired.groups.values()):
-        obj.ou = ()
+def drop_unsupported(desired: DesiredState, *, ous: bool, owners: bool) -> None:
+    """Leave out what the directory cannot keep: OU paths (Entra ID has no OUs), group owners
+    (Active Directory here keeps none), so that the plan never proposes them."""
+    if not ous:
+        desired.ous.clear()
+        for obj in (*desired.accounts.values(), *desired.groups.values()):
+            obj.ou = ()
+    if not owners:
+        for group in desired.groups.values():
+            group.owners.clear()
 
 
 def plan_for(prepared: Prepared, data: SourceData, target: Target | None) -> Plan:
     """Read the target, derive the desired state with the names already in use, and diff."""
     if target is None:
-        # Without a target the plan is the preview of a first run against an empty directory.
-        return make_plan(
-            prepared, data, desired_state(prepared, data), ObservedState(), EMPTY_TARGET
-        )
+        # Without a target the plan is the preview of a first run against an empty directory
+        # (whose owners support is unknown: none are shown).
+        desired = desired_state(prepared, data)
+        drop_unsupported(desired, ous=True, owners=False)
+        return make_plan(prepared, data, desired, ObservedState(), EMPTY_TARGET)
     assert prepared.config.state is not None  # the configuration requires it with a target
     with StateStore(prepared.config.state) as store:
         account_attributes, group_attributes = mapped_attributes(prepared)
@@ -345,8 +351,7 @@ def plan_for(prepared: Prepared, data: SourceData, target: Target | None) -> Pla
         store.remember_anchors("group", ((g.key, g.id) for g in observed.groups if g.key))
         desired = desired_state(prepared, data, existing=existing, issued=issued)
         fit_to_target(desired, target.limits, target.group_limits)
-        if not target.has_ous:
-            drop_ous(desired)
+        drop_unsupported(desired, ous=target.has_ous, owners=target.has_owners)
         store.remember_kinds((a.anchor, a.kind, a.school) for a in desired.accounts.values())
         gone = [
             a.anchor for a in observed.accounts if a.anchor and a.anchor not in desired.accounts

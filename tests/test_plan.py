@@ -470,3 +470,24 @@ def test_policy_limits_hold_per_school_too():
         "school 030577: 2 account disables exceed max_disable 5% (at most 1 of 20 managed "
         "accounts); if this is right, apply with --approve REASON"
     ]
+
+
+def test_owners_are_planned_like_members_and_only_where_asked():
+    state = desired(account("1", "jan"), account("t1", "juf"), groups={"klas-1A": {"1"}})
+    state.groups["klas-1A"].owners = {"t1"}
+    new = {(c.action, c.key): c for c in diff(state, ObservedState())}
+    assert new[("add_owner", "klas-1A")].after == {"owners": ["t1"]}
+    assert new[("add_owner", "klas-1A")].precondition == {"created_in_this_plan": True}
+    assert ORDER.index("add_owner") > ORDER.index("create_group")
+
+    directory = observed_from(state)  # without owners
+    assert [(c.action, c.after) for c in diff(state, directory)] == [
+        ("add_owner", {"owners": ["t1"]})
+    ]
+    directory.groups[0].owners = {"t1"}
+    assert diff(state, directory) == []
+    state.groups["klas-1A"].owners = {"1"}
+    changes = {(c.action, c.key): c for c in diff(state, directory)}
+    assert set(changes) == {("add_owner", "klas-1A"), ("remove_owner", "klas-1A")}
+    assert changes[("remove_owner", "klas-1A")].before == {"owners": ["t1"]}
+    assert changes[("remove_owner", "klas-1A")].precondition == {"id": "gid-klas-1A"}

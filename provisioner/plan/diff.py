@@ -325,34 +325,41 @@ def _group_changes(desired: DesiredState, observed: ObservedState) -> list[Chang
 
 
 def _membership(want: DesiredGroup, have: ObservedGroup | None, target: str) -> list[Change]:
-    """Member additions and removals of one group, each as one change (few directory writes)."""
-    current = have.members if have else set()
+    """Member and owner additions and removals of one group, each as one change (few directory
+    writes). Owners are planned only by targets that keep them (the pipeline clears them
+    otherwise)."""
     group_id = {"id": have.id} if have else {"created_in_this_plan": True}
     changes = []
-    add = sorted(want.members - current)
-    remove = sorted(current - want.members)
-    if add:
-        changes.append(
-            Change(
-                "add_member",
-                "group",
-                want.key,
-                target,
-                after={"members": add},
-                why=("members computed from the source",),
-                precondition=group_id,
+    for role, wanted, current in (
+        ("member", want.members, have.members if have else set()),
+        ("owner", want.owners, have.owners if have else set()),
+    ):
+        add = sorted(wanted - current)
+        remove = sorted(current - wanted)
+        if add:
+            changes.append(
+                Change(
+                    f"add_{role}",
+                    "group",
+                    want.key,
+                    target,
+                    after={f"{role}s": add},
+                    why=(f"{role}s computed from the source",),
+                    precondition=group_id,
+                )
             )
-        )
-    if remove:
-        changes.append(
-            Change(
-                "remove_member",
-                "group",
-                want.key,
-                target,
-                before={"members": remove},
-                why=("no longer a member in the source",),
-                precondition=group_id,
+        if remove:
+            changes.append(
+                Change(
+                    f"remove_{role}",
+                    "group",
+                    want.key,
+                    target,
+                    before={f"{role}s": remove},
+                    why=(
+                        f"no longer {'a member' if role == 'member' else 'an owner'} in the source",
+                    ),
+                    precondition=group_id,
+                )
             )
-        )
     return changes

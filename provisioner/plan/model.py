@@ -18,6 +18,8 @@ Action = Literal[
     "move_group",
     "add_member",
     "remove_member",
+    "add_owner",
+    "remove_owner",
     "disable",
     "delete",
     "delete_group",

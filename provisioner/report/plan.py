@@ -24,6 +24,8 @@ SYMBOL = {
     "disable": "-",
     "delete": "x",
     "remove_member": "-",
+    "add_owner": "+",
+    "remove_owner": "-",
     "delete_group": "-",
     "conflict": "!",
 }
@@ -40,6 +42,8 @@ TITLE = {
     "move_group": "groups to move",
     "add_member": "groups gaining members",
     "remove_member": "groups losing members",
+    "add_owner": "groups gaining owners",
+    "remove_owner": "groups losing owners",
     "disable": "accounts to disable",
     "delete": "accounts to delete",
     "delete_group": "groups to delete",

@@ -110,6 +110,7 @@ class ActiveDirectory:
     group_limits: Mapping[str, int] = MappingProxyType({**LIMITS, "sAMAccountName": 256})
     """Only users are held to 20 characters of sAMAccountName (the pre-Windows 2000 logon name)."""
     has_ous = True
+    has_owners = False  # managedBy holds one DN, not a set of owners: not written (yet)
 
     def describe(self) -> str:
         return f"Active Directory {self.config.url} below {self.root_dn}"

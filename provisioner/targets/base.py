@@ -34,6 +34,8 @@ class Target(Protocol):
     group_limits: Mapping[str, int]
     has_ous: bool
     """False for a directory without OUs: the mappings' OU paths are left out of the plan."""
+    has_owners: bool
+    """True when the target keeps group owners (the class teacher): only then are they planned."""
 
     def describe(self) -> str:
         """What the plan is made against; a saved plan is applied only to the same."""

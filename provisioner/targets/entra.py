@@ -525,6 +525,8 @@ class _Snapshot:
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
     members: dict[str, set[str]] = field(default_factory=dict)
     """Group id → member ids."""
+    owners: dict[str, set[str]] = field(default_factory=dict)
+    """Group id → owner ids."""
     user_by_anchor: dict[str, str] = field(default_factory=dict)
     group_by_key: dict[str, str] = field(default_factory=dict)
     ambiguous: set[str] = field(default_factory=set)
@@ -532,6 +534,7 @@ class _Snapshot:
 
 class EntraId:
     has_ous = False
+    has_owners = True
     limits = LIMITS
     group_limits = GROUP_LIMITS
 
@@ -615,6 +618,7 @@ class EntraId:
                     ou=(),
                     attributes=_attributes(group, attributes),
                     members={anchors[m] for m in snapshot.members.get(gid, ()) if m in anchors},
+                    owners={anchors[m] for m in snapshot.owners.get(gid, ()) if m in anchors},
                 )
             )
         return state
@@ -649,21 +653,26 @@ class EntraId:
                 continue
             snapshot.groups[group["id"]] = group
             snapshot.group_by_key[key] = group["id"]
-        # Members of every group, 20 groups per round trip.
+        # Members and owners of every group, 20 lists per round trip.
         async with Batcher(graph) as batcher:
-            lists = await asyncio.gather(*(self._members(batcher, gid) for gid in snapshot.groups))
-        snapshot.members = dict(zip(snapshot.groups, lists, strict=True))
+            members, owners = await asyncio.gather(
+                asyncio.gather(*(self._ids(batcher, g, "members") for g in snapshot.groups)),
+                asyncio.gather(*(self._ids(batcher, g, "owners") for g in snapshot.groups)),
+            )
+        snapshot.members = dict(zip(snapshot.groups, members, strict=True))
+        snapshot.owners = dict(zip(snapshot.groups, owners, strict=True))
         return snapshot
 
-    async def _members(self, batcher: Batcher, gid: str) -> set[str]:
-        reply = await batcher.call("GET", f"/groups/{gid}/members?$select=id&$top=999")
+    async def _ids(self, batcher: Batcher, gid: str, relation: str) -> set[str]:
+        """The ids of a group's members or owners."""
+        reply = await batcher.call("GET", f"/groups/{gid}/{relation}?$select=id&$top=999")
         if not reply.ok:
-            raise TargetError(f"reading the members of group {gid}: {reply.explain()}")
-        members = {m["id"] for m in reply.body.get("value") or []}
+            raise TargetError(f"reading the {relation} of group {gid}: {reply.explain()}")
+        ids = {m["id"] for m in reply.body.get("value") or []}
         link = reply.body.get("@odata.nextLink")
         if link:
-            members |= {m["id"] for m in await self.graph.pages(link)}
-        return members
+            ids |= {m["id"] for m in await self.graph.pages(link)}
+        return ids
 
     def _ensure_snapshot(self) -> _Snapshot:
         if self._snapshot is None:
@@ -911,6 +920,7 @@ class EntraId:
         self._snapshot.groups[gid] = {**body, "id": gid}
         self._snapshot.group_by_key[change.key] = gid
         self._snapshot.members[gid] = set()
+        self._snapshot.owners[gid] = set()
         self._created_groups.add(gid)
         message = (
             await self._remove_twins(batcher, gid, body["mailNickname"]) if reply.resent else ""
@@ -1033,12 +1043,54 @@ class EntraId:
         self._snapshot.members.setdefault(gid, set()).difference_update(uids)
         return self._ok_members(change, len(uids), missing)
 
-    @staticmethod
-    def _ok_members(change: Change, done: int, missing: list[str]) -> Result:
-        note = (
-            f"; {len(missing)} member account(s) not found: {', '.join(missing)}" if missing else ""
+    async def _apply_add_owner(self, batcher: Batcher, change: Change) -> Result:
+        gid = self._group_id(change)
+        uids, missing = self._member_ids(change.after.get("owners") or [])
+        replies = await asyncio.gather(
+            *(
+                self._lagging(
+                    gid,
+                    lambda uid=uid: batcher.call(
+                        "POST", f"/groups/{gid}/owners/$ref", {"@odata.id": self._ref(uid)}
+                    ),
+                )
+                for uid in uids
+            )
         )
-        return Result(change, "applied", f"{done} member(s){note}")
+        # 400: an owner already (a retried add), as with members.
+        failed = [r for r in replies if not r.ok and r.status != 400]
+        if failed:
+            return Result(change, "failed", failed[0].explain())
+        assert self._snapshot is not None
+        self._snapshot.owners.setdefault(gid, set()).update(uids)
+        return self._ok_members(change, len(uids), missing, "owner")
+
+    async def _apply_remove_owner(self, batcher: Batcher, change: Change) -> Result:
+        gid = self._group_id(change)
+        uids, missing = self._member_ids(change.before.get("owners") or [])
+        replies = await asyncio.gather(
+            *(batcher.call("DELETE", f"/groups/{gid}/owners/{uid}/$ref") for uid in uids)
+        )
+        failed = [r for r in replies if not r.ok and r.status not in (400, 404)]
+        if failed:
+            return Result(change, "failed", failed[0].explain())
+        # 400 on a well-formed removal: Entra keeps the last owner of a group. Not a failure of
+        # the run; the owner goes once the class has another one.
+        kept = [uid for uid, r in zip(uids, replies, strict=True) if r.status == 400]
+        assert self._snapshot is not None
+        self._snapshot.owners.setdefault(gid, set()).difference_update(set(uids) - set(kept))
+        if kept and len(kept) == len(uids):
+            return Result(change, "skipped", "Entra ID keeps the last owner of a group")
+        result = self._ok_members(change, len(uids) - len(kept), missing, "owner")
+        note = f"; {len(kept)} kept: Entra ID keeps the last owner of a group" if kept else ""
+        return Result(change, result.status, result.message + note)
+
+    @staticmethod
+    def _ok_members(change: Change, done: int, missing: list[str], role: str = "member") -> Result:
+        note = (
+            f"; {len(missing)} {role} account(s) not found: {', '.join(missing)}" if missing else ""
+        )
+        return Result(change, "applied", f"{done} {role}(s){note}")
 
     # -- passwords ------------------------------------------------------------------------------
 
