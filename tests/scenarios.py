@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 
+from tests.conftest import REFERENCE_DAY
 from tests.fakes.synthetic import SyntheticData
 
 NEWCOMER = "99999991"
@@ -45,3 +47,21 @@ def day_two(synthetic: SyntheticData) -> DayTwo:
     newcomer.update(p_persoon=NEWCOMER, Voornaam="Nieuwe", Naam="Leerling")
     day2.rows["Lln"].append(newcomer)
     return DayTwo(day2, leaver, mover, renamed, old_class, new_class, school)
+
+
+def config_head(informat_url: str, mappings: Path) -> str:
+    """The part of provisioner.yaml the target tests share: mappings, state store, policy and the
+    Informat source (password from ``$TEST_INFORMAT_PASSWORD``). A ``target:`` section follows."""
+    return (
+        f"mappings: {mappings}\n"
+        "state: state.db\n"
+        # These tests read live data dated today: no summer freeze, whatever the date.
+        "policy:\n  freeze_leavers: []\n"
+        "source:\n  informat:\n"
+        f"    url: {informat_url}\n"
+        "    login: webservices@school.be\n"
+        "    password: ${TEST_INFORMAT_PASSWORD}\n"
+        "    schooljaar: 2025-26\n"
+        "    instelnrs: ['030569', '030577']\n"
+        f"    referentiedatum: {REFERENCE_DAY:%d-%m-%Y}\n"
+    )

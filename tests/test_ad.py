@@ -15,7 +15,7 @@ from provisioner.plan.planfile import load_plan
 from provisioner.state import StateStore
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.informat_server import InformatServer
-from tests.scenarios import NEWCOMER, day_two
+from tests.scenarios import NEWCOMER, config_head, day_two
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,18 +30,7 @@ def ad_env(samba_dc, tmp_path, monkeypatch):
     def config_for(informat_url: str, extra_ad: str = "") -> Path:
         path = tmp_path / "provisioner.yaml"
         path.write_text(
-            f"mappings: {ROOT / 'mappings'}\n"
-            "state: state.db\n"
-            # These tests read live data dated today: no summer freeze, whatever the date.
-            "policy:\n  freeze_leavers: []\n"
-            "source:\n  informat:\n"
-            f"    url: {informat_url}\n"
-            "    login: webservices@school.be\n"
-            "    password: ${TEST_INFORMAT_PASSWORD}\n"
-            "    schooljaar: 2025-26\n"
-            "    instelnrs: ['030569', '030577']\n"
-            f"    referentiedatum: {REFERENCE_DAY:%d-%m-%Y}\n"
-            "target:\n  ad:\n"
+            config_head(informat_url, ROOT / "mappings") + "target:\n  ad:\n"
             f"    url: {samba_dc.ldaps_url}\n"
             f"    bind_user: {samba_dc.admin_user}\n"
             "    password: ${TEST_AD_PASSWORD}\n"

@@ -22,7 +22,7 @@ from provisioner.targets.entra_settings import WriteQuota
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.graph_server import GraphServer
 from tests.fakes.informat_server import InformatServer
-from tests.scenarios import NEWCOMER, day_two
+from tests.scenarios import NEWCOMER, config_head, day_two
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "school.onmicrosoft.com"
@@ -84,17 +84,8 @@ def entra_env(graph, tmp_path, monkeypatch):
     def config_for(informat_url: str, extra: str = "", mappings: Path | None = None) -> Path:
         path = tmp_path / "provisioner.yaml"
         path.write_text(
-            f"mappings: {mappings or ROOT / 'examples/entra/mappings'}\n"
-            "state: state.db\n"
-            "policy:\n  freeze_leavers: []\n"
-            "source:\n  informat:\n"
-            f"    url: {informat_url}\n"
-            "    login: webservices@school.be\n"
-            "    password: ${TEST_INFORMAT_PASSWORD}\n"
-            "    schooljaar: 2025-26\n"
-            "    instelnrs: ['030569', '030577']\n"
-            f"    referentiedatum: {REFERENCE_DAY:%d-%m-%Y}\n"
-            "target:\n  entra:\n"
+            config_head(informat_url, mappings or ROOT / "examples/entra/mappings")
+            + "target:\n  entra:\n"
             f"    tenant_id: {TENANT}\n"
             f"    client_id: {CLIENT}\n"
             "    client_secret: ${TEST_ENTRA_SECRET}\n"
@@ -671,3 +662,29 @@ def test_class_teachers_own_their_class_groups(
         assert (result["action"], result["status"]) == ("remove_owner", "skipped")
         assert "keeps the last owner" in result["message"]
         assert len(owners(graph, "prov-" + key)) == 1
+
+
+def test_graph_errors_are_explained_by_their_code_not_their_message():
+    denied = entra.Reply(
+        403,
+        {},
+        {"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges."}},
+    )
+    assert denied.explain().startswith("the app lacks a permission (grant User.ReadWrite.All")
+    assert "403 Authorization_RequestDenied: Insufficient privileges." in denied.explain()
+    taken = entra.Reply(
+        400,
+        {},
+        {
+            "error": {
+                "code": "Request_BadRequest",
+                "message": "Another object with the same value for property userPrincipalName.",
+                "details": [{"code": "ObjectConflict", "target": "userPrincipalName"}],
+            }
+        },
+    )
+    assert taken.conflict_on("userPrincipalName") and not taken.conflict_on("mailNickname")
+    assert taken.explain().startswith("the value is already used by another object")
+    assert entra.Reply(502, {}, "<html>Bad gateway</html>").explain() == (
+        "HTTP 502, without Graph's error body"
+    )

@@ -135,7 +135,9 @@ class Reply:
 
     def explain(self) -> str:
         err = self.error
-        code = str(err.get("code") or f"HTTP {self.status}")
+        if not err:
+            return f"HTTP {self.status}, without Graph's error body"
+        code = str(err.get("code") or "")
         details = [d.get("code") for d in err.get("details") or [] if isinstance(d, dict)]
         meaning = next((_MEANINGS[c] for c in (*details, code) if c in _MEANINGS), None)
         detail = f"{self.status} {code}: {err.get('message') or ''}".strip()
@@ -481,7 +483,11 @@ class _Graph:
             return self.client.request_adapter.send_primitive_async(info, "bytes", _ERRORS)
 
         raw = await self.retrying(f"{method} {url}", request)
-        return json.loads(raw) if raw else None
+        try:
+            return json.loads(raw) if raw else None
+        except ValueError:
+            start = raw[:80].decode("utf-8", "replace") if raw else ""
+            raise TargetError(f"{method} {url}: Graph answered with no JSON: {start!r}") from None
 
     async def pages(self, url: str, *, eventual: bool = False) -> list[dict[str, Any]]:
         """Every object of a collection, following ``@odata.nextLink`` verbatim."""
