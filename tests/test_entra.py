@@ -154,6 +154,12 @@ def test_day_one_creates_everything_in_batches_and_then_the_plan_is_empty(
 
     applied = apply(config, capsys)
     assert len(applied["results"]) == len(first["changes"])
+    import jsonschema
+
+    del applied["log"]
+    schema = json.loads((ROOT / "provisioner/schemas/plan.schema.json").read_text())
+    jsonschema.validate(applied, schema)
+    assert {"add_owner", "create_group"} <= {c["action"] for c in applied["changes"]}
     made = users(graph)
     assert set(made) == {c["key"] for c in creates}
     for change in creates[:20]:
@@ -688,3 +694,17 @@ def test_graph_errors_are_explained_by_their_code_not_their_message():
     assert entra.Reply(502, {}, "<html>Bad gateway</html>").explain() == (
         "HTTP 502, without Graph's error body"
     )
+
+
+def test_json_logs_of_a_nightly_run_hold_no_secret(graph, informat_server, entra_env, capsys):
+    config = entra_env(informat_server.url)
+    assert main(["--log-format", "json", "apply", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
+    graph_line = next(line for line in lines if line["message"].startswith("Graph: "))
+    assert graph_line["writes"] > 100 and graph_line["batches"] < graph_line["writes"] / 10
+    sheet = next((config.parent / "password-sheets").glob("*.csv")).read_text()
+    passwords = [row.split(",")[-1] for row in sheet.splitlines()[1:]]
+    assert len(passwords) > 100
+    everything = captured.err + captured.out
+    assert all(secret not in everything for secret in [SECRET, "geheim", *passwords])
