@@ -35,7 +35,7 @@ from ldap3.utils.dn import escape_rdn, parse_dn
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Change
 from provisioner.targets.ad_settings import AdConfig
-from provisioner.targets.base import Result, TargetError
+from provisioner.targets.base import Result, TargetError, drift
 
 ACCOUNT_DISABLE = 0x2
 NORMAL_ACCOUNT = 0x200
@@ -384,28 +384,16 @@ class ActiveDirectory:
         if found is None:
             return "the object is gone from the directory (drift)"
         dn, values = found
-        drifted = [
-            name
-            for name, before in (pre.get("attributes") or {}).items()
-            if (_text(values.get(name)) or "") != (before or "")
-        ]
-        if (
-            "username" in pre
-            and (_text(values.get("sAMAccountName")) or "").casefold()
-            != str(pre["username"]).casefold()
-        ):
-            drifted.append("sAMAccountName")
-        if "ou" in pre and self.ou_path(_split_dn(dn)[1]) != tuple(pre["ou"]):
-            drifted.append("its OU")
-        if "enabled" in pre:
-            uac = int(_text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
-            if (not uac & ACCOUNT_DISABLE) != pre["enabled"]:
-                return "already " + ("disabled" if pre["enabled"] else "enabled")
-        if "anchor" in pre and _text(values.get(anchor_attribute)) != pre["anchor"]:
-            drifted.append(anchor_attribute)
-        if drifted:
-            return f"changed in the directory since the plan: {', '.join(drifted)}"
-        return None
+        uac = int(_text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
+        return drift(
+            pre,
+            lambda name: _text(values.get(name)),
+            username=_text(values.get("sAMAccountName")) or "",
+            enabled=not uac & ACCOUNT_DISABLE,
+            anchor=_text(values.get(anchor_attribute)),
+            names=("sAMAccountName", anchor_attribute),
+            ou=self.ou_path(_split_dn(dn)[1]),
+        )
 
     def _ok(self, change: Change, message: str = "") -> Result:
         return Result(change, "applied", message)

@@ -6,7 +6,7 @@ reached (LDAP, Microsoft Graph) stays inside its module.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -24,6 +24,41 @@ class Result:
     change: Change
     status: Literal["applied", "skipped", "failed"]
     message: str = ""
+
+
+def drift(
+    pre: Mapping[str, Any],
+    current: Callable[[str], str | None],
+    *,
+    username: str,
+    enabled: bool,
+    anchor: str | None,
+    names: tuple[str, str],
+    ou: tuple[str, ...] | None = None,
+) -> str | None:
+    """Why an existing object is no longer what the plan saw (its precondition), or None.
+
+    *current* gives an attribute's value as the directory holds it now; *username*, *enabled*,
+    *anchor* and *ou* are the object's now; *names* are the directory's names of the username
+    and anchor attributes, for the message.
+    """
+    drifted = [
+        name
+        for name, before in (pre.get("attributes") or {}).items()
+        if (current(name) or "") != (before or "")
+    ]
+    username_attribute, anchor_attribute = names
+    if "username" in pre and username.casefold() != str(pre["username"]).casefold():
+        drifted.append(username_attribute)
+    if "ou" in pre and ou != tuple(pre["ou"]):
+        drifted.append("its OU")
+    if "enabled" in pre and enabled != pre["enabled"]:
+        return "already " + ("disabled" if pre["enabled"] else "enabled")
+    if "anchor" in pre and anchor != pre["anchor"]:
+        drifted.append(anchor_attribute)
+    if drifted:
+        return f"changed in the directory since the plan: {', '.join(drifted)}"
+    return None
 
 
 class Target(Protocol):

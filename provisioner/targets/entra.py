@@ -58,7 +58,7 @@ from msgraph_core import GraphClientFactory
 from provisioner import log
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Change
-from provisioner.targets.base import Result, TargetError
+from provisioner.targets.base import Result, TargetError, drift
 from provisioner.targets.entra_settings import EntraConfig, WriteQuota
 
 T = TypeVar("T")
@@ -571,17 +571,15 @@ class EntraId:
         self, account_attributes: Collection[str], group_attributes: Collection[str]
     ) -> list[str]:
         anchor = self.config.anchor_property
-        problems = [
-            f"accounts: {name} ({_why_not(name, anchor, LIMITS)})"
-            for name in sorted(account_attributes)
-            if name not in LIMITS
+        return [
+            f"{kind}: {name} ({_why_not(name, anchor, known)})"
+            for kind, names, known in (
+                ("accounts", account_attributes, LIMITS),
+                ("groups", group_attributes, GROUP_LIMITS),
+            )
+            for name in sorted(names)
+            if name not in known
         ]
-        problems += [
-            f"groups: {name} ({_why_not(name, anchor, GROUP_LIMITS)})"
-            for name in sorted(group_attributes)
-            if name not in GROUP_LIMITS
-        ]
-        return problems
 
     def _run(self, coroutine: Awaitable[T]) -> T:
         return self._loop.run_until_complete(coroutine)
@@ -711,22 +709,14 @@ class EntraId:
         found = (snapshot.groups if change.kind == "group" else snapshot.users).get(object_id)
         if found is None:
             return "the object is gone from the directory (drift)"
-        drifted = [
-            name
-            for name, before in (pre.get("attributes") or {}).items()
-            if (_text(found.get(name)) or "") != (before or "")
-        ]
-        if "username" in pre and (
-            str(found.get("mailNickname") or "").casefold() != str(pre["username"]).casefold()
-        ):
-            drifted.append("mailNickname")
-        if "enabled" in pre and (found.get("accountEnabled") is not False) != pre["enabled"]:
-            return "already " + ("disabled" if pre["enabled"] else "enabled")
-        if "anchor" in pre and _text(found.get(self.config.anchor_property)) != pre["anchor"]:
-            drifted.append(self.config.anchor_property)
-        if drifted:
-            return f"changed in the directory since the plan: {', '.join(drifted)}"
-        return None
+        return drift(
+            pre,
+            lambda name: _text(found.get(name)),
+            username=str(found.get("mailNickname") or ""),
+            enabled=found.get("accountEnabled") is not False,
+            anchor=_text(found.get(self.config.anchor_property)),
+            names=("mailNickname", self.config.anchor_property),
+        )
 
     # -- apply ----------------------------------------------------------------------------------
 
@@ -973,7 +963,8 @@ class EntraId:
         assert self._snapshot is not None
         return str(change.precondition.get("id") or self._snapshot.group_by_key[change.key])
 
-    def _member_ids(self, anchors: Iterable[str]) -> tuple[list[str], list[str]]:
+    def _user_ids(self, anchors: Iterable[str]) -> tuple[list[str], list[str]]:
+        """The object ids of the users with these anchors, and the anchors not found."""
         assert self._snapshot is not None
         found, missing = [], []
         for anchor in anchors:
@@ -987,9 +978,24 @@ class EntraId:
     def _ref(self, uid: str) -> str:
         return f"{self.config.graph_url}/directoryObjects/{uid}"
 
+    async def _add_ref(self, batcher: Batcher, gid: str, relation: str, uid: str) -> Reply:
+        """One member or owner added by reference. A 400 answer means it is one already (a
+        retried add): Graph has no code of its own for that, and the reference is well-formed."""
+        body = {"@odata.id": self._ref(uid)}
+        url = f"/groups/{gid}/{relation}/$ref"
+        return await self._lagging(gid, lambda: batcher.call("POST", url, body))
+
+    async def _remove_refs(
+        self, batcher: Batcher, gid: str, relation: str, uids: list[str]
+    ) -> list[Reply]:
+        """Members or owners removed, one request each; 404 means it was gone already."""
+        return await asyncio.gather(
+            *(batcher.call("DELETE", f"/groups/{gid}/{relation}/{uid}/$ref") for uid in uids)
+        )
+
     async def _apply_add_member(self, batcher: Batcher, change: Change) -> Result:
         gid = self._group_id(change)
-        uids, missing = self._member_ids(change.after.get("members") or [])
+        uids, missing = self._user_ids(change.after.get("members") or [])
         chunks = [uids[i : i + MAX_BATCH] for i in range(0, len(uids), MAX_BATCH)]
         outcomes = await asyncio.gather(*(self._add_chunk(batcher, gid, c) for c in chunks))
         problems = [p for p in outcomes if p]
@@ -997,7 +1003,7 @@ class EntraId:
             return Result(change, "failed", problems[0])
         assert self._snapshot is not None
         self._snapshot.members.setdefault(gid, set()).update(uids)
-        return self._ok_members(change, len(uids), missing)
+        return _done(change, len(uids), missing, "member")
 
     async def _add_chunk(self, batcher: Batcher, gid: str, uids: list[str]) -> str | None:
         """Up to 20 members in one PATCH (all or nothing); when some are members already (a run
@@ -1009,19 +1015,14 @@ class EntraId:
         if reply.status != 400:
             return reply.explain()
         for uid in uids:
-            one = {"@odata.id": self._ref(uid)}
-            item = await self._lagging(
-                gid, lambda one=one: batcher.call("POST", f"/groups/{gid}/members/$ref", one)
-            )
-            # Graph has no code of its own for "already a member": a 400 on a reference to an
-            # existing user is that.
+            item = await self._add_ref(batcher, gid, "members", uid)
             if not item.ok and item.status != 400:
                 return item.explain()
         return None
 
     async def _lagging(self, gid: str, request: Callable[[], Awaitable[Reply]]) -> Reply:
-        """Entra replicates a new group in its own time: a member add that does not find a group
-        this run created is retried with backoff."""
+        """Entra replicates a new group in its own time: a member or owner add that does not
+        find a group this run created is retried with backoff."""
         attempt = 0
         while True:
             attempt += 1
@@ -1037,46 +1038,30 @@ class EntraId:
 
     async def _apply_remove_member(self, batcher: Batcher, change: Change) -> Result:
         gid = self._group_id(change)
-        uids, missing = self._member_ids(change.before.get("members") or [])
-        replies = await asyncio.gather(
-            *(batcher.call("DELETE", f"/groups/{gid}/members/{uid}/$ref") for uid in uids)
-        )
-        # 404: not a member any more (a retried remove); that is what was wanted.
+        uids, missing = self._user_ids(change.before.get("members") or [])
+        replies = await self._remove_refs(batcher, gid, "members", uids)
         failed = [r for r in replies if not r.ok and r.status != 404]
         if failed:
             return Result(change, "failed", failed[0].explain())
         assert self._snapshot is not None
         self._snapshot.members.setdefault(gid, set()).difference_update(uids)
-        return self._ok_members(change, len(uids), missing)
+        return _done(change, len(uids), missing, "member")
 
     async def _apply_add_owner(self, batcher: Batcher, change: Change) -> Result:
         gid = self._group_id(change)
-        uids, missing = self._member_ids(change.after.get("owners") or [])
-        replies = await asyncio.gather(
-            *(
-                self._lagging(
-                    gid,
-                    lambda uid=uid: batcher.call(
-                        "POST", f"/groups/{gid}/owners/$ref", {"@odata.id": self._ref(uid)}
-                    ),
-                )
-                for uid in uids
-            )
-        )
-        # 400: an owner already (a retried add), as with members.
+        uids, missing = self._user_ids(change.after.get("owners") or [])
+        replies = await asyncio.gather(*(self._add_ref(batcher, gid, "owners", u) for u in uids))
         failed = [r for r in replies if not r.ok and r.status != 400]
         if failed:
             return Result(change, "failed", failed[0].explain())
         assert self._snapshot is not None
         self._snapshot.owners.setdefault(gid, set()).update(uids)
-        return self._ok_members(change, len(uids), missing, "owner")
+        return _done(change, len(uids), missing, "owner")
 
     async def _apply_remove_owner(self, batcher: Batcher, change: Change) -> Result:
         gid = self._group_id(change)
-        uids, missing = self._member_ids(change.before.get("owners") or [])
-        replies = await asyncio.gather(
-            *(batcher.call("DELETE", f"/groups/{gid}/owners/{uid}/$ref") for uid in uids)
-        )
+        uids, missing = self._user_ids(change.before.get("owners") or [])
+        replies = await self._remove_refs(batcher, gid, "owners", uids)
         failed = [r for r in replies if not r.ok and r.status not in (400, 404)]
         if failed:
             return Result(change, "failed", failed[0].explain())
@@ -1087,16 +1072,8 @@ class EntraId:
         self._snapshot.owners.setdefault(gid, set()).difference_update(set(uids) - set(kept))
         if kept and len(kept) == len(uids):
             return Result(change, "skipped", "Entra ID keeps the last owner of a group")
-        result = self._ok_members(change, len(uids) - len(kept), missing, "owner")
         note = f"; {len(kept)} kept: Entra ID keeps the last owner of a group" if kept else ""
-        return Result(change, result.status, result.message + note)
-
-    @staticmethod
-    def _ok_members(change: Change, done: int, missing: list[str], role: str = "member") -> Result:
-        note = (
-            f"; {len(missing)} {role} account(s) not found: {', '.join(missing)}" if missing else ""
-        )
-        return Result(change, "applied", f"{done} {role}(s){note}")
+        return _done(change, len(uids) - len(kept), missing, "owner", note)
 
     # -- passwords ------------------------------------------------------------------------------
 
@@ -1119,6 +1096,13 @@ class EntraId:
             )
         )
         return str(snapshot.users[uid].get("userPrincipalName"))
+
+
+def _done(change: Change, done: int, missing: list[str], role: str, note: str = "") -> Result:
+    """An applied member or owner change: how many, and the accounts that were not found."""
+    if missing:
+        note = f"; {len(missing)} {role} account(s) not found: {', '.join(missing)}{note}"
+    return Result(change, "applied", f"{done} {role}(s){note}")
 
 
 def _attributes(obj: dict[str, Any], names: Collection[str]) -> dict[str, str]:
