@@ -106,18 +106,7 @@ def _account_changes(
 
     for anchor, have in sorted(by_anchor.items()):
         if anchor not in desired.accounts and have.enabled:
-            changes.append(
-                Change(
-                    "disable",
-                    "account",
-                    anchor,
-                    have.target,
-                    before={"enabled": "true"},
-                    after={"enabled": "false"},
-                    why=("no longer in the source",),
-                    precondition={"id": have.id, "enabled": True},
-                )
-            )
+            changes.append(enabled_change(anchor, have, False, "no longer in the source"))
     return changes
 
 
@@ -166,16 +155,18 @@ def _update(
     ]
 
 
-def _enable(key: str, have: ObservedAccount, why: str) -> Change:
+def enabled_change(key: str, have: ObservedAccount, enabled: bool, why: str) -> Change:
+    """Enable or disable an account; it must still be in the other state when applied."""
+    before, after = ("false", "true") if enabled else ("true", "false")
     return Change(
-        "enable",
+        "enable" if enabled else "disable",
         "account",
         key,
         have.target,
-        before={"enabled": "false"},
-        after={"enabled": "true"},
+        before={"enabled": before},
+        after={"enabled": after},
         why=(why,),
-        precondition={"id": have.id, "enabled": False},
+        precondition={"id": have.id, "enabled": not enabled},
     )
 
 
@@ -217,7 +208,7 @@ def _new_account(
             else []
         )
         if not have.enabled:
-            moves.append(_enable(want.anchor, have, "in the source, and adopted"))
+            moves.append(enabled_change(want.anchor, have, True, "in the source, and adopted"))
         return [
             *moves,
             Change(
@@ -278,7 +269,7 @@ def _account_updates(want: DesiredAccount, have: ObservedAccount) -> list[Change
         changes.append(move_change("move", "account", anchor, have, want.ou))
     changes += _update("update", "account", anchor, have, want)
     if not have.enabled:
-        changes.append(_enable(anchor, have, "in the source again"))
+        changes.append(enabled_change(anchor, have, True, "in the source again"))
     return changes
 
 

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from provisioner.model import ObservedAccount, ObservedState
-from provisioner.plan.diff import move_change
+from provisioner.plan.diff import enabled_change, move_change
 from provisioner.plan.model import ORDER, Change
 
 
@@ -109,16 +109,8 @@ def _due(gone: dt.date, kind: str | None, delete_after: int | None) -> str:
 def _disable(
     account: ObservedAccount, gone: dt.date, kind: str | None, delete_after: int | None
 ) -> Change:
-    return Change(
-        "disable",
-        "account",
-        str(account.anchor),
-        account.target,
-        before={"enabled": "true"},
-        after={"enabled": "false"},
-        why=(f"gone from the source since {gone}; {_due(gone, kind, delete_after)}",),
-        precondition={"id": account.id, "enabled": True},
-    )
+    why = f"gone from the source since {gone}; {_due(gone, kind, delete_after)}"
+    return enabled_change(str(account.anchor), account, False, why)
 
 
 def _delete(account: ObservedAccount, gone: dt.date, kind: str | None, delete_after: int) -> Change:
