@@ -368,15 +368,15 @@ def run_password_reset(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{args.config}: a password reset needs a target (target: ad: … or entra: …)"
         )
-    data = _read(prepared, extra_fields=SEARCH_FIELDS)
-    found = find_accounts(desired_state(prepared, data), args.query)
-    if len(found) != 1:
-        names = ", ".join(f"{a.anchor} ({a.username})" for a in found[:10])
-        problem = f"matches {len(found)} accounts: {names}" if found else "matches no account"
-        raise ConfigError(f"{args.query!r} {problem}; give one p_persoon")
-    (account,) = found
-    secret = generate(prepared.config.passwords)
     try:
+        data = _read(prepared, extra_fields=SEARCH_FIELDS)
+        found = find_accounts(desired_state(prepared, data), args.query)
+        if len(found) != 1:
+            names = ", ".join(f"{a.anchor} ({a.username})" for a in found[:10])
+            problem = f"matches {len(found)} accounts: {names}" if found else "matches no account"
+            raise ConfigError(f"{args.query!r} {problem}; give one p_persoon")
+        (account,) = found
+        secret = generate(prepared.config.passwords)
         target.reset_password(account.anchor, secret)
     finally:
         target.close()
