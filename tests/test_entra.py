@@ -127,14 +127,10 @@ def users(graph: GraphServer) -> dict[str, dict]:
     return found
 
 
-def members(graph: GraphServer, nickname: str) -> set[str]:
+def group_anchors(graph: GraphServer, nickname: str, relation: str = "members") -> set[str]:
+    """The anchors of a group's members (or owners), as the server holds them."""
     (gid,) = [g for g, group in graph.groups.items() if group["mailNickname"] == nickname]
-    return {graph.users[m]["employeeId"] for m in graph.members[gid]}
-
-
-def owners(graph: GraphServer, nickname: str) -> set[str]:
-    (gid,) = [g for g, group in graph.groups.items() if group["mailNickname"] == nickname]
-    return {graph.users[m]["employeeId"] for m in graph.owners[gid]}
+    return {graph.users[m]["employeeId"] for m in getattr(graph, relation)[gid]}
 
 
 def batch_posts(graph: GraphServer) -> list:
@@ -183,7 +179,7 @@ def test_day_one_creates_everything_in_batches_and_then_the_plan_is_empty(
         if c["action"] == "add_member"
     }
     for key, wanted in adds.items():
-        assert members(graph, "prov-" + key) == wanted
+        assert group_anchors(graph, "prov-" + key) == wanted
     assert graph.groups[next(iter(graph.groups))]["securityEnabled"] is True
     # One sign-in for the whole run: the credential caches its token.
     assert graph.tokens_issued <= 2  # the plan's read and apply's run each sign in once
@@ -219,9 +215,9 @@ def test_day_two_gives_exactly_the_expected_changes(
         assert after[renamed]["surname"] == "Nieuwenaam"
         assert after[mover]["department"] == new_class
         school = scenario.school
-        assert mover in members(graph, f"prov-klas-{school}-{new_class}")
-        assert mover not in members(graph, f"prov-klas-{school}-{old_class}")
-        assert leaver not in members(graph, f"prov-leerlingen-{school}")
+        assert mover in group_anchors(graph, f"prov-klas-{school}-{new_class}")
+        assert mover not in group_anchors(graph, f"prov-klas-{school}-{old_class}")
+        assert leaver not in group_anchors(graph, f"prov-leerlingen-{school}")
         assert plan_json(config, capsys)["changes"] == []
 
 
@@ -636,7 +632,7 @@ def test_class_teachers_own_their_class_groups(
     apply(config, capsys)
     assert graph.lag_owner_adds == 0
     for key, wanted in planned.items():
-        assert owners(graph, "prov-" + key) == wanted
+        assert group_anchors(graph, "prov-" + key, "owners") == wanted
     school = synthetic.instelnrs[0]
     klas = synthetic.notable["class_two_titularissen"]
     key = f"klas-{school}-{klas}"
@@ -659,7 +655,7 @@ def test_class_teachers_own_their_class_groups(
             ("remove_owner", key)
         ]
         apply(day2, capsys)
-        assert len(owners(graph, "prov-" + key)) == 1
+        assert len(group_anchors(graph, "prov-" + key, "owners")) == 1
     # A class without a titularis keeps its last owner: Entra ID wants one. Reported, not failed.
     with titularis("") as server:
         day3 = entra_env(server.url)
@@ -667,7 +663,7 @@ def test_class_teachers_own_their_class_groups(
         (result,) = json.loads(capsys.readouterr().out)["results"]
         assert (result["action"], result["status"]) == ("remove_owner", "skipped")
         assert "keeps the last owner" in result["message"]
-        assert len(owners(graph, "prov-" + key)) == 1
+        assert len(group_anchors(graph, "prov-" + key, "owners")) == 1
 
 
 def test_graph_errors_are_explained_by_their_code_not_their_message():
