@@ -1,34 +1,23 @@
 """provisioner.yaml → typed configuration.
 
-The file is read into typed dataclasses by one small generic builder: every unknown key, wrong type
-or bad value is reported as ``FILE:LINE: path.to.key: what is wrong``. Secrets are references
-(``${ENV_VAR}`` or ``file:PATH``), never literals, so a configuration file can be shared and
-committed without leaking anything.
+The file is read into typed dataclasses by the generic builder in :mod:`provisioner.yamlnodes`:
+every unknown key, wrong type or bad value is reported as ``FILE:LINE: path.to.key: what is
+wrong``. Secrets are references (``${ENV_VAR}`` or ``file:PATH``), never literals, so a
+configuration file can be shared and committed without leaking anything.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
-import types
-import typing
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
 
-import yaml
-
-from provisioner.errors import ConfigError
 from provisioner.passwords import PasswordConfig
 from provisioner.plan.lifecycle import LifecycleConfig
 from provisioner.plan.policy import PolicyConfig
-from provisioner.secret import Secret, parse_secret
 from provisioner.sources.informat.settings import InformatConfig
 from provisioner.targets.ad_settings import AdConfig
 from provisioner.targets.entra_settings import EntraConfig
-
-T = TypeVar("T")
+from provisioner.yamlnodes import load_yaml
 
 
 @dataclass
@@ -77,148 +66,6 @@ class Config:
             )
 
     path: Path = field(default=Path("provisioner.yaml"), metadata={"internal": True})
-
-
-# ---------------------------------------------------------------------------------------------
-# The generic builder: YAML nodes (which know their line) → dataclasses (which know their types).
-
-
-class _Builder:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.base_dir = path.parent
-
-    def error(self, node: yaml.Node, where: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.path}:{node.start_mark.line + 1}: {where}: {message}")
-
-    def build(self, node: yaml.Node, typ: Any, where: str) -> Any:
-        origin = typing.get_origin(typ)
-        args = typing.get_args(typ)
-        if origin in (typing.Union, types.UnionType):
-            if _is_null(node):
-                if type(None) in args:
-                    return None
-                raise self.error(node, where, "a value is required")
-            (inner,) = [a for a in args if a is not type(None)]
-            return self.build(node, inner, where)
-        if dataclasses.is_dataclass(typ) and not hasattr(typ, "from_yaml"):
-            return self.build_dataclass(node, typ, where)
-        if origin is list:
-            if not isinstance(node, yaml.SequenceNode):
-                # A single value where a list is expected is what people write for one school.
-                if isinstance(node, yaml.ScalarNode) and not _is_null(node):
-                    return [self.build(node, args[0], f"{where}[0]")]
-                raise self.error(node, where, "expected a list")
-            return [self.build(n, args[0], f"{where}[{i}]") for i, n in enumerate(node.value)]
-        if origin is dict:
-            if not isinstance(node, yaml.MappingNode):
-                raise self.error(node, where, "expected a mapping")
-            return {
-                self.scalar(k, str, where): self.build(v, args[1], f"{where}.{k.value}")
-                for k, v in node.value
-            }
-        return self.scalar(node, typ, where)
-
-    def scalar(self, node: yaml.Node, typ: Any, where: str) -> Any:
-        if not isinstance(node, yaml.ScalarNode):
-            raise self.error(node, where, "expected a single value, not a list or mapping")
-        value = yaml.SafeLoader(b"").construct_object(node)
-        if typ is Any:
-            return value
-        if typing.get_origin(typ) is Literal:
-            allowed = typing.get_args(typ)
-            if value not in allowed:
-                choices = ", ".join(map(str, allowed))
-                raise self.error(node, where, f"{value!r} is not one of {choices}")
-            return value
-        if hasattr(typ, "from_yaml"):  # a type that wants to know where it was written
-            try:
-                return typ.from_yaml(value, self.path, node.start_mark.line + 1, where)
-            except ValueError as exc:
-                raise self.error(node, where, str(exc)) from None
-        if typ is Secret:
-            try:
-                return parse_secret(value, self.base_dir)
-            except ValueError as exc:
-                raise self.error(node, where, str(exc)) from None
-        if typ is Path:
-            if not isinstance(value, str) or not value:
-                raise self.error(node, where, "expected a path")
-            return (self.base_dir / value).resolve()
-        if typ is str:
-            # YAML reads 30569 as a number and 2025-01-15 as a date; both are fine as text here.
-            if isinstance(value, bool) or value is None or isinstance(value, float):
-                raise self.error(node, where, f"expected text, got {node.value!r}")
-            if isinstance(value, int | dt.date) and node.style is None:
-                # What was written, not what YAML made of it: 030567 is octal 12663 to YAML 1.1.
-                return str(node.value)
-            return str(value)
-        if typ is bool:
-            if not isinstance(value, bool):
-                raise self.error(node, where, f"expected true or false, got {node.value!r}")
-            return value
-        if typ in (int, float):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise self.error(node, where, f"expected a number, got {node.value!r}")
-            if typ is int and not isinstance(value, int):
-                raise self.error(node, where, f"expected a whole number, got {node.value!r}")
-            return typ(value)
-        raise TypeError(f"no YAML conversion for {typ!r}")  # a programming error, not user input
-
-    def build_dataclass(self, node: yaml.Node, cls: Any, where: str) -> Any:
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, where or "(top)", "expected a mapping")
-        hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-        values: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            path = f"{where}.{key}" if where else key
-            if key not in fields:
-                known = ", ".join(sorted(fields))
-                raise self.error(key_node, path, f"unknown key (known here: {known})")
-            if key in values:
-                raise self.error(key_node, path, "given twice")
-            value = self.build(value_node, hints[key], path)
-            check: Callable[[Any], Any] | None = fields[key].metadata.get("check")
-            if check is not None and value is not None:
-                try:
-                    value = check(value)
-                except ValueError as exc:
-                    raise self.error(value_node, path, str(exc)) from None
-            values[key] = value
-        for name, f in fields.items():
-            no_default = (
-                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            )
-            if name not in values and no_default:
-                raise self.error(node, f"{where}.{name}" if where else name, "is required")
-        try:
-            return cls(**values)
-        except ValueError as exc:  # cross-field rules in __post_init__
-            raise self.error(node, where or "(top)", str(exc)) from None
-
-
-def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
-
-
-def load_yaml(path: Path, cls: type[T], what: str) -> T:
-    """Read *path* into the dataclass *cls*; every problem names the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
-    if node is None:
-        raise ConfigError(f"{path}: the {what} file is empty")
-    return _Builder(path).build_dataclass(node, cls, "")
 
 
 def load_config(path: str | Path) -> Config:

@@ -9,10 +9,10 @@ import jsonschema
 import pytest
 import yaml
 
-from provisioner.config import load_yaml
 from provisioner.errors import ConfigError
 from provisioner.mapping.schema import SCHEMA_PATH, mapping_schema, schema_text
 from provisioner.mapping.spec import MappingFile
+from provisioner.yamlnodes import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPINGS = sorted((ROOT / "mappings").glob("*.yaml"))

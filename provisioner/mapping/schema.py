@@ -2,8 +2,8 @@
 
 Editors with a YAML language server read it (``# yaml-language-server: $schema=…`` at the top of a
 mapping file) to complete keys, show each key's help and mark mistakes while typing. It is derived
-from the same type hints the loader (:class:`provisioner.config._Builder`) reads, and accepts what
-that loader accepts: a number where text is expected (``schools: [30569]``), and one value where a
+from the same type hints the loader (:mod:`provisioner.yamlnodes`) reads, and accepts what that
+loader accepts: a number where text is expected (``schools: [30569]``), and one value where a
 list is expected (``members: pupils``). Descriptions are the docstrings written under each field.
 
 The shipped ``schema.json`` is regenerated with ``python -m provisioner.mapping.schema``; a test

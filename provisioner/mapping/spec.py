@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from provisioner.config import load_yaml
 from provisioner.errors import ConfigError
+from provisioner.yamlnodes import load_yaml
 
 
 @dataclass(frozen=True)
