@@ -1,9 +1,18 @@
 """The state store: what the connector must remember between runs, in one SQLite file.
 
-- anchors: source anchor ↔ the target's immutable id (objectGUID, Entra object id), so an account
-  renamed or moved by hand is still recognised;
+- anchors: source anchor ↔ the target's immutable id (objectGUID, Entra object id) as last seen.
+  Recorded for later correlation and for people looking into the file; the planner does not read
+  them (it finds managed objects by the anchor attribute in the directory itself);
 - issued names: every username ever given, so a name is never given to someone else;
+- account kinds and schools, and leaver clocks: since when someone is gone from the source;
 - runs: when, what, and how it ended.
+
+Writes happen in explicit transactions. ``with store.transaction():`` makes everything inside it
+one transaction: committed together at the end, or not at all when an exception leaves the block.
+A write method called outside one runs in a transaction of its own, so a call with many rows is
+still one commit (one wait for the disk), not one per row. Nested, a ``transaction()`` or a write
+method joins the outer transaction as a savepoint: if it fails, its own writes are undone and the
+exception goes on; what it wrote is committed only with the outer transaction.
 
 The schema has a version from the start; :data:`MIGRATIONS` brings any older file up to date, one
 step at a time, each in its own transaction.
@@ -15,7 +24,8 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +91,9 @@ class StateStore:
         if new:
             # Usernames of minors: readable by the owner only.
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        self._depth = 0  # how many transaction() blocks are open; 0: none
         try:
+            # isolation_level=None: sqlite3 begins no transaction by itself; transaction() does.
             self.db = sqlite3.connect(path, isolation_level=None)
             self.db.execute("PRAGMA foreign_keys = ON")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -97,16 +109,53 @@ class StateStore:
 
     def _migrate(self, version: int, script: str) -> None:
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            for statement in filter(str.strip, script.split(";")):
-                self.db.execute(statement)
-            self.db.execute(f"PRAGMA user_version = {version:d}")
-            self.db.execute("COMMIT")
+            with self.transaction():
+                for statement in filter(str.strip, script.split(";")):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {version:d}")
         except sqlite3.DatabaseError as exc:
-            self.db.execute("ROLLBACK")
             raise StateError(
                 f"state store {self.path}: migration to {version} failed: {exc}"
             ) from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One explicit transaction: COMMIT at the end of the block, ROLLBACK on an exception.
+
+        Nested inside another, it joins that one as a savepoint: an exception undoes only what was
+        written inside this block (and propagates); the rest commits with the outer transaction.
+        """
+        if self._depth:
+            savepoint = f"nested_{self._depth}"
+            self.db.execute(f"SAVEPOINT {savepoint}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute(f"ROLLBACK TO {savepoint}")
+                    self.db.execute(f"RELEASE {savepoint}")
+                raise
+            else:
+                self.db.execute(f"RELEASE {savepoint}")
+            finally:
+                self._depth -= 1
+            return
+        # IMMEDIATE: take the write lock now, so a second process waits here instead of failing
+        # halfway through a step when its read lock cannot be upgraded.
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            # Also when COMMIT itself failed (a reader held the file too long): never leave the
+            # connection inside a half-done transaction. SQLite may have rolled back already.
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        finally:
+            self._depth = 0
 
     def close(self) -> None:
         self.db.close()
@@ -126,11 +175,12 @@ class StateStore:
     def remember_anchors(self, kind: str, pairs: Iterable[tuple[str, str]]) -> None:
         """Record many (anchor, target id) pairs at once, as seen when reading the target."""
         now = _now()
-        self.db.executemany(
-            "INSERT INTO anchors (kind, anchor, target_id, first_seen) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (kind, anchor) DO UPDATE SET target_id = excluded.target_id",
-            [(kind, anchor, target_id, now) for anchor, target_id in pairs],
-        )
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO anchors (kind, anchor, target_id, first_seen) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (kind, anchor) DO UPDATE SET target_id = excluded.target_id",
+                [(kind, anchor, target_id, now) for anchor, target_id in pairs],
+            )
 
     def target_id(self, kind: str, anchor: str) -> str | None:
         row = self.db.execute(
@@ -143,11 +193,12 @@ class StateStore:
     def issue_names(self, names: Iterable[tuple[str, str]]) -> None:
         """Record (anchor, name) pairs; a name already recorded keeps its first holder."""
         now = _now()
-        self.db.executemany(
-            "INSERT OR IGNORE INTO issued_names (name_folded, name, anchor, issued) "
-            "VALUES (?, ?, ?, ?)",
-            [(name.casefold(), name, anchor, now) for anchor, name in names],
-        )
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO issued_names (name_folded, name, anchor, issued) "
+                "VALUES (?, ?, ?, ?)",
+                [(name.casefold(), name, anchor, now) for anchor, name in names],
+            )
 
     def issued_names(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT name FROM issued_names")}
@@ -156,11 +207,12 @@ class StateStore:
 
     def remember_kinds(self, accounts: Iterable[tuple[str, str, str]]) -> None:
         """(anchor, account kind, school) of the accounts the mappings want now."""
-        self.db.executemany(
-            "INSERT INTO account_kinds (anchor, kind, school) VALUES (?, ?, ?) "
-            "ON CONFLICT (anchor) DO UPDATE SET kind = excluded.kind, school = excluded.school",
-            list(accounts),
-        )
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO account_kinds (anchor, kind, school) VALUES (?, ?, ?) "
+                "ON CONFLICT (anchor) DO UPDATE SET kind = excluded.kind, school = excluded.school",
+                list(accounts),
+            )
 
     def kinds(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT anchor, kind FROM account_kinds").fetchall())
@@ -180,13 +232,12 @@ class StateStore:
 
     def track_leavers(self, gone: Iterable[str], present: Iterable[str], day: dt.date) -> None:
         """Start the clock for people who just left, stop it for people who came back."""
-        self.db.execute("BEGIN")
-        self.db.executemany(
-            "INSERT OR IGNORE INTO leavers (anchor, since) VALUES (?, ?)",
-            [(anchor, day.isoformat()) for anchor in gone],
-        )
-        self.db.executemany("DELETE FROM leavers WHERE anchor = ?", [(a,) for a in present])
-        self.db.execute("COMMIT")
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO leavers (anchor, since) VALUES (?, ?)",
+                [(anchor, day.isoformat()) for anchor in gone],
+            )
+            self.db.executemany("DELETE FROM leavers WHERE anchor = ?", [(a,) for a in present])
 
     def issued_to(self) -> dict[str, str]:
         """The first name issued to each anchor: a person who returns gets it back."""
@@ -195,16 +246,18 @@ class StateStore:
     # -- runs --------------------------------------------------------------------------------
 
     def start_run(self, command: str) -> int:
-        cursor = self.db.execute(
-            "INSERT INTO runs (started, command) VALUES (?, ?)", (_now(), command)
-        )
+        with self.transaction():
+            cursor = self.db.execute(
+                "INSERT INTO runs (started, command) VALUES (?, ?)", (_now(), command)
+            )
         return int(cursor.lastrowid or 0)
 
     def finish_run(self, run: int, outcome: str, summary: dict[str, Any]) -> None:
-        self.db.execute(
-            "UPDATE runs SET finished = ?, outcome = ?, summary = ? WHERE id = ?",
-            (_now(), outcome, json.dumps(summary, sort_keys=True), run),
-        )
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET finished = ?, outcome = ?, summary = ? WHERE id = ?",
+                (_now(), outcome, json.dumps(summary, sort_keys=True), run),
+            )
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self.db.execute(
