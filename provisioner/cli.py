@@ -14,34 +14,33 @@ import sys
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import Any, TextIO
 
 from provisioner import __version__, log
+from provisioner.apply import apply_plan
 from provisioner.config import load_config
 from provisioner.errors import ConfigError, ProvisionerError
-from provisioner.passwords import Handout, generate, write_sheets
+from provisioner.passwords import Handout, generate, handout_group, write_sheets
 from provisioner.pipeline import (
     Prepared,
-    apply_changes,
-    check_plan_file,
     desired_state,
+    open_configured_source,
     open_target,
     plan_for,
     prepare,
     prepare_config,
     read_for_mappings,
+    search_fields,
+    verify_saved_plan,
 )
 from provisioner.plan.model import Plan
 from provisioner.plan.planfile import load_plan, now, plan_to_json, save_plan
 from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
 from provisioner.report.plan import render_plan, render_results
-from provisioner.sources.informat.operations import OPERATIONS, SEARCH_FIELDS, operation
-from provisioner.sources.informat.reader import Progress, SourceData, choose_datasets, read_source
+from provisioner.sources.base import Progress, SourceRead
 from provisioner.state import StateStore
-
-if TYPE_CHECKING:
-    from provisioner.targets.base import Target
+from provisioner.targets.base import Target
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help=f"a data set to read (repeatable); one of: {', '.join(OPERATIONS)}",
+        help="a data set to read (repeatable); a wrong name lists the closest the source offers",
     )
     fetch.add_argument(
         "--save", type=Path, metavar="DIR", help="write the raw answers as a snapshot"
@@ -171,7 +170,7 @@ class ProgressLine:
         with self._lock:
             if step.event == "done":
                 self.finished += 1
-            line = f"fetching {self.finished}/{self.total} · {step.dataset} {step.instelnr}"
+            line = f"fetching {self.finished}/{self.total} · {step.dataset} {step.unit}"
             self.stream.write(f"\r\x1b[K{line}")
             self.stream.flush()
 
@@ -183,32 +182,28 @@ class ProgressLine:
 
 def run_fetch(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    informat = config.source.informat
-    fields = None
     if config.mappings is not None and not args.dataset:
         # Only what the mappings reference: their data sets, and of those only the fields used.
-        fields = prepare_config(config).fields
-        datasets = [operation(name) for name in fields]
+        prepared = prepare_config(config)
+        source, fields = prepared.source, prepared.fields
     else:
-        datasets = choose_datasets(args.dataset, informat)
-    progress = ProgressLine(len(datasets) * len(informat.instelnrs), sys.stderr)
+        # Every field of the data sets asked for; the source refuses a name it does not offer.
+        source = open_configured_source(config)
+        fields = {name: None for name in args.dataset or source.default_datasets()}
+    progress = ProgressLine(len(fields) * len(source.units()), sys.stderr)
     try:
-        data = read_source(informat, datasets, fields=fields, save=args.save, progress=progress)
+        read = source.read(fields, progress=progress, save=args.save)
     finally:
         progress.clear()
-    log.event("read the source", counts=data.counts(), empty=data.empty())
+    log.event("read the source", counts=read.counts, blocks=len(read.blocks))
     if args.json:
-        print(json.dumps(data.counts(), indent=2))
+        print(json.dumps(read.counts, indent=2))
     else:
-        origin = f"snapshot {informat.snapshot}" if informat.snapshot else informat.url
-        print(f"Informat {data.schooljaar} from {origin}\n")
-        print(render_counts(data))
-    for dataset, instelnr in data.empty():
-        print(
-            f"warning: {dataset} for {instelnr} answered with no rows; Informat answers that way "
-            "when the web-service account has no rights on an instellingsnummer",
-            file=sys.stderr,
-        )
+        print(f"{read.description}\n")
+        print(render_counts(read))
+    for block in read.blocks:
+        hint = f"; {block.hint}" if block.hint else ""
+        print(f"warning: {block.dataset} for {block.unit} {block.reason}{hint}", file=sys.stderr)
     if args.save:
         print(f"saved the raw answers to {args.save}", file=sys.stderr)
     return 0
@@ -226,13 +221,13 @@ def run_validate(args: argparse.Namespace) -> int:
         collisions=len(report.collisions),
         duplicates=len(report.duplicates),
     )
-    print(validation_summary(state, prepared.fields, data.counts(), data.empty()))
+    print(validation_summary(state, prepared.fields, data.counts, data.blocks))
     return 1 if state.report.errors else 0
 
 
 def run_explain(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
-    data = _read(prepared, extra_fields=SEARCH_FIELDS)
+    data = _read(prepared, extra_fields=search_fields(prepared))
     state = desired_state(prepared, data)
     found = find_accounts(state, args.query)
     if not found:
@@ -249,7 +244,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def run_plan(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
-    target = open_target(prepared)
+    target = open_target(prepared, **args.seams)
     try:
         plan = _make_plan(prepared, target)
     finally:
@@ -283,7 +278,7 @@ def _make_plan(prepared: Prepared, target: Target | None) -> Plan:
 
 def run_apply(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
-    target = open_target(prepared)
+    target = open_target(prepared, **args.seams)
     if target is None:
         raise ConfigError(f"{args.config}: apply needs a target (target: ad: … or entra: …)")
     try:
@@ -295,7 +290,7 @@ def run_apply(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
     if args.plan:
         plan = load_plan(args.plan)
-        check_plan_file(plan, prepared, target.describe(), approved=bool(args.approve))
+        verify_saved_plan(plan, prepared, target, approved=bool(args.approve))
     else:
         plan = _make_plan(prepared, target)
         if plan.header.blocked or (plan.header.policy_blocked and not args.approve):
@@ -305,24 +300,15 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
             return 2
     assert prepared.config.state is not None
     with StateStore(prepared.config.state) as store:
-        run = store.start_run("apply")
-        try:
-            results, handouts = apply_changes(
-                plan, target, store, strict=args.strict, passwords=prepared.config.passwords
-            )
-        except BaseException:
-            store.finish_run(run, "failed", {"changes": len(plan.changes)})
-            raise
-        counts: dict[str, object] = {
-            status: sum(r.status == status for r in results)
-            for status in ("applied", "skipped", "failed")
-        }
-        if not counts["failed"]:
-            counts["persons"] = plan.header.persons  # what the next run compares against
-        if args.approve and plan.header.policy_blocked:
-            # The approval and what it overrode stay in the run history.
-            counts["approved"] = {"reason": args.approve, "overrides": plan.header.policy_blocked}
-        store.finish_run(run, "failed" if counts["failed"] else "ok", counts)
+        outcome = apply_plan(
+            plan,
+            target,
+            store,
+            strict=args.strict,
+            passwords=prepared.config.passwords,
+            approval=args.approve,
+        )
+    results, handouts, counts = outcome.results, outcome.handouts, outcome.summary
     for result in results:
         if result.status != "applied":
             log.event(
@@ -358,18 +344,18 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
             f"Initial passwords of {len(handouts)} new account(s): {where}",
             file=sys.stderr if args.json else sys.stdout,
         )
-    return 1 if counts["failed"] else 0
+    return 1 if outcome.failed else 0
 
 
 def run_password_reset(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
-    target = open_target(prepared)
+    target = open_target(prepared, **args.seams)
     if target is None:
         raise ConfigError(
             f"{args.config}: a password reset needs a target (target: ad: … or entra: …)"
         )
     try:
-        data = _read(prepared, extra_fields=SEARCH_FIELDS)
+        data = _read(prepared, extra_fields=search_fields(prepared))
         found = find_accounts(desired_state(prepared, data), args.query)
         if len(found) != 1:
             names = ", ".join(f"{a.anchor} ({a.username})" for a in found[:10])
@@ -381,12 +367,15 @@ def run_password_reset(args: argparse.Namespace) -> int:
     finally:
         target.close()
     display = account.attributes.get("displayName")
+    department = account.attributes.get("department")
     sheets = write_sheets(
         [
             Handout(
                 account.username,
                 display.value if display else account.username,
-                " / ".join(account.ou),
+                handout_group(
+                    account.ou if target.has_ous else None, department and department.value
+                ),
                 secret,
             )
         ],
@@ -399,29 +388,31 @@ def run_password_reset(args: argparse.Namespace) -> int:
 
 def _read(
     prepared: Prepared, extra_fields: Mapping[str, Collection[str]] | None = None
-) -> SourceData:
-    informat = prepared.config.source.informat
-    progress = ProgressLine(len(prepared.fields) * len(informat.instelnrs), sys.stderr)
+) -> SourceRead:
+    progress = ProgressLine(len(prepared.fields) * len(prepared.source.units()), sys.stderr)
     try:
         return read_for_mappings(prepared, extra_fields=extra_fields, progress=progress)
     finally:
         progress.clear()
 
 
-def render_counts(data: SourceData) -> str:
-    """Rows per data set (lines) and instelnr (columns); an empty answer is marked."""
-    counts = data.counts()
+def render_counts(read: SourceRead) -> str:
+    """Rows per data set (lines) and unit (columns); an empty answer is marked."""
+    counts = read.counts
     width = max(len("data set"), *(len(d) for d in counts))
-    header = f"{'data set':<{width}}" + "".join(f"  {nr:>8}" for nr in data.instelnrs)
+    header = f"{'data set':<{width}}" + "".join(f"  {unit:>8}" for unit in read.units)
     lines = [header + f"  {'total':>8}", "-" * (len(header) + 10)]
-    for dataset, per_school in counts.items():
-        cells = "".join(f"  {n:>8}" if n else f"  {'0 empty':>8}" for n in per_school.values())
-        lines.append(f"{dataset:<{width}}{cells}  {sum(per_school.values()):>8}")
+    for dataset, per_unit in counts.items():
+        cells = "".join(f"  {n:>8}" if n else f"  {'0 empty':>8}" for n in per_unit.values())
+        lines.append(f"{dataset:<{width}}{cells}  {sum(per_unit.values()):>8}")
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, seams: Mapping[str, Any] | None = None) -> int:
+    """*seams* reach the target's constructor (a clock, a sleep): tests use them instead of
+    patching modules."""
     args = build_parser().parse_args(argv)
+    args.seams = dict(seams or {})
     log.setup(args.log_format, verbose=args.verbose)
     log.event(f"provisioner {args.command}", command=args.command)
     try:

@@ -10,19 +10,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from provisioner.passwords import PasswordConfig
 from provisioner.plan.lifecycle import LifecycleConfig
 from provisioner.plan.policy import PolicyConfig
-from provisioner.sources.informat.settings import InformatConfig
+from provisioner.sources import SOURCES
 from provisioner.targets.ad_settings import AdConfig
 from provisioner.targets.entra_settings import EntraConfig
-from provisioner.yamlnodes import load_yaml
+from provisioner.yamlnodes import Builder, load_yaml
 
 
 @dataclass
 class SourceConfig:
-    informat: InformatConfig
+    """The ``source:`` section: one key naming a registered kind of source (``informat:``), with
+    that source's own settings under it."""
+
+    kind: str
+    settings: Any
+
+    @classmethod
+    def from_yaml_node(cls, builder: Builder, node: yaml.Node, where: str) -> SourceConfig:
+        known = ", ".join(SOURCES)
+        if not isinstance(node, yaml.MappingNode) or len(node.value) != 1:
+            raise builder.error(node, where, f"configure one source: {known}")
+        ((key_node, value_node),) = node.value
+        key = str(key_node.value)
+        kind = SOURCES.get(key)
+        if kind is None:
+            raise builder.error(key_node, f"{where}.{key}", f"unknown source (known: {known})")
+        return cls(key, builder.build(value_node, kind.settings, f"{where}.{key}"))
 
 
 @dataclass

@@ -121,6 +121,15 @@ class Handout:
     password: str = field(repr=False)
 
 
+def handout_group(ou: object, department: object) -> str:
+    """The sheet an account's hand-out goes on: its OU path where the directory has OUs, else its
+    department (the class). ``apply`` and ``password reset`` both use this, so one account always
+    lands on the same sheet."""
+    if isinstance(ou, list | tuple) and ou:
+        return " / ".join(map(str, ou))
+    return str(department or "(root)")
+
+
 def write_sheets(handouts: Iterable[Handout], directory: Path, when: dt.datetime) -> list[Path]:
     """One HTML sheet per group (a page each, to print and cut) and one CSV; mode 0600."""
     by_group: dict[str, list[Handout]] = {}

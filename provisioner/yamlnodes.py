@@ -8,7 +8,8 @@ import every source's and target's settings.
 
 A dataclass field can carry ``metadata={"check": fn}`` (a conversion that may raise ``ValueError``)
 or ``metadata={"internal": True}`` (not read from the file); a type with a ``from_yaml(value, path,
-line, where)`` class method builds itself from a scalar.
+line, where)`` class method builds itself from a scalar; one with ``from_yaml_node(builder, node,
+where)`` from its whole node (a section whose keys name registered kinds, like ``source:``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from provisioner.secret import Secret, parse_secret
 T = TypeVar("T")
 
 
-class _Builder:
+class Builder:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.base_dir = path.parent
@@ -47,6 +48,8 @@ class _Builder:
                 raise self.error(node, where, "a value is required")
             (inner,) = [a for a in args if a is not type(None)]
             return self.build(node, inner, where)
+        if hasattr(typ, "from_yaml_node"):  # a type that reads its node itself
+            return typ.from_yaml_node(self, node, where)
         if dataclasses.is_dataclass(typ) and not hasattr(typ, "from_yaml"):
             return self.build_dataclass(node, typ, where)
         if origin is list:
@@ -164,4 +167,4 @@ def load_yaml(path: Path, cls: type[T], what: str) -> T:
         raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
     if node is None:
         raise ConfigError(f"{path}: the {what} file is empty")
-    return _Builder(path).build_dataclass(node, cls, "")
+    return Builder(path).build_dataclass(node, cls, "")

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.apply import apply_changes
 from provisioner.cli import main
-from provisioner.pipeline import apply_changes, prepare
+from provisioner.pipeline import prepare
 from provisioner.plan.planfile import load_plan
 from provisioner.state import StateStore
 from tests.conftest import REFERENCE_DAY
@@ -218,13 +219,13 @@ def test_an_interrupted_apply_converges_without_duplicates(
     half.changes = plan.changes[: len(plan.changes) // 2]  # a run that died half-way
     target = open_target(prepared)
     with StateStore(config.parent / "state.db") as store:
-        results, _handouts = apply_changes(half, target, store)
+        results = apply_changes(half, target, store).results
     target.close()
     assert all(r.status == "applied" for r in results)
     # The full, old plan again (as after a crash): what was done is skipped, the rest applied.
     target = open_target(prepared)
     with StateStore(config.parent / "state.db") as store:
-        again, _handouts = apply_changes(plan, target, store)
+        again = apply_changes(plan, target, store).results
     target.close()
     done = [r for r in again if r.status == "skipped"]
     assert len(done) == len(half.changes) - sum(1 for c in half.changes if c.action == "add_member")
@@ -333,7 +334,7 @@ def test_a_dc_that_dies_mid_apply_converges_on_the_next_run(
 
     try:
         with StateStore(config.parent / "state.db") as store:
-            results, _handouts = apply_changes(plan, DyingDC(), store)
+            results = apply_changes(plan, DyingDC(), store).results
     finally:
         samba_dc.restart()
     assert [r.status for r in results[:39]] == ["applied"] * 39

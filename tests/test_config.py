@@ -29,7 +29,7 @@ source:
 def test_a_full_informat_section_loads_with_normalised_values(tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "s3cret")
     config = load_config(write(tmp_path, GOOD))
-    informat = config.source.informat
+    informat = config.source.settings
     assert informat.instelnrs == ["030569", "030577"]
     assert informat.hoofdstructuur == "311"
     assert informat.transport == "soap"
@@ -44,7 +44,7 @@ def test_password_from_a_file_relative_to_the_config(tmp_path):
     (tmp_path / "pw").write_text("from-file\n")
     text = GOOD.replace("${TEST_INFORMAT_PASSWORD}", "file:pw")
     config = load_config(write(tmp_path, text))
-    assert config.source.informat.password.reveal() == "from-file"
+    assert config.source.settings.password.reveal() == "from-file"
 
 
 @pytest.mark.parametrize(
@@ -145,7 +145,7 @@ def test_numbers_are_kept_as_written_not_as_yaml_reads_them(tmp_path):
     path = write(
         tmp_path, "source:\n  informat:\n    snapshot: s\n    instelnrs: [030567, 30569]\n"
     )
-    assert load_config(path).source.informat.instelnrs == ["030567", "030569"]
+    assert load_config(path).source.settings.instelnrs == ["030567", "030569"]
 
 
 def test_the_entra_example_loads(monkeypatch):

@@ -103,7 +103,7 @@ def test_alternative_base_path_and_five_digit_instelnr(server, tmp_path, monkeyp
         f"source:\n  informat:\n    url: {url}\n    login: webservices@school.be\n"
         "    password: ${TEST_PW}\n    schooljaar: 2025-26\n    instelnrs: [30569]\n"
     )
-    config = load_config(path).source.informat
+    config = load_config(path).source.settings
     data = read_source(config, [operation("Subgroepen")], today=REFERENCE_DAY)
     assert server.requests[-1].params["instelnr"] == "030569"
     assert len(data.answers["Subgroepen"]["030569"]) == len(

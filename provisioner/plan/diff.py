@@ -16,7 +16,7 @@ from provisioner.model import (
     ObservedGroup,
     ObservedState,
 )
-from provisioner.plan.model import ORDER, Change
+from provisioner.plan.model import Action, Change, Kind, Precondition
 
 NEW = "(new)"
 
@@ -55,19 +55,18 @@ def diff(
     for path in sorted(desired.ous - observed.ous, key=lambda p: (len(p), p)):
         changes.append(
             Change(
-                "create_ou",
-                "ou",
+                Action.CREATE_OU,
+                Kind.OU,
                 _path(path),
                 _path(path),
                 after={"ou": list(path)},
                 why=("an OU the mappings place objects in",),
-                precondition={"absent": True},
+                precondition=Precondition(absent=True),
             )
         )
     changes += _account_changes(desired, observed, match_on)
     changes += _group_changes(desired, observed)
-    order = {action: i for i, action in enumerate(ORDER)}
-    return sorted(changes, key=lambda c: order[c.action])  # stable: keeps key order per action
+    return sorted(changes, key=lambda c: c.action.order)  # stable: keeps key order per action
 
 
 def _account_changes(
@@ -82,8 +81,8 @@ def _account_changes(
             other = by_anchor[account.anchor]
             changes.append(
                 Change(
-                    "conflict",
-                    "account",
+                    Action.CONFLICT,
+                    Kind.ACCOUNT,
                     account.anchor,
                     account.target,
                     why=(
@@ -111,8 +110,8 @@ def _account_changes(
 
 
 def move_change(
-    action: str,
-    kind: str,
+    action: Action,
+    kind: Kind,
     key: str,
     have: ObservedAccount | ObservedGroup,
     ou: tuple[str, ...],
@@ -126,13 +125,13 @@ def move_change(
         before={"ou": list(have.ou)},
         after={"ou": list(ou)},
         why=(why or f"OU {_path(ou)} from the mappings",),
-        precondition={"id": have.id, "ou": list(have.ou)},
+        precondition=Precondition(id=have.id, ou=tuple(have.ou)),
     )
 
 
 def _update(
-    action: str,
-    kind: str,
+    action: Action,
+    kind: Kind,
     key: str,
     have: ObservedAccount | ObservedGroup,
     want: DesiredAccount | DesiredGroup,
@@ -150,7 +149,7 @@ def _update(
             before=before,
             after={n: want.attributes[n].value for n in changed},
             why=tuple(_attribute_reasons(want, changed)),
-            precondition={"id": have.id, "attributes": before},
+            precondition=Precondition(id=have.id, attributes=before),
         )
     ]
 
@@ -159,14 +158,14 @@ def enabled_change(key: str, have: ObservedAccount, enabled: bool, why: str) -> 
     """Enable or disable an account; it must still be in the other state when applied."""
     before, after = ("false", "true") if enabled else ("true", "false")
     return Change(
-        "enable" if enabled else "disable",
-        "account",
+        Action.ENABLE if enabled else Action.DISABLE,
+        Kind.ACCOUNT,
         key,
         have.target,
         before={"enabled": before},
         after={"enabled": after},
         why=(why,),
-        precondition={"id": have.id, "enabled": not enabled},
+        precondition=Precondition(id=have.id, enabled=not enabled),
     )
 
 
@@ -186,8 +185,8 @@ def _new_account(
         places = ", ".join(sorted(c.target for c in candidates))
         return [
             Change(
-                "conflict",
-                "account",
+                Action.CONFLICT,
+                Kind.ACCOUNT,
                 want.anchor,
                 NEW,
                 why=(
@@ -203,7 +202,7 @@ def _new_account(
         changed = _changed(want, have.attributes)
         # besides its anchor, an adopted account may need to move and to be enabled
         moves = (
-            [move_change("move", "account", want.anchor, have, want.ou)]
+            [move_change(Action.MOVE, Kind.ACCOUNT, want.anchor, have, want.ou)]
             if want.ou != have.ou
             else []
         )
@@ -212,8 +211,8 @@ def _new_account(
         return [
             *moves,
             Change(
-                "adopt",
-                "account",
+                Action.ADOPT,
+                Kind.ACCOUNT,
                 want.anchor,
                 have.target,
                 before={"anchor": None, **{n: have.attributes.get(n) for n in changed}},
@@ -222,18 +221,18 @@ def _new_account(
                     f"existing account matched on {', '.join(match_on)}",
                     *_attribute_reasons(want, changed),
                 ),
-                precondition={"id": have.id, "anchor": None},
+                precondition=Precondition(id=have.id, unanchored=True),
             ),
         ]
     return [
         Change(
-            "create",
-            "account",
+            Action.CREATE,
+            Kind.ACCOUNT,
             want.anchor,
             _path(want.ou, want.username),
             after={"username": want.username, "ou": list(want.ou), **attributes},
             why=(f"{want.kind} {want.anchor} is in the source and has no account",),
-            precondition={"absent": True},
+            precondition=Precondition(absent=True),
         )
     ]
 
@@ -255,19 +254,19 @@ def _account_updates(want: DesiredAccount, have: ObservedAccount) -> list[Change
     if want.username.casefold() != have.username.casefold():
         changes.append(
             Change(
-                "rename",
-                "account",
+                Action.RENAME,
+                Kind.ACCOUNT,
                 anchor,
                 target,
                 before={"username": have.username},
                 after={"username": want.username},
                 why=(f"username {want.username!r} from the mappings",),
-                precondition={"id": have.id, "username": have.username},
+                precondition=Precondition(id=have.id, username=have.username),
             )
         )
     if want.ou != have.ou:
-        changes.append(move_change("move", "account", anchor, have, want.ou))
-    changes += _update("update", "account", anchor, have, want)
+        changes.append(move_change(Action.MOVE, Kind.ACCOUNT, anchor, have, want.ou))
+    changes += _update(Action.UPDATE, Kind.ACCOUNT, anchor, have, want)
     if not have.enabled:
         changes.append(enabled_change(anchor, have, True, "in the source again"))
     return changes
@@ -284,32 +283,32 @@ def _group_changes(desired: DesiredState, observed: ObservedState) -> list[Chang
             target = _path(want.ou, key)
             changes.append(
                 Change(
-                    "create_group",
-                    "group",
+                    Action.CREATE_GROUP,
+                    Kind.GROUP,
                     key,
                     target,
                     after={"ou": list(want.ou), **attributes},
                     why=(f"group {want.kind} {key} has members in the source",),
-                    precondition={"absent": True},
+                    precondition=Precondition(absent=True),
                 )
             )
             changes += _membership(want, None, target)
             continue
         if want.ou != have.ou:
-            changes.append(move_change("move_group", "group", key, have, want.ou))
-        changes += _update("update_group", "group", key, have, want)
+            changes.append(move_change(Action.MOVE_GROUP, Kind.GROUP, key, have, want.ou))
+        changes += _update(Action.UPDATE_GROUP, Kind.GROUP, key, have, want)
         changes += _membership(want, have, have.target)
     for key, have in sorted(by_key.items()):
         if key not in desired.groups:
             changes.append(
                 Change(
-                    "delete_group",
-                    "group",
+                    Action.DELETE_GROUP,
+                    Kind.GROUP,
                     key,
                     have.target,
                     before={"members": sorted(have.members)},
                     why=("no member of this group is in the source any more",),
-                    precondition={"id": have.id},
+                    precondition=Precondition(id=have.id),
                 )
             )
     return changes
@@ -319,7 +318,7 @@ def _membership(want: DesiredGroup, have: ObservedGroup | None, target: str) -> 
     """Member and owner additions and removals of one group, each as one change (few directory
     writes). Owners are planned only by targets that keep them (the pipeline clears them
     otherwise)."""
-    group_id = {"id": have.id} if have else {"created_in_this_plan": True}
+    group_id = Precondition(id=have.id) if have else Precondition(created_in_this_plan=True)
     changes = []
     for role, wanted, current in (
         ("member", want.members, have.members if have else set()),
@@ -330,8 +329,8 @@ def _membership(want: DesiredGroup, have: ObservedGroup | None, target: str) -> 
         if add:
             changes.append(
                 Change(
-                    f"add_{role}",
-                    "group",
+                    Action(f"add_{role}"),
+                    Kind.GROUP,
                     want.key,
                     target,
                     after={f"{role}s": add},
@@ -342,8 +341,8 @@ def _membership(want: DesiredGroup, have: ObservedGroup | None, target: str) -> 
         if remove:
             changes.append(
                 Change(
-                    f"remove_{role}",
-                    "group",
+                    Action(f"remove_{role}"),
+                    Kind.GROUP,
                     want.key,
                     target,
                     before={f"{role}s": remove},

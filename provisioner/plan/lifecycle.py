@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from provisioner.model import ObservedAccount, ObservedState
 from provisioner.plan.diff import enabled_change, move_change
-from provisioner.plan.model import ORDER, Change
+from provisioner.plan.model import Action, Change, Kind, Precondition
 
 
 @dataclass
@@ -74,24 +74,23 @@ def apply_lifecycle(
             continue
         if disabled_ou and account.ou != disabled_ou:
             why = f"gone from the source since {gone}: to the disabled-accounts OU"
-            kept.append(move_change("move", "account", anchor, account, disabled_ou, why))
-    if any(c.action == "move" and c.after.get("ou") == list(disabled_ou) for c in kept):
+            kept.append(move_change(Action.MOVE, Kind.ACCOUNT, anchor, account, disabled_ou, why))
+    if any(c.action is Action.MOVE and c.after.get("ou") == list(disabled_ou) for c in kept):
         for depth in range(1, len(disabled_ou) + 1):
             path = disabled_ou[:depth]
             if path not in observed.ous:
                 kept.append(
                     Change(
-                        "create_ou",
-                        "ou",
+                        Action.CREATE_OU,
+                        Kind.OU,
                         "/".join(path),
                         "/".join(path),
                         after={"ou": list(path)},
                         why=("the disabled-accounts OU",),
-                        precondition={"absent": True},
+                        precondition=Precondition(absent=True),
                     )
                 )
-    order = {action: i for i, action in enumerate(ORDER)}
-    kept.sort(key=lambda c: order[c.action])  # stable: the diff's order within an action stays
+    kept.sort(key=lambda c: c.action.order)  # stable: the diff's order within an action stays
     if waiting:
         notes.append(
             f"{waiting} leaver(s) are within the {config.disable_after_days}-day grace before "
@@ -115,8 +114,8 @@ def _disable(
 
 def _delete(account: ObservedAccount, gone: dt.date, kind: str | None, delete_after: int) -> Change:
     return Change(
-        "delete",
-        "account",
+        Action.DELETE,
+        Kind.ACCOUNT,
         str(account.anchor),
         account.target,
         before={"username": account.username},
@@ -124,5 +123,5 @@ def _delete(account: ObservedAccount, gone: dt.date, kind: str | None, delete_af
             f"gone from the source since {gone}, more than {delete_after} days "
             f"({kind} accounts); the username is never given to anyone else",
         ),
-        precondition={"id": account.id, "enabled": False},
+        precondition=Precondition(id=account.id, enabled=False),
     )

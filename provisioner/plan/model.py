@@ -1,41 +1,161 @@
-"""A plan is a header and a list of changes; nothing in it is a secret, everything is data."""
+"""A plan is a header and a list of changes; nothing in it is a secret, everything is data.
+
+The vocabulary is closed: an :class:`Action`, a :class:`Kind` and a :class:`Precondition` are
+the only things a change can say, and a plan file that says anything else is refused by name.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any, TypeVar
 
-Action = Literal[
-    "create_ou",
-    "create",
-    "adopt",
-    "rename",
-    "move",
-    "update",
-    "enable",
-    "create_group",
-    "update_group",
-    "move_group",
-    "add_member",
-    "remove_member",
-    "add_owner",
-    "remove_owner",
-    "disable",
-    "delete",
-    "delete_group",
-    "conflict",
-]
-ORDER: tuple[str, ...] = Action.__args__  # type: ignore[attr-defined]
-"""Changes apply in this order: containers before what goes into them, additions before removals."""
 
-Kind = Literal["account", "group", "ou"]
+class PlanFormatError(ValueError):
+    """A change in a plan file uses a word the plan vocabulary does not have."""
+
+
+class Action(StrEnum):
+    """What a change does. The members are listed in the order changes apply: containers before
+    what goes into them, additions before removals."""
+
+    CREATE_OU = "create_ou"
+    CREATE = "create"
+    ADOPT = "adopt"
+    RENAME = "rename"
+    MOVE = "move"
+    UPDATE = "update"
+    ENABLE = "enable"
+    CREATE_GROUP = "create_group"
+    UPDATE_GROUP = "update_group"
+    MOVE_GROUP = "move_group"
+    ADD_MEMBER = "add_member"
+    REMOVE_MEMBER = "remove_member"
+    ADD_OWNER = "add_owner"
+    REMOVE_OWNER = "remove_owner"
+    DISABLE = "disable"
+    DELETE = "delete"
+    DELETE_GROUP = "delete_group"
+    CONFLICT = "conflict"
+
+    @property
+    def order(self) -> int:
+        return _ORDER[self]
+
+    @property
+    def symbol(self) -> str:
+        """One character for the terminal preview."""
+        return _LOOKS[self][0]
+
+    @property
+    def title(self) -> str:  # type: ignore[override]  # str.title is of no use on an action
+        """The heading of this action's changes in a preview or report."""
+        return _LOOKS[self][1]
+
+    @property
+    def is_leaver(self) -> bool:
+        """True for what happens to people who left: these wait in the school-year freeze."""
+        return self in (Action.DISABLE, Action.DELETE)
+
+    @property
+    def creates(self) -> bool:
+        return self in (Action.CREATE_OU, Action.CREATE, Action.CREATE_GROUP)
+
+
+_ORDER = {action: index for index, action in enumerate(Action)}
+_LOOKS = {
+    Action.CREATE_OU: ("+", "OUs to create"),
+    Action.CREATE: ("+", "accounts to create"),
+    Action.ADOPT: ("≈", "accounts to adopt"),
+    Action.RENAME: ("~", "accounts to rename"),
+    Action.MOVE: ("→", "accounts to move"),
+    Action.UPDATE: ("~", "accounts to update"),
+    Action.ENABLE: ("+", "accounts to enable"),
+    Action.CREATE_GROUP: ("+", "groups to create"),
+    Action.UPDATE_GROUP: ("~", "groups to update"),
+    Action.MOVE_GROUP: ("→", "groups to move"),
+    Action.ADD_MEMBER: ("+", "groups gaining members"),
+    Action.REMOVE_MEMBER: ("-", "groups losing members"),
+    Action.ADD_OWNER: ("+", "groups gaining owners"),
+    Action.REMOVE_OWNER: ("-", "groups losing owners"),
+    Action.DISABLE: ("-", "accounts to disable"),
+    Action.DELETE: ("x", "accounts to delete"),
+    Action.DELETE_GROUP: ("-", "groups to delete"),
+    Action.CONFLICT: ("!", "conflicts (resolve by hand; nothing is guessed)"),
+}
+
+
+class Kind(StrEnum):
+    ACCOUNT = "account"
+    GROUP = "group"
+    OU = "ou"
+
+
 Value = str | list[str] | None
 
 
 @dataclass(frozen=True)
+class Precondition:
+    """What apply checks before it acts; every field left at its default is not checked."""
+
+    absent: bool = False
+    """The object must not exist yet (a create)."""
+    created_in_this_plan: bool = False
+    """The group is made by an earlier change of the same plan (members of a new group)."""
+    id: str | None = None
+    """The directory's immutable id of the object the change acts on."""
+    attributes: Mapping[str, str | None] | None = None
+    """Values the object must still hold."""
+    username: str | None = None
+    ou: tuple[str, ...] | None = None
+    enabled: bool | None = None
+    unanchored: bool = False
+    """The object must still carry no source anchor (an adoption). In JSON: ``"anchor": null``."""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name in ("absent", "created_in_this_plan"):
+            if getattr(self, name):
+                data[name] = True
+        for name in ("id", "username", "ou", "enabled"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = list(value) if name == "ou" else value
+        if self.attributes is not None:
+            data["attributes"] = dict(self.attributes)
+        if self.unanchored:
+            data["anchor"] = None
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> Precondition:
+        if not isinstance(data, dict):
+            raise PlanFormatError(f"precondition is not an object: {data!r}")
+        known = {f.name for f in fields(cls)} - {"unanchored"} | {"anchor"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise PlanFormatError(
+                f"unknown precondition field {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        values = dict(data)
+        if "anchor" in values:
+            if values.pop("anchor") is not None:
+                raise PlanFormatError("precondition anchor can only be null (no anchor yet)")
+            values["unanchored"] = True
+        if values.get("ou") is not None:
+            values["ou"] = tuple(values["ou"])
+        for flag in ("absent", "created_in_this_plan", "enabled"):
+            if flag in values and not isinstance(values[flag], bool):
+                raise PlanFormatError(f"precondition {flag} must be true or false")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
 class Change:
-    action: str
-    kind: str
+    action: Action
+    kind: Kind
     key: str
     """The source anchor (accounts), the group key, or the OU path."""
     target: str
@@ -44,17 +164,50 @@ class Change:
     after: dict[str, Value] = field(default_factory=dict)
     why: tuple[str, ...] = ()
     """Human-readable reasons: the template and source fields, or the rule that decided."""
-    precondition: dict[str, Any] = field(default_factory=dict)
+    precondition: Precondition = field(default_factory=Precondition)
     """What apply checks before it acts: the object's id and the values it must still have."""
+
+    def __post_init__(self) -> None:
+        # Plain words are accepted where the enums are expected, and checked: nothing outside
+        # the vocabulary gets into a plan.
+        object.__setattr__(self, "action", _member(Action, self.action, "action"))
+        object.__setattr__(self, "kind", _member(Kind, self.kind, "kind"))
+        if isinstance(self.precondition, Mapping):
+            object.__setattr__(self, "precondition", Precondition.from_json(self.precondition))
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["action"] = str(self.action)
+        data["kind"] = str(self.kind)
         data["why"] = list(self.why)
+        data["precondition"] = self.precondition.to_json()
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Change:
-        return cls(**{**data, "why": tuple(data.get("why", ()))})
+    def from_json(cls, data: Any) -> Change:
+        if not isinstance(data, dict):
+            raise PlanFormatError(f"a change is not an object: {data!r}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise PlanFormatError(f"unknown change field {', '.join(map(repr, unknown))}")
+        return cls(
+            **{
+                **data,
+                "why": tuple(data.get("why", ())),
+                "precondition": Precondition.from_json(data.get("precondition", {})),
+            }
+        )
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _member(enum: type[E], value: object, what: str) -> E:
+    try:
+        return enum(value)
+    except ValueError:
+        known = ", ".join(enum)
+        raise PlanFormatError(f"unknown {what} {value!r} (known: {known})") from None
 
 
 @dataclass
@@ -80,15 +233,29 @@ class PlanHeader:
 
 
 @dataclass
+class Observations:
+    """What the state store learns when the plan is applied (and only then: a dry run records
+    nothing), dated by the plan's ``source_as_of``."""
+
+    left: list[str] = field(default_factory=list)
+    """Anchors gone from the source since this day: their leaver clocks start."""
+    returned: list[str] = field(default_factory=list)
+    """Anchors back in the source: their leaver clocks stop."""
+    accounts: dict[str, list[str]] = field(default_factory=dict)
+    """Anchor → [account kind, school], for the accounts whose kind or school is new."""
+
+
+@dataclass
 class Plan:
     header: PlanHeader
     changes: list[Change]
+    observations: Observations = field(default_factory=Observations)
 
     def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+        counts: dict[Action, int] = {}
         for change in self.changes:
             counts[change.action] = counts.get(change.action, 0) + 1
-        return {action: counts[action] for action in ORDER if action in counts}
+        return {str(action): counts[action] for action in sorted(counts, key=_ORDER.__getitem__)}
 
     @property
     def empty(self) -> bool:

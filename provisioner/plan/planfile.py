@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ConfigError
-from provisioner.plan.model import Change, Plan, PlanHeader
+from provisioner.plan.model import Change, Observations, Plan, PlanFormatError, PlanHeader
 
 FORMAT = 1
 
@@ -39,6 +39,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "header": asdict(plan.header),
         "counts": plan.counts(),
         "changes": [c.to_json() for c in plan.changes],
+        "observations": asdict(plan.observations),
     }
 
 
@@ -61,6 +62,31 @@ def load_plan(path: Path) -> Plan:
     try:
         header = PlanHeader(**data["header"])
         changes = [Change.from_json(c) for c in data["changes"]]
+        observations = Observations(**data.get("observations", {}))
+    except PlanFormatError as exc:
+        raise ConfigError(f"{path}: not a plan this version can apply: {exc}") from None
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: damaged plan file ({exc})") from None
-    return Plan(header, changes)
+    return Plan(header, changes, observations)
+
+
+def verify_plan_file(
+    plan: Plan, *, config_hash: str, mappings_hash: str, target: str, approved: bool
+) -> None:
+    """A saved plan is applied only to what it was made from, and only while it is fresh."""
+    header = plan.header
+    problems = []
+    if header.config_hash != config_hash:
+        problems.append("the configuration changed since the plan was made")
+    if header.mappings_hash != mappings_hash:
+        problems.append("the mappings changed since the plan was made")
+    if header.target != target:
+        problems.append(f"the plan was made for {header.target}, not {target}")
+    if now() > dt.datetime.fromisoformat(header.expires):
+        problems.append(f"the plan expired at {header.expires}; make a new one")
+    if header.blocked:
+        problems.append("the plan is blocked: " + "; ".join(header.blocked))
+    if header.policy_blocked and not approved:
+        problems.append("the plan exceeds policy limits: " + "; ".join(header.policy_blocked))
+    if problems:
+        raise ConfigError("refusing the plan: " + "; ".join(problems))

@@ -15,11 +15,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from provisioner.plan.model import Change
+from provisioner.plan.model import Action, Change, Kind
 
 _LIMIT = re.compile(r"^(\d+(?:\.\d+)?)%$|^(\d+)$")
 _DAY = re.compile(r"^(\d{2})-(\d{2})$")
-LEAVER_ACTIONS = ("disable", "delete")
 
 
 def _check_limit(value: str) -> str:
@@ -98,9 +97,9 @@ def apply_policy(
     kept = changes
     notes = []
     if in_window(day, policy.freeze_leavers):
-        waiting = [c for c in changes if c.action in LEAVER_ACTIONS]
+        waiting = [c for c in changes if c.action.is_leaver]
         if waiting:
-            kept = [c for c in changes if c.action not in LEAVER_ACTIONS]
+            kept = [c for c in changes if not c.action.is_leaver]
             first, last = policy.freeze_leavers
             notes.append(
                 f"{len(waiting)} leaver action(s) wait: {day.isoformat()} is in the school-year "
@@ -110,13 +109,13 @@ def apply_policy(
     schools = schools or {}
     blocked = []
     for action, setting in (
-        ("disable", policy.max_disable),
-        ("delete", policy.max_delete),
-        ("move", policy.max_move),
-        ("rename", policy.max_rename),
-        ("update", policy.max_update),
+        (Action.DISABLE, policy.max_disable),
+        (Action.DELETE, policy.max_delete),
+        (Action.MOVE, policy.max_move),
+        (Action.RENAME, policy.max_rename),
+        (Action.UPDATE, policy.max_update),
     ):
-        hits = [c for c in kept if c.action == action and c.kind == "account"]
+        hits = [c for c in kept if c.action is action and c.kind is Kind.ACCOUNT]
         scopes = [("", len(hits), managed_accounts)]
         for school, managed in sorted((managed_per_school or {}).items()):
             scopes.append((school, sum(schools.get(c.key) == school for c in hits), managed))

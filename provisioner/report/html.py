@@ -13,8 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from provisioner.plan.model import Change, Plan, Value
-from provisioner.report.plan import TITLE
+from provisioner.plan.model import Action, Change, Plan, Value
 
 if TYPE_CHECKING:
     from provisioner.targets.base import Result
@@ -69,7 +68,9 @@ def render_html(plan: Plan, results: Sequence[Result] | None = None) -> str:
     for note in header.warnings:
         out.append(f"<p class='note'>{escape(note)}</p>")
     counts = plan.counts()
-    rows = "".join(f"<tr><th>{escape(TITLE[a])}</th><td>{n}</td></tr>" for a, n in counts.items())
+    rows = "".join(
+        f"<tr><th>{escape(Action(a).title)}</th><td>{n}</td></tr>" for a, n in counts.items()
+    )
     out.append(
         f"<h2 id='summary'>Summary</h2><table>{rows or '<tr><td>No changes</td></tr>'}</table>"
     )
@@ -106,11 +107,11 @@ def render_html(plan: Plan, results: Sequence[Result] | None = None) -> str:
                 f"{escape(result.change.action)} {escape(result.change.target)} — "
                 f"{escape(result.message)}</div>"
             )
-    by_action: dict[str, list[Change]] = {}
+    by_action: dict[Action, list[Change]] = {}
     for change in plan.changes:
         by_action.setdefault(change.action, []).append(change)
     for action, changes in by_action.items():
-        out.append(f"<h2 id='{action}'>{escape(TITLE[action])} ({len(changes)})</h2>")
+        out.append(f"<h2 id='{action}'>{escape(action.title)} ({len(changes)})</h2>")
         out += [_change(c) for c in changes]
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -4,51 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from provisioner.plan.model import Change, Plan, Value
+from provisioner.plan.model import Action, Change, Plan, Value
 
 if TYPE_CHECKING:
     from provisioner.targets.base import Result
-
-SYMBOL = {
-    "create_ou": "+",
-    "create": "+",
-    "create_group": "+",
-    "add_member": "+",
-    "adopt": "≈",
-    "update": "~",
-    "update_group": "~",
-    "rename": "~",
-    "move": "→",
-    "move_group": "→",
-    "enable": "+",
-    "disable": "-",
-    "delete": "x",
-    "remove_member": "-",
-    "add_owner": "+",
-    "remove_owner": "-",
-    "delete_group": "-",
-    "conflict": "!",
-}
-TITLE = {
-    "create_ou": "OUs to create",
-    "create": "accounts to create",
-    "adopt": "accounts to adopt",
-    "rename": "accounts to rename",
-    "move": "accounts to move",
-    "update": "accounts to update",
-    "enable": "accounts to enable",
-    "create_group": "groups to create",
-    "update_group": "groups to update",
-    "move_group": "groups to move",
-    "add_member": "groups gaining members",
-    "remove_member": "groups losing members",
-    "add_owner": "groups gaining owners",
-    "remove_owner": "groups losing owners",
-    "disable": "accounts to disable",
-    "delete": "accounts to delete",
-    "delete_group": "groups to delete",
-    "conflict": "conflicts (resolve by hand; nothing is guessed)",
-}
 
 
 def _shown(value: Value) -> str:
@@ -78,16 +37,16 @@ def render_plan(plan: Plan, *, details: bool = False) -> str:
         out.append("No changes: the directory matches the source.")
         return "\n".join(out)
     counts = plan.counts()
-    out.append("Summary: " + ", ".join(f"{n} {TITLE[a]}" for a, n in counts.items()))
-    by_action: dict[str, list[Change]] = {}
+    out.append("Summary: " + ", ".join(f"{n} {Action(a).title}" for a, n in counts.items()))
+    by_action: dict[Action, list[Change]] = {}
     for change in plan.changes:
         by_action.setdefault(change.action, []).append(change)
     for action, changes in by_action.items():
-        out += ["", f"{TITLE[action]} ({len(changes)}):"]
+        out += ["", f"{action.title} ({len(changes)}):"]
         for change in changes:
             what = "" if change.kind == "ou" else f"  [{change.kind} {change.key}]"
-            out.append(f"  {SYMBOL[action]} {change.target}{what}")
-            show_values = details or action not in ("create", "create_group", "create_ou")
+            out.append(f"  {action.symbol} {change.target}{what}")
+            show_values = details or not action.creates
             if show_values:
                 for name in sorted(set(change.before) | set(change.after)):
                     before, after = change.before.get(name), change.after.get(name)
@@ -97,7 +56,7 @@ def render_plan(plan: Plan, *, details: bool = False) -> str:
                         out.append(f"      {name}: {_shown(after)}")
                     else:
                         out.append(f"      {name}: {_shown(before)} (removed)")
-            if show_values or action == "conflict":
+            if show_values or action is Action.CONFLICT:
                 out += [f"      why: {reason}" for reason in change.why]
     return "\n".join(out)
 

@@ -1,1 +1,42 @@
-"""Targets: directories the plan is applied to (Active Directory now, Entra ID next)."""
+"""Targets: the directories a plan is applied to (Active Directory, Entra ID).
+
+This module is the only place outside a target's own package that names the targets: the
+pipeline opens whichever the configuration holds through :func:`open_target` and sees it only
+through :class:`~provisioner.targets.base.Target`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from provisioner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from provisioner.config import TargetConfig
+    from provisioner.targets.base import Target
+
+
+def open_target(config: TargetConfig | None, **seams: Any) -> Target | None:
+    """The configured target, or None without one. Its client library is imported only now (an
+    extra may be missing, and a plan without a target does not need it). *seams* (a clock, a
+    sleep) reach the target's constructor: tests use them instead of patching modules."""
+    if config is None:
+        return None
+    if config.ad is not None:
+        try:
+            from provisioner.targets.ad import ActiveDirectory
+        except ImportError:
+            raise ConfigError(
+                "target.ad needs the ldap3 package: pip install 'provisioner[ad]'"
+            ) from None
+        return ActiveDirectory(config.ad, **seams)
+    if config.entra is not None:
+        try:
+            from provisioner.targets.entra import EntraId
+        except ImportError:
+            raise ConfigError(
+                "target.entra needs msgraph-sdk and azure-identity: "
+                "pip install 'provisioner[entra]'"
+            ) from None
+        return EntraId(config.entra, **seams)
+    return None

@@ -14,27 +14,17 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import httpx
 
 from provisioner.errors import ConfigError, SourceError
 from provisioner.model import Dataset, SourceRows
+from provisioner.sources.base import Progress
 from provisioner.sources.informat.client import InformatClient
 from provisioner.sources.informat.operations import DEFAULT_DATASETS, Operation, operation
 from provisioner.sources.informat.parser import RawAnswer, Record
 from provisioner.sources.informat.settings import InformatConfig
 from provisioner.sources.informat.snapshot import Snapshot, SnapshotWriter
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One step of a read, for a progress display."""
-
-    event: Literal["start", "done"]
-    dataset: str
-    instelnr: str
-    records: int = 0
 
 
 @dataclass

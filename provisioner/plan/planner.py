@@ -1,0 +1,219 @@
+"""The planner: desired state + observed state + what the state store remembers → a plan.
+
+Pure: it reads nothing and writes nothing. What the state store should remember once the plan is
+applied (who left, who came back, each account's kind and school) is part of the plan, as its
+:class:`~provisioner.plan.model.Observations`: a dry run leaves the store as it found it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
+from provisioner.plan.diff import diff
+from provisioner.plan.lifecycle import LifecycleConfig, apply_lifecycle
+from provisioner.plan.model import Action, Change, Kind, Observations, Plan, PlanHeader
+from provisioner.plan.planfile import now
+from provisioner.plan.policy import PolicyConfig, apply_policy, check_drop
+from provisioner.sources.base import Block
+
+PLAN_VALID_FOR = dt.timedelta(hours=12)
+"""A saved plan older than this is refused by apply: the directory will have moved on."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What a plan is made from, for its header: apply checks these before it acts."""
+
+    config_hash: str
+    mappings_hash: str
+    source_digest: str
+    as_of: dt.date
+    """The day the source data describes; leaver clocks are dated by it."""
+    target: str
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the state store remembers from earlier applied nights (read, never written here)."""
+
+    leavers: Mapping[str, dt.date] = field(default_factory=dict)
+    """Since when each known leaver is gone from the source."""
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    """Account kind of every anchor ever seen."""
+    schools: Mapping[str, str] = field(default_factory=dict)
+    """The school each anchor was last seen in."""
+    last_persons: tuple[str, Mapping[str, int]] | None = None
+    """(day, accounts per school) of the last successful apply."""
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The configuration the planner applies."""
+
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    match_on: Sequence[str] = ("username",)
+    driving: Collection[str] = ()
+    """Data sets whose rows make accounts: a source block on one of them blocks the plan."""
+
+
+def make_plan(
+    desired: DesiredState,
+    observed: ObservedState,
+    *,
+    origin: Origin,
+    rules: Rules,
+    source_blocks: Sequence[Block] = (),
+    memory: Memory = Memory(),
+) -> Plan:
+    """The plan with its header: hashes of what it was made from, expiry, and blocks."""
+    created = now()
+    today = origin.as_of
+    blocked = [
+        f"{b.dataset} for {b.unit} {b.reason}: nothing is applied, so that no account of that "
+        f"school is disabled" + (f" ({b.hint})" if b.hint else "")
+        for b in source_blocks
+        if b.dataset in rules.driving
+    ]
+    if desired.report.errors:
+        blocked.append(
+            f"the mappings reported {len(desired.report.errors)} error(s) (run validate): a plan "
+            "made from incomplete data could remove what it should keep"
+        )
+    gone = [a.anchor for a in observed.accounts if a.anchor and a.anchor not in desired.accounts]
+    kinds = {**memory.kinds, **{a.anchor: a.kind for a in desired.accounts.values()}}
+    schools = {**memory.schools, **{a.anchor: a.school for a in desired.accounts.values()}}
+    changes = diff(desired, observed, match_on=tuple(rules.match_on))
+    lifecycle = apply_lifecycle(
+        changes,
+        observed,
+        set(desired.accounts),
+        since={**{anchor: today for anchor in gone}, **memory.leavers},
+        kinds=kinds,
+        config=rules.lifecycle,
+        today=today,
+    )
+    managed_per_school: dict[str, int] = {}
+    for account in observed.accounts:
+        school = schools.get(account.anchor or "")
+        if school:
+            managed_per_school[school] = managed_per_school.get(school, 0) + 1
+    verdict = apply_policy(
+        lifecycle.changes,
+        rules.policy,
+        managed_accounts=len(observed.accounts),  # every account in the managed scope
+        day=today,
+        schools=schools,
+        managed_per_school=managed_per_school,
+    )
+    persons: dict[str, int] = {}
+    for account in desired.accounts.values():
+        persons[account.school] = persons.get(account.school, 0) + 1
+    drops = check_drop(persons, memory.last_persons, rules.policy.max_drop)
+    school_counts: dict[str, dict[str, int]] = {}
+    for change in verdict.changes:
+        if change.kind is not Kind.ACCOUNT:
+            continue
+        wanted = desired.accounts.get(change.key)
+        school = wanted.school if wanted else schools.get(change.key, "(unknown)")
+        per_action = school_counts.setdefault(school, {})
+        per_action[change.action] = per_action.get(change.action, 0) + 1
+    header = PlanHeader(
+        created=created.isoformat(),
+        expires=(created + PLAN_VALID_FOR).isoformat(),
+        config_hash=origin.config_hash,
+        mappings_hash=origin.mappings_hash,
+        source_hash=origin.source_digest,
+        target=origin.target,
+        source_as_of=today.isoformat(),
+        blocked=blocked,
+        policy_blocked=[*drops, *verdict.blocked],
+        persons=persons,
+        school_counts=school_counts,
+        warnings=[
+            *suspicious_groups(lifecycle.changes, desired, observed),
+            *desired.report.warnings,
+            *lifecycle.notes,
+            *verdict.notes,
+        ],
+    )
+    observations = Observations(
+        left=sorted(anchor for anchor in gone if anchor not in memory.leavers),
+        returned=sorted(anchor for anchor in memory.leavers if anchor in desired.accounts),
+        accounts={
+            a.anchor: [a.kind, a.school]
+            for a in desired.accounts.values()
+            if memory.kinds.get(a.anchor) != a.kind or memory.schools.get(a.anchor) != a.school
+        },
+    )
+    return Plan(header, verdict.changes, observations)
+
+
+def names_in_use(
+    observed: ObservedState, issued_to: Mapping[str, str], issued: Collection[str]
+) -> tuple[dict[str, str], set[str]]:
+    """(anchor → username held, every name ever issued): people keep their names, and a name
+    once given is never given to someone else. *issued_to* and *issued* are what the state store
+    remembers. Accounts without an anchor are left out: they may be adopted under their name."""
+    existing = {a.anchor: a.username for a in observed.accounts if a.anchor and a.username}
+    names = set(existing.values()) | set(issued)
+    # A person whose account was deleted and who comes back gets their own name again.
+    for anchor, name in issued_to.items():
+        existing.setdefault(anchor, name)
+    return existing, names
+
+
+def fit_to_target(
+    desired: DesiredState, account_limits: Mapping[str, int], group_limits: Mapping[str, int]
+) -> None:
+    """Cut values to the target's length limits, with a warning, so that the plan says what the
+    directory will hold (a value the directory refuses would fail on every run)."""
+    for objects, limits in (
+        (desired.accounts.values(), account_limits),
+        (desired.groups.values(), group_limits),
+    ):
+        for obj in objects:
+            for name, derived in obj.attributes.items():
+                limit = limits.get(name)
+                if limit is not None and len(derived.value) > limit:
+                    obj.attributes[name] = Derived(derived.value[:limit], derived.why)
+                    which = obj.key if isinstance(obj, DesiredGroup) else obj.anchor
+                    desired.report.warnings.append(
+                        f"{derived.why.template}: {name} of {which} cut to {limit} characters, "
+                        "the directory's limit"
+                    )
+
+
+def drop_unsupported(desired: DesiredState, *, ous: bool, owners: bool) -> None:
+    """Leave out what the directory cannot keep: OU paths (Entra ID has no OUs), group owners
+    (Active Directory here keeps none), so that the plan never proposes them."""
+    if not ous:
+        desired.ous.clear()
+        for obj in (*desired.accounts.values(), *desired.groups.values()):
+            obj.ou = ()
+    if not owners:
+        for group in desired.groups.values():
+            group.owners.clear()
+
+
+def suspicious_groups(
+    changes: Collection[Change], desired: DesiredState, observed: ObservedState
+) -> list[str]:
+    """A class that loses all its members at once while they are all still in the source is
+    more likely a source problem (a class renamed by mistake, a half-finished school-year
+    switch) than real: it is pointed out."""
+    members = {g.key: g.members for g in observed.groups if g.key}
+    notes = []
+    for change in changes:
+        if change.action is not Action.REMOVE_MEMBER:
+            continue
+        removed = set(change.before.get("members") or [])
+        if removed and removed == members.get(change.key) and removed <= desired.accounts.keys():
+            notes.append(
+                f"suspicious: group {change.key} loses all {len(removed)} members while they "
+                "are all still in the source"
+            )
+    return notes

@@ -1,0 +1,106 @@
+"""What every source offers the pipeline: its data sets, and a read that returns neutral rows.
+
+The mapping engine and the planner see a source only through :class:`Source` and the
+:class:`SourceRead` it returns; how the data is reached (a SOAP web service, a REST API, a file)
+stays inside the source's own package. A source also judges its own answers: what makes a read
+untrustworthy for some unit (Informat: a school that answered with no rows) comes back as a
+:class:`Block`, never as "zero people".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from provisioner.model import SourceRows
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One data set a source offers."""
+
+    name: str
+    key: str
+    """The field that holds the person key."""
+    search_fields: tuple[str, ...] = ()
+    """Identifiers people search a person by (``provisioner explain``), besides the key."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a read, for a progress display."""
+
+    event: Literal["start", "done"]
+    dataset: str
+    unit: str
+    """The part of the source being read: an instellingsnummer, a file."""
+    records: int = 0
+
+
+@dataclass(frozen=True)
+class Block:
+    """A reason not to act on a data set's answer for one unit (a school)."""
+
+    dataset: str
+    unit: str
+    reason: str
+    """What is wrong, after "<data set> for <unit>": ``answered with no rows``."""
+    hint: str = ""
+    """What may cause it, or what to check."""
+
+
+@dataclass
+class SourceRead:
+    """The neutral result of a read: what the mapping engine and the planner get."""
+
+    rows: SourceRows
+    as_of: dt.date
+    """The day the data describes: today for a live read, the recorded day of a snapshot."""
+    digest: str
+    """One hash over everything read: equal digests, equal source data."""
+    counts: dict[str, dict[str, int]]
+    """Rows per data set and unit."""
+    description: str = ""
+    """Where the data came from, for people: ``Informat 2025-26 from https://…``."""
+    blocks: list[Block] = field(default_factory=list)
+
+    @property
+    def units(self) -> list[str]:
+        return self.rows.schools
+
+
+Fields = Mapping[str, Collection[str] | None]
+"""Per data set the fields to keep (None: all of them)."""
+
+
+class Source(Protocol):
+    def datasets(self) -> Mapping[str, DatasetInfo]:
+        """Every data set this source offers, by name."""
+        ...
+
+    def default_datasets(self) -> Sequence[str]:
+        """What ``fetch`` reads when neither the command line nor the mappings name data sets."""
+        ...
+
+    def units(self) -> Sequence[str]:
+        """The parts read separately (schools), in configured order."""
+        ...
+
+    def describe(self) -> str:
+        """The source in a few words, for people."""
+        ...
+
+    def read(
+        self,
+        fields: Fields,
+        *,
+        progress: Callable[[Progress], None] = lambda _p: None,
+        save: Path | None = None,
+    ) -> SourceRead:
+        """Read the data sets named in *fields*, keeping only those fields (the person key
+        always). The read is whole or fails: a partial source looks exactly like "these people
+        left". *save* keeps the raw answers as a snapshot (where the source can)."""
+        ...

@@ -1,0 +1,92 @@
+"""Informat's web service (wsInformat.asmx) behind the :class:`~provisioner.sources.base.Source`
+protocol: the operations table as data sets, the reader's answers as neutral rows, and Informat's
+own rule for an untrustworthy answer (a school that answered with no rows) as a block."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+from provisioner.sources.base import Block, DatasetInfo, Fields, Progress, SourceRead
+from provisioner.sources.informat.operations import (
+    DEFAULT_DATASETS,
+    OPERATIONS,
+    SEARCH_FIELDS,
+    operation,
+)
+from provisioner.sources.informat.reader import read_source
+from provisioner.sources.informat.settings import InformatConfig
+
+EMPTY_ANSWER = "answered with no rows"
+EMPTY_ANSWER_HINT = (
+    "Informat answers that way when the web-service account has no rights on an instellingsnummer"
+)
+
+_DATASETS = {
+    name: DatasetInfo(name, op.key, SEARCH_FIELDS.get(name, ())) for name, op in OPERATIONS.items()
+}
+
+
+class InformatSource:
+    def __init__(
+        self,
+        config: InformatConfig,
+        *,
+        today: dt.date | None = None,
+        http_transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        """``today``, ``http_transport`` and ``sleep`` are seams for tests and benchmarks."""
+        self.config = config
+        self._today = today
+        self._http_transport = http_transport
+        self._sleep = sleep
+
+    def datasets(self) -> Mapping[str, DatasetInfo]:
+        return _DATASETS
+
+    def default_datasets(self) -> Sequence[str]:
+        return self.config.datasets or DEFAULT_DATASETS
+
+    def units(self) -> Sequence[str]:
+        return self.config.instelnrs
+
+    def describe(self) -> str:
+        if self.config.snapshot is not None:
+            return f"Informat snapshot {self.config.snapshot}"
+        return f"Informat {self.config.url}"
+
+    def read(
+        self,
+        fields: Fields,
+        *,
+        progress: Callable[[Progress], None] = lambda _p: None,
+        save: Path | None = None,
+    ) -> SourceRead:
+        data = read_source(
+            self.config,
+            [operation(name) for name in fields],
+            fields=fields,
+            save=save,
+            today=self._today,
+            progress=progress,
+            http_transport=self._http_transport,
+            sleep=self._sleep,
+        )
+        origin = (
+            f"snapshot {self.config.snapshot}" if self.config.snapshot else str(self.config.url)
+        )
+        return SourceRead(
+            rows=data.as_source_rows(),
+            as_of=data.as_of,
+            digest=data.source_hash(),
+            counts=data.counts(),
+            description=f"Informat {data.schooljaar} from {origin}",
+            blocks=[
+                Block(dataset, instelnr, EMPTY_ANSWER, EMPTY_ANSWER_HINT)
+                for dataset, instelnr in data.empty()
+            ],
+        )
