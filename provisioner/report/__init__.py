@@ -1,1 +1,1 @@
-"""Renderings for people: terminal text now; JSON and HTML reports follow with the planner."""
+"""Renderings for people: the terminal preview, the HTML report, validation and explain."""

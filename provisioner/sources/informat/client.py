@@ -1,8 +1,8 @@
 """HTTP side of the Informat reader: three transports, timeouts, retries, error classification.
 
-The client takes an ``httpx`` transport so tests can point it anywhere without mocking (the
-project's own Informat server runs on 127.0.0.1); everything else is the code that runs in
-production.
+Tests run this client unchanged against the project's own Informat-compatible server on
+127.0.0.1 (its URL is configured like the real one); only the pause between retries is a seam
+(``sleep``), so that retry tests do not wait.
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ class InformatClient:
         config: InformatConfig,
         options: QueryOptions,
         *,
-        http_transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if config.url is None:
@@ -60,7 +59,6 @@ class InformatClient:
         self.sleep = sleep
         self.host = urlsplit(config.url).hostname or config.url
         self._http = httpx.Client(
-            transport=http_transport,
             timeout=httpx.Timeout(config.timeout.read, connect=config.timeout.connect),
             # The system's trust store, or only the configured CA bundle when one is given.
             verify=ssl.create_default_context(

@@ -2,10 +2,10 @@
 
 Every data set is one row: its wire name (case-sensitive), every parameter in wire casing and wire
 order, the item element, the person key, and how its dates are written. The reader, the snapshot
-code and the CLI all work from this table; there is no per-data-set code.
+code and the Informat source all work from this table; there is no per-data-set code.
 
 Rows marked ``verified=False`` could not be confirmed from public sources (see
-``shared/reference/informat-webservice.md`` §3): their parameters follow the Infofiche's documented
+``docs/informat.md``): their parameters follow the Infofiche's documented
 parameters, and their item element is a best guess. The parser reports an answer whose items carry
 another name, so a wrong guess shows up as a clear error naming the element to put here.
 """

@@ -15,8 +15,6 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from provisioner.errors import ConfigError, SourceError
 from provisioner.model import Dataset, SourceRows
 from provisioner.sources.base import Progress
@@ -110,7 +108,6 @@ def read_source(
     save: Path | None = None,
     today: dt.date | None = None,
     progress: Callable[[Progress], None] = lambda _p: None,
-    http_transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> SourceData:
     """Read *datasets* for every configured instelnr.
@@ -137,7 +134,7 @@ def read_source(
     extra = {"sleep": sleep} if sleep is not None else {}
     try:
         with (
-            InformatClient(config, options, http_transport=http_transport, **extra) as client,
+            InformatClient(config, options, **extra) as client,
             ThreadPoolExecutor(max_workers=config.concurrency) as pool,
         ):
 

@@ -8,8 +8,6 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-import httpx
-
 from provisioner.sources.base import Block, DatasetInfo, Fields, Progress, SourceRead
 from provisioner.sources.informat.operations import (
     DEFAULT_DATASETS,
@@ -36,13 +34,11 @@ class InformatSource:
         config: InformatConfig,
         *,
         today: dt.date | None = None,
-        http_transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
-        """``today``, ``http_transport`` and ``sleep`` are seams for tests and benchmarks."""
+        """``today`` and ``sleep`` (the pause between retries) are seams for tests."""
         self.config = config
         self._today = today
-        self._http_transport = http_transport
         self._sleep = sleep
 
     def datasets(self) -> Mapping[str, DatasetInfo]:
@@ -73,7 +69,6 @@ class InformatSource:
             save=save,
             today=self._today,
             progress=progress,
-            http_transport=self._http_transport,
             sleep=self._sleep,
         )
         origin = (
