@@ -44,7 +44,8 @@ from azure.core.credentials import AccessToken
 
 from provisioner.plan.model import Change
 from provisioner.secret import Secret
-from provisioner.targets.entra import _USER_READ, LIMITS, EntraId
+from provisioner.targets.entra import EntraId
+from provisioner.targets.entra.snapshot import LIMITS, USER_READ
 from provisioner.targets.entra_settings import EntraConfig
 
 TOKEN = "test-token"
@@ -110,8 +111,8 @@ def config_for(graph_url: str) -> EntraConfig:
 
 
 def users_url(config: EntraConfig) -> str:
-    """The first URL of the target's user read (``EntraId._read``), character for character."""
-    select = ",".join(sorted({*_USER_READ, config.anchor_property, *LIMITS}))
+    """The first URL of the target's user read (``read_snapshot``), character for character."""
+    select = ",".join(sorted({*USER_READ, config.anchor_property, *LIMITS}))
     query = f"$filter=endswith(userPrincipalName,'@{DOMAIN}')&$count=true"
     return f"{config.graph_url}/users?{query}&$select={select}&$top=999"
 

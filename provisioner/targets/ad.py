@@ -2,19 +2,18 @@
 
 Only objects below the managed root are read or touched. Every value that goes into a DN is
 escaped with ``escape_rdn``; no source value ever goes into a search filter (objects are found by
-objectGUID or through one paged index of the anchors). Each change
-checks its precondition first, so a change that already happened (a run killed half-way) or that
-someone made differently by hand is skipped and reported, never forced.
+objectGUID or through one paged index of the anchors). Each change checks its precondition first
+(:class:`~provisioner.targets.base.BaseTarget`), so a change that already happened (a run killed
+half-way) or that someone made differently by hand is skipped and reported, never forced.
 """
 
 from __future__ import annotations
 
 import math
-import secrets
 import ssl
 import string
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,9 +32,18 @@ from ldap3.core.exceptions import LDAPException
 from ldap3.utils.dn import escape_rdn, parse_dn
 
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
-from provisioner.plan.model import Change
+from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.ad_settings import AdConfig
-from provisioner.targets.base import Result, TargetError, drift
+from provisioner.targets.base import (
+    AnchorIndex,
+    BaseTarget,
+    Current,
+    Result,
+    TargetError,
+    explain,
+    text,
+    tls_hint,
+)
 
 ACCOUNT_DISABLE = 0x2
 NORMAL_ACCOUNT = 0x200
@@ -67,15 +75,14 @@ LIMITS: Mapping[str, int] = MappingProxyType(
 )
 
 
-# AD's own reason codes (the first word of the message) and what they mean for a coordinator.
-_AD_CODES = {
+# What AD's answers mean for a coordinator: its own reason codes (the first word of the message)
+# and LDAP's result names.
+_MEANINGS = {
     "00002071": "the name is already used by another object in the domain, perhaps outside "
     "the managed OU",
     "0000052D": "the password does not meet the domain's password policy",
     "00002035": "passwords can only be set over an encrypted connection (use ldaps:// or StartTLS)",
     "00000005": "the bind account lacks the rights (delegate control of the managed OU to it)",
-}
-_RESULTS = {
     "insufficientAccessRights": "the bind account lacks the rights (delegate control of the "
     "managed OU to it)",
     "noSuchObject": "the parent OU does not exist",
@@ -86,25 +93,56 @@ _RESULTS = {
 
 def _explain(result: dict[str, Any] | None) -> str:
     """AD answers with a result name and a message whose first word is the real reason code; both
-    are kept (a support engineer wants them), with what they mean in front."""
+    are kept, with what they mean in front."""
     if not result:
         return "no answer from the DC"
     description = str(result.get("description", "error"))
     message = " ".join((result.get("message") or "").split())
     code = message.split(":", 1)[0].upper()
-    meaning = _AD_CODES.get(code) or _RESULTS.get(description)
-    detail = f"{description}: {message}" if message else description
-    return f"{meaning} ({detail})" if meaning else detail
+    return explain(
+        f"{description}: {message}" if message else description, (code, description), _MEANINGS
+    )
 
 
-class ActiveDirectory:
-    def __init__(self, config: AdConfig) -> None:
+class ActiveDirectory(BaseTarget):
+    actions = frozenset(Action) - {Action.ADD_OWNER, Action.REMOVE_OWNER, Action.CONFLICT}
+
+    def __init__(
+        self,
+        config: AdConfig,
+        *,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """``sleep`` and ``clock`` are the seams every target takes (:func:`open_target`); AD
+        never waits, so they go unused."""
+        del sleep, clock
         self.config = config
+        self.names = ("sAMAccountName", config.anchor_attribute)
         self.root_dn = config.root_dn
         self._conn: Connection | None = None
-        self._dn_by_anchor: dict[tuple[str, str], str] = {}
-        self._ambiguous: set[tuple[str, str]] = set()
+        self._anchors: AnchorIndex[str] = AnchorIndex(lambda a, b: a.lower() == b.lower())
         self._indexed = False
+        super().__init__()
+
+    def handlers(self) -> Mapping[Action, Callable[..., Result]]:
+        return {
+            Action.CREATE_OU: self._create_ou,
+            Action.CREATE: self._create,
+            Action.ADOPT: self._adopt,
+            Action.RENAME: self._rename,
+            Action.MOVE: self._move,
+            Action.UPDATE: self._update,
+            Action.ENABLE: lambda change: self._set_enabled(change, True),
+            Action.CREATE_GROUP: self._create_group,
+            Action.UPDATE_GROUP: self._update,
+            Action.MOVE_GROUP: self._move,
+            Action.ADD_MEMBER: self._add_members,
+            Action.REMOVE_MEMBER: self._remove_members,
+            Action.DISABLE: lambda change: self._set_enabled(change, False),
+            Action.DELETE: self._delete,
+            Action.DELETE_GROUP: self._delete,
+        }
 
     limits: Mapping[str, int] = LIMITS
     group_limits: Mapping[str, int] = MappingProxyType({**LIMITS, "sAMAccountName": 256})
@@ -161,9 +199,7 @@ class ActiveDirectory:
                     f"{_explain(conn.result)}"
                 )
         except LDAPException as exc:
-            problem = str(exc) or type(exc).__name__
-            if "CERTIFICATE_VERIFY_FAILED" in problem:
-                problem += "; if a private CA signed it, give that CA as ca_file"
+            problem = tls_hint(str(exc) or type(exc).__name__)
             raise TargetError(f"cannot reach {config.url}: {problem}") from None
         self._conn = conn
         return conn
@@ -241,34 +277,34 @@ class ActiveDirectory:
             if parent_path is None:
                 parent_path = ()
             simple = {
-                name: _text(values.get(name))
+                name: text(values.get(name))
                 for name in attributes
-                if _text(values.get(name)) is not None
+                if text(values.get(name)) is not None
             }
             guid = _guid(values)
             if "group" in classes:
                 raw_groups.append((dn, guid, values, parent_path, simple))
                 continue
-            anchor = _text(values.get(config.anchor_attribute))
-            uac = int(_text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
+            anchor = text(values.get(config.anchor_attribute))
+            uac = int(text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
             users[dn.lower()] = anchor
             if anchor:
-                self._remember(("account", anchor), dn)
+                self._anchors.remember(Kind.ACCOUNT, anchor, dn)
             state.accounts.append(
                 ObservedAccount(
                     id=guid,
                     target=dn,
                     anchor=anchor,
-                    username=_text(values.get("sAMAccountName")) or "",
+                    username=text(values.get("sAMAccountName")) or "",
                     ou=parent_path,
                     attributes=simple,
                     enabled=not uac & ACCOUNT_DISABLE,
                 )
             )
         for dn, guid, values, parent_path, simple in raw_groups:
-            key = _text(values.get(config.group_anchor_attribute))
+            key = text(values.get(config.group_anchor_attribute))
             if key:
-                self._remember(("group", key), dn)
+                self._anchors.remember(Kind.GROUP, key, dn)
             members = {
                 anchor
                 for member in values.get("member", [])
@@ -294,13 +330,11 @@ class ActiveDirectory:
         entry = conn.response[0]
         return entry["dn"], entry["attributes"]
 
-    def _find_anchor(self, kind: str, anchor: str) -> str | None:
+    def _find_anchor(self, kind: Kind, anchor: str) -> str | None:
         """The DN of the object carrying *anchor*, or None (also when two objects carry it)."""
         if not self._indexed:
             self._load_anchor_index()
-        if (kind, anchor) in self._ambiguous:
-            return None
-        return self._dn_by_anchor.get((kind, anchor))
+        return self._anchors.find(kind, anchor)
 
     def _load_anchor_index(self) -> None:
         """Every anchored object below the managed root, in one paged search: apply checks that
@@ -323,14 +357,11 @@ class ActiveDirectory:
                 continue
             values = entry["attributes"]
             is_group = "group" in {c.lower() for c in values.get("objectClass", [])}
-            anchor = _text(values.get(group if is_group else account))
+            anchor = text(values.get(group if is_group else account))
             if anchor:
-                self._remember(("group" if is_group else "account", anchor), entry["dn"])
-
-    def _remember(self, key: tuple[str, str], dn: str) -> None:
-        if key in self._dn_by_anchor and self._dn_by_anchor[key].lower() != dn.lower():
-            self._ambiguous.add(key)
-        self._dn_by_anchor[key] = dn
+                self._anchors.remember(
+                    Kind.GROUP if is_group else Kind.ACCOUNT, anchor, entry["dn"]
+                )
 
     # -- apply ----------------------------------------------------------------------------------
 
@@ -344,56 +375,46 @@ class ActiveDirectory:
 
     def apply(self, change: Change, *, password: str | None = None) -> Result:
         """Apply one change if its precondition still holds; otherwise skip it and say why.
-        A new account gets *password* (or a random one nobody will know)."""
-        handler = getattr(self, f"_apply_{change.action}", None)
-        if handler is None:
-            return Result(change, "skipped", f"{change.action}: resolve by hand; nothing applied")
+        A new account gets *password* (without one, a random one nobody will know)."""
         try:
-            drift = self.check(change)
-            if drift:
-                return Result(change, "skipped", drift)
-            if change.action == "create":
-                return self._apply_create(change, password or secrets.token_urlsafe(18) + "aA1!")
-            return handler(change)  # type: ignore[no-any-return]
+            step = self.ready(change, password)
+            return step if isinstance(step, Result) else step(change)
         except LDAPException as exc:
             return Result(change, "failed", f"{type(exc).__name__}: {exc}")
 
-    def check(self, change: Change) -> str | None:
-        """Why *change* no longer fits the directory (drift, or done already), or None."""
-        pre = change.precondition
-        if pre.get("absent"):
-            if change.kind == "ou":
-                return (
-                    "already exists" if self._exists(self.ou_dn(change.after["ou"] or ())) else None
-                )
-            found = self._find_anchor(change.kind, change.key)
-            return f"already exists as {found} (an earlier run?)" if found else None
-        if pre.get("created_in_this_plan"):
-            return None if self._find_anchor("group", change.key) else "the group does not exist"
-        object_id = pre.get("id")
-        if not object_id:
-            return None
+    # -- preconditions (the checks themselves are BaseTarget.check) ------------------------------
+
+    def already_there(self, change: Change) -> str | None:
+        if change.kind == Kind.OU:
+            return "already exists" if self._exists(self.ou_dn(change.after["ou"] or ())) else None
+        found = self._find_anchor(change.kind, change.key)
+        return f"already exists as {found} (an earlier run?)" if found else None
+
+    def group_exists(self, key: str) -> bool:
+        return self._find_anchor(Kind.GROUP, key) is not None
+
+    def current(self, change: Change) -> Current | None:
         anchor_attribute = self.config.anchor_attribute
         wanted = [
             "sAMAccountName",
             "userAccountControl",
             anchor_attribute,
-            *(pre.get("attributes") or {}),
+            *(change.precondition.attributes or {}),
         ]
-        found = self._by_id(str(object_id), wanted)
+        found = self._by_id(str(change.precondition.id), wanted)
         if found is None:
-            return "the object is gone from the directory (drift)"
+            return None
         dn, values = found
-        uac = int(_text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
-        return drift(
-            pre,
-            lambda name: _text(values.get(name)),
-            username=_text(values.get("sAMAccountName")) or "",
+        uac = int(text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
+        return Current(
+            lambda name: text(values.get(name)),
+            username=text(values.get("sAMAccountName")) or "",
             enabled=not uac & ACCOUNT_DISABLE,
-            anchor=_text(values.get(anchor_attribute)),
-            names=("sAMAccountName", anchor_attribute),
+            anchor=text(values.get(anchor_attribute)),
             ou=self.ou_path(_split_dn(dn)[1]),
         )
+
+    # -- the handlers -------------------------------------------------------------------------
 
     def _ok(self, change: Change, message: str = "") -> Result:
         return Result(change, "applied", message)
@@ -401,7 +422,7 @@ class ActiveDirectory:
     def _fail(self, change: Change) -> Result:
         return Result(change, "failed", _explain(self.connect().result))
 
-    def _apply_create_ou(self, change: Change) -> Result:
+    def _create_ou(self, change: Change) -> Result:
         path = tuple(change.after["ou"] or ())
         conn = self.connect()
         # The managed root itself may be missing on a first run.
@@ -415,7 +436,7 @@ class ActiveDirectory:
             return Result(change, "skipped", "already exists")
         return self._fail(change)
 
-    def _apply_create(self, change: Change, password: str) -> Result:
+    def _create(self, change: Change, *, password: str) -> Result:
         after = change.after
         username = str(after["username"])
         ou = tuple(after["ou"] or ())
@@ -435,19 +456,17 @@ class ActiveDirectory:
         conn = self.connect()
         if not conn.add(dn, ["top", "person", "organizationalPerson", "user"], attributes):
             return self._fail(change)
-        self._dn_by_anchor[("account", change.key)] = dn
+        self._anchors.put(Kind.ACCOUNT, change.key, dn)
         return self._ok(change)
 
     def _dn(self, change: Change) -> str:
         """The object's DN now (check() has made sure it exists)."""
-        found = self._by_id(str(change.precondition["id"]), ["1.1"])
+        found = self._by_id(str(change.precondition.id), ["1.1"])
         assert found is not None
         return found[0]
 
-    def _apply_update(self, change: Change) -> Result:
+    def _update(self, change: Change) -> Result:
         return self._modify(change, self._dn(change), change.after)
-
-    _apply_update_group = _apply_update
 
     def _modify(self, change: Change, dn: str, values: dict[str, Any]) -> Result:
         conn = self.connect()
@@ -468,47 +487,39 @@ class ActiveDirectory:
             return self._ok(change)
         return self._fail(change)
 
-    def _apply_adopt(self, change: Change) -> Result:
+    def _adopt(self, change: Change) -> Result:
         after = {n: v for n, v in change.after.items() if n != "anchor"}
         after[self.config.anchor_attribute] = change.key
         return self._modify(change, self._dn(change), after)
 
-    def _apply_rename(self, change: Change) -> Result:
+    def _rename(self, change: Change) -> Result:
         new_rdn = f"CN={escape_rdn(str(change.after['username']))}"
         dn = self._dn(change)
         if self.connect().modify_dn(dn, new_rdn):
-            self._dn_by_anchor[("account", change.key)] = f"{new_rdn},{_split_dn(dn)[1]}"
+            self._anchors.put(Kind.ACCOUNT, change.key, f"{new_rdn},{_split_dn(dn)[1]}")
             return self._ok(change)
         return self._fail(change)
 
-    def _apply_move(self, change: Change) -> Result:
+    def _move(self, change: Change) -> Result:
         dn = self._dn(change)
         superior = self.ou_dn(change.after["ou"] or ())
         rdn = _split_dn(dn)[0]
         if self.connect().modify_dn(dn, rdn, new_superior=superior):
-            kind = "group" if change.kind == "group" else "account"
-            self._dn_by_anchor[(kind, change.key)] = f"{rdn},{superior}"
+            kind = Kind.GROUP if change.kind == Kind.GROUP else Kind.ACCOUNT
+            self._anchors.put(kind, change.key, f"{rdn},{superior}")
             return self._ok(change)
         return self._fail(change)
 
-    _apply_move_group = _apply_move
-
     def _set_enabled(self, change: Change, enabled: bool) -> Result:
         dn = self._dn(change)
-        found = self._by_id(str(change.precondition["id"]), ["userAccountControl"])
-        uac = int(_text((found[1] if found else {}).get("userAccountControl")) or NORMAL_ACCOUNT)
+        found = self._by_id(str(change.precondition.id), ["userAccountControl"])
+        uac = int(text((found[1] if found else {}).get("userAccountControl")) or NORMAL_ACCOUNT)
         wanted = uac & ~ACCOUNT_DISABLE if enabled else uac | ACCOUNT_DISABLE
         if self.connect().modify(dn, {"userAccountControl": [(MODIFY_REPLACE, [wanted])]}):
             return self._ok(change)
         return self._fail(change)
 
-    def _apply_enable(self, change: Change) -> Result:
-        return self._set_enabled(change, True)
-
-    def _apply_disable(self, change: Change) -> Result:
-        return self._set_enabled(change, False)
-
-    def _apply_create_group(self, change: Change) -> Result:
+    def _create_group(self, change: Change) -> Result:
         after = change.after
         dn = self.object_dn(str(after.get("cn") or change.key), after["ou"] or ())
         attributes = {
@@ -520,20 +531,20 @@ class ActiveDirectory:
         attributes["groupType"] = GLOBAL_SECURITY_GROUP
         if not self.connect().add(dn, ["top", "group"], attributes):
             return self._fail(change)
-        self._dn_by_anchor[("group", change.key)] = dn
+        self._anchors.put(Kind.GROUP, change.key, dn)
         return self._ok(change)
 
     def _group_dn(self, change: Change) -> str | None:
-        object_id = change.precondition.get("id")
+        object_id = change.precondition.id
         if object_id:
             found = self._by_id(str(object_id), ["1.1"])
             return found[0] if found else None
-        return self._find_anchor("group", change.key)
+        return self._find_anchor(Kind.GROUP, change.key)
 
-    def _apply_add_member(self, change: Change) -> Result:
+    def _add_members(self, change: Change) -> Result:
         return self._members(change, MODIFY_ADD, list(change.after.get("members") or []))
 
-    def _apply_remove_member(self, change: Change) -> Result:
+    def _remove_members(self, change: Change) -> Result:
         return self._members(change, MODIFY_DELETE, list(change.before.get("members") or []))
 
     def _members(self, change: Change, operation: str, anchors: list[str]) -> Result:
@@ -541,7 +552,7 @@ class ActiveDirectory:
         assert group is not None  # check() found it
         dns, missing = [], []
         for anchor in anchors:
-            dn = self._find_anchor("account", anchor)
+            dn = self._find_anchor(Kind.ACCOUNT, anchor)
             (dns if dn else missing).append(dn or anchor)
         conn = self.connect()
         done = 0
@@ -566,7 +577,7 @@ class ActiveDirectory:
 
     def reset_password(self, anchor: str, password: str) -> str:
         """Give the account with *anchor* a new password; returns its DN."""
-        dn = self._find_anchor("account", anchor)
+        dn = self._find_anchor(Kind.ACCOUNT, anchor)
         if dn is None:
             raise TargetError(f"no managed account carries anchor {anchor}")
         changes: dict[str, Any] = {
@@ -578,14 +589,9 @@ class ActiveDirectory:
             raise TargetError(f"cannot set the password of {dn}: {_explain(self.connect().result)}")
         return dn
 
-    def _apply_delete(self, change: Change) -> Result:
+    def _delete(self, change: Change) -> Result:
         if self.connect().delete(self._dn(change)):
-            self._dn_by_anchor.pop(("account", change.key), None)
-            return self._ok(change)
-        return self._fail(change)
-
-    def _apply_delete_group(self, change: Change) -> Result:
-        if self.connect().delete(self._dn(change)):
+            self._anchors.forget(change.kind, change.key)
             return self._ok(change)
         return self._fail(change)
 
@@ -624,16 +630,3 @@ def _guid(values: dict[str, Any]) -> str:
     if isinstance(value, bytes):
         return str(uuid.UUID(bytes_le=value))
     return str(value).strip("{}")
-
-
-def _text(value: Any) -> str | None:
-    """One attribute value as text; ldap3 gives lists for multi-valued attributes."""
-    if value is None:
-        return None
-    if isinstance(value, list):
-        if not value:
-            return None
-        value = value[0]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)

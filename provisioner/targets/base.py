@@ -1,18 +1,31 @@
-"""What every target offers the pipeline: read the managed scope, check and apply changes.
+"""What every target offers the pipeline, and the base the targets share.
 
 The pipeline and the planner see a target only through :class:`Target`; how a directory is
-reached (LDAP, Microsoft Graph) stays inside its module.
+reached (LDAP, Microsoft Graph) stays inside the target's module or package. :class:`BaseTarget`
+owns what the targets do alike: the dispatch of a change to its handler (a table keyed by
+:class:`~provisioner.plan.model.Action`, checked when the target is built), the precondition
+checks of a change (with a hook for the directory's current object), an index of the source
+anchors, the explanation of a directory's error codes, the hint for an untrusted certificate,
+attribute values as text, and the password of a create that was given none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from functools import partial
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from provisioner.errors import ProvisionerError
+from provisioner.log import register_secret
 from provisioner.model import ObservedState
-from provisioner.plan.model import Change
+from provisioner.passwords import PasswordConfig, generate
+from provisioner.plan.model import Action, Change, Kind, Precondition
+
+R = TypeVar("R")
+
+UNKNOWN_PASSWORD = PasswordConfig(style="random", length=24)
+"""The form of the password a create gets when apply hands it none: nobody will ever know it."""
 
 
 class TargetError(ProvisionerError):
@@ -24,41 +37,6 @@ class Result:
     change: Change
     status: Literal["applied", "skipped", "failed"]
     message: str = ""
-
-
-def drift(
-    pre: Mapping[str, Any],
-    current: Callable[[str], str | None],
-    *,
-    username: str,
-    enabled: bool,
-    anchor: str | None,
-    names: tuple[str, str],
-    ou: tuple[str, ...] | None = None,
-) -> str | None:
-    """Why an existing object is no longer what the plan saw (its precondition), or None.
-
-    *current* gives an attribute's value as the directory holds it now; *username*, *enabled*,
-    *anchor* and *ou* are the object's now; *names* are the directory's names of the username
-    and anchor attributes, for the message.
-    """
-    drifted = [
-        name
-        for name, before in (pre.get("attributes") or {}).items()
-        if (current(name) or "") != (before or "")
-    ]
-    username_attribute, anchor_attribute = names
-    if "username" in pre and username.casefold() != str(pre["username"]).casefold():
-        drifted.append(username_attribute)
-    if "ou" in pre and ou != tuple(pre["ou"]):
-        drifted.append("its OU")
-    if "enabled" in pre and enabled != pre["enabled"]:
-        return "already " + ("disabled" if pre["enabled"] else "enabled")
-    if "anchor" in pre and anchor != pre["anchor"]:
-        drifted.append(anchor_attribute)
-    if drifted:
-        return f"changed in the directory since the plan: {', '.join(drifted)}"
-    return None
 
 
 class Target(Protocol):
@@ -98,3 +76,195 @@ class Target(Protocol):
     def reset_password(self, anchor: str, password: str) -> str: ...
 
     def close(self) -> None: ...
+
+
+# -- values and errors ----------------------------------------------------------------------------
+
+
+def text(value: Any) -> str | None:
+    """One attribute value as text, or None when it holds nothing. A list (LDAP's multi-valued
+    attributes) gives its first value, bytes are read as UTF-8, a bool is ``true``/``false``."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None or value == "" or value == b"":
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def explain(detail: str, codes: Iterable[str], meanings: Mapping[str, str]) -> str:
+    """A directory's error in plain words: the meaning of the first of *codes* the table of
+    *meanings* knows, in front of the directory's own *detail* (a support engineer wants both)."""
+    meaning = next((meanings[code] for code in codes if code in meanings), None)
+    return f"{meaning} ({detail})" if meaning else detail
+
+
+def tls_hint(problem: str) -> str:
+    """*problem* (a connection error) with what to do when the certificate was not trusted."""
+    if "CERTIFICATE_VERIFY_FAILED" in problem:
+        return problem + "; if a private CA signed it, give that CA as ca_file"
+    return problem
+
+
+def unsupported_action(change: Change) -> Result:
+    """The one answer to a change the target has no handler for (a conflict, an owner change
+    on a directory that keeps none): nothing is done."""
+    return Result(change, "skipped", f"{change.action}: resolve by hand; nothing applied")
+
+
+# -- the anchor index -----------------------------------------------------------------------------
+
+
+class AnchorIndex(Generic[R]):
+    """The managed objects by (kind, source anchor). An anchor found on two different objects
+    is ambiguous: :meth:`find` then answers None, so nothing acts on either of them."""
+
+    def __init__(self, same: Callable[[R, R], bool] = lambda a, b: a == b) -> None:
+        self._same = same
+        self._by_anchor: dict[tuple[Kind, str], R] = {}
+        self._ambiguous: set[tuple[Kind, str]] = set()
+
+    def remember(self, kind: Kind, anchor: str, ref: R) -> None:
+        """*ref* carries *anchor*, as found in the directory (a second object makes it
+        ambiguous)."""
+        key = (kind, anchor)
+        if key in self._by_anchor and not self._same(self._by_anchor[key], ref):
+            self._ambiguous.add(key)
+        self._by_anchor[key] = ref
+
+    def put(self, kind: Kind, anchor: str, ref: R) -> None:
+        """*ref* carries *anchor* now (made or moved by this run)."""
+        self._by_anchor[(kind, anchor)] = ref
+
+    def forget(self, kind: Kind, anchor: str) -> None:
+        self._by_anchor.pop((kind, anchor), None)
+
+    def find(self, kind: Kind, anchor: str) -> R | None:
+        if self.ambiguous(kind, anchor):
+            return None
+        return self._by_anchor.get((kind, anchor))
+
+    def ambiguous(self, kind: Kind, anchor: str) -> bool:
+        return (kind, anchor) in self._ambiguous
+
+
+# -- the base -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Current:
+    """An existing object as the directory holds it now, for the precondition check."""
+
+    value: Callable[[str], str | None]
+    """An attribute's value now."""
+    username: str
+    enabled: bool
+    anchor: str | None
+    ou: tuple[str, ...] | None = None
+
+
+def drift(pre: Precondition, now: Current, names: tuple[str, str]) -> str | None:
+    """Why an existing object is no longer what the plan saw (its precondition), or None.
+    *names* are the directory's names of the username and anchor attributes, for the message."""
+    drifted = [
+        name
+        for name, before in (pre.attributes or {}).items()
+        if (now.value(name) or "") != (before or "")
+    ]
+    username_attribute, anchor_attribute = names
+    if pre.username is not None and now.username.casefold() != pre.username.casefold():
+        drifted.append(username_attribute)
+    if pre.ou is not None and now.ou != pre.ou:
+        drifted.append("its OU")
+    if pre.enabled is not None and now.enabled != pre.enabled:
+        return "already " + ("disabled" if pre.enabled else "enabled")
+    if pre.unanchored and now.anchor is not None:
+        drifted.append(anchor_attribute)
+    if drifted:
+        return f"changed in the directory since the plan: {', '.join(drifted)}"
+    return None
+
+
+class BaseTarget:
+    """The part of a target that does not depend on the directory.
+
+    A subclass says which actions it carries out (:attr:`actions`) and gives their handlers
+    (:meth:`handlers`); building the target fails when the two disagree, so a plan never meets a
+    missing handler half-way through a night. It answers the precondition hooks
+    (:meth:`already_there`, :meth:`group_exists`, :meth:`current`) and :attr:`names`.
+    """
+
+    actions: ClassVar[frozenset[Action]]
+    """The actions this directory carries out; every other one is skipped with one message."""
+    names: tuple[str, str]
+    """The directory's names of the username and the anchor attribute, for drift messages."""
+
+    def __init__(self) -> None:
+        table = dict(self.handlers())
+        problems = {
+            "not an Action": [str(a) for a in table if not isinstance(a, Action)],
+            "without a handler": sorted(str(a) for a in self.actions - table.keys()),
+            "not claimed": sorted(str(a) for a in table.keys() - self.actions),
+            "not callable": sorted(str(a) for a, handler in table.items() if not callable(handler)),
+        }
+        if any(problems.values()):
+            raise TypeError(
+                f"{type(self).__name__}: its handler table does not match its actions: "
+                + "; ".join(f"{what}: {names}" for what, names in problems.items() if names)
+            )
+        self._handlers: Mapping[Action, Callable[..., Any]] = table
+
+    def handlers(self) -> Mapping[Action, Callable[..., Any]]:
+        """The handler of each action in :attr:`actions`. A create's handler also gets the
+        account's initial password (keyword ``password``)."""
+        raise NotImplementedError
+
+    def ready(self, change: Change, password: str | None) -> Result | Callable[..., Any]:
+        """What to do with *change*: a result when it is skipped (no handler, or its
+        precondition no longer holds), otherwise its handler."""
+        handler = self._handlers.get(change.action)
+        if handler is None:
+            return unsupported_action(change)
+        if problem := self.check(change):
+            return Result(change, "skipped", problem)
+        if change.action is Action.CREATE:
+            return partial(handler, password=password or unknown_password())
+        return handler
+
+    # -- preconditions ------------------------------------------------------------------------
+
+    def check(self, change: Change) -> str | None:
+        """Why *change* no longer fits the directory (drift, or done already), or None."""
+        pre = change.precondition
+        if pre.absent:
+            return self.already_there(change)
+        if pre.created_in_this_plan:
+            return None if self.group_exists(change.key) else "the group does not exist"
+        if not pre.id:
+            return None
+        now = self.current(change)
+        if now is None:
+            return "the object is gone from the directory (drift)"
+        return drift(pre, now, self.names)
+
+    def already_there(self, change: Change) -> str | None:
+        """Why a change that makes an object cannot (it exists already), or None."""
+        raise NotImplementedError
+
+    def group_exists(self, key: str) -> bool:
+        raise NotImplementedError
+
+    def current(self, change: Change) -> Current | None:
+        """The object *change* acts on (``precondition.id``) as it is now, or None when gone."""
+        raise NotImplementedError
+
+
+def unknown_password() -> str:
+    """The password of a create that apply gave none (a direct call, a benchmark): random, long,
+    and unloggable; nobody will know it, a password reset hands out one that is known."""
+    password = generate(UNKNOWN_PASSWORD)
+    register_secret(password)
+    return password

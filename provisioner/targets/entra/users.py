@@ -1,0 +1,149 @@
+"""The changes to users: create, adopt, rename, update, enable, disable, delete; and a password.
+
+Each handler is a coroutine that sends its requests through the phase's
+:class:`~provisioner.targets.entra.batch.Batcher` and keeps the snapshot up to date. A create sent
+again after its answer was lost meets itself ("already exists") and is recognised by its anchor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from msgraph.generated.models.password_profile import PasswordProfile
+from msgraph.generated.models.user import User
+from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
+
+from provisioner.plan.model import Change, Kind
+from provisioner.targets.base import Result, TargetError
+from provisioner.targets.entra.batch import Batcher
+from provisioner.targets.entra.snapshot import LIMITS, Applier, graph_value
+
+
+class Users(Applier):
+    upn_planned: frozenset[str] = frozenset()
+    """Anchors whose UPN the plan sets itself: a rename leaves the UPN to that update."""
+
+    async def _patch(self, batcher: Batcher, change: Change, body: dict[str, Any]) -> Result:
+        uid = str(change.precondition.id)
+        reply = await batcher.call("PATCH", f"/users/{uid}", body)
+        if not reply.ok:
+            return Result(change, "failed", reply.explain())
+        self.snapshot().users[uid].update(body)
+        return Result(change, "applied")
+
+    async def create(self, batcher: Batcher, change: Change, *, password: str) -> Result:
+        config = self.config
+        after = change.after
+        username = str(after["username"])
+        body: dict[str, Any] = {
+            name: value
+            for name, value in after.items()
+            if name in LIMITS and value not in ("", None)
+        }
+        body.setdefault("displayName", username)
+        body.setdefault("userPrincipalName", f"{username}@{config.domains[0]}")
+        body.setdefault("usageLocation", config.usage_location)
+        body.update(
+            accountEnabled=True,
+            mailNickname=username,
+            passwordProfile={
+                "password": password,
+                "forceChangePasswordNextSignIn": config.must_change_password,
+            },
+        )
+        body[config.anchor_property] = change.key
+        reply = await batcher.call("POST", "/users", body)
+        message = ""
+        if reply.conflict_on("userPrincipalName"):
+            # A create retried after a timeout may have landed the first time: the user is ours
+            # when it carries our anchor.
+            found = await self._by_upn(str(body["userPrincipalName"]))
+            if found is None or found.get(config.anchor_property) != change.key:
+                return Result(
+                    change,
+                    "failed",
+                    f"{body['userPrincipalName']} is already used by another account "
+                    f"({reply.explain()})",
+                )
+            user, message = found, "existed already (an earlier attempt that timed out)"
+        elif not reply.ok:
+            return Result(change, "failed", reply.explain())
+        else:
+            user = {**body, "id": reply.body["id"]}
+        user.pop("passwordProfile", None)
+        snapshot = self.snapshot()
+        snapshot.users[user["id"]] = user
+        snapshot.anchors.put(Kind.ACCOUNT, change.key, user["id"])
+        return Result(change, "applied", message)
+
+    async def _by_upn(self, upn: str) -> dict[str, Any] | None:
+        """One user by UPN, through the SDK's typed request builder (one object)."""
+        anchor = self.config.anchor_property
+        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
+            select=["id", "userPrincipalName", "mailNickname", "accountEnabled", anchor]
+        )
+        config = RequestConfiguration(query_parameters=query)
+        try:
+            user = await self.graph.retrying(
+                f"looking up {upn}", lambda: self.graph.client.users.by_user_id(upn).get(config)
+            )
+        except TargetError:
+            return None
+        if user is None or user.id is None:
+            return None
+        return {
+            "id": user.id,
+            "userPrincipalName": user.user_principal_name,
+            "mailNickname": user.mail_nickname,
+            "accountEnabled": user.account_enabled,
+            anchor: user.employee_id if anchor == "employeeId" else user.on_premises_immutable_id,
+        }
+
+    async def adopt(self, batcher: Batcher, change: Change) -> Result:
+        body = {n: graph_value(v) for n, v in change.after.items() if n != "anchor"}
+        body[self.config.anchor_property] = change.key
+        result = await self._patch(batcher, change, body)
+        if result.status == "applied":
+            self.snapshot().anchors.put(Kind.ACCOUNT, change.key, str(change.precondition.id))
+        return result
+
+    async def rename(self, batcher: Batcher, change: Change) -> Result:
+        user = self.snapshot().users[str(change.precondition.id)]
+        new, old = str(change.after["username"]), str(change.before.get("username") or "")
+        body: dict[str, Any] = {"mailNickname": new}
+        local, _, domain = str(user.get("userPrincipalName") or "").partition("@")
+        if change.key not in self.upn_planned and local.casefold() == old.casefold():
+            body["userPrincipalName"] = f"{new}@{domain}"  # the UPN follows the username
+        return await self._patch(batcher, change, body)
+
+    async def update(self, batcher: Batcher, change: Change) -> Result:
+        body = {name: graph_value(value) for name, value in change.after.items()}
+        return await self._patch(batcher, change, body)
+
+    async def enable(self, batcher: Batcher, change: Change) -> Result:
+        return await self._patch(batcher, change, {"accountEnabled": True})
+
+    async def disable(self, batcher: Batcher, change: Change) -> Result:
+        return await self._patch(batcher, change, {"accountEnabled": False})
+
+    async def delete(self, batcher: Batcher, change: Change) -> Result:
+        uid = str(change.precondition.id)
+        reply = await batcher.call("DELETE", f"/users/{uid}")
+        if not reply.ok and reply.status != 404:  # 404: deleted already (a retried delete)
+            return Result(change, "failed", reply.explain())
+        snapshot = self.snapshot()
+        snapshot.users.pop(uid, None)
+        snapshot.anchors.forget(Kind.ACCOUNT, change.key)
+        return Result(change, "applied")
+
+    async def set_password(self, uid: str, password: str) -> None:
+        """A new password for one user (one object: the SDK's typed model)."""
+        profile = PasswordProfile(
+            password=password,
+            force_change_password_next_sign_in=self.config.must_change_password,
+        )
+        await self.graph.retrying(
+            f"setting the password of {uid}",
+            lambda: self.graph.client.users.by_user_id(uid).patch(User(password_profile=profile)),
+        )
