@@ -111,7 +111,7 @@ def apply_changes(
 
 def record_observations(plan: Plan, store: StateStore) -> None:
     """What the source showed when the plan was made, in one transaction, dated by the plan's
-    source day: leaver clocks start and stop, kinds and schools are kept."""
+    source day: leaver clocks start and stop, kinds, schools and the directory's ids are kept."""
     seen = plan.observations
     day = dt.date.fromisoformat(plan.header.source_as_of)
     with store.transaction():
@@ -119,3 +119,5 @@ def record_observations(plan: Plan, store: StateStore) -> None:
             (anchor, kind, school) for anchor, (kind, school) in seen.accounts.items()
         )
         store.track_leavers(seen.left, seen.returned, day)
+        for kind, ids in seen.ids.items():
+            store.remember_anchors(kind, ids.items())

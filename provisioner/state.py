@@ -1,8 +1,8 @@
 """The state store: what the connector must remember between runs, in one SQLite file.
 
 - anchors: source anchor ↔ the target's immutable id (objectGUID, Entra object id) as last seen.
-  Recorded for later correlation and for people looking into the file; the planner does not read
-  them (it finds managed objects by the anchor attribute in the directory itself);
+  Recorded when a plan is applied, for later correlation and for people looking into the file; the
+  planner finds managed objects by the anchor attribute in the directory itself;
 - issued names: every username ever given, so a name is never given to someone else;
 - account kinds and schools, and leaver clocks: since when someone is gone from the source;
 - runs: when, what, and how it ended.
@@ -173,14 +173,26 @@ class StateStore:
     # -- anchors -----------------------------------------------------------------------------
 
     def remember_anchors(self, kind: str, pairs: Iterable[tuple[str, str]]) -> None:
-        """Record many (anchor, target id) pairs at once, as seen when reading the target."""
+        """Record many (anchor, target id) pairs at once, as seen when reading the target. An
+        object whose anchor was changed by hand keeps its id: the stale pairing is dropped."""
         now = _now()
+        pairs = list(pairs)
         with self.transaction():
+            self.db.executemany(
+                "DELETE FROM anchors WHERE target_id = ? AND NOT (kind = ? AND anchor = ?)",
+                [(target_id, kind, anchor) for anchor, target_id in pairs],
+            )
             self.db.executemany(
                 "INSERT INTO anchors (kind, anchor, target_id, first_seen) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (kind, anchor) DO UPDATE SET target_id = excluded.target_id",
                 [(kind, anchor, target_id, now) for anchor, target_id in pairs],
             )
+
+    def anchor_ids(self, kind: str) -> dict[str, str]:
+        """Anchor → the target's id, of every object of *kind* ("account", "group") recorded."""
+        return dict(
+            self.db.execute("SELECT anchor, target_id FROM anchors WHERE kind = ?", (kind,))
+        )
 
     def target_id(self, kind: str, anchor: str) -> str | None:
         row = self.db.execute(

@@ -491,3 +491,32 @@ def test_owners_are_planned_like_members_and_only_where_asked():
     assert set(changes) == {("add_owner", "klas-1A"), ("remove_owner", "klas-1A")}
     assert changes[("remove_owner", "klas-1A")].before == {"owners": ["t1"]}
     assert changes[("remove_owner", "klas-1A")].precondition.to_json() == {"id": "gid-klas-1A"}
+
+
+def test_the_planner_puts_what_the_store_would_learn_in_the_plan_and_writes_nothing():
+    """The planner is pure: who left, who came back, new kinds and schools and the directory's
+    ids travel in the plan as observations, for apply to record."""
+    import datetime as dt
+
+    from provisioner.plan.planner import Memory, Origin, Rules, make_plan
+
+    day = dt.date(2026, 3, 2)
+    yesterday = desired(account("1", "jan"), account("2", "piet"), account("3", "ann"))
+    observed = observed_from(yesterday)
+    today = desired(account("1", "jan"), account("3", "ann"), account("4", "nieuw"))
+    memory = Memory(
+        leavers={"3": dt.date(2026, 2, 1)},  # gone for a while, back today
+        kinds={"1": "pupils", "3": "pupils"},
+        schools={"1": "030569", "3": "030577"},  # 3 changed school
+        ids={"account": {"1": "id-1", "2": "id-2", "3": "id-old"}},
+    )
+    origin = Origin("c" * 64, "m" * 64, "s" * 64, day, "a test directory")
+    plan = make_plan(today, observed, origin=origin, rules=Rules(), memory=memory)
+    seen = plan.observations
+    assert seen.left == ["2"]
+    assert seen.returned == ["3"]
+    assert seen.accounts == {"3": ["pupils", "030569"], "4": ["pupils", "030569"]}
+    assert seen.ids == {"account": {"3": "id-3"}}  # only what the store does not know yet
+    assert plan.header.source_as_of == "2026-03-02"
+    disable = next(c for c in plan.changes if c.action is Action.DISABLE)
+    assert disable.key == "2" and "since 2026-03-02" in disable.why[0]

@@ -164,3 +164,11 @@ def test_a_failed_migration_is_rolled_back(tmp_path):
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "account_kinds" not in tables  # created by migration 2 before it failed, then undone
     db.close()
+
+
+def test_an_anchor_changed_by_hand_moves_the_id_to_the_new_anchor(tmp_path):
+    with StateStore(tmp_path / "state.db") as store:
+        store.remember_anchors("account", [("123", "guid-1")])
+        store.remember_anchors("account", [("456", "guid-1")])  # employeeID edited in the DC
+        assert store.anchor_ids("account") == {"456": "guid-1"}
+        assert store.anchor_ids("group") == {}

@@ -243,6 +243,8 @@ class Observations:
     """Anchors back in the source: their leaver clocks stop."""
     accounts: dict[str, list[str]] = field(default_factory=dict)
     """Anchor → [account kind, school], for the accounts whose kind or school is new."""
+    ids: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Per kind ("account", "group"), anchor → the directory's immutable id, where new."""
 
 
 @dataclass

@@ -47,6 +47,8 @@ class Memory:
     """The school each anchor was last seen in."""
     last_persons: tuple[str, Mapping[str, int]] | None = None
     """(day, accounts per school) of the last successful apply."""
+    ids: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Per kind ("account", "group"), anchor → the directory's id as last recorded."""
 
 
 @dataclass(frozen=True)
@@ -148,8 +150,24 @@ def make_plan(
             for a in desired.accounts.values()
             if memory.kinds.get(a.anchor) != a.kind or memory.schools.get(a.anchor) != a.school
         },
+        ids=_new_ids(observed, memory.ids),
     )
     return Plan(header, verdict.changes, observations)
+
+
+def _new_ids(
+    observed: ObservedState, known: Mapping[str, Mapping[str, str]]
+) -> dict[str, dict[str, str]]:
+    """The directory's ids of managed objects that the state store does not know yet."""
+    seen = {
+        "account": {a.anchor: a.id for a in observed.accounts if a.anchor},
+        "group": {g.key: g.id for g in observed.groups if g.key},
+    }
+    new = {
+        kind: {key: id_ for key, id_ in ids.items() if known.get(kind, {}).get(key) != id_}
+        for kind, ids in seen.items()
+    }
+    return {kind: ids for kind, ids in new.items() if ids}
 
 
 def names_in_use(
