@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import secrets
 from pathlib import Path
@@ -843,3 +844,43 @@ def test_on_1_july_leavers_wait_and_nothing_is_disabled(
     after = users_below(samba_dc, root)
     assert missing <= set(before)
     assert all(not int(after[k]["userAccountControl"]) & 2 for k in before)  # nobody disabled
+
+
+def test_a_dry_run_leaves_the_state_store_byte_for_byte(
+    samba_dc, informat_server, synthetic, ad_env, capsys, tmp_path
+):
+    """``plan`` (and validate, explain, a saved plan) leaves the state store as it found it;
+    only an apply records what the source showed, dated by the plan's source day."""
+    config_for, _root = ad_env
+    assert main(["apply", "--config", str(config_for(informat_server.url))]) == 0
+    state = tmp_path / "state.db"
+    scenario = day_two(synthetic)
+    with InformatServer(scenario.data, today=REFERENCE_DAY) as server:
+        config = config_for(server.url)
+        before = state.read_bytes()
+        plan_file = tmp_path / "plan.json"
+        assert main(["plan", "--config", str(config), "--out", str(plan_file)]) == 2
+        assert main(["validate", "--config", str(config)]) == 0
+        assert main(["explain", "--config", str(config), scenario.leaver]) in (0, 1)
+        assert state.read_bytes() == before  # no leaver clock, no kind, no id recorded
+        with StateStore(state) as store:
+            assert scenario.leaver not in store.leavers()
+            assert NEWCOMER not in store.kinds()
+
+        # What the plan would teach the store travels in it ...
+        saved = json.loads(plan_file.read_text(encoding="utf-8"))
+        assert saved["observations"]["left"] == [scenario.leaver]
+        assert NEWCOMER in saved["observations"]["accounts"]
+        # ... and is recorded when it is applied, dated by the plan's source day.
+        capsys.readouterr()
+        assert main(["apply", "--config", str(config), str(plan_file)]) == 0
+        with StateStore(state) as store:
+            day = dt.date.fromisoformat(saved["header"]["source_as_of"])
+            assert store.leavers() == {scenario.leaver: day}
+            assert store.kinds()[NEWCOMER] == "pupils"
+            # and the DC's objectGUIDs of the accounts it saw (the newcomer's comes next night)
+            assert set(store.anchor_ids("account")) == set(saved["observations"]["ids"]["account"])
+    # Day one's data again: the leaver is back (their clock stops), the newcomer gone (theirs starts).
+    assert main(["apply", "--config", str(config_for(informat_server.url))]) == 0
+    with StateStore(state) as store:
+        assert list(store.leavers()) == [NEWCOMER]
