@@ -48,3 +48,12 @@ def test_sheets_are_private_and_escaped(tmp_path):
     assert html.count('<section class="page">') == 2
     assert "Jan &lt;Peeters&gt;" in html and "<Peeters>" not in html
     assert write_sheets([], tmp_path / "none", dt.datetime(2026, 9, 1)) == []
+
+
+def test_apply_and_password_reset_put_an_account_on_the_same_sheet():
+    """One rule for both: the OU path where the directory has OUs, else the department."""
+    from provisioner.passwords import handout_group
+
+    assert handout_group(["Leerlingen", "030569", "1A"], "1A") == "Leerlingen / 030569 / 1A"
+    assert handout_group(None, "1A") == "1A"  # Entra ID: no OUs
+    assert handout_group([], None) == "(root)"

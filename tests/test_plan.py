@@ -280,6 +280,9 @@ def test_a_school_that_answers_empty_blocks_the_plan(server, tmp_path, monkeypat
     out = capsys.readouterr().out
     assert "BLOCKED: Lln for 030577 answered with no rows: nothing is applied" in out
     assert "BLOCKED: Leerkrachten for 030577 answered with no rows" in out
+    main(["validate", "--config", str(config)])
+    out = capsys.readouterr().out
+    assert "Source blocks" in out and "Lln for 030577: answered with no rows" in out
 
 
 def test_policy_limits_and_the_summer_window():

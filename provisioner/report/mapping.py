@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from provisioner.mapping.filters import ascii_fold
 from provisioner.model import DesiredAccount, DesiredState
+from provisioner.sources.base import Block
 
 _SHOWN = 10  # list items shown per section before "… and N more"
 
@@ -25,7 +26,7 @@ def validation_summary(
     state: DesiredState,
     fields: Mapping[str, Collection[str] | None],
     counts: Mapping[str, Mapping[str, int]],
-    empty: list[tuple[str, str]],
+    blocks: Sequence[Block],
 ) -> str:
     report = state.report
     out = ["Data read (only what the mappings reference):"]
@@ -56,7 +57,7 @@ def validation_summary(
         "Name collisions resolved",
         [f"{c.kind} {c.anchor}: {c.wanted} → {c.given}" for c in report.collisions],
     )
-    out += _listed("Empty answers", [f"{d} for {nr}" for d, nr in empty])
+    out += _listed("Source blocks", [f"{b.dataset} for {b.unit}: {b.reason}" for b in blocks])
     out += _listed("Warnings", report.warnings)
     out += _listed("Errors", report.errors)
     verdict = f"{len(report.errors)} error(s)" if report.errors else "OK: the mappings are valid"
