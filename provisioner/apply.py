@@ -94,8 +94,7 @@ def apply_changes(
         if result.status != "applied":
             continue
         if change.action in (Action.CREATE, Action.RENAME):
-            with store.transaction():
-                store.issue_names([(change.key, str(change.after["username"]))])
+            store.issue_names([(change.key, str(change.after["username"]))])
         if index in initial:
             username = str(change.after["username"])
             outcome.handouts.append(

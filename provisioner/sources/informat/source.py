@@ -51,9 +51,12 @@ class InformatSource:
         return self.config.instelnrs
 
     def describe(self) -> str:
+        return f"Informat {self._origin()}"
+
+    def _origin(self) -> str:
         if self.config.snapshot is not None:
-            return f"Informat snapshot {self.config.snapshot}"
-        return f"Informat {self.config.url}"
+            return f"snapshot {self.config.snapshot}"
+        return str(self.config.url)
 
     def read(
         self,
@@ -71,15 +74,12 @@ class InformatSource:
             progress=progress,
             sleep=self._sleep,
         )
-        origin = (
-            f"snapshot {self.config.snapshot}" if self.config.snapshot else str(self.config.url)
-        )
         return SourceRead(
             rows=data.as_source_rows(),
             as_of=data.as_of,
             digest=data.source_hash(),
             counts=data.counts(),
-            description=f"Informat {data.schooljaar} from {origin}",
+            description=f"Informat {data.schooljaar} from {self._origin()}",
             blocks=[
                 Block(dataset, instelnr, EMPTY_ANSWER, EMPTY_ANSWER_HINT)
                 for dataset, instelnr in data.empty()
