@@ -1,0 +1,92 @@
+"""Files the connector writes: private, never through a planted link, never half-written.
+
+Plans, reports, hand-out sheets, the state store, snapshots and run folders hold names of pupils
+(sheets: passwords). Each is created readable by its owner only (0600; directories 0700), also
+when a file of that name was there before with a wider mode, and never by following a symbolic
+link someone planted in its place: a file is written to a temporary name beside it (opened with
+``O_EXCL | O_NOFOLLOW``) and renamed over the old one, which replaces a link instead of writing
+through it.
+
+Windows has neither modes nor ``O_NOFOLLOW``: there a file inherits the folder's access list
+(keep the folder private to the service account, see docs/security.md), a link in place of the
+file is refused by an explicit check, and the rename still replaces it atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+from provisioner.errors import ConfigError
+
+WINDOWS = os.name == "nt"
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+"""0 where the platform has no such flag (Windows): :func:`refuse_link` stands in for it."""
+
+
+def refuse_link(path: Path) -> None:
+    """A symbolic link where a file is to be written is an attack or a mistake: refuse it."""
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link; refusing to write through it")
+
+
+def write_private(path: Path, data: str | bytes) -> Path:
+    """Write *data* to *path* (mode 0600) via a temporary file and an atomic rename; an existing
+    file or link of that name is replaced, never written through."""
+    refuse_link(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:  # mkstemp: O_EXCL, mode 0600, never a link
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def create_private(path: Path) -> int:
+    """Open a new file *path* for writing (mode 0600); fails when anything of that name exists,
+    a link included. The caller owns the descriptor."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
+
+
+def open_private(path: Path, flags: int = os.O_RDWR) -> int:
+    """Open or create *path* (mode 0600, never through a link) and tighten its mode if an older
+    file was wider: for files that must be kept, not replaced (the state store, a lock file)."""
+    refuse_link(path)
+    fd = os.open(path, flags | os.O_CREAT | NOFOLLOW, 0o600)
+    if not WINDOWS:
+        os.fchmod(fd, 0o600)
+    return fd
+
+
+def private_dir(path: Path) -> Path:
+    """Make *path* (and its parents) if missing, mode 0700, and refuse it when others could
+    plant or swap files in it (see :func:`check_private_dir`)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_private_dir(path)
+    return path
+
+
+def check_private_dir(path: Path, *, windows: bool = WINDOWS) -> None:
+    """Refuse a directory that is a link, not owned by this user, or writable by group or
+    world. On Windows only the link is checked (ownership and modes are access lists there)."""
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link; give the real directory")
+    if windows:
+        return
+    info = path.stat()
+    problems = []
+    if info.st_uid != os.geteuid():
+        problems.append(f"owned by user id {info.st_uid}, not by this user ({os.geteuid()})")
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problems.append(f"writable by others (mode {stat.S_IMODE(info.st_mode):04o})")
+    if problems:
+        fix = f"; fix it with: chown $USER {path} && chmod 700 {path}"
+        raise ConfigError(f"{path} is " + " and ".join(problems) + fix)
