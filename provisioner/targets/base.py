@@ -37,6 +37,9 @@ class Result:
     change: Change
     status: Literal["applied", "skipped", "failed"]
     message: str = ""
+    password_unknown: bool = False
+    """A create that found its account already made (by an earlier or a parallel run): the
+    password it was given was not set, so no sheet may show it."""
 
 
 class Target(Protocol):
