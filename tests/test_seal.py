@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from provisioner.cli import main
@@ -365,6 +366,8 @@ def test_plan_without_out_writes_no_key_and_with_out_a_private_one_reused(tmp_pa
     assert key_file.read_bytes() == content
     assert json.loads(out.read_text())["seal"]["key_id"] == first_seal["key_id"]
     assert load_sealed_plan(out, key_file).counts()["create"] == 315
+    schema = Path(__file__).parent.parent / "provisioner" / "schemas" / "plan.schema.json"
+    jsonschema.validate(json.loads(out.read_text()), json.loads(schema.read_text()))
 
 
 def test_plan_out_replaces_a_wide_file_and_never_writes_through_a_link(tmp_path, capsys):
