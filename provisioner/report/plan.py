@@ -20,7 +20,8 @@ def _shown(value: Value) -> str:
         return "(none)"
     if isinstance(value, list):
         return ", ".join(value) if len(value) <= 8 else f"{', '.join(value[:8])} … ({len(value)})"
-    return repr(value)
+    # Quoted as it is: the line it goes into is made visible as a whole (see _lines).
+    return f"'{value}'"
 
 
 def render_plan(plan: Plan, *, details: bool = False) -> str:
