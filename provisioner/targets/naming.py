@@ -32,8 +32,14 @@ class Name:
     """``file:line`` of the template that makes the value."""
 
     def problem(self, what: str) -> str:
+        shown = visible(self.value)
+        if len(shown) > _SHOWN_MAX:  # enough to recognise it; the length is in the message
+            shown = shown[: _SHOWN_MAX - 1] + "…"
         made = f" (made by {self.location})" if self.location else ""
-        return f"{self.owner}: {self.attribute} '{visible(self.value)}' {what}{made}"
+        return f"{self.owner}: {self.attribute} '{shown}' {what}{made}"
+
+
+_SHOWN_MAX = 100
 
 
 Rule = Callable[[str], list[str]]
