@@ -9,28 +9,29 @@ of user data (text plan, HTML report, validate and explain, password sheets) goe
 
 from __future__ import annotations
 
-import unicodedata
+import re
 
 BIDI_CONTROLS = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
 """Characters that change the direction text is shown in (the Unicode bidi controls)."""
 
+# Exactly: the C0 and C1 controls and DEL (Unicode category Cc), the bidi controls, the line and
+# paragraph separators (Zl, Zp: they break lines) and lone surrogates (Cs: they cannot even be
+# printed). One pattern, so that the common case (nothing to write out) is a single search.
+_HIDDEN = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff" + "".join(sorted(BIDI_CONTROLS)) + "]"
+)
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _shown_as(char: str) -> str | None:
-    """How *char* is written by :func:`visible`, or None when it is shown as it is."""
+def _shown_as(char: str) -> str:
+    """How the hidden character *char* is written out."""
     if char in _NAMED:
         return _NAMED[char]
-    category = unicodedata.category(char)
-    if category == "Cc":  # C0 and C1 controls, DEL
+    if ord(char) <= 0x9F:
         return f"\\x{ord(char):02x}"
-    # Bidi controls reorder what follows; line and paragraph separators break lines; a lone
-    # surrogate cannot even be printed.
-    if char in BIDI_CONTROLS or category in ("Zl", "Zp", "Cs"):
-        return f"<U+{ord(char):04X}>"
-    return None
+    return f"<U+{ord(char):04X}>"
 
 
 def visible(text: str) -> str:
@@ -38,17 +39,12 @@ def visible(text: str) -> str:
     a line break as ``\\n``, U+202E as ``<U+202E>``, other controls as ``\\xNN``. Everything else
     (accents, other scripts) is kept; a text that needs nothing is returned as it is. Applying it
     twice changes nothing more."""
-    if all(_shown_as(char) is None for char in text):
+    if _HIDDEN.search(text) is None:
         return text
-    return "".join(_shown_as(char) or char for char in text)
+    return _HIDDEN.sub(lambda match: _shown_as(match.group()), text)
 
 
 def hidden_characters(text: str) -> list[str]:
     """The characters of *text* that :func:`visible` would write out, each in its visible form
     and once, in order: what a name must not hold."""
-    found: list[str] = []
-    for char in text:
-        shown = _shown_as(char)
-        if shown is not None and shown not in found:
-            found.append(shown)
-    return found
+    return list(dict.fromkeys(_shown_as(char) for char in _HIDDEN.findall(text)))

@@ -122,3 +122,14 @@ def test_the_report_is_never_written_through_a_link(tmp_path, capsys):
     assert f"{link} is a symbolic link; refusing to write through it" in err
     assert victim.read_text() == "keep me"
     assert link.is_symlink()
+
+
+def test_every_control_bidi_separator_and_surrogate_code_point_is_written_out():
+    import unicodedata
+
+    from provisioner.text import BIDI_CONTROLS
+
+    for point in range(0x110000):
+        char = chr(point)
+        hidden = unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs") or char in BIDI_CONTROLS
+        assert (visible(char) != char) is hidden, hex(point)

@@ -24,8 +24,8 @@ DNS_NAME = re.compile(
 class Name:
     """One name the directory would be given, whose it is, and where the mappings make it."""
 
-    owner: str
-    """The person or group, as a coordinator finds it: ``pupils 1234 (Jan Peeters)``."""
+    owner: DesiredAccount | DesiredGroup | str
+    """The person or group (or the place) the name belongs to."""
     attribute: str
     value: str
     location: str | None = None
@@ -36,7 +36,7 @@ class Name:
         if len(shown) > _SHOWN_MAX:  # enough to recognise it; the length is in the message
             shown = shown[: _SHOWN_MAX - 1] + "…"
         made = f" (made by {self.location})" if self.location else ""
-        return f"{self.owner}: {self.attribute} '{shown}' {what}{made}"
+        return f"{label(self.owner)}: {self.attribute} '{shown}' {what}{made}"
 
 
 _SHOWN_MAX = 100
@@ -53,14 +53,16 @@ def problems(checks: Iterable[tuple[Name | None, Rule]]) -> list[str]:
     ]
 
 
-def account_owner(account: DesiredAccount) -> str:
-    shown = account.attributes.get("displayName")
-    label = shown.value if shown is not None else account.username
-    return visible(f"{account.kind} {account.anchor} ({label})")
-
-
-def group_owner(group: DesiredGroup) -> str:
-    return visible(f"group {group.key}")
+def label(owner: DesiredAccount | DesiredGroup | str) -> str:
+    """The person or group as a coordinator finds it: ``pupils 1234 (Jan Peeters)``, ``group
+    klas-1A``. Made only for a name with a problem: most names have none."""
+    if isinstance(owner, DesiredAccount):
+        shown = owner.attributes.get("displayName")
+        name = shown.value if shown is not None else owner.username
+        return visible(f"{owner.kind} {owner.anchor} ({name})")
+    if isinstance(owner, DesiredGroup):
+        return visible(f"group {owner.key}")
+    return visible(owner)
 
 
 def account_name(account: DesiredAccount, attribute: str, default: str | None) -> Name | None:
@@ -68,29 +70,32 @@ def account_name(account: DesiredAccount, attribute: str, default: str | None) -
     username), else None: the directory is not given one."""
     derived = account.attributes.get(attribute)
     if derived is not None:
-        return Name(account_owner(account), attribute, derived.value, derived.why.location)
+        return Name(account, attribute, derived.value, derived.why.location)
     if default is None:
         return None
     why = account.username_why
-    return Name(account_owner(account), attribute, default, why.location if why else None)
+    return Name(account, attribute, default, why.location if why else None)
 
 
 def group_name(group: DesiredGroup, attribute: str, default: str | None) -> Name | None:
     derived = group.attributes.get(attribute)
     if derived is not None:
-        return Name(group_owner(group), attribute, derived.value, derived.why.location)
-    return None if default is None else Name(group_owner(group), attribute, default)
+        return Name(group, attribute, derived.value, derived.why.location)
+    return None if default is None else Name(group, attribute, default)
 
 
 def ou_names(desired: DesiredState) -> list[Name]:
     """Every OU name the desired state uses, once, with the first account or group in it."""
     seen: dict[str, Name] = {}
-    placed = [(account_owner(a), a.ou) for a in desired.accounts.values()]
-    placed += [(group_owner(g), g.ou) for g in desired.groups.values()]
-    placed += [("OU path " + visible(" / ".join(path)), path) for path in sorted(desired.ous)]
+    placed: list[tuple[DesiredAccount | DesiredGroup | str, tuple[str, ...]]] = [
+        *((a, a.ou) for a in desired.accounts.values()),
+        *((g, g.ou) for g in desired.groups.values()),
+        *(("OU path " + " / ".join(path), path) for path in sorted(desired.ous)),
+    ]
     for owner, path in placed:
         for part in path:
-            seen.setdefault(part, Name(owner, "OU name", part))
+            if part not in seen:
+                seen[part] = Name(owner, "OU name", part)
     return list(seen.values())
 
 
