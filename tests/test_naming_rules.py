@@ -15,6 +15,7 @@ from provisioner.secret import Secret
 from provisioner.targets import naming_problems
 from provisioner.targets.ad_settings import SAM_ACCOUNT_NAME_FORBIDDEN, AdConfig
 from provisioner.targets.entra_settings import EntraConfig
+from provisioner.text import visible
 from tests.test_cli_mapping import ROOT, sample_with_mappings
 
 AD = AdConfig(
@@ -167,12 +168,14 @@ def test_a_group_named_by_a_class_code_with_a_line_break():
         ("jan@school..be", "has no valid domain after the @ ('school..be')"),
         (".jan@school.be", "has a dot at the start or end"),
         ("jan.peeters", "is not name@domain"),
+        ("jan\n@school.be", "holds characters not allowed before the @: '\\n'"),
+        ("jan@school.be\n", "has no valid domain after the @ ('school.be\\n')"),
         ("x" * 65 + "@school.be", "is 65 characters long; Active Directory (before the @)"),
     ],
 )
 def test_ad_user_principal_name(upn, expected):
     (problem,) = ad(account("jan", userPrincipalName=upn))
-    assert problem.startswith(f"pupils 1001 (jan): userPrincipalName '{upn}' {expected}")
+    assert problem.startswith(f"pupils 1001 (jan): userPrincipalName '{visible(upn)}' {expected}")
 
 
 @pytest.mark.parametrize(
@@ -210,6 +213,7 @@ def test_entra_checks_the_upn_it_makes_from_the_username_and_the_mail_nickname()
         ("jan+1@school.be", "holds characters not allowed before the @: '+'"),
         ("x" * 65 + "@school.be", "is 65 characters long; Entra ID (before the @)"),
         ("jan\u202e@school.be", "holds characters not allowed before the @: '<U+202E>'"),
+        ("jan@school.be\n", "is not in a managed domain"),
     ],
 )
 def test_entra_user_principal_name(upn, expected):

@@ -28,7 +28,7 @@ def _check_https(value: str) -> str:
 def _check_domains(value: list[str]) -> list[str]:
     if not value:
         raise ValueError("name at least one domain: the UPN suffixes of managed accounts")
-    bad = [d for d in value if not _DOMAIN.match(d)]
+    bad = [d for d in value if not _DOMAIN.fullmatch(d)]
     if bad:
         raise ValueError(f"not a domain name: {', '.join(bad)}")
     return [d.lower() for d in value]
@@ -89,9 +89,9 @@ class EntraConfig:
     """Tries of one request that is throttled (429) or finds Graph busy (503, 504)."""
 
     def __post_init__(self) -> None:
-        if not _GUID.match(self.tenant_id) and not _DOMAIN.match(self.tenant_id):
+        if not _GUID.fullmatch(self.tenant_id) and not _DOMAIN.fullmatch(self.tenant_id):
             raise ValueError("tenant_id: a GUID or the tenant's domain (school.onmicrosoft.com)")
-        if not _GUID.match(self.client_id):
+        if not _GUID.fullmatch(self.client_id):
             raise ValueError("client_id: the app registration's application (client) id, a GUID")
         if (self.client_secret is None) == (self.certificate is None):
             raise ValueError("give exactly one of client_secret and certificate")
@@ -130,8 +130,8 @@ def _user_principal_name(domains: list[str]) -> naming.Rule:
             return ["is not name@domain"]
         out = naming.too_long(value, UPN_MAX, _ENTRA)
         out += naming.too_long(local, UPN_LOCAL_MAX, f"{_ENTRA} (before the @)")
-        if not UPN_LOCAL_ALLOWED.match(local):
-            bad = [c for c in dict.fromkeys(local) if not UPN_LOCAL_ALLOWED.match(c)]
+        if not UPN_LOCAL_ALLOWED.fullmatch(local):
+            bad = [c for c in dict.fromkeys(local) if not UPN_LOCAL_ALLOWED.fullmatch(c)]
             out.append(
                 "holds characters not allowed before the @: "
                 + " ".join(f"'{visible(c)}'" for c in bad)

@@ -135,6 +135,6 @@ def mail_address(value: str, directory: str) -> list[str]:
         return ["is not an e-mail address (name@domain)"]
     out = too_long(local, 64, f"{directory} (before the @)")
     out += forbidden(local, ' @(),:;<>[]\\"', directory)
-    if not DNS_NAME.match(domain) or "." not in domain:
+    if not DNS_NAME.fullmatch(domain) or "." not in domain:
         out.append(f"has no valid domain after the @ ('{visible(domain)}')")
     return out
