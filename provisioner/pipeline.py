@@ -38,6 +38,7 @@ from provisioner.plan.seal import PlanKey, key_path, load_key
 from provisioner.sources import open_source
 from provisioner.sources.base import Fields, Progress, Source, SourceRead
 from provisioner.state import StateStore
+from provisioner.targets import naming_problems
 from provisioner.targets import open_target as _open_target
 from provisioner.targets.base import Target
 
@@ -100,9 +101,13 @@ def desired_state(
     existing: Mapping[str, str] | None = None,
     issued: Collection[str] = (),
 ) -> DesiredState:
-    return build_desired(
+    desired = build_desired(
         prepared.compiled, read.rows, today=read.as_of, existing=existing, issued=issued
     )
+    # A name the directory refuses would fail on every run: an error now, so that validate lists
+    # it and a plan is blocked instead of proposing it.
+    desired.report.errors += naming_problems(prepared.config.target, desired)
+    return desired
 
 
 def open_target(prepared: Prepared, **seams: Any) -> Target | None:
