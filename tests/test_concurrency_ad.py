@@ -24,10 +24,12 @@ class Run:
     out: str
     err: str
     pid: int
+    config: Path
 
 
-def apply_at_once(config: Path, count: int = 2) -> list[Run]:
-    """Start *count* ``provisioner -v apply`` processes together and wait for all of them."""
+def apply_at_once(*configs: Path) -> list[Run]:
+    """Start ``provisioner -v apply`` for each configuration (the same one twice: give it twice)
+    together, and wait for all of them."""
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "provisioner", "-v", "apply", "--config", str(config)],
@@ -36,12 +38,12 @@ def apply_at_once(config: Path, count: int = 2) -> list[Run]:
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(count)
+        for config in configs
     ]
     runs = []
-    for process in processes:
+    for process, config in zip(processes, configs, strict=True):
         out, err = process.communicate(timeout=900)
-        runs.append(Run(process.returncode, out, err, process.pid))
+        runs.append(Run(process.returncode, out, err, process.pid, config))
     return runs
 
 
@@ -140,7 +142,7 @@ def test_two_applies_at_once_one_applies_the_other_is_refused(
 ):
     config_for, root = concurrent_ad
     config = config_for(informat_server.url)
-    winner, loser = winner_and_loser(apply_at_once(config))
+    winner, loser = winner_and_loser(apply_at_once(config, config))
 
     assert f"error: another run (pid {winner.pid}, `provisioner apply --config {config}`" in (
         loser.err
@@ -156,7 +158,7 @@ def test_a_second_apply_waits_and_then_finds_nothing_to_do(
 ):
     config_for, root = concurrent_ad
     config = config_for(informat_server.url, wait=600)
-    runs = apply_at_once(config)
+    runs = apply_at_once(config, config)
     assert [r.code for r in runs] == [0, 0], [r.err[-2000:] for r in runs]
     (waiter,) = [r for r in runs if "waiting up to 600 s" in r.err]
     (first,) = [r for r in runs if r is not waiter]
