@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -246,7 +247,7 @@ class RunLock:
         fd = _open_lock_file(lock.path)
         announced = False
         try:
-            while not self.locker.try_lock(fd):
+            while not self._try(lock, fd):
                 holder = describe_holder(_read_start(fd))
                 if self.clock() >= deadline:
                     waited = f" (waited {self.wait:g} s)" if self.wait else ""
@@ -254,10 +255,11 @@ class RunLock:
                         f"another run ({holder}) holds the lock on {lock.what}{waited}; it is "
                         "still running — wait for it or stop it"
                     )
-                if not announced:
+                if not announced:  # a warning: someone at a terminal should know why it waits
                     log.event(
                         f"another run ({holder}) holds the lock on {lock.what}; waiting up to "
-                        f"{self.wait:g} s",
+                        f"{self.wait:g} s for it to finish",
+                        logging.WARNING,
                         lock=str(lock.path),
                     )
                     announced = True
@@ -269,6 +271,15 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
         os.write(fd, holder_details(self.command))
+
+    def _try(self, lock: LockFile, fd: int) -> bool:
+        try:
+            return self.locker.try_lock(fd)
+        except OSError as exc:  # not "taken" but "impossible": ENOLCK on some network shares
+            raise ConfigError(
+                f"cannot lock {lock.path}: {exc.strerror or exc}; the folder's file system may "
+                "not support locks: keep the state store and lock: directory: on a local disk"
+            ) from None
 
     def release(self) -> None:
         while self._held:

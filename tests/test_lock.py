@@ -162,6 +162,9 @@ def test_cli_apply_exits_1_with_the_message_and_touches_nothing(write_config, ho
     assert not (config.parent / "state.db").exists()
     assert main(["password", "reset", "--config", str(config), "someone"]) == 1
     assert f"pid {process.pid}" in capsys.readouterr().err
+    # A plan with a target reads what an apply writes: it waits for the apply, too.
+    assert main(["plan", "--config", str(config)]) == 1
+    assert f"pid {process.pid}" in capsys.readouterr().err
 
 
 def test_plan_without_a_target_takes_no_lock(write_config):
@@ -331,3 +334,19 @@ def test_the_windows_branch_with_a_faked_msvcrt(tmp_path):
     assert ranges == {}
     with RunLock(files, command="x", locker=MsvcrtLocker(second)):
         assert len(ranges) == 1
+
+
+class NoLocks:
+    """A file system without locks (some network shares answer ENOLCK)."""
+
+    def try_lock(self, fd: int) -> bool:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    def unlock(self, fd: int) -> None:
+        raise AssertionError("never locked")
+
+
+def test_a_file_system_without_locks_is_a_clear_error(tmp_path):
+    files = [LockFile(tmp_path / "state.db.lock", "the state store")]
+    with pytest.raises(ConfigError, match="No locks available; the folder's file system may not"):
+        RunLock(files, command="x", locker=NoLocks()).acquire()
