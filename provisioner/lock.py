@@ -213,7 +213,7 @@ def describe_holder(raw: bytes) -> str:
 
 
 class RunLock:
-    """Exclusive locks on *files*, taken in order; waits up to *wait* seconds for each (in all),
+    """Exclusive locks on *files*, taken in order; waits up to *wait* seconds for them in all,
     trying again every :data:`POLL_SECONDS`. *clock*, *sleep* and *locker* are seams for tests."""
 
     def __init__(
