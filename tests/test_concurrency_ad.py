@@ -68,6 +68,17 @@ def sheet_passwords(directory: Path) -> list[tuple[str, str]]:
     return found
 
 
+def one_password_each(rows: list[tuple[str, str]]) -> dict[str, str]:
+    """Username -> password; the same row on two files (a sheet and its escrow) is one, but an
+    account with two different passwords is the bug this guards against."""
+    passwords: dict[str, set[str]] = {}
+    for username, password in rows:
+        passwords.setdefault(username.lower(), set()).add(password)
+    twice = sorted(name for name, found in passwords.items() if len(found) > 1)
+    assert twice == [], f"accounts with two different passwords on the sheets: {twice[:5]}"
+    return {name: found.pop() for name, found in passwords.items()}
+
+
 def winner_and_loser(runs: list[Run]) -> tuple[Run, Run]:
     assert sorted(r.code for r in runs) == [0, 1], [(r.code, r.err[-2000:]) for r in runs]
     winner, loser = sorted(runs, key=lambda r: r.code)
@@ -124,12 +135,10 @@ def assert_one_of_everything_and_every_password_logs_on(samba_dc, root: str, con
     assert len(users) > 100 and len(users) == len(set(users)), "twin accounts"
     assert groups and len(groups) == len(set(groups)), "twin groups"
 
-    rows = sheet_passwords(config.parent / "password-sheets")
-    usernames = [username for username, _ in rows]
-    assert len(usernames) == len(set(usernames)), "one account on two sheets"
-    assert len(rows) == len(users)  # every new account on a sheet, with its password
+    logins = one_password_each(sheet_passwords(config.parent / "password-sheets"))
+    assert len(logins) == len(users)  # every new account on a sheet, with its password
     refused = []
-    for username, password in rows:
+    for username, password in logins.items():
         conn = samba_dc.connect(f"{samba_dc.domain}\\{username}", password)
         if not conn.bound:
             refused.append(username)

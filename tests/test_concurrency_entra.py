@@ -11,7 +11,12 @@ import pytest
 
 from tests.fakes.graph_server import GraphServer
 from tests.scenarios import config_head
-from tests.test_concurrency_ad import apply_at_once, sheet_passwords, winner_and_loser
+from tests.test_concurrency_ad import (
+    apply_at_once,
+    one_password_each,
+    sheet_passwords,
+    winner_and_loser,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "school.onmicrosoft.com"
@@ -59,14 +64,12 @@ def assert_no_twins_and_every_password_is_set(graph: GraphServer, config: Path) 
     # The server keeps each user's passwordProfile as it was last set: the one to log on with.
     by_name = {u["mailNickname"].lower(): u for u in graph.users.values()}
     by_name |= {u["userPrincipalName"].lower(): u for u in graph.users.values()}
-    rows = sheet_passwords(config.parent / "password-sheets")
-    usernames = [username for username, _ in rows]
-    assert len(usernames) == len(set(usernames)), "one account on two sheets"
-    assert len(rows) == len(anchors)  # every new account on a sheet
+    logins = one_password_each(sheet_passwords(config.parent / "password-sheets"))
+    assert len(logins) == len(anchors)  # every new account on a sheet
     wrong = [
         username
-        for username, password in rows
-        if by_name[username.lower()]["passwordProfile"]["password"] != password
+        for username, password in logins.items()
+        if by_name[username]["passwordProfile"]["password"] != password
     ]
     assert wrong == []
 
