@@ -7,12 +7,13 @@ traceback) or a failed change, 2 changes pending or the plan blocked.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import sys
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,6 +21,7 @@ from provisioner import __version__, log
 from provisioner.apply import apply_plan
 from provisioner.config import load_config
 from provisioner.errors import ConfigError, ProvisionerError
+from provisioner.lock import run_lock
 from provisioner.passwords import Handout, generate, handout_group, write_sheets
 from provisioner.pipeline import (
     Prepared,
@@ -246,6 +248,20 @@ def run_explain(args: argparse.Namespace) -> int:
     return 1 if state.report.errors else 0
 
 
+def holds_run_lock(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Commands that read and write the state store and the directory run one at a time
+    (provisioner.lock); a plan with a target is one, so it never sees an apply half-way."""
+
+    @functools.wraps(handler)
+    def locked(args: argparse.Namespace) -> int:
+        command = " ".join(["provisioner", args.command, *([args.task] if "task" in args else [])])
+        with run_lock(load_config(args.config), f"{command} --config {args.config}"):
+            return handler(args)
+
+    return locked
+
+
+@holds_run_lock
 def run_plan(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
     target = open_target(prepared, **args.seams)
@@ -280,6 +296,7 @@ def _make_plan(prepared: Prepared, target: Target | None) -> Plan:
     return plan
 
 
+@holds_run_lock
 def run_apply(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
     target = open_target(prepared, **args.seams)
@@ -350,6 +367,7 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
     return 1 if outcome.failed else 0
 
 
+@holds_run_lock
 def run_password_reset(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
     target = open_target(prepared, **args.seams)

@@ -54,6 +54,26 @@ class TargetConfig:
             raise ValueError("configure one target: ad or entra")
 
 
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
+@dataclass
+class LockConfig:
+    """The ``lock:`` section: how runs that write keep out of each other's way
+    (:mod:`provisioner.lock`)."""
+
+    wait: float = field(default=0.0, metadata={"check": _not_negative})
+    """Seconds a run waits for another run holding the lock before it stops (exit code 1)."""
+    directory: Path | None = None
+    """Where the per-directory lock files live; by default a private folder of this user
+    (``~/.cache/provisioner/locks``, on Windows ``%LOCALAPPDATA%\\provisioner\\locks``). Runs
+    under different user accounts do not see each other's locks here; the lock beside the state
+    store still keeps them apart when they share a state store."""
+
+
 @dataclass
 class Config:
     source: SourceConfig
@@ -69,6 +89,8 @@ class Config:
     """When leavers are disabled, where their accounts go, and when they are deleted."""
     passwords: PasswordConfig = field(default_factory=PasswordConfig)
     """Initial passwords of new accounts and where their hand-out sheets go."""
+    lock: LockConfig = field(default_factory=LockConfig)
+    """How long a second run waits for the first, and where lock files live."""
 
     @property
     def sheets_dir(self) -> Path:
