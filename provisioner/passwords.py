@@ -239,7 +239,10 @@ class HandoutSheets:
         """Write the escrow: every password in *handouts* (status ``pending``) in a new CSV, on
         disk before this returns. Raises :class:`SheetError` (or ConfigError for a directory
         others can write to), after which the caller must set no password."""
-        private_dir(directory)  # refuses a link, another owner, group or world write
+        try:
+            private_dir(directory)  # refuses a link, another owner, group or world write
+        except OSError as exc:
+            raise SheetError(_cannot_write(directory, exc, what="the sheets directory")) from None
         stamp = when.strftime("%Y%m%d-%H%M%S")
         # Never overwrite a sheet: two runs in one second get -2, -3 … after the time stamp. The
         # CSV is created exclusively (O_EXCL, never through a link), so a name taken meanwhile by
@@ -298,10 +301,10 @@ def write_sheets(handouts: Iterable[Handout], directory: Path, when: dt.datetime
     return HandoutSheets.begin(people, directory, when).complete(people)
 
 
-def _cannot_write(path: Path, exc: OSError) -> str:
+def _cannot_write(path: Path, exc: OSError, what: str = "the password sheet") -> str:
     reason = exc.strerror or str(exc)
     return (
-        f"cannot write the password sheet {path} ({reason}); no password was set and nothing was "
+        f"cannot write {what} {path} ({reason}); no password was set and nothing was "
         "changed in the directory: make room or fix the sheets directory and run again"
     )
 
