@@ -177,8 +177,10 @@ def _settle(
             if not finished:
                 lines.append(handout(changes[index], password, "pending"))
         elif result.status == "applied":
-            status: Status = "unknown" if result.password_unknown else "set"
-            lines.append(handout(changes[index], password, status))
+            if result.password_unknown:  # this run's password was not set: forget it
+                lines.append(handout(changes[index], "", "unknown"))
+            else:
+                lines.append(handout(changes[index], password, "set"))
     if finished:
         return lines, escrow.complete(lines)
     # If even that fails, the escrow as first written still holds every password that may have

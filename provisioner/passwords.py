@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from provisioner.errors import ProvisionerError
+from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.files import create_private, private_dir, write_private
 
 # Short, common, unambiguous Dutch words that a twelve-year-old reads aloud and types without
@@ -243,6 +243,8 @@ class HandoutSheets:
             private_dir(directory)  # refuses a link, another owner, group or world write
         except OSError as exc:
             raise SheetError(_cannot_write(directory, exc, what="the sheets directory")) from None
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}; {_NOTHING_DONE}") from None
         stamp = when.strftime("%Y%m%d-%H%M%S")
         # Never overwrite a sheet: two runs in one second get -2, -3 … after the time stamp. The
         # CSV is created exclusively (O_EXCL, never through a link), so a name taken meanwhile by
@@ -301,11 +303,14 @@ def write_sheets(handouts: Iterable[Handout], directory: Path, when: dt.datetime
     return HandoutSheets.begin(people, directory, when).complete(people)
 
 
+_NOTHING_DONE = "no password was set and nothing was changed in the directory"
+
+
 def _cannot_write(path: Path, exc: OSError, what: str = "the password sheet") -> str:
     reason = exc.strerror or str(exc)
     return (
-        f"cannot write {what} {path} ({reason}); no password was set and nothing was "
-        "changed in the directory: make room or fix the sheets directory and run again"
+        f"cannot write {what} {path} ({reason}); {_NOTHING_DONE}: make room or fix the sheets "
+        "directory and run again"
     )
 
 

@@ -216,7 +216,7 @@ def test_a_sheets_directory_others_can_write_to_is_refused(tmp_path, mode):
     sheets = tmp_path / "sheets"
     sheets.mkdir()
     sheets.chmod(mode)
-    with pytest.raises(ConfigError, match=r"writable by others .*chmod 700"):
+    with pytest.raises(ConfigError, match=r"writable by others .*chmod 700 .* no password was set"):
         HandoutSheets.begin([Handout("a.b", "A B", CLASS, "Boom-Vis-Zon-Kat-12")], sheets, WHEN)
     assert list(sheets.iterdir()) == []
 
