@@ -77,7 +77,8 @@ def apply_plan(
     if not outcome.failed:
         summary["persons"] = plan.header.persons  # what the next run compares against
     if approval and plan.header.policy_blocked:
-        # The approval and what it overrode stay in the run history.
+        # The approval and what it overrode stay in the run history. For a saved plan these are
+        # the blocks verify_plan_file derived again from its changes, never the file's own list.
         summary["approved"] = {"reason": approval, "overrides": plan.header.policy_blocked}
     outcome.summary = summary
     store.finish_run(run, "failed" if outcome.failed else "ok", summary)

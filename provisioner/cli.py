@@ -30,11 +30,12 @@ from provisioner.pipeline import (
     prepare,
     prepare_config,
     read_for_mappings,
+    save_sealed_plan,
     search_fields,
     verify_saved_plan,
 )
 from provisioner.plan.model import Plan
-from provisioner.plan.planfile import load_plan, now, plan_to_json, save_plan
+from provisioner.plan.planfile import now, plan_to_json
 from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
 from provisioner.report.plan import render_plan, render_results
@@ -119,10 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply = commands.add_parser(
         "apply",
         help="apply a saved plan exactly, or plan and apply in one go (the nightly mode)",
-        description="With PLAN: check that it was made from the same configuration and mappings "
-        "for the same target and has not expired, then apply exactly its changes, each after "
-        "checking its precondition (a change that no longer fits is skipped and reported). "
-        "Without PLAN: make the plan now and apply it. Nothing is recomputed from a saved plan.",
+        description="With PLAN: check its seal (a file edited after plan --out is refused), that "
+        "it was made from the same configuration and mappings for the same target and has not "
+        "expired, and derive its policy blocks again from its changes; then apply exactly its "
+        "changes, each after checking its precondition (a change that no longer fits is skipped "
+        "and reported). Without PLAN: make the plan now and apply it.",
     )
     apply.add_argument("--config", required=True, type=Path, metavar="FILE")
     apply.add_argument("plan", nargs="?", type=Path, metavar="PLAN")
@@ -134,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "--approve",
         metavar="REASON",
-        help="accept a plan that exceeds the policy limits; the reason is kept in the run history",
+        help="accept a plan that exceeds the policy limits (as derived again from a saved plan's "
+        "changes, whatever its header says); the reason and the limits it overrides are kept in "
+        "the run history",
     )
     apply.set_defaults(handler=run_apply)
 
@@ -251,7 +255,7 @@ def run_plan(args: argparse.Namespace) -> int:
         if target is not None:
             target.close()
     if args.out:
-        save_plan(plan, args.out)
+        save_sealed_plan(plan, prepared, args.out)
     if args.report:
         write_report(args.report, render_html(plan))
     if args.json:
@@ -289,8 +293,7 @@ def run_apply(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
     if args.plan:
-        plan = load_plan(args.plan)
-        verify_saved_plan(plan, prepared, target, approved=bool(args.approve))
+        plan = verify_saved_plan(args.plan, prepared, target, approved=bool(args.approve))
     else:
         plan = _make_plan(prepared, target)
         if plan.header.blocked or (plan.header.policy_blocked and not args.approve):

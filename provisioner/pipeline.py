@@ -24,7 +24,7 @@ from provisioner.mapping.engine import (
 from provisioner.mapping.spec import Mappings, load_mappings
 from provisioner.model import DesiredState, ObservedState
 from provisioner.plan.model import Plan
-from provisioner.plan.planfile import file_hash, verify_plan_file
+from provisioner.plan.planfile import file_hash, load_sealed_plan, save_plan, verify_plan_file
 from provisioner.plan.planner import (
     Memory,
     Origin,
@@ -34,9 +34,11 @@ from provisioner.plan.planner import (
     make_plan,
     names_in_use,
 )
+from provisioner.plan.seal import PlanKey, key_path, load_key
 from provisioner.sources import open_source
 from provisioner.sources.base import Fields, Progress, Source, SourceRead
 from provisioner.state import StateStore
+from provisioner.targets import naming_problems
 from provisioner.targets import open_target as _open_target
 from provisioner.targets.base import Target
 
@@ -99,9 +101,13 @@ def desired_state(
     existing: Mapping[str, str] | None = None,
     issued: Collection[str] = (),
 ) -> DesiredState:
-    return build_desired(
+    desired = build_desired(
         prepared.compiled, read.rows, today=read.as_of, existing=existing, issued=issued
     )
+    # A name the directory refuses would fail on every run: an error now, so that validate lists
+    # it and a plan is blocked instead of proposing it.
+    desired.report.errors += naming_problems(prepared.config.target, desired)
+    return desired
 
 
 def open_target(prepared: Prepared, **seams: Any) -> Target | None:
@@ -125,14 +131,38 @@ def hashes(prepared: Prepared) -> tuple[str, str]:
     return file_hash([prepared.config.path]), file_hash(prepared.mappings.files)
 
 
-def verify_saved_plan(plan: Plan, prepared: Prepared, target: Target, *, approved: bool) -> None:
+def plan_key(prepared: Prepared) -> PlanKey | None:
+    """The key that seals saved plans, made on first use beside the state store; None without a
+    state store (a preview, which no apply can use)."""
+    state = prepared.config.state
+    return None if state is None else load_key(key_path(state), create=True)
+
+
+def save_sealed_plan(plan: Plan, prepared: Prepared, path: Path) -> None:
+    save_plan(plan, path, plan_key(prepared))
+
+
+def verify_saved_plan(path: Path, prepared: Prepared, target: Target, *, approved: bool) -> Plan:
+    """The plan saved in *path*, if its seal holds and it fits: the same configuration, mappings
+    and target, fresh, unblocked, and approved for every policy block derived again now. The plan
+    comes back with its header's expiry and blocks as derived (see :func:`verify_plan_file`)."""
+    config = prepared.config
+    if config.state is None:  # a target needs a state store: the configuration checked that
+        raise ConfigError(f"{config.path}: apply needs a state store (state: state.db)")
+    plan = load_sealed_plan(path, key_path(config.state))
+    last_persons = None
+    if config.state.exists():
+        with StateStore(config.state) as store:
+            last_persons = store.last_successful_persons()
     config_hash, mappings_hash = hashes(prepared)
-    verify_plan_file(
+    return verify_plan_file(
         plan,
         config_hash=config_hash,
         mappings_hash=mappings_hash,
         target=target.describe(),
         approved=approved,
+        policy=config.policy,
+        last_persons=last_persons,
     )
 
 

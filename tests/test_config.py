@@ -217,3 +217,131 @@ def test_entra_mistakes_are_named(tmp_path, monkeypatch, replace, by, expected):
     with pytest.raises(ConfigError, match=expected) as caught:
         load_config(write(tmp_path, ENTRA.replace(replace, by)))
     assert "s3cret" not in str(caught.value)
+
+
+AD = (
+    GOOD
+    + """\
+state: state.db
+target:
+  ad:
+    url: ldaps://dc.invalid
+    bind_user: SCHOOL\\\\provisioner
+    password: ${TEST_AD_PASSWORD}
+    base_dn: DC=school,DC=be
+    managed_root: OU=Provisioned
+"""
+)
+
+
+def _ad(tmp_path, monkeypatch, replace="", by=""):
+    monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "x")
+    monkeypatch.setenv("TEST_AD_PASSWORD", "s3cret")
+    assert replace in AD
+    return write(tmp_path, AD.replace(replace, by))
+
+
+@pytest.mark.parametrize(
+    "url_and_start_tls",
+    [
+        "url: ldap://dc.invalid",
+        "url: ldap://dc.invalid\n    start_tls: true",
+        "url: ldaps://dc.invalid",
+    ],
+)
+def test_plain_ldap_is_refused_for_a_host_that_is_not_this_machine(
+    tmp_path, monkeypatch, url_and_start_tls
+):
+    path = _ad(
+        tmp_path,
+        monkeypatch,
+        "url: ldaps://dc.invalid",
+        url_and_start_tls + "\n    allow_plain_ldap: true",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)  # reading the configuration is all it takes: nothing connects
+    message = str(caught.value)
+    assert message.startswith(f"{path}:")
+    line = int(message.split(":")[1])
+    assert path.read_text().splitlines()[line - 1].strip().startswith("url: ldap")
+    assert "target.ad: allow_plain_ldap is only for a lab DC on this machine" in message
+    assert "not dc.invalid" in message
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.3.2.1:3890", "[::1]:389", "localhost", "LocalHost:389"]
+)
+def test_plain_ldap_is_allowed_to_a_loopback_host(tmp_path, monkeypatch, host):
+    path = _ad(
+        tmp_path,
+        monkeypatch,
+        "url: ldaps://dc.invalid",
+        f"url: ldap://{host}\n    allow_plain_ldap: true",
+    )
+    ad = load_config(path).target.ad
+    assert ad is not None and ad.allow_plain_ldap and ad.url == f"ldap://{host}"
+
+
+def test_plain_ldap_without_allow_plain_ldap_still_needs_tls(tmp_path, monkeypatch):
+    path = _ad(tmp_path, monkeypatch, "url: ldaps://dc.invalid", "url: ldap://127.0.0.1")
+    with pytest.raises(ConfigError, match="ldap:// sends the password in clear"):
+        load_config(path)
+
+
+def test_a_missing_ca_file_names_file_and_line(tmp_path, monkeypatch):
+    path = _ad(
+        tmp_path,
+        monkeypatch,
+        "    managed_root: OU=Provisioned\n",
+        "    managed_root: OU=Provisioned\n    ca_file: certs/missing-ca.pem\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    line = path.read_text().splitlines().index("    ca_file: certs/missing-ca.pem") + 1
+    assert str(caught.value) == (
+        f"{path}:{line}: target.ad.ca_file: no such file: {tmp_path / 'certs' / 'missing-ca.pem'}"
+    )
+
+
+def test_a_ca_file_that_holds_no_certificate_is_named(tmp_path, monkeypatch):
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    path = _ad(
+        tmp_path,
+        monkeypatch,
+        "    managed_root: OU=Provisioned\n",
+        "    managed_root: OU=Provisioned\n    ca_file: ca.pem\n",
+    )
+    with pytest.raises(ConfigError, match=r":\d+: target\.ad\.ca_file: .*ca\.pem holds no CA"):
+        load_config(path)
+
+
+def test_a_real_ca_file_loads(tmp_path, monkeypatch):
+    from tests.fakes.tls import make_test_ca
+
+    pem = make_test_ca(tmp_path).ca_file
+    path = _ad(
+        tmp_path,
+        monkeypatch,
+        "    managed_root: OU=Provisioned\n",
+        f"    managed_root: OU=Provisioned\n    ca_file: {pem}\n",
+    )
+    ad = load_config(path).target.ad
+    assert ad is not None and ad.ca_file == pem
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("ca_file", "no-such-ca.pem"), ("certificate", "no-such-app.pem")]
+)
+def test_entra_missing_files_name_file_and_line(tmp_path, monkeypatch, key, value):
+    monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "x")
+    monkeypatch.setenv("TEST_ENTRA_SECRET", "s3cret")
+    text = ENTRA + f"    {key}: {value}\n"
+    if key == "certificate":
+        text = text.replace("    client_secret: ${TEST_ENTRA_SECRET}\n", "")
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    line = text.splitlines().index(f"    {key}: {value}") + 1
+    assert str(caught.value) == (
+        f"{path}:{line}: target.entra.{key}: no such file: {tmp_path / value}"
+    )

@@ -230,6 +230,13 @@ class PlanHeader:
     """Accounts per school in the desired state: the next run compares its own against these."""
     school_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """Account changes per school and action."""
+    managed_accounts: int = 0
+    """Accounts in the managed scope when the plan was made: what the policy's shares are of.
+    With the two below it lets apply derive the policy verdict again from the changes."""
+    managed_per_school: dict[str, int] = field(default_factory=dict)
+    """Accounts in the managed scope per school, for the per-school limits."""
+    account_schools: dict[str, str] = field(default_factory=dict)
+    """The school of each account a change acts on (anchor → school), where known."""
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Plan files: a plan saved as JSON, to be reviewed and then applied exactly.
 
 The file holds names of pupils, so it is written readable by its owner only. It never holds a
-secret: initial passwords are made at apply time.
+secret: initial passwords are made at apply time. It is sealed (:mod:`provisioner.plan.seal`):
+apply refuses a file changed after it was saved, and derives expiry and the policy verdict again
+instead of reading them from the file.
 """
 
 from __future__ import annotations
@@ -9,16 +11,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-from collections.abc import Iterable
-from dataclasses import asdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ConfigError
+from provisioner.files import write_private
 from provisioner.plan.model import Change, Observations, Plan, PlanFormatError, PlanHeader
+from provisioner.plan.policy import PolicyConfig, recheck_policy
+from provisioner.plan.seal import PlanKey, check_seal, load_key, seal
 
 FORMAT = 1
+PLAN_VALID_FOR = dt.timedelta(hours=12)
+"""A saved plan older than this is refused by apply: the directory will have moved on. Counted
+from the plan's sealed creation time; the ``expires`` the file shows is for people to read."""
 
 
 def file_hash(paths: Iterable[Path]) -> str:
@@ -43,14 +50,19 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     }
 
 
-def save_plan(plan: Plan, path: Path) -> None:
-    text = json.dumps(plan_to_json(plan), indent=1, ensure_ascii=False) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+def save_plan(plan: Plan, path: Path, key: PlanKey | None) -> None:
+    """Write the plan (0600, via a temporary file: never through a link, also over an older
+    file), sealed with *key*. Without a key (a preview without a state store, which no apply can
+    use) the file is unsealed, and apply refuses it."""
+    document = plan_to_json(plan)
+    if key is not None:
+        document["seal"] = seal(document, key)
+    write_private(path, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
 
 
-def load_plan(path: Path) -> Plan:
+def read_plan_file(path: Path) -> tuple[dict[str, Any], Plan]:
+    """The file's JSON document and the plan it holds; a word outside the plan vocabulary is
+    refused here. Nothing is checked against a seal: see :func:`load_sealed_plan`."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -67,13 +79,46 @@ def load_plan(path: Path) -> Plan:
         raise ConfigError(f"{path}: not a plan this version can apply: {exc}") from None
     except (KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: damaged plan file ({exc})") from None
-    return Plan(header, changes, observations)
+    return data, Plan(header, changes, observations)
+
+
+def load_plan(path: Path) -> Plan:
+    """A plan file read for looking at it; apply uses :func:`load_sealed_plan`."""
+    return read_plan_file(path)[1]
+
+
+def load_sealed_plan(path: Path, key_file: Path) -> Plan:
+    """The plan in *path*, refused unless its seal was made with the key in *key_file* over
+    exactly what the file holds now: header, changes, observations, everything apply uses."""
+    document, plan = read_plan_file(path)
+    check_seal(document, load_key(key_file, create=False), path)
+    return plan
+
+
+def _time(value: str, what: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ConfigError(f"refusing the plan: its {what} time {value!r} is not a time with a zone")
+    return moment
 
 
 def verify_plan_file(
-    plan: Plan, *, config_hash: str, mappings_hash: str, target: str, approved: bool
-) -> None:
-    """A saved plan is applied only to what it was made from, and only while it is fresh."""
+    plan: Plan,
+    *,
+    config_hash: str,
+    mappings_hash: str,
+    target: str,
+    approved: bool,
+    policy: PolicyConfig,
+    last_persons: tuple[str, Mapping[str, int]] | None = None,
+) -> Plan:
+    """A saved (and already seal-checked) plan is applied only to what it was made from, only
+    while it is fresh, and only with --approve for every policy block. Expiry and the policy
+    verdict are derived again here, never taken from the header: the plan is returned with its
+    header's expiry and blocks replaced by what was derived (a block the file names stays)."""
     header = plan.header
     problems = []
     if header.config_hash != config_hash:
@@ -82,11 +127,46 @@ def verify_plan_file(
         problems.append("the mappings changed since the plan was made")
     if header.target != target:
         problems.append(f"the plan was made for {header.target}, not {target}")
-    if now() > dt.datetime.fromisoformat(header.expires):
-        problems.append(f"the plan expired at {header.expires}; make a new one")
-    if header.blocked:
-        problems.append("the plan is blocked: " + "; ".join(header.blocked))
-    if header.policy_blocked and not approved:
-        problems.append("the plan exceeds policy limits: " + "; ".join(header.policy_blocked))
+    created = _time(header.created, "creation")
+    expires = created + PLAN_VALID_FOR
+    current = now()
+    if created > current:
+        problems.append(
+            f"the plan says it was made at {created.isoformat()}, which is later than now "
+            f"({current.isoformat()}); check the clock and make a new plan"
+        )
+    elif current > expires:
+        problems.append(
+            f"the plan expired at {expires.isoformat()} ({PLAN_VALID_FOR} after it was made); "
+            "make a new one"
+        )
+    try:
+        recheck = recheck_policy(
+            plan.changes,
+            policy,
+            day=dt.date.fromisoformat(header.source_as_of),
+            managed_accounts=int(header.managed_accounts),
+            managed_per_school=header.managed_per_school,
+            schools=header.account_schools,
+            persons=header.persons,
+            last_persons=last_persons,
+        )
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"refusing the plan: its header is damaged ({exc})") from None
+    blocked = _union(header.blocked, recheck.blocked)
+    policy_blocked = _union(header.policy_blocked, recheck.policy_blocked)
+    if blocked:
+        problems.append("the plan is blocked: " + "; ".join(blocked))
+    if policy_blocked and not approved:
+        problems.append("the plan exceeds policy limits: " + "; ".join(policy_blocked))
     if problems:
         raise ConfigError("refusing the plan: " + "; ".join(problems))
+    derived = replace(
+        header, expires=expires.isoformat(), blocked=blocked, policy_blocked=policy_blocked
+    )
+    return Plan(derived, plan.changes, plan.observations)
+
+
+def _union(first: list[str], second: list[str]) -> list[str]:
+    """Both lists, each reason once, in order."""
+    return list(dict.fromkeys([*first, *second]))

@@ -15,12 +15,9 @@ from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
 from provisioner.plan.diff import diff
 from provisioner.plan.lifecycle import LifecycleConfig, apply_lifecycle
 from provisioner.plan.model import Action, Change, Kind, Observations, Plan, PlanHeader
-from provisioner.plan.planfile import now
+from provisioner.plan.planfile import PLAN_VALID_FOR, now
 from provisioner.plan.policy import PolicyConfig, apply_policy, check_drop
 from provisioner.sources.base import Block
-
-PLAN_VALID_FOR = dt.timedelta(hours=12)
-"""A saved plan older than this is refused by apply: the directory will have moved on."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +132,13 @@ def make_plan(
         policy_blocked=[*drops, *verdict.blocked],
         persons=persons,
         school_counts=school_counts,
+        managed_accounts=len(observed.accounts),
+        managed_per_school=managed_per_school,
+        account_schools={
+            c.key: schools[c.key]
+            for c in verdict.changes
+            if c.kind is Kind.ACCOUNT and c.key in schools
+        },
         warnings=[
             *suspicious_groups(lifecycle.changes, desired, observed),
             *desired.report.warnings,

@@ -131,6 +131,53 @@ def apply_policy(
     return Verdict(kept, blocked, notes)
 
 
+@dataclass
+class Recheck:
+    """A saved plan's verdict derived again from its own changes at apply time."""
+
+    policy_blocked: list[str]
+    """Limits exceeded: ``--approve REASON`` accepts them."""
+    blocked: list[str]
+    """What no approval lifts: changes the planner would never have made."""
+
+
+def recheck_policy(
+    changes: list[Change],
+    policy: PolicyConfig,
+    *,
+    day: dt.date,
+    managed_accounts: int,
+    managed_per_school: Mapping[str, int],
+    schools: Mapping[str, str],
+    persons: Mapping[str, int],
+    last_persons: tuple[str, Mapping[str, int]] | None,
+) -> Recheck:
+    """The planner's verdict once more, for a saved plan: the counts come from the plan's
+    changes, the limits from the current configuration, the population (accounts in the managed
+    scope, per school; each changed account's school; persons per school) from the plan's sealed
+    header, and the last successful run from the state store as it is now."""
+    verdict = apply_policy(
+        changes,
+        policy,
+        managed_accounts=managed_accounts,
+        day=day,
+        schools=schools,
+        managed_per_school=managed_per_school,
+    )
+    blocked = []
+    held = len(changes) - len(verdict.changes)
+    if held:
+        # The planner leaves these out in the window: a plan holding them was not made by it.
+        blocked.append(
+            f"{held} leaver action(s) fall on {day.isoformat()}, inside the freeze_leavers "
+            "window, where the planner never proposes them: make a new plan"
+        )
+    return Recheck(
+        policy_blocked=[*check_drop(persons, last_persons, policy.max_drop), *verdict.blocked],
+        blocked=blocked,
+    )
+
+
 def check_drop(
     persons: Mapping[str, int], last: tuple[str, Mapping[str, int]] | None, max_drop: str
 ) -> list[str]:

@@ -3,17 +3,20 @@
 Blocks come first, then counts, then the changes grouped by action with before → after per
 attribute, then, for an apply, every change that was skipped or failed. No external assets: the
 page can be mailed, archived and opened offline. It holds names, so it is written owner-only.
+Every value from the source goes through :func:`escape`: HTML-escaped, and its control and
+text-direction characters written out (:func:`provisioner.text.visible`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from html import escape
+from html import escape as _html_escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provisioner.files import write_private
 from provisioner.plan.model import Action, Change, Plan, Value
+from provisioner.text import visible
 
 if TYPE_CHECKING:
     from provisioner.targets.base import Result
@@ -29,6 +32,12 @@ text-align:left;vertical-align:top;overflow-wrap:anywhere}
 .why{color:#555;font-size:.9em}del{color:#a00}ins{color:#070;text-decoration:none}
 code{font-size:.95em}
 """
+
+
+def escape(text: str) -> str:
+    """*text* for HTML: control and text-direction characters written out (a right-to-left
+    override would show a name backwards), then HTML-escaped."""
+    return _html_escape(visible(text))
 
 
 def _value(value: Value) -> str:
@@ -123,6 +132,6 @@ def render_html(plan: Plan, results: Sequence[Result] | None = None) -> str:
 
 
 def write_report(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    """Owner-only (0600) via a temporary file and a rename: a file there before is replaced with
+    the new mode, and a symbolic link in its place is refused, never written through."""
+    write_private(path, text)

@@ -1,4 +1,7 @@
-"""Terminal text for ``validate`` (a summary) and ``explain`` (one person, value by value)."""
+"""Terminal text for ``validate`` (a summary) and ``explain`` (one person, value by value).
+
+Each line is passed through :func:`provisioner.text.visible` as it is joined: source values
+cannot add lines or reorder what the reader sees."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Any
 from provisioner.mapping.filters import ascii_fold
 from provisioner.model import DesiredAccount, DesiredState
 from provisioner.sources.base import Block
+from provisioner.text import visible
 
 _SHOWN = 10  # list items shown per section before "… and N more"
 
@@ -62,7 +66,7 @@ def validation_summary(
     out += _listed("Errors", report.errors)
     verdict = f"{len(report.errors)} error(s)" if report.errors else "OK: the mappings are valid"
     out += ["", verdict]
-    return "\n".join(out)
+    return _lines(out)
 
 
 def find_accounts(state: DesiredState, query: str) -> list[DesiredAccount]:
@@ -143,4 +147,8 @@ def explain_account(
     out.append(f"Groups: {', '.join(member_of) or '(none)'}")
     if owner_of:
         out.append(f"Owner of: {', '.join(owner_of)}")
-    return "\n".join(out)
+    return _lines(out)
+
+
+def _lines(lines: list[str]) -> str:
+    return "\n".join(visible(line) for line in lines)

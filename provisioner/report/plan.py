@@ -1,10 +1,15 @@
-"""The terminal preview of a plan: counts first, then the changes grouped by action."""
+"""The terminal preview of a plan: counts first, then the changes grouped by action.
+
+Each line is passed through :func:`provisioner.text.visible` as it is joined: a line break or a
+right-to-left override in a class code or a name is written out, so source data can neither add
+lines (a fake "BLOCKED") nor reorder what the reader sees."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from provisioner.plan.model import Action, Change, Plan, Value
+from provisioner.text import visible
 
 if TYPE_CHECKING:
     from provisioner.targets.base import Result
@@ -15,7 +20,8 @@ def _shown(value: Value) -> str:
         return "(none)"
     if isinstance(value, list):
         return ", ".join(value) if len(value) <= 8 else f"{', '.join(value[:8])} … ({len(value)})"
-    return repr(value)
+    # Quoted as it is: the line it goes into is made visible as a whole (see _lines).
+    return f"'{value}'"
 
 
 def render_plan(plan: Plan, *, details: bool = False) -> str:
@@ -35,7 +41,7 @@ def render_plan(plan: Plan, *, details: bool = False) -> str:
         out.append("")
     if plan.empty:
         out.append("No changes: the directory matches the source.")
-        return "\n".join(out)
+        return _lines(out)
     counts = plan.counts()
     out.append("Summary: " + ", ".join(f"{n} {Action(a).title}" for a, n in counts.items()))
     by_action: dict[Action, list[Change]] = {}
@@ -58,7 +64,7 @@ def render_plan(plan: Plan, *, details: bool = False) -> str:
                         out.append(f"      {name}: {_shown(before)} (removed)")
             if show_values or action is Action.CONFLICT:
                 out += [f"      why: {reason}" for reason in change.why]
-    return "\n".join(out)
+    return _lines(out)
 
 
 def render_results(results: list[Result]) -> str:
@@ -74,4 +80,8 @@ def render_results(results: list[Result]) -> str:
             )
     if counts["failed"]:
         out.append("Failed changes are tried again on the next run.")
-    return "\n".join(out)
+    return _lines(out)
+
+
+def _lines(lines: list[str]) -> str:
+    return "\n".join(visible(line) for line in lines)

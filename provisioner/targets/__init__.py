@@ -13,6 +13,7 @@ from provisioner.errors import ConfigError
 
 if TYPE_CHECKING:
     from provisioner.config import TargetConfig
+    from provisioner.model import DesiredState
     from provisioner.targets.base import Target
 
 
@@ -40,3 +41,20 @@ def open_target(config: TargetConfig | None, **seams: Any) -> Target | None:
             ) from None
         return EntraId(config.entra, **seams)
     return None
+
+
+def naming_problems(config: TargetConfig | None, desired: DesiredState) -> list[str]:
+    """Names in *desired* that the configured directory would refuse (each with the person or
+    group, the attribute and what is wrong), checked without connecting to it; none without a
+    target. The rules live with each target's settings, which need no client library."""
+    if config is None:
+        return []
+    if config.ad is not None:
+        from provisioner.targets.ad_settings import naming_problems as ad_problems
+
+        return ad_problems(config.ad, desired)
+    if config.entra is not None:
+        from provisioner.targets.entra_settings import naming_problems as entra_problems
+
+        return entra_problems(config.entra, desired)
+    return []

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from provisioner.checks import positive
+from provisioner.checks import ca_bundle, positive
+from provisioner.model import DesiredState
 from provisioner.secret import Secret
+from provisioner.targets import naming
+from provisioner.text import visible
 
 
 def _check_url(value: str) -> str:
@@ -15,6 +20,16 @@ def _check_url(value: str) -> str:
     if parts.scheme not in ("ldaps", "ldap") or not parts.hostname:
         raise ValueError(f"expected ldaps://host or ldap://host, not {value!r}")
     return value
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: a host whose traffic never leaves this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name other than localhost may resolve anywhere
 
 
 @dataclass
@@ -36,11 +51,12 @@ class AdConfig:
     managed_root: str
     """The OU below which the mappings' OU paths live, relative to base_dn, e.g.
     ``OU=Provisioned``. Nothing outside it is read, changed or deleted."""
-    ca_file: Path | None = None
+    ca_file: Path | None = field(default=None, metadata={"check": ca_bundle})
     """A CA bundle to trust instead of the system store; the DC's certificate is always checked."""
     start_tls: bool = False
     allow_plain_ldap: bool = False
-    """Plain LDAP without TLS: only for a lab DC; passwords cannot be set over it."""
+    """Plain LDAP without TLS: only for a lab DC on this machine (127.0.0.1, ::1 or localhost);
+    passwords cannot be set over it."""
     anchor_attribute: str = "employeeID"
     group_anchor_attribute: str = "adminDescription"
     """Where a group's key is kept (groups have no employeeID)."""
@@ -52,7 +68,14 @@ class AdConfig:
     timeout: LdapTimeouts = field(default_factory=LdapTimeouts)
 
     def __post_init__(self) -> None:
-        scheme = urlsplit(self.url).scheme
+        parts = urlsplit(self.url)
+        scheme = parts.scheme
+        if self.allow_plain_ldap and not is_loopback(parts.hostname or ""):
+            # Refused here, so that no connection (and no password in clear) is ever tried.
+            raise ValueError(
+                f"allow_plain_ldap is only for a lab DC on this machine (127.0.0.1, ::1 or "
+                f"localhost), not {parts.hostname}: remove it and use ldaps:// or start_tls: true"
+            )
         if scheme == "ldap" and not self.start_tls and not self.allow_plain_ldap:
             raise ValueError(
                 "ldap:// sends the password in clear: use ldaps://, start_tls: true, or (for a "
@@ -64,3 +87,83 @@ class AdConfig:
     @property
     def root_dn(self) -> str:
         return f"{self.managed_root},{self.base_dn}"
+
+
+# -- naming rules: names Active Directory refuses, found at validate ------------------------------
+
+SAM_ACCOUNT_NAME_MAX = 20
+"""The pre-Windows 2000 logon name of a user (groups may have 256)."""
+SAM_ACCOUNT_NAME_FORBIDDEN = '"/\\[]:;|=,+*?<>@'
+RDN_MAX = 64
+"""cn and ou: longer values are refused by the schema."""
+UPN_LOCAL_ALLOWED = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
+"""The local part of a userPrincipalName: RFC 5322's letters, digits and symbols (ASCII only, so
+that the same name also signs in to Entra ID through a sync)."""
+_AD = "Active Directory"
+
+
+def _sam_account_name(limit: int) -> naming.Rule:
+    def rule(value: str) -> list[str]:
+        out = naming.empty(value) + naming.too_long(value, limit, _AD)
+        out += naming.forbidden(value, SAM_ACCOUNT_NAME_FORBIDDEN, _AD)
+        out += naming.hidden(value)
+        if value and not value.strip(". "):
+            out.append("is only dots and spaces")
+        elif value.endswith("."):
+            out.append("ends in a dot, which Active Directory does not allow")
+        return out
+
+    return rule
+
+
+def _relative_name(value: str) -> list[str]:
+    # What must be escaped in a DN (, + " \ < > ; = and a leading # or space) is escaped by the
+    # target; what cannot be escaped away is an empty, too long or invisible name.
+    return naming.empty(value) + naming.too_long(value, RDN_MAX, _AD) + naming.hidden(value)
+
+
+def _user_principal_name(value: str) -> list[str]:
+    local, at, domain = value.rpartition("@")
+    if not at or not local:
+        return ["is not name@domain"]
+    out = naming.too_long(local, 64, f"{_AD} (before the @)")
+    if not UPN_LOCAL_ALLOWED.fullmatch(local):
+        bad = [c for c in dict.fromkeys(local) if not UPN_LOCAL_ALLOWED.fullmatch(c)]
+        out.append(
+            "holds characters not allowed before the @: "
+            + " ".join(f"'{visible(c)}'" for c in bad)
+            + " (only letters a-z, digits and ! # $ % & ' * + / = ? ^ _ ` { | } ~ . -)"
+        )
+    elif local.startswith(".") or local.endswith(".") or ".." in local:
+        out.append("has a dot at the start or end of the name, or two dots in a row")
+    if not naming.DNS_NAME.fullmatch(domain):
+        out.append(f"has no valid domain after the @ ('{visible(domain)}')")
+    return out
+
+
+def _mail(value: str) -> list[str]:
+    return naming.mail_address(value, _AD)
+
+
+def naming_problems(config: AdConfig, desired: DesiredState) -> list[str]:
+    """Every name in *desired* that Active Directory would refuse (that change would fail on
+    every run), each naming the person or group, the attribute, what is wrong and the template
+    that makes it. Nothing is connected to."""
+    del config  # the rules are the directory's own; no setting changes them
+    user_logon, group_logon = _sam_account_name(SAM_ACCOUNT_NAME_MAX), _sam_account_name(256)
+    checks: list[tuple[naming.Name | None, naming.Rule]] = []
+    for account in desired.accounts.values():
+        # Without a mapping for them, AD's target names both after the username.
+        checks += [
+            (naming.account_name(account, "sAMAccountName", account.username), user_logon),
+            (naming.account_name(account, "cn", account.username), _relative_name),
+            (naming.account_name(account, "userPrincipalName", None), _user_principal_name),
+            (naming.account_name(account, "mail", None), _mail),
+        ]
+    for group in desired.groups.values():
+        checks += [
+            (naming.group_name(group, "sAMAccountName", None), group_logon),
+            (naming.group_name(group, "cn", group.key), _relative_name),
+        ]
+    checks += [(name, _relative_name) for name in naming.ou_names(desired)]
+    return naming.problems(checks)

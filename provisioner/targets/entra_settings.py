@@ -7,8 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from provisioner.checks import positive
+from provisioner.checks import ca_bundle, existing_file, positive
+from provisioner.model import DesiredState
 from provisioner.secret import Secret
+from provisioner.targets import naming
+from provisioner.text import visible
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$")
@@ -25,7 +28,7 @@ def _check_https(value: str) -> str:
 def _check_domains(value: list[str]) -> list[str]:
     if not value:
         raise ValueError("name at least one domain: the UPN suffixes of managed accounts")
-    bad = [d for d in value if not _DOMAIN.match(d)]
+    bad = [d for d in value if not _DOMAIN.fullmatch(d)]
     if bad:
         raise ValueError(f"not a domain name: {', '.join(bad)}")
     return [d.lower() for d in value]
@@ -58,7 +61,7 @@ class EntraConfig:
     """UPN suffixes of the managed accounts: only users whose UPN ends in one of these are read,
     changed or deleted. The first is used for a UPN the mappings do not set."""
     client_secret: Secret | None = None
-    certificate: Path | None = None
+    certificate: Path | None = field(default=None, metadata={"check": existing_file})
     """A PEM file with the app's private key and certificate (instead of client_secret)."""
     certificate_password: Secret | None = None
     graph_url: str = field(
@@ -68,7 +71,7 @@ class EntraConfig:
         default="https://login.microsoftonline.com", metadata={"check": _check_https}
     )
     """The sign-in authority; another one only for a national cloud (or a test server)."""
-    ca_file: Path | None = None
+    ca_file: Path | None = field(default=None, metadata={"check": ca_bundle})
     """A CA bundle to trust instead of the system store; certificates are always checked."""
     anchor_property: str = "employeeId"
     group_prefix: str = field(default="prov-", metadata={"check": _check_prefix})
@@ -86,9 +89,9 @@ class EntraConfig:
     """Tries of one request that is throttled (429) or finds Graph busy (503, 504)."""
 
     def __post_init__(self) -> None:
-        if not _GUID.match(self.tenant_id) and not _DOMAIN.match(self.tenant_id):
+        if not _GUID.fullmatch(self.tenant_id) and not _DOMAIN.fullmatch(self.tenant_id):
             raise ValueError("tenant_id: a GUID or the tenant's domain (school.onmicrosoft.com)")
-        if not _GUID.match(self.client_id):
+        if not _GUID.fullmatch(self.client_id):
             raise ValueError("client_id: the app registration's application (client) id, a GUID")
         if (self.client_secret is None) == (self.certificate is None):
             raise ValueError("give exactly one of client_secret and certificate")
@@ -106,3 +109,69 @@ class EntraConfig:
     @property
     def custom_authority(self) -> bool:
         return urlsplit(self.authority).hostname not in ("login.microsoftonline.com",)
+
+
+# -- naming rules: names Entra ID refuses, found at validate --------------------------------------
+
+UPN_LOCAL_ALLOWED = re.compile(r"^[A-Za-z0-9'._!#^~-]+$")
+"""What Entra ID allows before the @ of a userPrincipalName."""
+UPN_LOCAL_MAX = 64
+UPN_MAX = 113
+MAIL_NICKNAME_MAX = 64
+MAIL_NICKNAME_FORBIDDEN = ' @()\\[]";:<>,'
+DISPLAY_NAME_MAX = 256
+_ENTRA = "Entra ID"
+
+
+def _user_principal_name(domains: list[str]) -> naming.Rule:
+    def rule(value: str) -> list[str]:
+        local, at, domain = value.rpartition("@")
+        if not at or not local:
+            return ["is not name@domain"]
+        out = naming.too_long(value, UPN_MAX, _ENTRA)
+        out += naming.too_long(local, UPN_LOCAL_MAX, f"{_ENTRA} (before the @)")
+        if not UPN_LOCAL_ALLOWED.fullmatch(local):
+            bad = [c for c in dict.fromkeys(local) if not UPN_LOCAL_ALLOWED.fullmatch(c)]
+            out.append(
+                "holds characters not allowed before the @: "
+                + " ".join(f"'{visible(c)}'" for c in bad)
+                + " (only letters a-z, digits and ' . - _ ! # ^ ~)"
+            )
+        if local.startswith(".") or local.endswith("."):
+            out.append("starts or ends with a dot before the @")
+        if domain.lower() not in domains:
+            # Outside the managed domains the account is neither read back nor managed: it would
+            # be created again on every run.
+            out.append(f"is not in a managed domain ({', '.join(domains)})")
+        return out
+
+    return rule
+
+
+def _mail_nickname(value: str) -> list[str]:
+    out = naming.empty(value) + naming.too_long(value, MAIL_NICKNAME_MAX, _ENTRA)
+    return out + naming.forbidden(value, MAIL_NICKNAME_FORBIDDEN, _ENTRA) + naming.hidden(value)
+
+
+def _display_name(value: str) -> list[str]:
+    return naming.too_long(value, DISPLAY_NAME_MAX, _ENTRA)
+
+
+def naming_problems(config: EntraConfig, desired: DesiredState) -> list[str]:
+    """Every name in *desired* that Entra ID would refuse, or that would put an account outside
+    the managed domains, each naming the person or group, the attribute, what is wrong and the
+    template that makes it. Nothing is connected to."""
+    user_principal_name = _user_principal_name(config.domains)
+    checks: list[tuple[naming.Name | None, naming.Rule]] = []
+    for account in desired.accounts.values():
+        # The target makes the UPN from the username in the first domain unless a mapping sets
+        # it, and the username is always the mailNickname.
+        default_upn = f"{account.username}@{config.domains[0]}"
+        checks += [
+            (naming.account_name(account, "userPrincipalName", default_upn), user_principal_name),
+            (naming.account_name(account, "mailNickname", account.username), _mail_nickname),
+            (naming.account_name(account, "displayName", None), _display_name),
+        ]
+    for group in desired.groups.values():
+        checks.append((naming.group_name(group, "displayName", None), _display_name))
+    return naming.problems(checks)

@@ -1,0 +1,140 @@
+"""What the directories' naming rules share: which names a desired state gives, whose they are,
+and the checks several rules use. The rules themselves live with each target's settings
+(:mod:`provisioner.targets.ad_settings`, :mod:`provisioner.targets.entra_settings`), so that
+``validate`` finds a name the directory would refuse without connecting to it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from provisioner.model import DesiredAccount, DesiredGroup, DesiredState
+from provisioner.text import hidden_characters, visible
+
+DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
+"""A domain name: labels of letters, digits and inner hyphens."""
+
+
+@dataclass(frozen=True)
+class Name:
+    """One name the directory would be given, whose it is, and where the mappings make it."""
+
+    owner: DesiredAccount | DesiredGroup | str
+    """The person or group (or the place) the name belongs to."""
+    attribute: str
+    value: str
+    location: str | None = None
+    """``file:line`` of the template that makes the value."""
+
+    def problem(self, what: str) -> str:
+        shown = visible(self.value)
+        if len(shown) > _SHOWN_MAX:  # enough to recognise it; the length is in the message
+            shown = shown[: _SHOWN_MAX - 1] + "…"
+        made = f" (made by {self.location})" if self.location else ""
+        return f"{label(self.owner)}: {self.attribute} '{shown}' {what}{made}"
+
+
+_SHOWN_MAX = 100
+
+
+Rule = Callable[[str], list[str]]
+"""A naming rule: what is wrong with a value, in words that follow the value (empty: fine)."""
+
+
+def problems(checks: Iterable[tuple[Name | None, Rule]]) -> list[str]:
+    """What each rule finds wrong with its name (a name of None is not given: nothing to check)."""
+    return [
+        name.problem(what) for name, rule in checks if name is not None for what in rule(name.value)
+    ]
+
+
+def label(owner: DesiredAccount | DesiredGroup | str) -> str:
+    """The person or group as a coordinator finds it: ``pupils 1234 (Jan Peeters)``, ``group
+    klas-1A``. Made only for a name with a problem: most names have none."""
+    if isinstance(owner, DesiredAccount):
+        shown = owner.attributes.get("displayName")
+        name = shown.value if shown is not None else owner.username
+        return visible(f"{owner.kind} {owner.anchor} ({name})")
+    if isinstance(owner, DesiredGroup):
+        return visible(f"group {owner.key}")
+    return visible(owner)
+
+
+def account_name(account: DesiredAccount, attribute: str, default: str | None) -> Name | None:
+    """The account's *attribute* as the mappings set it, else *default* (made from the
+    username), else None: the directory is not given one."""
+    derived = account.attributes.get(attribute)
+    if derived is not None:
+        return Name(account, attribute, derived.value, derived.why.location)
+    if default is None:
+        return None
+    why = account.username_why
+    return Name(account, attribute, default, why.location if why else None)
+
+
+def group_name(group: DesiredGroup, attribute: str, default: str | None) -> Name | None:
+    derived = group.attributes.get(attribute)
+    if derived is not None:
+        return Name(group, attribute, derived.value, derived.why.location)
+    return None if default is None else Name(group, attribute, default)
+
+
+def ou_names(desired: DesiredState) -> list[Name]:
+    """Every OU name the desired state uses, once, with the first account or group in it."""
+    seen: dict[str, Name] = {}
+    placed: list[tuple[DesiredAccount | DesiredGroup | str, tuple[str, ...]]] = [
+        *((a, a.ou) for a in desired.accounts.values()),
+        *((g, g.ou) for g in desired.groups.values()),
+        *(("OU path " + " / ".join(path), path) for path in sorted(desired.ous)),
+    ]
+    for owner, path in placed:
+        for part in path:
+            if part not in seen:
+                seen[part] = Name(owner, "OU name", part)
+    return list(seen.values())
+
+
+# -- checks the rules share -----------------------------------------------------------------------
+
+
+def too_long(value: str, limit: int, directory: str) -> list[str]:
+    if len(value) > limit:
+        return [f"is {len(value)} characters long; {directory} allows at most {limit}"]
+    return []
+
+
+def empty(value: str) -> list[str]:
+    return ["is empty"] if not value.strip() else []
+
+
+def hidden(value: str) -> list[str]:
+    found = hidden_characters(value)
+    if found:
+        return [f"holds invisible control or text-direction characters ({', '.join(found)})"]
+    return []
+
+
+def forbidden(value: str, characters: str, directory: str) -> list[str]:
+    found = [char for char in dict.fromkeys(value) if char in characters]
+    if found:
+        listed = " ".join(f"'{char}'" for char in found)
+        return [f"holds characters {directory} does not allow there: {listed}"]
+    return []
+
+
+def mail_address(value: str, directory: str) -> list[str]:
+    """An e-mail address (AD's ``mail``): one ``@``, a local part of at most 64 printable
+    characters without spaces, a domain name."""
+    local, at, domain = value.rpartition("@")
+    if not at or not local:
+        return ["is not an e-mail address (name@domain)"]
+    out = too_long(local, 64, f"{directory} (before the @)")
+    out += forbidden(local, ' @(),:;<>[]\\"', directory)
+    if not DNS_NAME.fullmatch(domain) or "." not in domain:
+        out.append(f"has no valid domain after the @ ('{visible(domain)}')")
+    return out

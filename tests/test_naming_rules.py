@@ -1,0 +1,363 @@
+"""Directory naming rules, checked at validate without connecting: each target's rules on names a
+desired state gives (unit), ``validate`` listing person and attribute on the bundled sample, and
+a plan against the Graph server blocked by a name Entra ID would not manage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from provisioner.cli import main
+from provisioner.model import Derived, DesiredAccount, DesiredGroup, DesiredState, Provenance
+from provisioner.secret import Secret
+from provisioner.targets import naming_problems
+from provisioner.targets.ad_settings import SAM_ACCOUNT_NAME_FORBIDDEN, AdConfig
+from provisioner.targets.entra_settings import EntraConfig
+from provisioner.text import visible
+from tests.test_cli_mapping import ROOT, sample_with_mappings
+
+AD = AdConfig(
+    url="ldaps://dc.invalid",
+    bind_user="SCHOOL\\provisioner",
+    password=Secret("not-used", "test"),
+    base_dn="DC=school,DC=be",
+    managed_root="OU=Provisioned",
+)
+ENTRA = EntraConfig(
+    tenant_id="school.onmicrosoft.com",
+    client_id="6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f",
+    domains=["leerling.school.be", "school.be"],
+    client_secret=Secret("not-used", "test"),
+)
+
+
+def _why(name: str, line: int) -> Provenance:
+    return Provenance(f"accounts.pupils.{name}", f"mappings/pupils.yaml:{line}", "{{ … }}", ())
+
+
+def account(
+    username: str = "jan.peeters",
+    ou: tuple[str, ...] = ("Leerlingen", "1A"),
+    **attributes: str,
+) -> DesiredAccount:
+    return DesiredAccount(
+        kind="pupils",
+        anchor="1001",
+        username=username,
+        ou=ou,
+        attributes={
+            name: Derived(value, _why(f"attributes.{name}", 20))
+            for name, value in attributes.items()
+        },
+        school="030569",
+        username_why=_why("username", 10),
+    )
+
+
+def state(*accounts: DesiredAccount, groups: tuple[DesiredGroup, ...] = ()) -> DesiredState:
+    desired = DesiredState()
+    for a in accounts:
+        desired.accounts[a.anchor] = a
+        desired.ous.add(a.ou)
+    for g in groups:
+        desired.groups[g.key] = g
+    return desired
+
+
+def ad(*accounts: DesiredAccount, groups: tuple[DesiredGroup, ...] = ()) -> list[str]:
+    from provisioner.config import TargetConfig
+
+    return naming_problems(TargetConfig(ad=AD), state(*accounts, groups=groups))
+
+
+def entra(*accounts: DesiredAccount, groups: tuple[DesiredGroup, ...] = ()) -> list[str]:
+    from provisioner.config import TargetConfig
+
+    return naming_problems(TargetConfig(entra=ENTRA), state(*accounts, groups=groups))
+
+
+# -- Active Directory -----------------------------------------------------------------------------
+
+
+def test_good_names_pass_both_directories():
+    good = account(
+        "fatima-zahra.marten2",
+        displayName="Fatima-Zahra Martens",
+        userPrincipalName="fatima-zahra.marten2@leerling.school.be",
+        mail="fatima-zahra.marten2@leerling.school.be",
+    )
+    assert ad(good) == []
+    assert entra(good) == []
+    assert ad(account("o'brien", ou=("Leerlingen", "3 Latijn, Grieks #2"))) == []
+
+
+def test_a_bad_username_names_person_attribute_value_and_template():
+    bad = account("jan.peeters.van.den.broeck", displayName="Jan Peeters")
+    assert ad(bad) == [
+        "pupils 1001 (Jan Peeters): sAMAccountName 'jan.peeters.van.den.broeck' is 26 characters "
+        "long; Active Directory allows at most 20 (made by mappings/pupils.yaml:10)"
+    ]
+
+
+@pytest.mark.parametrize("char", list(SAM_ACCOUNT_NAME_FORBIDDEN))
+def test_every_character_ad_refuses_in_sam_account_name_is_named(char):
+    (problem,) = ad(account(f"jan{char}p", cn="jan p"))
+    assert problem == (
+        f"pupils 1001 (jan{char}p): sAMAccountName 'jan{char}p' holds characters Active Directory "
+        f"does not allow there: '{char}' (made by mappings/pupils.yaml:10)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("username", "expected"),
+    [
+        (
+            "jan\u202ep",
+            "sAMAccountName 'jan<U+202E>p' holds invisible control or text-direction "
+            "characters (<U+202E>)",
+        ),
+        (
+            "jan\np",
+            "sAMAccountName 'jan\\np' holds invisible control or text-direction characters (\\n)",
+        ),
+        ("jan\x07", "sAMAccountName 'jan\\x07' holds invisible"),
+        ("jan.", "sAMAccountName 'jan.' ends in a dot"),
+        (". .", "sAMAccountName '. .' is only dots and spaces"),
+    ],
+)
+def test_invisible_and_dotted_sam_account_names(username, expected):
+    problems = ad(account(username, cn="jan p", displayName="Jan"))
+    assert len(problems) == 1 and problems[0].startswith(f"pupils 1001 (Jan): {expected}")
+
+
+def test_a_mapped_sam_account_name_is_checked_instead_of_the_username():
+    problems = ad(account("jan", sAMAccountName="jan:p"))
+    assert problems == [
+        "pupils 1001 (jan): sAMAccountName 'jan:p' holds characters Active Directory does not "
+        "allow there: ':' (made by mappings/pupils.yaml:20)"
+    ]
+
+
+def test_cn_and_ou_names_too_long_empty_or_with_control_characters():
+    long_cn = "x" * 65
+    problems = ad(account("jan", ou=("Leerlingen", "1A\nBLOCKED: fake", ""), cn=long_cn))
+    assert problems == [
+        f"pupils 1001 (jan): cn '{long_cn}' is 65 characters long; Active Directory allows at "
+        "most 64 (made by mappings/pupils.yaml:20)",
+        "pupils 1001 (jan): OU name '1A\\nBLOCKED: fake' holds invisible control or "
+        "text-direction characters (\\n)",
+        "pupils 1001 (jan): OU name '' is empty",
+    ]
+
+
+def test_a_group_named_by_a_class_code_with_a_line_break():
+    group = DesiredGroup(kind="classes", key="klas-030569-1A\r\n", ou=("Klassen",), attributes={})
+    assert ad(groups=(group,)) == [
+        "group klas-030569-1A\\r\\n: cn 'klas-030569-1A\\r\\n' holds invisible control or "
+        "text-direction characters (\\r, \\n)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("upn", "expected"),
+    [
+        ("jan peeters@school.be", "holds characters not allowed before the @: ' '"),
+        ("jan@", "has no valid domain after the @ ('')"),
+        ("jan@school..be", "has no valid domain after the @ ('school..be')"),
+        (".jan@school.be", "has a dot at the start or end"),
+        ("jan.peeters", "is not name@domain"),
+        ("jan\n@school.be", "holds characters not allowed before the @: '\\n'"),
+        ("jan@school.be\n", "has no valid domain after the @ ('school.be\\n')"),
+        ("x" * 65 + "@school.be", "is 65 characters long; Active Directory (before the @)"),
+    ],
+)
+def test_ad_user_principal_name(upn, expected):
+    (problem,) = ad(account("jan", userPrincipalName=upn))
+    assert problem.startswith(f"pupils 1001 (jan): userPrincipalName '{visible(upn)}' {expected}")
+
+
+@pytest.mark.parametrize(
+    ("mail", "expected"),
+    [
+        ("jan.peeters", "is not an e-mail address"),
+        ("jan peeters@school.be", "holds characters Active Directory does not allow there: ' '"),
+        ("jan@school", "has no valid domain after the @ ('school')"),
+    ],
+)
+def test_ad_mail(mail, expected):
+    (problem,) = ad(account("jan", mail=mail))
+    assert problem.startswith(f"pupils 1001 (jan): mail '{mail}' {expected}")
+
+
+# -- Entra ID -------------------------------------------------------------------------------------
+
+
+def test_entra_checks_the_upn_it_makes_from_the_username_and_the_mail_nickname():
+    problems = entra(account("jan (1A)", displayName="Jan"))
+    assert problems == [
+        "pupils 1001 (Jan): userPrincipalName 'jan (1A)@leerling.school.be' holds characters not "
+        "allowed before the @: ' ' '(' ')' (only letters a-z, digits and ' . - _ ! # ^ ~) "
+        "(made by mappings/pupils.yaml:10)",
+        "pupils 1001 (Jan): mailNickname 'jan (1A)' holds characters Entra ID does not allow "
+        "there: ' ' '(' ')' (made by mappings/pupils.yaml:10)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("upn", "expected"),
+    [
+        ("jan@elders.be", "is not in a managed domain (leerling.school.be, school.be)"),
+        ("jan.@school.be", "starts or ends with a dot before the @"),
+        ("jan+1@school.be", "holds characters not allowed before the @: '+'"),
+        ("x" * 65 + "@school.be", "is 65 characters long; Entra ID (before the @)"),
+        ("jan\u202e@school.be", "holds characters not allowed before the @: '<U+202E>'"),
+        ("jan@school.be\n", "is not in a managed domain"),
+    ],
+)
+def test_entra_user_principal_name(upn, expected):
+    problems = entra(account("jan", userPrincipalName=upn))
+    assert len(problems) == 1
+    assert problems[0].startswith("pupils 1001 (jan): userPrincipalName '")
+    assert expected in problems[0]
+    assert "\u202e" not in problems[0]
+
+
+def test_entra_upn_characters_it_allows():
+    assert entra(account("jan", userPrincipalName="o'brien_j-2!#^~.x@SCHOOL.BE")) == []
+
+
+def test_entra_mail_nickname_and_display_name_lengths():
+    long_name = "n" * 65
+    problems = entra(
+        account("jan", userPrincipalName="jan@school.be", mailNickname=long_name),
+        groups=(
+            DesiredGroup(
+                kind="classes",
+                key="klas-1A",
+                ou=(),
+                attributes={"displayName": Derived("d" * 257, _why("displayName", 30))},
+            ),
+        ),
+    )
+    assert problems == [
+        f"pupils 1001 (jan): mailNickname '{long_name}' is 65 characters long; Entra ID allows "
+        "at most 64 (made by mappings/pupils.yaml:20)",
+        f"group klas-1A: displayName '{'d' * 99}…' is 257 characters long; Entra ID allows at "
+        "most 256 (made by mappings/pupils.yaml:30)",
+    ]
+
+
+def test_without_a_target_nothing_is_checked():
+    assert naming_problems(None, state(account("jan[1]\u202e", ou=("",)))) == []
+
+
+# -- through the command line ---------------------------------------------------------------------
+
+AD_TARGET = """\
+state: state.db
+target:
+  ad:
+    url: ldaps://dc.invalid
+    bind_user: SCHOOL\\\\provisioner
+    password: ${TEST_AD_PASSWORD}
+    base_dn: DC=school,DC=be
+    managed_root: OU=Provisioned
+"""
+
+
+def broken_sample(tmp_path: Path) -> Path:
+    """The sample with one pupil's (Fatima-Zahra Leroy's) sAMAccountName made too long and with brackets, and one
+    class's OU name given a line break."""
+    config = sample_with_mappings(tmp_path)
+    pupils = tmp_path / "mappings" / "pupils.yaml"
+    text = pupils.read_text()
+    for old, new in (
+        (
+            'sAMAccountName: "{{ username }}"',
+            "sAMAccountName: \"{{ username ~ ('[x]' if Lln.Naam == 'Leroy' and Lln.Voornaam == 'Fatima-Zahra' else '') }}\"",
+        ),
+        (
+            'ou: [Leerlingen, "{{ instelnr }}", "{{ Lln.Klascode }}"]',
+            'ou: [Leerlingen, "{{ instelnr }}", "{{ Lln.Klascode ~ (\'\\\\nBLOCKED: fake\' '
+            "if Lln.Naam == 'Leroy' and Lln.Voornaam == 'Fatima-Zahra' else '') }}\"]",
+        ),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    pupils.write_text(text)
+    return config
+
+
+def test_validate_lists_names_ad_refuses_with_person_and_attribute(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TEST_AD_PASSWORD", "not-used")
+    config = broken_sample(tmp_path)
+    assert main(["validate", "--config", str(config)]) == 0  # no target: no directory's rules
+    capsys.readouterr()
+    config.write_text(config.read_text() + AD_TARGET)
+    assert main(["validate", "--config", str(config)]) == 1  # and nothing connected to dc.invalid
+    out = capsys.readouterr().out
+    pupils = tmp_path / "mappings" / "pupils.yaml"
+    assert "Errors (3):" in out
+    assert (
+        "  pupils 6135764 (Fatima-Zahra Leroy): sAMAccountName 'fatima-zahra.leroy[x]' is 21 "
+        f"characters long; Active Directory allows at most 20 (made by {pupils}:16)"
+    ) in out
+    assert (
+        "  pupils 6135764 (Fatima-Zahra Leroy): sAMAccountName 'fatima-zahra.leroy[x]' holds "
+        f"characters Active Directory does not allow there: '[' ']' (made by {pupils}:16)"
+    ) in out
+    assert "OU name '" in out and "\\nBLOCKED: fake' holds invisible control" in out
+    assert not any(line.startswith("BLOCKED") for line in out.splitlines())
+    assert out.rstrip().endswith("3 error(s)")
+
+
+def test_a_plan_against_entra_is_blocked_by_a_upn_outside_the_managed_domains(
+    tmp_path, monkeypatch, capsys
+):
+    from tests.fakes.graph_server import GraphServer
+    from tests.fakes.tls import make_test_ca
+
+    monkeypatch.setenv("TEST_ENTRA_SECRET", "app-secret")
+    (tmp_path / "mappings").mkdir()
+    for path in (ROOT / "examples/entra/mappings").iterdir():
+        (tmp_path / "mappings" / path.name).write_text(path.read_text())
+    pupils = tmp_path / "mappings" / "pupils.yaml"
+    old = 'userPrincipalName: "{{ username }}@{{ vars.pupil_domain }}"'
+    new = (
+        "userPrincipalName: \"{{ username }}@{{ 'elders.be' if Lln.Naam == 'Leroy' and Lln.Voornaam == 'Fatima-Zahra' "
+        'else vars.pupil_domain }}"'
+    )
+    assert old in pupils.read_text()
+    pupils.write_text(pupils.read_text().replace(old, new))
+    ca = make_test_ca(tmp_path)
+    with GraphServer(tls=ca) as graph:
+        graph.register_app("school.onmicrosoft.com", ENTRA.client_id, secret="app-secret")
+        config = tmp_path / "provisioner.yaml"
+        config.write_text(
+            "source:\n  informat:\n"
+            f"    snapshot: {ROOT / 'examples' / 'sample-snapshot'}\n"
+            '    instelnrs: ["030569", "030577"]\n'
+            "mappings: mappings\nstate: state.db\ntarget:\n  entra:\n"
+            "    tenant_id: school.onmicrosoft.com\n"
+            f"    client_id: {ENTRA.client_id}\n"
+            "    client_secret: ${TEST_ENTRA_SECRET}\n"
+            "    domains: [leerling.school.be, school.be]\n"
+            f"    graph_url: {graph.url}\n"
+            f"    authority: {graph.authority}\n"
+            f"    ca_file: {graph.ca_file}\n"
+        )
+        assert main(["plan", "--config", str(config), "--json"]) == 2
+        plan = json.loads(capsys.readouterr().out)
+        assert main(["validate", "--config", str(config)]) == 1
+        out = capsys.readouterr().out
+    assert plan["header"]["blocked"] == [
+        "the mappings reported 1 error(s) (run validate): a plan made from incomplete data could "
+        "remove what it should keep"
+    ]
+    assert (
+        "pupils 6135764 (Fatima-Zahra Leroy): userPrincipalName "
+        "'fatima-zahra.leroy@elders.be' is not in a managed domain (leerling.school.be, "
+        f"school.be) (made by {pupils}:15)"
+    ) in out
