@@ -29,7 +29,6 @@ import html
 import io
 import math
 import os
-import re
 import secrets
 import string
 from collections.abc import Iterable, Sequence
@@ -39,6 +38,7 @@ from typing import Literal
 
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.files import create_private, private_dir, write_private
+from provisioner.text import visible
 
 # Short, common, unambiguous Dutch words that a twelve-year-old reads aloud and types without
 # help: 3 to 7 letters a-z, no accents, no "y" (ij or y?), none starting with "i" (a capital I
@@ -197,20 +197,13 @@ def handout_group(ou: object, department: object) -> str:
 
 # -- what a cell may show ------------------------------------------------------------------------
 
-# C0 and C1 controls, left-to-right/right-to-left marks, embeddings, overrides and isolates: they
-# hide or reorder what a coordinator reads ("1A" shown for something else) or break lines.
-_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def visible(text: str) -> str:
-    """*text* with every control and bidi character shown as ``[U+202E]`` instead of acting."""
-    return _INVISIBLE.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
 
 
 def csv_cell(text: str) -> str:
     """A CSV cell a spreadsheet shows as text: one starting like a formula (``=HYPERLINK(…)``)
-    gets a leading ``'``, and control and bidi characters are made visible."""
+    gets a leading ``'``, and control and bidi characters are written out
+    (:func:`provisioner.text.visible`)."""
     if text.startswith(_FORMULA_START):
         text = "'" + text
     return visible(text)
