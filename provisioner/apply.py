@@ -1,20 +1,34 @@
 """Carrying out a verified plan: initial passwords, issued names, hand-outs, what the state
-store learns, and the run history.
+store learns, and the run history; and the password reset of one account.
 
 The plan was checked before it gets here (fresh, unblocked or approved, for this target); each
 change is checked once more by the target against its precondition as it is applied.
+
+No password is set before it is on disk: the hand-out sheet is written (as an escrow, every
+password marked pending) and flushed before the first change, and completed after the last (see
+:mod:`provisioner.passwords`). If the escrow cannot be written, nothing is applied.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from provisioner.errors import ConfigError
+from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.log import register_secret
-from provisioner.passwords import Handout, PasswordConfig, generate, handout_group
-from provisioner.plan.model import Action, Plan
+from provisioner.passwords import (
+    Handout,
+    HandoutSheets,
+    PasswordConfig,
+    SheetError,
+    Status,
+    generate,
+    handout_group,
+)
+from provisioner.plan.model import Action, Change, Kind, Plan
 from provisioner.state import StateStore
 from provisioner.targets.base import Result, Target
 
@@ -23,7 +37,10 @@ from provisioner.targets.base import Result, Target
 class Outcome:
     results: list[Result] = field(default_factory=list)
     handouts: list[Handout] = field(default_factory=list)
-    """Initial passwords of the accounts created, for the hand-out sheets; kept nowhere else."""
+    """The accounts created, each with the password that was set (or ``unknown``): what the
+    sheets list."""
+    sheets: list[Path] = field(default_factory=list)
+    """The hand-out sheets written (HTML, CSV), or none when no account was created."""
     summary: dict[str, Any] = field(default_factory=dict)
     """What the run history keeps: counts per status, persons, an approval."""
 
@@ -40,11 +57,16 @@ def apply_plan(
     strict: bool = False,
     passwords: PasswordConfig | None = None,
     approval: str | None = None,
+    sheets: Path | None = None,
+    when: dt.datetime | None = None,
 ) -> Outcome:
-    """Apply the plan and keep the run in the history (also when it fails half-way)."""
+    """Apply the plan and keep the run in the history (also when it fails half-way). New
+    accounts' passwords go on sheets in the directory *sheets* (see :func:`apply_changes`)."""
     run = store.start_run("apply")
     try:
-        outcome = apply_changes(plan, target, store, strict=strict, passwords=passwords)
+        outcome = apply_changes(
+            plan, target, store, strict=strict, passwords=passwords, sheets=sheets, when=when
+        )
     except BaseException:
         store.finish_run(run, "failed", {"changes": len(plan.changes)})
         raise
@@ -70,43 +92,137 @@ def apply_changes(
     *,
     strict: bool = False,
     passwords: PasswordConfig | None = None,
+    sheets: Path | None = None,
+    when: dt.datetime | None = None,
 ) -> Outcome:
     """Apply every change in order. A change whose precondition no longer holds is
     skipped and reported (with ``strict``, any such change refuses the whole plan before anything
-    is done); a failed change does not stop the others: the next run tries it again."""
+    is done); a failed change does not stop the others: the next run tries it again.
+
+    New accounts get passwords only when there is a *sheets* directory to hand them out from:
+    the escrow is written there first (a :class:`~provisioner.passwords.SheetError` or ConfigError
+    then means nothing was applied), and completed at the end: set, unknown (the account was
+    already there), or left off (the directory refused the account). When the run stops on an
+    exception, the sheet says which passwords were set and keeps the rest pending. Without
+    *sheets* (a direct call, a benchmark) each create gets a random password nobody knows; a
+    ``password reset`` hands out one that is known."""
     if strict:
         drift = [(c, reason) for c in plan.changes if (reason := target.check(c))]
         if drift:
             lines = "; ".join(f"{c.action} {c.key}: {reason}" for c, reason in drift[:10])
             raise ConfigError(f"--strict: {len(drift)} change(s) no longer fit: {lines}")
+    passwords = passwords or PasswordConfig()
+    initial: dict[int, str] = {}
+    escrow: HandoutSheets | None = None
+    if sheets is not None:
+        initial = {
+            i: generate(passwords)
+            for i, c in enumerate(plan.changes)
+            if c.action is Action.CREATE and c.kind is Kind.ACCOUNT
+        }
+        for password in initial.values():
+            register_secret(password)
+        if initial:
+            pending = [handout(plan.changes[i], p, "pending") for i, p in initial.items()]
+            escrow = HandoutSheets.begin(pending, sheets, when or _now())
     record_observations(plan, store)
     outcome = Outcome()
-    passwords = passwords or PasswordConfig()
-    initial = {
-        i: generate(passwords) for i, c in enumerate(plan.changes) if c.action is Action.CREATE
-    }
-    for password in initial.values():
-        register_secret(password)
-    # Each result is recorded as it comes: names issued before a crash stay issued.
-    for index, result in enumerate(target.apply_all(plan.changes, initial)):
-        change = result.change
-        assert change is plan.changes[index], "a target must answer every change, in order"
-        outcome.results.append(result)
-        if result.status != "applied":
-            continue
-        if change.action in (Action.CREATE, Action.RENAME):
-            store.issue_names([(change.key, str(change.after["username"]))])
-        if index in initial:
-            username = str(change.after["username"])
-            outcome.handouts.append(
-                Handout(
-                    username=username,
-                    name=str(change.after.get("displayName") or username),
-                    group=handout_group(change.after.get("ou"), change.after.get("department")),
-                    password=initial[index],
-                )
-            )
+    answered: dict[int, Result] = {}
+    try:
+        # Each result is recorded as it comes: names issued before a crash stay issued.
+        for index, result in enumerate(target.apply_all(plan.changes, initial)):
+            change = result.change
+            assert change is plan.changes[index], "a target must answer every change, in order"
+            outcome.results.append(result)
+            answered[index] = result
+            if result.status == "applied" and change.action in (Action.CREATE, Action.RENAME):
+                store.issue_names([(change.key, str(change.after["username"]))])
+    except BaseException:
+        if escrow is not None:
+            _settle(escrow, plan.changes, initial, answered, finished=False)
+        raise
+    if escrow is not None:
+        outcome.handouts, outcome.sheets = _settle(
+            escrow, plan.changes, initial, answered, finished=True
+        )
     return outcome
+
+
+def handout(change: Change, password: str, status: Status) -> Handout:
+    """The line on the sheet for the account *change* creates."""
+    username = str(change.after["username"])
+    return Handout(
+        username=username,
+        name=str(change.after.get("displayName") or username),
+        group=handout_group(change.after.get("ou"), change.after.get("department")),
+        password=password,
+        status=status,
+    )
+
+
+def _settle(
+    escrow: HandoutSheets,
+    changes: list[Change],
+    initial: dict[int, str],
+    answered: dict[int, Result],
+    *,
+    finished: bool,
+) -> tuple[list[Handout], list[Path]]:
+    """Complete the escrow from the targets' answers: applied → set (or unknown, when the account
+    was already there), failed or skipped → left off (that password was never set). A run that
+    stopped early keeps its unanswered creates pending: they may have been set."""
+    lines: list[Handout] = []
+    for index, password in initial.items():
+        result = answered.get(index)
+        if result is None:
+            if not finished:
+                lines.append(handout(changes[index], password, "pending"))
+        elif result.status == "applied":
+            if result.password_unknown:  # this run's password was not set: forget it
+                lines.append(handout(changes[index], "", "unknown"))
+            else:
+                lines.append(handout(changes[index], password, "set"))
+    if finished:
+        return lines, escrow.complete(lines)
+    # If even that fails, the escrow as first written still holds every password that may have
+    # been set; the exception on its way out is the one to report.
+    with contextlib.suppress(SheetError):
+        escrow.complete(lines)
+    return lines, []
+
+
+def reset_password(
+    target: Target,
+    anchor: str,
+    line: Handout,
+    *,
+    passwords: PasswordConfig,
+    sheets: Path,
+    when: dt.datetime | None = None,
+) -> list[Path]:
+    """Give the account *anchor* a new password, on a sheet for *line* (its username, name and
+    group; its password is made here). The sheet is on disk before the password is set: when it
+    cannot be written nothing changes; when the directory refuses the password, the sheet is
+    removed and the error says so. Returns the sheets (HTML, CSV)."""
+    secret = generate(passwords)
+    register_secret(secret)
+    pending = Handout(line.username, line.name, line.group, secret, "pending")
+    escrow = HandoutSheets.begin([pending], sheets, when or _now())
+    try:
+        target.reset_password(anchor, secret)
+    except Exception as exc:
+        escrow.discard()
+        problem = str(exc) if isinstance(exc, ProvisionerError) else f"{type(exc).__name__}: {exc}"
+        raise ProvisionerError(
+            f"the password of {line.username} was not reset ({problem}); its sheet was removed: "
+            "run the reset again"
+        ) from None
+    done = Handout(line.username, line.name, line.group, secret, "set")
+    return escrow.complete([done])
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def record_observations(plan: Plan, store: StateStore) -> None:

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from provisioner import __version__, log
-from provisioner.apply import apply_plan
+from provisioner.apply import apply_plan, reset_password
 from provisioner.config import load_config
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.lock import run_lock
-from provisioner.passwords import Handout, generate, handout_group, write_sheets
+from provisioner.passwords import Handout, handout_group
 from provisioner.pipeline import (
     Prepared,
     desired_state,
@@ -327,8 +327,10 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
             strict=args.strict,
             passwords=prepared.config.passwords,
             approval=args.approve,
+            sheets=prepared.config.sheets_dir,
+            when=now(),
         )
-    results, handouts, counts = outcome.results, outcome.handouts, outcome.summary
+    results, counts = outcome.results, outcome.summary
     for result in results:
         if result.status != "applied":
             log.event(
@@ -357,11 +359,17 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
         print(render_results(results))
     if args.report:
         write_report(args.report, render_html(plan, results))
-    sheets = write_sheets(handouts, prepared.config.sheets_dir, now())
-    if sheets:
-        where = ", ".join(map(str, sheets))
+    if outcome.sheets:
+        where = ", ".join(map(str, outcome.sheets))
+        unknown = sum(h.status == "unknown" for h in outcome.handouts)
+        note = (
+            f"; {unknown} of them already existed, their password is unknown: give them a new "
+            "one with `provisioner password reset`"
+            if unknown
+            else ""
+        )
         print(
-            f"Initial passwords of {len(handouts)} new account(s): {where}",
+            f"Initial passwords of {len(outcome.handouts)} new account(s): {where}{note}",
             file=sys.stderr if args.json else sys.stdout,
         )
     return 1 if outcome.failed else 0
@@ -383,26 +391,24 @@ def run_password_reset(args: argparse.Namespace) -> int:
             problem = f"matches {len(found)} accounts: {names}" if found else "matches no account"
             raise ConfigError(f"{args.query!r} {problem}; give one p_persoon")
         (account,) = found
-        secret = generate(prepared.config.passwords)
-        target.reset_password(account.anchor, secret)
+        display = account.attributes.get("displayName")
+        department = account.attributes.get("department")
+        line = Handout(
+            account.username,
+            display.value if display else account.username,
+            handout_group(account.ou if target.has_ous else None, department and department.value),
+            password="",
+        )
+        sheets = reset_password(
+            target,
+            account.anchor,
+            line,
+            passwords=prepared.config.passwords,
+            sheets=prepared.config.sheets_dir,
+            when=now(),
+        )
     finally:
         target.close()
-    display = account.attributes.get("displayName")
-    department = account.attributes.get("department")
-    sheets = write_sheets(
-        [
-            Handout(
-                account.username,
-                display.value if display else account.username,
-                handout_group(
-                    account.ou if target.has_ous else None, department and department.value
-                ),
-                secret,
-            )
-        ],
-        prepared.config.sheets_dir,
-        now(),
-    )
     print(f"New password for {account.username}: on the sheet {sheets[0]}")
     return 0
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ProvisionerError
+from provisioner.files import open_private
 
 MIGRATIONS: list[str] = [
     # 1: the first schema
@@ -74,6 +75,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+_SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
 class StateError(ProvisionerError):
@@ -87,10 +89,16 @@ def _now() -> str:
 class StateStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        new = not path.exists()
-        if new:
-            # Usernames of minors: readable by the owner only.
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        # Usernames of minors: readable by the owner only, also a file made before with a wider
+        # mode, and never through a link planted in its place. SQLite's side files (journal,
+        # write-ahead log) hold the same data: tightened too when they are there; SQLite makes
+        # new ones with the database file's mode.
+        try:
+            for file in (path, *(path.with_name(path.name + s) for s in _SIDE_FILES)):
+                if file == path or os.path.lexists(file):
+                    os.close(open_private(file))
+        except OSError as exc:
+            raise StateError(f"state store {path} cannot be opened: {exc.strerror}") from None
         self._depth = 0  # how many transaction() blocks are open; 0: none
         try:
             # isolation_level=None: sqlite3 begins no transaction by itself; transaction() does.

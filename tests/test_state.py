@@ -172,3 +172,32 @@ def test_an_anchor_changed_by_hand_moves_the_id_to_the_new_anchor(tmp_path):
         store.remember_anchors("account", [("456", "guid-1")])  # employeeID edited in the DC
         assert store.anchor_ids("account") == {"456": "guid-1"}
         assert store.anchor_ids("group") == {}
+
+
+def test_a_store_made_before_with_a_wide_mode_becomes_private(tmp_path):
+    """An older state.db (or one copied in) readable by everyone: opening it tightens it, and its
+    journal and write-ahead files with it."""
+    path = tmp_path / "state.db"
+    with StateStore(path) as store:
+        store.issue_names([("123", "jan.peeters")])
+    side = [tmp_path / "state.db-journal", tmp_path / "state.db-wal"]
+    for file in side:
+        file.write_bytes(b"")
+    for file in (path, *side):
+        file.chmod(0o644)
+    with StateStore(path) as store:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert [stat.S_IMODE(f.stat().st_mode) for f in side if f.exists()] == [0o600, 0o600]
+        assert store.issued_names() == {"jan.peeters"}
+
+
+def test_a_link_in_place_of_the_store_is_refused(tmp_path):
+    from provisioner.errors import ConfigError
+
+    elsewhere = tmp_path / "elsewhere.db"
+    elsewhere.write_bytes(b"")
+    elsewhere.chmod(0o644)
+    (tmp_path / "state.db").symlink_to(elsewhere)
+    with pytest.raises(ConfigError, match="symbolic link"):
+        StateStore(tmp_path / "state.db")
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o644

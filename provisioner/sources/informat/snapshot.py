@@ -6,7 +6,8 @@ Layout of a snapshot directory::
     Lln/030569.xml          one raw answer per data set and instelnr, byte for byte
 
 The manifest is written last, so an interrupted save is not mistaken for a snapshot. The data is
-about minors: the directory is created readable by its owner only.
+about minors: the directory is readable by its owner only (0700, its files 0600), every file is
+made new (never written through a link), and a link in place of the snapshot directory is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from provisioner.errors import SourceError
+from provisioner.files import create_private, refuse_link, write_private
 from provisioner.sources.informat.operations import Operation
 from provisioner.sources.informat.params import parse_day
 from provisioner.sources.informat.parser import AnswerParser, RawAnswer
@@ -47,11 +49,12 @@ class SnapshotWriter:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        refuse_link(directory)  # replacing it would replace the link, not what it points to
         if directory.exists() and any(directory.iterdir()) and not (directory / MANIFEST).exists():
             raise SourceError(
                 f"{directory} exists and is not a snapshot; choose an empty or new directory"
             )
-        directory.parent.mkdir(parents=True, exist_ok=True)
+        directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._work = Path(tempfile.mkdtemp(prefix=f".{directory.name}-", dir=directory.parent))
         self.entries: list[SnapshotEntry] = []
 
@@ -62,8 +65,8 @@ class SnapshotWriter:
         """A fresh file for one answer; opened again (truncated) when a retry starts over."""
         path = self._work / self.relative_path(dataset, instelnr)
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        return os.fdopen(fd, "wb")
+        path.unlink(missing_ok=True)  # a retry starts a new file (inside our private directory)
+        return os.fdopen(create_private(path), "wb")
 
     def add(self, dataset: str, instelnr: str, sha256: str, size: int, records: int) -> None:
         self.entries.append(
@@ -79,7 +82,8 @@ class SnapshotWriter:
             **header,
             "answers": [vars(e) for e in sorted(self.entries, key=lambda e: e.file)],
         }
-        (self._work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+        write_private(self._work / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        refuse_link(self.directory)
         if self.directory.exists():
             shutil.rmtree(self.directory)
         self._work.rename(self.directory)
