@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ldap3 import BASE, MODIFY_REPLACE
+from ldap3 import BASE
 
 from provisioner.apply import apply_changes
 from provisioner.cli import main
@@ -26,7 +26,10 @@ from provisioner.plan.planfile import load_plan
 from provisioner.state import StateStore
 from provisioner.targets.ad import ActiveDirectory, _guid
 from provisioner.targets.base import Result
-from tests.test_ad import ad_env, users_below  # noqa: F401  (ad_env is a fixture)
+from tests import test_ad
+from tests.test_ad import users_below
+
+ad_env = test_ad.ad_env  # the fixture: a managed root OU of its own per test
 
 DOMAIN_ADMINS = "CN=Domain Admins,CN=Users"
 
@@ -278,7 +281,7 @@ def test_a_move_cannot_leave_the_root_and_ou_names_are_only_names(
         precondition={"id": guid_of(samba_dc, pupil["dn"])},
     )
     (result,) = apply_tampered(config, [move], load_plan(saved))
-    assert result.status == "failed" and "the parent OU does not exist" in result.message
+    assert result.status == "failed" and "parent does not exist" in result.message
     assert users_below(samba_dc, root)[key]["dn"] == pupil["dn"]  # where it was
 
 
@@ -299,8 +302,8 @@ def test_a_create_that_meets_its_twin_keeps_it_and_marks_the_password_unknown(
     first, second = open_target(prepared), open_target(prepared)
     assert isinstance(first, ActiveDirectory) and isinstance(second, ActiveDirectory)
     try:
-        second.read([])  # the second run has looked before the first one made anything
         assert all(first.apply(c).status == "applied" for c in ous)
+        second.read([])  # the second run looks before the first one makes the account
         assert first.apply(create, password="Eerste-Run-1234!").status == "applied"
         assert first.apply(group).status == "applied"
         twin = second.apply(create, password="Tweede-Run-5678!")
