@@ -44,7 +44,7 @@ from provisioner.targets.entra_settings import EntraConfig
 
 T = TypeVar("T")
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-SETTLE_SECONDS = 2.0
+SETTLE_SECONDS = 1.0
 """How long after its group creates a run looks once more for twins another run made."""
 
 
