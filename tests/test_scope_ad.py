@@ -23,8 +23,10 @@ from provisioner.cli import main
 from provisioner.pipeline import open_target, prepare
 from provisioner.plan.model import Action, Change, Kind, Plan
 from provisioner.plan.planfile import load_plan
+from provisioner.secret import Secret
 from provisioner.state import StateStore
 from provisioner.targets.ad import ActiveDirectory, _guid
+from provisioner.targets.ad_settings import AdConfig
 from provisioner.targets.base import Result
 from tests import test_ad
 from tests.test_ad import users_below
@@ -357,3 +359,29 @@ def test_the_command_line_refuses_a_plan_edited_to_reach_cn_users(
     found = read(samba_dc, victim.dn, "description", "department")
     assert found is not None and found["description"] == ["untouched"]
     assert not found.get("department")
+
+
+def test_below_the_root_is_decided_on_parsed_dns_not_on_a_string_suffix():
+    """No DC needed: where a DN lies, and what a mapping may never set."""
+    config = AdConfig(
+        url="ldaps://dc.invalid",
+        bind_user="provisioner@school.test",
+        password=Secret("not-used", "test"),
+        base_dn="DC=school,DC=test",
+        managed_root="OU=Evil",
+    )
+    target = ActiveDirectory(config)
+    assert target.below_root("CN=a,OU=Klas,OU=Evil,DC=school,DC=test")
+    assert target.below_root("cn=a,ou=evil,dc=SCHOOL,dc=test")  # names compare case-insensitively
+    assert not target.below_root("OU=Evil,DC=school,DC=test")  # the root itself is no account
+    assert not target.below_root("CN=a,OU=xEvil,DC=school,DC=test")  # a suffix, not the root
+    assert not target.below_root("CN=a,OU=Evil,DC=other,DC=school,DC=test")
+    assert not target.below_root(r"CN=x\,OU\=Evil\,DC\=school\,DC\=test,CN=Users,DC=school,DC=test")
+    assert not target.below_root("not a DN")
+    assert target.unsupported({"mail", "userAccountControl", "EmployeeID"}, {"member", "cn"}) == [
+        "accounts: EmployeeID (the connector's key: the connector writes it itself)",
+        "accounts: userAccountControl (the connector never writes it: it carries rights or the "
+        "connector sets it)",
+        "groups: member (the connector never writes it: it carries rights or the connector "
+        "sets it)",
+    ]
