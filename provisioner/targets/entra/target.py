@@ -195,8 +195,8 @@ class EntraId(BaseTarget):
         a user that carries another key."""
         snapshot = self._ensure_snapshot()
         action, after, pre = change.action, change.after, change.precondition
-        new_upn = after.get("userPrincipalName") if change.kind == Kind.ACCOUNT else None
-        if "userPrincipalName" in after and (problem := self._domain_refused(new_upn)):
+        writes_upn = change.kind == Kind.ACCOUNT and "userPrincipalName" in after
+        if writes_upn and (problem := self._domain_refused(after["userPrincipalName"])):
             return outside(problem)
         if action in (Action.CREATE, Action.CREATE_GROUP):
             return None  # the UPN is checked above; a new group's nickname carries the prefix
