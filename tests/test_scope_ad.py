@@ -378,6 +378,9 @@ def test_below_the_root_is_decided_on_parsed_dns_not_on_a_string_suffix():
     assert not target.below_root("CN=a,OU=Evil,DC=other,DC=school,DC=test")
     assert not target.below_root(r"CN=x\,OU\=Evil\,DC\=school\,DC\=test,CN=Users,DC=school,DC=test")
     assert not target.below_root("not a DN")
+    hostile = r"CN=a,OU=Klas\+1\,OU\=evil\;\"x\"\\#\<y\>,OU=Evil,DC=school,DC=test"
+    assert target.below_root(hostile)  # a name the DC holds that ldap3's parser refuses
+    assert target.below_root(r"CN=a,OU=\45vil,DC=school,DC=test")  # a hex escape of E
     assert target.unsupported({"mail", "userAccountControl", "EmployeeID"}, {"member", "cn"}) == [
         "accounts: EmployeeID (the connector's key: the connector writes it itself)",
         "accounts: userAccountControl (the connector never writes it: it carries rights or the "

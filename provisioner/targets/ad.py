@@ -278,27 +278,24 @@ class ActiveDirectory(BaseTarget):
         )
 
     def _place_refused(self, ou: Any, name: str | None = None) -> str | None:
-        """Why the place a change makes or moves an object to is not below the managed root."""
+        """Why the place a change makes or moves an object to is not below the managed root.
+        The place is a path of OU names below the root, each escaped into exactly one RDN
+        (:meth:`ou_dn`): a name that looks like a DN is an OU of that odd name, below the root.
+        What is checked is that the path is one: a list of names."""
         if not isinstance(ou, list) or not all(isinstance(p, str) and p.strip() for p in ou):
             return outside(f"the OU path {ou!r} is not a list of OU names")
-        try:
-            dn = self.object_dn(name, ou) if name is not None else self.ou_dn(ou)
-            parent = _split_dn(dn)[1] if name is not None else dn
-            placed = self.ou_path(parent)
-        except LDAPException:
-            placed = None
-        if placed != tuple(ou):
-            return outside(f"the place {'/'.join(ou)} is not below the managed OU {self.root_dn}")
+        if name is not None and not name.strip():
+            return outside(f"the name {name!r} is empty")
         return None
 
     def below_root(self, dn: str) -> bool:
         """True when *dn* lies strictly below the managed root, compared as parsed DNs (an RDN
-        at a time, case-insensitively), never as a string suffix."""
+        at a time, escapes undone, case-insensitively), never as a string suffix."""
         try:
-            deeper = len(parse_dn(dn, escape=False)) > len(parse_dn(self.root_dn, escape=False))
-            return deeper and self.ou_path(dn) is not None
-        except LDAPException:
+            parts, root = _rdns(dn), _rdns(self.root_dn)
+        except ValueError:
             return False
+        return len(parts) > len(root) and parts[len(parts) - len(root) :] == root
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -605,7 +602,10 @@ class ActiveDirectory(BaseTarget):
             attributes["pwdLastSet"] = 0  # must change the password at the next logon
         conn = self.connect()
         if not conn.add(dn, ["top", "person", "organizationalPerson", "user"], attributes):
-            return self._twin(change, dn, self.config.anchor_attribute) or self._fail(change)
+            failure = _explain(conn.result)  # before the look for a twin answers another result
+            return self._twin(change, dn, self.config.anchor_attribute) or Result(
+                change, "failed", failure
+            )
         self._anchors.put(Kind.ACCOUNT, change.key, dn)
         return self._ok(change)
 
@@ -701,7 +701,10 @@ class ActiveDirectory(BaseTarget):
         attributes[self.config.group_anchor_attribute] = change.key
         attributes["groupType"] = GLOBAL_SECURITY_GROUP
         if not self.connect().add(dn, ["top", "group"], attributes):
-            return self._twin(change, dn, self.config.group_anchor_attribute) or self._fail(change)
+            failure = _explain(self.connect().result)
+            return self._twin(change, dn, self.config.group_anchor_attribute) or Result(
+                change, "failed", failure
+            )
         self._anchors.put(Kind.GROUP, change.key, dn)
         return self._ok(change)
 
@@ -782,6 +785,49 @@ def _split_dn(dn: str) -> tuple[str, str]:
     parts = parse_dn(dn, escape=False)
     rdn = f"{parts[0][0]}={parts[0][1]}"
     return rdn, ",".join(f"{attr}={value}" for attr, value, _sep in parts[1:])
+
+
+def _rdns(dn: str) -> list[frozenset[tuple[str, str]]]:
+    """The RDNs of *dn*, each the set of its (attribute, value) pairs with RFC 4514 escapes
+    undone, attribute names upper-case and values case-folded: DNs compare one RDN at a time.
+    Written out because ldap3's parser refuses some names the DC holds (``\\#``). Raises
+    ValueError for text that is not a DN."""
+    rdns: list[frozenset[tuple[str, str]]] = []
+    pairs: list[tuple[str, str]] = []
+    attribute: str | None = None
+    value = bytearray()
+
+    def pair() -> tuple[str, str]:
+        if attribute is None or not attribute.strip():
+            raise ValueError(f"not a DN: {dn!r}")
+        return attribute.strip().upper(), value.decode("utf-8", "replace").strip().casefold()
+
+    i = 0
+    while i < len(dn):
+        char = dn[i]
+        if char == "\\" and i + 1 < len(dn):
+            hex_pair = dn[i + 1 : i + 3]
+            if len(hex_pair) == 2 and all(c in string.hexdigits for c in hex_pair):
+                value.append(int(hex_pair, 16))
+                i += 3
+            else:
+                value += dn[i + 1].encode()
+                i += 2
+            continue
+        if attribute is None and char == "=":
+            attribute, value = value.decode("utf-8", "replace"), bytearray()
+        elif char in ",+":
+            pairs.append(pair())
+            attribute, value = None, bytearray()
+            if char == ",":
+                rdns.append(frozenset(pairs))
+                pairs = []
+        else:
+            value += char.encode()
+        i += 1
+    pairs.append(pair())
+    rdns.append(frozenset(pairs))
+    return rdns
 
 
 def _unescape(value: str) -> str:
