@@ -214,6 +214,12 @@ def test_tampered_plans_change_nothing_outside_the_managed_root(
             precondition={"id": group_guid},
         ),
         "no object named": change(Action.DELETE, Kind.ACCOUNT, pupil_key),
+        "not an id": change(
+            Action.DELETE,
+            Kind.ACCOUNT,
+            pupil_key,
+            precondition={"id": f"x>,{DOMAIN_ADMINS},{samba_dc.base_dn}"},
+        ),
     }
     results = apply_tampered(config, list(tampered.values()), template)
     by_name = dict(zip(tampered, results, strict=True))
@@ -239,6 +245,7 @@ def test_tampered_plans_change_nothing_outside_the_managed_root(
         by_name["member not managed"].message
     )
     assert "names no object in the directory" in by_name["no object named"].message
+    assert "is not an object id (an objectGUID)" in by_name["not an id"].message
     assert all(
         r.message.startswith("refused, nothing done")
         for n, r in by_name.items()

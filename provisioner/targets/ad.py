@@ -232,6 +232,9 @@ class ActiveDirectory(BaseTarget):
         if action in (Action.CREATE, Action.CREATE_GROUP):
             name = after.get("cn") or (after.get("username") if action is Action.CREATE else None)
             return self._place_refused(after.get("ou"), str(name or change.key))
+        object_id = change.precondition.id
+        if object_id and not _is_guid(str(object_id)):
+            return outside(f"{object_id!r} is not an object id (an objectGUID)")
         found = self._resolve(change)
         if found is None:
             if not change.precondition.id and not change.precondition.created_in_this_plan:
@@ -847,6 +850,14 @@ def _unescape(value: str) -> str:
         out += value[i].encode()
         i += 1
     return out.decode("utf-8", "replace")
+
+
+def _is_guid(value: str) -> bool:
+    try:
+        uuid.UUID(value.strip("{}"))
+    except ValueError:
+        return False
+    return True
 
 
 def _guid(values: dict[str, Any]) -> str:
