@@ -111,7 +111,11 @@ def desired_state(
 
 
 def open_target(prepared: Prepared, **seams: Any) -> Target | None:
-    return _open_target(prepared.config.target, **seams)
+    """The configured target, told which attributes the mappings set: it writes no others."""
+    target = _open_target(prepared.config.target, **seams)
+    if target is not None:
+        target.manage_attributes(*mapped_attributes(prepared))
+    return target
 
 
 def mapped_attributes(prepared: Prepared) -> tuple[set[str], set[str]]:

@@ -1,6 +1,9 @@
 """Active Directory over LDAP (ldap3): read the managed scope, apply one change at a time.
 
-Only objects below the managed root are read or touched. Every value that goes into a DN is
+Only objects below the managed root are read or touched: every object a change acts on is
+resolved and refused unless its DN lies below the managed root (compared as parsed DNs), it is of
+the change's kind and carries the connector's key; members must be managed accounts; attributes
+that carry rights are never written. Every value that goes into a DN is
 escaped with ``escape_rdn``; no source value ever goes into a search filter (objects are found by
 objectGUID or through one paged index of the anchors). Each change checks its precondition first
 (:class:`~provisioner.targets.base.BaseTarget`), so a change that already happened (a run killed
@@ -35,12 +38,14 @@ from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.ad_settings import AdConfig
 from provisioner.targets.base import (
+    ADOPTION,
     AnchorIndex,
     BaseTarget,
     Current,
     Result,
     TargetError,
     explain,
+    outside,
     text,
     tls_hint,
 )
@@ -52,6 +57,43 @@ _RDN_ATTRIBUTES = {"cn", "name", "distinguishedName"}
 """Set through the object's place (modify_dn), never as attributes. A mapping's ``cn`` names the
 object (its RDN); without one, accounts are named by username and groups by key."""
 _MEMBER_BATCH = 500
+
+NEVER_WRITTEN = frozenset(
+    name.casefold()
+    for name in (
+        # passwords and the account's flags: the connector sets them itself
+        "unicodePwd",
+        "userPassword",
+        "dBCSPwd",
+        "supplementalCredentials",
+        "userAccountControl",
+        "pwdLastSet",
+        "accountExpires",
+        "lockoutTime",
+        # membership, identity and rights: what a plan must never reach
+        "member",
+        "memberOf",
+        "primaryGroupID",
+        "groupType",
+        "adminCount",
+        "objectSid",
+        "sIDHistory",
+        "objectGUID",
+        "objectClass",
+        "objectCategory",
+        "nTSecurityDescriptor",
+        "servicePrincipalName",
+        "altSecurityIdentities",
+        "userCertificate",
+        "managedBy",
+        "msDS-AllowedToDelegateTo",
+        "msDS-AllowedToActOnBehalfOfOtherIdentity",
+        "msDS-KeyCredentialLink",
+        "isCriticalSystemObject",
+    )
+)
+"""Attributes the connector never writes, whatever a mapping or a plan says: passwords and flags
+it sets itself, and what carries rights (membership, SIDs, delegation, security descriptors)."""
 
 # The schema's rangeUpper of the attributes mappings usually set: AD refuses longer values.
 LIMITS: Mapping[str, int] = MappingProxyType(
@@ -156,7 +198,107 @@ class ActiveDirectory(BaseTarget):
     def unsupported(
         self, account_attributes: Collection[str], group_attributes: Collection[str]
     ) -> list[str]:
-        return []  # AD's schema is the judge: a wrong name fails that change, clearly
+        # AD's schema is the judge of the other names: a wrong one fails that change, clearly.
+        return [
+            f"{kind}: {name} ({why})"
+            for kind, names, which in (
+                ("accounts", account_attributes, Kind.ACCOUNT),
+                ("groups", group_attributes, Kind.GROUP),
+            )
+            for name in sorted(names)
+            if (why := self.attribute_refused(which, name)) is not None
+        ]
+
+    # -- the scope ------------------------------------------------------------------------------
+
+    def fold(self, name: str) -> str:
+        return name.casefold()  # LDAP attribute names are case-insensitive
+
+    def attribute_refused(self, kind: Kind, name: str) -> str | None:
+        folded = name.casefold()
+        if folded in NEVER_WRITTEN:
+            return "the connector never writes it: it carries rights or the connector sets it"
+        anchors = (self.config.anchor_attribute, self.config.group_anchor_attribute)
+        if folded in {a.casefold() for a in anchors}:
+            return "the connector's key: the connector writes it itself"
+        return None
+
+    def out_of_scope(self, change: Change) -> str | None:
+        """Refuses an object outside the managed root, of another kind, or without the
+        connector's key, and a new place that is not below the root."""
+        action, after = change.action, change.after
+        if action is Action.CREATE_OU:
+            return self._place_refused(after.get("ou"))
+        if action in (Action.CREATE, Action.CREATE_GROUP):
+            name = after.get("cn") or (after.get("username") if action is Action.CREATE else None)
+            return self._place_refused(after.get("ou"), str(name or change.key))
+        object_id = change.precondition.id
+        if object_id and not _is_guid(str(object_id)):
+            return outside(f"{object_id!r} is not an object id (an objectGUID)")
+        found = self._resolve(change)
+        if found is None:
+            if not change.precondition.id and not change.precondition.created_in_this_plan:
+                return outside(f"{action} {change.key} names no object in the directory")
+            return None  # gone since the plan: the precondition check says so
+        if problem := self._object_refused(change, *found):
+            return problem
+        if action in (Action.MOVE, Action.MOVE_GROUP):
+            return self._place_refused(after.get("ou"))
+        return None
+
+    def _resolve(self, change: Change) -> tuple[str, dict[str, Any]] | None:
+        """The object *change* acts on, anywhere in the domain (so that one outside the managed
+        root is refused by name instead of looking gone)."""
+        config = self.config
+        wanted = ["objectClass", config.anchor_attribute, config.group_anchor_attribute]
+        pre = change.precondition
+        if pre.id:
+            return self._by_id(str(pre.id), wanted)
+        if pre.created_in_this_plan and change.kind == Kind.GROUP:
+            dn = self._find_anchor(Kind.GROUP, change.key)
+            return self._by_dn(dn, wanted) if dn else None
+        return None
+
+    def _object_refused(self, change: Change, dn: str, values: dict[str, Any]) -> str | None:
+        if not self.below_root(dn):
+            return outside(f"{dn} is outside the managed OU {self.root_dn}")
+        classes = {c.lower() for c in values.get("objectClass", [])}
+        is_group = change.kind == Kind.GROUP
+        if (
+            ("group" not in classes)
+            if is_group
+            else ("user" not in classes or "computer" in classes)
+        ):
+            return outside(f"{dn} is not {'a group' if is_group else 'a user account'}")
+        config = self.config
+        attribute = config.group_anchor_attribute if is_group else config.anchor_attribute
+        anchor = text(values.get(attribute))
+        if anchor == change.key or (anchor is None and change.action in ADOPTION and not is_group):
+            return None
+        carried = f"it carries {anchor!r}" if anchor else "it carries none"
+        return outside(
+            f"{dn} does not carry the connector's key {change.key!r} in {attribute} ({carried})"
+        )
+
+    def _place_refused(self, ou: Any, name: str | None = None) -> str | None:
+        """Why the place a change makes or moves an object to is not below the managed root.
+        The place is a path of OU names below the root, each escaped into exactly one RDN
+        (:meth:`ou_dn`): a name that looks like a DN is an OU of that odd name, below the root.
+        What is checked is that the path is one: a list of names."""
+        if not isinstance(ou, list) or not all(isinstance(p, str) and p.strip() for p in ou):
+            return outside(f"the OU path {ou!r} is not a list of OU names")
+        if name is not None and not name.strip():
+            return outside(f"the name {name!r} is empty")
+        return None
+
+    def below_root(self, dn: str) -> bool:
+        """True when *dn* lies strictly below the managed root, compared as parsed DNs (an RDN
+        at a time, escapes undone, case-insensitively), never as a string suffix."""
+        try:
+            parts, root = _rdns(dn), _rdns(self.root_dn)
+        except ValueError:
+            return False
+        return len(parts) > len(root) and parts[len(parts) - len(root) :] == root
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -318,6 +460,13 @@ class ActiveDirectory(BaseTarget):
         conn = self.connect()
         return bool(conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=["1.1"]))
 
+    def _by_dn(self, dn: str, attributes: Iterable[str]) -> tuple[str, dict[str, Any]] | None:
+        conn = self.connect()
+        if not conn.search(dn, "(objectClass=*)", search_scope=BASE, attributes=list(attributes)):
+            return None
+        entry = conn.response[0]
+        return entry["dn"], entry["attributes"]
+
     def _by_id(
         self, object_id: str, attributes: Iterable[str]
     ) -> tuple[str, dict[str, Any]] | None:
@@ -346,7 +495,8 @@ class ActiveDirectory(BaseTarget):
         account, group = config.anchor_attribute, config.group_anchor_attribute
         entries = self.connect().extend.standard.paged_search(
             self.root_dn,
-            f"(|(&(objectClass=user)({account}=*))(&(objectClass=group)({group}=*)))",
+            f"(|(&(objectClass=user)(!(objectClass=computer))({account}=*))"
+            f"(&(objectClass=group)({group}=*)))",
             search_scope=SUBTREE,
             attributes=["objectClass", account, group],
             paged_size=config.page_size,
@@ -455,9 +605,33 @@ class ActiveDirectory(BaseTarget):
             attributes["pwdLastSet"] = 0  # must change the password at the next logon
         conn = self.connect()
         if not conn.add(dn, ["top", "person", "organizationalPerson", "user"], attributes):
-            return self._fail(change)
+            failure = _explain(conn.result)  # before the look for a twin answers another result
+            return self._twin(change, dn, self.config.anchor_attribute) or Result(
+                change, "failed", failure
+            )
         self._anchors.put(Kind.ACCOUNT, change.key, dn)
         return self._ok(change)
+
+    def _twin(self, change: Change, dn: str, anchor_attribute: str) -> Result | None:
+        """A create that found its object already made, with this key, by another run at the
+        same moment (or an earlier attempt): applied, and the password it was given was not
+        set. None when the name is taken by anything else."""
+        if self.connect().result.get("description") != "entryAlreadyExists":
+            return None
+        found = self._by_dn(dn, [anchor_attribute])
+        if found is None or text(found[1].get(anchor_attribute)) != change.key:
+            return None
+        kind = Kind.GROUP if change.kind == Kind.GROUP else Kind.ACCOUNT
+        self._anchors.put(kind, change.key, dn)
+        if kind == Kind.GROUP:
+            return Result(change, "applied", f"{dn} was already there (made by another run)")
+        return Result(
+            change,
+            "applied",
+            f"{dn} was already there (made by another run at the same time); "
+            "its password is not the one of this run",
+            password_unknown=True,
+        )
 
     def _dn(self, change: Change) -> str:
         """The object's DN now (check() has made sure it exists)."""
@@ -530,7 +704,10 @@ class ActiveDirectory(BaseTarget):
         attributes[self.config.group_anchor_attribute] = change.key
         attributes["groupType"] = GLOBAL_SECURITY_GROUP
         if not self.connect().add(dn, ["top", "group"], attributes):
-            return self._fail(change)
+            failure = _explain(self.connect().result)
+            return self._twin(change, dn, self.config.group_anchor_attribute) or Result(
+                change, "failed", failure
+            )
         self._anchors.put(Kind.GROUP, change.key, dn)
         return self._ok(change)
 
@@ -553,7 +730,8 @@ class ActiveDirectory(BaseTarget):
         dns, missing = [], []
         for anchor in anchors:
             dn = self._find_anchor(Kind.ACCOUNT, anchor)
-            (dns if dn else missing).append(dn or anchor)
+            managed = dn is not None and self.below_root(dn)
+            (dns if managed else missing).append(dn if managed else anchor)
         conn = self.connect()
         done = 0
         for start in range(0, len(dns), _MEMBER_BATCH):
@@ -570,6 +748,15 @@ class ActiveDirectory(BaseTarget):
                     done += 1
                 else:
                     return self._fail(change)
+        if missing and operation == MODIFY_ADD:
+            # Only managed accounts become members: the others are named, and the change fails.
+            return Result(
+                change,
+                "failed",
+                f"{done} member(s) added; {len(missing)} not added: not a managed account (no "
+                f"account below the managed OU {self.root_dn} carries the key): "
+                + ", ".join(missing),
+            )
         note = (
             f"; {len(missing)} member account(s) not found: {', '.join(missing)}" if missing else ""
         )
@@ -603,6 +790,49 @@ def _split_dn(dn: str) -> tuple[str, str]:
     return rdn, ",".join(f"{attr}={value}" for attr, value, _sep in parts[1:])
 
 
+def _rdns(dn: str) -> list[frozenset[tuple[str, str]]]:
+    """The RDNs of *dn*, each the set of its (attribute, value) pairs with RFC 4514 escapes
+    undone, attribute names upper-case and values case-folded: DNs compare one RDN at a time.
+    Written out because ldap3's parser refuses some names the DC holds (``\\#``). Raises
+    ValueError for text that is not a DN."""
+    rdns: list[frozenset[tuple[str, str]]] = []
+    pairs: list[tuple[str, str]] = []
+    attribute: str | None = None
+    value = bytearray()
+
+    def pair() -> tuple[str, str]:
+        if attribute is None or not attribute.strip():
+            raise ValueError(f"not a DN: {dn!r}")
+        return attribute.strip().upper(), value.decode("utf-8", "replace").strip().casefold()
+
+    i = 0
+    while i < len(dn):
+        char = dn[i]
+        if char == "\\" and i + 1 < len(dn):
+            hex_pair = dn[i + 1 : i + 3]
+            if len(hex_pair) == 2 and all(c in string.hexdigits for c in hex_pair):
+                value.append(int(hex_pair, 16))
+                i += 3
+            else:
+                value += dn[i + 1].encode()
+                i += 2
+            continue
+        if attribute is None and char == "=":
+            attribute, value = value.decode("utf-8", "replace"), bytearray()
+        elif char in ",+":
+            pairs.append(pair())
+            attribute, value = None, bytearray()
+            if char == ",":
+                rdns.append(frozenset(pairs))
+                pairs = []
+        else:
+            value += char.encode()
+        i += 1
+    pairs.append(pair())
+    rdns.append(frozenset(pairs))
+    return rdns
+
+
 def _unescape(value: str) -> str:
     """An RDN value as text: RFC 4514 escapes undone (``\\,`` and hex pairs like ``\\3D``)."""
     out = bytearray()
@@ -620,6 +850,14 @@ def _unescape(value: str) -> str:
         out += value[i].encode()
         i += 1
     return out.decode("utf-8", "replace")
+
+
+def _is_guid(value: str) -> bool:
+    try:
+        uuid.UUID(value.strip("{}"))
+    except ValueError:
+        return False
+    return True
 
 
 def _guid(values: dict[str, Any]) -> str:

@@ -4,9 +4,11 @@ The pipeline and the planner see a target only through :class:`Target`; how a di
 reached (LDAP, Microsoft Graph) stays inside the target's module or package. :class:`BaseTarget`
 owns what the targets do alike: the dispatch of a change to its handler (a table keyed by
 :class:`~provisioner.plan.model.Action`, checked when the target is built), the precondition
-checks of a change (with a hook for the directory's current object), an index of the source
-anchors, the explanation of a directory's error codes, the hint for an untrusted certificate,
-attribute values as text, and the password of a create that was given none.
+checks of a change (with a hook for the directory's current object), the scope checks that keep
+apply inside what the configuration manages whatever a plan file says (with a hook for where the
+directory's object lies), an index of the source anchors, the explanation of a directory's error
+codes, the hint for an untrusted certificate, attribute values as text, and the password of a
+create that was given none.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ class Target(Protocol):
 
     def reset_password(self, anchor: str, password: str) -> str: ...
 
+    def manage_attributes(
+        self, account_attributes: Collection[str], group_attributes: Collection[str]
+    ) -> None:
+        """The attributes the mappings set: apply writes these and no others."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -116,6 +124,58 @@ def unsupported_action(change: Change) -> Result:
     """The one answer to a change the target has no handler for (a conflict, an owner change
     on a directory that keeps none): nothing is done."""
     return Result(change, "skipped", f"{change.action}: resolve by hand; nothing applied")
+
+
+# -- the scope ------------------------------------------------------------------------------------
+
+STRUCTURAL: Mapping[Action, frozenset[str]] = {
+    Action.CREATE_OU: frozenset({"ou"}),
+    Action.CREATE: frozenset({"username", "ou"}),
+    Action.ADOPT: frozenset({"anchor"}),
+    Action.RENAME: frozenset({"username"}),
+    Action.MOVE: frozenset({"ou"}),
+    Action.ENABLE: frozenset({"enabled"}),
+    Action.DISABLE: frozenset({"enabled"}),
+    Action.CREATE_GROUP: frozenset({"ou"}),
+    Action.MOVE_GROUP: frozenset({"ou"}),
+    Action.ADD_MEMBER: frozenset({"members"}),
+    Action.ADD_OWNER: frozenset({"owners"}),
+}
+"""The words of ``change.after`` the planner uses for itself, per action (not attributes: the
+target turns them into a place, a name, a flag or references). Every other word is an attribute."""
+
+MAPPED: Mapping[Action, Kind] = {
+    Action.CREATE: Kind.ACCOUNT,
+    Action.ADOPT: Kind.ACCOUNT,
+    Action.UPDATE: Kind.ACCOUNT,
+    Action.CREATE_GROUP: Kind.GROUP,
+    Action.UPDATE_GROUP: Kind.GROUP,
+}
+"""The actions that write attributes, and whose (an account's or a group's mappings)."""
+
+KIND_OF: Mapping[Action, Kind] = {
+    **{action: Kind.ACCOUNT for action in Action},
+    Action.CREATE_OU: Kind.OU,
+    **{
+        action: Kind.GROUP
+        for action in Action
+        if action.value.endswith(("_group", "_member", "_owner"))
+    },
+}
+"""The one kind of object each action acts on."""
+
+ADOPTION = frozenset({Action.ADOPT, Action.MOVE, Action.ENABLE})
+"""What an account made before the connector (no anchor yet) may get: the adoption and the move
+and enable that come with it. Every other change acts only on an account carrying its key."""
+
+
+def outside(what: str) -> str:
+    """The message of a refused change: what lies outside the managed scope, and that nothing was
+    done (a hand-edited plan, or a plan made with another configuration)."""
+    return (
+        f"refused, nothing done: {what}. A plan can only act inside what the configuration "
+        "manages; make a new plan (was this plan file edited?)"
+    )
 
 
 # -- the anchor index -----------------------------------------------------------------------------
@@ -219,6 +279,7 @@ class BaseTarget:
                 + "; ".join(f"{what}: {names}" for what, names in problems.items() if names)
             )
         self._handlers: Mapping[Action, Callable[..., Any]] = table
+        self._mapped: dict[Kind, frozenset[str]] | None = None
 
     def handlers(self) -> Mapping[Action, Callable[..., Any]]:
         """The handler of each action in :attr:`actions`. A create's handler also gets the
@@ -226,20 +287,91 @@ class BaseTarget:
         raise NotImplementedError
 
     def ready(self, change: Change, password: str | None) -> Result | Callable[..., Any]:
-        """What to do with *change*: a result when it is skipped (no handler, or its
-        precondition no longer holds), otherwise its handler."""
+        """What to do with *change*: a result when it is refused (outside the managed scope:
+        failed) or skipped (no handler, or its precondition no longer holds), otherwise its
+        handler."""
         handler = self._handlers.get(change.action)
         if handler is None:
             return unsupported_action(change)
-        if problem := self.check(change):
+        if refusal := self.refusal(change):
+            return Result(change, "failed", refusal)
+        if problem := self.drifted(change):
             return Result(change, "skipped", problem)
         if change.action is Action.CREATE:
             return partial(handler, password=password or unknown_password())
         return handler
 
+    # -- the scope ------------------------------------------------------------------------------
+
+    def manage_attributes(
+        self, account_attributes: Collection[str], group_attributes: Collection[str]
+    ) -> None:
+        """The attributes the mappings set: from now on apply writes these and no others. Until
+        this is called (a target used without mappings, a benchmark) only the directory's own
+        refusals (:meth:`attribute_refused`) apply."""
+        self._mapped = {
+            Kind.ACCOUNT: frozenset(map(self.fold, account_attributes)),
+            Kind.GROUP: frozenset(map(self.fold, group_attributes)),
+        }
+
+    def fold(self, name: str) -> str:
+        """An attribute name as the directory compares it (LDAP's are case-insensitive)."""
+        return name
+
+    def attribute_refused(self, kind: Kind, name: str) -> str | None:
+        """Why the connector never writes *name* in this directory, whatever the mappings say
+        (the directory's own list: passwords, flags, group membership, the anchor)."""
+        return None
+
+    def refusal(self, change: Change) -> str | None:
+        """Why *change* reaches outside what the configuration manages (it is refused and fails),
+        or None: the action fits its kind, the attributes are ones the mappings set, and the
+        object and every object it names lie in the managed scope (:meth:`out_of_scope`)."""
+        kind = KIND_OF[change.action]
+        if change.kind != kind:
+            return outside(f"{change.action} acts on objects of kind {kind}, not {change.kind}")
+        if problem := self._attributes_refused(change):
+            return outside(problem)
+        return self.out_of_scope(change)
+
+    def _attributes_refused(self, change: Change) -> str | None:
+        structural = STRUCTURAL.get(change.action, frozenset())
+        names = [name for name in change.after if name not in structural]
+        kind = MAPPED.get(change.action)
+        if kind is None:
+            return (
+                f"{change.action} {change.key} sets {', '.join(sorted(names))}, which this "
+                "action never writes"
+                if names
+                else None
+            )
+        refused = {
+            name: why for name in names if (why := self.attribute_refused(kind, name)) is not None
+        }
+        if self._mapped is not None:
+            refused |= {
+                name: "the mappings do not set it"
+                for name in names
+                if name not in refused and self.fold(name) not in self._mapped[kind]
+            }
+        if not refused:
+            return None
+        listed = "; ".join(f"{name} ({why})" for name, why in sorted(refused.items()))
+        return f"{change.action} {change.key} would write {listed}"
+
+    def out_of_scope(self, change: Change) -> str | None:
+        """Why the object *change* acts on, its new place, or an object it names (a member)
+        lies outside the managed scope, or None. Each directory answers for its own scope."""
+        return None
+
     # -- preconditions ------------------------------------------------------------------------
 
     def check(self, change: Change) -> str | None:
+        """Why *change* no longer fits the directory (drift, or done already; or it lies
+        outside the managed scope), or None."""
+        return self.refusal(change) or self.drifted(change)
+
+    def drifted(self, change: Change) -> str | None:
         """Why *change* no longer fits the directory (drift, or done already), or None."""
         pre = change.precondition
         if pre.absent:

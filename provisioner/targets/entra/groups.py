@@ -3,7 +3,8 @@
 Members are added 20 to a request (``members@odata.bind``), owners and removals one reference
 each. Entra replicates a new group in its own time: an add that does not find a group this run
 created is tried again by the run's retry policy. A group create sent again after its answer was
-lost may have made the group twice (Graph keeps security-group nicknames non-unique): the twin goes.
+lost, or another run creating the same group at the same moment, may have made the group twice
+(Graph keeps security-group nicknames non-unique): every run keeps the oldest and deletes the rest.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from provisioner.plan.model import Change, Kind
+from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.base import Result
 from provisioner.targets.entra.batch import MAX_BATCH, Batcher
 from provisioner.targets.entra.pacing import backoff
@@ -43,31 +44,67 @@ class Groups(Applier):
         if not reply.ok:
             return Result(change, "failed", reply.explain())
         gid = reply.body["id"]
-        snapshot = self.snapshot()
-        snapshot.groups[gid] = {**body, "id": gid}
-        snapshot.anchors.put(Kind.GROUP, change.key, gid)
-        snapshot.members[gid] = set()
-        snapshot.owners[gid] = set()
-        self.created.add(gid)
-        message = (
-            await self._remove_twins(batcher, gid, body["mailNickname"]) if reply.resent else ""
-        )
+        self._remember(change.key, {**body, **reply.body, "id": gid})
+        message = await self.keep_one(batcher, change.key, body["mailNickname"])
         return Result(change, "applied", message)
 
-    async def _remove_twins(self, batcher: Batcher, gid: str, nickname: str) -> str:
-        """The twins a create sent again may have made moments ago, empty, go."""
+    def _remember(self, key: str, group: dict[str, Any]) -> None:
+        """*group* is the one this run works with for *key* (made by it, or its twin's winner)."""
+        gid = group["id"]
+        snapshot = self.snapshot()
+        snapshot.groups[gid] = group
+        snapshot.anchors.put(Kind.GROUP, key, gid)
+        snapshot.members.setdefault(gid, set())
+        snapshot.owners.setdefault(gid, set())
+        self.created.add(gid)
+
+    async def keep_one(self, batcher: Batcher, key: str, nickname: str) -> str:
+        """Exactly one group per key, whoever made the others: a create sent again after its
+        answer was lost, or another run creating the same group at the same moment (Graph keeps
+        security-group nicknames non-unique). Every run keeps the same one, the oldest (earliest
+        createdDateTime, then lowest id), and deletes the rest: the oldest is never deleted by
+        anyone, so the last run to look leaves exactly it. This run then works with that one."""
         nick = nickname.replace("'", "''")
-        url = f"{self.graph.base_url}/groups?$filter=mailNickname eq '{nick}'&$select=id"
-        twins = [g["id"] for g in await self.graph.pages(url) if g["id"] != gid]
-        for twin in twins:
-            reply = await batcher.call("DELETE", f"/groups/{twin}")
-            if not reply.ok and reply.status != 404:
-                return f"a twin group {twin} from a lost answer remains: {reply.explain()}"
-        return (
-            f"removed {len(twins)} twin(s) made by an attempt whose answer was lost"
-            if twins
-            else ""
+        # In the phase's $batch, like the creates: one round trip for twenty groups.
+        reply = await batcher.call(
+            "GET",
+            f"/groups?$filter=mailNickname eq '{nick}'"
+            "&$select=id,createdDateTime,mailNickname,displayName,description,securityEnabled",
         )
+        if not reply.ok:
+            return f"could not look for twins of this group: {reply.explain()}"
+        copies = [g for g in reply.body.get("value") or [] if g.get("mailNickname") == nickname]
+        if len(copies) < 2:
+            return ""  # alone (or not visible yet: the next look, after the phase, sees it)
+        copies.sort(key=lambda g: (str(g.get("createdDateTime") or ""), str(g["id"])))
+        winner, twins = copies[0], copies[1:]
+        snapshot = self.snapshot()
+        for twin in twins:
+            reply = await batcher.call("DELETE", f"/groups/{twin['id']}")
+            if not reply.ok and reply.status != 404:
+                return f"a twin group {twin['id']} remains: {reply.explain()}"
+            snapshot.groups.pop(twin["id"], None)
+            snapshot.members.pop(twin["id"], None)
+            snapshot.owners.pop(twin["id"], None)
+        if snapshot.group_id(key) != winner["id"]:
+            self._remember(key, {**snapshot.groups.get(winner["id"], {}), **winner})
+        return (
+            f"removed {len(twins)} twin(s) made by a resent request whose answer was lost or by "
+            f"another run at the same time; kept {winner['id']}"
+        )
+
+    async def settle(self, keys: list[str], wait: float) -> list[str]:
+        """After a phase of creates: look once more, *wait* seconds later, for twins made by
+        another run after this run's first look; returns what was done, per group."""
+        if not keys:
+            return []
+        await self.graph.policy.sleep(wait)
+        prefix = self.config.group_prefix
+        async with Batcher(self.graph) as batcher:
+            notes = await asyncio.gather(
+                *(self.keep_one(batcher, k, nickname_for(prefix, k)) for k in keys)
+            )
+        return [note for note in notes if note]
 
     async def update(self, batcher: Batcher, change: Change) -> Result:
         gid = str(change.precondition.id)
@@ -197,7 +234,15 @@ class Groups(Applier):
 
 
 def _done(change: Change, done: int, missing: list[str], role: str, note: str = "") -> Result:
-    """An applied member or owner change: how many, and the accounts that were not found."""
+    """A member or owner change carried out: how many, and the accounts that were not found.
+    Only managed users become members or owners: an add naming anything else fails, naming it."""
+    if missing and change.action in (Action.ADD_MEMBER, Action.ADD_OWNER):
+        return Result(
+            change,
+            "failed",
+            f"{done} {role}(s) added; {len(missing)} not added: not a managed user (no user of "
+            f"the configured domains carries the key): {', '.join(missing)}{note}",
+        )
     if missing:
         note = f"; {len(missing)} {role} account(s) not found: {', '.join(missing)}{note}"
     return Result(change, "applied", f"{done} {role}(s){note}")

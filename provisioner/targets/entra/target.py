@@ -8,6 +8,7 @@ in ``docs/entra.md``.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict
@@ -18,7 +19,15 @@ from azure.core.credentials_async import AsyncTokenCredential
 from provisioner import log
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind
-from provisioner.targets.base import BaseTarget, Current, Result, TargetError, text
+from provisioner.targets.base import (
+    ADOPTION,
+    BaseTarget,
+    Current,
+    Result,
+    TargetError,
+    outside,
+    text,
+)
 from provisioner.targets.entra.batch import Batcher
 from provisioner.targets.entra.groups import Groups
 from provisioner.targets.entra.pacing import RetryPolicy
@@ -34,6 +43,9 @@ from provisioner.targets.entra.users import Users
 from provisioner.targets.entra_settings import EntraConfig
 
 T = TypeVar("T")
+_OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+SETTLE_SECONDS = 1.0
+"""How long after its group creates a run looks once more for twins another run made."""
 
 
 class EntraId(BaseTarget):
@@ -63,6 +75,8 @@ class EntraId(BaseTarget):
         self._snapshot: Snapshot | None = None
         self.users = Users(config, self.graph, self._ensure_snapshot)
         self.groups = Groups(config, self.graph, self._ensure_snapshot)
+        self._outside: dict[str, str] = {}
+        """Objects a change names that exist but lie outside the managed scope: id → name."""
         super().__init__()
 
     def handlers(self) -> Mapping[Action, Callable[..., Awaitable[Result]]]:
@@ -160,7 +174,98 @@ class EntraId(BaseTarget):
         self._ensure_snapshot()
         if change.kind == Kind.OU:
             return "Entra ID has no OUs"
+        self._run(self._look_outside([change]))
         return super().check(change)
+
+    # -- the scope: users of the configured domains, groups with the prefix -------------------
+
+    def attribute_refused(self, kind: Kind, name: str) -> str | None:
+        known = GROUP_LIMITS if kind == Kind.GROUP else LIMITS
+        return None if name in known else _why_not(name, self.config.anchor_property, known)
+
+    def _domain_refused(self, upn: Any) -> str | None:
+        domain = str(upn or "").rpartition("@")[2].lower()
+        if domain in self.config.domains:
+            return None
+        return f"{upn} is outside the managed domains ({', '.join(self.config.domains)})"
+
+    def out_of_scope(self, change: Change) -> str | None:
+        """Refuses a user outside the configured domains (also as a new UPN), a group that is
+        not one of the connector's (its mailNickname has the prefix and the change's key), and
+        a user that carries another key."""
+        snapshot = self._ensure_snapshot()
+        action, after, pre = change.action, change.after, change.precondition
+        writes_upn = change.kind == Kind.ACCOUNT and "userPrincipalName" in after
+        if writes_upn and (problem := self._domain_refused(after["userPrincipalName"])):
+            return outside(problem)
+        if action in (Action.CREATE, Action.CREATE_GROUP):
+            return None  # the UPN is checked above; a new group's nickname carries the prefix
+        if pre.created_in_this_plan and change.kind == Kind.GROUP:
+            return None  # found by its key among the connector's groups
+        if not pre.id:
+            return outside(f"{action} {change.key} names no object in the directory")
+        object_id = str(pre.id)
+        if change.kind == Kind.GROUP:
+            group = snapshot.groups.get(object_id)
+            if group is None:
+                return self._gone_or_outside(object_id, "not one of the connector's groups")
+            nickname = str(group.get("mailNickname") or "")
+            if key_of(self.config.group_prefix, nickname) != change.key:
+                return outside(
+                    f"the group {nickname} does not carry the connector's key {change.key!r} "
+                    f"(its mailNickname must be {self.config.group_prefix}{change.key})"
+                )
+            return None
+        user = snapshot.users.get(object_id)
+        if user is None:
+            return self._gone_or_outside(object_id, "outside the managed domains")
+        upn = user.get("userPrincipalName")
+        if problem := self._domain_refused(upn):
+            return outside(problem)
+        anchor = text(user.get(self.config.anchor_property))
+        if anchor == change.key or (anchor is None and action in ADOPTION):
+            return None
+        carried = f"it carries {anchor!r}" if anchor else "it carries none"
+        return outside(
+            f"{upn} does not carry the connector's key {change.key!r} in "
+            f"{self.config.anchor_property} ({carried})"
+        )
+
+    def _gone_or_outside(self, object_id: str, why: str) -> str | None:
+        """An object the snapshot of the managed scope does not hold: refused when it exists
+        (outside the scope), otherwise gone since the plan (the precondition check says so)."""
+        if not _OBJECT_ID.match(object_id):
+            return outside(f"{object_id!r} is not an object id")
+        if object_id in self._outside:
+            return outside(f"{self._outside[object_id]} is {why}")
+        return None
+
+    async def _look_outside(self, changes: Iterable[Change]) -> None:
+        """Which of the objects the changes name, missing from the managed scope, exist
+        elsewhere in the tenant: those are refused by name instead of looking gone."""
+        snapshot = self._ensure_snapshot()
+        wanted: dict[str, str] = {}
+        for change in changes:
+            object_id = str(change.precondition.id or "")
+            if not _OBJECT_ID.match(object_id) or object_id in self._outside:
+                continue
+            if change.kind == Kind.GROUP and object_id not in snapshot.groups:
+                wanted[object_id] = "groups"
+            elif change.kind == Kind.ACCOUNT and object_id not in snapshot.users:
+                wanted[object_id] = "users"
+        if not wanted:
+            return
+        async with Batcher(self.graph) as batcher:
+            replies = await asyncio.gather(
+                *(
+                    batcher.call("GET", f"/{kind}/{object_id}?$select=id,{_NAME[kind]}")
+                    for object_id, kind in wanted.items()
+                )
+            )
+        for (object_id, kind), reply in zip(wanted.items(), replies, strict=True):
+            if reply.ok:
+                name = reply.body.get(_NAME[kind]) or object_id
+                self._outside[object_id] = f"the {kind[:-1]} {name}"
 
     def already_there(self, change: Change) -> str | None:
         snapshot = self._ensure_snapshot()
@@ -200,6 +305,7 @@ class EntraId(BaseTarget):
         in plan order, so a group exists before members are added to it."""
         changes = list(changes)
         self._ensure_snapshot()
+        self._run(self._look_outside(changes))
         # A rename leaves the UPN to an update when the plan sets it explicitly.
         self.users.upn_planned = frozenset(
             c.key for c in changes if "userPrincipalName" in c.after and c.action != Action.CREATE
@@ -210,7 +316,13 @@ class EntraId(BaseTarget):
             while end < len(changes) and changes[end].action == changes[start].action:
                 end += 1
             phase = list(enumerate(changes[start:end], start))
-            yield from self._run(self._apply_phase(phase, passwords))
+            results = self._run(self._apply_phase(phase, passwords))
+            if changes[start].action is Action.CREATE_GROUP:
+                # Another run may have made the same groups after this run looked.
+                made = [r.change.key for r in results if r.status == "applied"]
+                for note in self._run(self.groups.settle(made, SETTLE_SECONDS)):
+                    log.event(f"group twins: {note}")
+            yield from results
             start = end
         stats = self.graph.stats
         log.event(
@@ -254,6 +366,9 @@ class EntraId(BaseTarget):
             raise TargetError(f"no managed account carries anchor {anchor}")
         self._run(self.users.set_password(uid, password))
         return str(snapshot.users[uid].get("userPrincipalName"))
+
+
+_NAME = {"users": "userPrincipalName", "groups": "mailNickname"}
 
 
 def _attributes(obj: dict[str, Any], names: Collection[str]) -> dict[str, str]:

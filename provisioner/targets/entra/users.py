@@ -66,7 +66,14 @@ class Users(Applier):
                     f"{body['userPrincipalName']} is already used by another account "
                     f"({reply.explain()})",
                 )
-            user, message = found, "existed already (an earlier attempt that timed out)"
+            # Made by an attempt of this run whose answer was lost, or by another run at the
+            # same moment: which password it holds is not known, so no sheet may show one.
+            user = found
+            message = (
+                f"{body['userPrincipalName']} existed already with this person's key (another "
+                "run at the same time, or an attempt whose answer was lost); its password is not "
+                "known to this run"
+            )
         elif not reply.ok:
             return Result(change, "failed", reply.explain())
         else:
@@ -75,7 +82,7 @@ class Users(Applier):
         snapshot = self.snapshot()
         snapshot.users[user["id"]] = user
         snapshot.anchors.put(Kind.ACCOUNT, change.key, user["id"])
-        return Result(change, "applied", message)
+        return Result(change, "applied", message, password_unknown=bool(message))
 
     async def _by_upn(self, upn: str) -> dict[str, Any] | None:
         """One user by UPN, through the SDK's typed request builder (one object)."""
