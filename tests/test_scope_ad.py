@@ -23,6 +23,7 @@ from provisioner.cli import main
 from provisioner.pipeline import open_target, prepare
 from provisioner.plan.model import Action, Change, Kind, Plan
 from provisioner.plan.planfile import load_plan
+from provisioner.plan.seal import key_path, load_key, seal
 from provisioner.secret import Secret
 from provisioner.state import StateStore
 from provisioner.targets.ad import ActiveDirectory, _guid
@@ -329,8 +330,8 @@ def test_a_create_that_meets_its_twin_keeps_it_and_marks_the_password_unknown(
 def test_the_command_line_refuses_a_plan_edited_to_reach_cn_users(
     samba_dc, informat_server, ad_env, victim, tmp_path, capsys
 ):
-    """The plan file as a person edits it: only its changes, header untouched. (When plan files
-    are sealed, the seal refuses this file first; the scope check stays behind it.)"""
+    """The plan file as a person edits it: only its changes, header untouched. The seal refuses
+    it; resealed by someone who can read the plan key, the scope check still refuses it."""
     config_for, root = ad_env
     config = config_for(informat_server.url)
     saved = tmp_path / "plan.json"
@@ -361,6 +362,11 @@ def test_the_command_line_refuses_a_plan_edited_to_reach_cn_users(
     saved.write_text(json.dumps(data))
     capsys.readouterr()
     assert main(["apply", "--config", str(config), str(saved)]) == 1
+    assert "it was changed after it was saved" in capsys.readouterr().err
+    data["seal"] = seal(data, load_key(key_path(config.parent / "state.db"), create=False))
+    saved.write_text(json.dumps(data))
+    # The recomputed policy verdict wants an approval for these; given, the scope still holds.
+    assert main(["apply", "--config", str(config), str(saved), "--approve", "test"]) == 1
     out = capsys.readouterr().out
     assert f"{victim.dn} is outside the managed OU {root},{samba_dc.base_dn}" in out
     found = read(samba_dc, victim.dn, "description", "department")

@@ -18,6 +18,7 @@ from typing import Any
 from provisioner.apply import apply_changes
 from provisioner.pipeline import open_target, plan_for, prepare, read_for_mappings
 from provisioner.plan.model import Action, Change, Kind, Plan
+from provisioner.plan.seal import key_path, load_key, seal
 from provisioner.state import StateStore
 from provisioner.targets.base import Result
 from tests import test_entra
@@ -203,8 +204,8 @@ def test_tampered_plans_change_nothing_outside_the_domains_and_the_prefix(
 def test_the_command_line_refuses_a_plan_edited_to_reach_another_domain(
     graph, informat_server, entra_env, cli, tmp_path, capsys
 ):
-    """The plan file as a person edits it, header untouched. (When plan files are sealed, the
-    seal refuses this file first; the scope check stays behind it.)"""
+    """The plan file as a person edits it, header untouched: the seal refuses it. Resealed by
+    someone who can read the plan key, the scope check still refuses it."""
     stranger, _team, before = outsiders(graph)
     config = entra_env(informat_server.url)
     saved = tmp_path / "plan.json"
@@ -225,6 +226,11 @@ def test_the_command_line_refuses_a_plan_edited_to_reach_another_domain(
     saved.write_text(json.dumps(data))
     capsys.readouterr()
     assert cli(["apply", "--config", str(config), str(saved)]) == 1
+    assert "it was changed after it was saved" in capsys.readouterr().err
+    data["seal"] = seal(data, load_key(key_path(config.parent / "state.db"), create=False))
+    saved.write_text(json.dumps(data))
+    # The recomputed policy verdict wants an approval for the disable; given, scope still holds.
+    assert cli(["apply", "--config", str(config), str(saved), "--approve", "test"]) == 1
     out = capsys.readouterr().out
     assert "the user directie@andere-school.be is outside the managed domains" in out
     assert graph.users[stranger["id"]] == before
