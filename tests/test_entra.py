@@ -20,9 +20,8 @@ import pytest
 from provisioner.cli import main
 from provisioner.targets.entra import EntraId
 from provisioner.targets.entra.pacing import RetryPolicy, WritePacer, retry_after
-from provisioner.targets.entra.snapshot import key_of, nickname_for
 from provisioner.targets.entra.transport import Reply
-from provisioner.targets.entra_settings import WriteQuota
+from provisioner.targets.entra_settings import WriteQuota, key_of, nickname_for
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.graph_server import GraphServer
 from tests.fakes.informat_server import InformatServer

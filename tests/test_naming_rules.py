@@ -249,6 +249,17 @@ def test_entra_mail_nickname_and_display_name_lengths():
     ]
 
 
+def test_entra_group_mail_nickname_is_the_prefix_and_the_encoded_key():
+    """The connector names a group's mailNickname itself (prefix + key, refused characters as
+    ~XX): a key that is fine as text can still make it longer than Entra ID takes."""
+    fits = DesiredGroup(kind="classes", key="k" * 59, ou=(), attributes={})  # prov- + 59 = 64
+    spaced = DesiredGroup(kind="classes", key="klas 1A " + "x" * 50, ou=(), attributes={})
+    problems = entra(groups=(fits, spaced))
+    assert len(problems) == 1
+    assert problems[0].startswith(f"group {spaced.key}: mailNickname 'prov-klas~201A~20")
+    assert "is 67 characters long; Entra ID allows at most 64" in problems[0]
+
+
 def test_without_a_target_nothing_is_checked():
     assert naming_problems(None, state(account("jan[1]\u202e", ou=("",)))) == []
 

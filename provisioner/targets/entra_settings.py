@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from provisioner.checks import ca_bundle, existing_file, positive
 from provisioner.model import DesiredState
@@ -157,6 +157,28 @@ def _display_name(value: str) -> list[str]:
     return naming.too_long(value, DISPLAY_NAME_MAX, _ENTRA)
 
 
+_NICKNAME_SAFE = re.compile(r"[A-Za-z0-9.\-_]")
+
+
+def nickname_for(prefix: str, key: str) -> str:
+    """A group's mailNickname from its key: characters Graph refuses there become ``~XX``."""
+    out = []
+    for char in key:
+        if _NICKNAME_SAFE.fullmatch(char):
+            out.append(char)
+        else:
+            out.extend(f"~{byte:02X}" for byte in char.encode())
+    return prefix + "".join(out)
+
+
+def key_of(prefix: str, nickname: str) -> str | None:
+    """The key back from a mailNickname, or None when it is not the connector's."""
+    if not nickname.startswith(prefix):
+        return None
+    raw = re.sub(r"~([0-9A-F]{2})", lambda m: f"%{m.group(1)}", nickname[len(prefix) :])
+    return unquote(raw)
+
+
 def naming_problems(config: EntraConfig, desired: DesiredState) -> list[str]:
     """Every name in *desired* that Entra ID would refuse, or that would put an account outside
     the managed domains, each naming the person or group, the attribute, what is wrong and the
@@ -173,5 +195,9 @@ def naming_problems(config: EntraConfig, desired: DesiredState) -> list[str]:
             (naming.account_name(account, "displayName", None), _display_name),
         ]
     for group in desired.groups.values():
-        checks.append((naming.group_name(group, "displayName", None), _display_name))
+        nickname = nickname_for(config.group_prefix, group.key)
+        checks += [
+            (naming.group_name(group, "displayName", None), _display_name),
+            (naming.group_name(group, "mailNickname", nickname), _mail_nickname),
+        ]
     return naming.problems(checks)

@@ -17,8 +17,9 @@ from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.base import Result
 from provisioner.targets.entra.batch import MAX_BATCH, Batcher
 from provisioner.targets.entra.pacing import backoff
-from provisioner.targets.entra.snapshot import GROUP_LIMITS, Applier, graph_value, nickname_for
+from provisioner.targets.entra.snapshot import GROUP_LIMITS, Applier, graph_value
 from provisioner.targets.entra.transport import Reply
+from provisioner.targets.entra_settings import nickname_for
 
 
 class Groups(Applier):

@@ -10,18 +10,16 @@ read instead of a GET per change) and keeps it up to date with what it does.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import unquote
 
 from provisioner.plan.model import Kind
 from provisioner.targets.base import AnchorIndex, TargetError, text
 from provisioner.targets.entra.batch import Batcher
 from provisioner.targets.entra.transport import Graph
-from provisioner.targets.entra_settings import EntraConfig
+from provisioner.targets.entra_settings import EntraConfig, key_of
 
 # Writable user properties a mapping may set, with Graph's length limits where it has them.
 LIMITS: Mapping[str, int] = MappingProxyType(
@@ -48,26 +46,6 @@ LIMITS: Mapping[str, int] = MappingProxyType(
 GROUP_LIMITS: Mapping[str, int] = MappingProxyType({"displayName": 256, "description": 1024})
 USER_READ = ("id", "userPrincipalName", "mailNickname", "accountEnabled")
 GROUP_READ = ("id", "mailNickname", "securityEnabled")
-_NICKNAME_SAFE = re.compile(r"[A-Za-z0-9.\-_]")
-
-
-def nickname_for(prefix: str, key: str) -> str:
-    """A group's mailNickname from its key: characters Graph refuses there become ``~XX``."""
-    out = []
-    for char in key:
-        if _NICKNAME_SAFE.fullmatch(char):
-            out.append(char)
-        else:
-            out.extend(f"~{byte:02X}" for byte in char.encode())
-    return prefix + "".join(out)
-
-
-def key_of(prefix: str, nickname: str) -> str | None:
-    """The key back from a mailNickname, or None when it is not the connector's."""
-    if not nickname.startswith(prefix):
-        return None
-    raw = re.sub(r"~([0-9A-F]{2})", lambda m: f"%{m.group(1)}", nickname[len(prefix) :])
-    return unquote(raw)
 
 
 @dataclass

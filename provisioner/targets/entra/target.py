@@ -35,12 +35,11 @@ from provisioner.targets.entra.snapshot import (
     GROUP_LIMITS,
     LIMITS,
     Snapshot,
-    key_of,
     read_snapshot,
 )
 from provisioner.targets.entra.transport import Graph
 from provisioner.targets.entra.users import Users
-from provisioner.targets.entra_settings import EntraConfig
+from provisioner.targets.entra_settings import EntraConfig, key_of
 
 T = TypeVar("T")
 _OBJECT_ID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
