@@ -44,6 +44,7 @@ from provisioner.report.plan import render_plan, render_results
 from provisioner.sources.base import Progress, SourceRead
 from provisioner.state import StateStore
 from provisioner.targets.base import Target
+from provisioner.text import visible
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,7 +210,10 @@ def run_fetch(args: argparse.Namespace) -> int:
         print(render_counts(read))
     for block in read.blocks:
         hint = f"; {block.hint}" if block.hint else ""
-        print(f"warning: {block.dataset} for {block.unit} {block.reason}{hint}", file=sys.stderr)
+        print(
+            visible(f"warning: {block.dataset} for {block.unit} {block.reason}{hint}"),
+            file=sys.stderr,
+        )
     if args.save:
         print(f"saved the raw answers to {args.save}", file=sys.stderr)
     return 0
@@ -244,7 +248,7 @@ def run_explain(args: argparse.Namespace) -> int:
     if len(found) > 5:
         print(f"… and {len(found) - 5} more matches; make the query more precise")
     for error in state.report.errors:
-        print(f"error: {error}", file=sys.stderr)
+        print(visible(f"error: {error}"), file=sys.stderr)
     return 1 if state.report.errors else 0
 
 
@@ -409,7 +413,7 @@ def run_password_reset(args: argparse.Namespace) -> int:
         )
     finally:
         target.close()
-    print(f"New password for {account.username}: on the sheet {sheets[0]}")
+    print(visible(f"New password for {account.username}: on the sheet {sheets[0]}"))
     return 0
 
 
@@ -448,7 +452,7 @@ def main(argv: Sequence[str] | None = None, *, seams: Mapping[str, Any] | None =
         if args.log_format == "json":
             log.event(str(exc), logging.ERROR, error=type(exc).__name__)
         else:
-            print(f"error: {log.redact(str(exc))}", file=sys.stderr)
+            print(visible(f"error: {log.redact(str(exc))}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -133,3 +133,14 @@ def test_every_control_bidi_separator_and_surrogate_code_point_is_written_out():
         char = chr(point)
         hidden = unicodedata.category(char) in ("Cc", "Zl", "Zp", "Cs") or char in BIDI_CONTROLS
         assert (visible(char) != char) is hidden, hex(point)
+
+
+def test_an_error_message_with_hidden_characters_is_printed_visibly(tmp_path, capsys) -> None:
+    """An error that quotes a name (here a file's) cannot add lines or turn text around."""
+    from provisioner.cli import main
+
+    name = tmp_path / "x\nerror: BLOCKED\u202e.yaml"
+    assert main(["validate", "--config", str(name)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\u202e" not in err
+    assert "x\\nerror: BLOCKED<U+202E>.yaml" in err
