@@ -189,6 +189,22 @@ def test_pre_existing_accounts_are_adopted_by_username_or_reported_as_conflicts(
     assert not any(c.action in ("create", "adopt") for c in changes)
 
 
+def test_two_groups_with_one_key_are_a_conflict_and_neither_is_touched():
+    """Twins left by two runs that raced on two machines: the plan says so instead of planning
+    for one of them (which would look like "no changes" forever)."""
+    state = desired(account("1", "jan"), account("2", "piet"), groups={"klas-1A": {"1", "2"}})
+    directory = observed_from(state)
+    twin = copy.deepcopy(directory.groups[0])
+    twin.id, twin.target, twin.members = "id-twin", "dn-twin", set()
+    directory.groups.append(twin)
+    changes = diff(state, directory)
+    assert [(c.action, c.kind, c.key) for c in changes] == [("conflict", "group", "klas-1A")]
+    assert "two groups carry key klas-1A: dn-klas-1A and dn-twin" in changes[0].why[0]
+    # Gone from the source: still neither is deleted.
+    changes = diff(desired(account("1", "jan")), directory)
+    assert [c.action for c in changes if c.kind == "group"] == ["conflict"]
+
+
 def test_two_accounts_with_one_anchor_are_a_conflict_not_a_guess():
     directory = observed_from(desired(account("1", "jan")))
     twin = copy.deepcopy(directory.accounts[0])

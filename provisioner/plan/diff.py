@@ -274,8 +274,30 @@ def _account_updates(want: DesiredAccount, have: ObservedAccount) -> list[Change
 
 def _group_changes(desired: DesiredState, observed: ObservedState) -> list[Change]:
     changes: list[Change] = []
-    by_key = {g.key: g for g in observed.groups if g.key is not None}
-    for key in sorted(desired.groups):
+    by_key: dict[str, ObservedGroup] = {}
+    twins: set[str] = set()
+    for group in observed.groups:
+        if group.key is None:
+            continue
+        if group.key in by_key:
+            # Two runs that raced on two machines (or a copy made by hand): which of the two the
+            # file shares and teams use, only a person can tell. Neither is touched until then.
+            twins.add(group.key)
+            changes.append(
+                Change(
+                    Action.CONFLICT,
+                    Kind.GROUP,
+                    group.key,
+                    group.target,
+                    why=(
+                        f"two groups carry key {group.key}: {by_key[group.key].target} and "
+                        f"{group.target}; keep the one in use, delete the other by hand",
+                    ),
+                )
+            )
+            continue
+        by_key[group.key] = group
+    for key in sorted(desired.groups.keys() - twins):
         want = desired.groups[key]
         have = by_key.get(key)
         if have is None:
@@ -299,7 +321,7 @@ def _group_changes(desired: DesiredState, observed: ObservedState) -> list[Chang
         changes += _update(Action.UPDATE_GROUP, Kind.GROUP, key, have, want)
         changes += _membership(want, have, have.target)
     for key, have in sorted(by_key.items()):
-        if key not in desired.groups:
+        if key not in desired.groups and key not in twins:
             changes.append(
                 Change(
                     Action.DELETE_GROUP,
