@@ -8,6 +8,7 @@ Tests run this client unchanged against the project's own Informat-compatible se
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import ssl
 import time
@@ -224,7 +225,12 @@ def _status_error(what: str, response: httpx.Response) -> SourceError:
             return fault_error(what, faultstring)
     if "<html" in text[:2000].lower():
         title = re.search(r"<title>(.*?)</title>", text, re.S | re.I)
-        shown = " ".join(without_request(title.group(1)).split()) if title else "an HTML error page"
+        # A title is HTML text: read its character references before looking for secrets.
+        shown = (
+            " ".join(without_request(html.unescape(title.group(1))).split())
+            if title
+            else "an HTML error page"
+        )
         return SourceError(f"{what}: HTTP {status}: {shown}")
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     first = without_request(first)

@@ -13,6 +13,7 @@ lists, also when they hold one child or none.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -351,7 +352,7 @@ class AnswerParser:
         if head.startswith((b"<!doctype html", b"<html")):
             title = re.search(rb"<title>(.*?)</title>", self._head, re.S | re.I)
             shown = (
-                f" ({without_request(title.group(1).decode('utf-8', 'replace').strip())})"
+                f" ({without_request(html.unescape(title.group(1).decode('utf-8', 'replace')))})"
                 if title
                 else ""
             )
