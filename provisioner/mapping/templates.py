@@ -7,6 +7,8 @@ the fields a template reads with the fields the source has.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import operator
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -14,9 +16,16 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
 
+from provisioner.errors import ConfigError
 from provisioner.mapping.filters import FILTERS
+from provisioner.mapping.sandbox import (
+    MAX_VALUE_CHARS,
+    BoundedEnvironment,
+    TemplateLimitError,
+    end_budget,
+    new_budget,
+)
 from provisioner.mapping.spec import Template
 from provisioner.model import Provenance, Record
 
@@ -65,13 +74,14 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-ENVIRONMENT = SandboxedEnvironment(
+ENVIRONMENT = BoundedEnvironment(
     undefined=jinja2.StrictUndefined,
     finalize=_finalize,
     autoescape=False,
     keep_trailing_newline=False,
 )
 ENVIRONMENT.filters.update(FILTERS)
+ENVIRONMENT.immutable_types |= {Row}
 
 
 class TemplateError(Exception):
@@ -103,6 +113,8 @@ class Compiled:
             raise TemplateError(
                 f"{source.file}:{line}: {source.where}: {exc.message} in {text!r}"
             ) from None
+        except TemplateLimitError as exc:  # a constant part too large, found while compiling
+            raise TemplateError(f"{source.location}: {source.where}: {exc}") from None
         self.variables = frozenset(_undeclared(tree))
         self.vars_used = frozenset(
             node.attr
@@ -120,19 +132,97 @@ class Compiled:
 
     def render(self, context: Mapping[str, Any], person: str) -> str:
         try:
-            if self._fast is not None:
-                try:
-                    return self._fast(context)  # type: ignore[no-any-return]
-                except _NotFast:
-                    pass
-            if self.expression:
-                return self._evaluate(**context)  # type: ignore[no-any-return]
-            return self._template.render(context).strip()
+            value = self._render(context)
+        except TemplateLimitError as exc:
+            raise TemplateError(
+                f"{self._location(exc)}: {self.source.where}: {exc} (person {person})"
+            ) from None
         except Exception as exc:  # any failure inside a template is the template's error
             raise TemplateError(
                 f"{self.source.location}: {self.source.where}: {type(exc).__name__}: {exc} "
                 f"(person {person})"
             ) from None
+        if type(value) is str:
+            if len(value) > MAX_VALUE_CHARS:
+                raise TemplateError(
+                    f"{self.source.location}: {self.source.where}: a template makes a value "
+                    f"longer than {MAX_VALUE_CHARS // 1024} KiB ({len(value):,} characters) "
+                    f"(person {person})"
+                )
+            _charge_run(len(value), self.source, person)
+        return value  # type: ignore[no-any-return]
+
+    def _render(self, context: Mapping[str, Any]) -> Any:
+        if self._fast is not None:
+            try:
+                return self._fast(context)
+            except _NotFast:
+                pass
+        token = new_budget()
+        try:
+            if self.expression:
+                return self._evaluate(**context)
+            return self._template.render(context).strip()
+        finally:
+            end_budget(token)
+
+    def _location(self, exc: BaseException) -> str:
+        """The mapping file and line of the template line that failed (Jinja puts template
+        lines into the traceback of a rendering)."""
+        line = None
+        trace = exc.__traceback__
+        while trace is not None:
+            if trace.tb_frame.f_code.co_filename == "<template>":
+                line = trace.tb_lineno
+            trace = trace.tb_next
+        if line is None or self.expression:
+            return self.source.location
+        shown_file = self.source.location.rsplit(":", 1)[0]
+        return f"{shown_file}:{self.source.line + line - 1}"
+
+
+MAX_RUN_CHARS = 256 * 1024 * 1024
+"""All values the templates of one run may make together (a school of 50,000 people with twenty
+values each uses about 30 MB)."""
+
+
+class RenderLimitError(ConfigError):
+    """The templates of one run made more text than :data:`MAX_RUN_CHARS`: the whole run stops."""
+
+
+class _RunTotal:
+    __slots__ = ("chars",)
+
+    def __init__(self) -> None:
+        self.chars = 0
+
+
+_RUN_TOTAL: contextvars.ContextVar[_RunTotal | None] = contextvars.ContextVar(
+    "run_total", default=None
+)
+
+
+@contextlib.contextmanager
+def counting_run() -> Iterator[None]:
+    """Count what every template renders until the block ends (one run of the mapping engine)."""
+    token = _RUN_TOTAL.set(_RunTotal())
+    try:
+        yield
+    finally:
+        _RUN_TOTAL.reset(token)
+
+
+def _charge_run(chars: int, source: Template, person: str) -> None:
+    total = _RUN_TOTAL.get()
+    if total is None:
+        return
+    total.chars += chars
+    if total.chars > MAX_RUN_CHARS:
+        raise RenderLimitError(
+            f"{source.location}: {source.where}: the mapping templates made more than "
+            f"{MAX_RUN_CHARS // (1024 * 1024)} MiB of values in this run (reached at person "
+            f"{person}); check the templates for values that grow with the data"
+        )
 
 
 # -- the fast path -------------------------------------------------------------------------------
