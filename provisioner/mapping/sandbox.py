@@ -27,6 +27,7 @@ from typing import Any
 
 from jinja2 import nodes
 from jinja2.sandbox import (
+    MAX_RANGE,
     ImmutableSandboxedEnvironment,
     SandboxedFormatter,
     is_internal_attribute,
@@ -119,7 +120,7 @@ def _check_int(bits: int, what: str) -> None:
 
 def _check_width(width: Any, what: str) -> None:
     if isinstance(width, int) and width > MAX_VALUE_CHARS:
-        raise _too_long(f"{what} {width}")
+        raise _too_long(f"{what} {width:,}")
 
 
 # -- operators ---------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def _multiply(left: Any, right: Any) -> Any:
     for seq, times in ((left, right), (right, left)):
         if isinstance(seq, _SEQUENCE) and isinstance(times, int):
             if times > 0 and rendered_size(seq) * times > MAX_VALUE_CHARS:
-                raise _too_long(f"repeated {times} times")
+                raise _too_long(f"repeated {times:,} times")
             return seq * times
     if isinstance(left, int) and isinstance(right, int):
         _check_int(abs(left).bit_length() + abs(right).bit_length(), "a product")
@@ -321,6 +322,16 @@ def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callabl
     }
 
 
+def _bounded_range(*args: int) -> range:
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise TemplateLimitError(
+            f"a template asks for a range of {len(numbers):,} numbers, more than the "
+            f"{MAX_RANGE:,} allowed; check the template"
+        )
+    return numbers
+
+
 def _bounded_loop(iterable: Any) -> Iterator[Any]:
     budget = _budget()
     for item in iterable:
@@ -387,6 +398,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         super().__init__(*args, **kwargs)
         self.filters.update(bounded_filters(self.filters))
         self.globals.pop("lipsum", None)  # lipsum(n=10**9) writes n paragraphs
+        self.globals["range"] = _bounded_range
         self.binop_table = {
             **self.binop_table,
             "*": _multiply,

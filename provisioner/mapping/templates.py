@@ -134,7 +134,9 @@ class Compiled:
         try:
             value = self._render(context)
         except TemplateLimitError as exc:
-            raise TemplateError(
+            # A template that tries this is a mistake in the mappings, not in one person's data:
+            # the run stops here with one error instead of holding every person in turn.
+            raise RenderLimitError(
                 f"{self._location(exc)}: {self.source.where}: {exc} (person {person})"
             ) from None
         except Exception as exc:  # any failure inside a template is the template's error
@@ -187,7 +189,8 @@ values each uses about 30 MB)."""
 
 
 class RenderLimitError(ConfigError):
-    """The templates of one run made more text than :data:`MAX_RUN_CHARS`: the whole run stops."""
+    """A template tried to make a value beyond the sandbox's limits, or the templates of one run
+    made more than :data:`MAX_RUN_CHARS`: the whole run stops with this one error."""
 
 
 class _RunTotal:

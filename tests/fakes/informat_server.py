@@ -1077,6 +1077,8 @@ class InformatServer(LoopbackServer):
         h.send_response(200)
         h.send_header("Content-Type", "text/xml; charset=utf-8")
         h.send_header("Content-Length", str(len(head) + count * len(element) + len(tail)))
+        h.send_header("Connection", "close")
+        h.close_connection = True  # a client that refuses the junk hangs up halfway
         h.end_headers()
         h.wfile.write(head)
         batch = element * 1024

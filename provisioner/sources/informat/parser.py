@@ -58,8 +58,9 @@ _HEAD = 512
 DEFAULT_MAX_ANSWER_BYTES = 1 << 30
 """A generous cap on one answer: the largest real data sets are tens of megabytes."""
 # Items are converted and dropped as they complete; this much of an answer without a complete item
-# means it holds something else, which would otherwise pile up in memory. A real item is a few KB.
-_MAX_BYTES_WITHOUT_ITEM = 16 << 20
+# means it holds something else, which would otherwise pile up in memory. A real item is a few KB;
+# the tree of 4 MB of small elements takes about 100 MB.
+_MAX_BYTES_WITHOUT_ITEM = 4 << 20
 _DECLARATION = re.compile(rb"<!(DOCTYPE|ENTITY)", re.I)
 _ELEMENT_NAME = re.compile(rb"<(?:[\w.-]+:)?([A-Za-z_][\w.-]*)")
 _WRAPPERS = {"Envelope", "Body", "Header"}
@@ -259,6 +260,8 @@ class AnswerParser:
                 parent.remove(previous)
                 previous = item.getprevious()
             item.clear(keep_tail=False)
+            if self._unexpected:  # said now, not after downloading the rest of the answer
+                raise self._unexpected_error()
 
     def _convert(self, element: Any) -> Record:
         record: Record = {}
@@ -327,11 +330,14 @@ class AnswerParser:
             if isinstance(c.tag, str) and _local(c.tag) not in self._item_tags
         )
         if self._unexpected:
-            found = ", ".join(sorted(self._unexpected))
-            raise SourceError(
-                f"{self.what}: the answer holds <{found}> where <{self.op.item}> was expected; "
-                f"if Informat renamed the item, correct {self.op.name} in the operations table"
-            )
+            raise self._unexpected_error()
+
+    def _unexpected_error(self) -> SourceError:
+        found = ", ".join(sorted(self._unexpected)[:5])
+        return SourceError(
+            f"{self.what}: the answer holds <{found}> where <{self.op.item}> was expected; "
+            f"if Informat renamed the item, correct {self.op.name} in the operations table"
+        )
 
     def _soap_result(self, envelope: Any) -> Any:
         body = next((c for c in envelope if _local(str(c.tag)) == "Body"), None)
