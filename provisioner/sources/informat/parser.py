@@ -425,10 +425,15 @@ def fault_error(what: str, text: str) -> SourceError:
 
 
 def parse_answer(
-    chunks: Iterable[bytes], op: Operation, what: str, *, fields: Collection[str] | None = None
+    chunks: Iterable[bytes],
+    op: Operation,
+    what: str,
+    *,
+    fields: Collection[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
 ) -> list[Record]:
     """All records of one answer; any kind of bad answer is a :class:`SourceError`."""
-    parser = AnswerParser(op, what, fields=fields)
+    parser = AnswerParser(op, what, fields=fields, max_bytes=max_bytes)
     for chunk in chunks:
         parser.feed(chunk)
     return parser.close()
