@@ -72,10 +72,10 @@ def end_budget(token: contextvars.Token[_Budget]) -> None:
 def _budget() -> _Budget:
     try:
         return _BUDGET.get()
-    except LookupError:  # rendered outside Compiled.render (a test, a one-off): fresh limits
-        budget = _Budget()
-        _BUDGET.set(budget)
-        return budget
+    except LookupError:
+        # Outside Compiled.render (constant folding while compiling, a one-off rendering): each
+        # call is still checked on its own, nothing is added up.
+        return _Budget()
 
 
 def _too_long(what: str) -> TemplateLimitError:
