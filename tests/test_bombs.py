@@ -103,6 +103,10 @@ BOMBS = {
     "replace": ("{% set s = 'x' * 60000 %}{{ s | replace('x', s) }}", "(replace)"),
     "~ doubling": ("{% set s = 'x' * 40000 %}{% set s = s ~ s %}{{ s }}", "joined with ~"),
     "list of long values": ("{% set s = 'x' * 60000 %}{{ [s] * 60000 }}", "repeated 60,000"),
+    "initials separator": (
+        "{% set s = 'x' * 60000 %}{{ ('a ' * 30000) | initials(s) }}",
+        "initials with a separator of 60,000 characters",
+    ),
     "huge number": ("{% set n = 10**9 %}{{ 7 ** n }}", "a number too large"),
     "nested loops": (
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x",

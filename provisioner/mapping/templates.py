@@ -84,6 +84,22 @@ ENVIRONMENT.filters.update(FILTERS)
 ENVIRONMENT.immutable_types |= {Row}
 
 
+def _bounded_initials(value: object, separator: str = "") -> str:
+    # One separator per name part: a long separator (built with * in the sandbox) times many
+    # parts is checked before it is made.
+    text = "" if value is None else str(value)
+    parts = text.count(" ") + text.count("-") + 1
+    if parts * (len(str(separator)) + 1) > MAX_VALUE_CHARS:
+        raise TemplateLimitError(
+            f"a template makes a value longer than {MAX_VALUE_CHARS // 1024} KiB (initials with "
+            f"a separator of {len(str(separator)):,} characters)"
+        )
+    return FILTERS["initials"](value, separator)
+
+
+ENVIRONMENT.filters["initials"] = _bounded_initials
+
+
 class TemplateError(Exception):
     """A template that does not compile or does not render; the message says where and why."""
 
