@@ -55,7 +55,8 @@ def _char_forms(char: str) -> str:
         )
     if char in '"\\/':
         forms.append(re.escape("\\" + char))
-    return "(?:" + "|".join(forms) + ")"
+    # Longest first: an escaped backslash must win over a bare one, or half an escape is left.
+    return "(?:" + "|".join(sorted(forms, key=len, reverse=True)) + ")"
 
 
 def register_secret(value: str) -> None:
@@ -82,8 +83,21 @@ class _Redacting(logging.Filter):
         record.args = ()
         fields = getattr(record, "fields", None)
         if fields:
-            record.fields = json.loads(redact(json.dumps(fields, ensure_ascii=False)))
+            record.fields = _redact_fields(fields)
         return True
+
+
+def _redact_fields(value: Any) -> Any:
+    """Every text inside a log line's fields, redacted; the structure stays as it was."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): _redact_fields(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_fields(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return redact(str(value))
 
 
 class _JsonLines(logging.Formatter):
