@@ -186,7 +186,9 @@ def test_a_180_mb_answer_of_junk_elements_ends_early_in_small_memory(server, tmp
     server.inject("junk:180", op="Lln", times=None)
     result = fetch_limited(tmp_path, fetch_config(tmp_path, server.url))
     assert_one_clear_error(
-        result, "held no complete <wsInschrijving> record", "(it starts with <wsReclame>, <Tekst>)"
+        result,
+        "more than 4 MB of the answer held no complete <wsInschrijving> record",
+        "(it starts with <wsReclame>, <Tekst>)",
     )
     print(f"180 MB junk answer: peak RSS {result.peak_rss_mb:.0f} MB in {result.seconds:.1f} s")
     assert result.peak_rss_mb < 400
@@ -195,14 +197,14 @@ def test_a_180_mb_answer_of_junk_elements_ends_early_in_small_memory(server, tmp
 def test_an_answer_over_the_configured_cap_is_refused(server, tmp_path):
     config = fetch_config(tmp_path, server.url, "    max_answer_mb: 0.01\n")
     result = fetch_limited(tmp_path, config)
-    assert_one_clear_error(result, "the answer is larger than 0.0 MB", "max_answer_mb")
+    assert_one_clear_error(result, "the answer is larger than 0.01 MB", "max_answer_mb")
 
 
 def test_the_cap_also_holds_when_the_size_is_not_announced(server):
     # A junk stream is refused by its size before the "no complete record" window closes.
     server.inject("junk:40", op="Lln", times=None)
     config = informat_config(server.url, max_answer_mb=8.0)
-    with pytest.raises(SourceError, match=r"larger than 8\.0 MB"):
+    with pytest.raises(SourceError, match=r"larger than 8 MB"):
         read_source(config, [operation("Lln")], today=REFERENCE_DAY)
 
 

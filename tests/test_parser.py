@@ -255,5 +255,19 @@ def test_junk_between_items_is_refused_at_the_next_item():
 def test_an_answer_larger_than_the_cap_is_refused():
     body = lln(*(f"<p_persoon>{n}</p_persoon>" for n in range(200)))
     assert len(parse(body, max_bytes=len(body))) == 200
-    with pytest.raises(SourceError, match=r"larger than 0\.0 MB.*max_answer_mb"):
+    with pytest.raises(SourceError, match=r"larger than 0\.0\d+ MB.*max_answer_mb"):
         parse(body, max_bytes=len(body) - 1)
+
+
+def test_junk_in_a_soap_answer_is_named_after_the_envelope():
+    def junk():
+        yield (
+            b'<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/'
+            b'envelope/"><soap:Body><LlnResponse xmlns="http://InformatSoftware.be/wsInfSoft/'
+            b'wsInformat"><LlnResult>'
+        )
+        while True:
+            yield b"<wsReclame><Tekst>koop nu</Tekst></wsReclame>" * 1000
+
+    with pytest.raises(SourceError, match=r"\(it starts with <wsReclame>, <Tekst>\); this is not"):
+        parse_answer(junk(), operation("Lln"), "test Lln")

@@ -62,7 +62,8 @@ DEFAULT_MAX_ANSWER_BYTES = 1 << 30
 # the tree of 4 MB of small elements takes about 100 MB.
 _MAX_BYTES_WITHOUT_ITEM = 4 << 20
 _DECLARATION = re.compile(rb"<!(DOCTYPE|ENTITY)", re.I)
-_ELEMENT_NAME = re.compile(rb"<(?:[\w.-]+:)?([A-Za-z_][\w.-]*)")
+_ELEMENT_NAME = re.compile(rb"<(?:[\w.-]+:)?([A-Za-z_][\w.-]*)(?=[\s/>])")
+"""A start tag's local name; only complete names (the head may end inside a tag)."""
 _WRAPPERS = {"Envelope", "Body", "Header"}
 # Most fields repeat a few values (school, class, afdeling, codes): records share one string per
 # distinct value, which halves the memory of a large school. Fields with more distinct values than
@@ -167,7 +168,7 @@ class AnswerParser:
         self._feed(chunk)
         if self.size - self._size_at_last_item > _MAX_BYTES_WITHOUT_ITEM:
             raise SourceError(
-                f"{self.what}: {_megabytes(self.size - self._size_at_last_item)} of the answer "
+                f"{self.what}: more than {_megabytes(_MAX_BYTES_WITHOUT_ITEM)} of the answer "
                 f"held no complete <{self.op.item}> record{self._first_elements()}; this is not "
                 f"the data set (if Informat renamed the item, correct {self.op.name} in the "
                 "operations table)"
@@ -203,7 +204,8 @@ class AnswerParser:
         """The first element names in the answer after its envelope, to say what it holds."""
         names = [m.decode("ascii", "replace") for m in _ELEMENT_NAME.findall(self._head)]
         shown = [n for n in names if n not in _WRAPPERS and not n.startswith("ArrayOf")]
-        shown = [n for n in dict.fromkeys(shown) if n not in (f"{self.op.name}Response",)][:3]
+        envelope = (f"{self.op.name}Response", f"{self.op.name}Result")
+        shown = [n for n in dict.fromkeys(shown) if n not in envelope][:3]
         return f" (it starts with <{'>, <'.join(shown)}>)" if shown else ""
 
     def _feed(self, chunk: bytes) -> None:
@@ -370,7 +372,7 @@ class AnswerParser:
 
 
 def _megabytes(size: int) -> str:
-    return f"{size / (1 << 20):,.1f} MB"
+    return f"{size / (1 << 20):,.4g} MB"  # 1,024 MB, 4 MB, 0.01 MB
 
 
 class _FieldError(Exception):

@@ -122,7 +122,7 @@ class InformatConfig:
 
     @property
     def max_answer_bytes(self) -> int:
-        return int(self.max_answer_mb * (1 << 20))
+        return round(self.max_answer_mb * (1 << 20))
 
     def query_options(self, today: dt.date) -> QueryOptions:
         return QueryOptions.resolve(
