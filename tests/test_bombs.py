@@ -187,11 +187,11 @@ def test_a_180_mb_answer_of_junk_elements_ends_early_in_small_memory(server, tmp
     result = fetch_limited(tmp_path, fetch_config(tmp_path, server.url))
     assert_one_clear_error(
         result,
-        "more than 4 MB of the answer held no complete <wsInschrijving> record",
+        "more than 1 MB of the answer held no complete <wsInschrijving> record",
         "(it starts with <wsReclame>, <Tekst>)",
     )
     print(f"180 MB junk answer: peak RSS {result.peak_rss_mb:.0f} MB in {result.seconds:.1f} s")
-    assert result.peak_rss_mb < 400
+    assert result.peak_rss_mb < 200  # 48 MB measured; main reached 1,305 MB on this answer
 
 
 def test_an_answer_over_the_configured_cap_is_refused(server, tmp_path):

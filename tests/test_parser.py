@@ -236,7 +236,7 @@ def test_an_answer_of_junk_elements_is_refused_after_a_few_megabytes_not_at_its_
         match=r"held no complete <wsInschrijving> record \(it starts with <wsReclame>, <Tekst>\)",
     ):
         parse_answer(_counted(junk(), seen), operation("Lln"), "test Lln")
-    assert seen[0] < 5 * 1024 * 1024
+    assert seen[0] < 2 * 1024 * 1024
 
 
 def test_junk_between_items_is_refused_at_the_next_item():

@@ -59,8 +59,8 @@ DEFAULT_MAX_ANSWER_BYTES = 1 << 30
 """A generous cap on one answer: the largest real data sets are tens of megabytes."""
 # Items are converted and dropped as they complete; this much of an answer without a complete item
 # means it holds something else, which would otherwise pile up in memory. A real item is a few KB;
-# the tree of 4 MB of small elements takes about 100 MB.
-_MAX_BYTES_WITHOUT_ITEM = 4 << 20
+# the tree of 1 MB of tiny elements takes about 35 MB, and up to 16 answers are read at once.
+_MAX_BYTES_WITHOUT_ITEM = 1 << 20
 _DECLARATION = re.compile(rb"<!(DOCTYPE|ENTITY)", re.I)
 _ELEMENT_NAME = re.compile(rb"<(?:[\w.-]+:)?([A-Za-z_][\w.-]*)(?=[\s/>])")
 """A start tag's local name; only complete names (the head may end inside a tag)."""
