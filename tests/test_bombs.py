@@ -107,6 +107,18 @@ BOMBS = {
         "{% set s = 'x' * 60000 %}{{ ('a ' * 30000) | initials(s) }}",
         "initials with a separator of 60,000 characters",
     ),
+    "nested lists": (
+        "{% set a = ['x' * 30000] %}{% set a = [a, a] %}{% set a = [a, a] %}{{ a | username }}",
+        "a list or dictionary written in the template",
+    ),
+    "dict.fromkeys": (
+        "{% set d = {}.fromkeys(range(99999), 'x' * 60000) %}{{ d.items() | list | length }}",
+        "the result of fromkeys",
+    ),
+    "concat of a long list": (
+        "{% set a = ['x' * 30000] %}{{ (a + a + a) ~ '' }}",
+        "joined with +",
+    ),
     "huge number": ("{% set n = 10**9 %}{{ 7 ** n }}", "a number too large"),
     "nested loops": (
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextvars
 import re
 import types
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, ValuesView
 from string import Formatter
 from typing import Any
 
@@ -85,6 +85,9 @@ def _too_long(what: str) -> TemplateLimitError:
     )
 
 
+_CONTAINERS = (list, tuple, set, frozenset, dict, KeysView, ValuesView, ItemsView)
+
+
 def rendered_size(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
     """About how many characters *value* takes when written out; counting stops just past
     *limit*, so a huge value costs no more to measure than a small one."""
@@ -94,7 +97,7 @@ def rendered_size(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
         return 5
     if isinstance(value, int):
         return value.bit_length() * 3 // 10 + 1
-    if isinstance(value, list | tuple | set | frozenset | dict):
+    if isinstance(value, _CONTAINERS):
         total = 2
         items: Iterable[Any] = value.items() if isinstance(value, dict) else value
         for item in items:
@@ -319,6 +322,7 @@ def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callabl
         "_bounded_loop": _bounded_loop,
         "_bounded_output": _bounded_output,
         "_bounded_concat": _bounded_concat,
+        "_bounded_literal": _bounded_literal,
     }
 
 
@@ -358,6 +362,10 @@ def _bounded_concat(value: Any) -> Any:
     return check_size(value, "joined with ~")
 
 
+def _bounded_literal(value: Any) -> Any:
+    return check_size(value, "a list or dictionary written in the template")
+
+
 class _Bounds(NodeTransformer):
     """Routes loops, written values and ``~`` through the checks above (in compiled code only;
     the parsed tree the rest of the code inspects is left as written)."""
@@ -373,8 +381,25 @@ class _Bounds(NodeTransformer):
         return node
 
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        # Each part before it is turned into text (a list of long values written out is huge),
+        # and the joined result.
         self.generic_visit(node)
+        node.nodes = [_call_filter("_bounded_concat", n) for n in node.nodes]
         return _call_filter("_bounded_concat", node)
+
+    # Lists, tuples and dicts written in a template: nesting them ({% set b = [a, a, a] %} again
+    # and again) would otherwise grow a value that is only huge once written out.
+    def visit_List(self, node: nodes.List) -> nodes.Node:
+        self.generic_visit(node)
+        return _call_filter("_bounded_literal", node)
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
+        self.generic_visit(node)
+        return _call_filter("_bounded_literal", node) if node.ctx == "load" else node
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:
+        self.generic_visit(node)
+        return _call_filter("_bounded_literal", node)
 
 
 def _call_filter(name: str, node: nodes.Node) -> nodes.Filter:
@@ -431,4 +456,8 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str) and isinstance(__obj, types.BuiltinMethodType):
             _check_str_method(owner, __obj.__name__, args, kwargs)
-        return super().call(__context, __obj, *args, **kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        # dict.fromkeys(range(99999), long_text) is small in memory, huge when written out.
+        if isinstance(result, _CONTAINERS):
+            check_size(result, f"the result of {getattr(__obj, '__name__', 'a call')}")
+        return result
