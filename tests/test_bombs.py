@@ -92,9 +92,9 @@ BOMBS = {
     ),
     "str.format width": ("{{ '{0:>1000000000}'.format(1) }}", "format width or precision"),
     "str.format nested width": ("{{ '{0:>{1}}'.format(1, 10**9) }}", "format width"),
-    "% width": ("{{ '%1000000000d' % 1 }}", "a %-format width of 1,000,000,000"),
+    "% width": ("{{ '%1000000000d' % 1 }}", "%-format widths adding up to 1,000,000,000"),
     "% star width": ("{{ '%*d' % (10**9, 1) }}", "%-format width from its arguments"),
-    "format filter": ("{{ '%1000000000d' | format(1) }}", "a %-format width"),
+    "format filter": ("{{ '%1000000000d' | format(1) }}", "%-format widths adding up to"),
     "[0] * 10**9": ("{{ [0] * 10**9 }}", "longer than 64 KiB (repeated"),
     "range(10**9)|list": ("{{ range(10**9) | list }}", "a range of 1,000,000,000 numbers"),
     "center": ("{{ 'x' | center(10**9) }}", "center to a width of 1,000,000,000"),
@@ -119,6 +119,20 @@ BOMBS = {
         "{% set a = ['x' * 30000] %}{{ (a + a + a) ~ '' }}",
         "joined with +",
     ),
+    "many %-format fields": (
+        "{{ ('%60000d' * 1000) % (1,) }}",
+        "%-format widths adding up to 120,000",
+    ),
+    "many format fields": (
+        "{{ ('{:60000}' * 1000).format(*range(1000)) }}",
+        "longer than 64 KiB (str.format)",
+    ),
+    "wordwrap": (
+        "{% set s = 'x ' * 30000 %}{{ s | wordwrap(1, wrapstring=s) }}",
+        "longer than 64 KiB (wordwrap)",
+    ),
+    "to_bytes": ("{{ (1).to_bytes(10**9, 'big') }}", "to_bytes of 1,000,000,000"),
+    "bytes": ("{{ 'x'.encode() * 10**9 }}", "repeated 1,000,000,000 times"),
     "huge number": ("{% set n = 10**9 %}{{ 7 ** n }}", "a number too large"),
     "nested loops": (
         "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x",

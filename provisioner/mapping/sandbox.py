@@ -91,7 +91,7 @@ _CONTAINERS = (list, tuple, set, frozenset, dict, KeysView, ValuesView, ItemsVie
 def rendered_size(value: Any, limit: int = MAX_VALUE_CHARS) -> int:
     """About how many characters *value* takes when written out; counting stops just past
     *limit*, so a huge value costs no more to measure than a small one."""
-    if isinstance(value, str):
+    if isinstance(value, str | bytes):
         return len(value)
     if isinstance(value, bool) or value is None:
         return 5
@@ -128,7 +128,7 @@ def _check_width(width: Any, what: str) -> None:
 
 # -- operators ---------------------------------------------------------------------------------
 
-_SEQUENCE = (str, list, tuple)
+_SEQUENCE = (str, bytes, list, tuple)
 
 
 def _multiply(left: Any, right: Any) -> Any:
@@ -163,6 +163,7 @@ _PERCENT_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 
 
 def check_percent_format(template: str) -> None:
+    total = 0  # all fields together: '%60000d' * 1000 has no single wide field
     for match in _PERCENT_FIELD.finditer(template):
         for number in match.groups():
             if number == "*":
@@ -171,7 +172,8 @@ def check_percent_format(template: str) -> None:
                     "in the format itself"
                 )
             if number is not None:
-                _check_width(int(number), "a %-format width of")
+                total += int(number)
+                _check_width(total, "%-format widths adding up to")
 
 
 def _modulo(left: Any, right: Any) -> Any:
@@ -189,13 +191,22 @@ _SPEC_NUMBER = re.compile(r"\d+")
 
 
 class _BoundedFormatter(SandboxedFormatter):
-    """``str.format`` whose padding widths and precisions stay within the value limit."""
+    """``str.format`` whose padding widths and precisions stay within the value limit, field by
+    field and all fields together (one formatter per call)."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.written = 0
 
     def format_field(self, value: Any, format_spec: str) -> Any:
         for number in _SPEC_NUMBER.findall(format_spec):
             _check_width(int(number), "a format width or precision of")
         check_size(value, "a formatted field")
-        return super().format_field(value, format_spec)
+        field = super().format_field(value, format_spec)
+        self.written += len(field)
+        if self.written > MAX_VALUE_CHARS:
+            raise _too_long("str.format")
+        return field
 
 
 def _bounded_format(formatter: Formatter, text: str, is_map: bool) -> Callable[..., str]:
@@ -212,8 +223,11 @@ def _bounded_format(formatter: Formatter, text: str, is_map: bool) -> Callable[.
 # -- text methods ----------------------------------------------------------------------------------
 
 
-def _check_str_method(text: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Refuse, before it runs, a text method call whose result would be too long."""
+def _check_str_method(
+    text: str | bytes, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Refuse, before it runs, a text (or bytes) method call whose result would be too long."""
+    text = text if isinstance(text, str) else text.decode("latin-1")  # same length, same counts
     if name in ("center", "ljust", "rjust", "zfill") and args:
         _check_width(args[0], f"{name} to a width of")
     elif name == "expandtabs":
@@ -246,6 +260,7 @@ def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callabl
     center, indent, batch, slice_ = (filters[n] for n in ("center", "indent", "batch", "slice"))
     join, replace, sum_, fmt = (filters[n] for n in ("join", "replace", "sum", "format"))
     tojson, pprint, string = (filters[n] for n in ("tojson", "pprint", "string"))
+    wordwrap = filters["wordwrap"]
 
     def checked_center(value: Any, width: int = 80) -> str:
         _check_width(width, "center to a width of")
@@ -258,6 +273,15 @@ def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callabl
         else:
             check_size(str(width) * (str(value).count("\n") + 1), "indent")
         return str(indent(value, width, *args, **kwargs))
+
+    def checked_wordwrap(
+        environment: Any, s: str, width: int = 79, *args: Any, **kwargs: Any
+    ) -> str:
+        wrapstring = kwargs.get("wrapstring") or (args[1] if len(args) > 1 else None) or "\n"
+        lines = len(str(s)) // max(int(width), 1) + 1
+        if len(str(s)) + lines * len(str(wrapstring)) > MAX_VALUE_CHARS:
+            raise _too_long("wordwrap")
+        return str(wordwrap(environment, s, width, *args, **kwargs))
 
     def checked_batch(value: Any, linecount: int, fill_with: Any = None) -> Any:
         _check_width(linecount, "batches of")
@@ -307,8 +331,10 @@ def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callabl
     checked_replace.jinja_pass_arg = replace.jinja_pass_arg  # type: ignore[attr-defined]
     checked_sum.jinja_pass_arg = sum_.jinja_pass_arg  # type: ignore[attr-defined]
     checked_tojson.jinja_pass_arg = tojson.jinja_pass_arg  # type: ignore[attr-defined]
+    checked_wordwrap.jinja_pass_arg = wordwrap.jinja_pass_arg  # type: ignore[attr-defined]
     return {
         "center": checked_center,
+        "wordwrap": checked_wordwrap,
         "indent": checked_indent,
         "batch": checked_batch,
         "slice": checked_slice,
@@ -454,8 +480,10 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         owner = getattr(__obj, "__self__", None)
-        if isinstance(owner, str) and isinstance(__obj, types.BuiltinMethodType):
+        if isinstance(owner, str | bytes) and isinstance(__obj, types.BuiltinMethodType):
             _check_str_method(owner, __obj.__name__, args, kwargs)
+        elif isinstance(owner, int) and getattr(__obj, "__name__", "") == "to_bytes" and args:
+            _check_width(args[0], "to_bytes of")
         result = super().call(__context, __obj, *args, **kwargs)
         # dict.fromkeys(range(99999), long_text) is small in memory, huge when written out.
         if isinstance(result, _CONTAINERS):
