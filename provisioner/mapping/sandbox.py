@@ -225,8 +225,9 @@ def _bounded_format(formatter: Formatter, text: str, is_map: bool) -> Callable[.
 
 def _check_str_method(
     text: str | bytes, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> None:
-    """Refuse, before it runs, a text (or bytes) method call whose result would be too long."""
+) -> tuple[Any, ...]:
+    """Refuse, before it runs, a text (or bytes) method call whose result would be too long;
+    gives back the arguments to call it with (an iterator given to join is read here once)."""
     text = text if isinstance(text, str) else text.decode("latin-1")  # same length, same counts
     if name in ("center", "ljust", "rjust", "zfill") and args:
         _check_width(args[0], f"{name} to a width of")
@@ -246,10 +247,12 @@ def _check_str_method(
         check_size(items, "join")
         if len(text) * len(items) > MAX_VALUE_CHARS:
             raise _too_long("join")
+        return (items, *args[1:])
     elif name == "translate" and args and isinstance(args[0], dict):
         longest = max((rendered_size(v) for v in args[0].values()), default=0)
         if longest * len(text) > MAX_VALUE_CHARS:
             raise _too_long("translate")
+    return args
 
 
 # -- filters -----------------------------------------------------------------------------------
@@ -270,8 +273,8 @@ def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callabl
         if isinstance(width, int):
             lines = str(value).count("\n") + 1
             _check_width(width * lines + len(str(value)), "indented to")
-        else:
-            check_size(str(width) * (str(value).count("\n") + 1), "indent")
+        elif len(str(width)) * (str(value).count("\n") + 1) > MAX_VALUE_CHARS:
+            raise _too_long("indent")
         return str(indent(value, width, *args, **kwargs))
 
     def checked_wordwrap(
@@ -481,7 +484,7 @@ class BoundedEnvironment(ImmutableSandboxedEnvironment):
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str | bytes) and isinstance(__obj, types.BuiltinMethodType):
-            _check_str_method(owner, __obj.__name__, args, kwargs)
+            args = _check_str_method(owner, __obj.__name__, args, kwargs)
         elif isinstance(owner, int) and getattr(__obj, "__name__", "") == "to_bytes" and args:
             _check_width(args[0], "to_bytes of")
         result = super().call(__context, __obj, *args, **kwargs)
