@@ -266,3 +266,28 @@ def test_a_doctype_after_a_long_prolog_is_still_found():
     )
     with pytest.raises(SourceError, match="DOCTYPE"):
         parse_answer([body[i : i + 100] for i in range(0, len(body), 100)], op, "test")
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{% for a, b in [(1, 2), (3, 4)] %}{{ a }}{{ b }}{% endfor %}", "1234"),
+        ("{% set x, y = 1, 2 %}{{ x + y }}", "3"),
+        ('{{ {"a": 1}.a }}{{ dict(b=2).b }}', "12"),
+        ('{{ "%s-%05d" % ("a", 7) }}', "a-00007"),
+        ('{{ "{}.{:>3}".format("a", "b") }}', "a.  b"),
+        ('{{ "-".join(range(3) | map("string")) }}', "0-1-2"),
+        ("{% for r in rows if r.x %}{{ loop.index }}/{{ loop.length }} {% endfor %}", "1/2 2/2"),
+        ("{{ ('ab' * 3) | center(10) }}|{{ 'x' | indent(2, true) }}", "ababab  |  x"),
+        ("{{ [1, 2] + [3] }} {{ 2 ** 10 }} {{ 'a b c'.split() | length }}", "[1, 2, 3] 1024 3"),
+        ("{% set s %}{% for i in range(3) %}{{ i }}{% endfor %}{% endset %}{{ s ~ '!' }}", "012!"),
+        ("{{ ('x' * 65536) | length }}", "65536"),
+    ],
+)
+def test_ordinary_templates_work_as_in_jinja(template, expected):
+    from provisioner.mapping.spec import Template
+    from provisioner.mapping.templates import Compiled, Row
+
+    compiled = Compiled(Template(template, Path("m.yaml"), 1, "t"), expression=False, datasets={})
+    rows = [Row({"x": "1"}), Row({}), Row({"x": "2"})]
+    assert compiled.render({"rows": rows}, "1") == expected
