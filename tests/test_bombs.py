@@ -226,8 +226,17 @@ def test_an_answer_over_the_configured_cap_is_refused(server, tmp_path):
     assert_one_clear_error(result, "the answer is larger than 0.01 MB", "max_answer_mb")
 
 
-def test_the_cap_also_holds_when_the_size_is_not_announced(server):
-    # A junk stream is refused by its size before the "no complete record" window closes.
+def test_the_cap_is_counted_while_downloading_when_the_size_is_not_announced(server):
+    server.inject("big:10", op="Lln", times=None)
+    config = informat_config(server.url, max_answer_mb=3.0)
+    with pytest.raises(SourceError, match=r"larger than 3 MB"):
+        read_source(config, [operation("Lln")], today=REFERENCE_DAY)
+    # Without the cap the same answer is read whole: the items are well-formed.
+    data = read_source(informat_config(server.url), [operation("Lln")], today=REFERENCE_DAY)
+    assert len(data.records("Lln")) > 2 * 90_000  # 10 MB of ~100-byte items per school
+
+
+def test_an_announced_size_over_the_cap_is_refused_before_downloading(server):
     server.inject("junk:40", op="Lln", times=None)
     config = informat_config(server.url, max_answer_mb=8.0)
     with pytest.raises(SourceError, match=r"larger than 8 MB"):

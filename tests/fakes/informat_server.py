@@ -185,16 +185,16 @@ FAULTS = (
     "echo_200",
     "doctype",
 )
-"""Fault names :meth:`InformatServer.inject` accepts, plus ``"slow:SECONDS"`` and
-``"junk:MEGABYTES"``.
+"""Fault names :meth:`InformatServer.inject` accepts, plus ``"slow:SECONDS"``,
+``"junk:MEGABYTES"`` and ``"big:MEGABYTES"``.
 
 The ``echo`` faults answer an error that repeats the request, as misconfigured proxies and debug
 pages do: the query string or form body, and the password raw, URL-encoded (``quote`` and
 ``quote_plus``) and XML-escaped; ``echo`` as ASMX's HTTP 500 text, ``echo_html`` as an HTML error
 page (in its title), ``echo_fault`` as a SOAP fault, ``echo_200`` as a 200 answer that is not XML.
 ``doctype`` answers a normal-looking array with a DOCTYPE that declares an entity; ``junk:N``
-streams N MB of elements that are not items, generated while sending (the server holds none of
-it)."""
+streams N MB of elements that are not items, ``big:N`` N MB of items without announcing the size,
+both generated while sending (the server holds none of it)."""
 
 
 # --- error texts -----------------------------------------------------------------------------------
@@ -595,7 +595,7 @@ class InformatServer(LoopbackServer):
         ``op`` and ``instelnr`` narrow the match (instelnr with five or six digits).
         """
         seconds = 0.0
-        if fault.startswith(("slow:", "junk:")):
+        if fault.startswith(("slow:", "junk:", "big:")):
             kind, _, amount = fault.partition(":")
             try:
                 seconds = float(amount)  # seconds to wait, or megabytes of junk to send
@@ -962,8 +962,8 @@ class InformatServer(LoopbackServer):
         if kind.startswith("echo"):
             self._send_echo(h, kind, op_name, lookup, transport)
             return True
-        if kind == "junk":
-            self._send_junk(h, op_name, int(fault.seconds * (1 << 20)))
+        if kind in ("junk", "big"):
+            self._send_stream(h, op_name, int(fault.seconds * (1 << 20)), junk=kind == "junk")
             return True
         if kind == "doctype":
             op = OPERATIONS.get(op_name or "") or OPERATIONS["Lln"]
@@ -1067,16 +1067,24 @@ class InformatServer(LoopbackServer):
         else:
             self._send(h, 200, "text/plain; charset=utf-8", echoed.encode())
 
-    def _send_junk(self, h: _Handler, op_name: str | None, size: int) -> None:
-        """*size* bytes of non-item elements inside the right root, written as they are made."""
+    def _send_stream(self, h: _Handler, op_name: str | None, size: int, *, junk: bool) -> None:
+        """*size* bytes inside the right root, written as they are made: elements that are not
+        items, announced with a Content-Length (``junk``), or well-formed items whose size is not
+        announced, the answer ending when the connection closes (``big``)."""
         op = OPERATIONS.get(op_name or "") or OPERATIONS["Lln"]
         head = _XML_DECL + f"{NL}<{op.root} {_NS_ATTRS}>{NL}".encode()
         tail = f"</{op.root}>{NL}".encode()
-        element = f"  <wsReclame><Tekst>{'x' * 40}</Tekst></wsReclame>{NL}".encode()
+        if junk:
+            element = f"  <wsReclame><Tekst>{'x' * 40}</Tekst></wsReclame>{NL}".encode()
+        else:
+            element = (
+                f"  <{op.item}><p_persoon>1</p_persoon><Naam>{'x' * 40}</Naam></{op.item}>{NL}"
+            ).encode()
         count = max(1, (size - len(head) - len(tail)) // len(element))
         h.send_response(200)
         h.send_header("Content-Type", "text/xml; charset=utf-8")
-        h.send_header("Content-Length", str(len(head) + count * len(element) + len(tail)))
+        if junk:
+            h.send_header("Content-Length", str(len(head) + count * len(element) + len(tail)))
         h.send_header("Connection", "close")
         h.close_connection = True  # a client that refuses the junk hangs up halfway
         h.end_headers()
