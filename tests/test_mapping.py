@@ -522,3 +522,21 @@ def test_the_values_of_one_run_are_capped_together(tmp_path, monkeypatch):
     monkeypatch.setattr(templates, "MAX_RUN_CHARS", 1000)
     with pytest.raises(RenderLimitError, match=r"made more than 0 MiB of values in this run"):
         build_desired(compiled, source(*people))
+
+
+def test_the_loops_of_one_run_are_capped_together(tmp_path, monkeypatch):
+    from provisioner.mapping import templates
+
+    text = PUPILS.replace(
+        'mail: "{{ username }}@x.be"',
+        'mail: "{{ username }}@x.be"\n      info: "{% for i in range(100) %}{% endfor %}{{ key }}"',
+    )
+    compiled = mappings(tmp_path, text)
+    people = [pupil(str(n), f"Voornaam{n}") for n in range(1, 40)]
+    state = build_desired(compiled, source(*people))
+    assert state.accounts["7"].attributes["info"].value == "7"
+    monkeypatch.setattr(templates, "MAX_RUN_ITERATIONS", 1000)
+    with pytest.raises(
+        RenderLimitError, match=r"ran their loops more than 1,000 times .*person 11"
+    ):
+        build_desired(compiled, source(*people))

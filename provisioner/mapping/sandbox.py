@@ -65,6 +65,11 @@ def new_budget() -> contextvars.Token[_Budget]:
     return _BUDGET.set(_Budget())
 
 
+def loops_run() -> int:
+    """Loop iterations of the rendering being counted so far."""
+    return _budget().iterations
+
+
 def end_budget(token: contextvars.Token[_Budget]) -> None:
     _BUDGET.reset(token)
 

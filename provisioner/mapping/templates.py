@@ -24,6 +24,7 @@ from provisioner.mapping.sandbox import (
     BoundedEnvironment,
     TemplateLimitError,
     end_budget,
+    loops_run,
     new_budget,
 )
 from provisioner.mapping.spec import Template
@@ -148,13 +149,15 @@ class Compiled:
 
     def render(self, context: Mapping[str, Any], person: str) -> str:
         try:
-            value = self._render(context)
+            value = self._render(context, person)
         except TemplateLimitError as exc:
             # A template that tries this is a mistake in the mappings, not in one person's data:
             # the run stops here with one error instead of holding every person in turn.
             raise RenderLimitError(
                 f"{self._location(exc)}: {self.source.where}: {exc} (person {person})"
             ) from None
+        except RenderLimitError:
+            raise  # the run's own totals: stops the run as it is
         except Exception as exc:  # any failure inside a template is the template's error
             raise TemplateError(
                 f"{self.source.location}: {self.source.where}: {type(exc).__name__}: {exc} "
@@ -170,7 +173,7 @@ class Compiled:
             _charge_run(len(value), self.source, person)
         return value  # type: ignore[no-any-return]
 
-    def _render(self, context: Mapping[str, Any]) -> Any:
+    def _render(self, context: Mapping[str, Any], person: str) -> Any:
         if self._fast is not None:
             try:
                 return self._fast(context)
@@ -179,10 +182,14 @@ class Compiled:
         token = new_budget()
         try:
             if self.expression:
-                return self._evaluate(**context)
-            return self._template.render(context).strip()
+                value = self._evaluate(**context)
+            else:
+                value = self._template.render(context).strip()
         finally:
+            iterations = loops_run()
             end_budget(token)
+        _charge_run_loops(iterations, self.source, person)
+        return value
 
     def _location(self, exc: BaseException) -> str:
         """The mapping file and line of the template line that failed (Jinja puts template
@@ -206,14 +213,21 @@ values each uses about 30 MB)."""
 
 class RenderLimitError(ConfigError):
     """A template tried to make a value beyond the sandbox's limits, or the templates of one run
-    made more than :data:`MAX_RUN_CHARS`: the whole run stops with this one error."""
+    made more than :data:`MAX_RUN_CHARS` or looped more than :data:`MAX_RUN_ITERATIONS`: the
+    whole run stops with this one error."""
+
+
+MAX_RUN_ITERATIONS = 50_000_000
+"""Loop iterations of all templates of one run together (about six seconds of looping): one
+template may loop a million times for a value, but not for every person of a large school."""
 
 
 class _RunTotal:
-    __slots__ = ("chars",)
+    __slots__ = ("chars", "iterations")
 
     def __init__(self) -> None:
         self.chars = 0
+        self.iterations = 0
 
 
 _RUN_TOTAL: contextvars.ContextVar[_RunTotal | None] = contextvars.ContextVar(
@@ -241,6 +255,19 @@ def _charge_run(chars: int, source: Template, person: str) -> None:
             f"{source.location}: {source.where}: the mapping templates made more than "
             f"{MAX_RUN_CHARS // (1024 * 1024)} MiB of values in this run (reached at person "
             f"{person}); check the templates for values that grow with the data"
+        )
+
+
+def _charge_run_loops(iterations: int, source: Template, person: str) -> None:
+    total = _RUN_TOTAL.get()
+    if total is None or not iterations:
+        return
+    total.iterations += iterations
+    if total.iterations > MAX_RUN_ITERATIONS:
+        raise RenderLimitError(
+            f"{source.location}: {source.where}: the mapping templates ran their loops more than "
+            f"{MAX_RUN_ITERATIONS:,} times in this run (reached at person {person}); check the "
+            "templates for loops that do not need to run for every person"
         )
 
 
