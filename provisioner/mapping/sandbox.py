@@ -6,12 +6,17 @@ configuration an ICT coordinator edits, not code; a slip in it must end in a cle
 that template, never in a machine out of memory during the night. So every operation that can make
 a value much larger than its inputs is checked *before* it runs:
 
-- ``*``, ``**``, ``+`` and ``%`` on text, lists and whole numbers (the sandbox's intercepted
-  operators); ``str.format``/``format_map`` widths and precisions; ``%``-format widths;
-- the filters and text methods that pad, repeat or join (``center``, ``indent``, ``join``,
-  ``replace``, ``batch``, ``slice``, ``sum``, ``tojson``…);
-- every value written out, captured by ``{% set %}…{% endset %}`` or concatenated with ``~``;
+- ``*``, ``**``, ``+`` and ``%`` on text, bytes, lists and whole numbers (the sandbox's
+  intercepted operators); ``str.format``/``format_map`` and ``%``-format widths and precisions,
+  field by field and together;
+- the filters and text methods that pad, repeat or join (``center``, ``indent``, ``wordwrap``,
+  ``join``, ``replace``, ``batch``, ``slice``, ``sum``, ``tojson``, ``ljust``, ``zfill``,
+  ``expandtabs``, ``translate``…), ``int.to_bytes``, and ``range``;
+- every value written out, captured by ``{% set %}…{% endset %}``, joined with ``~``, written as a
+  list, tuple or dict literal, or returned by a call;
 - the number of loop iterations in one rendering.
+
+What a whole run may make (all values, all loop iterations) is counted in ``templates.py``.
 
 The limits are constants: a mapping value is a name, an address or a path, never near them.
 """
