@@ -216,6 +216,19 @@ def test_a_doctype_is_an_error_never_fields_silently_empty():
     # An HTML error page (which starts with its own doctype) is still named as such.
     with pytest.raises(SourceError, match=r"answered an HTML page \(Aanmelden\)"):
         parse("<!DOCTYPE html><html><head><title>Aanmelden</title></head><body><p>x</body></html>")
+    xhtml = (
+        '\ufeff<?xml version="1.0"?><!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+        '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd"><html xmlns="http://www.w3.org/1999/'
+        'xhtml"><head><title>Aanmelden</title></head><body><p>x</p></body></html>'
+    )
+    with pytest.raises(SourceError, match=r"answered an HTML page \(Aanmelden\)"):
+        parse(xhtml)
+    # A doctype that says html does not let entities into a data answer.
+    disguised = lln("<p_persoon>1</p_persoon><Naam>&n;</Naam>").replace(
+        "<ArrayOfWsInschrijving", '<!DOCTYPE html [<!ENTITY n "Peeters">]><ArrayOfWsInschrijving', 1
+    )
+    with pytest.raises(SourceError, match="answered with a DOCTYPE"):
+        parse(disguised)
 
 
 def _counted(chunks, seen: list[int]):

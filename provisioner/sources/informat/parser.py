@@ -185,10 +185,10 @@ class AnswerParser:
         """Informat's answers never declare a document type; one that does could define entities,
         which would turn fields into empty lists rather than text. An HTML page is reported as
         such when the XML parser stumbles over it."""
-        head = self._head.lstrip()
+        head = self._head
         match = _DECLARATION.search(head)
-        if match is None or head[:200].lower().startswith((b"<!doctype html", b"<html")):
-            return
+        if match is None or head[match.start() : match.start() + 14].lower() == b"<!doctype html":
+            return  # an HTML page (also XHTML, or after a byte order mark): said as such later
         start = _ELEMENT_NAME.search(head)
         if start is None or match.start() < start.start():
             raise self._declaration_error()
@@ -236,8 +236,10 @@ class AnswerParser:
         return frozenset(self._names.values())
 
     def _check_declarations(self, element: Any) -> None:
-        info = element.getroottree().docinfo
-        if info.doctype or info.internalDTD is not None:
+        tree = element.getroottree()
+        if _local(tree.getroot().tag).lower() == "html":
+            return  # an (X)HTML page with its doctype: the root check names it
+        if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
             raise self._declaration_error()
 
     def _drain(self) -> None:
