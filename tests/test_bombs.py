@@ -23,6 +23,9 @@ from provisioner.sources.informat.operations import operation
 from provisioner.sources.informat.reader import read_source
 from tests.conftest import INSTELNRS, REFERENCE_DAY, informat_config, snapshot_config
 
+if sys.platform == "win32":  # address-space limits and wait4 are POSIX
+    pytest.skip("memory-limited child processes need POSIX", allow_module_level=True)
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "sample.yaml"
 LIMIT = 1536 * 1024 * 1024
