@@ -7,7 +7,6 @@ regression fails the test instead of taking the machine down.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -41,6 +40,8 @@ class Finished:
 
 
 def _limit_memory() -> None:
+    import resource  # POSIX only, like this module's tests
+
     resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
 
 
