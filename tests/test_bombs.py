@@ -304,3 +304,14 @@ def test_ordinary_templates_work_as_in_jinja(template, expected):
     compiled = Compiled(Template(template, Path("m.yaml"), 1, "t"), expression=False, datasets={})
     rows = [Row({"x": "1"}), Row({}), Row({"x": "2"})]
     assert compiled.render({"rows": rows}, "1") == expected
+
+
+def test_the_memory_limit_of_these_tests_is_real():
+    result = subprocess.run(
+        [sys.executable, "-c", "block = bytearray(2 * 1024**3)"],
+        capture_output=True,
+        text=True,
+        preexec_fn=_limit_memory,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "MemoryError" in result.stderr
