@@ -33,3 +33,18 @@ def test_text_logs_show_warnings_only_unless_verbose():
     log.event("progress")
     log.event("something was skipped", logging.WARNING)
     assert stream.getvalue() == "WARNING: something was skipped\n"
+
+
+def test_a_secret_with_quotes_and_backslashes_leaves_json_lines_valid():
+    secret = 'Qu0te"and\\back'
+    Secret(secret, "test")
+    stream = io.StringIO()
+    log.setup("json", verbose=True, stream=stream)
+    try:
+        log.event(f"raw {secret} and {json.dumps(secret)}", field=secret, nested={"k": [secret]})
+    finally:
+        log.setup("text", verbose=False)
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert line["message"] == 'raw [secret] and "[secret]"'
+    assert line["field"] == "[secret]" and line["nested"] == {"k": ["[secret]"]}
+    assert "Qu0te" not in stream.getvalue()

@@ -18,6 +18,7 @@ from provisioner.mapping.engine import (
 )
 from provisioner.mapping.filters import USERNAME_PATTERN
 from provisioner.mapping.spec import load_mappings
+from provisioner.mapping.templates import RenderLimitError
 from provisioner.model import Dataset, SourceRows
 from provisioner.sources.informat.operations import OPERATIONS, operation
 from provisioner.sources.informat.reader import read_source
@@ -482,3 +483,60 @@ groups:
     )
     assert set(state.groups) == {"1A"}
     assert any("groups.klassen.key: empty for person 1" in e for e in state.report.errors)
+
+
+def test_a_template_bomb_stops_the_run_with_one_error_naming_file_line_and_person(tmp_path):
+    text = PUPILS.replace(
+        'mail: "{{ username }}@x.be"',
+        'mail: "{{ username }}@x.be"\n      info: |-\n        first line\n        {{ "x" * 10**9 }}',
+    )
+    compiled = mappings(tmp_path, text)
+    with pytest.raises(RenderLimitError) as caught:
+        build_desired(compiled, source(pupil("1"), pupil("2", "Piet")))
+    # The template's second line, counted from where its YAML value starts (line 7, "|-").
+    assert str(caught.value) == (
+        f"{tmp_path / 'm.yaml'}:8: accounts.pupils.attributes.info: a template makes a value "
+        "longer than 64 KiB (repeated 1,000,000,000 times); mapping values are names, addresses "
+        "and paths: check the template (person 1)"
+    )
+
+
+def test_a_value_over_64_kib_from_the_data_holds_only_that_person(tmp_path):
+    compiled = mappings(tmp_path, PUPILS.replace("{{ username }}@x.be", "{{ Lln.Klascode }}"))
+    huge = "1A" * (32 * 1024 + 1)
+    state = build_desired(
+        compiled, source(pupil("1", Klascode=huge), pupil("2", "Piet", Klascode="1B"))
+    )
+    (error,) = state.report.errors
+    assert "accounts.pupils.attributes.mail: a template makes a value longer than 64 KiB" in error
+    assert "(person 1)" in error
+    assert "1" not in state.accounts and "2" in state.accounts
+
+
+def test_the_values_of_one_run_are_capped_together(tmp_path, monkeypatch):
+    from provisioner.mapping import templates
+
+    compiled = mappings(tmp_path, PUPILS)
+    people = [pupil(str(n), f"Voornaam{n}") for n in range(1, 40)]
+    assert len(build_desired(compiled, source(*people)).accounts) == 39
+    monkeypatch.setattr(templates, "MAX_RUN_CHARS", 1000)
+    with pytest.raises(RenderLimitError, match=r"made more than 0 MiB of values in this run"):
+        build_desired(compiled, source(*people))
+
+
+def test_the_loops_of_one_run_are_capped_together(tmp_path, monkeypatch):
+    from provisioner.mapping import templates
+
+    text = PUPILS.replace(
+        'mail: "{{ username }}@x.be"',
+        'mail: "{{ username }}@x.be"\n      info: "{% for i in range(100) %}{% endfor %}{{ key }}"',
+    )
+    compiled = mappings(tmp_path, text)
+    people = [pupil(str(n), f"Voornaam{n}") for n in range(1, 40)]
+    state = build_desired(compiled, source(*people))
+    assert state.accounts["7"].attributes["info"].value == "7"
+    monkeypatch.setattr(templates, "MAX_RUN_ITERATIONS", 1000)
+    with pytest.raises(
+        RenderLimitError, match=r"ran their loops more than 1,000 times .*person 11"
+    ):
+        build_desired(compiled, source(*people))

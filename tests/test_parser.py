@@ -203,3 +203,84 @@ def test_external_entities_are_never_resolved(tmp_path):
     except SourceError:
         return  # refusing the document is fine too
     assert "TOPSECRET" not in repr(records)
+
+
+def test_a_doctype_is_an_error_never_fields_silently_empty():
+    xml = lln("<p_persoon>1</p_persoon><Naam>&n;</Naam>").replace(
+        "<ArrayOfWsInschrijving",
+        '<!DOCTYPE ArrayOfWsInschrijving [<!ENTITY n "Peeters">]><ArrayOfWsInschrijving',
+        1,
+    )
+    with pytest.raises(SourceError, match="answered with a DOCTYPE"):
+        parse(xml)
+    # An HTML error page (which starts with its own doctype) is still named as such.
+    with pytest.raises(SourceError, match=r"answered an HTML page \(Aanmelden\)"):
+        parse("<!DOCTYPE html><html><head><title>Aanmelden</title></head><body><p>x</body></html>")
+    xhtml = (
+        '\ufeff<?xml version="1.0"?><!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+        '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd"><html xmlns="http://www.w3.org/1999/'
+        'xhtml"><head><title>Aanmelden</title></head><body><p>x</p></body></html>'
+    )
+    with pytest.raises(SourceError, match=r"answered an HTML page \(Aanmelden\)"):
+        parse(xhtml)
+    # A doctype that says html does not let entities into a data answer.
+    disguised = lln("<p_persoon>1</p_persoon><Naam>&n;</Naam>").replace(
+        "<ArrayOfWsInschrijving", '<!DOCTYPE html [<!ENTITY n "Peeters">]><ArrayOfWsInschrijving', 1
+    )
+    with pytest.raises(SourceError, match="answered with a DOCTYPE"):
+        parse(disguised)
+
+
+def _counted(chunks, seen: list[int]):
+    for chunk in chunks:
+        seen[0] += len(chunk)
+        yield chunk
+
+
+def test_an_answer_of_junk_elements_is_refused_after_a_few_megabytes_not_at_its_end():
+    def junk():
+        yield f'<?xml version="1.0"?><ArrayOfWsInschrijving {NS}>'.encode()
+        while True:  # endless: only an early refusal ends this test
+            yield b"<wsReclame><Tekst>koop nu</Tekst></wsReclame>" * 1000
+
+    seen = [0]
+    with pytest.raises(
+        SourceError,
+        match=r"held no complete <wsInschrijving> record \(it starts with <wsReclame>, <Tekst>\)",
+    ):
+        parse_answer(_counted(junk(), seen), operation("Lln"), "test Lln")
+    assert seen[0] < 2 * 1024 * 1024
+
+
+def test_junk_between_items_is_refused_at_the_next_item():
+    def answer():
+        yield f'<?xml version="1.0"?><ArrayOfWsInschrijving {NS}>'.encode()
+        yield b"<wsInschrijving><p_persoon>1</p_persoon></wsInschrijving><wsReclame/>" + b" " * 600
+        while True:
+            yield b"<wsInschrijving><p_persoon>2</p_persoon></wsInschrijving>" * 100
+
+    seen = [0]
+    with pytest.raises(SourceError, match="holds <wsReclame> where <wsInschrijving> was expected"):
+        parse_answer(_counted(answer(), seen), operation("Lln"), "test Lln")
+    assert seen[0] < 100_000
+
+
+def test_an_answer_larger_than_the_cap_is_refused():
+    body = lln(*(f"<p_persoon>{n}</p_persoon>" for n in range(200)))
+    assert len(parse(body, max_bytes=len(body))) == 200
+    with pytest.raises(SourceError, match=r"larger than 0\.0\d+ MB.*max_answer_mb"):
+        parse(body, max_bytes=len(body) - 1)
+
+
+def test_junk_in_a_soap_answer_is_named_after_the_envelope():
+    def junk():
+        yield (
+            b'<?xml version="1.0"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/'
+            b'envelope/"><soap:Body><LlnResponse xmlns="http://InformatSoftware.be/wsInfSoft/'
+            b'wsInformat"><LlnResult>'
+        )
+        while True:
+            yield b"<wsReclame><Tekst>koop nu</Tekst></wsReclame>" * 1000
+
+    with pytest.raises(SourceError, match=r"\(it starts with <wsReclame>, <Tekst>\); this is not"):
+        parse_answer(junk(), operation("Lln"), "test Lln")

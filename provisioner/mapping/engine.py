@@ -25,7 +25,13 @@ from provisioner.mapping.spec import (
     Template,
     UsernameSpec,
 )
-from provisioner.mapping.templates import Compiled, FieldUse, Row, TemplateError
+from provisioner.mapping.templates import (
+    Compiled,
+    FieldUse,
+    Row,
+    TemplateError,
+    counting_run,
+)
 from provisioner.model import (
     Collision,
     Dataset,
@@ -455,6 +461,12 @@ class Engine:
     # -- accounts -------------------------------------------------------------------------------
 
     def build(self) -> DesiredState:
+        # One run's values together stay under a cap too: 64 KiB each times every person could
+        # still fill the machine.
+        with counting_run():
+            return self._build()
+
+    def _build(self) -> DesiredState:
         state = DesiredState(report=self.report)
         accounts = self.compiled.accounts
         people: list[tuple[CompiledAccount, Person, str, str]] = []  # account, person, anchor, base

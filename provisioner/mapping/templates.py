@@ -7,6 +7,8 @@ the fields a template reads with the fields the source has.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import operator
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -14,9 +16,17 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
 
+from provisioner.errors import ConfigError
 from provisioner.mapping.filters import FILTERS
+from provisioner.mapping.sandbox import (
+    MAX_VALUE_CHARS,
+    BoundedEnvironment,
+    TemplateLimitError,
+    end_budget,
+    loops_run,
+    new_budget,
+)
 from provisioner.mapping.spec import Template
 from provisioner.model import Provenance, Record
 
@@ -65,13 +75,30 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-ENVIRONMENT = SandboxedEnvironment(
+ENVIRONMENT = BoundedEnvironment(
     undefined=jinja2.StrictUndefined,
     finalize=_finalize,
     autoescape=False,
     keep_trailing_newline=False,
 )
 ENVIRONMENT.filters.update(FILTERS)
+ENVIRONMENT.immutable_types |= {Row}
+
+
+def _bounded_initials(value: object, separator: str = "") -> str:
+    # One separator per name part: a long separator (built with * in the sandbox) times many
+    # parts is checked before it is made.
+    text = "" if value is None else str(value)
+    parts = text.count(" ") + text.count("-") + 1
+    if parts * (len(str(separator)) + 1) > MAX_VALUE_CHARS:
+        raise TemplateLimitError(
+            f"a template makes a value longer than {MAX_VALUE_CHARS // 1024} KiB (initials with "
+            f"a separator of {len(str(separator)):,} characters)"
+        )
+    return FILTERS["initials"](value, separator)
+
+
+ENVIRONMENT.filters["initials"] = _bounded_initials
 
 
 class TemplateError(Exception):
@@ -103,6 +130,8 @@ class Compiled:
             raise TemplateError(
                 f"{source.file}:{line}: {source.where}: {exc.message} in {text!r}"
             ) from None
+        except TemplateLimitError as exc:  # a constant part too large, found while compiling
+            raise TemplateError(f"{source.location}: {source.where}: {exc}") from None
         self.variables = frozenset(_undeclared(tree))
         self.vars_used = frozenset(
             node.attr
@@ -120,19 +149,126 @@ class Compiled:
 
     def render(self, context: Mapping[str, Any], person: str) -> str:
         try:
-            if self._fast is not None:
-                try:
-                    return self._fast(context)  # type: ignore[no-any-return]
-                except _NotFast:
-                    pass
-            if self.expression:
-                return self._evaluate(**context)  # type: ignore[no-any-return]
-            return self._template.render(context).strip()
+            value = self._render(context, person)
+        except TemplateLimitError as exc:
+            # A template that tries this is a mistake in the mappings, not in one person's data:
+            # the run stops here with one error instead of holding every person in turn.
+            raise RenderLimitError(
+                f"{self._location(exc)}: {self.source.where}: {exc} (person {person})"
+            ) from None
+        except RenderLimitError:
+            raise  # the run's own totals: stops the run as it is
         except Exception as exc:  # any failure inside a template is the template's error
             raise TemplateError(
                 f"{self.source.location}: {self.source.where}: {type(exc).__name__}: {exc} "
                 f"(person {person})"
             ) from None
+        if type(value) is str:
+            if len(value) > MAX_VALUE_CHARS:
+                raise TemplateError(
+                    f"{self.source.location}: {self.source.where}: a template makes a value "
+                    f"longer than {MAX_VALUE_CHARS // 1024} KiB ({len(value):,} characters) "
+                    f"(person {person})"
+                )
+            _charge_run(len(value), self.source, person)
+        return value  # type: ignore[no-any-return]
+
+    def _render(self, context: Mapping[str, Any], person: str) -> Any:
+        if self._fast is not None:
+            try:
+                return self._fast(context)
+            except _NotFast:
+                pass
+        token = new_budget()
+        try:
+            if self.expression:
+                value = self._evaluate(**context)
+            else:
+                value = self._template.render(context).strip()
+        finally:
+            iterations = loops_run()
+            end_budget(token)
+        _charge_run_loops(iterations, self.source, person)
+        return value
+
+    def _location(self, exc: BaseException) -> str:
+        """The mapping file and line of the template line that failed (Jinja puts template
+        lines into the traceback of a rendering)."""
+        line = None
+        trace = exc.__traceback__
+        while trace is not None:
+            if trace.tb_frame.f_code.co_filename == "<template>":
+                line = trace.tb_lineno
+            trace = trace.tb_next
+        if line is None or self.expression:
+            return self.source.location
+        shown_file = self.source.location.rsplit(":", 1)[0]
+        return f"{shown_file}:{self.source.line + line - 1}"
+
+
+MAX_RUN_CHARS = 256 * 1024 * 1024
+"""All values the templates of one run may make together (a school of 50,000 people with twenty
+values each uses about 30 MB)."""
+
+
+class RenderLimitError(ConfigError):
+    """A template tried to make a value beyond the sandbox's limits, or the templates of one run
+    made more than :data:`MAX_RUN_CHARS` or looped more than :data:`MAX_RUN_ITERATIONS`: the
+    whole run stops with this one error."""
+
+
+MAX_RUN_ITERATIONS = 50_000_000
+"""Loop iterations of all templates of one run together (about six seconds of looping): one
+template may loop a million times for a value, but not for every person of a large school."""
+
+
+class _RunTotal:
+    __slots__ = ("chars", "iterations")
+
+    def __init__(self) -> None:
+        self.chars = 0
+        self.iterations = 0
+
+
+_RUN_TOTAL: contextvars.ContextVar[_RunTotal | None] = contextvars.ContextVar(
+    "run_total", default=None
+)
+
+
+@contextlib.contextmanager
+def counting_run() -> Iterator[None]:
+    """Count what every template renders until the block ends (one run of the mapping engine)."""
+    token = _RUN_TOTAL.set(_RunTotal())
+    try:
+        yield
+    finally:
+        _RUN_TOTAL.reset(token)
+
+
+def _charge_run(chars: int, source: Template, person: str) -> None:
+    total = _RUN_TOTAL.get()
+    if total is None:
+        return
+    total.chars += chars
+    if total.chars > MAX_RUN_CHARS:
+        raise RenderLimitError(
+            f"{source.location}: {source.where}: the mapping templates made more than "
+            f"{MAX_RUN_CHARS // (1024 * 1024)} MiB of values in this run (reached at person "
+            f"{person}); check the templates for values that grow with the data"
+        )
+
+
+def _charge_run_loops(iterations: int, source: Template, person: str) -> None:
+    total = _RUN_TOTAL.get()
+    if total is None or not iterations:
+        return
+    total.iterations += iterations
+    if total.iterations > MAX_RUN_ITERATIONS:
+        raise RenderLimitError(
+            f"{source.location}: {source.where}: the mapping templates ran their loops more than "
+            f"{MAX_RUN_ITERATIONS:,} times in this run (reached at person {person}); check the "
+            "templates for loops that do not need to run for every person"
+        )
 
 
 # -- the fast path -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ client against it by hand.
 from __future__ import annotations
 
 import argparse
+import html
 import re
 import socket
 import ssl
@@ -38,7 +39,7 @@ from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit
 
 from lxml import etree
 
@@ -178,8 +179,22 @@ FAULTS = (
     "empty_body",
     "reset",
     "soap_fault",
+    "echo",
+    "echo_html",
+    "echo_fault",
+    "echo_200",
+    "doctype",
 )
-"""Fault names :meth:`InformatServer.inject` accepts, plus ``"slow:SECONDS"``."""
+"""Fault names :meth:`InformatServer.inject` accepts, plus ``"slow:SECONDS"``,
+``"junk:MEGABYTES"`` and ``"big:MEGABYTES"``.
+
+The ``echo`` faults answer an error that repeats the request, as misconfigured proxies and debug
+pages do: the query string or form body, and the password raw, URL-encoded (``quote`` and
+``quote_plus``) and XML-escaped; ``echo`` as ASMX's HTTP 500 text, ``echo_html`` as an HTML error
+page (in its title), ``echo_fault`` as a SOAP fault, ``echo_200`` as a 200 answer that is not XML.
+``doctype`` answers a normal-looking array with a DOCTYPE that declares an entity; ``junk:N``
+streams N MB of elements that are not items, ``big:N`` N MB of items without announcing the size,
+both generated while sending (the server holds none of it)."""
 
 
 # --- error texts -----------------------------------------------------------------------------------
@@ -580,12 +595,13 @@ class InformatServer(LoopbackServer):
         ``op`` and ``instelnr`` narrow the match (instelnr with five or six digits).
         """
         seconds = 0.0
-        if fault.startswith("slow:"):
+        if fault.startswith(("slow:", "junk:", "big:")):
+            kind, _, amount = fault.partition(":")
             try:
-                seconds = float(fault[5:])
+                seconds = float(amount)  # seconds to wait, or megabytes of junk to send
             except ValueError:
-                raise ValueError(f"slow fault needs seconds, got {fault!r}") from None
-            kind = "slow"
+                what = "seconds" if kind == "slow" else "megabytes"
+                raise ValueError(f"{kind} fault needs {what}, got {fault!r}") from None
         elif fault in FAULTS:
             kind = fault
         else:
@@ -943,6 +959,26 @@ class InformatServer(LoopbackServer):
         if kind == "slow":
             time.sleep(fault.seconds)
             return False
+        if kind.startswith("echo"):
+            self._send_echo(h, kind, op_name, lookup, transport)
+            return True
+        if kind in ("junk", "big"):
+            self._send_stream(h, op_name, int(fault.seconds * (1 << 20)), junk=kind == "junk")
+            return True
+        if kind == "doctype":
+            op = OPERATIONS.get(op_name or "") or OPERATIONS["Lln"]
+            self._send(
+                h,
+                200,
+                "text/xml; charset=utf-8",
+                _XML_DECL
+                + (
+                    f'{NL}<!DOCTYPE {op.root} [<!ENTITY naam "Janssens">]>{NL}'
+                    f"<{op.root} {_NS_ATTRS}>{NL}  <{op.item}>{NL}    <p_persoon>1</p_persoon>"
+                    f"{NL}    <Naam>&naam;</Naam>{NL}  </{op.item}>{NL}</{op.root}>"
+                ).encode(),
+            )
+            return True
         if kind in _STATUS_TEXT:
             self._send(
                 h, int(kind), "text/plain; charset=utf-8", f"{kind} {_STATUS_TEXT[kind]}".encode()
@@ -996,6 +1032,68 @@ class InformatServer(LoopbackServer):
             else:
                 self._send(h, 200, "text/xml; charset=utf-8", _cut_mid_item(full))
         return True
+
+    def _send_echo(
+        self,
+        h: _Handler,
+        kind: str,
+        op_name: str | None,
+        lookup: Callable[[str], str | None],
+        transport: str,
+    ) -> None:
+        """An error that repeats the request, password included in every usual form."""
+        password = lookup("paswoord") or lookup("sPassword") or ""
+        login = lookup("login") or lookup("sUserName") or ""
+        query = urlencode([("login", login), ("paswoord", password), ("instelnr", "030569")])
+        echoed = (
+            f"Invalid request {PATHS[0]}/{op_name}?{query} (form body {query}; "
+            f"paswoord {password!r}, quoted {quote(password, safe='')}, "
+            f"plus-quoted {quote_plus(password)}, lower-case hex "
+            f"{re.sub('%[0-9A-F]{2}', lambda m: m.group(0).lower(), quote(password))}, "
+            f"XML <paswoord>{_esc(password)}</paswoord>, bare {_esc(password)})"
+        )
+        if kind == "echo":
+            text = f"System.ArgumentException: {echoed}{NL}   at wsInformat.{op_name}(){NL}"
+            self._send(h, 500, "text/plain; charset=utf-8", text.encode())
+        elif kind == "echo_html":
+            page = (
+                f"<!DOCTYPE html>{NL}<html><head><title>Bad Request - {html.escape(echoed)}"
+                f"</title></head><body><pre>{html.escape(echoed)}</pre></body></html>{NL}"
+            )
+            self._send(h, 500, "text/html; charset=utf-8", page.encode())
+        elif kind == "echo_fault":
+            message = f"Server was unable to process request. ---> {echoed}"
+            self._send(h, 500, "text/xml; charset=utf-8", soap_fault("Server", message))
+        else:
+            self._send(h, 200, "text/plain; charset=utf-8", echoed.encode())
+
+    def _send_stream(self, h: _Handler, op_name: str | None, size: int, *, junk: bool) -> None:
+        """*size* bytes inside the right root, written as they are made: elements that are not
+        items, announced with a Content-Length (``junk``), or well-formed items whose size is not
+        announced, the answer ending when the connection closes (``big``)."""
+        op = OPERATIONS.get(op_name or "") or OPERATIONS["Lln"]
+        head = _XML_DECL + f"{NL}<{op.root} {_NS_ATTRS}>{NL}".encode()
+        tail = f"</{op.root}>{NL}".encode()
+        if junk:
+            element = f"  <wsReclame><Tekst>{'x' * 40}</Tekst></wsReclame>{NL}".encode()
+        else:
+            element = (
+                f"  <{op.item}><p_persoon>1</p_persoon><Naam>{'x' * 40}</Naam></{op.item}>{NL}"
+            ).encode()
+        count = max(1, (size - len(head) - len(tail)) // len(element))
+        h.send_response(200)
+        h.send_header("Content-Type", "text/xml; charset=utf-8")
+        if junk:
+            h.send_header("Content-Length", str(len(head) + count * len(element) + len(tail)))
+        h.send_header("Connection", "close")
+        h.close_connection = True  # a client that refuses the junk hangs up halfway
+        h.end_headers()
+        h.wfile.write(head)
+        batch = element * 1024
+        for _ in range(count // 1024):
+            h.wfile.write(batch)
+        h.wfile.write(element * (count % 1024))
+        h.wfile.write(tail)
 
     def _normal_body(
         self, op_name: str | None, lookup: Callable[[str], str | None], transport: str

@@ -8,6 +8,7 @@ Tests run this client unchanged against the project's own Informat-compatible se
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import ssl
 import time
@@ -22,7 +23,12 @@ from lxml import etree
 from provisioner.errors import AuthenticationError, SourceError, TransientSourceError
 from provisioner.sources.informat.operations import NAMESPACE, Operation
 from provisioner.sources.informat.params import QueryOptions, wire_parameters
-from provisioner.sources.informat.parser import AnswerParser, RawAnswer, fault_error
+from provisioner.sources.informat.parser import (
+    AnswerParser,
+    RawAnswer,
+    fault_error,
+    without_request,
+)
 from provisioner.sources.informat.settings import InformatConfig, Transport
 
 _RETRY_STATUS = {502, 503, 504}
@@ -68,6 +74,7 @@ class InformatClient:
             headers={"User-Agent": "provisioner"},
         )
         self._timeouts = config.timeout
+        self.max_bytes = config.max_answer_bytes
 
     def close(self) -> None:
         self._http.close()
@@ -150,7 +157,10 @@ class InformatClient:
         try:
             if response.status_code != 200:
                 raise _status_error(what, response)
-            parser = AnswerParser(op, what, fields=fields)
+            parser = AnswerParser(op, what, fields=fields, max_bytes=self.max_bytes)
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > self.max_bytes:
+                raise parser.size_error()  # said before downloading it
             digest = hashlib.sha256()
             size = 0
             out = sink() if sink is not None else None
@@ -190,7 +200,7 @@ def _certificate_problem(exc: BaseException) -> str | None:
 
 def _reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
-    return text.splitlines()[0]
+    return without_request(text.splitlines()[0])
 
 
 def _status_error(what: str, response: httpx.Response) -> SourceError:
@@ -215,9 +225,15 @@ def _status_error(what: str, response: httpx.Response) -> SourceError:
             return fault_error(what, faultstring)
     if "<html" in text[:2000].lower():
         title = re.search(r"<title>(.*?)</title>", text, re.S | re.I)
-        shown = " ".join(title.group(1).split()) if title else "an HTML error page"
+        # A title is HTML text: read its character references before looking for secrets.
+        shown = (
+            " ".join(without_request(html.unescape(title.group(1))).split())
+            if title
+            else "an HTML error page"
+        )
         return SourceError(f"{what}: HTTP {status}: {shown}")
     first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    first = without_request(first)
     if "Missing parameter" in first:
         return SourceError(
             f"{what}: HTTP {status}: Informat says {first!r}; the operation's parameter list in "

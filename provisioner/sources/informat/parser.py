@@ -13,6 +13,7 @@ lists, also when they hold one child or none.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any
 from lxml import etree
 
 from provisioner.errors import AuthenticationError, SourceError
+from provisioner.log import redact
 from provisioner.sources.informat.operations import DateFormat, Operation
 
 Record = dict[str, Any]
@@ -53,6 +55,16 @@ _DATE_PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
 # .NET writes DateTime.MinValue where a non-nullable date has no value.
 _NO_DATE = "0001-01-01"
 _HEAD = 512
+DEFAULT_MAX_ANSWER_BYTES = 1 << 30
+"""A generous cap on one answer: the largest real data sets are tens of megabytes."""
+# Items are converted and dropped as they complete; this much of an answer without a complete item
+# means it holds something else, which would otherwise pile up in memory. A real item is a few KB;
+# the tree of 1 MB of tiny elements takes about 35 MB, and up to 16 answers are read at once.
+_MAX_BYTES_WITHOUT_ITEM = 1 << 20
+_DECLARATION = re.compile(rb"<!(DOCTYPE|ENTITY)", re.I)
+_ELEMENT_NAME = re.compile(rb"<(?:[\w.-]+:)?([A-Za-z_][\w.-]*)(?=[\s/>])")
+"""A start tag's local name; only complete names (the head may end inside a tag)."""
+_WRAPPERS = {"Envelope", "Body", "Header"}
 # Most fields repeat a few values (school, class, afdeling, codes): records share one string per
 # distinct value, which halves the memory of a large school. Fields with more distinct values than
 # this (keys, names) are not pooled.
@@ -95,10 +107,20 @@ def _flip_first(name: str) -> str:
 class AnswerParser:
     """Parses one answer of one operation; feed it bytes, then call :meth:`close`."""
 
-    def __init__(self, op: Operation, what: str, *, fields: Collection[str] | None = None) -> None:
+    def __init__(
+        self,
+        op: Operation,
+        what: str,
+        *,
+        fields: Collection[str] | None = None,
+        max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    ) -> None:
         self.op = op
         self.what = what
         self.records: list[Record] = []
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._size_at_last_item = 0
         self._keep = None if fields is None else frozenset(fields) | {op.key}
         # Real answers start the item name lower- or upper-case; accept both.
         self._item_tags = {op.item, _flip_first(op.item)}
@@ -133,13 +155,58 @@ class AnswerParser:
     # -- feeding -----------------------------------------------------------------------------
 
     def feed(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise self.size_error()
         # The first bytes are held back until there are enough to describe a bad answer well.
         if len(self._head) < _HEAD:
             self._head += chunk
             if len(self._head) < _HEAD:
                 return
+            self._check_prolog()
             chunk = self._head
         self._feed(chunk)
+        if self.size - self._size_at_last_item > _MAX_BYTES_WITHOUT_ITEM:
+            raise SourceError(
+                f"{self.what}: more than {_megabytes(_MAX_BYTES_WITHOUT_ITEM)} of the answer "
+                f"held no complete <{self.op.item}> record{self._first_elements()}; this is not "
+                f"the data set (if Informat renamed the item, correct {self.op.name} in the "
+                "operations table)"
+            )
+
+    def size_error(self) -> SourceError:
+        return SourceError(
+            f"{self.what}: the answer is larger than {_megabytes(self.max_bytes)}, the most this "
+            "configuration accepts (max_answer_mb in the informat settings); if the data set "
+            "really is this large, raise that limit"
+        )
+
+    def _check_prolog(self) -> None:
+        """Informat's answers never declare a document type; one that does could define entities,
+        which would turn fields into empty lists rather than text. An HTML page is reported as
+        such when the XML parser stumbles over it."""
+        head = self._head
+        match = _DECLARATION.search(head)
+        if match is None or head[match.start() : match.start() + 14].lower() == b"<!doctype html":
+            return  # an HTML page (also XHTML, or after a byte order mark): said as such later
+        start = _ELEMENT_NAME.search(head)
+        if start is None or match.start() < start.start():
+            raise self._declaration_error()
+
+    def _declaration_error(self) -> SourceError:
+        return SourceError(
+            f"{self.what}: Informat answered with a DOCTYPE (a document type or entity "
+            "declaration), which its answers never hold; the answer is refused rather than read "
+            "with fields silently left empty"
+        )
+
+    def _first_elements(self) -> str:
+        """The first element names in the answer after its envelope, to say what it holds."""
+        names = [m.decode("ascii", "replace") for m in _ELEMENT_NAME.findall(self._head)]
+        shown = [n for n in names if n not in _WRAPPERS and not n.startswith("ArrayOf")]
+        envelope = (f"{self.op.name}Response", f"{self.op.name}Result")
+        shown = [n for n in dict.fromkeys(shown) if n not in envelope][:3]
+        return f" (it starts with <{'>, <'.join(shown)}>)" if shown else ""
 
     def _feed(self, chunk: bytes) -> None:
         try:
@@ -152,12 +219,14 @@ class AnswerParser:
         if not self._head.strip():
             raise SourceError(f"{self.what}: the answer is empty (no XML at all)")
         if len(self._head) < _HEAD:
+            self._check_prolog()
             self._feed(self._head)
         try:
             root = self._parser.close()
         except etree.XMLSyntaxError as exc:
             raise self._syntax_error(exc) from None
         self._drain()
+        self._check_declarations(root)
         self._check_root(root)
         return self.records
 
@@ -166,9 +235,19 @@ class AnswerParser:
         """Every element name seen inside items, also of fields not kept (for typo checks)."""
         return frozenset(self._names.values())
 
+    def _check_declarations(self, element: Any) -> None:
+        tree = element.getroottree()
+        if _local(tree.getroot().tag).lower() == "html":
+            return  # an (X)HTML page with its doctype: the root check names it
+        if tree.docinfo.doctype or tree.docinfo.internalDTD is not None:
+            raise self._declaration_error()
+
     def _drain(self) -> None:
         records = self.records
         for _event, item in self._parser.read_events():
+            if not records:
+                self._check_declarations(item)  # a prolog longer than the head checked so far
+            self._size_at_last_item = self.size
             try:
                 records.append(self._convert(item))
             except _FieldError as exc:
@@ -185,6 +264,8 @@ class AnswerParser:
                 parent.remove(previous)
                 previous = item.getprevious()
             item.clear(keep_tail=False)
+            if self._unexpected:  # said now, not after downloading the rest of the answer
+                raise self._unexpected_error()
 
     def _convert(self, element: Any) -> Record:
         record: Record = {}
@@ -253,11 +334,14 @@ class AnswerParser:
             if isinstance(c.tag, str) and _local(c.tag) not in self._item_tags
         )
         if self._unexpected:
-            found = ", ".join(sorted(self._unexpected))
-            raise SourceError(
-                f"{self.what}: the answer holds <{found}> where <{self.op.item}> was expected; "
-                f"if Informat renamed the item, correct {self.op.name} in the operations table"
-            )
+            raise self._unexpected_error()
+
+    def _unexpected_error(self) -> SourceError:
+        found = ", ".join(sorted(self._unexpected)[:5])
+        return SourceError(
+            f"{self.what}: the answer holds <{found}> where <{self.op.item}> was expected; "
+            f"if Informat renamed the item, correct {self.op.name} in the operations table"
+        )
 
     def _soap_result(self, envelope: Any) -> Any:
         body = next((c for c in envelope if _local(str(c.tag)) == "Body"), None)
@@ -277,12 +361,20 @@ class AnswerParser:
         head = self._head.lstrip()[:200].lower()
         if head.startswith((b"<!doctype html", b"<html")):
             title = re.search(rb"<title>(.*?)</title>", self._head, re.S | re.I)
-            shown = f" ({title.group(1).decode('utf-8', 'replace').strip()})" if title else ""
+            shown = (
+                f" ({without_request(html.unescape(title.group(1).decode('utf-8', 'replace')))})"
+                if title
+                else ""
+            )
             return SourceError(f"{self.what}: answered an HTML page{shown}, not XML")
         if not head.startswith(b"<"):
-            snippet = self._head.strip()[:80].decode("utf-8", "replace")
+            snippet = without_request(self._head.strip()[:80].decode("utf-8", "replace"))
             return SourceError(f"{self.what}: the answer is not XML: {snippet!r}")
         return SourceError(f"{self.what}: malformed or truncated XML: {exc}")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1 << 20):,.4g} MB"  # 1,024 MB, 4 MB, 0.01 MB
 
 
 class _FieldError(Exception):
@@ -294,7 +386,30 @@ class _FieldError(Exception):
 
 def _html_title(root: Any) -> str:
     title = root.findtext(".//{*}title")
-    return f" ({title.strip()})" if title else ""
+    return f" ({without_request(title.strip())})" if title else ""
+
+
+# An error page that echoes the request shows its parameters: a URL's query string, a form body
+# (``login=…&paswoord=…``), single ``name=value`` pairs of the credentials, or the SOAP request's
+# elements (raw or XML-escaped). None of that helps a reader; all of it may carry the password.
+_QUERY_STRING = re.compile(r"\?[^\s\"'<>]*=[^\s\"'<>]*")
+_FORM_BODY = re.compile(r"[\w.%-]+=[^\s&\"'<>]*(?:&(?:amp;)?[\w.%-]+=[^\s&\"'<>]*)+")
+_CREDENTIAL_PAIR = re.compile(
+    r"\b(login|paswoord|password|wachtwoord|sUserName|sPassword)=(?:[^\s&\"'<>]|&#?\w+;)*", re.I
+)
+_CREDENTIAL_ELEMENT = re.compile(
+    r"(<|&lt;)(login|paswoord|sUserName|sPassword)(>|&gt;).*?(<|&lt;)/\2(>|&gt;)", re.I | re.S
+)
+
+
+def without_request(text: str) -> str:
+    """*text* from an Informat answer, fit for an error message: request parameters that the page
+    echoes are left out, and any registered secret, in any form, is replaced."""
+    text = _CREDENTIAL_ELEMENT.sub(r"\1\2\3[left out]\4/\2\5", text)
+    text = _QUERY_STRING.sub("?[request parameters left out]", text)
+    text = _FORM_BODY.sub("[request parameters left out]", text)
+    text = _CREDENTIAL_PAIR.sub(r"\1=[left out]", text)
+    return redact(text)
 
 
 _AUTH_WORDS = re.compile(r"login|paswoord|wachtwoord|password|authenti|credential", re.I)
@@ -302,7 +417,7 @@ _AUTH_WORDS = re.compile(r"login|paswoord|wachtwoord|password|authenti|credentia
 
 def fault_error(what: str, text: str) -> SourceError:
     """A SOAP fault or ASMX error text as an error; credential problems are not retried."""
-    message = " ".join(text.split())
+    message = " ".join(without_request(text).split())
     # ASMX wraps the real reason: "Server was unable to process request. ---> reason"
     reason = message.split("--->")[-1].strip() or message
     if _AUTH_WORDS.search(reason):
@@ -314,10 +429,15 @@ def fault_error(what: str, text: str) -> SourceError:
 
 
 def parse_answer(
-    chunks: Iterable[bytes], op: Operation, what: str, *, fields: Collection[str] | None = None
+    chunks: Iterable[bytes],
+    op: Operation,
+    what: str,
+    *,
+    fields: Collection[str] | None = None,
+    max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
 ) -> list[Record]:
     """All records of one answer; any kind of bad answer is a :class:`SourceError`."""
-    parser = AnswerParser(op, what, fields=fields)
+    parser = AnswerParser(op, what, fields=fields, max_bytes=max_bytes)
     for chunk in chunks:
         parser.feed(chunk)
     return parser.close()

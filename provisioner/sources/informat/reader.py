@@ -204,7 +204,9 @@ def _read_snapshot(
     for op in datasets:
         for nr in config.instelnrs:
             progress(Progress("start", op.name, nr))
-            answer = snapshot.read(op, nr, fields=fields.get(op.name))
+            answer = snapshot.read(
+                op, nr, fields=fields.get(op.name), max_bytes=config.max_answer_bytes
+            )
             data.add(op.name, nr, answer)
             progress(Progress("done", op.name, nr, len(answer.records)))
     return data

@@ -102,6 +102,10 @@ class InformatConfig:
     concurrency: int = 4
     retries: int = 3
     """Attempts after the first for transient failures (connection reset, 502/503/504)."""
+    max_answer_mb: float = field(default=1024.0, metadata={"check": positive})
+    """The largest answer accepted for one data set of one school, in MB (1 MB = 1,048,576
+    bytes), counted while it downloads and when a snapshot is read; a larger one is an error
+    rather than a machine out of memory."""
     ca_file: Path | None = None
     """A CA bundle trusted instead of the system store (a proxy or a private CA); certificates
     are always verified."""
@@ -115,6 +119,10 @@ class InformatConfig:
             raise ValueError("concurrency must be between 1 and 16")
         if not 0 <= self.retries <= 10:
             raise ValueError("retries must be between 0 and 10")
+
+    @property
+    def max_answer_bytes(self) -> int:
+        return round(self.max_answer_mb * (1 << 20))
 
     def query_options(self, today: dt.date) -> QueryOptions:
         return QueryOptions.resolve(

@@ -27,7 +27,7 @@ from provisioner.errors import SourceError
 from provisioner.files import create_private, refuse_link, write_private
 from provisioner.sources.informat.operations import Operation
 from provisioner.sources.informat.params import parse_day
-from provisioner.sources.informat.parser import AnswerParser, RawAnswer
+from provisioner.sources.informat.parser import DEFAULT_MAX_ANSWER_BYTES, AnswerParser, RawAnswer
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -134,7 +134,12 @@ class Snapshot:
             ) from None
 
     def read(
-        self, op: Operation, instelnr: str, *, fields: Collection[str] | None = None
+        self,
+        op: Operation,
+        instelnr: str,
+        *,
+        fields: Collection[str] | None = None,
+        max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> RawAnswer:
         entry = self.entry(op.name, instelnr)
         path = self.directory / entry.file
@@ -149,7 +154,7 @@ class Snapshot:
             except OSError as exc:
                 raise SourceError(f"snapshot file {path} cannot be read: {exc.strerror}") from None
 
-        parser = AnswerParser(op, f"snapshot {entry.file}", fields=fields)
+        parser = AnswerParser(op, f"snapshot {entry.file}", fields=fields, max_bytes=max_bytes)
         for chunk in chunks():
             parser.feed(chunk)
         records = parser.close()
