@@ -16,65 +16,119 @@ import json
 import logging
 import re
 import sys
+from collections.abc import Sequence
 from typing import Any, Literal, TextIO
 
 LOG = logging.getLogger("provisioner")
-_SECRETS: set[str] = set()
-# One pattern that matches every registered secret in any of its forms, rebuilt when a secret is
-# registered (rarely) because redact runs on every log line (often).
-_SECRET_PATTERN: re.Pattern[str] | None = None
 _NATIONAL_NUMBER = re.compile(r"(?<!\d)\d{2}\.?\d{2}\.?\d{2}[-.]?\d{3}\.?\d{2}(?!\d)")
-_NAMED_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
+
+# How a line can spell a character other than as itself: URL-encoded (UTF-8 bytes as %XX, a space
+# as +), as an XML or HTML character reference, or JSON-escaped.
+_ENCODED = re.compile(
+    r"(?:%[0-9A-Fa-f]{2})+|&#[0-9]{1,7};|&#[xX][0-9A-Fa-f]{1,6};|&(?:amp|lt|gt|quot|apos);"
+    r"|\\[uU][0-9A-Fa-f]{4}(?:\\[uU][dD][c-fC-F][0-9A-Fa-f]{2})?|\\[\\\"/]|\+"
+)
+_NAMED = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&apos;": "'"}
+_PREFIX = 4
+"""Secrets are found by their first characters; shorter ones are not registered."""
+_SECRETS: dict[str, set[str]] = {}
+"""Every registered secret (as the decoded text spells it), by its first characters."""
 
 
-def _any_case_hex(number: int, width: int) -> str:
-    return "".join(f"[{d}{d.lower()}]" if d.isalpha() else d for d in f"{number:0{width}X}")
+def _decode(encoded: str) -> list[str]:
+    """The characters one encoded encoded of :data:`_ENCODED` stands for."""
+    if encoded == "+":
+        return [" "]
+    if encoded.startswith("%"):
+        # Byte by byte, so that every character keeps the place it came from.
+        return list(bytes.fromhex(encoded.replace("%", "")).decode("utf-8", "replace"))
+    if encoded.startswith("&#"):
+        number = int(encoded[3:-1], 16) if encoded[2] in "xX" else int(encoded[2:-1])
+        return [chr(number)] if number <= 0x10FFFF else [encoded]
+    if encoded.startswith("&"):
+        return [_NAMED[encoded]]
+    if encoded[1] in "uU":
+        return list(bytes.fromhex(encoded[2:6] + encoded[8:12]).decode("utf-16-be", "replace"))
+    return [encoded[1]]
 
 
-def _char_forms(char: str) -> str:
-    """A regular expression for one character of a secret in every form a log line or an echoed
-    request can show it: raw, URL-encoded (``%21``, ``%c3%a9``; ``+`` for a space), as an XML or
-    HTML character reference (``&#33;``, ``&#x21;``, ``&amp;``) or JSON-escaped (``\\u0021``)."""
-    code = ord(char)
-    forms = [re.escape(char), f"&#0*{code};", f"&#[xX]0*{_any_case_hex(code, 1)};"]
-    if not (char.isascii() and char.isalnum()):  # quote() leaves letters and digits alone
-        forms.append("".join(f"%{_any_case_hex(byte, 2)}" for byte in char.encode("utf-8")))
-    if char == " ":
-        forms.append(r"\+")
-    if char in _NAMED_ENTITIES:
-        forms.append(re.escape(_NAMED_ENTITIES[char]))
-    if char == "'":
-        forms.append("&#[xX]27;")
-    if not (char.isascii() and char.isalnum()):
-        units = char.encode("utf-16-be")  # JSON writes a character beyond U+FFFF as two units
-        forms.append(
-            "".join(
-                rf"\\[uU]{_any_case_hex(int.from_bytes(units[i : i + 2]), 4)}"
-                for i in range(0, len(units), 2)
-            )
-        )
-    if char in '"\\/':
-        forms.append(re.escape("\\" + char))
-    # Longest first: an escaped backslash must win over a bare one, or half an escape is left.
-    return "(?:" + "|".join(sorted(forms, key=len, reverse=True)) + ")"
+def _decoded(text: str) -> tuple[str, Sequence[int], Sequence[int]]:
+    """*text* with every encoded character decoded, and where each decoded character starts and
+    ends in *text*."""
+    chars: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    position = 0
+    for match in _ENCODED.finditer(text):
+        for i in range(position, match.start()):
+            chars.append(text[i])
+            starts.append(i)
+            ends.append(i + 1)
+        decoded = _decode(match.group())
+        chars.extend(decoded)
+        # A token that stands for several characters (UTF-8 bytes) is replaced whole or not at
+        # all: each of its characters spans the whole token.
+        starts.extend([match.start()] * len(decoded))
+        ends.extend([match.end()] * len(decoded))
+        position = match.end()
+    for i in range(position, len(text)):
+        chars.append(text[i])
+        starts.append(i)
+        ends.append(i + 1)
+    return "".join(chars), starts, ends
+
+
+def _spelled(secret: str) -> str:
+    """A secret as :func:`_decoded` reads it back from a line that holds it raw."""
+    return _decoded(secret)[0]
 
 
 def register_secret(value: str) -> None:
     """Make *value* unloggable in every form (short values are left alone: they would mask
     ordinary words)."""
-    global _SECRET_PATTERN
-    if len(value) >= 4 and value not in _SECRETS:
-        _SECRETS.add(value)
-        alternatives = ["".join(_char_forms(c) for c in secret) for secret in _SECRETS]
-        # Longest first, so that a secret containing another is replaced whole.
-        alternatives.sort(key=len, reverse=True)
-        _SECRET_PATTERN = re.compile("|".join(alternatives))
+    if len(value) < _PREFIX:
+        return
+    for spelling in {value, _spelled(value)}:
+        if len(spelling) >= _PREFIX:
+            _SECRETS.setdefault(spelling[:_PREFIX], set()).add(spelling)
 
 
 def redact(text: str) -> str:
-    if _SECRET_PATTERN is not None:
-        text = _SECRET_PATTERN.sub("[secret]", text)
+    """*text* with every registered secret, in any of its forms, replaced by ``[secret]``: the
+    line is decoded once and looked up by its characters, which stays fast when a first night
+    registers thousands of initial passwords."""
+    if _SECRETS and len(text) >= _PREFIX:
+        text = _without_secrets(text)
     return _NATIONAL_NUMBER.sub("[national number]", text)
+
+
+def _without_secrets(text: str) -> str:
+    if _ENCODED.search(text) is None:  # most lines: nothing encoded, nothing to map back
+        plain, starts, ends = text, range(len(text)), range(1, len(text) + 1)
+    else:
+        plain, starts, ends = _decoded(text)
+    cuts: list[tuple[int, int]] = []
+    lookup, i, last = _SECRETS.get, 0, len(plain) - _PREFIX
+    while i <= last:
+        candidates = lookup(plain[i : i + _PREFIX])
+        if candidates:
+            # The longest, so that a secret containing another is replaced whole.
+            found = max((len(s) for s in candidates if plain.startswith(s, i)), default=0)
+            if found:
+                cuts.append((starts[i], ends[i + found - 1]))
+                i += found
+                continue
+        i += 1
+    if not cuts:
+        return text
+    pieces: list[str] = []
+    position = 0
+    for start, end in cuts:
+        if start < position:  # two secrets inside one encoded token
+            start = position
+        pieces.append(text[position:start] + "[secret]")
+        position = max(position, end)
+    return "".join(pieces) + text[position:]
 
 
 class _Redacting(logging.Filter):
