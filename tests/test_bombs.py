@@ -6,7 +6,6 @@ regression fails the test instead of taking the machine down.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -22,8 +21,8 @@ from provisioner.sources.informat.operations import operation
 from provisioner.sources.informat.reader import read_source
 from tests.conftest import INSTELNRS, REFERENCE_DAY, informat_config, snapshot_config
 
-if sys.platform == "win32":  # address-space limits and wait4 are POSIX
-    pytest.skip("memory-limited child processes need POSIX", allow_module_level=True)
+if not sys.platform.startswith("linux"):  # address-space limits and /proc/self/status
+    pytest.skip("memory-limited child processes need Linux", allow_module_level=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "sample.yaml"
@@ -39,38 +38,49 @@ class Finished:
     peak_rss_mb: float
 
 
-def _limit_memory() -> None:
-    import resource  # POSIX only, like this module's tests
+# The child limits itself and reports its own peak (VmHWM of its own address space, which starts
+# anew at exec). The kernel's ru_maxrss of a forked child also counts the pages it shared with
+# this test process before exec, so a large pytest process would make every child look large.
+CHILD = f"""
+import atexit, resource, runpy, sys
+resource.setrlimit(resource.RLIMIT_AS, ({LIMIT}, {LIMIT}))
+PEAK_FILE = sys.argv.pop(1)
 
-    resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
+def report_peak() -> None:
+    with open("/proc/self/status") as status, open(PEAK_FILE, "w") as peak:
+        peak.write(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+
+atexit.register(report_peak)
+sys.argv[0] = "provisioner"
+runpy.run_module("provisioner", run_name="__main__", alter_sys=True)
+"""
 
 
 def run_limited(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> Finished:
     """``python -m provisioner ARGS`` under the memory limit, with its own peak memory."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile("r") as peak,
+    ):
         start = time.monotonic()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "provisioner", *args],
+        process = subprocess.run(
+            [sys.executable, "-c", CHILD, peak.name, *args],
             cwd=cwd,
             stdout=out,
             stderr=err,
             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})},
-            preexec_fn=_limit_memory,
+            check=False,
         )
-        try:
-            # wait4 gives this child's own peak memory, not the largest of every child so far.
-            _pid, status, usage = os.wait4(process.pid, 0)
-        finally:
-            process.returncode = -1  # reaped above; keeps Popen from waiting again
         seconds = time.monotonic() - start
         out.seek(0)
         err.seek(0)
         return Finished(
-            os.waitstatus_to_exitcode(status),
+            process.returncode,
             out.read().decode("utf-8", "replace"),
             err.read().decode("utf-8", "replace"),
             seconds,
-            usage.ru_maxrss / 1024,
+            int(peak.read() or 0) / 1024,
         )
 
 
@@ -306,12 +316,11 @@ def test_ordinary_templates_work_as_in_jinja(template, expected):
     assert compiled.render({"rows": rows}, "1") == expected
 
 
-def test_the_memory_limit_of_these_tests_is_real():
-    result = subprocess.run(
-        [sys.executable, "-c", "block = bytearray(2 * 1024**3)"],
-        capture_output=True,
-        text=True,
-        preexec_fn=_limit_memory,
-        timeout=60,
-    )
+def test_the_memory_limit_of_these_tests_is_real(tmp_path):
+    """The child that runs the bombs cannot take 2 GB, and reports its own peak."""
+    script = tmp_path / "provisioner" / "__main__.py"
+    script.parent.mkdir()
+    script.write_text("block = bytearray(1024**3 // 2)\nblock = bytearray(2 * 1024**3)\n")
+    result = run_limited([], tmp_path, {"PYTHONPATH": str(tmp_path)})
     assert result.returncode != 0 and "MemoryError" in result.stderr
+    assert 500 < result.peak_rss_mb < 1536
