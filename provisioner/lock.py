@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
 POLL_SECONDS = 0.2
 """How often a waiting run tries the lock again."""
+ANNOUNCE_AFTER = 1.0
+"""Seconds a waiting run waits for the holder's details before it says whom it waits for."""
 WINDOWS_LOCK_OFFSET = 1 << 20
 """Windows locks byte ranges and refuses to read a locked one: the lock is taken on one byte far
 beyond the holder's details so that a waiting run can still read them."""
@@ -246,16 +248,20 @@ class RunLock:
     def _take(self, lock: LockFile, deadline: float) -> None:
         fd = _open_lock_file(lock.path)
         announced = False
+        busy_since = self.clock()
         try:
             while not self._try(lock, fd):
-                holder = describe_holder(_read_start(fd))
+                details = _read_start(fd)
+                holder = describe_holder(details)
                 if self.clock() >= deadline:
                     waited = f" (waited {self.wait:g} s)" if self.wait else ""
                     raise LockBusy(
                         f"another run ({holder}) holds the lock on {lock.what}{waited}; it is "
                         "still running — wait for it or stop it"
                     )
-                if not announced:  # a warning: someone at a terminal should know why it waits
+                # A warning, so that someone at a terminal knows why it waits; once the holder's
+                # details are there (it writes them just after taking the lock).
+                if not announced and (details or self.clock() - busy_since >= ANNOUNCE_AFTER):
                     log.event(
                         f"another run ({holder}) holds the lock on {lock.what}; waiting up to "
                         f"{self.wait:g} s for it to finish",
