@@ -253,15 +253,16 @@ class RunLock:
             while not self._try(lock, fd):
                 details = _read_start(fd)
                 holder = describe_holder(details)
-                if self.clock() >= deadline:
+                # The holder writes its details just after taking the lock: in that split second
+                # a run gives them a moment, so that its message can say whom it met.
+                known = bool(details) or self.clock() - busy_since >= ANNOUNCE_AFTER
+                if self.clock() >= deadline and known:
                     waited = f" (waited {self.wait:g} s)" if self.wait else ""
                     raise LockBusy(
                         f"another run ({holder}) holds the lock on {lock.what}{waited}; it is "
                         "still running — wait for it or stop it"
                     )
-                # A warning, so that someone at a terminal knows why it waits; once the holder's
-                # details are there (it writes them just after taking the lock).
-                if not announced and (details or self.clock() - busy_since >= ANNOUNCE_AFTER):
+                if known and not announced:  # someone at a terminal should know why it waits
                     log.event(
                         f"another run ({holder}) holds the lock on {lock.what}; waiting up to "
                         f"{self.wait:g} s for it to finish",
@@ -269,7 +270,7 @@ class RunLock:
                         lock=str(lock.path),
                     )
                     announced = True
-                self.sleep(max(0.0, min(POLL_SECONDS, deadline - self.clock())))
+                self.sleep(min(POLL_SECONDS, max(deadline - self.clock(), POLL_SECONDS / 4)))
         except BaseException:
             os.close(fd)
             raise

@@ -19,6 +19,7 @@ from provisioner.cli import main
 from provisioner.config import load_config
 from provisioner.errors import ConfigError
 from provisioner.lock import (
+    ANNOUNCE_AFTER,
     POLL_SECONDS,
     WINDOWS_LOCK_OFFSET,
     LockBusy,
@@ -26,6 +27,7 @@ from provisioner.lock import (
     MsvcrtLocker,
     RunLock,
     describe_holder,
+    holder_details,
     lock_files,
     normalise_dn,
     run_lock,
@@ -251,6 +253,29 @@ def test_a_waiting_run_gives_up_after_the_configured_time(write_config, holder):
     with pytest.raises(LockBusy, match=r"\(waited 1.5 s\); it is still running"):
         take(config, clock=lambda: now[0], sleep=sleep)
     assert sum(naps) == pytest.approx(1.5) and max(naps) <= POLL_SECONDS
+
+
+def test_a_run_that_meets_a_holder_in_its_first_split_second_still_names_it(write_config):
+    """The holder writes its details just after taking the lock: a run that comes in between
+    gives them a moment instead of refusing with a message that names nobody."""
+    import fcntl
+
+    config = write_config("a", ad_target())
+    first = lock_files(load_config(config))[0]
+    fd = os.open(first.path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # taken, details not written yet
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        os.write(fd, holder_details("provisioner apply --config other.yaml"))
+
+    try:
+        with pytest.raises(LockBusy, match=rf"another run \(pid {os.getpid()}, `provisioner apply"):
+            take(config, clock=lambda: now[0], sleep=sleep)
+        assert 0 < now[0] < ANNOUNCE_AFTER
+    finally:
+        os.close(fd)
 
 
 def test_lock_settings_are_checked(write_config):
