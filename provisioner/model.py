@@ -118,6 +118,24 @@ class MappingReport:
     """Any error means the desired state is incomplete: nothing may be removed on its basis."""
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A person held for the night: a problem with their data only. Their existing account is
+    left exactly as it is (not a leaver, no update, memberships untouched) and they get no new
+    one; everyone else proceeds."""
+
+    kind: str
+    """The account kind of the mappings (``pupils``, ``staff``)."""
+    key: str
+    """The person key in the source (p_persoon)."""
+    school: str
+    reason: str
+    anchor: str | None = None
+    """Their anchor, when it could be made: what the planner protects in the directory."""
+    dataset: str | None = None
+    field: str | None = None
+
+
 @dataclass
 class DesiredState:
     accounts: dict[str, DesiredAccount] = field(default_factory=dict)
@@ -126,6 +144,11 @@ class DesiredState:
     """By key."""
     ous: set[tuple[str, ...]] = field(default_factory=set)
     report: MappingReport = field(default_factory=MappingReport)
+    held: list[Hold] = field(default_factory=list)
+    """Persons held for the night (see :class:`Hold`)."""
+    unknown_rows: dict[str, int] = field(default_factory=dict)
+    """Per school, rows whose person key could not be read: nobody knows who they are, so that
+    school's leaver actions wait."""
 
 
 # -- what a target holds ------------------------------------------------------------------------

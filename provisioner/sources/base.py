@@ -52,6 +52,22 @@ class Block:
     """What may cause it, or what to check."""
 
 
+@dataclass(frozen=True)
+class ValueProblem:
+    """A value of one row that could not be read (an impossible date, a number that is none).
+    The row is still delivered, with that field empty; the problem holds only its person."""
+
+    dataset: str
+    unit: str
+    key: str | None
+    """The row's person key, or None when the key itself could not be read: then nobody knows
+    whose row it was, and that unit's leaver actions wait for the night."""
+    field: str
+    reason: str
+    """What is wrong, without the personal value where it is personal data:
+    ``not a date in a form Informat uses ('2011-02-31')``."""
+
+
 @dataclass
 class SourceRead:
     """The neutral result of a read: what the mapping engine and the planner get."""
@@ -66,6 +82,8 @@ class SourceRead:
     description: str = ""
     """Where the data came from, for people: ``Informat 2025-26 from https://…``."""
     blocks: list[Block] = field(default_factory=list)
+    problems: list[ValueProblem] = field(default_factory=list)
+    """Values that could not be read, each holding only its person."""
 
     @property
     def units(self) -> list[str]:
