@@ -111,7 +111,9 @@ def normalise_date(value: str, date_format: DateFormat | None = None) -> str | N
             return None
         day_first = form is _DAY_FIRST
         if not 1 <= month <= 12:
-            first = " (dates are read day first, never month first)" if day_first else ""
+            # Say so where the value would be a date month first: never guessed, but explained.
+            swapped = day_first and 1 <= day <= 12
+            first = " (dates are read day first, never month first)" if swapped else ""
             raise ValueError(f"{_shown(text)} is not a date: there is no month {month}{first}")
         try:
             date = dt.date(year, month, day)
