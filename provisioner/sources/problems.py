@@ -22,18 +22,7 @@ def problem_warnings(problems: Sequence[ValueProblem], *, shown: int = SHOWN) ->
     if not problems:
         return []
     total = len(problems)
-    keyless = sum(1 for p in problems if p.key is None)
-    lines = [
-        f"warning: {_count(total, 'value')} could not be read; the rest was read as usual. "
-        "A person whose value could not be read keeps their account as it is until the value is "
-        "corrected in the source"
-        + (
-            f"; {_count(keyless, 'row')} without a person key belong to nobody, so leavers in "
-            "that school wait until it is corrected"
-            if keyless
-            else ""
-        )
-    ]
+    lines = [f"warning: {_count(total, 'value')} could not be read; the rest was read as usual:"]
     per_unit = Counter((p.dataset, p.unit) for p in problems)
     for (dataset, unit), count in per_unit.items():
         lines.append(f"warning:   {dataset} for {unit}: {count}")
@@ -45,6 +34,16 @@ def problem_warnings(problems: Sequence[ValueProblem], *, shown: int = SHOWN) ->
         )
     if total > shown:
         lines.append(f"warning: … and {total - shown} more")
+    lines.append(
+        "warning: a person whose value could not be read keeps their account exactly as it is "
+        "until the value is corrected in the source"
+    )
+    keyless = sum(1 for p in problems if p.key is None)
+    if keyless:
+        lines.append(
+            f"warning: {_count(keyless, 'row')} without a person key belong to nobody, so no "
+            "account of that school is treated as a leaver until it is corrected"
+        )
     return lines
 
 
