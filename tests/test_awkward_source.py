@@ -261,3 +261,45 @@ def test_fetch_of_whole_data_sets_reads_every_date_field(awkward, tmp_path, monk
         "'2011-02-31' is not a date" in err
     )
     assert "Traceback" not in err
+
+
+def _day_first(iso: str, form: int) -> str:
+    """An ISO date in one of the day-first or ISO forms Informat may use, by *form*."""
+    year, month, day = iso[:10].split("-")
+    return [
+        iso[:10],
+        f"{day}/{month}/{year}",
+        f"{int(day)}.{int(month)}.{year}",
+        f"{iso[:10]}T00:00:00.0000000+02:00",
+        f"{day}-{month}-{year}",
+    ][form % 5]
+
+
+def test_validate_gives_the_same_result_whatever_form_the_class_dates_take(
+    synthetic, tmp_path, monkeypatch, capsys
+):
+    """Issue 12: ISO dates in Subgroepen stopped validate; any mix of forms now reads the same."""
+    rewritten = []
+    for i, row in enumerate(synthetic.rows["Subgroepen"]):
+        changed = dict(row)
+        for name in ("BegindatumKlas", "EinddatumKlas"):
+            if row.get(name):
+                changed[name] = _day_first(row[name], i)
+        rewritten.append(changed)
+    awkward_data = {
+        "rows": {**synthetic.rows, "Subgroepen": rewritten},
+        "schooljaar": synthetic.schooljaar,
+        "instelnrs": synthetic.instelnrs,
+    }
+    assert any(r.get("EinddatumKlas") for r in rewritten)  # the filter has ends to read
+    monkeypatch.setenv("TEST_PW", PASSWORD)
+    summaries = []
+    for data in (synthetic, awkward_data):
+        with InformatServer(data, today=REFERENCE_DAY) as server:
+            config = fetch_config(tmp_path, server.url, mappings=True)
+            assert main(["validate", "--config", str(config)]) == 0
+        out, err = capsys.readouterr()
+        assert "OK: the mappings are valid" in out
+        assert "not a date" not in out + err
+        summaries.append(out[out.index("Persons:") :])
+    assert summaries[0] == summaries[1]
