@@ -6,7 +6,7 @@ End-to-end behaviour over HTTP is tested against the local Informat server in te
 import pytest
 
 from provisioner.errors import AuthenticationError, SourceError
-from provisioner.sources.informat.operations import operation
+from provisioner.sources.informat.operations import OPERATIONS, operation
 from provisioner.sources.informat.parser import (
     AnswerParser,
     UnreadableValue,
@@ -126,6 +126,7 @@ def test_every_unambiguous_date_form_is_read(value, expected):
         ("07.03-1980", "'07.03-1980' is not a date in a form Informat uses"),
         ("10.01.11", "'10.01.11' is not a date in a form Informat uses"),  # which century?
         ("Peeters", "a value of 7 characters (not shown) is not a date in a form"),
+        ("٢٠١١-٠١-١٠", "(not shown) is not a date in a form"),  # Arabic-Indic digits
     ],
 )
 def test_values_that_are_no_date_are_refused_with_a_reason(value, reason):
@@ -133,6 +134,14 @@ def test_values_that_are_no_date_are_refused_with_a_reason(value, reason):
         normalise_date(value)
     assert reason in str(caught.value)
     assert "Peeters" not in str(caught.value)
+
+
+def test_only_the_date_formats_the_reference_confirms_are_marked_verified():
+    verified = {name for name, op in OPERATIONS.items() if op.dates_verified}
+    assert verified == {"Lln", "Leerkrachten", "Inschrijvingen"}
+    assert operation("Inschrijvingen").date_format == "datetime"
+    assert operation("Inschrijvingen").verified is False  # its item element is still a guess
+    assert operation("LlnExtra").date_format == operation("Subgroepen").date_format == "any"
 
 
 def test_an_unreadable_date_empties_that_field_only_and_is_a_problem_of_its_person():

@@ -66,15 +66,17 @@ XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 _YEAR_FIRST = re.compile(
     r"(?P<year>\d{4})(?P<sep>[-/.])(?P<month>\d{1,2})(?P=sep)(?P<day>\d{1,2})"
     r"(?:[T ](?P<clock>\d{1,2}:\d{2}(?::\d{2})?)(?:[.,]\d+)?)?"
-    r"\s*(?:Z|[+-]\d{2}:?\d{2})?"
+    r"\s*(?:Z|[+-]\d{2}:?\d{2})?",
+    re.ASCII,  # digits 0-9 only: int() would read other scripts' digits too
 )
 _DAY_FIRST = re.compile(
     r"(?P<day>\d{1,2})(?P<sep>[-/.])(?P<month>\d{1,2})(?P=sep)(?P<year>\d{4})"
-    r"(?:[T ](?P<clock>\d{1,2}:\d{2}(?::\d{2})?)(?:[.,]\d+)?)?"
+    r"(?:[T ](?P<clock>\d{1,2}:\d{2}(?::\d{2})?)(?:[.,]\d+)?)?",
+    re.ASCII,
 )
 _DATE_FORMS = (_YEAR_FIRST, _DAY_FIRST)
 # A value shown in a reason only when it is made of what dates are made of: it cannot be a name.
-_DATE_LIKE = re.compile(r"[\d\s.:/,+TZ-]{1,40}")
+_DATE_LIKE = re.compile(r"[\d\s.:/,+TZ-]{1,40}", re.ASCII)
 _HEAD = 512
 DEFAULT_MAX_ANSWER_BYTES = 1 << 30
 """A generous cap on one answer: the largest real data sets are tens of megabytes."""
