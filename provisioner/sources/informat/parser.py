@@ -6,13 +6,13 @@ dropped from the tree, so memory holds the records, not the document.
 
 Records keep Informat's field names. The forms of "no value" (``<X />``, an omitted element,
 ``xsi:nil="true"``, a value of only whitespace) all mean the same here: the field is absent from
-the record, so ``record.get(name)`` is ``None`` for each of them.
+the record, so ``record.get(name)`` is ``None`` for each of them. Per-person containers
+(``Relaties``…) are always lists, also when they hold one child or none.
 
 Only kept fields are converted (dates to ISO, instelnr to six digits), so a field no mapping reads
 can never stop a read. A kept value that cannot be read (``2011-02-31``) does not stop it either:
 the record is kept without that field and the parser notes an :class:`UnreadableValue`, as it does
-for a record without a person key. Per-person containers (``Relaties``…) are always
-lists, also when they hold one child or none.
+for a record without a person key.
 """
 
 from __future__ import annotations
