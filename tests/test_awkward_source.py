@@ -303,3 +303,23 @@ def test_validate_gives_the_same_result_whatever_form_the_class_dates_take(
         assert "not a date" not in out + err
         summaries.append(out[out.index("Persons:") :])
     assert summaries[0] == summaries[1]
+
+
+def test_rewritten_rows_come_back_as_they_were(synthetic):
+    with InformatServer(synthetic, today=REFERENCE_DAY) as server:
+        config = informat_config(server.url, instelnrs=[SCHOOL])
+        before = read_source(config, [operation("Subgroepen")]).answers["Subgroepen"][SCHOOL]
+        key = before[0]["p_persoon"]
+        rows = server.rewrite(
+            "Subgroepen",
+            {"p_persoon": key, "_instelnr": SCHOOL},
+            {"Klascode": MISSING, "Klas": " ", "Status": ""},
+        )
+        during = read_source(config, [operation("Subgroepen")]).answers["Subgroepen"][SCHOOL]
+        changed = [r for r in during if r["p_persoon"] == key]
+        assert len(changed) == rows
+        assert all(not {"Klascode", "Klas", "Status"} & r.keys() for r in changed)
+        server.restore_rows()
+        after = read_source(config, [operation("Subgroepen")]).answers["Subgroepen"][SCHOOL]
+        assert after == before
+    assert all(r.get("Klascode") is not MISSING for r in synthetic.rows["Subgroepen"])
