@@ -42,6 +42,7 @@ from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
 from provisioner.report.plan import render_plan, render_results
 from provisioner.sources.base import Progress, SourceRead
+from provisioner.sources.problems import problem_warnings
 from provisioner.state import StateStore
 from provisioner.targets.base import Target
 from provisioner.text import visible
@@ -202,7 +203,12 @@ def run_fetch(args: argparse.Namespace) -> int:
         read = source.read(fields, progress=progress, save=args.save)
     finally:
         progress.clear()
-    log.event("read the source", counts=read.counts, blocks=len(read.blocks))
+    log.event(
+        "read the source",
+        counts=read.counts,
+        blocks=len(read.blocks),
+        unreadable_values=len(read.problems),
+    )
     if args.json:
         print(json.dumps(read.counts, indent=2))
     else:
@@ -214,6 +220,8 @@ def run_fetch(args: argparse.Namespace) -> int:
             visible(f"warning: {block.dataset} for {block.unit} {block.reason}{hint}"),
             file=sys.stderr,
         )
+    for line in problem_warnings(read.problems):  # warnings only: fetch itself succeeded
+        print(visible(line), file=sys.stderr)
     if args.save:
         print(f"saved the raw answers to {args.save}", file=sys.stderr)
     return 0

@@ -6,8 +6,13 @@ End-to-end behaviour over HTTP is tested against the local Informat server in te
 import pytest
 
 from provisioner.errors import AuthenticationError, SourceError
-from provisioner.sources.informat.operations import operation
-from provisioner.sources.informat.parser import normalise_date, parse_answer
+from provisioner.sources.informat.operations import OPERATIONS, operation
+from provisioner.sources.informat.parser import (
+    AnswerParser,
+    UnreadableValue,
+    normalise_date,
+    parse_answer,
+)
 
 NS = 'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns="http://InformatSoftware.be/wsInfSoft/wsInformat"'
 
@@ -24,17 +29,27 @@ def lln(*items: str) -> str:
     return f'<?xml version="1.0" encoding="utf-8"?><ArrayOfWsInschrijving {NS}>{body}</ArrayOfWsInschrijving>'
 
 
-def test_the_three_forms_of_no_value_are_the_same():
+def parse_with_problems(xml: str, op="Lln", **kw) -> tuple[list[dict], list[UnreadableValue]]:
+    parser = AnswerParser(operation(op), f"test {op}", **kw)
+    data = xml.encode()
+    for i in range(0, len(data), 7):
+        parser.feed(data[i : i + 7])
+    return parser.close(), parser.problems
+
+
+def test_the_forms_of_no_value_are_the_same():
     records = parse(
         lln(
             "<p_persoon>1</p_persoon><Klasnr />",
             "<p_persoon>2</p_persoon>",
             '<p_persoon>3</p_persoon><Klasnr xsi:nil="true" />',
             "<p_persoon>4</p_persoon><Klasnr>7</Klasnr>",
+            "<p_persoon>5</p_persoon><Klasnr> \t\n </Klasnr><geboortedatum>  </geboortedatum>",
         )
     )
-    assert [r.get("Klasnr") for r in records] == [None, None, None, "7"]
+    assert [r.get("Klasnr") for r in records] == [None, None, None, "7", None]
     assert records[0] == {"p_persoon": "1"}
+    assert records[4] == {"p_persoon": "5"}
 
 
 def test_empty_answer_is_an_empty_list_not_an_error():
@@ -65,33 +80,130 @@ def test_leerkrachten_dates_are_dd_mm_yyyy():
     assert parse(xml, "Leerkrachten")[0]["Geboortedatum"] == "1980-03-07"
 
 
-def test_a_date_in_another_operations_format_is_an_error_naming_the_record():
+def test_a_date_in_another_operations_documented_form_is_read_all_the_same():
     xml = f"<ArrayOfWsPersoneelslid {NS}><wsPersoneelslid><p_persoon>9</p_persoon><Geboortedatum>1980-03-07</Geboortedatum></wsPersoneelslid></ArrayOfWsPersoneelslid>"
-    with pytest.raises(SourceError, match="record p_persoon=9: field Geboortedatum"):
-        parse(xml, "Leerkrachten")
+    records, problems = parse_with_problems(xml, "Leerkrachten")
+    assert records == [{"p_persoon": "9", "Geboortedatum": "1980-03-07"}]
+    assert problems == []
 
 
 @pytest.mark.parametrize(
-    ("value", "fmt", "expected"),
+    ("value", "expected"),
     [
-        ("2023-09-01T00:00:00", "datetime", "2023-09-01"),
-        ("2023-09-01T08:30:00+02:00", "datetime", "2023-09-01T08:30:00"),
-        ("2023-09-01T00:00:00.000", "datetime", "2023-09-01"),
-        ("0001-01-01T00:00:00", "datetime", None),  # .NET's DateTime.MinValue: no date
-        ("07.03.1980", "any", "1980-03-07"),
-        ("2012-03-07", "any", "2012-03-07"),
+        ("2023-09-01T00:00:00", "2023-09-01"),
+        ("2023-09-01T08:30:00+02:00", "2023-09-01T08:30:00"),  # the date as written, not UTC
+        ("2023-09-01T00:00:00+02:00", "2023-09-01"),
+        ("2023-09-01T00:00:00.000", "2023-09-01"),
+        ("2023-09-01T00:00:00.1234567Z", "2023-09-01"),
+        ("2023-09-01T00:00:00Z", "2023-09-01"),
+        ("2023-09-01 07:05", "2023-09-01T07:05:00"),
+        ("2023-9-1", "2023-09-01"),
+        ("0001-01-01T00:00:00", None),  # .NET's DateTime.MinValue: no date
+        ("0001-01-01", None),
+        ("01.01.0001", None),
+        ("07.03.1980", "1980-03-07"),
+        ("7.3.1980", "1980-03-07"),
+        ("07-03-1980", "1980-03-07"),
+        ("07/03/1980", "1980-03-07"),
+        ("01/02/2011", "2011-02-01"),  # day first: 1 February, never 2 January
+        ("13/02/2011", "2011-02-13"),
+        ("2012-03-07", "2012-03-07"),
+        ("  2012-03-07\n", "2012-03-07"),
+        ("   ", None),
     ],
 )
-def test_date_normalisation(value, fmt, expected):
-    assert normalise_date(value, fmt) == expected
+def test_every_unambiguous_date_form_is_read(value, expected):
+    assert normalise_date(value) == expected
 
 
 @pytest.mark.parametrize(
-    ("value", "fmt"), [("2023-02-30", "ymd"), ("07-03-1980", "dmy"), ("2023-09-01", "datetime")]
+    ("value", "reason"),
+    [
+        ("2011-02-31", "'2011-02-31' is not a date: month 2 of 2011 has no day 31"),
+        ("31.31.2011", "'31.31.2011' is not a date: there is no month 31"),
+        ("02/13/2011", "there is no month 13 (dates are read day first, never month first)"),
+        ("2011-01-10T25:00:00", "the time 25:00:00 does not exist"),
+        ("07.03-1980", "'07.03-1980' is not a date in a form Informat uses"),
+        ("10.01.11", "'10.01.11' is not a date in a form Informat uses"),  # which century?
+        ("Peeters", "a value of 7 characters (not shown) is not a date in a form"),
+        ("٢٠١١-٠١-١٠", "(not shown) is not a date in a form"),  # Arabic-Indic digits
+    ],
 )
-def test_impossible_or_misformatted_dates_are_refused(value, fmt):
-    with pytest.raises(ValueError):
-        normalise_date(value, fmt)
+def test_values_that_are_no_date_are_refused_with_a_reason(value, reason):
+    with pytest.raises(ValueError) as caught:
+        normalise_date(value)
+    assert reason in str(caught.value)
+    assert "Peeters" not in str(caught.value)
+
+
+def test_only_the_date_formats_the_reference_confirms_are_marked_verified():
+    verified = {name for name, op in OPERATIONS.items() if op.dates_verified}
+    assert verified == {"Lln", "Leerkrachten", "Inschrijvingen"}
+    assert operation("Inschrijvingen").date_format == "datetime"
+    assert operation("Inschrijvingen").verified is False  # its item element is still a guess
+    assert operation("LlnExtra").date_format == operation("Subgroepen").date_format == "any"
+
+
+def test_an_unreadable_date_empties_that_field_only_and_is_a_problem_of_its_person():
+    records, problems = parse_with_problems(
+        lln(
+            "<p_persoon>1</p_persoon><Naam>Aerts</Naam><geboortedatum>2011-02-31</geboortedatum>",
+            "<p_persoon>2</p_persoon><geboortedatum>2011-01-10</geboortedatum>",
+        )
+    )
+    assert records == [
+        {"p_persoon": "1", "Naam": "Aerts"},
+        {"p_persoon": "2", "geboortedatum": "2011-01-10"},
+    ]
+    assert problems == [
+        UnreadableValue(
+            "1", "geboortedatum", "'2011-02-31' is not a date: month 2 of 2011 has no day 31"
+        )
+    ]
+
+
+def test_a_field_that_is_not_kept_is_never_read_so_never_a_problem():
+    records, problems = parse_with_problems(
+        lln("<p_persoon>1</p_persoon><Naam>Aerts</Naam><geboortedatum>2011-02-31</geboortedatum>"),
+        fields=["Naam"],
+    )
+    assert records == [{"p_persoon": "1", "Naam": "Aerts"}]
+    assert problems == []
+
+
+@pytest.mark.parametrize(
+    "key", ["<p_persoon />", "<p_persoon>  </p_persoon>", "", '<p_persoon xsi:nil="true" />']
+)
+def test_a_record_without_a_key_is_kept_keyless_and_is_a_problem_of_nobody(key):
+    records, problems = parse_with_problems(
+        lln(
+            "<p_persoon>1</p_persoon>",
+            f"{key}<Naam>Aerts</Naam><geboortedatum>2011-02-31</geboortedatum>",
+        )
+    )
+    assert records == [{"p_persoon": "1"}, {"Naam": "Aerts"}]
+    assert len(problems) == 1  # the unreadable date of nobody's record adds nothing
+    assert problems[0].key is None
+    assert problems[0].field == "p_persoon"
+    assert "record 2 of the answer has no person key" in problems[0].reason
+
+
+def test_a_key_with_whitespace_around_is_the_same_key():
+    records = parse(lln("<p_persoon> 123\n</p_persoon>"))
+    assert records == [{"p_persoon": "123"}]
+
+
+def test_an_unreadable_date_inside_a_per_person_container_names_the_container():
+    xml = f"""<ArrayOfWsRelaties {NS}><WsRelaties><PPersoon>4</PPersoon><Relaties>
+      <Relatie><Naam>X</Naam><Geboortedatum>30.02.1980</Geboortedatum></Relatie>
+      <Relatie><Naam>Y</Naam><Geboortedatum>1980-02-03T00:00:00</Geboortedatum></Relatie>
+    </Relaties></WsRelaties></ArrayOfWsRelaties>"""
+    records, problems = parse_with_problems(xml, "Relaties")
+    assert records[0]["Relaties"] == [
+        {"Naam": "X"},
+        {"Naam": "Y", "Geboortedatum": "1980-02-03"},
+    ]
+    assert [(p.key, p.field) for p in problems] == [("4", "Relaties.Geboortedatum")]
 
 
 def test_nested_sets_are_lists_even_with_one_child_and_skip_nil_entries():

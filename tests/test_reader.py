@@ -44,12 +44,12 @@ def as_record(row: dict, op: Operation) -> dict:
     """What the reader must make of one served row."""
     record = {}
     for name, value in row.items():
-        if name.startswith("_") or value is None or value == "":
+        if name.startswith("_") or value is None or (isinstance(value, str) and not value.strip()):
             continue
         if isinstance(value, list):
             record[name] = [as_record(child, op) for child in value if child is not None]
         elif name in op.date_fields:
-            if (date := normalise_date(value, op.date_format)) is not None:
+            if (date := normalise_date(value)) is not None:
                 record[name] = date
         elif name.lower() == "instelnr":
             record[name] = value.zfill(6)
@@ -320,5 +320,8 @@ def test_any_text_reaches_the_record_unchanged(naam, opmerking, transport):
         (record,) = read_source(config, [operation("Relaties")], today=REFERENCE_DAY).records(
             "Relaties"
         )
-    relatie = {name: text for name, text in (("Naam", naam), ("Opmerking", opmerking)) if text}
+    # Only a value of nothing but whitespace is no value, like an empty element.
+    relatie = {
+        name: text for name, text in (("Naam", naam), ("Opmerking", opmerking)) if text.strip()
+    }
     assert record == {"PPersoon": "1", "Relaties": [relatie]}

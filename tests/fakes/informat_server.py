@@ -17,6 +17,10 @@ Quirks reproduced (each is asserted in ``tests/test_fake_informat.py``):
 - ``instelnr`` is accepted with five or six digits and always answered with six;
 - duplicates are served as they are in the data.
 
+:meth:`InformatServer.rewrite` serves awkward values in given fields of given rows (a date in
+another form, an impossible date, an empty or missing key, whitespace), as a real database has
+them, without a hand-written data set.
+
 Only 127.0.0.1 is ever bound. Run ``python -m tests.fakes.informat_server --pupils 300`` to try a
 client against it by hand.
 """
@@ -57,6 +61,9 @@ PATHS = ("/wsInformat.asmx", "/wsInfSoft/wsInformat.asmx")
 
 DEFAULT_LOGIN = "webservices@school.be"
 DEFAULT_PASSWORD = "geheim"  # a fixed test credential for a local fake
+
+MISSING: Any = type("Missing", (), {"__repr__": lambda _self: "MISSING"})()
+"""A value for :meth:`InformatServer.rewrite` that leaves the element out altogether."""
 
 NL = "\r\n"
 """ASMX runs on Windows: its indented XML and its error texts use CRLF line ends."""
@@ -310,7 +317,7 @@ def _fields(
     """The child elements of one row or nested child, each on its own line when pretty."""
     out: list[str] = []
     for key, value in row.items():
-        if key[0] == "_":
+        if key[0] == "_" or value is MISSING:
             continue
         if value is None:
             out.append(f'{pad}<{key} xsi:nil="true" />')
@@ -549,6 +556,7 @@ class InformatServer(LoopbackServer):
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._render_lock = threading.Lock()
+        self._originals: dict[tuple[str, int], dict[str, Any]] = {}
         self._items: dict[tuple[str, bool], list[bytes]] = {}
         self._by_instelnr: dict[str, dict[str, list[int]]] = {}
         for name, rows in self.rows.items():
@@ -612,6 +620,41 @@ class InformatServer(LoopbackServer):
             self._faults.append(
                 _Fault(kind, op, _six(instelnr) if instelnr else None, times, seconds)
             )
+
+    def rewrite(self, op: str, where: Mapping[str, str], values: Mapping[str, Any]) -> int:
+        """Serve *values* in the rows of *op* whose fields equal *where*; returns how many rows.
+
+        A value is served as written (``"2011-02-31"``, ``" 2011-01-10 "``); ``""`` is an empty
+        element, ``None`` ``xsi:nil``, :data:`MISSING` no element at all. Rows are replaced, never
+        changed in place, so the data the server was made from stays as it was; the originals come
+        back with :meth:`restore_rows`.
+        """
+        rows = self.rows[op]
+        changed = 0
+        with self._render_lock, self._lock:
+            for i, row in enumerate(rows):
+                if all(row.get(name) == wanted for name, wanted in where.items()):
+                    self._originals.setdefault((op, i), row)
+                    rows[i] = {**row, **values}
+                    changed += 1
+            self._forget_rendered(op)
+        if not changed:
+            raise ValueError(f"{op}: no row has {dict(where)!r}")
+        return changed
+
+    def restore_rows(self) -> None:
+        """Serve every row :meth:`rewrite` changed as it was before."""
+        with self._render_lock, self._lock:
+            for (op, i), row in self._originals.items():
+                self.rows[op][i] = row
+                self._forget_rendered(op)
+            self._originals.clear()
+
+    def _forget_rendered(self, op: str) -> None:
+        for pretty in (False, True):
+            self._items.pop((op, pretty), None)
+        for cached in [k for k in self._bodies if k[0] == op]:
+            del self._bodies[cached]
 
     def clear_faults(self) -> None:
         """Forget every injected fault."""

@@ -183,7 +183,7 @@ class InformatClient:
                 if out is not None:
                     out.close()
             records = parser.close()
-            return RawAnswer(records, digest.hexdigest(), size, parser.fields_seen)
+            return RawAnswer(records, digest.hexdigest(), size, parser.fields_seen, parser.problems)
         finally:
             response.close()
 

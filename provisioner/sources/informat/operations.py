@@ -22,8 +22,10 @@ from provisioner.errors import ConfigError
 NAMESPACE = "http://InformatSoftware.be/wsInfSoft/wsInformat"
 
 DateFormat = Literal["ymd", "dmy", "datetime", "any"]
-"""How an operation writes dates: ``ymd`` 2012-03-07, ``dmy`` 07.03.1980, ``datetime``
-2023-09-01T00:00:00 (xs:dateTime), ``any`` one of the three (where the format is unverified)."""
+"""How an operation is known or believed to write dates: ``ymd`` 2012-03-07, ``dmy`` 07.03.1980,
+``datetime`` 2023-09-01T00:00:00 (xs:dateTime), ``any`` unknown. Documentation only: the parser
+reads every unambiguous form in every date field (``parser.normalise_date``), because a form
+nobody confirmed must not stop a night."""
 
 # Wire parameter name -> the option of :class:`~provisioner.sources.informat.params.QueryOptions`
 # that supplies its value. Wire names are matched exactly as written here.
@@ -60,6 +62,9 @@ class Operation:
     """Field that holds the person key (``p_persoon``, ``pointer``, ``PPersoon``, ``pPersoon``)."""
     date_format: DateFormat
     date_fields: frozenset[str] = frozenset()
+    dates_verified: bool = False
+    """The reference confirms *date_format* (Lln, Leerkrachten, Inschrijvingen); elsewhere it is
+    inferred from a typed help page or unknown."""
     nested: Mapping[str, str] = field(default_factory=dict)
     """Per-person containers and their child element (``Relaties`` -> ``Relatie``)."""
     area: Literal["leerlingen", "personeel", "internen"] = "leerlingen"
@@ -82,6 +87,7 @@ def _op(
     nested: Mapping[str, str] | None = None,
     area: Literal["leerlingen", "personeel", "internen"] = "leerlingen",
     verified: bool = True,
+    dates_verified: bool = False,
     params: tuple[str, ...] | None = None,
 ) -> Operation:
     return Operation(
@@ -91,6 +97,7 @@ def _op(
         key=key,
         date_format=date_format,
         date_fields=frozenset(dates.split()),
+        dates_verified=dates_verified,
         nested=nested or {},
         area=area,
         verified=verified,
@@ -101,24 +108,26 @@ _RELATIE_DATES = "Geboortedatum Toegevoegd Gewijzigd"
 
 # fmt: off
 # Columns: name, extra parameters after login/paswoord/schooljaar/instelnr, item element, person
-# key, date format, date fields. Correct a row here when the WSDL says otherwise.
+# key, date format, date fields. Correct a row here when the WSDL says otherwise. Date formats are
+# dates_verified only where the reference (section 7) confirms them; "datetime" without it is
+# inferred from a help page that types the field dateTime, "any" is unknown.
 OPERATIONS: Mapping[str, Operation] = {op.name: op for op in (
     # pupils
-    _op("Lln", ("referentiedatum", "hoofdstructuur"), "wsInschrijving", "p_persoon", "ymd", "geboortedatum begindatum einddatum"),
-    _op("LlnExtra", ("referentiedatum", "hoofdstructuur"), "wsLeerling", "pointer", "datetime", "geboortedatum"),
-    _op("Subgroepen", ("hoofdstructuur",), "wsKlasgroep", "p_persoon", "datetime", "BegindatumKlas EinddatumKlas"),
-    _op("Adressen", ("hoofdstructuur", "referentiedatum", "gewijzigdSinds"), "wsAdres", "p_persoon", "datetime", "Begindatum Einddatum"),
-    _op("Relaties", ("hoofdstructuur", "gewijzigdSinds"), "WsRelaties", "PPersoon", "datetime", _RELATIE_DATES, nested={"Relaties": "Relatie"}),
-    _op("ComnummersRelatie", ("hoofdstructuur", "gewijzigdSinds"), "WsComnummers", "PPersoon", "datetime", nested={"Comnrs": "Comnr"}),
-    _op("EmailRelatie", ("referentiedatum", "hoofdstructuur", "gewijzigdSinds"), "WsEmailadressen", "PPersoon", "datetime", nested={"Emails": "Email"}),
+    _op("Lln", ("referentiedatum", "hoofdstructuur"), "wsInschrijving", "p_persoon", "ymd", "geboortedatum begindatum einddatum", dates_verified=True),
+    _op("LlnExtra", ("referentiedatum", "hoofdstructuur"), "wsLeerling", "pointer", "any", "geboortedatum"),
+    _op("Subgroepen", ("hoofdstructuur",), "wsKlasgroep", "p_persoon", "any", "BegindatumKlas EinddatumKlas"),
+    _op("Adressen", ("hoofdstructuur", "referentiedatum", "gewijzigdSinds"), "wsAdres", "p_persoon", "any", "Begindatum Einddatum"),
+    _op("Relaties", ("hoofdstructuur", "gewijzigdSinds"), "WsRelaties", "PPersoon", "any", _RELATIE_DATES, nested={"Relaties": "Relatie"}),
+    _op("ComnummersRelatie", ("hoofdstructuur", "gewijzigdSinds"), "WsComnummers", "PPersoon", "any", nested={"Comnrs": "Comnr"}),
+    _op("EmailRelatie", ("referentiedatum", "hoofdstructuur", "gewijzigdSinds"), "WsEmailadressen", "PPersoon", "any", nested={"Emails": "Email"}),
     _op("AdressenEmail", ("hoofdstructuur",), "WsAdressenEmail", "PPersoon", "datetime", "AdresToegevoegd AdresGewijzigd EMailToegevoegd EMailGewijzigd"),
     _op("Rekeningnummers", ("hoofdstructuur", "gewijzigdSinds"), "WsRekeningnummers", "PPersoon", "any", "Toegevoegd Gewijzigd", verified=False),
-    _op("Inschrijvingen", ("hoofdstructuur", "preRegistrationId"), "WsInschrijving", "PPersoon", "datetime", "Begindatum Einddatum", verified=False),
+    _op("Inschrijvingen", ("hoofdstructuur", "preRegistrationId"), "WsInschrijving", "PPersoon", "datetime", "Begindatum Einddatum", verified=False, dates_verified=True),
     _op("SmartschoolUsers", (), "User", "PPersoon", "datetime", "Geboortedatum",
         params=("login", "paswoord", "smartschoolplatform", "schooljaar", "instelnr", "discimusVestigingsnr", "referentiedatum")),
     # staff
-    _op("Leerkrachten", ("personeelsgroep_is_een_optie",), "wsPersoneelslid", "p_persoon", "dmy", "Geboortedatum", area="personeel"),
-    _op("LeerkrachtenVrijevelden", (), "wsPersoneelVrijVeld", "pPersoon", "dmy", area="personeel"),
+    _op("Leerkrachten", ("personeelsgroep_is_een_optie",), "wsPersoneelslid", "p_persoon", "dmy", "Geboortedatum", area="personeel", dates_verified=True),
+    _op("LeerkrachtenVrijevelden", (), "wsPersoneelVrijVeld", "pPersoon", "any", area="personeel"),
     _op("LeerkrachtenOpdrachten", ("ReferentiedatumNPRE", "Met_NSU_Uren"), "wsPersoneelOpdracht", "p_persoon", "any", "Begindatum Einddatum", area="personeel", verified=False),
     _op("LeerkrachtenBenoemingen", (), "wsPersoneelBenoeming", "PPersoon", "any", "Ingangsdatum Einddatum", area="personeel", verified=False),
     _op("LeerkrachtenDienstonderbrekingen", (), "wsPersoneelDienstonderbreking", "p_persoon", "any", "Begindatum Einddatum", area="personeel", verified=False),

@@ -4,10 +4,15 @@ One parser reads both answer shapes: the bare ``ArrayOf<Item>`` of the GET/POST 
 ``<OpResponse><OpResult>`` envelope. Items are converted as soon as their end tag arrives and then
 dropped from the tree, so memory holds the records, not the document.
 
-Records keep Informat's field names. The three forms of "no value" (``<X />``, an omitted element,
-``xsi:nil="true"``) all mean the same here: the field is absent from the record, so
-``record.get(name)`` is ``None`` for each of them. Per-person containers (``Relaties``…) are always
-lists, also when they hold one child or none.
+Records keep Informat's field names. The forms of "no value" (``<X />``, an omitted element,
+``xsi:nil="true"``, a value of only whitespace) all mean the same here: the field is absent from
+the record, so ``record.get(name)`` is ``None`` for each of them. Per-person containers
+(``Relaties``…) are always lists, also when they hold one child or none.
+
+Only kept fields are converted (dates to ISO, instelnr to six digits), so a field no mapping reads
+can never stop a read. A kept value that cannot be read (``2011-02-31``) does not stop it either:
+the record is kept without that field and the parser notes an :class:`UnreadableValue`, as it does
+for a record without a person key.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import datetime as dt
 import html
 import re
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
@@ -29,6 +34,17 @@ Record = dict[str, Any]
 """One row: field name → text, or → list of records for a per-person container."""
 
 
+@dataclass(frozen=True)
+class UnreadableValue:
+    """A value of one record that could not be read; the record is kept with that field absent."""
+
+    key: str | None
+    """The record's person key; None when the key itself is missing or cannot be read."""
+    field: str
+    """The field, ``Container.Field`` inside a per-person container (``Relaties.Geboortedatum``)."""
+    reason: str
+
+
 @dataclass
 class RawAnswer:
     """What one call returned: the records, and the hash and size of the bytes they came from."""
@@ -37,23 +53,30 @@ class RawAnswer:
     sha256: str
     size: int
     fields_seen: frozenset[str]
+    problems: list[UnreadableValue] = field(default_factory=list)
+    """Values of the kept fields that could not be read, in answer order."""
 
 
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 
-_YMD = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_DMY = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4})$")
-_DATETIME = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$"
+# Every unambiguous form a date field has been seen in or may plausibly take. Year first is ISO
+# (xs:date, xs:dateTime with or without a fraction and zone, a space instead of the T); otherwise
+# the day comes first, as everywhere in Belgium. Month first is never guessed: 01/02/2011 is
+# 1 February. One-digit days and months are fine.
+_YEAR_FIRST = re.compile(
+    r"(?P<year>\d{4})(?P<sep>[-/.])(?P<month>\d{1,2})(?P=sep)(?P<day>\d{1,2})"
+    r"(?:[T ](?P<clock>\d{1,2}:\d{2}(?::\d{2})?)(?:[.,]\d+)?)?"
+    r"\s*(?:Z|[+-]\d{2}:?\d{2})?",
+    re.ASCII,  # digits 0-9 only: int() would read other scripts' digits too
 )
-_DATE_PATTERNS: dict[str, tuple[re.Pattern[str], ...]] = {
-    "ymd": (_YMD,),
-    "dmy": (_DMY,),
-    "datetime": (_DATETIME,),
-    "any": (_YMD, _DMY, _DATETIME),
-}
-# .NET writes DateTime.MinValue where a non-nullable date has no value.
-_NO_DATE = "0001-01-01"
+_DAY_FIRST = re.compile(
+    r"(?P<day>\d{1,2})(?P<sep>[-/.])(?P<month>\d{1,2})(?P=sep)(?P<year>\d{4})"
+    r"(?:[T ](?P<clock>\d{1,2}:\d{2}(?::\d{2})?)(?:[.,]\d+)?)?",
+    re.ASCII,
+)
+_DATE_FORMS = (_YEAR_FIRST, _DAY_FIRST)
+# A value shown in a reason only when it is made of what dates are made of: it cannot be a name.
+_DATE_LIKE = re.compile(r"[\d\s.:/,+TZ-]{1,40}", re.ASCII)
 _HEAD = 512
 DEFAULT_MAX_ANSWER_BYTES = 1 << 30
 """A generous cap on one answer: the largest real data sets are tens of megabytes."""
@@ -72,28 +95,64 @@ _POOL_LIMIT = 2048
 _NO_POOL: dict[str, str] = {}
 
 
-def normalise_date(value: str, date_format: DateFormat) -> str | None:
-    """ISO ``YYYY-MM-DD`` (or ``YYYY-MM-DDTHH:MM:SS`` when the time is not midnight); None for
-    .NET's "no date". Anything else is an error: a misread date is worse than a stopped run."""
+def normalise_date(value: str, date_format: DateFormat | None = None) -> str | None:
+    """ISO ``YYYY-MM-DD`` (or ``YYYY-MM-DDTHH:MM:SS`` when the time is not midnight); None for an
+    empty value and for .NET's "no date" (``0001-01-01``). Every unambiguous form is read whatever
+    *date_format* the operation documents (it is accepted for callers, not used); a zone is
+    ignored, so the date stays the one Informat wrote. A value that is not a real date in one of
+    those forms is a :class:`ValueError` whose message says why, for a coordinator."""
     text = value.strip()
-    for pattern in _DATE_PATTERNS[date_format]:
-        match = pattern.match(text)
+    if not text:
+        return None
+    for form in _DATE_FORMS:
+        match = form.fullmatch(text)
         if match is None:
             continue
-        if pattern is _DMY:
-            day, month, year = match.groups()
-        else:
-            year, month, day = match.groups()[:3]
-        iso = f"{year}-{month}-{day}"
-        if iso == _NO_DATE:
+        year, month, day = (int(match[part]) for part in ("year", "month", "day"))
+        if (year, month, day) == (1, 1, 1):
             return None
-        dt.date(int(year), int(month), int(day))  # raises on 31-02
-        if pattern is _DATETIME:
-            clock = match.group(4, 5, 6)
-            if clock != ("00", "00", "00"):
-                return f"{iso}T{':'.join(clock)}"
-        return iso
-    raise ValueError(f"{value!r} is not a date in the expected form")
+        day_first = form is _DAY_FIRST
+        if not 1 <= month <= 12:
+            # Say so where the value would be a date month first: never guessed, but explained.
+            swapped = day_first and 1 <= day <= 12
+            first = " (dates are read day first, never month first)" if swapped else ""
+            raise ValueError(f"{_shown(text)} is not a date: there is no month {month}{first}")
+        try:
+            date = dt.date(year, month, day)
+        except ValueError:
+            raise ValueError(
+                f"{_shown(text)} is not a date: month {month} of {year} has no day {day}"
+            ) from None
+        try:
+            clock = _clock(match["clock"])
+        except ValueError:
+            raise ValueError(
+                f"{_shown(text)} is not a date: the time {match['clock']} does not exist"
+            ) from None
+        return f"{date.isoformat()}T{clock}" if clock else date.isoformat()
+    raise ValueError(
+        f"{_shown(text)} is not a date in a form Informat uses "
+        "(such as 2011-01-10, 2011-01-10T00:00:00 or 10.01.2011)"
+    )
+
+
+def _clock(text: str | None) -> str | None:
+    """``HH:MM:SS`` of a time of day that is not midnight; None for midnight or no time."""
+    if text is None:
+        return None
+    hours, minutes, seconds = ([*map(int, text.split(":")), 0])[:3]
+    if hours > 23 or minutes > 59 or seconds > 59:
+        raise ValueError(text)
+    if hours == minutes == seconds == 0:
+        return None
+    return f"{hours:02}:{minutes:02}:{seconds:02}"
+
+
+def _shown(text: str) -> str:
+    """The value itself where it looks like a date (never personal), else only its length."""
+    if _DATE_LIKE.fullmatch(text):
+        return repr(text)
+    return f"a value of {len(text)} characters (not shown)"
 
 
 def _local(tag: str) -> str:
@@ -132,25 +191,19 @@ class AnswerParser:
             load_dtd=False,
         )
         self._names: dict[str, str] = {}  # "{namespace}Naam" -> "Naam"
-        self._converters: dict[str, Callable[[str], str | None]] = {
-            name: self._date_converter(name) for name in op.date_fields
-        }
+        # Converters raise ValueError for a value they cannot read.
+        self._converters: dict[str, Callable[[str], str | None]] = dict.fromkeys(
+            op.date_fields, normalise_date
+        )
         for name in ("instelnr", "Instelnr"):
             self._converters[name] = lambda text: text.strip().zfill(6)
+        # Keys are compared as text: " 123" and "123" must be one person.
+        self._converters[op.key] = str.strip
+        self.problems: list[UnreadableValue] = []
+        self._unreadable: list[tuple[str, str]] = []  # (field, reason) of the record in hand
         self._head = b""
         self._pools: dict[str, dict[str, str]] = {}
         self._unexpected: set[str] = set()
-
-    def _date_converter(self, name: str) -> Callable[[str], str | None]:
-        date_format = self.op.date_format
-
-        def convert(text: str) -> str | None:
-            try:
-                return normalise_date(text, date_format)
-            except ValueError as exc:
-                raise _FieldError(name, str(exc)) from None
-
-        return convert
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -248,13 +301,9 @@ class AnswerParser:
             if not records:
                 self._check_declarations(item)  # a prolog longer than the head checked so far
             self._size_at_last_item = self.size
-            try:
-                records.append(self._convert(item))
-            except _FieldError as exc:
-                key = item.findtext("{*}" + self.op.key) or "?"
-                raise SourceError(
-                    f"{self.what}: record {self.op.key}={key}: field {exc.field}: {exc.message}"
-                ) from None
+            record = self._convert(item)
+            records.append(record)
+            self._note_problems(record, len(records))
             # Drop what has been converted, but remember any sibling that is not an item.
             parent = item.getparent()
             previous = item.getprevious()
@@ -267,7 +316,26 @@ class AnswerParser:
             if self._unexpected:  # said now, not after downloading the rest of the answer
                 raise self._unexpected_error()
 
-    def _convert(self, element: Any) -> Record:
+    def _note_problems(self, record: Record, position: int) -> None:
+        """Turn the unreadable values of the record just converted into problems."""
+        key_field = self.op.key
+        key = record.get(key_field)
+        if not isinstance(key, str):
+            # Without its key nobody knows whose record this is; its other problems add nothing.
+            record.pop(key_field, None)
+            self.problems.append(
+                UnreadableValue(
+                    None,
+                    key_field,
+                    f"record {position} of the answer has no person key ({key_field} is empty, "
+                    "missing or not a single value), so it belongs to nobody",
+                )
+            )
+        else:
+            self.problems.extend(UnreadableValue(key, f, r) for f, r in self._unreadable)
+        self._unreadable.clear()
+
+    def _convert(self, element: Any, within: str = "") -> Record:
         record: Record = {}
         names = self._names
         keep = self._keep
@@ -284,19 +352,23 @@ class AnswerParser:
                 continue
             if len(child) or name in self.op.nested:
                 record[name] = [
-                    self._convert(entry) if len(entry) else entry.text
+                    self._convert(entry, f"{within}{name}.") if len(entry) else entry.text
                     for entry in child
                     if isinstance(entry.tag, str)
                     and entry.get(XSI_NIL) != "true"
-                    and (len(entry) or entry.text is not None)
+                    and (len(entry) or not (entry.text is None or entry.text.isspace()))
                 ]
                 continue
             text = child.text
-            if text is None:
-                continue  # <X /> and <X xsi:nil="true" />: no value
+            if text is None or text.isspace():
+                continue  # <X />, <X xsi:nil="true" /> and only whitespace: no value
             converter = converters.get(name)
             if converter is not None:
-                text = converter(text)
+                try:
+                    text = converter(text)
+                except ValueError as exc:
+                    self._unreadable.append((within + name, str(exc)))
+                    continue
                 if text is None:
                     continue
             pool = pools.get(name)
@@ -375,13 +447,6 @@ class AnswerParser:
 
 def _megabytes(size: int) -> str:
     return f"{size / (1 << 20):,.4g} MB"  # 1,024 MB, 4 MB, 0.01 MB
-
-
-class _FieldError(Exception):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 def _html_title(root: Any) -> str:

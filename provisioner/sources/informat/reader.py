@@ -3,7 +3,8 @@
 The result is all-or-nothing: when one call fails, the whole read fails, because a partial source
 looks exactly like "these people left". An instelnr that answers with no rows is not an error
 (Informat answers an instelnr the account has no rights on with an empty list) but it is reported
-as such, so that later stages can refuse to act on it.
+as such, so that later stages can refuse to act on it. A value that cannot be read is no failure of
+the read: its record comes without it, and the value is listed as a problem of its person.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from provisioner.errors import ConfigError, SourceError
 from provisioner.model import Dataset, SourceRows
-from provisioner.sources.base import Progress
+from provisioner.sources.base import Progress, ValueProblem
 from provisioner.sources.informat.client import InformatClient
 from provisioner.sources.informat.operations import DEFAULT_DATASETS, Operation, operation
 from provisioner.sources.informat.parser import RawAnswer, Record
@@ -42,11 +43,26 @@ class SourceData:
     """SHA-256 of every raw answer, by (data set, instelnr)."""
     kept: dict[str, frozenset[str]] = field(default_factory=dict)
     """Data sets read with only some fields kept: those fields."""
+    unreadable: dict[tuple[str, str], list[ValueProblem]] = field(default_factory=dict)
+    """Values that could not be read, by (data set, instelnr)."""
 
     def add(self, dataset: str, instelnr: str, answer: RawAnswer) -> None:
         self.answers.setdefault(dataset, {})[instelnr] = answer.records
         self.fields_seen.setdefault(dataset, set()).update(answer.fields_seen)
         self.hashes[(dataset, instelnr)] = answer.sha256
+        self.unreadable[(dataset, instelnr)] = [
+            ValueProblem(dataset, instelnr, p.key, p.field, p.reason) for p in answer.problems
+        ]
+
+    def problems(self) -> list[ValueProblem]:
+        """Every value that could not be read, by data set and instelnr in configuration order
+        (answers arrive in any order), then in answer order."""
+        return [
+            problem
+            for dataset in self.datasets
+            for nr in self.instelnrs
+            for problem in self.unreadable.get((dataset, nr), ())
+        ]
 
     def source_hash(self) -> str:
         """One hash over every answer read: equal hashes, equal source data."""

@@ -160,4 +160,4 @@ class Snapshot:
         records = parser.close()
         if digest.hexdigest() != entry.sha256:
             raise SourceError(f"snapshot file {path} changed since it was saved (hash mismatch)")
-        return RawAnswer(records, entry.sha256, entry.bytes, parser.fields_seen)
+        return RawAnswer(records, entry.sha256, entry.bytes, parser.fields_seen, parser.problems)

@@ -84,4 +84,5 @@ class InformatSource:
                 Block(dataset, instelnr, EMPTY_ANSWER, EMPTY_ANSWER_HINT)
                 for dataset, instelnr in data.empty()
             ],
+            problems=data.problems(),
         )
