@@ -10,9 +10,15 @@ differ only by case among themselves become one (the first in sorted order), wit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
-from provisioner.model import DesiredGroup, DesiredState, ObservedState
+from provisioner.model import (
+    Derived,
+    DesiredAccount,
+    DesiredGroup,
+    DesiredState,
+    ObservedState,
+)
 
 Path = tuple[str, ...]
 
@@ -44,9 +50,12 @@ class _OuCase:
         return out
 
 
-def follow_directory_case(desired: DesiredState, observed: ObservedState) -> None:
-    """Give *desired* the case *observed* already holds for OU paths, group keys and anchors,
-    and make desired names that differ only by case one (see the module's docstring)."""
+def follow_directory_case(
+    desired: DesiredState, observed: ObservedState, attributes: Collection[str] = ()
+) -> None:
+    """Give *desired* the case *observed* already holds for OU paths, group keys, anchors and
+    the values of *attributes*, and make desired names that differ only by case one (see the
+    module's docstring)."""
     new_ous = sorted(desired.ous - observed.ous)
     ous = _OuCase(observed.ous)
     for path in new_ous:  # sorted: the same spelling wins every night
@@ -56,6 +65,7 @@ def follow_directory_case(desired: DesiredState, observed: ObservedState) -> Non
         obj.ou = ous.of(obj.ou)
     _follow_anchors(desired, observed)
     _follow_group_keys(desired, observed)
+    _follow_values(desired, observed, attributes)
     observed_ous = {_folded(path) for path in observed.ous}
     for kept, others in sorted(ous.merged.items()):
         spellings = sorted(o for o in others if _folded(o) not in observed_ous)
@@ -112,3 +122,29 @@ def _follow_group_keys(desired: DesiredState, observed: ObservedState) -> None:
             "(check the class codes in the source if they are meant to be two classes)"
         )
     desired.groups = groups
+
+
+def _follow_values(
+    desired: DesiredState, observed: ObservedState, attributes: Collection[str]
+) -> None:
+    """The values of *attributes* that differ from the directory's only by case take its case."""
+    if not attributes:
+        return
+    caseless = {name.casefold() for name in attributes}
+    pairs: list[tuple[DesiredAccount | DesiredGroup, dict[str, str]]] = []
+    held_accounts = {a.anchor: a.attributes for a in observed.accounts if a.anchor}
+    held_groups = {g.key: g.attributes for g in observed.groups if g.key}
+    pairs += [
+        (a, held_accounts[a.anchor]) for a in desired.accounts.values() if a.anchor in held_accounts
+    ]
+    pairs += [(g, held_groups[g.key]) for g in desired.groups.values() if g.key in held_groups]
+    for obj, held in pairs:
+        folded_held = {name.casefold(): value for name, value in held.items()}
+        for name, derived in obj.attributes.items():
+            have = folded_held.get(name.casefold()) if name.casefold() in caseless else None
+            if (
+                have is not None
+                and have != derived.value
+                and have.casefold() == derived.value.casefold()
+            ):
+                obj.attributes[name] = Derived(have, derived.why)

@@ -194,15 +194,16 @@ def fit_to_target(
     account_limits: Mapping[str, int],
     group_limits: Mapping[str, int],
     observed: ObservedState | None = None,
-    ignore_case: bool = False,
+    caseless: Collection[str] | None = None,
 ) -> None:
     """Cut values to the target's length limits, with a warning, so that the plan says what the
     directory will hold (a value the directory refuses would fail on every run). Names that
     identify a person (anchor, logon name) are never cut: those persons were held already. In a
-    directory that *ignores case* (AD), OU paths, group keys and anchors take the case
-    *observed* holds, so that the plan converges (:mod:`provisioner.plan.case`)."""
-    if ignore_case and observed is not None:
-        follow_directory_case(desired, observed)
+    directory that ignores case (*caseless* given: AD), OU paths, group keys, anchors and the
+    *caseless* attributes take the case *observed* holds, so that the plan converges
+    (:mod:`provisioner.plan.case`)."""
+    if caseless is not None and observed is not None:
+        follow_directory_case(desired, observed, caseless)
     for objects, limits in (
         (desired.accounts.values(), account_limits),
         (desired.groups.values(), group_limits),

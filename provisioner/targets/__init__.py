@@ -66,11 +66,16 @@ def target_findings(config: TargetConfig | None, desired: DesiredState) -> Findi
     return Findings()
 
 
-def names_ignore_case(config: TargetConfig | None) -> bool:
-    """Whether the directory treats names that differ only by case as one: Active Directory's
-    OU names, group keys and anchors do (``1a`` and ``1A`` are one OU). The plan then follows
-    the case the directory already holds, so that it converges."""
-    return config is not None and config.ad is not None
+def names_ignore_case(config: TargetConfig | None) -> frozenset[str] | None:
+    """None where the directory tells names apart by case. For Active Directory, which holds
+    OU names, group keys and anchors that differ only by case as one (``1a`` and ``1A`` are one
+    OU), the attributes whose values it also compares without case (the object's name): the
+    plan then follows the case the directory already holds, so that it converges."""
+    if config is not None and config.ad is not None:
+        from provisioner.targets.ad_settings import CASELESS_ATTRIBUTES
+
+        return CASELESS_ATTRIBUTES
+    return None
 
 
 def hold_persons(

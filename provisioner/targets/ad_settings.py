@@ -124,6 +124,9 @@ LIMITS: Mapping[str, int] = MappingProxyType(
         "userPrincipalName": 1024,
     }
 )
+CASELESS_ATTRIBUTES = frozenset({"cn"})
+"""The object's name (its RDN): AD does not rename an object for a change of case alone, so a
+plan that asked for one would ask again every night."""
 ANCHOR_LIMITS: Mapping[str, int] = MappingProxyType(
     {
         "employeeid": 16,
