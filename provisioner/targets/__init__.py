@@ -7,6 +7,7 @@ through :class:`~provisioner.targets.base.Target`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import ConfigError
@@ -92,7 +93,6 @@ def hold_persons(
     for anchor, messages in reasons.items():
         account = owners[anchor]
         del desired.accounts[anchor]
-        _drop_unused_ou(desired, account.ou)
         for group in desired.groups.values():
             group.members.discard(anchor)
             group.owners.discard(anchor)
@@ -105,19 +105,21 @@ def hold_persons(
                 anchor=anchor,
             )
         )
+    _drop_unused_ous(desired, {owners[anchor].ou for anchor in reasons})
 
 
-def _drop_unused_ou(desired: DesiredState, path: tuple[str, ...]) -> None:
-    """Leave out the OU path of a held person (and its parents) where no one else is placed: its
-    name may be what the directory refuses."""
+def _drop_unused_ous(desired: DesiredState, paths: Iterable[tuple[str, ...]]) -> None:
+    """Leave out the OU paths of held persons (and their parents) where no one else is placed:
+    their name may be what the directory refuses."""
     used = {
         obj.ou[:depth]
         for obj in (*desired.accounts.values(), *desired.groups.values())
         for depth in range(1, len(obj.ou) + 1)
     }
-    for depth in range(len(path), 0, -1):
-        if path[:depth] not in used:
-            desired.ous.discard(path[:depth])
+    for path in paths:
+        for depth in range(len(path), 0, -1):
+            if path[:depth] not in used:
+                desired.ous.discard(path[:depth])
 
 
 def person_key(account: DesiredAccount, rows: SourceRows) -> str:
