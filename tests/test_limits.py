@@ -249,3 +249,54 @@ def test_an_anchor_whose_case_changed_is_the_same_account_in_ad():
     fit_to_target(desired, LIMITS, LIMITS, observed, CASELESS_ATTRIBUTES)
     assert list(desired.accounts) == ["ab12"]
     assert diff(desired, observed) == []
+
+
+def test_against_the_graph_server_a_too_long_employee_id_holds_only_that_person(
+    tmp_path, monkeypatch, capsys
+):
+    import json
+
+    from provisioner.cli import main
+    from tests.fakes.graph_server import GraphServer
+    from tests.fakes.tls import make_test_ca
+    from tests.test_cli_mapping import ROOT
+
+    monkeypatch.setenv("TEST_ENTRA_SECRET", "app-secret")
+    (tmp_path / "mappings").mkdir()
+    for path in (ROOT / "examples/entra/mappings").iterdir():
+        (tmp_path / "mappings" / path.name).write_text(path.read_text())
+    staff = tmp_path / "mappings" / "staff.yaml"
+    old = "    persons:\n      source: Leerkrachten\n"
+    assert old in staff.read_text()
+    staff.write_text(staff.read_text().replace(old, '    anchor: "personeel-{{ key }}"\n' + old))
+    ca = make_test_ca(tmp_path)
+    with GraphServer(tls=ca) as graph:
+        graph.register_app("school.onmicrosoft.com", ENTRA.client_id, secret="app-secret")
+        config = tmp_path / "provisioner.yaml"
+        config.write_text(
+            "source:\n  informat:\n"
+            f"    snapshot: {ROOT / 'examples' / 'sample-snapshot'}\n"
+            '    instelnrs: ["030569", "030577"]\n'
+            "mappings: mappings\nstate: state.db\ntarget:\n  entra:\n"
+            "    tenant_id: school.onmicrosoft.com\n"
+            f"    client_id: {ENTRA.client_id}\n"
+            "    client_secret: ${TEST_ENTRA_SECRET}\n"
+            "    domains: [leerling.school.be, school.be]\n"
+            f"    graph_url: {graph.url}\n"
+            f"    authority: {graph.authority}\n"
+            f"    ca_file: {graph.ca_file}\n"
+        )
+        prepared = prepare(config)
+        held = desired_state(prepared, read_for_mappings(prepared)).held
+        assert held and all(len(f"personeel-{h.key}") > 16 for h in held)
+        assert main(["plan", "--config", str(config), "--json"]) == 2
+        plan = json.loads(capsys.readouterr().out)
+        assert plan["header"]["blocked"] == []
+        created = {c["key"] for c in plan["changes"] if c["action"] == "create"}
+        assert not created & {h.anchor for h in held}
+        assert any(key.startswith("personeel-") for key in created)  # the other staff
+        assert main(["apply", "--config", str(config), "--json"]) == 0
+        applied = json.loads(capsys.readouterr().out)
+        assert {r["status"] for r in applied["results"]} == {"applied"}  # no 400 from Graph
+        assert main(["plan", "--config", str(config), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["changes"] == []
