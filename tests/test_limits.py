@@ -300,3 +300,18 @@ def test_against_the_graph_server_a_too_long_employee_id_holds_only_that_person(
         assert {r["status"] for r in applied["results"]} == {"applied"}  # no 400 from Graph
         assert main(["plan", "--config", str(config), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["changes"] == []
+
+
+def test_an_ou_name_made_by_persons_data_holds_them_one_a_group_uses_is_an_error():
+    long_class = "K" * 65
+    in_it = [pupil("1", long_class), pupil("2", long_class)]
+    found = target_findings(TargetConfig(ad=AD), state(*in_it, pupil("3", "1A")))
+    assert found.errors == []
+    assert sorted(owner.anchor for owner, _ in found.persons) == ["1", "2"]
+    assert all("OU name" in m and "at most 64" in m for _, m in found.persons)
+
+    group = DesiredGroup("classes", "klas", ("Groepen", long_class), {})
+    found = target_findings(TargetConfig(ad=AD), state(*in_it, groups=(group,)))
+    assert found.persons == []
+    [error] = found.errors
+    assert "OU name" in error and "is 65 characters long" in error
