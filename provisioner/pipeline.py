@@ -38,7 +38,7 @@ from provisioner.plan.seal import PlanKey, key_path, load_key
 from provisioner.sources import open_source
 from provisioner.sources.base import Fields, Progress, Source, SourceRead
 from provisioner.state import StateStore
-from provisioner.targets import naming_problems
+from provisioner.targets import hold_persons, names_ignore_case, target_findings
 from provisioner.targets import open_target as _open_target
 from provisioner.targets.base import Target
 
@@ -104,9 +104,11 @@ def desired_state(
     desired = build_desired(
         prepared.compiled, read.rows, today=read.as_of, existing=existing, issued=issued
     )
-    # A name the directory refuses would fail on every run: an error now, so that validate lists
-    # it and a plan is blocked instead of proposing it.
-    desired.report.errors += naming_problems(prepared.config.target, desired)
+    # A value the directory refuses would fail on every run: found now. A person's own value holds
+    # that person only; a group's or an OU's name is an error that blocks the plan.
+    found = target_findings(prepared.config.target, desired)
+    desired.report.errors += found.errors
+    hold_persons(desired, found.persons, read.rows)
     return desired
 
 
@@ -211,7 +213,9 @@ def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Pla
             issued_to, issued = store.issued_to(), store.issued_names()
     existing, issued = names_in_use(observed, issued_to, issued)
     desired = desired_state(prepared, read, existing=existing, issued=issued)
-    fit_to_target(desired, target.limits, target.group_limits)
+    fit_to_target(
+        desired, target.limits, target.group_limits, observed, names_ignore_case(config.target)
+    )
     drop_unsupported(desired, ous=target.has_ous, owners=target.has_owners)
     origin = Origin(config_hash, mappings_hash, read.digest, read.as_of, target.describe())
     return make_plan(

@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
+from provisioner.plan.case import follow_directory_case
 from provisioner.plan.diff import diff
 from provisioner.plan.lifecycle import LifecycleConfig, apply_lifecycle
 from provisioner.plan.model import Action, Change, Kind, Observations, Plan, PlanHeader
@@ -189,10 +190,20 @@ def names_in_use(
 
 
 def fit_to_target(
-    desired: DesiredState, account_limits: Mapping[str, int], group_limits: Mapping[str, int]
+    desired: DesiredState,
+    account_limits: Mapping[str, int],
+    group_limits: Mapping[str, int],
+    observed: ObservedState | None = None,
+    caseless: Collection[str] | None = None,
 ) -> None:
     """Cut values to the target's length limits, with a warning, so that the plan says what the
-    directory will hold (a value the directory refuses would fail on every run)."""
+    directory will hold (a value the directory refuses would fail on every run). Names that
+    identify a person (anchor, logon name) are never cut: those persons were held already. In a
+    directory that ignores case (*caseless* given: AD), OU paths, group keys, anchors and the
+    *caseless* attributes take the case *observed* holds, so that the plan converges
+    (:mod:`provisioner.plan.case`)."""
+    if caseless is not None and observed is not None:
+        follow_directory_case(desired, observed, caseless)
     for objects, limits in (
         (desired.accounts.values(), account_limits),
         (desired.groups.values(), group_limits),

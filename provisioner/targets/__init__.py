@@ -7,13 +7,15 @@ through :class:`~provisioner.targets.base.Target`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import ConfigError
+from provisioner.model import DesiredAccount, DesiredState, Hold, SourceRows
+from provisioner.targets.naming import Findings
 
 if TYPE_CHECKING:
     from provisioner.config import TargetConfig
-    from provisioner.model import DesiredState
     from provisioner.targets.base import Target
 
 
@@ -47,14 +49,85 @@ def naming_problems(config: TargetConfig | None, desired: DesiredState) -> list[
     """Names in *desired* that the configured directory would refuse (each with the person or
     group, the attribute and what is wrong), checked without connecting to it; none without a
     target. The rules live with each target's settings, which need no client library."""
-    if config is None:
-        return []
-    if config.ad is not None:
-        from provisioner.targets.ad_settings import naming_problems as ad_problems
+    return target_findings(config, desired).messages
 
-        return ad_problems(config.ad, desired)
-    if config.entra is not None:
-        from provisioner.targets.entra_settings import naming_problems as entra_problems
 
-        return entra_problems(config.entra, desired)
-    return []
+def target_findings(config: TargetConfig | None, desired: DesiredState) -> Findings:
+    """:func:`naming_problems` split by whom it stops: ``persons`` (each account with a value
+    the directory cannot hold: that person is held) and ``errors`` (a group's or an OU's name:
+    the plan stops)."""
+    if config is not None and config.ad is not None:
+        from provisioner.targets.ad_settings import target_findings as ad_findings
+
+        return ad_findings(config.ad, desired)
+    if config is not None and config.entra is not None:
+        from provisioner.targets.entra_settings import target_findings as entra_findings
+
+        return entra_findings(config.entra, desired)
+    return Findings()
+
+
+def names_ignore_case(config: TargetConfig | None) -> frozenset[str] | None:
+    """None where the directory tells names apart by case. For Active Directory, which holds
+    OU names, group keys and anchors that differ only by case as one (``1a`` and ``1A`` are one
+    OU), the attributes whose values it also compares without case (the object's name): the
+    plan then follows the case the directory already holds, so that it converges."""
+    if config is not None and config.ad is not None:
+        from provisioner.targets.ad_settings import CASELESS_ATTRIBUTES
+
+        return CASELESS_ATTRIBUTES
+    return None
+
+
+def hold_persons(
+    desired: DesiredState, persons: list[tuple[DesiredAccount, str]], rows: SourceRows
+) -> None:
+    """Take each person whose value the directory cannot hold out of *desired* and hold them
+    (see :class:`~provisioner.model.Hold`): their existing account is left as it is, everyone
+    else proceeds. One hold per person, with every reason."""
+    reasons: dict[str, list[str]] = {}
+    owners: dict[str, DesiredAccount] = {}
+    for account, message in persons:
+        reasons.setdefault(account.anchor, []).append(message)
+        owners[account.anchor] = account
+    for anchor, messages in reasons.items():
+        account = owners[anchor]
+        del desired.accounts[anchor]
+        for group in desired.groups.values():
+            group.members.discard(anchor)
+            group.owners.discard(anchor)
+        desired.held.append(
+            Hold(
+                kind=account.kind,
+                key=person_key(account, rows),
+                school=account.school,
+                reason="; ".join(messages) + " (held until the data or the mapping is corrected)",
+                anchor=anchor,
+            )
+        )
+    _drop_unused_ous(desired, {owners[anchor].ou for anchor in reasons})
+
+
+def _drop_unused_ous(desired: DesiredState, paths: Iterable[tuple[str, ...]]) -> None:
+    """Leave out the OU paths of held persons (and their parents) where no one else is placed:
+    their name may be what the directory refuses."""
+    used = {
+        obj.ou[:depth]
+        for obj in (*desired.accounts.values(), *desired.groups.values())
+        for depth in range(1, len(obj.ou) + 1)
+    }
+    for path in paths:
+        for depth in range(len(path), 0, -1):
+            if path[:depth] not in used:
+                desired.ous.discard(path[:depth])
+
+
+def person_key(account: DesiredAccount, rows: SourceRows) -> str:
+    """The person's key in the source (p_persoon): the key field of the first data set the
+    account was made from (its driving data set); the anchor when none is known."""
+    for dataset, record in account.person.items():
+        if isinstance(record, dict) and dataset in rows.datasets:
+            key = record.get(rows.datasets[dataset].key)
+            if key is not None:
+                return str(key)
+    return account.anchor

@@ -36,7 +36,7 @@ from ldap3.utils.dn import escape_rdn, parse_dn
 
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind
-from provisioner.targets.ad_settings import AdConfig
+from provisioner.targets.ad_settings import LIMITS, AdConfig
 from provisioner.targets.base import (
     ADOPTION,
     AnchorIndex,
@@ -94,27 +94,6 @@ NEVER_WRITTEN = frozenset(
 )
 """Attributes the connector never writes, whatever a mapping or a plan says: passwords and flags
 it sets itself, and what carries rights (membership, SIDs, delegation, security descriptors)."""
-
-# The schema's rangeUpper of the attributes mappings usually set: AD refuses longer values.
-LIMITS: Mapping[str, int] = MappingProxyType(
-    {
-        "cn": 64,
-        "sAMAccountName": 20,
-        "givenName": 64,
-        "sn": 64,
-        "initials": 6,
-        "displayName": 256,
-        "department": 64,
-        "company": 64,
-        "title": 128,
-        "description": 1024,
-        "physicalDeliveryOfficeName": 128,
-        "mail": 256,
-        "employeeType": 256,
-        "employeeNumber": 512,
-        "userPrincipalName": 1024,
-    }
-)
 
 
 # What AD's answers mean for a coordinator: its own reason codes (the first word of the message)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from provisioner.checks import ca_bundle, positive
-from provisioner.model import DesiredState
+from provisioner.model import DesiredAccount, DesiredState
 from provisioner.secret import Secret
 from provisioner.targets import naming
 from provisioner.text import visible
@@ -101,6 +103,47 @@ UPN_LOCAL_ALLOWED = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$")
 that the same name also signs in to Entra ID through a sync)."""
 _AD = "Active Directory"
 
+# The schema's rangeUpper of the attributes mappings usually set: AD refuses longer values. Kept
+# here (not with the target) so that validate checks them without connecting.
+LIMITS: Mapping[str, int] = MappingProxyType(
+    {
+        "cn": 64,
+        "sAMAccountName": 20,
+        "givenName": 64,
+        "sn": 64,
+        "initials": 6,
+        "displayName": 256,
+        "department": 64,
+        "company": 64,
+        "title": 128,
+        "description": 1024,
+        "physicalDeliveryOfficeName": 128,
+        "mail": 256,
+        "employeeType": 256,
+        "employeeNumber": 512,
+        "userPrincipalName": 1024,
+    }
+)
+CASELESS_ATTRIBUTES = frozenset({"cn"})
+"""The object's name (its RDN): AD does not rename an object for a change of case alone, so a
+plan that asked for one would ask again every night."""
+ANCHOR_LIMITS: Mapping[str, int] = MappingProxyType(
+    {
+        "employeeid": 16,
+        "employeenumber": 512,
+        "admindescription": 1024,
+        "extensionattribute1": 1024,
+        "description": 1024,
+    }
+)
+"""rangeUpper of attributes that may hold the connector's key, by lower-case name (AD matches
+attribute names without case). ``employeeID`` holds 16 characters: ``personeel-{{ key }}``
+does not fit once a key has 7 digits."""
+
+
+def anchor_limit(attribute: str) -> int | None:
+    return ANCHOR_LIMITS.get(attribute.casefold())
+
 
 def _sam_account_name(limit: int) -> naming.Rule:
     def rule(value: str) -> list[str]:
@@ -145,11 +188,27 @@ def _mail(value: str) -> list[str]:
     return naming.mail_address(value, _AD)
 
 
+def _anchor(limit: int | None, *, visible_only: bool) -> naming.Rule:
+    def rule(value: str) -> list[str]:
+        out = [] if limit is None else naming.too_long(value, limit, _AD)
+        return out + naming.hidden(value) if visible_only else out
+
+    return rule
+
+
 def naming_problems(config: AdConfig, desired: DesiredState) -> list[str]:
     """Every name in *desired* that Active Directory would refuse (that change would fail on
     every run), each naming the person or group, the attribute, what is wrong and the template
     that makes it. Nothing is connected to."""
-    del config  # the rules are the directory's own; no setting changes them
+    return target_findings(config, desired).messages
+
+
+def target_findings(config: AdConfig, desired: DesiredState) -> naming.Findings:
+    """:func:`naming_problems`, split: a person's own value (their anchor, logon name, UPN,
+    mail, cn) holds that person; a group's or an OU's name stops the plan."""
+    account_anchor = _anchor(anchor_limit(config.anchor_attribute), visible_only=True)
+    # A group's key is also its cn unless mapped otherwise: the cn's check names hidden characters.
+    group_anchor = _anchor(anchor_limit(config.group_anchor_attribute), visible_only=False)
     user_logon, group_logon = _sam_account_name(SAM_ACCOUNT_NAME_MAX), _sam_account_name(256)
     checks: list[tuple[naming.Name | None, naming.Rule]] = []
     for account in desired.accounts.values():
@@ -159,11 +218,38 @@ def naming_problems(config: AdConfig, desired: DesiredState) -> list[str]:
             (naming.account_name(account, "cn", account.username), _relative_name),
             (naming.account_name(account, "userPrincipalName", None), _user_principal_name),
             (naming.account_name(account, "mail", None), _mail),
+            (naming.anchor_name(account, config.anchor_attribute), account_anchor),
         ]
     for group in desired.groups.values():
         checks += [
             (naming.group_name(group, "sAMAccountName", None), group_logon),
             (naming.group_name(group, "cn", group.key), _relative_name),
+            (naming.Name(group, config.group_anchor_attribute, group.key), group_anchor),
         ]
-    checks += [(name, _relative_name) for name in naming.ou_names(desired)]
-    return naming.problems(checks)
+    found = naming.findings(checks)
+    places = naming.ou_findings(desired, _relative_name)
+    found.persons += places.persons
+    found.errors += places.errors
+    found.persons += _anchors_alike(desired, config.anchor_attribute)
+    return found
+
+
+def _anchors_alike(desired: DesiredState, attribute: str) -> list[tuple[DesiredAccount, str]]:
+    """Persons whose anchors differ only by case: AD finds either by the other's, so it cannot
+    tell them apart. Both are held: which account is whose is not for the connector to guess."""
+    by_fold: dict[str, list[DesiredAccount]] = {}
+    for account in desired.accounts.values():
+        by_fold.setdefault(account.anchor.casefold(), []).append(account)
+    out = []
+    for alike in by_fold.values():
+        if len(alike) > 1:
+            anchors = ", ".join(sorted(a.anchor for a in alike))
+            for account in alike:
+                out.append(
+                    (
+                        account,
+                        f"{naming.label(account)}: {attribute} (the anchor) is one of {anchors}, "
+                        "which differ only by case; Active Directory holds them as one",
+                    )
+                )
+    return out

@@ -120,6 +120,9 @@ UPN_MAX = 113
 MAIL_NICKNAME_MAX = 64
 MAIL_NICKNAME_FORBIDDEN = ' @()\\[]";:<>,'
 DISPLAY_NAME_MAX = 256
+EMPLOYEE_ID_MAX = 16
+"""Graph's ``employeeId`` holds 16 characters: ``personeel-{{ key }}`` does not fit once a key
+has 7 digits, and Graph answers 400 to every create of such a person."""
 _ENTRA = "Entra ID"
 
 
@@ -179,10 +182,29 @@ def key_of(prefix: str, nickname: str) -> str | None:
     return unquote(raw)
 
 
+def _employee_id(value: str) -> list[str]:
+    out = naming.empty(value) + naming.too_long(value, EMPLOYEE_ID_MAX, _ENTRA)
+    if value != value.strip():
+        # Graph keeps the spaces, and the connector finds the account back by an exact match.
+        out.append("starts or ends with a space")
+    return out + naming.hidden(value)
+
+
+def _immutable_id(value: str) -> list[str]:
+    return naming.empty(value) + naming.hidden(value)
+
+
 def naming_problems(config: EntraConfig, desired: DesiredState) -> list[str]:
     """Every name in *desired* that Entra ID would refuse, or that would put an account outside
     the managed domains, each naming the person or group, the attribute, what is wrong and the
     template that makes it. Nothing is connected to."""
+    return target_findings(config, desired).messages
+
+
+def target_findings(config: EntraConfig, desired: DesiredState) -> naming.Findings:
+    """:func:`naming_problems`, split: a person's own value (their anchor, UPN, mailNickname,
+    displayName) holds that person; a group's name stops the plan."""
+    anchor_rule = _employee_id if config.anchor_property == "employeeId" else _immutable_id
     user_principal_name = _user_principal_name(config.domains)
     checks: list[tuple[naming.Name | None, naming.Rule]] = []
     for account in desired.accounts.values():
@@ -193,6 +215,7 @@ def naming_problems(config: EntraConfig, desired: DesiredState) -> list[str]:
             (naming.account_name(account, "userPrincipalName", default_upn), user_principal_name),
             (naming.account_name(account, "mailNickname", account.username), _mail_nickname),
             (naming.account_name(account, "displayName", None), _display_name),
+            (naming.anchor_name(account, config.anchor_property), anchor_rule),
         ]
     for group in desired.groups.values():
         nickname = nickname_for(config.group_prefix, group.key)
@@ -200,4 +223,4 @@ def naming_problems(config: EntraConfig, desired: DesiredState) -> list[str]:
             (naming.group_name(group, "displayName", None), _display_name),
             (naming.group_name(group, "mailNickname", nickname), _mail_nickname),
         ]
-    return naming.problems(checks)
+    return naming.findings(checks)

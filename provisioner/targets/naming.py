@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from provisioner.model import DesiredAccount, DesiredGroup, DesiredState
 from provisioner.text import hidden_characters, visible
@@ -48,9 +48,41 @@ Rule = Callable[[str], list[str]]
 
 def problems(checks: Iterable[tuple[Name | None, Rule]]) -> list[str]:
     """What each rule finds wrong with its name (a name of None is not given: nothing to check)."""
-    return [
-        name.problem(what) for name, rule in checks if name is not None for what in rule(name.value)
-    ]
+    return findings(checks).messages
+
+
+@dataclass
+class Findings:
+    """What a directory would refuse, split by whom it stops: a person's own value holds only
+    that person; a group's or an OU's name is a matter of the mappings and stops the plan."""
+
+    persons: list[tuple[DesiredAccount, str]] = field(default_factory=list)
+    """Each person with a value the directory cannot hold, and the message saying which."""
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[str]:
+        return [message for _person, message in self.persons] + self.errors
+
+
+def findings(checks: Iterable[tuple[Name | None, Rule]]) -> Findings:
+    """What each rule finds wrong with its name, per person where the name is a person's."""
+    found = Findings()
+    for name, rule in checks:
+        if name is None:
+            continue
+        for what in rule(name.value):
+            message = name.problem(what)
+            if isinstance(name.owner, DesiredAccount):
+                found.persons.append((name.owner, message))
+            else:
+                found.errors.append(message)
+    return found
+
+
+def anchor_name(account: DesiredAccount, attribute: str) -> Name:
+    """The account's anchor as the directory is given it (the target writes it itself)."""
+    return Name(account, f"{attribute} (the anchor)", account.anchor)
 
 
 def label(owner: DesiredAccount | DesiredGroup | str) -> str:
@@ -97,6 +129,29 @@ def ou_names(desired: DesiredState) -> list[Name]:
             if part not in seen:
                 seen[part] = Name(owner, "OU name", part)
     return list(seen.values())
+
+
+def ou_findings(desired: DesiredState, rule: Rule) -> Findings:
+    """What *rule* finds wrong with each OU name. An OU that only persons are placed in holds
+    those persons (their data made the name: a class code with a line break); an OU that a group
+    is placed in, or that the mappings name outright, is an error."""
+    found = Findings()
+    for name in ou_names(desired):
+        wrong = rule(name.value)
+        if not wrong:
+            continue
+        holders = [a for a in desired.accounts.values() if name.value in a.ou]
+        if isinstance(name.owner, DesiredAccount) and not any(
+            name.value in g.ou for g in desired.groups.values()
+        ):
+            found.persons += [
+                (a, Name(a, name.attribute, name.value).problem(what))
+                for a in holders
+                for what in wrong
+            ]
+        else:
+            found.errors += [name.problem(what) for what in wrong]
+    return found
 
 
 # -- checks the rules share -----------------------------------------------------------------------
