@@ -102,7 +102,12 @@ def desired_state(
     issued: Collection[str] = (),
 ) -> DesiredState:
     desired = build_desired(
-        prepared.compiled, read.rows, today=read.as_of, existing=existing, issued=issued
+        prepared.compiled,
+        read.rows,
+        today=read.as_of,
+        existing=existing,
+        issued=issued,
+        problems=read.problems,
     )
     # A name the directory refuses would fail on every run: an error now, so that validate lists
     # it and a plan is blocked instead of proposing it.
