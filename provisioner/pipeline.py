@@ -212,6 +212,7 @@ def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Pla
                 schools=store.schools(),
                 last_persons=store.last_successful_persons(),
                 ids={kind: store.anchor_ids(kind) for kind in ("account", "group")},
+                held=store.held_since(),
             )
             issued_to, issued = store.issued_to(), store.issued_names()
     existing, issued = names_in_use(observed, issued_to, issued)
