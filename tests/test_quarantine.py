@@ -6,8 +6,10 @@ held person's existing account exactly as it is; the plan lists them and blocks 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from provisioner.report.mapping import validation_summary
 from provisioner.report.plan import render_plan
 from provisioner.sources.base import ValueProblem
 from provisioner.state import StateStore
+from tests.fakes.synthetic import SyntheticData
 from tests.test_cli_mapping import sample_with_mappings
 from tests.test_mapping import PUPILS, mappings, pupil, source
 from tests.test_plan import account, desired, observed_from
@@ -380,3 +383,100 @@ def test_max_held_days_must_be_a_whole_number(tmp_path, value):
     config.write_text(config.read_text() + f"policy:\n  max_held_days: {value}\n")
     with pytest.raises(ConfigError, match="max_held_days"):
         load_config(config)
+
+
+# -- the damaged school the AD and Entra tests share --------------------------------------------
+
+
+@dataclass
+class DamagedSchool:
+    """The synthetic school with a few damaged records; everyone else must proceed."""
+
+    data: SyntheticData
+    cjk: str
+    """A pupil whose name has no Latin letter (王 伟): no username, unless a fallback makes one."""
+    collided: str
+    """A pupil key that a new staff member has too: one anchor for two persons under mappings
+    that anchor both kinds on the bare key."""
+    huge: str
+    """A pupil whose surname is over 64 KiB: the templates that write it fail for them only."""
+    damaged: tuple[str, ...]
+
+    def later(self, key: str) -> SyntheticData:
+        """The next night: *key*, who had an account, now has a surname over 64 KiB and another
+        class. They are held, and their account must stay exactly as it is."""
+        data = copy.deepcopy(self.data)
+        for row in data.rows["Lln"]:
+            if row["p_persoon"] == key:
+                row["Naam"] = "X" * (65 * 1024)
+                row["Klascode"] = "7Z"
+        return data
+
+
+def plain_pupils(data: SyntheticData, count: int) -> list[str]:
+    """Pupils with one realised registration that no notable case of the data uses."""
+    notable = {k for value in data.notable.values() for k in value.split(",")}
+    rows: dict[str, int] = {}
+    for row in data.rows["Lln"]:
+        rows[row["p_persoon"]] = rows.get(row["p_persoon"], 0) + 1
+    plain = [
+        row["p_persoon"]
+        for row in data.rows["Lln"]
+        if rows[row["p_persoon"]] == 1
+        and row["voorlopig"] == "0"
+        and not row.get("_tot")
+        and row["p_persoon"] not in notable
+    ]
+    return sorted(plain)[:count]
+
+
+def damaged_school(synthetic: SyntheticData) -> DamagedSchool:
+    data = copy.deepcopy(synthetic)
+    cjk, collided, huge = plain_pupils(data, 3)
+    for row in data.rows["Lln"]:
+        if row["p_persoon"] == cjk:
+            row.update(Voornaam="王", Naam="伟")
+        if row["p_persoon"] == huge:
+            row["Naam"] = "Peeters" * 10_000
+    teacher = copy.deepcopy(data.rows["Leerkrachten"][0])
+    teacher.update(p_persoon=collided, Naam="Botsing", Voornaam="Bea", Actief="J")
+    data.rows["Leerkrachten"].append(teacher)
+    return DamagedSchool(data, cjk, collided, huge, (cjk, collided, huge))
+
+
+def person_keys(state: DesiredState) -> dict[str, tuple[str, str]]:
+    """Anchor → (account kind, person key) of every desired account."""
+    return {
+        anchor: (a.kind, str(next(iter(a.person.values()))["p_persoon"]))
+        for anchor, a in state.accounts.items()
+    }
+
+
+def check_first_night(
+    plan: dict, undamaged: DesiredState, school: DamagedSchool
+) -> dict[tuple[str, str], dict]:
+    """Everyone without a damaged record gets an account; the damaged ones are listed with the
+    reason; nothing is blocked. Returns the holds by (kind, key)."""
+    assert not plan["header"]["blocked"], plan["header"]["blocked"]
+    held = {(h["kind"], h["key"]): h for h in plan["header"]["held"]}
+    assert ("pupils", school.huge) in held
+    assert "longer than 64 KiB" in held[("pupils", school.huge)]["reason"]
+    # 王 伟: held for an empty username, or given one by a documented fallback
+    if ("pupils", school.cjk) in held:
+        assert "empty name" in held[("pupils", school.cjk)]["reason"]
+    # the collision: both held under anchors that collide; none with anchors that cannot
+    both = {("pupils", school.collided), ("staff", school.collided)}
+    assert both <= held.keys() or not both & held.keys()
+    for person in both & held.keys():
+        assert "is also the anchor of" in held[person]["reason"]
+    damaged_persons = {("pupils", key) for key in school.damaged} | {("staff", school.collided)}
+    assert held.keys() <= damaged_persons  # nobody else
+    creates = {c["key"] for c in plan["changes"] if c["action"] == "create"}
+    expected = {
+        anchor for anchor, (_k, key) in person_keys(undamaged).items() if key not in school.damaged
+    }
+    assert expected <= creates
+    # besides, only the damaged persons that are not held (a fallback name, anchors that differ)
+    assert len(creates - expected) == len(damaged_persons - held.keys())
+    assert sum(plan["header"]["persons"].values()) == len(creates)
+    return held
