@@ -18,6 +18,7 @@ from provisioner.apply import record_observations
 from provisioner.cli import main
 from provisioner.mapping.engine import build_desired
 from provisioner.model import DesiredState, Hold, ObservedState
+from provisioner.pipeline import desired_state, prepare, read_for_mappings
 from provisioner.plan.model import Action, Kind, Plan
 from provisioner.plan.planfile import plan_to_json
 from provisioner.plan.planner import Memory, Origin, Rules, make_plan
@@ -442,6 +443,12 @@ def damaged_school(synthetic: SyntheticData) -> DamagedSchool:
     teacher.update(p_persoon=collided, Naam="Botsing", Voornaam="Bea", Actief="J")
     data.rows["Leerkrachten"].append(teacher)
     return DamagedSchool(data, cjk, collided, huge, (cjk, collided, huge))
+
+
+def undamaged_desired(config: Path) -> DesiredState:
+    """What the configured mappings want for the school as *config*'s source serves it."""
+    prepared = prepare(config)
+    return desired_state(prepared, read_for_mappings(prepared))
 
 
 def person_keys(state: DesiredState) -> dict[str, tuple[str, str]]:

@@ -4,24 +4,19 @@ person damaged later keeps their account exactly as it was, and the nights conve
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from provisioner.cli import main
-from provisioner.model import DesiredState
-from provisioner.pipeline import desired_state, prepare, read_for_mappings
 from tests import test_ad
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.informat_server import InformatServer
 from tests.test_ad import plan_json, users_below
-from tests.test_quarantine import check_first_night, damaged_school, plain_pupils
+from tests.test_quarantine import (
+    check_first_night,
+    damaged_school,
+    plain_pupils,
+    undamaged_desired,
+)
 
 ad_env = test_ad.ad_env  # the fixture: a managed root OU of its own, removed afterwards
-
-
-def undamaged_desired(config: Path) -> DesiredState:
-    """What the default mappings want for the undamaged school."""
-    prepared = prepare(config)
-    return desired_state(prepared, read_for_mappings(prepared))
 
 
 def test_damaged_records_hold_only_their_persons_and_the_nights_converge(
