@@ -228,6 +228,7 @@ def run_validate(args: argparse.Namespace) -> int:
         "validated the mappings",
         persons=report.persons,
         errors=len(report.errors),
+        held=len(state.held),
         collisions=len(report.collisions),
         duplicates=len(report.duplicates),
     )
