@@ -485,7 +485,7 @@ def check_first_night(
     assert expected <= creates
     # besides, only the damaged persons that are not held (a fallback name, anchors that differ)
     assert len(creates - expected) == len(damaged_persons - held.keys())
-    assert sum(plan["header"]["persons"].values()) == len(creates)
+    assert sum(plan["header"]["persons"].values()) == len(creates) + len(held)
     return held
 
 
@@ -498,3 +498,12 @@ def test_a_person_withdrawn_after_the_engine_is_held_with_their_memberships_unto
     assert set(state.accounts) == {"1"} and set(state.groups) == {"a"}
     assert state.groups["a"].members == {"1"}
     assert plan_of(state, directory).changes == []  # 2 keeps account, groups a and b
+
+
+def test_held_persons_count_as_present_so_holds_never_look_like_a_drop():
+    last = ("2026-03-01T02:00:00+00:00", {"030569": 10})
+    plan = plan_of(_school_of(5, 5), observed_from(desired()), memory=Memory(last_persons=last))
+    assert plan.header.persons == {"030569": 10}
+    assert plan.header.policy_blocked == [] and plan.header.blocked == []
+    plan = plan_of(_school_of(5, 0), observed_from(desired()), memory=Memory(last_persons=last))
+    assert plan.header.policy_blocked  # the same five really gone: a drop

@@ -227,7 +227,8 @@ class PlanHeader:
     """Policy limits the plan exceeds; a person may accept them with ``--approve REASON``."""
     warnings: list[str] = field(default_factory=list)
     persons: dict[str, int] = field(default_factory=dict)
-    """Accounts per school in the desired state: the next run compares its own against these."""
+    """Persons per school in the desired state, held persons included: the next run compares
+    its own against these."""
     school_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """Account changes per school and action."""
     managed_accounts: int = 0

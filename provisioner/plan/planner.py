@@ -116,7 +116,8 @@ def make_plan(
         managed_per_school=managed_per_school,
     )
     persons: dict[str, int] = {}
-    for account in desired.accounts.values():
+    # A held person is still in the source: counted, so that holds never look like a drop.
+    for account in (*desired.accounts.values(), *desired.held):
         persons[account.school] = persons.get(account.school, 0) + 1
     drops = check_drop(persons, memory.last_persons, rules.policy.max_drop)
     held_ids = {(h.kind, h.key) for h in desired.held}

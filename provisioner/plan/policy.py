@@ -224,16 +224,16 @@ def held_blocks(
     nights: Mapping[tuple[str, str], int],
     policy: PolicyConfig,
 ) -> list[str]:
-    """Why held persons block the plan: more in a school than ``max_held`` allows (a share is of
-    the school's persons, held ones included, with ``max_held_floor`` at least), or someone held
-    longer than ``max_held_days`` (*nights*: (kind, key) → days held so far)."""
+    """Why held persons block the plan: more in a school than ``max_held`` allows (a share of
+    the school's *persons*, held ones included, with ``max_held_floor`` at least), or someone
+    held longer than ``max_held_days`` (*nights*: (kind, key) → nights held, tonight included)."""
     blocked = []
     per_school: dict[str, int] = {}
     for hold in held:
         per_school[hold.school] = per_school.get(hold.school, 0) + 1
     share = policy.max_held.endswith("%")
     for school, count in sorted(per_school.items()):
-        population = persons.get(school, 0) + count
+        population = persons.get(school, 0)
         allowed = limit_of(policy.max_held, population)
         if share:
             allowed = max(allowed, policy.max_held_floor)

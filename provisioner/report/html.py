@@ -110,7 +110,7 @@ def render_html(plan: Plan, results: Sequence[Result] | None = None) -> str:
             f"<tr><th>{escape(school)}</th><td>{n}</td></tr>"
             for school, n in header.persons.items()
         )
-        out.append(f"<h2>Accounts per school</h2><table>{per_school}</table>")
+        out.append(f"<h2>Persons per school (held ones included)</h2><table>{per_school}</table>")
     if results is not None:
         done = {s: sum(r.status == s for r in results) for s in ("applied", "skipped", "failed")}
         out.append(
