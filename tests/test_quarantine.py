@@ -255,6 +255,10 @@ def test_unreadable_keys_and_anchorless_holds_make_that_schools_leavers_wait():
     assert "1 row(s) whose person key is unreadable" in note
     assert "leaver actions wait tonight (1 account(s) kept as they are)" in note
 
+    # an account whose school the store does not know may be of the school that waits
+    plan = plan_of(tonight, directory, memory=Memory(schools={"1": "030569", "3": "030577"}))
+    assert {(c.action, c.key) for c in plan.changes} == {(Action.DISABLE, "3")}
+
     tonight.unknown_rows = {}
     tonight.held = [_held("7", None, school="030577")]  # no anchor: cannot be found by it
     plan = plan_of(tonight, directory, origin=ORIGIN, memory=memory)

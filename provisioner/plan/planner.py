@@ -224,6 +224,8 @@ def _kept(
         if school in unknown:
             kept.add(anchor)
             waiting[school] = waiting.get(school, 0) + 1
+        elif school is None and unknown:
+            kept.add(anchor)  # its school is not remembered: it may be one of those that wait
     notes = [
         f"school {school}: {' and '.join(why)}: nobody can tell whose accounts they are, so that "
         f"school's leaver actions wait tonight ({waiting.get(school, 0)} account(s) kept as they "
