@@ -511,3 +511,17 @@ def test_held_persons_count_as_present_so_holds_never_look_like_a_drop():
     assert plan.header.policy_blocked == [] and plan.header.blocked == []
     plan = plan_of(_school_of(5, 0), observed_from(desired()), memory=Memory(last_persons=last))
     assert plan.header.policy_blocked  # the same five really gone: a drop
+
+
+def test_nobody_takes_over_the_anchor_of_a_person_held_for_another_reason(tmp_path):
+    compiled = mappings(tmp_path, STAFF_TOO)
+    teacher = {"p_persoon": "2", "Voornaam": "Mieke", "Naam": "Mertens"}
+    problem = ValueProblem("Lln", "030569", "2", "Naam", "not text")
+    state = build_desired(
+        compiled, source(pupil("1"), pupil("2", "Piet"), Leerkrachten=[teacher]), problems=[problem]
+    )
+    # pupil 2 is held with anchor 2; staff 2 must not get (and so update) the account "2"
+    assert set(state.accounts) == {"1"}
+    holds = {h.kind: h for h in state.held}
+    assert holds["pupils"].reason == "Lln.Naam: not text"
+    assert "anchor 2 is also the anchor of pupils 2 (held)" in holds["staff"].reason

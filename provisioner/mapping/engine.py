@@ -565,17 +565,29 @@ class Engine:
         # kinds anchor on the bare key): both are held. Which of the two an existing account
         # with that anchor belongs to, nobody can tell from here; giving it to either could hand
         # a teacher's account to a pupil. Their accounts stay exactly as they are.
+        # A person already held keeps their anchor too: nobody else may take it over.
+        held_anchors: dict[str, list[str]] = {}
+        for hold in self.held.values():
+            if hold.anchor:
+                held_anchors.setdefault(hold.anchor, []).append(f"{hold.kind} {hold.key} (held)")
         by_anchor: dict[str, list[tuple[CompiledAccount, Person, str, str]]] = {}
         for entry in people:
             by_anchor.setdefault(entry[2], []).append(entry)
         people = []
         for anchor, entries in by_anchor.items():
-            if len(entries) == 1:
+            if len(entries) == 1 and anchor not in held_anchors:
                 people.append(entries[0])
                 continue
             for _account, person, _anchor, _base in entries:
                 others = ", ".join(
-                    f"{other.name} {p.key}" for other, p, _a, _b in entries if p is not person
+                    [
+                        *(
+                            f"{other.name} {p.key}"
+                            for other, p, _a, _b in entries
+                            if p is not person
+                        ),
+                        *held_anchors.get(anchor, []),
+                    ]
                 )
                 self.hold(
                     person,
