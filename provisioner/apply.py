@@ -227,7 +227,8 @@ def _now() -> dt.datetime:
 
 def record_observations(plan: Plan, store: StateStore) -> None:
     """What the source showed when the plan was made, in one transaction, dated by the plan's
-    source day: leaver clocks start and stop, kinds, schools and the directory's ids are kept."""
+    source day: leaver and hold clocks start and stop, kinds, schools and the directory's ids are
+    kept."""
     seen = plan.observations
     day = dt.date.fromisoformat(plan.header.source_as_of)
     with store.transaction():
@@ -235,5 +236,10 @@ def record_observations(plan: Plan, store: StateStore) -> None:
             (anchor, kind, school) for anchor, (kind, school) in seen.accounts.items()
         )
         store.track_leavers(seen.left, seen.returned, day)
+        store.track_held(
+            ((kind, key) for kind, key in seen.held),
+            ((kind, key) for kind, key in seen.released),
+            day,
+        )
         for kind, ids in seen.ids.items():
             store.remember_anchors(kind, ids.items())

@@ -236,11 +236,13 @@ def run_validate(args: argparse.Namespace) -> int:
         "validated the mappings",
         persons=report.persons,
         errors=len(report.errors),
+        held=len(state.held),
         collisions=len(report.collisions),
         duplicates=len(report.duplicates),
     )
     print(validation_summary(state, prepared.fields, data.counts, data.blocks))
-    return 1 if state.report.errors else 0
+    # a held person gets no account: validate fails until their data is corrected
+    return 1 if state.report.errors or state.held or any(state.unknown_rows.values()) else 0
 
 
 def run_explain(args: argparse.Namespace) -> int:

@@ -102,7 +102,12 @@ def desired_state(
     issued: Collection[str] = (),
 ) -> DesiredState:
     desired = build_desired(
-        prepared.compiled, read.rows, today=read.as_of, existing=existing, issued=issued
+        prepared.compiled,
+        read.rows,
+        today=read.as_of,
+        existing=existing,
+        issued=issued,
+        problems=read.problems,
     )
     # A value the directory refuses would fail on every run: found now. A person's own value holds
     # that person only; a group's or an OU's name is an error that blocks the plan.
@@ -209,6 +214,7 @@ def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Pla
                 schools=store.schools(),
                 last_persons=store.last_successful_persons(),
                 ids={kind: store.anchor_ids(kind) for kind in ("account", "group")},
+                held=store.held_since(),
             )
             issued_to, issued = store.issued_to(), store.issued_names()
     existing, issued = names_in_use(observed, issued_to, issued)

@@ -5,6 +5,7 @@
   planner finds managed objects by the anchor attribute in the directory itself;
 - issued names: every username ever given, so a name is never given to someone else;
 - account kinds and schools, and leaver clocks: since when someone is gone from the source;
+- hold clocks: since when a person is held (a problem with their data);
 - runs: when, what, and how it ended.
 
 Writes happen in explicit transactions. ``with store.transaction():`` makes everything inside it
@@ -72,6 +73,15 @@ MIGRATIONS: list[str] = [
     # 3: the school of each account, for limits and counts per school
     """
     ALTER TABLE account_kinds ADD COLUMN school TEXT;
+    """,
+    # 4: held persons (a problem with their data): since when, so that a hold cannot last unseen
+    """
+    CREATE TABLE held (
+        kind TEXT NOT NULL,              -- the mappings' account kind
+        person TEXT NOT NULL,            -- the person key in the source
+        since TEXT NOT NULL,             -- the first day the person was held
+        PRIMARY KEY (kind, person)
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -258,6 +268,30 @@ class StateStore:
                 [(anchor, day.isoformat()) for anchor in gone],
             )
             self.db.executemany("DELETE FROM leavers WHERE anchor = ?", [(a,) for a in present])
+
+    def held_since(self) -> dict[tuple[str, str], dt.date]:
+        """(account kind, person key) → the first day of each current hold."""
+        return {
+            (kind, person): dt.date.fromisoformat(since)
+            for kind, person, since in self.db.execute("SELECT kind, person, since FROM held")
+        }
+
+    def track_held(
+        self,
+        held: Iterable[tuple[str, str]],
+        released: Iterable[tuple[str, str]],
+        day: dt.date,
+    ) -> None:
+        """Start the hold clock of persons newly held, stop it for persons no longer held."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO held (kind, person, since) VALUES (?, ?, ?)",
+                [(kind, person, day.isoformat()) for kind, person in held],
+            )
+            self.db.executemany(
+                "DELETE FROM held WHERE kind = ? AND person = ?",
+                [(kind, person) for kind, person in released],
+            )
 
     def issued_to(self) -> dict[str, str]:
         """The first name issued to each anchor: a person who returns gets it back."""

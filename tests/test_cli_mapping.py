@@ -89,7 +89,7 @@ def test_validate_reports_every_broken_template_and_fails(tmp_path, capsys):
     assert f"{staff}:20: accounts.staff.attributes.sn: unexpected '}}'" in err
 
 
-def test_validate_reports_render_errors_per_person(tmp_path, capsys):
+def test_validate_reports_render_failures_per_person_as_holds(tmp_path, capsys):
     config = sample_with_mappings(tmp_path)
     pupils = tmp_path / "mappings" / "pupils.yaml"
     pupils.write_text(
@@ -99,9 +99,14 @@ def test_validate_reports_render_errors_per_person(tmp_path, capsys):
     )
     assert main(["validate", "--config", str(config)]) == 1
     out = capsys.readouterr().out
-    assert "Errors (287):" in out
+    # the template fails on each pupil's own value: each is held (validate fails), no error
+    assert (
+        "Held (no change to their accounts, no new account, until their data is corrected) (287):"
+        in out
+    )
     assert "accounts.pupils.attributes.department: ValueError: date:" in out
-    assert out.rstrip().endswith("287 error(s)")
+    assert "Errors" not in out
+    assert out.rstrip().endswith("287 person(s) held")
 
 
 def test_fetch_with_mappings_reads_only_their_data_sets(capsys):

@@ -3,8 +3,14 @@
 The steps, in order: compile every template once (all errors at once); assemble persons per account
 kind (filter, pick one row per person, join); give every account a unique username (people keep the
 name they have; newcomers get the next free suffix, in stable key order); render attributes and OUs;
-build groups and their members. Errors for one person are collected and the run goes on, so
-``validate`` shows them all; a report with errors must not be used to remove anything.
+build groups and their members.
+
+A problem with one person's data (a value the source could not read, a template that fails for
+them, an empty username, an anchor shared with another person, no free unique name) holds that
+person: a :class:`~provisioner.model.Hold` in ``DesiredState.held``, no desired account, and the
+planner leaves their existing account exactly as it is. Only problems of the whole configuration
+(an unknown school, two group kinds making one key) are errors; a report with errors must not be
+used to remove anything.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +36,7 @@ from provisioner.mapping.templates import (
     FieldUse,
     Row,
     TemplateError,
+    TemplateMistake,
     counting_run,
 )
 from provisioner.model import (
@@ -40,11 +47,13 @@ from provisioner.model import (
     DesiredGroup,
     DesiredState,
     Duplicate,
+    Hold,
     MappingReport,
     Provenance,
     Record,
     SourceRows,
 )
+from provisioner.sources.base import ValueProblem
 
 GLOBALS = ("instelnr", "key", "kind", "today", "vars")
 """Names every template may use besides the data sets: the person's school (instelnr) and key,
@@ -343,6 +352,7 @@ class Engine:
         existing: Mapping[str, str] | None = None,
         issued: Collection[str] = (),
         today: dt.date | None = None,
+        problems: Sequence[ValueProblem] = (),
     ) -> None:
         self.compiled = compiled
         self.globals = {
@@ -367,6 +377,66 @@ class Engine:
                         names.add(use.field)
         self.report = MappingReport()
         self.persons: dict[str, list[Person]] = {}
+        self.held: dict[tuple[str, str], Hold] = {}
+        """(account kind, person key) → why that person is held; the first reason found."""
+        self.unknown_rows: dict[str, int] = {}
+        # A value that could not be read holds every person whose account kind reads that data
+        # set (its persons, joins, or the rows of a group it is a member of) and that field.
+        used = compiled.field_uses()
+        reads: dict[str, set[str]] = {}
+        for account in compiled.accounts.values():
+            reads[account.name] = set(account.spec.persons.datasets)
+        for group in compiled.groups.values():
+            if group.spec.rows:
+                for kind in group.spec.members:
+                    reads.setdefault(kind, set()).add(group.spec.rows)
+        self.problems: dict[tuple[str, str], ValueProblem] = {}
+        """(account kind, person key) → the first unreadable value of theirs."""
+        self.failed_rows: dict[tuple[str, str], str] = {}
+        """(account kind, person key) → why ``where`` or ``prefer`` failed on one of their rows."""
+        for problem in problems:
+            if problem.key is None:
+                # Nobody knows whose row it was: that school's leavers wait for the night.
+                self.unknown_rows[problem.unit] = self.unknown_rows.get(problem.unit, 0) + 1
+                continue
+            fields = used.get(problem.dataset, set())
+            if fields is not None and problem.field not in fields:
+                continue  # a field no mapping reads cannot change anyone's account
+            for kind, datasets in reads.items():
+                if problem.dataset in datasets:
+                    self.problems.setdefault((kind, str(problem.key)), problem)
+
+    def hold(
+        self,
+        person: Person,
+        reason: str,
+        *,
+        anchor: str | None = None,
+        dataset: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        """Hold *person* for the night (the first reason found is the one shown)."""
+        self.held.setdefault(
+            (person.kind, person.key),
+            Hold(person.kind, person.key, person.school, reason, anchor, dataset, field),
+        )
+
+    def failed(self, person: Person, exc: TemplateError, *, anchor: str | None = None) -> None:
+        """A template failed for *person*: held, unless the template itself is at fault (then it
+        fails for everyone alike, an error of the mappings)."""
+        if isinstance(exc, TemplateMistake):
+            self.report.errors.append(str(exc))
+        else:
+            self.hold(person, str(exc), anchor=anchor)
+
+    def _try_anchor(self, account: CompiledAccount, person: Person) -> str | None:
+        """The person's anchor if it can be made, to protect their existing account."""
+        if account.anchor is None:
+            return person.key
+        try:
+            return account.anchor.render(person.context, person.key) or None
+        except TemplateError:
+            return None
 
     # -- persons --------------------------------------------------------------------------------
 
@@ -393,13 +463,26 @@ class Engine:
                 "key": key,
                 "kind": account.name,
             }
+            # A row with a value that could not be read is kept even where ``where`` would leave it
+            # out: the missing value may be why, and a person left out is a leaver. It is held.
+            damaged = (account.name, key) in self.problems
             try:
-                if account.where is not None and not account.where.render(context, key):
+                if (
+                    account.where is not None
+                    and not account.where.render(context, key)
+                    and not damaged
+                ):
                     continue
                 preference = tuple(not p.render(context, key) for p in account.prefer)
-            except TemplateError as exc:
+            except TemplateMistake as exc:
                 self.report.errors.append(str(exc))
                 continue
+            except TemplateError as exc:
+                # where or prefer failed on this row's values: the person is held, not left out
+                self.failed_rows.setdefault((account.name, key), str(exc))
+                damaged = True
+            if damaged:
+                preference = tuple(True for _p in account.prefer)  # the least preferred row
             rank = (*preference, order.get(school, len(order)), position)
             candidates.setdefault(key, []).append((rank, school, record))
         persons = []
@@ -474,44 +557,50 @@ class Engine:
             persons = self.assemble(account)
             self.persons[account.name] = persons
             for person in persons:
-                try:
-                    anchor = (
-                        account.anchor.render(person.context, person.key)
-                        if account.anchor
-                        else person.key
-                    )
-                    base = account.username.render(person.context, person.key)
-                except TemplateError as exc:
-                    self.report.errors.append(str(exc))
-                    continue
-                if not anchor or not base:
-                    what = "anchor" if not anchor else "username"
-                    self.report.errors.append(
-                        f"{account.username.source.location}: accounts.{account.name}: empty "
-                        f"{what} for person {person.key}"
-                    )
-                    continue
-                people.append((account, person, anchor, base))
+                entry = self._anchor_and_base(account, person)
+                if entry is not None:
+                    people.append(entry)
 
-        seen_anchor: dict[str, str] = {}
-        unique_people = []
+        # Two persons with one anchor (a pupil and a staff member with the same key when both
+        # kinds anchor on the bare key): both are held. Which of the two an existing account
+        # with that anchor belongs to, nobody can tell from here; giving it to either could hand
+        # a teacher's account to a pupil. Their accounts stay exactly as they are.
+        # A person already held keeps their anchor too: nobody else may take it over.
+        held_anchors: dict[str, list[str]] = {}
+        for hold in self.held.values():
+            if hold.anchor:
+                held_anchors.setdefault(hold.anchor, []).append(f"{hold.kind} {hold.key} (held)")
+        by_anchor: dict[str, list[tuple[CompiledAccount, Person, str, str]]] = {}
         for entry in people:
-            account, anchor = entry[0], entry[2]
-            if anchor in seen_anchor:
-                self.report.errors.append(
-                    f"accounts.{account.name}: anchor {anchor} is also used by "
-                    f"accounts.{seen_anchor[anchor]}; anchors must be unique (left out)"
-                )
+            by_anchor.setdefault(entry[2], []).append(entry)
+        people = []
+        for anchor, entries in by_anchor.items():
+            if len(entries) == 1 and anchor not in held_anchors:
+                people.append(entries[0])
                 continue
-            seen_anchor[anchor] = account.name
-            unique_people.append(entry)
-        people = unique_people
+            for _account, person, _anchor, _base in entries:
+                others = ", ".join(
+                    [
+                        *(
+                            f"{other.name} {p.key}"
+                            for other, p, _a, _b in entries
+                            if p is not person
+                        ),
+                        *held_anchors.get(anchor, []),
+                    ]
+                )
+                self.hold(
+                    person,
+                    f"anchor {anchor} is also the anchor of {others}; anchors must be unique: "
+                    "give each account kind anchors that cannot collide (see docs/mappings.md)",
+                    anchor=anchor,
+                )
 
         names = self._allocate(people)
         for account, person, anchor, _base in people:
             username = names.get(anchor)
             if username is None:
-                continue
+                continue  # held: no free name
             context = {**person.context, "username": username}
             try:
                 attributes = {
@@ -520,11 +609,14 @@ class Engine:
                 }
                 ou = tuple(t.render(context, person.key) for t in account.ou)
             except TemplateError as exc:
-                self.report.errors.append(str(exc))
+                self.failed(person, exc, anchor=anchor)
                 continue
             if any(not part for part in ou):
-                self.report.errors.append(
-                    f"accounts.{account.name}.ou: an empty OU name for person {person.key}"
+                self.hold(
+                    person,
+                    f"accounts.{account.name}.ou: the OU template gives an empty OU name for "
+                    "this person (a value it reads is empty in the source?)",
+                    anchor=anchor,
                 )
                 continue
             state.accounts[anchor] = DesiredAccount(
@@ -539,9 +631,62 @@ class Engine:
             )
             person.context["username"] = username
             person.anchor = anchor
-            _add_ou(state.ous, ou)
         self._build_groups(state)
+        for made in (*state.accounts.values(), *state.groups.values()):
+            _add_ou(state.ous, made.ou)
+        state.held = sorted(self.held.values(), key=lambda h: (h.school, h.kind, _natural(h.key)))
+        state.unknown_rows = dict(self.unknown_rows)
         return state
+
+    def _anchor_and_base(
+        self, account: CompiledAccount, person: Person
+    ) -> tuple[CompiledAccount, Person, str, str] | None:
+        """(account, person, anchor, base username), or None when the person is held."""
+        problem = self.problems.get((account.name, person.key))
+        if problem is not None:
+            self.hold(
+                person,
+                f"{problem.dataset}.{problem.field}: {problem.reason}",
+                anchor=self._try_anchor(account, person),
+                dataset=problem.dataset,
+                field=problem.field,
+            )
+            return None
+        failed = self.failed_rows.get((account.name, person.key))
+        if failed is not None:
+            self.hold(person, failed, anchor=self._try_anchor(account, person))
+            return None
+        try:
+            anchor = (
+                account.anchor.render(person.context, person.key) if account.anchor else person.key
+            )
+        except TemplateError as exc:
+            self.failed(person, exc)
+            return None
+        if not anchor:
+            where = account.anchor.source.location if account.anchor else "anchor"
+            self.hold(
+                person,
+                f"{where}: accounts.{account.name}.anchor: the anchor template gives an empty "
+                "anchor for this person (a value it reads is empty in the source?)",
+            )
+            return None
+        try:
+            base = account.username.render(person.context, person.key)
+        except TemplateError as exc:
+            self.failed(person, exc, anchor=anchor)
+            return None
+        if not base:
+            self.hold(
+                person,
+                f"{account.username.source.location}: accounts.{account.name}.username: the "
+                "username template gives an empty name for this person (a name without Latin "
+                "letters, or empty in the source?): correct the source or give the template a "
+                "fallback",
+                anchor=anchor,
+            )
+            return None
+        return account, person, anchor, base
 
     def _allocate(self, people: list[tuple[CompiledAccount, Person, str, str]]) -> dict[str, str]:
         """Unique usernames: existing holders keep theirs, newcomers get the next free suffix.
@@ -582,7 +727,7 @@ class Engine:
                     claim(account, person, anchor, held)
                     continue
             except TemplateError as exc:
-                self.report.errors.append(str(exc))
+                self.failed(person, exc, anchor=anchor)
                 continue
             self.report.warnings.append(
                 f"accounts.{account.name}: {anchor} holds {held!r}, which another account also "
@@ -610,14 +755,17 @@ class Engine:
                 )
                 claim(account, person, anchor, name)
             except TemplateError as exc:
-                self.report.errors.append(str(exc))
+                self.failed(person, exc, anchor=anchor)
                 continue
             except _NoFreeName:
                 unique = ", ".join(account.spec.unique) or "username"
-                self.report.errors.append(
-                    f"{scheme.template.location}: accounts.{account.name}: no free name for "
-                    f"person {person.key} after {_MAX_SUFFIX} suffixes of {base!r}; does every "
-                    f"unique attribute ({unique}) change with the username?"
+                self.hold(
+                    person,
+                    f"{scheme.template.location}: accounts.{account.name}: no free name after "
+                    f"{_MAX_SUFFIX} suffixes of {base!r}: another person already has the same "
+                    f"unique values ({unique}); does every unique attribute change with the "
+                    "username?",
+                    anchor=anchor,
                 )
                 continue
             if name != base[: scheme.max_length].rstrip(".-"):
@@ -633,7 +781,7 @@ class Engine:
             for person in (p for kind in spec.members for p in self.persons.get(kind, [])):
                 anchor = person.anchor
                 if anchor is None:
-                    continue  # no account (an error was reported for it)
+                    continue  # no account: held
                 if spec.rows:
                     missing = self.not_fetched[spec.rows]
                     rows = [Row(r, missing) for _s, r in self.index.rows(spec.rows, person.key)]
@@ -642,6 +790,24 @@ class Engine:
                     contexts = [person.context]
                 for context in contexts:
                     self._add_membership(state, group, person, anchor, context, owners_cache)
+        # A person held while their groups were made loses the account made for them, and every
+        # membership and ownership; a group left with no member is not made.
+        held = {
+            person.anchor: person
+            for persons in self.persons.values()
+            for person in persons
+            if person.anchor is not None and (person.kind, person.key) in self.held
+        }
+        if not held:
+            return
+        for anchor, person in held.items():
+            state.accounts.pop(anchor, None)
+            person.anchor = None
+        for key, group in list(state.groups.items()):
+            group.members -= held.keys()
+            group.owners -= held.keys()
+            if not group.members:
+                del state.groups[key]
 
     def _add_membership(
         self,
@@ -657,17 +823,22 @@ class Engine:
                 return
             key = group.key.render(context, person.key)
             if not key:
-                self.report.errors.append(
-                    f"{group.key.source.location}: groups.{group.name}.key: empty for person "
-                    f"{person.key}"
+                self.hold(
+                    person,
+                    f"{group.key.source.location}: groups.{group.name}.key: the group key "
+                    "template gives an empty key for this person (a value it reads is empty?)",
+                    anchor=anchor,
                 )
                 return
             desired = state.groups.get(key)
             if desired is None:
                 ou = tuple(t.render(context, person.key) for t in group.ou)
                 if any(not part for part in ou):
-                    self.report.errors.append(
-                        f"groups.{group.name}.ou: an empty OU name for group {key}"
+                    self.hold(
+                        person,
+                        f"groups.{group.name}.ou: an empty OU name for group {key}, made from "
+                        "this person's values",
+                        anchor=anchor,
                     )
                     return
                 desired = DesiredGroup(
@@ -680,7 +851,6 @@ class Engine:
                     },
                 )
                 state.groups[key] = desired
-                _add_ou(state.ous, ou)
                 if group.owner_names is not None:
                     desired.owners = self._owners(group, context, person, owners_cache)
             elif desired.kind != group.name:
@@ -690,7 +860,7 @@ class Engine:
                 return
             desired.members.add(anchor)
         except TemplateError as exc:
-            self.report.errors.append(str(exc))
+            self.failed(person, exc, anchor=anchor)
 
     def _owners(
         self,
@@ -769,6 +939,21 @@ def _add_ou(ous: set[tuple[str, ...]], path: tuple[str, ...]) -> None:
         ous.add(path[:depth])
 
 
+def withdraw(desired: DesiredState, hold: Hold) -> None:
+    """Hold a person after the engine (a check made later, e.g. a value the target cannot hold):
+    their desired account, memberships and ownerships are taken out, a group left without
+    members is not made, and the hold is listed. The planner then leaves their existing account
+    exactly as it is."""
+    if hold.anchor is not None:
+        desired.accounts.pop(hold.anchor, None)
+        for key, group in list(desired.groups.items()):
+            group.members.discard(hold.anchor)
+            group.owners.discard(hold.anchor)
+            if not group.members:
+                del desired.groups[key]
+    desired.held.append(hold)
+
+
 def build_desired(
     compiled: CompiledMappings,
     source: SourceRows,
@@ -776,11 +961,16 @@ def build_desired(
     existing: Mapping[str, str] | None = None,
     issued: Collection[str] = (),
     today: dt.date | None = None,
+    problems: Sequence[ValueProblem] = (),
 ) -> DesiredState:
     """The desired state for *source*. ``existing`` maps anchors to the usernames they already
-    hold (they keep them); ``issued`` holds every name ever given (never given again)."""
+    hold (they keep them); ``issued`` holds every name ever given (never given again);
+    ``problems`` are the values the source could not read (``SourceRead.problems``): each holds
+    its person, or counts as a row of an unknown person of its school."""
     errors, warnings = check_fields(compiled, source)
-    engine = Engine(compiled, source, existing=existing, issued=issued, today=today)
+    engine = Engine(
+        compiled, source, existing=existing, issued=issued, today=today, problems=problems
+    )
     engine.report.errors.extend(errors)
     engine.report.warnings.extend(warnings)
     return engine.build()
@@ -801,4 +991,5 @@ __all__ = [
     "build_desired",
     "compile_mappings",
     "fields_to_fetch",
+    "withdraw",
 ]

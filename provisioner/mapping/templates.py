@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
+from jinja2.exceptions import SecurityError
 
 from provisioner.errors import ConfigError
 from provisioner.mapping.filters import FILTERS
@@ -102,7 +103,15 @@ ENVIRONMENT.filters["initials"] = _bounded_initials
 
 
 class TemplateError(Exception):
-    """A template that does not compile or does not render; the message says where and why."""
+    """A template that does not compile or does not render; the message says where and why.
+
+    Failing for one person's values, it holds that person (see the mapping engine)."""
+
+
+class TemplateMistake(TemplateError):
+    """A rendering that fails because of the template itself, whoever's values it gets (an unsafe
+    access the sandbox refuses, a field the source did not fetch): an error of the mappings, not
+    a reason to hold one person."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,11 @@ class Compiled:
             ) from None
         except RenderLimitError:
             raise  # the run's own totals: stops the run as it is
+        except (SecurityError, NotFetched) as exc:
+            raise TemplateMistake(
+                f"{self.source.location}: {self.source.where}: {type(exc).__name__}: {exc} "
+                f"(person {person})"
+            ) from None
         except Exception as exc:  # any failure inside a template is the template's error
             raise TemplateError(
                 f"{self.source.location}: {self.source.where}: {type(exc).__name__}: {exc} "

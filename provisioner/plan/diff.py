@@ -6,7 +6,7 @@ the managed scope are observed, so nothing outside it can appear in a plan.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from provisioner.model import (
     DesiredAccount,
@@ -44,12 +44,18 @@ def _changed(desired: DesiredAccount | DesiredGroup, observed: dict[str, str]) -
 
 
 def diff(
-    desired: DesiredState, observed: ObservedState, *, match_on: Sequence[str] = ("username",)
+    desired: DesiredState,
+    observed: ObservedState,
+    *,
+    match_on: Sequence[str] = ("username",),
+    keep: Collection[str] = (),
 ) -> list[Change]:
     """Every change that makes *observed* look like *desired*, in apply order.
 
     Accounts correlate by anchor; accounts without an anchor (made before the connector) by the
     ``match_on`` attributes. One candidate is adopted; several are a conflict, never a guess.
+    Accounts whose anchor is in *keep* (held persons) are left exactly as they are: no change to
+    the account, and their group memberships and ownerships neither added nor removed.
     """
     changes: list[Change] = []
     for path in sorted(desired.ous - observed.ous, key=lambda p: (len(p), p)):
@@ -64,13 +70,14 @@ def diff(
                 precondition=Precondition(absent=True),
             )
         )
-    changes += _account_changes(desired, observed, match_on)
-    changes += _group_changes(desired, observed)
+    keep = frozenset(keep) - desired.accounts.keys()
+    changes += _account_changes(desired, observed, match_on, keep)
+    changes += _group_changes(desired, observed, keep)
     return sorted(changes, key=lambda c: c.action.order)  # stable: keeps key order per action
 
 
 def _account_changes(
-    desired: DesiredState, observed: ObservedState, match_on: Sequence[str]
+    desired: DesiredState, observed: ObservedState, match_on: Sequence[str], keep: frozenset[str]
 ) -> list[Change]:
     changes: list[Change] = []
     by_anchor: dict[str, ObservedAccount] = {}
@@ -104,7 +111,7 @@ def _account_changes(
         changes += _account_updates(want, have)
 
     for anchor, have in sorted(by_anchor.items()):
-        if anchor not in desired.accounts and have.enabled:
+        if anchor not in desired.accounts and anchor not in keep and have.enabled:
             changes.append(enabled_change(anchor, have, False, "no longer in the source"))
     return changes
 
@@ -272,7 +279,9 @@ def _account_updates(want: DesiredAccount, have: ObservedAccount) -> list[Change
     return changes
 
 
-def _group_changes(desired: DesiredState, observed: ObservedState) -> list[Change]:
+def _group_changes(
+    desired: DesiredState, observed: ObservedState, keep: frozenset[str]
+) -> list[Change]:
     changes: list[Change] = []
     by_key: dict[str, ObservedGroup] = {}
     twins: set[str] = set()
@@ -314,13 +323,15 @@ def _group_changes(desired: DesiredState, observed: ObservedState) -> list[Chang
                     precondition=Precondition(absent=True),
                 )
             )
-            changes += _membership(want, None, target)
+            changes += _membership(want, None, target, keep)
             continue
         if want.ou != have.ou:
             changes.append(move_change(Action.MOVE_GROUP, Kind.GROUP, key, have, want.ou))
         changes += _update(Action.UPDATE_GROUP, Kind.GROUP, key, have, want)
-        changes += _membership(want, have, have.target)
+        changes += _membership(want, have, have.target, keep)
     for key, have in sorted(by_key.items()):
+        if have.members & keep or have.owners & keep:
+            continue  # a held person's group stays as it is
         if key not in desired.groups and key not in twins:
             changes.append(
                 Change(
@@ -336,18 +347,20 @@ def _group_changes(desired: DesiredState, observed: ObservedState) -> list[Chang
     return changes
 
 
-def _membership(want: DesiredGroup, have: ObservedGroup | None, target: str) -> list[Change]:
+def _membership(
+    want: DesiredGroup, have: ObservedGroup | None, target: str, keep: frozenset[str]
+) -> list[Change]:
     """Member and owner additions and removals of one group, each as one change (few directory
     writes). Owners are planned only by targets that keep them (the pipeline clears them
-    otherwise)."""
+    otherwise). A held person's (*keep*) membership stays as it is."""
     group_id = Precondition(id=have.id) if have else Precondition(created_in_this_plan=True)
     changes = []
     for role, wanted, current in (
         ("member", want.members, have.members if have else set()),
         ("owner", want.owners, have.owners if have else set()),
     ):
-        add = sorted(wanted - current)
-        remove = sorted(current - wanted)
+        add = sorted(wanted - current - keep)
+        remove = sorted(current - wanted - keep)
         if add:
             changes.append(
                 Change(

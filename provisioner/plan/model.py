@@ -227,7 +227,8 @@ class PlanHeader:
     """Policy limits the plan exceeds; a person may accept them with ``--approve REASON``."""
     warnings: list[str] = field(default_factory=list)
     persons: dict[str, int] = field(default_factory=dict)
-    """Accounts per school in the desired state: the next run compares its own against these."""
+    """Persons per school in the desired state, held persons included: the next run compares
+    its own against these."""
     school_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """Account changes per school and action."""
     managed_accounts: int = 0
@@ -237,6 +238,9 @@ class PlanHeader:
     """Accounts in the managed scope per school, for the per-school limits."""
     account_schools: dict[str, str] = field(default_factory=dict)
     """The school of each account a change acts on (anchor → school), where known."""
+    held: list[dict[str, Any]] = field(default_factory=list)
+    """Persons held tonight, each ``{kind, key, school, reason, anchor, dataset, field, since,
+    nights}``: a problem with their data; their accounts are left exactly as they are."""
 
 
 @dataclass
@@ -252,6 +256,10 @@ class Observations:
     """Anchor → [account kind, school], for the accounts whose kind or school is new."""
     ids: dict[str, dict[str, str]] = field(default_factory=dict)
     """Per kind ("account", "group"), anchor → the directory's immutable id, where new."""
+    held: list[list[str]] = field(default_factory=list)
+    """[account kind, person key] of persons held from this day on: their hold clocks start."""
+    released: list[list[str]] = field(default_factory=list)
+    """[account kind, person key] of persons held before and no longer: their clocks stop."""
 
 
 @dataclass

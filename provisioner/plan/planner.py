@@ -17,7 +17,7 @@ from provisioner.plan.diff import diff
 from provisioner.plan.lifecycle import LifecycleConfig, apply_lifecycle
 from provisioner.plan.model import Action, Change, Kind, Observations, Plan, PlanHeader
 from provisioner.plan.planfile import PLAN_VALID_FOR, now
-from provisioner.plan.policy import PolicyConfig, apply_policy, check_drop
+from provisioner.plan.policy import PolicyConfig, apply_policy, check_drop, held_blocks
 from provisioner.sources.base import Block
 
 
@@ -47,6 +47,8 @@ class Memory:
     """(day, accounts per school) of the last successful apply."""
     ids: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Per kind ("account", "group"), anchor → the directory's id as last recorded."""
+    held: Mapping[tuple[str, str], dt.date] = field(default_factory=dict)
+    """(account kind, person key) → the first day of each current hold."""
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,19 @@ def make_plan(
             f"the mappings reported {len(desired.report.errors)} error(s) (run validate): a plan "
             "made from incomplete data could remove what it should keep"
         )
-    gone = [a.anchor for a in observed.accounts if a.anchor and a.anchor not in desired.accounts]
     kinds = {**memory.kinds, **{a.anchor: a.kind for a in desired.accounts.values()}}
     schools = {**memory.schools, **{a.anchor: a.school for a in desired.accounts.values()}}
-    changes = diff(desired, observed, match_on=tuple(rules.match_on))
+    held_anchors, kept, suspended_notes = _kept(desired, observed, schools)
+    gone = [
+        a.anchor
+        for a in observed.accounts
+        if a.anchor and a.anchor not in desired.accounts and a.anchor not in kept
+    ]
+    changes = diff(desired, observed, match_on=tuple(rules.match_on), keep=kept)
     lifecycle = apply_lifecycle(
         changes,
         observed,
-        set(desired.accounts),
+        set(desired.accounts) | kept,
         since={**{anchor: today for anchor in gone}, **memory.leavers},
         kinds=kinds,
         config=rules.lifecycle,
@@ -110,9 +117,15 @@ def make_plan(
         managed_per_school=managed_per_school,
     )
     persons: dict[str, int] = {}
-    for account in desired.accounts.values():
+    # A held person is still in the source: counted, so that holds never look like a drop.
+    for account in (*desired.accounts.values(), *desired.held):
         persons[account.school] = persons.get(account.school, 0) + 1
     drops = check_drop(persons, memory.last_persons, rules.policy.max_drop)
+    held_ids = {(h.kind, h.key) for h in desired.held}
+    nights = {
+        person: (today - memory.held.get(person, today)).days + 1 for person in sorted(held_ids)
+    }
+    blocked += held_blocks(desired.held, persons, nights, rules.policy)
     school_counts: dict[str, dict[str, int]] = {}
     for change in verdict.changes:
         if change.kind is not Kind.ACCOUNT:
@@ -140,7 +153,22 @@ def make_plan(
             for c in verdict.changes
             if c.kind is Kind.ACCOUNT and c.key in schools
         },
+        held=[
+            {
+                "kind": h.kind,
+                "key": h.key,
+                "school": h.school,
+                "reason": h.reason,
+                "anchor": h.anchor,
+                "dataset": h.dataset,
+                "field": h.field,
+                "since": memory.held.get((h.kind, h.key), today).isoformat(),
+                "nights": nights[(h.kind, h.key)],
+            }
+            for h in desired.held
+        ],
         warnings=[
+            *suspended_notes,
             *suspicious_groups(lifecycle.changes, desired, observed),
             *desired.report.warnings,
             *lifecycle.notes,
@@ -149,15 +177,63 @@ def make_plan(
     )
     observations = Observations(
         left=sorted(anchor for anchor in gone if anchor not in memory.leavers),
-        returned=sorted(anchor for anchor in memory.leavers if anchor in desired.accounts),
+        # a held person is in the source: back, even though their account waits
+        returned=sorted(
+            anchor
+            for anchor in memory.leavers
+            if anchor in desired.accounts or anchor in held_anchors
+        ),
         accounts={
             a.anchor: [a.kind, a.school]
             for a in desired.accounts.values()
             if memory.kinds.get(a.anchor) != a.kind or memory.schools.get(a.anchor) != a.school
         },
         ids=_new_ids(observed, memory.ids),
+        held=[[kind, key] for kind, key in sorted(held_ids - memory.held.keys())],
+        released=[[kind, key] for kind, key in sorted(memory.held.keys() - held_ids)],
     )
     return Plan(header, verdict.changes, observations)
+
+
+def _kept(
+    desired: DesiredState, observed: ObservedState, schools: Mapping[str, str]
+) -> tuple[set[str], set[str], list[str]]:
+    """(anchors of held persons, every anchor to leave exactly as it is, notes).
+
+    A held person's account is kept by its anchor. A held person whose anchor could not be made,
+    and a row whose person key could not be read, cannot be found in the directory: their
+    school's leaver actions wait for the night instead (every account of that school missing
+    from the desired state is kept), so that nobody is disabled for a problem of the data."""
+    held_anchors = {h.anchor for h in desired.held if h.anchor} - desired.accounts.keys()
+    unknown: dict[str, list[str]] = {}
+    for school, rows in sorted(desired.unknown_rows.items()):
+        if rows:
+            unknown.setdefault(school, []).append(f"{rows} row(s) whose person key is unreadable")
+    anchorless: dict[str, int] = {}
+    for hold in desired.held:
+        if hold.anchor is None:
+            anchorless[hold.school] = anchorless.get(hold.school, 0) + 1
+    for school, count in sorted(anchorless.items()):
+        unknown.setdefault(school, []).append(f"{count} held person(s) without an anchor")
+    kept = set(held_anchors)
+    waiting: dict[str, int] = {}
+    for account in observed.accounts:
+        anchor = account.anchor
+        if anchor is None or anchor in desired.accounts or anchor in kept:
+            continue
+        school = schools.get(anchor)
+        if school in unknown:
+            kept.add(anchor)
+            waiting[school] = waiting.get(school, 0) + 1
+        elif school is None and unknown:
+            kept.add(anchor)  # its school is not remembered: it may be one of those that wait
+    notes = [
+        f"school {school}: {' and '.join(why)}: nobody can tell whose accounts they are, so that "
+        f"school's leaver actions wait tonight ({waiting.get(school, 0)} account(s) kept as they "
+        "are)"
+        for school, why in unknown.items()
+    ]
+    return held_anchors, kept, notes
 
 
 def _new_ids(

@@ -5,6 +5,10 @@ share of the managed accounts (``--approve REASON`` lets a person accept it, and
 kept in the run history). In the school-year transition window (by default 1 July – 31 August,
 when Informat moves pupils to the new year day by day) leaver actions wait: they are left out of
 the plan, with a note, instead of disabling pupils who simply have not been moved yet.
+
+Held persons (a problem with one person's data) do not block the night, unless there are more of
+them in a school than ``max_held`` allows, or one has been held longer than ``max_held_days``:
+then the plan is blocked (no approval lifts it) until someone corrects the data.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from provisioner.model import Hold
 from provisioner.plan.model import Action, Change, Kind
 
 _LIMIT = re.compile(r"^(\d+(?:\.\d+)?)%$|^(\d+)$")
@@ -27,6 +32,12 @@ def _check_limit(value: str) -> str:
             f"expected a count (25) or a share of the managed accounts (5%), not {value!r}"
         )
     return str(value).strip()
+
+
+def _check_count(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"expected a whole number of 0 or more, not {value!r}")
+    return value
 
 
 def _check_window(value: list[str]) -> list[str]:
@@ -54,6 +65,14 @@ class PolicyConfig:
         default_factory=lambda: ["07-01", "08-31"], metadata={"check": _check_window}
     )
     """The days (MM-DD, both included) in which leaver actions wait; [] for none."""
+    max_held: str = field(default="2%", metadata={"check": _check_limit})
+    """How many persons of one school may be held (a count, or a share of the school's persons)
+    before the plan is blocked."""
+    max_held_floor: int = field(default=5, metadata={"check": _check_count})
+    """A share in ``max_held`` allows at least this many, so that a small school is not blocked
+    by a single damaged record."""
+    max_held_days: int = field(default=7, metadata={"check": _check_count})
+    """Days a person may stay held before the plan is blocked until someone acts."""
 
 
 def limit_of(value: str, population: int) -> int:
@@ -196,4 +215,40 @@ def check_drop(
                 f"successful run ({when}), more than max_drop {max_drop} allows ({allowed}); if "
                 "this is right, apply with --approve REASON"
             )
+    return blocked
+
+
+def held_blocks(
+    held: list[Hold],
+    persons: Mapping[str, int],
+    nights: Mapping[tuple[str, str], int],
+    policy: PolicyConfig,
+) -> list[str]:
+    """Why held persons block the plan: more in a school than ``max_held`` allows (a share of
+    the school's *persons*, held ones included, with ``max_held_floor`` at least), or someone
+    held longer than ``max_held_days`` (*nights*: (kind, key) → nights held, tonight included)."""
+    blocked = []
+    per_school: dict[str, int] = {}
+    for hold in held:
+        per_school[hold.school] = per_school.get(hold.school, 0) + 1
+    share = policy.max_held.endswith("%")
+    for school, count in sorted(per_school.items()):
+        population = persons.get(school, 0)
+        allowed = limit_of(policy.max_held, population)
+        if share:
+            allowed = max(allowed, policy.max_held_floor)
+        if count > allowed:
+            blocked.append(
+                f"school {school}: {count} persons are held (at most {allowed} of {population} "
+                f"allowed by max_held {policy.max_held}): so many damaged records point to a "
+                "source problem; correct the data (see the held persons) and plan again"
+            )
+    overdue = [h for h in held if nights.get((h.kind, h.key), 0) > policy.max_held_days]
+    if overdue:
+        who = ", ".join(f"{h.kind} {h.key}" for h in overdue[:10])
+        more = f" and {len(overdue) - 10} more" if len(overdue) > 10 else ""
+        blocked.append(
+            f"{len(overdue)} person(s) held longer than max_held_days ({policy.max_held_days}): "
+            f"{who}{more}; correct their data in the source (the reason is listed with each)"
+        )
     return blocked

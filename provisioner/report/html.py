@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from provisioner.files import write_private
 from provisioner.plan.model import Action, Change, Plan, Value
+from provisioner.report.plan import describe_hold
 from provisioner.text import visible
 
 if TYPE_CHECKING:
@@ -76,6 +77,14 @@ def render_html(plan: Plan, results: Sequence[Result] | None = None) -> str:
         out.append(f"<p class='blocked'>BLOCKED by policy: {escape(reason)}</p>")
     for note in header.warnings:
         out.append(f"<p class='note'>{escape(note)}</p>")
+    if header.held:
+        out.append(
+            f"<h2 id='held'>Held ({len(header.held)})</h2><p>A problem with their data only: "
+            "their accounts are left exactly as they are and they get no new one until their "
+            "data is corrected.</p><ul>"
+            + "".join(f"<li>{escape(describe_hold(hold))}</li>" for hold in header.held)
+            + "</ul>"
+        )
     counts = plan.counts()
     rows = "".join(
         f"<tr><th>{escape(Action(a).title)}</th><td>{n}</td></tr>" for a, n in counts.items()
@@ -101,7 +110,7 @@ def render_html(plan: Plan, results: Sequence[Result] | None = None) -> str:
             f"<tr><th>{escape(school)}</th><td>{n}</td></tr>"
             for school, n in header.persons.items()
         )
-        out.append(f"<h2>Accounts per school</h2><table>{per_school}</table>")
+        out.append(f"<h2>Persons per school (held ones included)</h2><table>{per_school}</table>")
     if results is not None:
         done = {s: sum(r.status == s for r in results) for s in ("applied", "skipped", "failed")}
         out.append(

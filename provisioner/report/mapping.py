@@ -62,9 +62,30 @@ def validation_summary(
         [f"{c.kind} {c.anchor}: {c.wanted} → {c.given}" for c in report.collisions],
     )
     out += _listed("Source blocks", [f"{b.dataset} for {b.unit}: {b.reason}" for b in blocks])
+    out += _listed(
+        "Held (no change to their accounts, no new account, until their data is corrected)",
+        [
+            f"{h.kind} {h.key} (school {h.school})"
+            + (f" [{h.dataset}.{h.field}]" if h.dataset else "")
+            + f": {h.reason}"
+            for h in state.held
+        ],
+    )
+    unknown = {school: n for school, n in state.unknown_rows.items() if n}
+    out += _listed(
+        "Rows whose person key cannot be read (that school's leaver actions wait)",
+        [f"school {school}: {n} row(s)" for school, n in sorted(unknown.items())],
+    )
     out += _listed("Warnings", report.warnings)
     out += _listed("Errors", report.errors)
-    verdict = f"{len(report.errors)} error(s)" if report.errors else "OK: the mappings are valid"
+    problems = []
+    if report.errors:
+        problems.append(f"{len(report.errors)} error(s)")
+    if state.held:
+        problems.append(f"{len(state.held)} person(s) held")
+    if unknown:
+        problems.append(f"{sum(unknown.values())} row(s) of unknown persons")
+    verdict = ", ".join(problems) if problems else "OK: the mappings are valid"
     out += ["", verdict]
     return _lines(out)
 

@@ -6,7 +6,8 @@ lines (a fake "BLOCKED") nor reorder what the reader sees."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from provisioner.plan.model import Action, Change, Plan, Value
 from provisioner.text import visible
@@ -24,6 +25,38 @@ def _shown(value: Value) -> str:
     return f"'{value}'"
 
 
+def describe_hold(hold: Mapping[str, Any]) -> str:
+    """One held person of a plan header, for the ICT coordinator: who, how long, and why."""
+    nights = int(hold.get("nights") or 1)
+    held = "held tonight" if nights == 1 else f"held {nights} nights (since {hold.get('since')})"
+    where = ""
+    if hold.get("dataset"):
+        where = f" [{hold['dataset']}{'.' + hold['field'] if hold.get('field') else ''}]"
+    return (
+        f"{hold['kind']} {hold['key']} (school {hold['school']}), {held}{where}: {hold['reason']}"
+    )
+
+
+def held_section(plan: Plan) -> list[str]:
+    """The held persons of a plan, for the terminal (and every rendering that lists them)."""
+    held = plan.header.held
+    if not held:
+        return []
+    shown = held[:_HELD_SHOWN]
+    more = len(held) - len(shown)
+    return [
+        f"Held ({len(held)}): their accounts are left exactly as they are and they get no new "
+        "one until their data is corrected:",
+        *(f"  ! {describe_hold(hold)}" for hold in shown),
+        *([f"  … and {more} more (plan --json or --report FILE lists them all)"] if more else []),
+        "",
+    ]
+
+
+_HELD_SHOWN = 100
+"""Held persons listed in the terminal; the JSON and HTML renderings list every one."""
+
+
 def render_plan(plan: Plan, *, details: bool = False) -> str:
     header = plan.header
     out = [
@@ -39,6 +72,7 @@ def render_plan(plan: Plan, *, details: bool = False) -> str:
         out.append(f"note: {note}")
     if header.blocked or header.policy_blocked or header.warnings:
         out.append("")
+    out += held_section(plan)
     if plan.empty:
         out.append("No changes: the directory matches the source.")
         return _lines(out)
