@@ -40,7 +40,7 @@ from provisioner.plan.model import Plan
 from provisioner.plan.planfile import now, plan_to_json
 from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
-from provisioner.report.plan import render_plan, render_results
+from provisioner.report.plan import render_held, render_plan, render_results
 from provisioner.sources.base import Progress, SourceRead
 from provisioner.sources.problems import problem_warnings
 from provisioner.state import StateStore
@@ -371,6 +371,8 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
         print(json.dumps(data, indent=1, ensure_ascii=False))
     else:
         print(render_results(results))
+        if held := render_held(plan):  # a nightly run says whom it left alone, and why
+            print("\n" + held)
     if args.report:
         write_report(args.report, render_html(plan, results))
     if outcome.sheets:

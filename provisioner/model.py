@@ -150,6 +150,27 @@ class DesiredState:
     """Per school, rows whose person key could not be read: nobody knows who they are, so that
     school's leaver actions wait."""
 
+    def withdraw(self, hold: Hold) -> None:
+        """Hold a person found wanting after the engine (e.g. a value the directory cannot hold):
+        their desired account, memberships and ownerships are taken out, a group left without
+        members and an OU path no one else is placed in are not made, and the hold is listed.
+        The planner then leaves their existing account exactly as it is."""
+        if hold.anchor is not None and (account := self.accounts.pop(hold.anchor, None)):
+            for key, group in list(self.groups.items()):
+                group.members.discard(hold.anchor)
+                group.owners.discard(hold.anchor)
+                if not group.members:
+                    del self.groups[key]
+            used = {
+                placed.ou[:depth]
+                for placed in (*self.accounts.values(), *self.groups.values())
+                for depth in range(1, len(placed.ou) + 1)
+            }
+            for depth in range(len(account.ou), 0, -1):
+                if account.ou[:depth] not in used:
+                    self.ous.discard(account.ou[:depth])
+        self.held.append(hold)
+
 
 # -- what a target holds ------------------------------------------------------------------------
 

@@ -277,7 +277,9 @@ def test_against_the_graph_server_a_too_long_employee_id_holds_only_that_person(
             "source:\n  informat:\n"
             f"    snapshot: {ROOT / 'examples' / 'sample-snapshot'}\n"
             '    instelnrs: ["030569", "030577"]\n'
-            "mappings: mappings\nstate: state.db\ntarget:\n  entra:\n"
+            # Every staff member with a 7-digit key is held: more than the default max_held.
+            "mappings: mappings\nstate: state.db\npolicy:\n  max_held: 20%\n"
+            "target:\n  entra:\n"
             "    tenant_id: school.onmicrosoft.com\n"
             f"    client_id: {ENTRA.client_id}\n"
             "    client_secret: ${TEST_ENTRA_SECRET}\n"

@@ -494,11 +494,9 @@ def check_first_night(
 
 
 def test_a_person_withdrawn_after_the_engine_is_held_with_their_memberships_untouched():
-    from provisioner.mapping.engine import withdraw
-
     state = desired(account("1", "jan"), account("2", "piet"), groups={"a": {"1", "2"}, "b": {"2"}})
     directory = observed_from(state)
-    withdraw(state, Hold("pupils", "2", "030569", "displayName: 300 characters, at most 256", "2"))
+    state.withdraw(Hold("pupils", "2", "030569", "displayName: 300 characters, at most 256", "2"))
     assert set(state.accounts) == {"1"} and set(state.groups) == {"a"}
     assert state.groups["a"].members == {"1"}
     assert plan_of(state, directory).changes == []  # 2 keeps account, groups a and b

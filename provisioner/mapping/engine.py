@@ -939,21 +939,6 @@ def _add_ou(ous: set[tuple[str, ...]], path: tuple[str, ...]) -> None:
         ous.add(path[:depth])
 
 
-def withdraw(desired: DesiredState, hold: Hold) -> None:
-    """Hold a person after the engine (a check made later, e.g. a value the target cannot hold):
-    their desired account, memberships and ownerships are taken out, a group left without
-    members is not made, and the hold is listed. The planner then leaves their existing account
-    exactly as it is."""
-    if hold.anchor is not None:
-        desired.accounts.pop(hold.anchor, None)
-        for key, group in list(desired.groups.items()):
-            group.members.discard(hold.anchor)
-            group.owners.discard(hold.anchor)
-            if not group.members:
-                del desired.groups[key]
-    desired.held.append(hold)
-
-
 def build_desired(
     compiled: CompiledMappings,
     source: SourceRows,
@@ -991,5 +976,4 @@ __all__ = [
     "build_desired",
     "compile_mappings",
     "fields_to_fetch",
-    "withdraw",
 ]

@@ -117,5 +117,10 @@ def render_results(results: list[Result]) -> str:
     return _lines(out)
 
 
+def render_held(plan: Plan) -> str:
+    """The held persons alone (after an apply's results), or nothing."""
+    return _lines(held_section(plan))
+
+
 def _lines(lines: list[str]) -> str:
     return "\n".join(visible(line) for line in lines)

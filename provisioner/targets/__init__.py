@@ -7,7 +7,6 @@ through :class:`~provisioner.targets.base.Target`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from provisioner.errors import ConfigError
@@ -92,11 +91,7 @@ def hold_persons(
         owners[account.anchor] = account
     for anchor, messages in reasons.items():
         account = owners[anchor]
-        del desired.accounts[anchor]
-        for group in desired.groups.values():
-            group.members.discard(anchor)
-            group.owners.discard(anchor)
-        desired.held.append(
+        desired.withdraw(
             Hold(
                 kind=account.kind,
                 key=person_key(account, rows),
@@ -105,21 +100,6 @@ def hold_persons(
                 anchor=anchor,
             )
         )
-    _drop_unused_ous(desired, {owners[anchor].ou for anchor in reasons})
-
-
-def _drop_unused_ous(desired: DesiredState, paths: Iterable[tuple[str, ...]]) -> None:
-    """Leave out the OU paths of held persons (and their parents) where no one else is placed:
-    their name may be what the directory refuses."""
-    used = {
-        obj.ou[:depth]
-        for obj in (*desired.accounts.values(), *desired.groups.values())
-        for depth in range(1, len(obj.ou) + 1)
-    }
-    for path in paths:
-        for depth in range(len(path), 0, -1):
-            if path[:depth] not in used:
-                desired.ous.discard(path[:depth])
 
 
 def person_key(account: DesiredAccount, rows: SourceRows) -> str:
