@@ -72,6 +72,8 @@ class CompiledAccount:
     attributes: dict[str, Compiled]
     why: dict[str, Provenance] = field(default_factory=dict)
     """Per attribute; one that uses ``username`` also depends on the username template's fields."""
+    anchor_was: Compiled | None = None
+    """The anchor these accounts had before, for carrying old accounts over (``anchor_was``)."""
 
     def __post_init__(self) -> None:
         for attr, template in self.attributes.items():
@@ -102,7 +104,9 @@ class CompiledMappings:
 
     def templates(self) -> Iterable[Compiled]:
         for account in self.accounts.values():
-            yield from filter(None, (account.where, account.anchor, account.username))
+            yield from filter(
+                None, (account.where, account.anchor, account.anchor_was, account.username)
+            )
             yield from (*account.prefer, *account.ou, *account.attributes.values())
         for group in self.groups.values():
             yield from filter(None, (group.where, group.key, group.owner_names, group.owner_match))
@@ -203,6 +207,7 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
                 if (c := compile_one(t, (persons.source,), expression=True))
             ],
             anchor=compile_one(spec.anchor, datasets),
+            anchor_was=compile_one(spec.anchor_was, datasets),
             username=compile_one(spec.username.template, datasets),  # type: ignore[arg-type]
             ou=[c for t in spec.ou if (c := compile_one(t, datasets, extra=after_username))],
             attributes={
@@ -351,6 +356,8 @@ class Engine:
         }
         self.source = source
         self.existing = dict(existing or {})
+        self.previous: dict[str, str] = {}
+        """New anchor → the anchor the person's account had before (``anchor_was``)."""
         self.issued = {name.casefold() for name in issued}
         self.index = _Index(source)
         self.not_fetched = {name: d.not_fetched for name, d in source.datasets.items()}
@@ -492,6 +499,7 @@ class Engine:
                     )
                     continue
                 people.append((account, person, anchor, base))
+                self._remember_previous(account, person, anchor)
 
         seen_anchor: dict[str, str] = {}
         unique_people = []
@@ -536,12 +544,35 @@ class Engine:
                 school=person.school,
                 username_why=account.username.why,
                 person=person.records,
+                anchor_was=self.previous.get(anchor),
             )
             person.context["username"] = username
             person.anchor = anchor
             _add_ou(state.ous, ou)
         self._build_groups(state)
         return state
+
+    def _remember_previous(self, account: CompiledAccount, person: Person, anchor: str) -> None:
+        """The anchor *person*'s account had before, when the mappings name one. An old anchor
+        goes to the first account kind that claims it: under the old mappings that kind kept it
+        (a later kind with the same key was left out), so its account is the one carried over."""
+        if account.anchor_was is None:
+            return
+        try:
+            was = account.anchor_was.render(person.context, person.key)
+        except TemplateError as exc:
+            self.report.errors.append(str(exc))
+            return
+        if was and was != anchor and was not in self.previous.values():
+            self.previous[anchor] = was
+
+    def _held_name(self, anchor: str) -> str | None:
+        """The username the account of *anchor* holds: under this anchor, or under the one it
+        had before (an account being carried over keeps its name)."""
+        held = self.existing.get(anchor)
+        if held is None and anchor in self.previous:
+            held = self.existing.get(self.previous[anchor])
+        return held
 
     def _allocate(self, people: list[tuple[CompiledAccount, Person, str, str]]) -> dict[str, str]:
         """Unique usernames: existing holders keep theirs, newcomers get the next free suffix.
@@ -573,10 +604,11 @@ class Engine:
             renders = unique_renders(account, person, name)
             return all(value not in unique_values.get(a, ()) for a, value in renders.items())
 
-        holders = [p for p in people if p[2] in self.existing]
-        newcomers = [p for p in people if p[2] not in self.existing]
+        holders = [p for p in people if self._held_name(p[2]) is not None]
+        newcomers = [p for p in people if self._held_name(p[2]) is None]
         for account, person, anchor, base in sorted(holders, key=lambda p: _natural(p[2])):
-            held = self.existing[anchor]
+            held = self._held_name(anchor)
+            assert held is not None
             try:
                 if free(account, person, held, held.casefold()):
                     claim(account, person, anchor, held)
