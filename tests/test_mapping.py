@@ -178,7 +178,7 @@ def test_provenance_names_template_place_and_fields(school, synthetic):
     account = account_of(state, synthetic.notable["diacritics"])
     why = account.attributes["mail"].why
     assert why.template == "accounts.pupils.attributes.mail"
-    assert why.location.endswith("mappings/pupils.yaml:25")
+    assert why.location.endswith("mappings/pupils.yaml:18")
     assert set(why.fields) == {"Lln.Voornaam", "Lln.Naam"}  # through {{ username }}
     assert account.attributes["department"].why.fields == ("Lln.Klascode",)
 

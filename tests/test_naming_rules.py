@@ -312,11 +312,11 @@ def test_validate_lists_names_ad_refuses_with_person_and_attribute(tmp_path, mon
     pupils = tmp_path / "mappings" / "pupils.yaml"
     assert "Errors (3):" in out
     assert (
-        "  pupils 6135764 (Fatima-Zahra Leroy): sAMAccountName 'fatima-zahra.leroy[x]' is 21 "
+        "  pupils lln-6135764 (Fatima-Zahra Leroy): sAMAccountName 'fatima-zahra.leroy[x]' is 21 "
         f"characters long; Active Directory allows at most 20 (made by {pupils}:16)"
     ) in out
     assert (
-        "  pupils 6135764 (Fatima-Zahra Leroy): sAMAccountName 'fatima-zahra.leroy[x]' holds "
+        "  pupils lln-6135764 (Fatima-Zahra Leroy): sAMAccountName 'fatima-zahra.leroy[x]' holds "
         f"characters Active Directory does not allow there: '[' ']' (made by {pupils}:16)"
     ) in out
     assert "OU name '" in out and "\\nBLOCKED: fake' holds invisible control" in out
@@ -368,7 +368,7 @@ def test_a_plan_against_entra_is_blocked_by_a_upn_outside_the_managed_domains(
         "remove what it should keep"
     ]
     assert (
-        "pupils 6135764 (Fatima-Zahra Leroy): userPrincipalName "
+        "pupils lln-6135764 (Fatima-Zahra Leroy): userPrincipalName "
         "'fatima-zahra.leroy@elders.be' is not in a managed domain (leerling.school.be, "
         f"school.be) (made by {pupils}:15)"
     ) in out
