@@ -146,6 +146,40 @@ def test_username_rejects_a_negative_max_length():
         username("Jan", -1)
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("王 伟", "lln123456789"),  # CJK: no transliteration here
+        ("李小龍.王", "lln123456789"),
+        ("محمد.علي", "lln123456789"),  # Arabic, right to left
+        ("\u202eمحمد\u202c", "lln123456789"),  # with direction marks pasted along
+        ("😀🎉", "lln123456789"),  # emoji only
+        ("", "lln123456789"),
+        (None, "lln123456789"),
+        (" . - ", "lln123456789"),  # only separators: nothing is left
+        ("Олена.Шевченко", "olena.shevchenko"),  # Cyrillic is spelled, no fallback
+        ("Ελένη.Παππά", "eleni.pappa"),  # Greek too
+        ("王.Wang", "wang"),  # some Latin letters: those, no fallback
+    ],
+)
+def test_username_falls_back_when_nothing_of_the_name_is_left(name, expected):
+    result = username(name, SAM_ACCOUNT_NAME_MAX, fallback="lln123456789")
+    assert result == expected
+    assert USERNAME_PATTERN.match(result)
+
+
+def test_username_fallback_is_made_a_username_too_and_cut():
+    assert username("王", 6, fallback="Pers 123456789") == "pers12"
+    assert username("王", fallback=None) == ""  # no fallback given: empty, as before
+    assert username("王", fallback="") == ""
+
+
+@given(st.text(), st.integers(min_value=1, max_value=30))
+def test_username_with_a_fallback_is_never_empty(text, max_length):
+    result = username(text, max_length, fallback="lln1")
+    assert result and USERNAME_PATTERN.match(result) and len(result) <= max_length
+
+
 def test_username_converts_non_text():
     assert username(12345) == "12345"
     assert username(12.5) == "12.5"
