@@ -865,23 +865,23 @@ def test_a_dry_run_leaves_the_state_store_byte_for_byte(
         assert main(["explain", "--config", str(config), scenario.leaver]) in (0, 1)
         assert state.read_bytes() == before  # no leaver clock, no kind, no id recorded
         with StateStore(state) as store:
-            assert scenario.leaver not in store.leavers()
-            assert NEWCOMER not in store.kinds()
+            assert pupil(scenario.leaver) not in store.leavers()
+            assert pupil(NEWCOMER) not in store.kinds()
 
         # What the plan would teach the store travels in it ...
         saved = json.loads(plan_file.read_text(encoding="utf-8"))
-        assert saved["observations"]["left"] == [scenario.leaver]
-        assert NEWCOMER in saved["observations"]["accounts"]
+        assert saved["observations"]["left"] == [pupil(scenario.leaver)]
+        assert pupil(NEWCOMER) in saved["observations"]["accounts"]
         # ... and is recorded when it is applied, dated by the plan's source day.
         capsys.readouterr()
         assert main(["apply", "--config", str(config), str(plan_file)]) == 0
         with StateStore(state) as store:
             day = dt.date.fromisoformat(saved["header"]["source_as_of"])
-            assert store.leavers() == {scenario.leaver: day}
-            assert store.kinds()[NEWCOMER] == "pupils"
+            assert store.leavers() == {pupil(scenario.leaver): day}
+            assert store.kinds()[pupil(NEWCOMER)] == "pupils"
             # and the DC's objectGUIDs of the accounts it saw (the newcomer's comes next night)
             assert set(store.anchor_ids("account")) == set(saved["observations"]["ids"]["account"])
     # Day one's data again: the leaver is back (their clock stops), the newcomer gone (theirs starts).
     assert main(["apply", "--config", str(config_for(informat_server.url))]) == 0
     with StateStore(state) as store:
-        assert list(store.leavers()) == [NEWCOMER]
+        assert list(store.leavers()) == [pupil(NEWCOMER)]
