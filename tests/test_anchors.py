@@ -159,6 +159,22 @@ def test_the_former_anchor_goes_to_the_kind_that_held_it(target):
     assert lonely.accounts["pers-6"].anchor_was == "6"
 
 
+def test_the_former_anchor_follows_the_name_of_the_account_that_carries_it():
+    """Under the old default a pupil without a usable name got no account, so the staff member
+    with the same key held the bare key. Now the pupil's name falls back to lln<key>: the
+    account named een.leraar is still the staff member's, not the pupil's."""
+    data = school(pupils=[pupil("9", "伟", "王")], staff=[teacher("9", "Een", "Leraar")])
+    state = desired_by_defaults("ad", data, existing={"9": "een.leraar"}, issued={"een.leraar"})
+    assert state.accounts["pers-9"].anchor_was == "9"
+    assert state.accounts["pers-9"].username == "een.leraar"
+    assert state.accounts["lln-9"].anchor_was is None
+    assert state.accounts["lln-9"].username == "lln9"
+    # The pupil's account, with a suffixed name: still the pupil's.
+    data = school(pupils=[pupil("5")], staff=[teacher("5", "An", "Smet")])
+    state = desired_by_defaults("ad", data, existing={"5": "jan.peeters3"})
+    assert (state.accounts["lln-5"].anchor_was, state.accounts["pers-5"].anchor_was) == ("5", None)
+
+
 def test_a_carried_over_account_keeps_its_username():
     """The name the state store gave to the old anchor stays the account's name; without
     anchor_was the person would be a newcomer and get jan.peeters2."""

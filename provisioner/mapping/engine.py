@@ -358,6 +358,8 @@ class Engine:
         self.existing = dict(existing or {})
         self.previous: dict[str, str] = {}
         """New anchor → the anchor the person's account had before (``anchor_was``)."""
+        self._claims: dict[str, list[tuple[str, str]]] = {}
+        """Former anchor → (new anchor, wanted username) of each account that names it."""
         self.issued = {name.casefold() for name in issued}
         self.index = _Index(source)
         self.not_fetched = {name: d.not_fetched for name, d in source.datasets.items()}
@@ -499,7 +501,8 @@ class Engine:
                     )
                     continue
                 people.append((account, person, anchor, base))
-                self._remember_previous(account, person, anchor)
+                self._claim_previous(account, person, anchor, base)
+        self._settle_previous()
 
         seen_anchor: dict[str, str] = {}
         unique_people = []
@@ -552,10 +555,10 @@ class Engine:
         self._build_groups(state)
         return state
 
-    def _remember_previous(self, account: CompiledAccount, person: Person, anchor: str) -> None:
-        """The anchor *person*'s account had before, when the mappings name one. An old anchor
-        goes to the first account kind that claims it: under the old mappings that kind kept it
-        (a later kind with the same key was left out), so its account is the one carried over."""
+    def _claim_previous(
+        self, account: CompiledAccount, person: Person, anchor: str, base: str
+    ) -> None:
+        """Note the anchor *person*'s account had before, when the mappings name one."""
         if account.anchor_was is None:
             return
         try:
@@ -563,8 +566,19 @@ class Engine:
         except TemplateError as exc:
             self.report.errors.append(str(exc))
             return
-        if was and was != anchor and was not in self.previous.values():
-            self.previous[anchor] = was
+        if was and was != anchor:
+            self._claims.setdefault(was, []).append((anchor, base))
+
+    def _settle_previous(self) -> None:
+        """Which account each former anchor belongs to. Usually one account names it. When a
+        pupil and a staff member share a key, both name it, and the account that carries it
+        belongs to one of them: the one whose wanted username the account's name starts with
+        (jan.peeters, jan.peeters2 …), else the first kind in the mappings (under the old
+        mappings that kind kept the anchor; a later kind with the same key was left out)."""
+        for was, claims in self._claims.items():
+            held = (self.existing.get(was) or "").casefold().rstrip("0123456789")
+            fitting = [a for a, base in claims if held and base.casefold().startswith(held)]
+            self.previous[fitting[0] if len(fitting) == 1 else claims[0][0]] = was
 
     def _held_name(self, anchor: str) -> str | None:
         """The username the account of *anchor* holds: under this anchor, or under the one it
