@@ -137,6 +137,8 @@ def apply_changes(
             answered[index] = result
             if result.status == "applied" and change.action in (Action.CREATE, Action.RENAME):
                 store.issue_names([(change.key, str(change.after["username"]))])
+            if result.status == "applied" and (old := change.precondition.anchored) is not None:
+                store.move_anchor(old, change.key)  # carried over from its former anchor
     except BaseException:
         if escrow is not None:
             _settle(escrow, plan.changes, initial, answered, finished=False)

@@ -72,6 +72,9 @@ class DesiredAccount:
     username_why: Provenance | None = None
     person: dict[str, Any] = field(repr=False, default_factory=dict)
     """The joined source records (referenced fields only), for ``explain``."""
+    anchor_was: str | None = None
+    """The anchor the account had before the mappings changed it (``anchor_was``): an account
+    still carrying it is this one, and the plan carries it over in place."""
 
 
 @dataclass
@@ -189,6 +192,9 @@ class ObservedAccount:
     ou: tuple[str, ...]
     attributes: dict[str, str]
     enabled: bool = True
+    carried_from: str | None = None
+    """Set by the planner when the account still carries the anchor it had before
+    (``anchor_was``): ``anchor`` is then already the new one, and this the one in the directory."""
 
 
 @dataclass

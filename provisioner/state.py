@@ -230,6 +230,22 @@ class StateStore:
                 [(name.casefold(), name, anchor, now) for anchor, name in names],
             )
 
+    def move_anchor(self, old: str, new: str) -> None:
+        """An account carried over from anchor *old* to *new* (``anchor_was`` of the mappings):
+        its issued names, kind, school and id are kept under the new anchor. A leaver clock of
+        the old anchor stops: the person is in the source."""
+        with self.transaction():
+            self.db.execute("UPDATE issued_names SET anchor = ? WHERE anchor = ?", (new, old))
+            for statement in (
+                "UPDATE OR IGNORE account_kinds SET anchor = ? WHERE anchor = ?",
+                "UPDATE OR IGNORE anchors SET anchor = ? WHERE kind = 'account' AND anchor = ?",
+            ):
+                self.db.execute(statement, (new, old))
+            # What could not move (the new anchor was already known) goes with the old anchor.
+            self.db.execute("DELETE FROM account_kinds WHERE anchor = ?", (old,))
+            self.db.execute("DELETE FROM anchors WHERE kind = 'account' AND anchor = ?", (old,))
+            self.db.execute("DELETE FROM leavers WHERE anchor = ?", (old,))
+
     def issued_names(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT name FROM issued_names")}
 

@@ -12,6 +12,16 @@ from tests.fakes.synthetic import SyntheticData
 NEWCOMER = "99999991"
 
 
+def pupil(key: str) -> str:
+    """The anchor the default mappings give pupil *key* (its p_persoon)."""
+    return f"lln-{key}"
+
+
+def staff(key: str) -> str:
+    """The anchor the default mappings give staff member *key*."""
+    return f"pers-{key}"
+
+
 @dataclass
 class DayTwo:
     """The synthetic school a day later: one pupil left, one changed class, one changed name,

@@ -17,7 +17,7 @@ from provisioner.plan.planfile import load_plan
 from provisioner.state import StateStore
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.informat_server import InformatServer
-from tests.scenarios import NEWCOMER, config_head, day_two
+from tests.scenarios import NEWCOMER, config_head, day_two, pupil, staff
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,7 +110,7 @@ def test_day_two_gives_exactly_the_expected_changes(
     before = users_below(samba_dc, root)
 
     scenario = day_two(synthetic)
-    leaver, mover, renamed = scenario.leaver, scenario.mover, scenario.renamed
+    leaver, mover, renamed = (pupil(k) for k in (scenario.leaver, scenario.mover, scenario.renamed))
     new_class = scenario.new_class
 
     with InformatServer(scenario.data, today=REFERENCE_DAY) as server:
@@ -119,7 +119,7 @@ def test_day_two_gives_exactly_the_expected_changes(
         by_key: dict[tuple[str, str], dict] = {(c["action"], c["key"]): c for c in plan["changes"]}
         accounts = {k: c for k, c in by_key.items() if c["kind"] == "account"}
         assert set(accounts) == {
-            ("create", NEWCOMER),
+            ("create", pupil(NEWCOMER)),
             ("disable", leaver),
             ("move", mover),
             ("update", mover),
@@ -293,9 +293,9 @@ def test_hostile_names_are_escaped_and_kept_within_ad_limits(samba_dc, ad_env, c
         assert main(["apply", "--config", str(config_path)]) == 0, capsys.readouterr()
         capsys.readouterr()
         users = users_below(samba_dc, root)
-        assert set(users) == {"1", "2", "9"}
+        assert set(users) == {pupil("1"), pupil("2"), staff("9")}
         # The hostile class name became one OU, exactly, below the school's OU.
-        parent = users["1"]["dn"].split(",", 1)[1]
+        parent = users[pupil("1")]["dn"].split(",", 1)[1]
         conn = samba_dc.connect()
         from ldap3 import BASE
 
@@ -304,9 +304,9 @@ def test_hostile_names_are_escaped_and_kept_within_ad_limits(samba_dc, ad_env, c
         )
         assert conn.response[0]["attributes"]["ou"] in (hostile_class, [hostile_class])
         assert parent.endswith(f",OU=030569,OU=Leerlingen,{root},{samba_dc.base_dn}")
-        assert users["1"]["sn"] == 'Pee+ters, "Jr" <x>; \\#'
-        assert len(users["2"]["sAMAccountName"]) <= 20
-        assert len(users["2"]["sn"]) == 64  # cut to AD's limit, with a warning in the plan
+        assert users[pupil("1")]["sn"] == 'Pee+ters, "Jr" <x>; \\#'
+        assert len(users[pupil("2")]["sAMAccountName"]) <= 20
+        assert len(users[pupil("2")]["sn"]) == 64  # cut to AD's limit, with a warning in the plan
         assert plan_json(config_path, capsys)["changes"] == []
 
 
@@ -584,7 +584,7 @@ def test_mass_leavers_block_the_plan_until_a_person_approves(
         capsys.readouterr()
         users = users_below(samba_dc, root)
         disabled = {k for k, u in users.items() if int(u["userAccountControl"]) & 2}
-        assert disabled and disabled <= gone
+        assert disabled and disabled <= {pupil(k) for k in gone}
     with StateStore(config.parent / "state.db") as store:
         latest = store.runs()[0]
         assert latest["summary"]["approved"]["reason"] == "end of the school year"
@@ -641,7 +641,8 @@ def test_the_leaver_cycle_disable_reactivate_and_delete_after_grace(
     assert main(["apply", "--config", str(config)]) == 0
     capsys.readouterr()
     before = users_below(samba_dc, root)
-    leaver = synthetic.notable["diacritics"]
+    key = synthetic.notable["diacritics"]
+    leaver = pupil(key)
 
     def day_with(rows):
         data = copy.deepcopy(synthetic)
@@ -662,7 +663,7 @@ def test_the_leaver_cycle_disable_reactivate_and_delete_after_grace(
 
     memberships = groups_of(leaver)
     assert memberships
-    without = [r for r in synthetic.rows["Lln"] if r["p_persoon"] != leaver]
+    without = [r for r in synthetic.rows["Lln"] if r["p_persoon"] != key]
     with day_with(without) as server:
         config.write_text(config.read_text().replace(informat_server.url, server.url))
         plan = plan_json(config, capsys)
@@ -842,7 +843,7 @@ def test_on_1_july_leavers_wait_and_nothing_is_disabled(
     assert main(["apply", "--config", str(config)]) in (0, 2)
     capsys.readouterr()
     after = users_below(samba_dc, root)
-    assert missing <= set(before)
+    assert {pupil(k) for k in missing} <= set(before)
     assert all(not int(after[k]["userAccountControl"]) & 2 for k in before)  # nobody disabled
 
 
@@ -864,23 +865,23 @@ def test_a_dry_run_leaves_the_state_store_byte_for_byte(
         assert main(["explain", "--config", str(config), scenario.leaver]) in (0, 1)
         assert state.read_bytes() == before  # no leaver clock, no kind, no id recorded
         with StateStore(state) as store:
-            assert scenario.leaver not in store.leavers()
-            assert NEWCOMER not in store.kinds()
+            assert pupil(scenario.leaver) not in store.leavers()
+            assert pupil(NEWCOMER) not in store.kinds()
 
         # What the plan would teach the store travels in it ...
         saved = json.loads(plan_file.read_text(encoding="utf-8"))
-        assert saved["observations"]["left"] == [scenario.leaver]
-        assert NEWCOMER in saved["observations"]["accounts"]
+        assert saved["observations"]["left"] == [pupil(scenario.leaver)]
+        assert pupil(NEWCOMER) in saved["observations"]["accounts"]
         # ... and is recorded when it is applied, dated by the plan's source day.
         capsys.readouterr()
         assert main(["apply", "--config", str(config), str(plan_file)]) == 0
         with StateStore(state) as store:
             day = dt.date.fromisoformat(saved["header"]["source_as_of"])
-            assert store.leavers() == {scenario.leaver: day}
-            assert store.kinds()[NEWCOMER] == "pupils"
+            assert store.leavers() == {pupil(scenario.leaver): day}
+            assert store.kinds()[pupil(NEWCOMER)] == "pupils"
             # and the DC's objectGUIDs of the accounts it saw (the newcomer's comes next night)
             assert set(store.anchor_ids("account")) == set(saved["observations"]["ids"]["account"])
     # Day one's data again: the leaver is back (their clock stops), the newcomer gone (theirs starts).
     assert main(["apply", "--config", str(config_for(informat_server.url))]) == 0
     with StateStore(state) as store:
-        assert list(store.leavers()) == [NEWCOMER]
+        assert list(store.leavers()) == [pupil(NEWCOMER)]

@@ -255,7 +255,7 @@ def test_the_plan_schema_names_exactly_the_enums():
             lambda c: c["precondition"].update(objectSid="S-1"),
             "unknown precondition field 'objectSid'",
         ),
-        (lambda c: c["precondition"].update(anchor="123"), "precondition anchor can only be null"),
+        (lambda c: c["precondition"].update(anchor=123), "precondition anchor must be null"),
         (lambda c: c.update(extra=1), "unknown change field 'extra'"),
     ],
 )

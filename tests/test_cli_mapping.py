@@ -40,7 +40,7 @@ def test_changing_the_username_scheme_shows_in_validate_and_explain(tmp_path, ca
     pupils = tmp_path / "mappings" / "pupils.yaml"
     pupils.write_text(
         pupils.read_text().replace(
-            "{{ (Lln.Voornaam ~ '.' ~ Lln.Naam) | username }}",
+            "{{ (Lln.Voornaam ~ '.' ~ Lln.Naam) | username(fallback='lln' ~ key) }}",
             "{{ (Lln.Voornaam | left(1) ~ Lln.Naam) | username }}",
         )
     )

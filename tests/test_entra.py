@@ -25,7 +25,7 @@ from provisioner.targets.entra_settings import WriteQuota, key_of, nickname_for
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.graph_server import GraphServer
 from tests.fakes.informat_server import InformatServer
-from tests.scenarios import NEWCOMER, config_head, day_two
+from tests.scenarios import NEWCOMER, config_head, day_two, pupil
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "school.onmicrosoft.com"
@@ -211,7 +211,7 @@ def test_day_two_gives_exactly_the_expected_changes(
     cli.apply(entra_env(informat_server.url))
     before = users(graph)
     scenario = day_two(synthetic)
-    leaver, mover, renamed = scenario.leaver, scenario.mover, scenario.renamed
+    leaver, mover, renamed = (pupil(k) for k in (scenario.leaver, scenario.mover, scenario.renamed))
     old_class, new_class = scenario.old_class, scenario.new_class
 
     with InformatServer(scenario.data, today=REFERENCE_DAY) as server:
@@ -219,7 +219,7 @@ def test_day_two_gives_exactly_the_expected_changes(
         plan = cli.plan(config)
         accounts = {(c["action"], c["key"]): c for c in plan["changes"] if c["kind"] == "account"}
         assert set(accounts) == {
-            ("create", NEWCOMER),
+            ("create", pupil(NEWCOMER)),
             ("disable", leaver),
             ("update", mover),
             ("update", renamed),
@@ -244,10 +244,11 @@ def test_the_leaver_cycle_disable_reactivate_and_delete_after_grace(
 ):
     config = entra_env(informat_server.url)
     cli.apply(config)
-    leaver = synthetic.notable["diacritics"]
+    key = synthetic.notable["diacritics"]
+    leaver = pupil(key)
     name = users(graph)[leaver]["mailNickname"]
     without = copy.deepcopy(synthetic)
-    without.rows["Lln"] = [r for r in synthetic.rows["Lln"] if r["p_persoon"] != leaver]
+    without.rows["Lln"] = [r for r in synthetic.rows["Lln"] if r["p_persoon"] != key]
 
     with InformatServer(without, today=REFERENCE_DAY) as server:
         gone_config = entra_env(server.url)
@@ -373,15 +374,15 @@ def test_drift_between_plan_and_apply_is_skipped(
         plan_file = tmp_path / "plan.json"
         assert cli(["plan", "--config", str(config), "--out", str(plan_file)]) == 2
         capsys.readouterr()
-        users(graph)[renamed]["surname"] = "Met De Hand"  # someone edits the user meanwhile
+        users(graph)[pupil(renamed)]["surname"] = "Met De Hand"  # someone edits the user meanwhile
         assert cli(["apply", "--config", str(config), str(plan_file), "--strict"]) == 1
         assert "--strict: 1 change(s) no longer fit: update" in capsys.readouterr().err
         graph.clear_requests()
         assert cli(["apply", "--config", str(config), str(plan_file), "--json"]) == 0
         results = json.loads(capsys.readouterr().out)["results"]
         (skipped,) = [r for r in results if r["status"] == "skipped"]
-        assert skipped["key"] == renamed and "surname" in skipped["message"]
-        assert users(graph)[renamed]["surname"] == "Met De Hand"  # left as found
+        assert skipped["key"] == pupil(renamed) and "surname" in skipped["message"]
+        assert users(graph)[pupil(renamed)]["surname"] == "Met De Hand"  # left as found
         assert not [r for r in graph.requests if r.method == "PATCH"]
 
 
@@ -483,7 +484,7 @@ def test_password_reset_for_one_account(graph, informat_server, synthetic, entra
     sheet = Path(out.rsplit(" ", 1)[1].strip())
     csv_sheet = sheet.with_suffix(".csv") if sheet.suffix == ".html" else sheet
     (row,) = list(csv.DictReader(csv_sheet.open(encoding="utf-8")))
-    assert users(graph)[key]["passwordProfile"]["password"] == row["password"]
+    assert users(graph)[pupil(key)]["passwordProfile"]["password"] == row["password"]
     assert row["password"] not in out
 
 

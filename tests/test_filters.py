@@ -77,11 +77,18 @@ USERNAME_GOLDEN = [
     ("jan_peeters", "jan_peeters"),
     ("Jan@Peeters.be", "janpeeters.be"),
     ("Jan/Peeters\\(x)", "janpeetersx"),
-    # Emoji, CJK, Greek, Cyrillic have no ASCII spelling: dropped.
+    # Emoji, CJK and Arabic have no ASCII spelling here: dropped (see the fallback tests).
     ("Zoë 😀", "zoe"),
     ("王.Wang", "wang"),
     ("李小龍", ""),
-    ("Ελένη", ""),
+    ("محمد", ""),
+    # Greek and Cyrillic are spelled letter by letter (ELOT 743, ICAO 9303).
+    ("Ελένη", "eleni"),
+    ("Σωκράτης.Παππάς", "sokratis.pappas"),
+    ("Олена.Шевченко", "olena.shevchenko"),
+    ("Юлия.Щербакова", "iuliia.shcherbakova"),
+    ("Йосип.Їжак", "iosip.izhak"),
+    ("Ђорђе.Љубић", "dorde.ljubic"),
     ("Jan\u200b.Peeters", "jan.peeters"),  # zero-width space pasted from a web page
     ("Jan\u00a0Peeters", "janpeeters"),  # no-break space
     # Nothing.
@@ -137,6 +144,40 @@ def test_sam_account_name_limit_is_twenty():
 def test_username_rejects_a_negative_max_length():
     with pytest.raises(ValueError, match="max_length"):
         username("Jan", -1)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("王 伟", "lln123456789"),  # CJK: no transliteration here
+        ("李小龍.王", "lln123456789"),
+        ("محمد.علي", "lln123456789"),  # Arabic, right to left
+        ("\u202eمحمد\u202c", "lln123456789"),  # with direction marks pasted along
+        ("😀🎉", "lln123456789"),  # emoji only
+        ("", "lln123456789"),
+        (None, "lln123456789"),
+        (" . - ", "lln123456789"),  # only separators: nothing is left
+        ("Олена.Шевченко", "olena.shevchenko"),  # Cyrillic is spelled, no fallback
+        ("Ελένη.Παππά", "eleni.pappa"),  # Greek too
+        ("王.Wang", "wang"),  # some Latin letters: those, no fallback
+    ],
+)
+def test_username_falls_back_when_nothing_of_the_name_is_left(name, expected):
+    result = username(name, SAM_ACCOUNT_NAME_MAX, fallback="lln123456789")
+    assert result == expected
+    assert USERNAME_PATTERN.match(result)
+
+
+def test_username_fallback_is_made_a_username_too_and_cut():
+    assert username("王", 6, fallback="Pers 123456789") == "pers12"
+    assert username("王", fallback=None) == ""  # no fallback given: empty, as before
+    assert username("王", fallback="") == ""
+
+
+@given(st.text(), st.integers(min_value=1, max_value=30))
+def test_username_with_a_fallback_is_never_empty(text, max_length):
+    result = username(text, max_length, fallback="lln1")
+    assert result and USERNAME_PATTERN.match(result) and len(result) <= max_length
 
 
 def test_username_converts_non_text():

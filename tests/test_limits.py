@@ -124,13 +124,8 @@ def test_a_7_digit_personeel_anchor_holds_that_staff_member_not_the_night(tmp_pa
     config = sample_with_mappings(tmp_path)
     staff = tmp_path / "mappings" / "staff.yaml"
     text = staff.read_text()
-    assert "    persons:\n      source: Leerkrachten\n" in text
-    staff.write_text(
-        text.replace(
-            "    persons:\n      source: Leerkrachten\n",
-            '    anchor: "personeel-{{ key }}"\n    persons:\n      source: Leerkrachten\n',
-        )
-    )
+    assert '    anchor: "pers-{{ key }}"\n' in text
+    staff.write_text(text.replace('"pers-{{ key }}"', '"personeel-{{ key }}"'))
     config.write_text(config.read_text() + AD_TARGET)
     prepared = prepare(config)  # nothing is connected to dc.invalid
     desired = desired_state(prepared, read_for_mappings(prepared))
@@ -266,9 +261,8 @@ def test_against_the_graph_server_a_too_long_employee_id_holds_only_that_person(
     for path in (ROOT / "examples/entra/mappings").iterdir():
         (tmp_path / "mappings" / path.name).write_text(path.read_text())
     staff = tmp_path / "mappings" / "staff.yaml"
-    old = "    persons:\n      source: Leerkrachten\n"
-    assert old in staff.read_text()
-    staff.write_text(staff.read_text().replace(old, '    anchor: "personeel-{{ key }}"\n' + old))
+    assert '    anchor: "pers-{{ key }}"\n' in staff.read_text()
+    staff.write_text(staff.read_text().replace('"pers-{{ key }}"', '"personeel-{{ key }}"'))
     ca = make_test_ca(tmp_path)
     with GraphServer(tls=ca) as graph:
         graph.register_app("school.onmicrosoft.com", ENTRA.client_id, secret="app-secret")

@@ -318,7 +318,7 @@ def test_validate_lists_names_ad_refuses_with_person_and_attribute(tmp_path, mon
     [held] = desired.held
     assert (held.kind, held.key, held.school) == ("pupils", "6135764", "030569")
     assert (
-        "pupils 6135764 (Fatima-Zahra Leroy): sAMAccountName 'fatima-zahra.leroy[x]' is 21 "
+        "pupils lln-6135764 (Fatima-Zahra Leroy): sAMAccountName 'fatima-zahra.leroy[x]' is 21 "
         f"characters long; Active Directory allows at most 20 (made by {pupils}:16)"
     ) in held.reason
     assert "holds characters Active Directory does not allow there: '[' ']'" in held.reason
@@ -372,7 +372,7 @@ def test_a_plan_against_entra_is_blocked_by_a_upn_outside_the_managed_domains(
     assert sum(c["action"] == "create" for c in plan["changes"]) > 300
     [held] = desired.held
     assert (
-        "pupils 6135764 (Fatima-Zahra Leroy): userPrincipalName "
+        "pupils lln-6135764 (Fatima-Zahra Leroy): userPrincipalName "
         "'fatima-zahra.leroy@elders.be' is not in a managed domain (leerling.school.be, "
         f"school.be) (made by {pupils}:15)"
     ) in held.reason

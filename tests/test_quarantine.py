@@ -471,7 +471,7 @@ def check_first_night(
     assert not plan["header"]["blocked"], plan["header"]["blocked"]
     held = {(h["kind"], h["key"]): h for h in plan["header"]["held"]}
     assert ("pupils", school.huge) in held
-    assert "longer than 64 KiB" in held[("pupils", school.huge)]["reason"]
+    assert "Lln.Naam: a value of 70,000 characters" in held[("pupils", school.huge)]["reason"]
     # 王 伟: held for an empty username, or given one by a documented fallback
     if ("pupils", school.cjk) in held:
         assert "empty name" in held[("pupils", school.cjk)]["reason"]

@@ -81,6 +81,8 @@ class CompiledAccount:
     attributes: dict[str, Compiled]
     why: dict[str, Provenance] = field(default_factory=dict)
     """Per attribute; one that uses ``username`` also depends on the username template's fields."""
+    anchor_was: Compiled | None = None
+    """The anchor these accounts had before, for carrying old accounts over (``anchor_was``)."""
 
     def __post_init__(self) -> None:
         for attr, template in self.attributes.items():
@@ -111,7 +113,9 @@ class CompiledMappings:
 
     def templates(self) -> Iterable[Compiled]:
         for account in self.accounts.values():
-            yield from filter(None, (account.where, account.anchor, account.username))
+            yield from filter(
+                None, (account.where, account.anchor, account.anchor_was, account.username)
+            )
             yield from (*account.prefer, *account.ou, *account.attributes.values())
         for group in self.groups.values():
             yield from filter(None, (group.where, group.key, group.owner_names, group.owner_match))
@@ -212,6 +216,7 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
                 if (c := compile_one(t, (persons.source,), expression=True))
             ],
             anchor=compile_one(spec.anchor, datasets),
+            anchor_was=compile_one(spec.anchor_was, datasets),
             username=compile_one(spec.username.template, datasets),  # type: ignore[arg-type]
             ou=[c for t in spec.ou if (c := compile_one(t, datasets, extra=after_username))],
             attributes={
@@ -361,6 +366,10 @@ class Engine:
         }
         self.source = source
         self.existing = dict(existing or {})
+        self.previous: dict[str, str] = {}
+        """New anchor → the anchor the person's account had before (``anchor_was``)."""
+        self._claims: dict[str, list[tuple[str, str]]] = {}
+        """Former anchor → (new anchor, wanted username) of each account that names it."""
         self.issued = {name.casefold() for name in issued}
         self.index = _Index(source)
         self.not_fetched = {name: d.not_fetched for name, d in source.datasets.items()}
@@ -560,6 +569,8 @@ class Engine:
                 entry = self._anchor_and_base(account, person)
                 if entry is not None:
                     people.append(entry)
+                    self._claim_previous(*entry)
+        self._settle_previous()
 
         # Two persons with one anchor (a pupil and a staff member with the same key when both
         # kinds anchor on the bare key): both are held. Which of the two an existing account
@@ -628,6 +639,7 @@ class Engine:
                 school=person.school,
                 username_why=account.username.why,
                 person=person.records,
+                anchor_was=self.previous.get(anchor),
             )
             person.context["username"] = username
             person.anchor = anchor
@@ -655,6 +667,17 @@ class Engine:
         failed = self.failed_rows.get((account.name, person.key))
         if failed is not None:
             self.hold(person, failed, anchor=self._try_anchor(account, person))
+            return None
+        if oversized := _oversized_value(person.records):
+            dataset, field, length = oversized
+            self.hold(
+                person,
+                f"{dataset}.{field}: a value of {length:,} characters; no field of a person is "
+                f"longer than {MAX_FIELD_CHARS:,}: a damaged record in the source",
+                anchor=self._try_anchor(account, person),
+                dataset=dataset,
+                field=field,
+            )
             return None
         try:
             anchor = (
@@ -688,6 +711,39 @@ class Engine:
             return None
         return account, person, anchor, base
 
+    def _claim_previous(
+        self, account: CompiledAccount, person: Person, anchor: str, base: str
+    ) -> None:
+        """Note the anchor *person*'s account had before, when the mappings name one."""
+        if account.anchor_was is None:
+            return
+        try:
+            was = account.anchor_was.render(person.context, person.key)
+        except TemplateError as exc:
+            self.report.errors.append(str(exc))
+            return
+        if was and was != anchor:
+            self._claims.setdefault(was, []).append((anchor, base))
+
+    def _settle_previous(self) -> None:
+        """Which account each former anchor belongs to. Usually one account names it. When a
+        pupil and a staff member share a key, both name it, and the account that carries it
+        belongs to one of them: the one whose wanted username the account's name starts with
+        (jan.peeters, jan.peeters2 …), else the first kind in the mappings (under the old
+        mappings that kind kept the anchor; a later kind with the same key was left out)."""
+        for was, claims in self._claims.items():
+            held = (self.existing.get(was) or "").casefold().rstrip("0123456789")
+            fitting = [a for a, base in claims if held and base.casefold().startswith(held)]
+            self.previous[fitting[0] if len(fitting) == 1 else claims[0][0]] = was
+
+    def _held_name(self, anchor: str) -> str | None:
+        """The username the account of *anchor* holds: under this anchor, or under the one it
+        had before (an account being carried over keeps its name)."""
+        held = self.existing.get(anchor)
+        if held is None and anchor in self.previous:
+            held = self.existing.get(self.previous[anchor])
+        return held
+
     def _allocate(self, people: list[tuple[CompiledAccount, Person, str, str]]) -> dict[str, str]:
         """Unique usernames: existing holders keep theirs, newcomers get the next free suffix.
 
@@ -718,10 +774,11 @@ class Engine:
             renders = unique_renders(account, person, name)
             return all(value not in unique_values.get(a, ()) for a, value in renders.items())
 
-        holders = [p for p in people if p[2] in self.existing]
-        newcomers = [p for p in people if p[2] not in self.existing]
+        holders = [p for p in people if self._held_name(p[2]) is not None]
+        newcomers = [p for p in people if self._held_name(p[2]) is None]
         for account, person, anchor, base in sorted(holders, key=lambda p: _natural(p[2])):
-            held = self.existing[anchor]
+            held = self._held_name(anchor)
+            assert held is not None
             try:
                 if free(account, person, held, held.casefold()):
                     claim(account, person, anchor, held)
@@ -937,6 +994,23 @@ def _fold(name: str) -> str:
 def _add_ou(ous: set[tuple[str, ...]], path: tuple[str, ...]) -> None:
     for depth in range(1, len(path) + 1):
         ous.add(path[:depth])
+
+
+MAX_FIELD_CHARS = 4096
+"""The longest value one field of a person may hold: names, addresses and codes are far shorter.
+A longer one is a damaged record, held before any template sees it (a template joining it with
+other text would otherwise run into the sandbox's 64 KiB limit, which stops the whole run)."""
+
+
+def _oversized_value(records: Mapping[str, Any]) -> tuple[str, str, int] | None:
+    """(data set, field, length) of the first value of *records* longer than MAX_FIELD_CHARS."""
+    for dataset, found in records.items():
+        rows = found if isinstance(found, list) else [found]
+        for row in rows:
+            for name, value in (row or {}).items():
+                if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+                    return dataset, str(name), len(value)
+    return None
 
 
 def build_desired(

@@ -77,6 +77,89 @@ _LETTERS = {
     "−": "-",
 }
 
+# Cyrillic (ICAO 9303, as in passports) and Greek (ELOT 743), letter by letter: a pupil named
+# Олена or Ελένη gets "olena"/"eleni" rather than an empty name. Accented forms (ё, й, ά) reach
+# this table as the plain letter after NFKD. CJK, Arabic, Hebrew … have no such short table (no
+# transliteration is installed); a name in those scripts folds to "" and the ``fallback`` of
+# ``username`` takes over.
+_CYRILLIC = {
+    "а": "a",
+    "б": "b",
+    "в": "v",
+    "г": "g",
+    "д": "d",
+    "е": "e",
+    "з": "z",
+    "и": "i",
+    "й": "i",
+    "к": "k",
+    "л": "l",
+    "м": "m",
+    "н": "n",
+    "о": "o",
+    "п": "p",
+    "р": "r",
+    "с": "s",
+    "т": "t",
+    "у": "u",
+    "ф": "f",
+    "ы": "y",
+    "э": "e",
+    "є": "ie",
+    "і": "i",
+    "ї": "i",
+    "ґ": "g",
+    "ј": "j",
+    "ћ": "c",
+    "ў": "u",
+    "ђ": "d",
+    "ж": "zh",
+    "х": "kh",
+    "ц": "ts",
+    "ч": "ch",
+    "ш": "sh",
+    "щ": "shch",
+    "ъ": "ie",
+    "ь": "",
+    "ю": "iu",
+    "я": "ia",
+    "љ": "lj",
+    "њ": "nj",
+    "џ": "dz",
+}
+_GREEK = {
+    "α": "a",
+    "β": "v",
+    "γ": "g",
+    "δ": "d",
+    "ε": "e",
+    "ζ": "z",
+    "η": "i",
+    "ι": "i",
+    "κ": "k",
+    "λ": "l",
+    "μ": "m",
+    "ν": "n",
+    "ξ": "x",
+    "ο": "o",
+    "π": "p",
+    "ρ": "r",
+    "σ": "s",
+    "ς": "s",
+    "τ": "t",
+    "υ": "y",
+    "φ": "f",
+    "ω": "o",
+    "θ": "th",
+    "χ": "ch",
+    "ψ": "ps",
+}
+_LETTERS |= {
+    letter: spelling
+    for lower, ascii_ in (_CYRILLIC | _GREEK).items()
+    for letter, spelling in ((lower, ascii_), (lower.upper(), ascii_.capitalize()))
+}
+
 # Applied *before* NFKD: spacing accents that NFKD would turn into a space plus a combining mark,
 # which would split a name in two ("Zoe¨" → "Zoe "). The acute accent ´ is typed as an apostrophe
 # often enough ("D´Hondt") to be read as one; the other spacing accents are dropped.
@@ -137,7 +220,7 @@ def _one_separator(match: re.Match[str]) -> str:
     return "." if "." in match.group() else "-"
 
 
-def username(value: object, max_length: int | None = None) -> str:
+def username(value: object, max_length: int | None = None, fallback: object = None) -> str:
     """A name valid as sAMAccountName and UPN local part: "Noémie.D'Hondt" → "noemie.dhondt".
 
     Folded to ASCII and lower case; spaces, apostrophes and all other characters except ``a-z``,
@@ -145,9 +228,21 @@ def username(value: object, max_length: int | None = None) -> str:
     the run has one); no leading or trailing ``.``/``-``. ``max_length`` cuts the result (use
     ``SAM_ACCOUNT_NAME_MAX`` for a sAMAccountName), after which a trailing ``.``/``-`` is removed.
     The result matches ``USERNAME_PATTERN`` or is empty.
+
+    Cyrillic and Greek letters are transliterated; other scripts (CJK, Arabic …) and emoji are
+    dropped. When nothing is left, ``fallback`` is used instead (made a username the same way),
+    e.g. ``username(fallback="lln" ~ key)``: "王 伟" → "lln123456", so a name without Latin
+    letters never gives an empty username.
     """
     if max_length is not None and operator.index(max_length) < 0:
         raise ValueError(f"username: max_length must be 0 or more, not {max_length!r}")
+    name = _username(value, max_length)
+    if not name and fallback is not None:
+        name = _username(fallback, max_length)
+    return name
+
+
+def _username(value: object, max_length: int | None) -> str:
     name = _NOT_USERNAME.sub("", _fold(_text(value)).lower())
     if ".." in name or "-" in name:  # skip the second regex for the common "jan.peeters"
         name = _SEPARATOR_RUN.sub(_one_separator, name)

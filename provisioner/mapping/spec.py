@@ -100,6 +100,9 @@ class AccountSpec:
     """The username scheme; usernames are unique across all kinds."""
     anchor: Template | None = None
     """The stable source key written to the directory; default: the person key."""
+    anchor_was: Template | None = None
+    """The anchor these accounts had before (e.g. ``{{ key }}`` when the anchor became
+    ``lln-{{ key }}``): an account still carrying it is carried over to the new anchor in place."""
     ou: list[Template] = field(default_factory=list)
     """OU path below the managed root, outermost first: ``[Leerlingen, "{{ Lln.Klascode }}"]``."""
     attributes: dict[str, Template] = field(default_factory=dict)

@@ -6,6 +6,7 @@ the managed scope are observed, so nothing outside it can appear in a plan.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Sequence
 
 from provisioner.model import (
@@ -57,6 +58,7 @@ def diff(
     Accounts whose anchor is in *keep* (held persons) are left exactly as they are: no change to
     the account, and their group memberships and ownerships neither added nor removed.
     """
+    observed = carry_over(desired, observed)
     changes: list[Change] = []
     for path in sorted(desired.ous - observed.ous, key=lambda p: (len(p), p)):
         changes.append(
@@ -108,6 +110,8 @@ def _account_changes(
         if have is None:
             changes += _new_account(want, unanchored, match_on)
             continue
+        if have.carried_from is not None:
+            changes.append(reanchor_change(want, have))
         changes += _account_updates(want, have)
 
     for anchor, have in sorted(by_anchor.items()):
@@ -388,3 +392,67 @@ def _membership(
                 )
             )
     return changes
+
+
+# -- carrying accounts over to a new anchor (anchor_was) ----------------------------------------
+
+
+def carry_over(desired: DesiredState, observed: ObservedState) -> ObservedState:
+    """*observed* as it will be once accounts still carrying the anchor they had before
+    (``anchor_was`` of the mappings) carry their new one: such an account is the person's
+    account, not a leaver beside a newcomer. Group members and owners are renamed with it, so
+    memberships stay as they are. Idempotent: a state already carried over is returned as is.
+
+    An old anchor is carried over only when exactly one account carries it, no account carries
+    the new anchor yet and no one in the source still has the old anchor as their own."""
+    carrying: dict[str, list[ObservedAccount]] = {}
+    for account in observed.accounts:
+        if account.anchor is not None:
+            carrying.setdefault(account.anchor, []).append(account)
+    moved: dict[str, str] = {}  # old anchor → new anchor
+    for anchor, want in desired.accounts.items():
+        old = want.anchor_was
+        if (
+            old is not None
+            and len(carrying.get(old, ())) == 1
+            and anchor not in carrying
+            and old not in desired.accounts
+        ):
+            moved[old] = anchor
+    if not moved:
+        return observed
+
+    def renamed(anchors: set[str]) -> set[str]:
+        return {moved.get(anchor, anchor) for anchor in anchors}
+
+    return dataclasses.replace(
+        observed,
+        accounts=[
+            dataclasses.replace(a, anchor=moved[a.anchor], carried_from=a.anchor)
+            if a.anchor in moved
+            else a
+            for a in observed.accounts
+        ],
+        groups=[
+            dataclasses.replace(g, members=renamed(g.members), owners=renamed(g.owners))
+            for g in observed.groups
+        ],
+    )
+
+
+def reanchor_change(want: DesiredAccount, have: ObservedAccount) -> Change:
+    """Write the new anchor on an account that carries the one it had before: an adoption whose
+    precondition names the old anchor (the only way the anchor attribute is ever written)."""
+    return Change(
+        Action.ADOPT,
+        Kind.ACCOUNT,
+        want.anchor,
+        have.target,
+        before={"anchor": have.carried_from},
+        after={"anchor": want.anchor},
+        why=(
+            f"the account of {want.kind} {want.anchor} carries its former anchor "
+            f"{have.carried_from} (anchor_was in the mappings): carried over in place",
+        ),
+        precondition=Precondition(id=have.id, anchored=have.carried_from),
+    )

@@ -112,6 +112,9 @@ class Precondition:
     enabled: bool | None = None
     unanchored: bool = False
     """The object must still carry no source anchor (an adoption). In JSON: ``"anchor": null``."""
+    anchored: str | None = None
+    """The object must still carry this (old) anchor: an account carried over to a new anchor.
+    In JSON: ``"anchor": "123"``."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -126,13 +129,15 @@ class Precondition:
             data["attributes"] = dict(self.attributes)
         if self.unanchored:
             data["anchor"] = None
+        elif self.anchored is not None:
+            data["anchor"] = self.anchored
         return data
 
     @classmethod
     def from_json(cls, data: Any) -> Precondition:
         if not isinstance(data, dict):
             raise PlanFormatError(f"precondition is not an object: {data!r}")
-        known = {f.name for f in fields(cls)} - {"unanchored"} | {"anchor"}
+        known = {f.name for f in fields(cls)} - {"unanchored", "anchored"} | {"anchor"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise PlanFormatError(
@@ -141,9 +146,15 @@ class Precondition:
             )
         values = dict(data)
         if "anchor" in values:
-            if values.pop("anchor") is not None:
-                raise PlanFormatError("precondition anchor can only be null (no anchor yet)")
-            values["unanchored"] = True
+            anchor = values.pop("anchor")
+            if anchor is None:
+                values["unanchored"] = True
+            elif isinstance(anchor, str) and anchor:
+                values["anchored"] = anchor
+            else:
+                raise PlanFormatError(
+                    "precondition anchor must be null (no anchor yet) or the old anchor's text"
+                )
         if values.get("ou") is not None:
             values["ou"] = tuple(values["ou"])
         for flag in ("absent", "created_in_this_plan", "enabled"):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
 from provisioner.plan.case import follow_directory_case
-from provisioner.plan.diff import diff
+from provisioner.plan.diff import carry_over, diff
 from provisioner.plan.lifecycle import LifecycleConfig, apply_lifecycle
 from provisioner.plan.model import Action, Change, Kind, Observations, Plan, PlanHeader
 from provisioner.plan.planfile import PLAN_VALID_FOR, now
@@ -74,6 +74,8 @@ def make_plan(
     """The plan with its header: hashes of what it was made from, expiry, and blocks."""
     created = now()
     today = origin.as_of
+    # Accounts still carrying their former anchor are theirs, not leavers (mappings' anchor_was).
+    observed = carry_over(desired, observed)
     blocked = [
         f"{b.dataset} for {b.unit} {b.reason}: nothing is applied, so that no account of that "
         f"school is disabled" + (f" ({b.hint})" if b.hint else "")

@@ -44,6 +44,7 @@ from provisioner.targets.base import (
     Current,
     Result,
     TargetError,
+    carried_over,
     explain,
     outside,
     text,
@@ -253,6 +254,8 @@ class ActiveDirectory(BaseTarget):
         attribute = config.group_anchor_attribute if is_group else config.anchor_attribute
         anchor = text(values.get(attribute))
         if anchor == change.key or (anchor is None and change.action in ADOPTION and not is_group):
+            return None
+        if not is_group and carried_over(change, anchor):
             return None
         carried = f"it carries {anchor!r}" if anchor else "it carries none"
         return outside(
@@ -643,7 +646,13 @@ class ActiveDirectory(BaseTarget):
     def _adopt(self, change: Change) -> Result:
         after = {n: v for n, v in change.after.items() if n != "anchor"}
         after[self.config.anchor_attribute] = change.key
-        return self._modify(change, self._dn(change), after)
+        dn = self._dn(change)
+        result = self._modify(change, dn, after)
+        if result.status == "applied" and change.precondition.anchored is not None:
+            # Carried over: later changes of this plan find the account by its new anchor only.
+            self._anchors.forget(Kind.ACCOUNT, change.precondition.anchored)
+            self._anchors.put(Kind.ACCOUNT, change.key, dn)
+        return result
 
     def _rename(self, change: Change) -> Result:
         new_rdn = f"CN={escape_rdn(str(change.after['username']))}"

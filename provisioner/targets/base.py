@@ -246,9 +246,23 @@ def drift(pre: Precondition, now: Current, names: tuple[str, str]) -> str | None
         return "already " + ("disabled" if pre.enabled else "enabled")
     if pre.unanchored and now.anchor is not None:
         drifted.append(anchor_attribute)
+    if pre.anchored is not None and not carries(now.anchor, pre.anchored):
+        drifted.append(anchor_attribute)
     if drifted:
         return f"changed in the directory since the plan: {', '.join(drifted)}"
     return None
+
+
+def carries(anchor: str | None, expected: str) -> bool:
+    """True when an object's *anchor* is *expected* (as the directories compare: without case)."""
+    return anchor is not None and anchor.casefold() == expected.casefold()
+
+
+def carried_over(change: Change, anchor: str | None) -> bool:
+    """True when *change* carries an account over from its former anchor (``anchor_was``) and
+    the account still carries that former anchor: the one write of an anchor over another."""
+    old = change.precondition.anchored
+    return change.action is Action.ADOPT and old is not None and carries(anchor, old)
 
 
 class BaseTarget:

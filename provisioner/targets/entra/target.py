@@ -25,6 +25,7 @@ from provisioner.targets.base import (
     Current,
     Result,
     TargetError,
+    carried_over,
     outside,
     text,
 )
@@ -223,6 +224,8 @@ class EntraId(BaseTarget):
             return outside(problem)
         anchor = text(user.get(self.config.anchor_property))
         if anchor == change.key or (anchor is None and action in ADOPTION):
+            return None
+        if carried_over(change, anchor):
             return None
         carried = f"it carries {anchor!r}" if anchor else "it carries none"
         return outside(

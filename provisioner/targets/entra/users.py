@@ -112,6 +112,8 @@ class Users(Applier):
         body[self.config.anchor_property] = change.key
         result = await self._patch(batcher, change, body)
         if result.status == "applied":
+            if change.precondition.anchored is not None:  # carried over from its former anchor
+                self.snapshot().anchors.forget(Kind.ACCOUNT, change.precondition.anchored)
             self.snapshot().anchors.put(Kind.ACCOUNT, change.key, str(change.precondition.id))
         return result
 
