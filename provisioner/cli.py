@@ -404,8 +404,14 @@ def run_password_reset(args: argparse.Namespace) -> int:
         found = find_accounts(desired_state(prepared, data), args.query)
         if len(found) != 1:
             names = ", ".join(f"{a.anchor} ({a.username})" for a in found[:10])
-            problem = f"matches {len(found)} accounts: {names}" if found else "matches no account"
-            raise ConfigError(f"{args.query!r} {problem}; give one p_persoon")
+            # One person can have two accounts (a pupil who also works at the school): the
+            # anchor names exactly one.
+            problem = (
+                f"matches {len(found)} accounts: {names}; give the anchor of one of them"
+                if found
+                else "matches no account; give an anchor, a p_persoon or a name"
+            )
+            raise ConfigError(f"{args.query!r} {problem}")
         (account,) = found
         display = account.attributes.get("displayName")
         department = account.attributes.get("department")

@@ -130,6 +130,10 @@ def test_a_password_reset_sheet_holds_the_users_new_password(
     assert "New password for" in capsys.readouterr().out
     made = sorted(set(sheets.iterdir()) - before)
     assert [p.suffix for p in made] == [".csv", ".html"]
+    # The p_persoon alone would do too, unless the person also has a staff account; a query
+    # that finds nobody, or several accounts, says what to give instead.
+    assert cli(["password", "reset", "--config", str(config), "Nobody-Anywhere"]) == 1
+    assert "matches no account; give an anchor, a p_persoon or a name" in capsys.readouterr().err
     (row,) = sheet_rows_of(next(p for p in made if p.suffix == ".csv"))
     assert row["status"] == "set"
     assert user["passwordProfile"]["password"] == row["password"]
