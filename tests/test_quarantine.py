@@ -395,17 +395,28 @@ def test_max_held_days_must_be_a_whole_number(tmp_path, value):
 
 @dataclass
 class DamagedSchool:
-    """The synthetic school with a few damaged records; everyone else must proceed."""
+    """The synthetic school with an awkward corpus of records, as a real database holds them.
+    Two are damaged and hold their person; every other one must proceed."""
 
     data: SyntheticData
-    cjk: str
-    """A pupil whose name has no Latin letter (王 伟): no username, unless a fallback makes one."""
-    collided: str
-    """A pupil key that a new staff member has too: one anchor for two persons under mappings
-    that anchor both kinds on the bare key."""
     huge: str
-    """A pupil whose surname is over 64 KiB: the templates that write it fail for them only."""
-    damaged: tuple[str, ...]
+    """A pupil whose surname is 70,000 characters: a damaged record, held."""
+    bad_date: str
+    """A pupil whose class row ends on 31 February: an unreadable value, held."""
+    cjk: str
+    """A pupil whose name has no Latin letter (王 伟): a username from the fallback."""
+    rtl: str
+    """A pupil with an Arabic name and a right-to-left override: the fallback, shown visibly."""
+    collided: str
+    """A pupil key that a new staff member has too: two anchors (lln-, pers-), two accounts."""
+    odd_forms: str
+    """A pupil with spaces around their names and ISO dates where xs:dateTime is usual."""
+    spare: str
+    """A plain pupil for the later night (see :meth:`later`)."""
+
+    @property
+    def damaged(self) -> tuple[str, ...]:
+        return (self.huge, self.bad_date)
 
     def later(self, key: str) -> SyntheticData:
         """The next night: *key*, who had an account, now has a surname over 64 KiB and another
@@ -437,16 +448,29 @@ def plain_pupils(data: SyntheticData, count: int) -> list[str]:
 
 def damaged_school(synthetic: SyntheticData) -> DamagedSchool:
     data = copy.deepcopy(synthetic)
-    cjk, collided, huge = plain_pupils(data, 3)
+    huge, bad_date, cjk, rtl, collided, odd_forms, spare = plain_pupils(data, 7)
     for row in data.rows["Lln"]:
-        if row["p_persoon"] == cjk:
-            row.update(Voornaam="王", Naam="伟")
         if row["p_persoon"] == huge:
             row["Naam"] = "Peeters" * 10_000
+        if row["p_persoon"] == cjk:
+            row.update(Voornaam="王", Naam="伟")
+        if row["p_persoon"] == rtl:
+            row.update(Voornaam="\u202eمحمد", Naam="العلي")
+        if row["p_persoon"] == odd_forms:
+            row.update(Voornaam=f"  {row['Voornaam']} ", Naam=f" {row['Naam']}  ")
+    for row in data.rows["Subgroepen"]:
+        if row["p_persoon"] == bad_date:
+            row["EinddatumKlas"] = "2026-02-31T00:00:00"
+        if row["p_persoon"] == odd_forms:
+            row["BegindatumKlas"] = "2025-09-01"  # an ISO date where xs:dateTime is usual
+    # A registration without a person key: nobody knows whose it is.
+    keyless = copy.deepcopy(next(r for r in data.rows["Lln"] if r["p_persoon"] == spare))
+    keyless["p_persoon"] = ""
+    data.rows["Lln"].append(keyless)
     teacher = copy.deepcopy(data.rows["Leerkrachten"][0])
     teacher.update(p_persoon=collided, Naam="Botsing", Voornaam="Bea", Actief="J")
     data.rows["Leerkrachten"].append(teacher)
-    return DamagedSchool(data, cjk, collided, huge, (cjk, collided, huge))
+    return DamagedSchool(data, huge, bad_date, cjk, rtl, collided, odd_forms, spare)
 
 
 def undamaged_desired(config: Path) -> DesiredState:
@@ -466,30 +490,31 @@ def person_keys(state: DesiredState) -> dict[str, tuple[str, str]]:
 def check_first_night(
     plan: dict, undamaged: DesiredState, school: DamagedSchool
 ) -> dict[tuple[str, str], dict]:
-    """Everyone without a damaged record gets an account; the damaged ones are listed with the
-    reason; nothing is blocked. Returns the holds by (kind, key)."""
-    assert not plan["header"]["blocked"], plan["header"]["blocked"]
-    held = {(h["kind"], h["key"]): h for h in plan["header"]["held"]}
-    assert ("pupils", school.huge) in held
+    """The two damaged persons are held with their reason; everyone else — the awkward records
+    included — gets an account; nothing is blocked. Returns the holds by (kind, key)."""
+    header = plan["header"]
+    assert not header["blocked"], header["blocked"]
+    held = {(h["kind"], h["key"]): h for h in header["held"]}
+    assert held.keys() == {("pupils", school.huge), ("pupils", school.bad_date)}
     assert "Lln.Naam: a value of 70,000 characters" in held[("pupils", school.huge)]["reason"]
-    # 王 伟: held for an empty username, or given one by a documented fallback
-    if ("pupils", school.cjk) in held:
-        assert "empty name" in held[("pupils", school.cjk)]["reason"]
-    # the collision: both held under anchors that collide; none with anchors that cannot
-    both = {("pupils", school.collided), ("staff", school.collided)}
-    assert both <= held.keys() or not both & held.keys()
-    for person in both & held.keys():
-        assert "is also the anchor of" in held[person]["reason"]
-    damaged_persons = {("pupils", key) for key in school.damaged} | {("staff", school.collided)}
-    assert held.keys() <= damaged_persons  # nobody else
-    creates = {c["key"] for c in plan["changes"] if c["action"] == "create"}
+    bad = held[("pupils", school.bad_date)]
+    assert (bad["dataset"], bad["field"]) == ("Subgroepen", "EinddatumKlas")
+    assert "2026-02-31" in bad["reason"]
+    # The keyless registration: that school's leavers wait for the night, and the plan says so.
+    (keyless,) = [w for w in header["warnings"] if "whose person key is unreadable" in w]
+    assert "that school's leaver actions wait tonight" in keyless
+    creates = {c["key"]: c for c in plan["changes"] if c["action"] == "create"}
     expected = {
         anchor for anchor, (_k, key) in person_keys(undamaged).items() if key not in school.damaged
     }
-    assert expected <= creates
-    # besides, only the damaged persons that are not held (a fallback name, anchors that differ)
-    assert len(creates - expected) == len(damaged_persons - held.keys())
-    assert sum(plan["header"]["persons"].values()) == len(creates) + len(held)
+    # Everyone else, and the staff member who shares a pupil's key, under an anchor of their own.
+    assert set(creates) == expected | {f"pers-{school.collided}"}
+    assert {f"lln-{school.collided}", f"lln-{school.cjk}", f"lln-{school.rtl}"} <= expected
+    assert creates[f"lln-{school.cjk}"]["after"]["username"] == f"lln{school.cjk}"
+    assert creates[f"lln-{school.rtl}"]["after"]["username"] == f"lln{school.rtl}"
+    odd = creates[f"lln-{school.odd_forms}"]["after"]["username"]
+    assert odd == odd.strip() and " " not in odd and odd
+    assert sum(header["persons"].values()) == len(creates) + len(held)
     return held
 
 

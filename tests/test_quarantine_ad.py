@@ -12,7 +12,6 @@ from tests.test_ad import plan_json, users_below
 from tests.test_quarantine import (
     check_first_night,
     damaged_school,
-    plain_pupils,
     undamaged_desired,
 )
 
@@ -44,7 +43,7 @@ def test_damaged_records_hold_only_their_persons_and_the_nights_converge(
 
     # A person with an account whose record is damaged later: held, their account untouched
     # (not renamed, moved, updated or disabled; still in their groups).
-    (victim,) = plain_pupils(school.data, 4)[3:]
+    victim = school.spare
     before = users_below(samba_dc, root)
     with InformatServer(school.later(victim), today=REFERENCE_DAY) as server:
         config = config_for(server.url)

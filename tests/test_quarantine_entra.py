@@ -15,7 +15,6 @@ from tests.test_entra import users
 from tests.test_quarantine import (
     check_first_night,
     damaged_school,
-    plain_pupils,
     undamaged_desired,
 )
 
@@ -52,7 +51,7 @@ def test_damaged_records_hold_only_their_persons_and_the_nights_converge(
         assert third["changes"] == []
         assert {(h["kind"], h["key"]) for h in third["header"]["held"]} == held.keys()
 
-    (victim,) = plain_pupils(school.data, 4)[3:]
+    victim = school.spare
     before = copy.deepcopy(users(graph))
     with InformatServer(school.later(victim), today=REFERENCE_DAY) as server:
         config = entra_env(server.url)
