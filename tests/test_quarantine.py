@@ -339,7 +339,7 @@ def test_the_renderings_list_the_held_persons_with_reason_and_nights():
         "  ! staff 42 (school 030577), held 3 nights (since 2026-02-28): anchor 42 is also the "
         "anchor of pupils 42"
     ) in text
-    assert "  ! pupils 7 (school 030569), held tonight [Lln.Naam]: Lln.Naam: not text" in text
+    assert "  ! pupils 7 (school 030569), held tonight: Lln.Naam: not text" in text
     html = render_html(plan)
     assert "<h2 id='held'>Held (2)</h2>" in html and "staff 42 (school 030577)" in html
     document = plan_to_json(plan)

@@ -31,7 +31,9 @@ def describe_hold(hold: Mapping[str, Any]) -> str:
     held = "held tonight" if nights == 1 else f"held {nights} nights (since {hold.get('since')})"
     where = ""
     if hold.get("dataset"):
-        where = f" [{hold['dataset']}{'.' + hold['field'] if hold.get('field') else ''}]"
+        where = f"{hold['dataset']}{'.' + hold['field'] if hold.get('field') else ''}"
+        # Named once: most reasons already begin with the field they are about.
+        where = "" if str(hold["reason"]).startswith(where) else f" [{where}]"
     return (
         f"{hold['kind']} {hold['key']} (school {hold['school']}), {held}{where}: {hold['reason']}"
     )
