@@ -51,6 +51,7 @@ SETTLE_SECONDS = 1.0
 class EntraId(BaseTarget):
     has_ous = False
     has_owners = True
+    needs_owner = True  # Graph refuses to remove a group's last owner
     limits = LIMITS
     group_limits = GROUP_LIMITS
     actions = (
@@ -69,6 +70,7 @@ class EntraId(BaseTarget):
         waits for real and signs in with the configured secret or certificate."""
         self.config = config
         self.names = ("mailNickname", config.anchor_property)
+        self.fallback_owner = config.fallback_owner
         self._loop = asyncio.new_event_loop()
         policy = RetryPolicy(config.max_attempts, sleep or asyncio.sleep, clock or time.monotonic)
         self.graph = Graph(config, policy, credential)
@@ -159,6 +161,9 @@ class EntraId(BaseTarget):
                     attributes=_attributes(group, attributes),
                     members={anchors[m] for m in snapshot.members.get(gid, ()) if m in anchors},
                     owners={anchors[m] for m in snapshot.owners.get(gid, ()) if m in anchors},
+                    unmanaged_owners=sum(
+                        1 for m in snapshot.owners.get(gid, ()) if m not in anchors
+                    ),
                 )
             )
         return state
