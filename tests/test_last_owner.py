@@ -208,3 +208,35 @@ def test_a_group_as_fallback_owner_fails_with_a_clear_message(
         assert result["status"] == "failed"
         assert "a group cannot own a group" in result["message"]
         assert _owner_ids(graph, key) == owners
+
+
+def test_the_only_titularis_leaving_the_school_hands_the_class_to_the_fallback(
+    graph, informat_server, synthetic, entra_env, cli
+):
+    admin = graph.add_user(
+        userPrincipalName=FALLBACK,
+        displayName="Beheer",
+        mailNickname="beheer",
+        accountEnabled=True,
+        passwordProfile={"password": "Beheer-Pass-123!"},
+    )
+    extra = f"    fallback_owner: {FALLBACK}\n"
+    cli.apply(entra_env(informat_server.url, extra))
+    school, klas = _single_titularis_class(synthetic)
+    key = f"klas-{school}-{klas}"
+    (titularis,) = _owner_ids(graph, key)
+    leaver = str(graph.users[titularis]["employeeId"])
+    person = leaver.removeprefix("pers-")
+    gone = copy.deepcopy(synthetic)
+    for name, rows in gone.rows.items():  # every staff row of theirs, in every data set
+        gone.rows[name] = [r for r in rows if person not in (r.get("pPersoon"), r.get("p_persoon"))]
+    with InformatServer(gone, today=REFERENCE_DAY) as server:
+        config = entra_env(server.url, extra)
+        plan = cli.plan(config)
+        assert ("disable", leaver) in {(c["action"], c["key"]) for c in plan["changes"]}
+        removals = {c["key"]: c for c in plan["changes"] if c["action"] == "remove_owner"}
+        assert removals[key]["before"] == {"owners": [leaver]}
+        assert removals[key]["after"] == {"fallback_owner": FALLBACK}
+        cli.apply(config)
+        assert _owner_ids(graph, key) == [admin["id"]]
+        assert cli.plan(config)["changes"] == []
