@@ -13,10 +13,12 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from azure.core.credentials_async import AsyncTokenCredential
 
 from provisioner import log
+from provisioner.errors import ConfigError
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.base import (
@@ -133,6 +135,8 @@ class EntraId(BaseTarget):
     def read(self, attributes: Collection[str]) -> ObservedState:
         """Every managed user and group with its members and owners."""
         snapshot = self._snapshot = self._run(read_snapshot(self.graph, self.config))
+        if self.fallback_owner:
+            self._run(self._check_fallback_owner(self.fallback_owner))
         anchor_property = self.config.anchor_property
         state = ObservedState()
         anchors: dict[str, str] = {}
@@ -246,6 +250,29 @@ class EntraId(BaseTarget):
         if object_id in self._outside:
             return outside(f"{self._outside[object_id]} is {why}")
         return None
+
+    async def _check_fallback_owner(self, fallback: str) -> None:
+        """Refuse, before anything is planned, a fallback owner that Graph would refuse when a
+        class loses its last owner: a sign-in name of no user, or the object id of a group (a
+        group cannot own a group). An object id of no group may be a user or a service
+        principal; Graph itself judges it when it is used."""
+        async with Batcher(self.graph) as batcher:
+            if "@" in fallback:
+                reply = await batcher.call("GET", f"/users/{quote(fallback)}?$select=id")
+                if reply.status == 404:
+                    raise ConfigError(
+                        f"target.entra.fallback_owner: no user {fallback} in the tenant; give the "
+                        "sign-in name of an existing user (or a user's or service principal's "
+                        "object id)"
+                    )
+                return
+            reply = await batcher.call("GET", f"/groups/{fallback}?$select=id,displayName")
+        if reply.ok:
+            name = reply.body.get("displayName") or fallback
+            raise ConfigError(
+                f"target.entra.fallback_owner: {fallback} is the group {name!r}, and a group "
+                "cannot own a group in Entra ID; give a user or a service principal"
+            )
 
     async def _look_outside(self, changes: Iterable[Change]) -> None:
         """Which of the objects the changes name, missing from the managed scope, exist
