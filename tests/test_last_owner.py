@@ -144,7 +144,7 @@ def _owner_ids(graph: GraphServer, key: str) -> list[str]:
 
 
 def test_with_a_fallback_the_class_settles_in_one_night(
-    graph, informat_server, synthetic, entra_env, cli
+    graph, informat_server, synthetic, entra_env, cli, capsys
 ):
     admin = graph.add_user(
         userPrincipalName=FALLBACK,
@@ -164,6 +164,9 @@ def test_with_a_fallback_the_class_settles_in_one_night(
         (change,) = plan["changes"]
         assert (change["action"], change["key"]) == ("remove_owner", key)
         assert change["after"] == {"fallback_owner": FALLBACK}
+        assert cli(["plan", "--config", str(config)]) == 2  # changes to make
+        shown = capsys.readouterr().out
+        assert f"why: the last owner: {FALLBACK} (the fallback owner) takes over" in shown
         applied = cli.apply(config)  # every result applied, or it fails
         assert len(applied["results"]) == 1
         assert _owner_ids(graph, key) == [admin["id"]]
@@ -186,7 +189,7 @@ def test_without_a_fallback_one_warning_and_the_plan_converges(
             plan = cli.plan(config)
             assert plan["changes"] == []
             (warning,) = [w for w in plan["header"]["warnings"] if key in w]
-            assert "no owner in the source" in warning
+            assert "needs an owner" in warning
             assert cli(["apply", "--config", str(config), "--json"]) == 0
             assert json.loads(capsys.readouterr().out)["results"] == []
         assert _owner_ids(graph, key) == owners

@@ -351,10 +351,10 @@ def keep_an_owner(
         ):
             if fallback is None:
                 notes.append(
-                    f"group {change.key} ({group.target}) has no owner in the source any more: "
-                    f"its last owner {', '.join(sorted(removed))} stays, since the directory "
-                    "keeps a group's last owner. Give the class a titularis, or set a fallback "
-                    "owner (fallback_owner in the target's settings) to take over"
+                    f"group {change.key} ({group.target}) needs an owner: the source names none "
+                    f"any more and the directory keeps a group's last owner, so "
+                    f"{', '.join(sorted(removed))} stays owner. Give the class a titularis, or "
+                    "set a fallback owner (fallback_owner in the target's settings) to take over"
                 )
                 continue
             change = dataclasses.replace(
