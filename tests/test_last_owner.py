@@ -243,3 +243,64 @@ def test_the_only_titularis_leaving_the_school_hands_the_class_to_the_fallback(
         cli.apply(config)
         assert _owner_ids(graph, key) == [admin["id"]]
         assert cli.plan(config)["changes"] == []
+
+
+@pytest.mark.parametrize("fallback_kind", ["user id", "group id"])
+def test_the_target_adds_the_fallback_before_it_removes_the_last_owner(graph, clock, fallback_kind):
+    """The target's own part, by object id (a UPN is covered above): a user takes over; a group
+    (which a plan made before the setting changed could still carry) fails with a clear message
+    and the last owner stays."""
+    from provisioner.secret import Secret
+    from provisioner.targets.entra import EntraId
+
+    config = EntraConfig(
+        tenant_id=TENANT,
+        client_id=CLIENT,
+        domains=["school.be"],
+        client_secret=Secret(test_entra.SECRET, "test"),
+        graph_url=graph.url,
+        authority=graph.authority,
+        ca_file=graph.ca_file,
+    )
+    teacher = graph.add_user(
+        displayName="Els Peeters",
+        userPrincipalName="els.peeters@school.be",
+        mailNickname="els.peeters",
+        accountEnabled=True,
+        employeeId="pers-7",
+        passwordProfile={"password": "Oud-Wacht-Woord-1"},
+    )
+    admin = graph.add_user(
+        displayName="Beheer",
+        userPrincipalName=FALLBACK,
+        mailNickname="beheer",
+        accountEnabled=True,
+        passwordProfile={"password": "Beheer-Pass-123!"},
+    )
+    staff_group = graph.add_group(displayName="Leerkrachten")
+    klas = graph.add_group(
+        owners=[teacher["id"]], displayName="Klas 1A", mailNickname="prov-klas-1a"
+    )
+    fallback = admin["id"] if fallback_kind == "user id" else staff_group["id"]
+    removal = Change(
+        Action.REMOVE_OWNER,
+        Kind.GROUP,
+        "klas-1a",
+        "Klas 1A",
+        before={"owners": ["pers-7"]},
+        after={"fallback_owner": fallback},
+        precondition=Precondition(id=klas["id"]),
+    )
+    target = EntraId(config, sleep=clock.wait, clock=clock)
+    try:
+        target.read(set())
+        (result,) = target.apply_all([removal], {})
+    finally:
+        target.close()
+    if fallback_kind == "user id":
+        assert result.status == "applied", result.message
+        assert graph.owners[klas["id"]] == [admin["id"]]
+    else:
+        assert result.status == "failed"
+        assert "a group cannot own a group" in result.message
+        assert graph.owners[klas["id"]] == [teacher["id"]]
