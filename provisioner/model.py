@@ -207,6 +207,9 @@ class ObservedGroup:
     members: set[str] = field(default_factory=set)
     """Anchors of member accounts (members the connector does not manage are not listed)."""
     owners: set[str] = field(default_factory=set)
+    unmanaged_owners: int = 0
+    """Owners that are no managed account (an administrator, the fallback owner): they keep the
+    group owned when its last managed owner goes."""
 
 
 @dataclass

@@ -187,6 +187,8 @@ def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Pla
         lifecycle=config.lifecycle,
         match_on=target.config.match_on if target is not None else ("username",),
         driving={a.spec.persons.source for a in prepared.compiled.accounts.values()},
+        needs_owner=target is not None and target.has_owners and target.needs_owner,
+        fallback_owner=target.fallback_owner if target is not None else None,
     )
     if target is None:
         # Without a target the plan is the preview of a first run against an empty directory

@@ -7,6 +7,7 @@ applied (who left, who came back, each account's kind and school) is part of the
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,10 @@ class Rules:
     match_on: Sequence[str] = ("username",)
     driving: Collection[str] = ()
     """Data sets whose rows make accounts: a source block on one of them blocks the plan."""
+    needs_owner: bool = False
+    """The directory refuses to take a group's last owner away (the target's ``needs_owner``)."""
+    fallback_owner: str | None = None
+    """Who takes over as owner then (the target's ``fallback_owner``, opaque here)."""
 
 
 def make_plan(
@@ -96,6 +101,9 @@ def make_plan(
         if a.anchor and a.anchor not in desired.accounts and a.anchor not in kept
     ]
     changes = diff(desired, observed, match_on=tuple(rules.match_on), keep=kept)
+    changes, owner_notes = keep_an_owner(
+        changes, observed, needs_owner=rules.needs_owner, fallback=rules.fallback_owner
+    )
     lifecycle = apply_lifecycle(
         changes,
         observed,
@@ -175,6 +183,7 @@ def make_plan(
             *desired.report.warnings,
             *lifecycle.notes,
             *verdict.notes,
+            *owner_notes,
         ],
     )
     observations = Observations(
@@ -308,6 +317,53 @@ def drop_unsupported(desired: DesiredState, *, ous: bool, owners: bool) -> None:
     if not owners:
         for group in desired.groups.values():
             group.owners.clear()
+
+
+def keep_an_owner(
+    changes: Sequence[Change],
+    observed: ObservedState,
+    *,
+    needs_owner: bool,
+    fallback: str | None,
+) -> tuple[list[Change], list[str]]:
+    """The changes, with care for a group whose last owner would go (its class teacher left and
+    the source names no other), and a warning for each group left without a fallback.
+
+    Decided here rather than in the target so that the plan shows it and converges: the planner
+    only learns from the target that it refuses ownerless groups (*needs_owner*) and the name of
+    a fallback owner it resolves itself (Entra ID: a user or service principal). With a fallback
+    the removal carries it (``after["fallback_owner"]``: the target adds it first); without one
+    the removal is left out, so that it is not refused again each night, and the plan warns."""
+    if not needs_owner:
+        return list(changes), []
+    observed_groups = {g.key: g for g in observed.groups if g.key}
+    gaining = {c.key for c in changes if c.action is Action.ADD_OWNER}
+    result, notes = [], []
+    for change in changes:
+        group = observed_groups.get(change.key)
+        removed = set(change.before.get("owners") or [])
+        if (
+            change.action is Action.REMOVE_OWNER
+            and change.key not in gaining
+            and group is not None
+            and group.unmanaged_owners == 0
+            and removed >= group.owners
+        ):
+            if fallback is None:
+                notes.append(
+                    f"group {change.key} ({group.target}) needs an owner: the source names none "
+                    f"any more and the directory keeps a group's last owner, so "
+                    f"{', '.join(sorted(removed))} stays owner. Give the class a titularis, or "
+                    "set a fallback owner (fallback_owner in the target's settings) to take over"
+                )
+                continue
+            change = dataclasses.replace(
+                change,
+                after={**change.after, "fallback_owner": fallback},
+                why=(*change.why, f"the last owner: {fallback} (the fallback owner) takes over"),
+            )
+        result.append(change)
+    return result, notes
 
 
 def suspicious_groups(

@@ -54,6 +54,11 @@ class Target(Protocol):
     """False for a directory without OUs: the mappings' OU paths are left out of the plan."""
     has_owners: bool
     """True when the target keeps group owners (the class teacher): only then are they planned."""
+    needs_owner: bool
+    """True when the directory refuses to take the last owner of a group away (Entra ID)."""
+    fallback_owner: str | None
+    """Who owns a group in place of its last owner when it has none left in the source (opaque
+    to the planner: the target resolves it); None when not configured."""
 
     def describe(self) -> str:
         """What the plan is made against; a saved plan is applied only to the same."""
@@ -140,6 +145,8 @@ STRUCTURAL: Mapping[Action, frozenset[str]] = {
     Action.MOVE_GROUP: frozenset({"ou"}),
     Action.ADD_MEMBER: frozenset({"members"}),
     Action.ADD_OWNER: frozenset({"owners"}),
+    # the configured owner the target adds before it takes a group's last owner away
+    Action.REMOVE_OWNER: frozenset({"fallback_owner"}),
 }
 """The words of ``change.after`` the planner uses for itself, per action (not attributes: the
 target turns them into a place, a name, a flag or references). Every other word is an attribute."""
@@ -278,6 +285,8 @@ class BaseTarget:
     """The actions this directory carries out; every other one is skipped with one message."""
     names: tuple[str, str]
     """The directory's names of the username and the anchor attribute, for drift messages."""
+    needs_owner: bool = False
+    fallback_owner: str | None = None
 
     def __init__(self) -> None:
         table = dict(self.handlers())

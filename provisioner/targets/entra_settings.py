@@ -15,6 +15,7 @@ from provisioner.text import visible
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$")
+_UPN = re.compile(r"^[^@\s]+@([A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,63}$")
 ANCHOR_PROPERTIES = ("employeeId", "onPremisesImmutableId")
 
 
@@ -87,6 +88,10 @@ class EntraConfig:
     """Seconds one request may take."""
     max_attempts: int = field(default=8, metadata={"check": positive})
     """Tries of one request that is throttled (429) or finds Graph busy (503, 504)."""
+    fallback_owner: str | None = None
+    """The owner a class group gets when its last owner (the titularis) leaves: a user's UPN or
+    object id, or a service principal's object id. Entra ID keeps at least one owner on a group
+    that has had one; without a fallback such a group keeps its last owner and each plan warns."""
 
     def __post_init__(self) -> None:
         if not _GUID.fullmatch(self.tenant_id) and not _DOMAIN.fullmatch(self.tenant_id):
@@ -99,6 +104,13 @@ class EntraConfig:
             raise ValueError(f"anchor_property: one of {', '.join(ANCHOR_PROPERTIES)}")
         if not re.fullmatch(r"[A-Z]{2}", self.usage_location):
             raise ValueError("usage_location: a two-letter country code such as BE")
+        if self.fallback_owner is not None and not (
+            _GUID.fullmatch(self.fallback_owner) or _UPN.fullmatch(self.fallback_owner)
+        ):
+            raise ValueError(
+                "fallback_owner: a user's sign-in name (name@school.be) or the object id (a "
+                "GUID) of a user or a service principal; a group cannot own a group"
+            )
 
     @property
     def graph_root(self) -> str:

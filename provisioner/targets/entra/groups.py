@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
 from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.base import Result
@@ -220,6 +221,13 @@ class Groups(Applier):
     async def remove_owners(self, batcher: Batcher, change: Change) -> Result:
         gid = self._group_id(change)
         uids, missing = self._user_ids(change.before.get("owners") or [])
+        fallback = change.after.get("fallback_owner")
+        if fallback:
+            # The plan takes the group's last owner away: the fallback owner is added first,
+            # since Graph refuses a removal that would leave the group without an owner.
+            problem = await self._add_fallback_owner(batcher, gid, str(fallback))
+            if problem:
+                return Result(change, "failed", problem)
         replies = await self._remove_refs(batcher, gid, "owners", uids)
         failed = [r for r in replies if not r.ok and r.status not in (400, 404)]
         if failed:
@@ -232,6 +240,34 @@ class Groups(Applier):
             return Result(change, "skipped", "Entra ID keeps the last owner of a group")
         note = f"; {len(kept)} kept: Entra ID keeps the last owner of a group" if kept else ""
         return _done(change, len(uids) - len(kept), missing, "owner", note)
+
+    async def _add_fallback_owner(self, batcher: Batcher, gid: str, fallback: str) -> str | None:
+        """The configured fallback owner (a UPN, or the object id of a user or a service
+        principal) added as owner of the group; what went wrong, or None."""
+        oid = fallback
+        if "@" in fallback:
+            reply = await batcher.call("GET", f"/users/{quote(fallback)}?$select=id")
+            if not reply.ok:
+                return (
+                    f"the fallback owner {fallback} (target.entra.fallback_owner) could not be "
+                    f"found in the tenant: {reply.explain()}; correct the setting"
+                )
+            oid = str((reply.body or {}).get("id"))
+        if oid in self.snapshot().owners.get(gid, set()):
+            return None
+        reply = await self._add_ref(batcher, gid, "owners", oid)
+        if reply.status == 400 and "invalid for the 'owners'" in reply.explain():
+            return (
+                f"the fallback owner {fallback} (target.entra.fallback_owner) is not a user or "
+                "service principal (a group cannot own a group): give another one"
+            )
+        if not reply.ok and reply.status != 400:  # 400 otherwise: an owner already
+            return (
+                f"the fallback owner {fallback} (target.entra.fallback_owner) could not be "
+                f"added: {reply.explain()}"
+            )
+        self.snapshot().owners.setdefault(gid, set()).add(oid)
+        return None
 
 
 def _done(change: Change, done: int, missing: list[str], role: str, note: str = "") -> Result:

@@ -13,10 +13,12 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from azure.core.credentials_async import AsyncTokenCredential
 
 from provisioner import log
+from provisioner.errors import ConfigError
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.base import (
@@ -51,6 +53,7 @@ SETTLE_SECONDS = 1.0
 class EntraId(BaseTarget):
     has_ous = False
     has_owners = True
+    needs_owner = True  # Graph refuses to remove a group's last owner
     limits = LIMITS
     group_limits = GROUP_LIMITS
     actions = (
@@ -69,6 +72,7 @@ class EntraId(BaseTarget):
         waits for real and signs in with the configured secret or certificate."""
         self.config = config
         self.names = ("mailNickname", config.anchor_property)
+        self.fallback_owner = config.fallback_owner
         self._loop = asyncio.new_event_loop()
         policy = RetryPolicy(config.max_attempts, sleep or asyncio.sleep, clock or time.monotonic)
         self.graph = Graph(config, policy, credential)
@@ -131,6 +135,8 @@ class EntraId(BaseTarget):
     def read(self, attributes: Collection[str]) -> ObservedState:
         """Every managed user and group with its members and owners."""
         snapshot = self._snapshot = self._run(read_snapshot(self.graph, self.config))
+        if self.fallback_owner:
+            self._run(self._check_fallback_owner(self.fallback_owner))
         anchor_property = self.config.anchor_property
         state = ObservedState()
         anchors: dict[str, str] = {}
@@ -159,6 +165,9 @@ class EntraId(BaseTarget):
                     attributes=_attributes(group, attributes),
                     members={anchors[m] for m in snapshot.members.get(gid, ()) if m in anchors},
                     owners={anchors[m] for m in snapshot.owners.get(gid, ()) if m in anchors},
+                    unmanaged_owners=sum(
+                        1 for m in snapshot.owners.get(gid, ()) if m not in anchors
+                    ),
                 )
             )
         return state
@@ -241,6 +250,29 @@ class EntraId(BaseTarget):
         if object_id in self._outside:
             return outside(f"{self._outside[object_id]} is {why}")
         return None
+
+    async def _check_fallback_owner(self, fallback: str) -> None:
+        """Refuse, before anything is planned, a fallback owner that Graph would refuse when a
+        class loses its last owner: a sign-in name of no user, or the object id of a group (a
+        group cannot own a group). An object id of no group may be a user or a service
+        principal; Graph itself judges it when it is used."""
+        async with Batcher(self.graph) as batcher:
+            if "@" in fallback:
+                reply = await batcher.call("GET", f"/users/{quote(fallback)}?$select=id")
+                if reply.status == 404:
+                    raise ConfigError(
+                        f"target.entra.fallback_owner: no user {fallback} in the tenant; give the "
+                        "sign-in name of an existing user (or a user's or service principal's "
+                        "object id)"
+                    )
+                return
+            reply = await batcher.call("GET", f"/groups/{fallback}?$select=id,displayName")
+        if reply.ok:
+            name = reply.body.get("displayName") or fallback
+            raise ConfigError(
+                f"target.entra.fallback_owner: {fallback} is the group {name!r}, and a group "
+                "cannot own a group in Entra ID; give a user or a service principal"
+            )
 
     async def _look_outside(self, changes: Iterable[Change]) -> None:
         """Which of the objects the changes name, missing from the managed scope, exist
