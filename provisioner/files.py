@@ -81,12 +81,18 @@ def check_private_dir(path: Path, *, windows: bool = WINDOWS) -> None:
         raise ConfigError(f"{path} is a symbolic link; give the real directory")
     if windows:
         return
-    info = path.stat()
-    problems = []
-    if info.st_uid != os.geteuid():
-        problems.append(f"owned by user id {info.st_uid}, not by this user ({os.geteuid()})")
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        problems.append(f"writable by others (mode {stat.S_IMODE(info.st_mode):04o})")
+    problems = access_problems(path.stat(), stat.S_IWGRP | stat.S_IWOTH, "writable by others")
     if problems:
         fix = f"; fix it with: chown $USER {path} && chmod 700 {path}"
         raise ConfigError(f"{path} is " + " and ".join(problems) + fix)
+
+
+def access_problems(info: os.stat_result, others: int, described: str) -> list[str]:
+    """Why a file or folder (its *info*) is not private to this user: another owner, or any of
+    the mode bits *others* (group and world rights), *described* for the message."""
+    problems = []
+    if info.st_uid != os.geteuid():
+        problems.append(f"owned by user id {info.st_uid}, not by this user ({os.geteuid()})")
+    if info.st_mode & others:
+        problems.append(f"{described} (mode {stat.S_IMODE(info.st_mode):04o})")
+    return problems

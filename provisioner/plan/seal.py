@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ConfigError
-from provisioner.files import NOFOLLOW, WINDOWS, create_private, refuse_link
+from provisioner.files import NOFOLLOW, WINDOWS, access_problems, create_private, refuse_link
 
 ALGORITHM = "HMAC-SHA256"
 KEY_SUFFIX = ".plan-key"
@@ -95,11 +95,7 @@ def _check_private(path: Path, info: os.stat_result, *, windows: bool = WINDOWS)
     access list decides; see docs/security.md.)"""
     if windows:
         return
-    problems = []
-    if info.st_uid != os.geteuid():
-        problems.append(f"owned by user id {info.st_uid}, not by this user ({os.geteuid()})")
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        problems.append(f"readable or writable by others (mode {stat.S_IMODE(info.st_mode):04o})")
+    problems = access_problems(info, stat.S_IRWXG | stat.S_IRWXO, "readable or writable by others")
     if problems:
         raise ConfigError(
             f"the plan key {path} is " + " and ".join(problems) + ": whoever can read it can "
