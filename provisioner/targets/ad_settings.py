@@ -170,13 +170,11 @@ def _user_principal_name(value: str) -> list[str]:
     if not at or not local:
         return ["is not name@domain"]
     out = naming.too_long(local, 64, f"{_AD} (before the @)")
-    if not UPN_LOCAL_ALLOWED.fullmatch(local):
-        bad = [c for c in dict.fromkeys(local) if not UPN_LOCAL_ALLOWED.fullmatch(c)]
-        out.append(
-            "holds characters not allowed before the @: "
-            + " ".join(f"'{visible(c)}'" for c in bad)
-            + " (only letters a-z, digits and ! # $ % & ' * + / = ? ^ _ ` { | } ~ . -)"
-        )
+    not_allowed = naming.only(
+        local, UPN_LOCAL_ALLOWED, "letters a-z, digits and ! # $ % & ' * + / = ? ^ _ ` { | } ~ . -"
+    )
+    if not_allowed:
+        out += not_allowed
     elif local.startswith(".") or local.endswith(".") or ".." in local:
         out.append("has a dot at the start or end of the name, or two dots in a row")
     if not naming.DNS_NAME.fullmatch(domain):

@@ -182,6 +182,19 @@ def forbidden(value: str, characters: str, directory: str) -> list[str]:
     return []
 
 
+def only(local: str, allowed: re.Pattern[str], listed: str) -> list[str]:
+    """The characters of a user principal name's *local* part that *allowed* (one character)
+    does not match, with the ones that are (*listed*, for the message)."""
+    if allowed.fullmatch(local):
+        return []
+    bad = [c for c in dict.fromkeys(local) if not allowed.fullmatch(c)]
+    return [
+        "holds characters not allowed before the @: "
+        + " ".join(f"'{visible(c)}'" for c in bad)
+        + f" (only {listed})"
+    ]
+
+
 def mail_address(value: str, directory: str) -> list[str]:
     """An e-mail address (AD's ``mail``): one ``@``, a local part of at most 64 printable
     characters without spaces, a domain name."""
