@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from provisioner import __version__, log
 from provisioner.apply import apply_plan, reset_password
-from provisioner.config import load_config
+from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.lock import run_lock
 from provisioner.passwords import Handout, handout_group
@@ -262,22 +262,26 @@ def run_explain(args: argparse.Namespace) -> int:
     return 1 if state.report.errors else 0
 
 
-def holds_run_lock(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+def holds_run_lock(
+    handler: Callable[[argparse.Namespace, Config], int],
+) -> Callable[[argparse.Namespace], int]:
     """Commands that read and write the state store and the directory run one at a time
-    (provisioner.lock); a plan with a target is one, so it never sees an apply half-way."""
+    (provisioner.lock); a plan with a target is one, so it never sees an apply half-way. The
+    configuration read to find the locks is the one the command then works with."""
 
     @functools.wraps(handler)
     def locked(args: argparse.Namespace) -> int:
         command = " ".join(["provisioner", args.command, *([args.task] if "task" in args else [])])
-        with run_lock(load_config(args.config), f"{command} --config {args.config}"):
-            return handler(args)
+        config = load_config(args.config)
+        with run_lock(config, f"{command} --config {args.config}"):
+            return handler(args, config)
 
     return locked
 
 
 @holds_run_lock
-def run_plan(args: argparse.Namespace) -> int:
-    prepared = prepare(args.config)
+def run_plan(args: argparse.Namespace, config: Config) -> int:
+    prepared = prepare_config(config)
     target = open_target(prepared, **args.seams)
     try:
         plan = _make_plan(prepared, target)
@@ -311,8 +315,8 @@ def _make_plan(prepared: Prepared, target: Target | None) -> Plan:
 
 
 @holds_run_lock
-def run_apply(args: argparse.Namespace) -> int:
-    prepared = prepare(args.config)
+def run_apply(args: argparse.Namespace, config: Config) -> int:
+    prepared = prepare_config(config)
     target = open_target(prepared, **args.seams)
     if target is None:
         raise ConfigError(f"{args.config}: apply needs a target (target: ad: … or entra: …)")
@@ -392,8 +396,8 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
 
 
 @holds_run_lock
-def run_password_reset(args: argparse.Namespace) -> int:
-    prepared = prepare(args.config)
+def run_password_reset(args: argparse.Namespace, config: Config) -> int:
+    prepared = prepare_config(config)
     target = open_target(prepared, **args.seams)
     if target is None:
         raise ConfigError(
