@@ -56,9 +56,10 @@ def diff(
     Accounts correlate by anchor; accounts without an anchor (made before the connector) by the
     ``match_on`` attributes. One candidate is adopted; several are a conflict, never a guess.
     Accounts whose anchor is in *keep* (held persons) are left exactly as they are: no change to
-    the account, and their group memberships and ownerships neither added nor removed.
+    the account, and their group memberships and ownerships neither added nor removed. Accounts
+    that still carry a former anchor are carried over first (:func:`carry_over`; the planner
+    does it once for the diff and the leaver lifecycle alike).
     """
-    observed = carry_over(desired, observed)
     changes: list[Change] = []
     for path in sorted(desired.ous - observed.ous, key=lambda p: (len(p), p)):
         changes.append(
