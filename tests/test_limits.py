@@ -12,7 +12,6 @@ from provisioner.model import (
     DesiredAccount,
     DesiredGroup,
     DesiredState,
-    ObservedAccount,
     ObservedGroup,
     ObservedState,
     Provenance,
@@ -27,6 +26,7 @@ from provisioner.targets import hold_persons, names_ignore_case, target_findings
 from provisioner.targets.ad_settings import CASELESS_ATTRIBUTES, LIMITS
 from tests.test_cli_mapping import sample_with_mappings
 from tests.test_naming_rules import AD, AD_TARGET, ENTRA
+from tests.test_plan import observed_from
 
 WHY = Provenance("accounts.staff.attributes.x", "staff.yaml:9", "{{ … }}", ())
 
@@ -162,34 +162,6 @@ def pupil(anchor: str, klas: str) -> DesiredAccount:
 def klas(code: str, *members: str) -> DesiredGroup:
     key = f"klas-030569-{code}"
     return DesiredGroup("classes", key, ("Groepen",), {"cn": Derived(key, WHY)}, set(members))
-
-
-def observed_from(desired: DesiredState) -> ObservedState:
-    return ObservedState(
-        accounts=[
-            ObservedAccount(
-                f"id-{a.anchor}",
-                f"dn-{a.anchor}",
-                a.anchor,
-                a.username,
-                a.ou,
-                {n: d.value for n, d in a.attributes.items()},
-            )
-            for a in desired.accounts.values()
-        ],
-        groups=[
-            ObservedGroup(
-                f"gid-{g.key}",
-                f"dn-{g.key}",
-                g.key,
-                g.ou,
-                {n: d.value for n, d in g.attributes.items()},
-                set(g.members),
-            )
-            for g in desired.groups.values()
-        ],
-        ous=set(desired.ous),
-    )
 
 
 def test_a_class_code_whose_case_changed_between_nights_changes_only_the_text():
