@@ -138,6 +138,17 @@ def _without_titularis(synthetic, school: str, klas: str) -> InformatServer:
     return InformatServer(data, today=REFERENCE_DAY)
 
 
+def add_fallback_user(graph: GraphServer) -> dict:
+    """The user the configuration names as fallback owner (an administrator, not managed)."""
+    return graph.add_user(
+        userPrincipalName=FALLBACK,
+        displayName="Beheer",
+        mailNickname="beheer",
+        accountEnabled=True,
+        passwordProfile={"password": "Beheer-Pass-123!"},
+    )
+
+
 def _owner_ids(graph: GraphServer, key: str) -> list[str]:
     (gid,) = [g for g, group in graph.groups.items() if group["mailNickname"] == "prov-" + key]
     return graph.owners[gid]
@@ -146,13 +157,7 @@ def _owner_ids(graph: GraphServer, key: str) -> list[str]:
 def test_with_a_fallback_the_class_settles_in_one_night(
     graph, informat_server, synthetic, entra_env, cli, capsys
 ):
-    admin = graph.add_user(
-        userPrincipalName=FALLBACK,
-        displayName="Beheer",
-        mailNickname="beheer",
-        accountEnabled=True,
-        passwordProfile={"password": "Beheer-Pass-123!"},
-    )
+    admin = add_fallback_user(graph)
     extra = f"    fallback_owner: {FALLBACK}\n"
     cli.apply(entra_env(informat_server.url, extra))
     school, klas = _single_titularis_class(synthetic)
@@ -216,13 +221,7 @@ def test_a_fallback_owner_graph_would_refuse_stops_the_plan_with_one_clear_line(
 def test_the_only_titularis_leaving_the_school_hands_the_class_to_the_fallback(
     graph, informat_server, synthetic, entra_env, cli
 ):
-    admin = graph.add_user(
-        userPrincipalName=FALLBACK,
-        displayName="Beheer",
-        mailNickname="beheer",
-        accountEnabled=True,
-        passwordProfile={"password": "Beheer-Pass-123!"},
-    )
+    admin = add_fallback_user(graph)
     extra = f"    fallback_owner: {FALLBACK}\n"
     cli.apply(entra_env(informat_server.url, extra))
     school, klas = _single_titularis_class(synthetic)
@@ -270,13 +269,7 @@ def test_the_target_adds_the_fallback_before_it_removes_the_last_owner(graph, cl
         employeeId="pers-7",
         passwordProfile={"password": "Oud-Wacht-Woord-1"},
     )
-    admin = graph.add_user(
-        displayName="Beheer",
-        userPrincipalName=FALLBACK,
-        mailNickname="beheer",
-        accountEnabled=True,
-        passwordProfile={"password": "Beheer-Pass-123!"},
-    )
+    admin = add_fallback_user(graph)
     staff_group = graph.add_group(displayName="Leerkrachten")
     klas = graph.add_group(
         owners=[teacher["id"]], displayName="Klas 1A", mailNickname="prov-klas-1a"
