@@ -73,6 +73,9 @@ class DesiredAccount:
     person: dict[str, Any] = field(repr=False, default_factory=dict)
     """The joined source records (referenced fields only), for ``explain``."""
     anchor_was: str | None = None
+    unique: tuple[str, ...] = ()
+    """The attributes the mappings keep unique (``unique``): with the username, the names that
+    identify the person; a change of any of them is a rename."""
     """The anchor the account had before the mappings changed it (``anchor_was``): an account
     still carrying it is this one, and the plan carries it over in place."""
 
@@ -111,11 +114,30 @@ class Collision:
     given: str
 
 
+@dataclass(frozen=True)
+class NameChange:
+    """An existing account whose name (the username or a unique attribute) the mappings would
+    now make otherwise: a changed naming rule, or a changed name in the source."""
+
+    kind: str
+    anchor: str
+    attribute: str
+    """``username`` or the unique attribute (``mail``, ``userPrincipalName`` …)."""
+    held: str
+    """What the account holds now."""
+    wanted: str
+    """What the mappings make now (when it is free)."""
+    follows: bool
+    """True: the account is renamed (``username.rename: follow``); False: it keeps ``held``."""
+
+
 @dataclass
 class MappingReport:
     persons: dict[str, int] = field(default_factory=dict)
     duplicates: list[Duplicate] = field(default_factory=list)
     collisions: list[Collision] = field(default_factory=list)
+    names: list[NameChange] = field(default_factory=list)
+    """Existing accounts whose name the mappings would now make otherwise (kept or renamed)."""
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     """Any error means the desired state is incomplete: nothing may be removed on its basis."""
@@ -195,6 +217,9 @@ class ObservedAccount:
     carried_from: str | None = None
     """Set by the planner when the account still carries the anchor it had before
     (``anchor_was``): ``anchor`` is then already the new one, and this the one in the directory."""
+    protected: str | None = None
+    """Why the connector may never adopt this account (an account outside the managed scope
+    with ``adminCount=1``, or a member of a privileged group); None for every other account."""
 
 
 @dataclass
@@ -217,3 +242,6 @@ class ObservedState:
     accounts: list[ObservedAccount] = field(default_factory=list)
     groups: list[ObservedGroup] = field(default_factory=list)
     ous: set[tuple[str, ...]] = field(default_factory=set)
+    outside: list[ObservedAccount] = field(default_factory=list)
+    """Accounts outside the managed scope that carry an anchor, in a place the configuration
+    allows adopting from (AD ``adopt_from``): their ``ou`` is empty, ``target`` their DN."""

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from provisioner.errors import ProvisionerError
 from provisioner.log import register_secret
-from provisioner.model import ObservedState
+from provisioner.model import ObservedAccount, ObservedState
 from provisioner.passwords import PasswordConfig, generate
 from provisioner.plan.model import Action, Change, Kind, Precondition
 
@@ -70,7 +70,25 @@ class Target(Protocol):
         """Attributes the mappings set that this directory cannot hold, each with why."""
         ...
 
+    name_attributes: frozenset[str]
+    """The attributes that name a person in this directory (sAMAccountName, userPrincipalName,
+    mail …): every value of them the connector writes is recorded as issued, never given to
+    anyone else."""
+
     def read(self, attributes: Collection[str]) -> ObservedState: ...
+
+    def taken_outside(self, values: Collection[str]) -> dict[str, str]:
+        """Of *values* (usernames, mail addresses, UPNs), those a user, group or contact outside
+        the managed scope already holds, anywhere in the domain or tenant, as the casefolded value
+        → where it is held (a DN, a UPN), so that no create or rename takes a name that would
+        fail on every night."""
+        ...
+
+    def anchored_outside(self) -> list[ObservedAccount]:
+        """Every account outside the managed scope that carries an anchor value (for the
+        adoption report): ``ou`` empty, ``target`` where it lives, ``protected`` set when it
+        may never be adopted."""
+        ...
 
     def check(self, change: Change) -> str | None:
         """Why *change* no longer fits the directory (drift, or done already), or None."""
@@ -136,7 +154,8 @@ def unsupported_action(change: Change) -> Result:
 STRUCTURAL: Mapping[Action, frozenset[str]] = {
     Action.CREATE_OU: frozenset({"ou"}),
     Action.CREATE: frozenset({"username", "ou"}),
-    Action.ADOPT: frozenset({"anchor"}),
+    # "ou": an account adopted from outside the managed root (adopt_from) moves in
+    Action.ADOPT: frozenset({"anchor", "ou"}),
     Action.RENAME: frozenset({"username"}),
     Action.MOVE: frozenset({"ou"}),
     Action.ENABLE: frozenset({"enabled"}),
@@ -154,6 +173,7 @@ target turns them into a place, a name, a flag or references). Every other word 
 MAPPED: Mapping[Action, Kind] = {
     Action.CREATE: Kind.ACCOUNT,
     Action.ADOPT: Kind.ACCOUNT,
+    Action.RENAME: Kind.ACCOUNT,  # the unique attributes that change with the name
     Action.UPDATE: Kind.ACCOUNT,
     Action.CREATE_GROUP: Kind.GROUP,
     Action.UPDATE_GROUP: Kind.GROUP,
@@ -287,6 +307,13 @@ class BaseTarget:
     """The directory's names of the username and the anchor attribute, for drift messages."""
     needs_owner: bool = False
     fallback_owner: str | None = None
+    name_attributes: frozenset[str] = frozenset()
+
+    def taken_outside(self, values: Collection[str]) -> dict[str, str]:
+        return {}
+
+    def anchored_outside(self) -> list[ObservedAccount]:
+        return []
 
     def __init__(self) -> None:
         table = dict(self.handlers())
