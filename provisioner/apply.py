@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,10 @@ def apply_changes(
             assert change is plan.changes[index], "a target must answer every change, in order"
             outcome.results.append(result)
             answered[index] = result
-            if result.status == "applied" and change.action in (Action.CREATE, Action.RENAME):
-                store.issue_names([(change.key, str(change.after["username"]))])
+            if result.status == "applied":
+                given, taken = names_given(change, target)
+                store.issue_values(taken)
+                store.issue_values(given, current=True)
             if result.status == "applied" and (old := change.precondition.anchored) is not None:
                 store.move_anchor(old, change.key)  # carried over from its former anchor
     except BaseException:
@@ -148,6 +151,31 @@ def apply_changes(
             escrow, plan.changes, initial, answered, finished=True
         )
     return outcome
+
+
+def names_given(change: Change, target: Target) -> tuple[list[Named], list[Named]]:
+    """(the names *change* gives an account, the names a rename takes from it), each as
+    (anchor, attribute, value): its username and the target's name attributes (mail,
+    userPrincipalName …). Both are recorded as issued, so that none is ever given to anyone
+    else; a person who comes back gets the names given last."""
+    if change.kind is not Kind.ACCOUNT or change.action not in _NAMING:
+        return [], []
+    naming = {name.casefold() for name in target.name_attributes}
+
+    def names(values: Mapping[str, Any]) -> list[Named]:
+        return [
+            (change.key, name, value)
+            for name, value in values.items()
+            if isinstance(value, str)
+            and value
+            and (name == "username" or name.casefold() in naming)
+        ]
+
+    return names(change.after), names(change.before) if change.action is Action.RENAME else []
+
+
+Named = tuple[str, str, str]
+_NAMING = frozenset({Action.CREATE, Action.RENAME, Action.ADOPT, Action.UPDATE})
 
 
 def handout(change: Change, password: str, status: Status) -> Handout:

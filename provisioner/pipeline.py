@@ -8,6 +8,7 @@ decided by the registries in :mod:`provisioner.sources` and :mod:`provisioner.ta
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from provisioner.plan.model import Plan
 from provisioner.plan.planfile import file_hash, load_sealed_plan, save_plan, verify_plan_file
 from provisioner.plan.planner import (
     Memory,
+    NamesInUse,
     Origin,
     Rules,
     drop_unsupported,
@@ -95,18 +97,18 @@ def search_fields(prepared: Prepared) -> Fields:
 
 
 def desired_state(
-    prepared: Prepared,
-    read: SourceRead,
-    *,
-    existing: Mapping[str, str] | None = None,
-    issued: Collection[str] = (),
+    prepared: Prepared, read: SourceRead, *, names: NamesInUse | None = None
 ) -> DesiredState:
+    """The desired state of *read*, given the names in use (none: a first run)."""
+    names = names or NamesInUse()
     desired = build_desired(
         prepared.compiled,
         read.rows,
         today=read.as_of,
-        existing=existing,
-        issued=issued,
+        existing=names.existing,
+        issued=names.issued,
+        held_values=names.held_values,
+        own=names.own,
         problems=read.problems,
     )
     # A value the directory refuses would fail on every run: found now. A person's own value holds
@@ -115,6 +117,90 @@ def desired_state(
     desired.report.errors += found.errors
     hold_persons(desired, found.persons, read.rows)
     return desired
+
+
+OUTSIDE_ROUNDS = 4
+"""How often the names are given again when some turn out to be taken outside the managed
+scope: each round skips every name found taken so far, so one round is the usual case."""
+
+
+@dataclass
+class Desired:
+    state: DesiredState
+    taken_outside: dict[str, str]
+    """Names the mappings wanted that something outside the managed scope holds (casefolded
+    name → where): the next free name was given instead."""
+
+
+def desired_in_directory(
+    prepared: Prepared, read: SourceRead, target: Target, observed: ObservedState, names: NamesInUse
+) -> Desired:
+    """The desired state whose new names (of new accounts and renames) are free in the whole
+    domain or tenant, not only in the managed scope: a name taken outside is skipped for the next
+    free one, never a create that fails on every night. A person whose names are still taken
+    after :data:`OUTSIDE_ROUNDS` rounds is held."""
+    taken: dict[str, str] = {}
+    for _round in range(OUTSIDE_ROUNDS):
+        round_names = dataclasses.replace(names, issued=names.issued | taken.keys())
+        desired = desired_state(prepared, read, names=round_names)
+        wanted = new_names(desired, observed)
+        found = target.taken_outside(sorted(set(wanted) - taken.keys()))
+        if not found:
+            break
+        taken |= found
+    else:
+        _hold_taken(desired, wanted, found, read)
+    if taken:
+        example, where = next(iter(taken.items()))
+        desired.report.warnings.append(
+            f"{len(taken)} name(s) the mappings would give are taken outside the managed scope "
+            f"(e.g. {example!r} by {where}): the next free name was given instead; "
+            "plan --adoption-report lists them"
+        )
+    return Desired(desired, taken)
+
+
+def new_names(desired: DesiredState, observed: ObservedState) -> dict[str, str]:
+    """Casefolded name → anchor, of every username and unique value a desired account does not
+    hold in the directory yet (a new account, or a rename)."""
+    held: dict[str, set[str]] = {}
+    for account in (*observed.accounts, *observed.outside):
+        if account.anchor:
+            held[account.anchor] = {
+                v.casefold() for v in (account.username, *account.attributes.values()) if v
+            }
+    wanted: dict[str, str] = {}
+    for anchor, account in desired.accounts.items():
+        own = held.get(anchor, set())
+        for value in (account.username, *(account.attributes[a].value for a in account.unique)):
+            if value and value.casefold() not in own:
+                wanted[value.casefold()] = anchor
+    return wanted
+
+
+def _hold_taken(
+    desired: DesiredState, wanted: Mapping[str, str], found: Mapping[str, str], read: SourceRead
+) -> None:
+    persons = [
+        (
+            desired.accounts[wanted[name]],
+            f"the name {name!r} is taken outside the managed scope by {where}, and so were the "
+            "next ones tried",
+        )
+        for name, where in found.items()
+        if wanted.get(name) in desired.accounts
+    ]
+    hold_persons(desired, persons, read.rows)
+
+
+def remembered_names(config: Config) -> NamesInUse:
+    """The names the state store remembers (validate and explain, which read no directory)."""
+    if config.state is None or not config.state.exists():
+        return NamesInUse()
+    with StateStore(config.state) as store:
+        return names_in_use(
+            ObservedState(), store.issued_to(), store.issued_names(), own=store.issued_by_anchor()
+        )
 
 
 def open_target(prepared: Prepared, **seams: Any) -> Target | None:
@@ -135,6 +221,11 @@ def mapped_attributes(prepared: Prepared) -> tuple[set[str], set[str]]:
     for group in prepared.compiled.groups.values():
         groups |= set(group.attributes)
     return accounts, groups
+
+
+def unique_attributes(prepared: Prepared) -> set[str]:
+    """The attributes some account kind keeps unique (with the username: its names)."""
+    return {a for account in prepared.compiled.accounts.values() for a in account.spec.unique}
 
 
 def hashes(prepared: Prepared) -> tuple[str, str]:
@@ -207,7 +298,7 @@ def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Pla
             f"the mappings set what {target.describe()} cannot hold: " + "; ".join(problems)
         )
     observed = target.read(account_attributes | group_attributes)
-    memory, issued_to, issued = Memory(), {}, set()
+    memory, issued_to, issued, own = Memory(), {}, set(), {}
     if config.state.exists():  # before the first apply there is nothing to remember
         with StateStore(config.state) as store:
             memory = Memory(
@@ -218,9 +309,13 @@ def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Pla
                 ids={kind: store.anchor_ids(kind) for kind in ("account", "group")},
                 held=store.held_since(),
             )
-            issued_to, issued = store.issued_to(), store.issued_names()
-    existing, issued = names_in_use(observed, issued_to, issued)
-    desired = desired_state(prepared, read, existing=existing, issued=issued)
+            issued_to, issued, own = (
+                store.issued_to(),
+                store.issued_names(),
+                store.issued_by_anchor(),
+            )
+    names = names_in_use(observed, issued_to, issued, own=own, unique=unique_attributes(prepared))
+    desired = desired_in_directory(prepared, read, target, observed, names).state
     fit_to_target(
         desired, target.limits, target.group_limits, observed, names_ignore_case(config.target)
     )

@@ -3,7 +3,8 @@
 - anchors: source anchor ↔ the target's immutable id (objectGUID, Entra object id) as last seen.
   Recorded when a plan is applied, for later correlation and for people looking into the file; the
   planner finds managed objects by the anchor attribute in the directory itself;
-- issued names: every username ever given, so a name is never given to someone else;
+- issued names: every username, mail address and other name ever given (also the old ones of a
+  renamed account), so a name is never given to someone else;
 - account kinds and schools, and leaver clocks: since when someone is gone from the source;
 - hold clocks: since when a person is held (a problem with their data);
 - runs: when, what, and how it ended.
@@ -82,6 +83,10 @@ MIGRATIONS: list[str] = [
         since TEXT NOT NULL,             -- the first day the person was held
         PRIMARY KEY (kind, person)
     );
+    """,
+    # 5: names besides the username (mail, userPrincipalName): which attribute a name was given as
+    """
+    ALTER TABLE issued_names ADD COLUMN attribute TEXT NOT NULL DEFAULT 'username';
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -220,14 +225,34 @@ class StateStore:
 
     # -- names -------------------------------------------------------------------------------
 
-    def issue_names(self, names: Iterable[tuple[str, str]]) -> None:
-        """Record (anchor, name) pairs; a name already recorded keeps its first holder."""
+    def issue_names(self, names: Iterable[tuple[str, str]], attribute: str = "username") -> None:
+        """Record (anchor, name) pairs given as *attribute*; a name already recorded keeps its
+        first holder."""
+        self.issue_values((anchor, attribute, name) for anchor, name in names)
+
+    def issue_values(
+        self, values: Iterable[tuple[str, str, str]], *, current: bool = False
+    ) -> None:
+        """Record (anchor, attribute, value) triples: the username and every other name (mail,
+        userPrincipalName) an account was given; a value already recorded keeps its first
+        holder. *current*: the account holds these now (a name given back to its holder is
+        dated anew, so that it is the one :meth:`issued_to` answers)."""
         now = _now()
+        refresh = (
+            " ON CONFLICT (name_folded) DO UPDATE SET issued = excluded.issued"
+            " WHERE issued_names.anchor = excluded.anchor"
+            if current
+            else " ON CONFLICT DO NOTHING"
+        )
         with self.transaction():
             self.db.executemany(
-                "INSERT OR IGNORE INTO issued_names (name_folded, name, anchor, issued) "
-                "VALUES (?, ?, ?, ?)",
-                [(name.casefold(), name, anchor, now) for anchor, name in names],
+                "INSERT INTO issued_names (name_folded, name, anchor, issued, attribute) "
+                "VALUES (?, ?, ?, ?, ?)" + refresh,
+                [
+                    (value.casefold(), value, anchor, now, attribute)
+                    for anchor, attribute, value in values
+                    if value
+                ],
             )
 
     def move_anchor(self, old: str, new: str) -> None:
@@ -310,8 +335,21 @@ class StateStore:
             )
 
     def issued_to(self) -> dict[str, str]:
-        """The first name issued to each anchor: a person who returns gets it back."""
-        return dict(self.db.execute("SELECT anchor, name FROM issued_names ORDER BY issued DESC"))
+        """The last username issued to each anchor (after a rename: the new one): a person who
+        returns gets it back."""
+        return dict(
+            self.db.execute(
+                "SELECT anchor, name FROM issued_names WHERE attribute = 'username' "
+                "ORDER BY issued, rowid"
+            )
+        )
+
+    def issued_by_anchor(self) -> dict[str, set[str]]:
+        """Every name (casefolded) each anchor was ever given: its own, which it may get back."""
+        own: dict[str, set[str]] = {}
+        for anchor, folded in self.db.execute("SELECT anchor, name_folded FROM issued_names"):
+            own.setdefault(anchor, set()).add(folded)
+        return own
 
     # -- runs --------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.errors import ConfigError
+from provisioner.mapping.names import MAX_SUFFIX, SENTINEL, NameBook, Scheme, name_in
 from provisioner.mapping.spec import (
     AccountSpec,
     GroupSpec,
@@ -49,6 +50,7 @@ from provisioner.model import (
     Duplicate,
     Hold,
     MappingReport,
+    NameChange,
     Provenance,
     Record,
     SourceRows,
@@ -84,10 +86,18 @@ class CompiledAccount:
     anchor_was: Compiled | None = None
     """The anchor these accounts had before, for carrying old accounts over (``anchor_was``)."""
 
+    name_attributes: tuple[str, ...] = ()
+    """The unique attributes that use ``{{ name }}``: each gets a suffix of its own."""
+    username_bound: tuple[str, ...] = ()
+    """The other unique attributes: they change with the username alone."""
+
     def __post_init__(self) -> None:
+        unique = [a for a in self.spec.unique if a in self.attributes]
+        self.name_attributes = tuple(a for a in unique if "name" in self.attributes[a].variables)
+        self.username_bound = tuple(a for a in unique if a not in self.name_attributes)
         for attr, template in self.attributes.items():
             why = template.why
-            if "username" in template.variables and self.username is not None:
+            if {"username", "name"} & template.variables and self.username is not None:
                 fields = (*why.fields, *self.username.why.fields)
                 why = Provenance(why.template, why.location, why.text, tuple(dict.fromkeys(fields)))
             self.why[attr] = why
@@ -163,6 +173,7 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
         *,
         expression: bool = False,
         extra: Collection[str] = (),
+        hint: Mapping[str, str] | None = None,
     ) -> Compiled | None:
         if template is None:
             return None
@@ -173,15 +184,15 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
             return None
         allowed = set(scope) | set(GLOBALS) | set(extra)
         for name in sorted(compiled.variables - allowed):
-            hint = ""
+            why = (hint or {}).get(name, "")
             if name in known:
-                hint = (
+                why = (
                     " (where and prefer see only the source data set)"
                     if expression and scope
                     else " (a data set this mapping does not join)"
                 )
             problems.append(
-                f"{template.location}: {template.where}: unknown name {name!r}{hint}; "
+                f"{template.location}: {template.where}: unknown name {name!r}{why}; "
                 f"known here: {', '.join(sorted(allowed))}"
             )
         for var in sorted(compiled.vars_used - set(mappings.variables)):
@@ -222,7 +233,17 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
             attributes={
                 attr: c
                 for attr, t in spec.attributes.items()
-                if (c := compile_one(t, datasets, extra=after_username))
+                if (
+                    c := compile_one(
+                        t,
+                        datasets,
+                        extra=(*after_username, "name") if attr in spec.unique else after_username,
+                        hint={
+                            "name": f" ({{{{ name }}}} is for unique attributes: add {attr} to "
+                            f"accounts.{name}.unique)"
+                        },
+                    )
+                )
             },
         )
         for attr in spec.unique:
@@ -358,6 +379,8 @@ class Engine:
         issued: Collection[str] = (),
         today: dt.date | None = None,
         problems: Sequence[ValueProblem] = (),
+        held_values: Mapping[str, Mapping[str, str]] | None = None,
+        own: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         self.compiled = compiled
         self.globals = {
@@ -370,7 +393,14 @@ class Engine:
         """New anchor → the anchor the person's account had before (``anchor_was``)."""
         self._claims: dict[str, list[tuple[str, str]]] = {}
         """Former anchor → (new anchor, wanted username) of each account that names it."""
-        self.issued = {name.casefold() for name in issued}
+        self.held_values = dict(held_values or {})
+        """Anchor → the values of its unique attributes the directory holds now."""
+        own = {anchor: set(names) for anchor, names in (own or {}).items()}
+        for anchor, name in self.existing.items():
+            own.setdefault(anchor, set()).add(name)
+        for anchor, values in self.held_values.items():
+            own.setdefault(anchor, set()).update(values.values())
+        self.book = NameBook(issued, own)
         self.index = _Index(source)
         self.not_fetched = {name: d.not_fetched for name, d in source.datasets.items()}
         # Of a pivoted set (free fields by name) only the names the templates read are kept.
@@ -609,13 +639,19 @@ class Engine:
 
         names = self._allocate(people)
         for account, person, anchor, _base in people:
-            username = names.get(anchor)
-            if username is None:
+            given = names.get(anchor)
+            if given is None:
                 continue  # held: no free name
+            username = given.username
             context = {**person.context, "username": username}
             try:
                 attributes = {
-                    attr: Derived(t.render(context, person.key), account.why[attr])
+                    attr: Derived(
+                        t.render({**context, "name": given.names[attr]}, person.key)
+                        if attr in given.names
+                        else t.render(context, person.key),
+                        account.why[attr],
+                    )
                     for attr, t in account.attributes.items()
                 }
                 ou = tuple(t.render(context, person.key) for t in account.ou)
@@ -640,6 +676,7 @@ class Engine:
                 username_why=account.username.why,
                 person=person.records,
                 anchor_was=self.previous.get(anchor),
+                unique=tuple(a for a in account.spec.unique if a in attributes),
             )
             person.context["username"] = username
             person.anchor = anchor
@@ -735,6 +772,8 @@ class Engine:
             held = (self.existing.get(was) or "").casefold().rstrip("0123456789")
             fitting = [a for a, base in claims if held and base.casefold().startswith(held)]
             self.previous[fitting[0] if len(fitting) == 1 else claims[0][0]] = was
+        for anchor, was in self.previous.items():
+            self.book.inherit(anchor, was)  # the names of the account it carries over are its own
 
     def _held_name(self, anchor: str) -> str | None:
         """The username the account of *anchor* holds: under this anchor, or under the one it
@@ -744,44 +783,44 @@ class Engine:
             held = self.existing.get(self.previous[anchor])
         return held
 
-    def _allocate(self, people: list[tuple[CompiledAccount, Person, str, str]]) -> dict[str, str]:
-        """Unique usernames: existing holders keep theirs, newcomers get the next free suffix.
+    def _held_values(self, anchor: str) -> Mapping[str, str]:
+        values = self.held_values.get(anchor)
+        if values is None and anchor in self.previous:
+            values = self.held_values.get(self.previous[anchor])
+        return values or {}
 
-        Names compare without regard to case, like sAMAccountName. Every attribute listed as
-        ``unique`` must be free too, so a name is only given when its mail, UPN … are free.
+    def _allocate(self, people: list[tuple[CompiledAccount, Person, str, str]]) -> dict[str, Names]:
+        """Unique names for everyone: the username, and the ``{{ name }}`` of each unique
+        attribute that uses it (with a suffix of its own).
+
+        Existing accounts keep their names when the scheme still makes them from the person's
+        wanted name (jan.peeters2 stays jan.peeters2), and with ``rename: keep`` also when it no
+        longer does (listed in the report); with ``rename: follow`` they get the name the
+        template makes now. Newcomers get the first free name, in stable key order. Names
+        compare without case; a name is free when nobody else holds it in this run and it was
+        never given to anyone else. Every unique attribute must be free too.
         """
-        taken: set[str] = set()
-        unique_values: dict[str, set[str]] = {}
-        names: dict[str, str] = {}
-
-        def unique_renders(account: CompiledAccount, person: Person, name: str) -> dict[str, str]:
-            context = {**person.context, "username": name}
-            return {
-                attr: account.attributes[attr].render(context, person.key).casefold()
-                for attr in account.spec.unique
-            }
-
-        def claim(account: CompiledAccount, person: Person, anchor: str, name: str) -> None:
-            names[anchor] = name
-            taken.add(name.casefold())
-            for attr, value in unique_renders(account, person, name).items():
-                unique_values.setdefault(attr, set()).add(value)
-
-        def free(account: CompiledAccount, person: Person, name: str, own: str | None) -> bool:
-            folded = name.casefold()
-            if folded in taken or (folded in self.issued and folded != own):
-                return False
-            renders = unique_renders(account, person, name)
-            return all(value not in unique_values.get(a, ()) for a, value in renders.items())
-
-        holders = [p for p in people if self._held_name(p[2]) is not None]
-        newcomers = [p for p in people if self._held_name(p[2]) is None]
-        for account, person, anchor, base in sorted(holders, key=lambda p: _natural(p[2])):
+        names: dict[str, Names] = {}
+        staying, moving = [], []
+        for entry in sorted(people, key=lambda p: _natural(p[2])):
+            account, _person, anchor, base = entry
+            held = self._held_name(anchor)
+            scheme = _username_scheme(account.spec.username)
+            if held is not None and (
+                account.spec.username.rename == "keep" or scheme.fits(held, base)
+            ):
+                staying.append(entry)
+            else:
+                moving.append(entry)
+        for account, person, anchor, base in staying:
             held = self._held_name(anchor)
             assert held is not None
             try:
-                if free(account, person, held, held.casefold()):
-                    claim(account, person, anchor, held)
+                if self._username_free(account, person, anchor, held):
+                    self._claim_username(account, person, anchor, held)
+                    names[anchor] = Names(held)
+                    if not _username_scheme(account.spec.username).fits(held, base):
+                        self._name_change(account, anchor, "username", held, base, follows=False)
                     continue
             except TemplateError as exc:
                 self.failed(person, exc, anchor=anchor)
@@ -790,44 +829,186 @@ class Engine:
                 f"accounts.{account.name}: {anchor} holds {held!r}, which another account also "
                 "holds; a new name is given"
             )
-            newcomers.append((account, person, anchor, base))
-        # Per base name and scheme, the first suffix whose *username* may still be free. A name
-        # in ``taken`` or ``issued`` stays unavailable, so skipping past it changes no outcome; it
-        # only saves trying jan.peeters2 … jan.peeters40 again for the 41st Jan Peeters.
+            moving.append((account, person, anchor, base))
+        # Per base name and scheme, the first suffix whose name may still be free. A name held or
+        # given before stays unavailable, so skipping past it changes no outcome; it only saves
+        # trying jan.peeters2 … jan.peeters40 again for the 41st Jan Peeters.
         cursors: dict[tuple[str, int, str], int] = {}
-
-        def name_taken(name: str) -> bool:
-            folded = name.casefold()
-            return folded in taken or folded in self.issued
-
-        for account, person, anchor, base in sorted(newcomers, key=lambda p: _natural(p[2])):
-            scheme = account.spec.username
+        for account, person, anchor, base in sorted(moving, key=lambda p: _natural(p[2])):
+            spec = account.spec.username
+            scheme = _username_scheme(spec)
             try:
-                name = _first_free(
+                name = self._first_free(
                     base,
                     scheme,
-                    lambda n, a=account, p=person: free(a, p, n, None),
-                    name_taken,
+                    lambda n, a=account, p=person, k=anchor: self._username_free(a, p, k, n),
                     cursors,
                 )
-                claim(account, person, anchor, name)
             except TemplateError as exc:
                 self.failed(person, exc, anchor=anchor)
                 continue
-            except _NoFreeName:
-                unique = ", ".join(account.spec.unique) or "username"
-                self.hold(
-                    person,
-                    f"{scheme.template.location}: accounts.{account.name}: no free name after "
-                    f"{_MAX_SUFFIX} suffixes of {base!r}: another person already has the same "
-                    f"unique values ({unique}); does every unique attribute change with the "
-                    "username?",
-                    anchor=anchor,
-                )
+            if name is None:
+                self._no_free_name(account, person, anchor, base, spec.template.location)
                 continue
-            if name != base[: scheme.max_length].rstrip(".-"):
+            self._claim_username(account, person, anchor, name)
+            names[anchor] = Names(name)
+            held = self._held_name(anchor)
+            if held is not None and held.casefold() != name.casefold():
+                self._name_change(account, anchor, "username", held, name, follows=True)
+            elif held is None and name != scheme.plain(base):
                 self.report.collisions.append(Collision(account.name, anchor, base, name))
+        for account, person, anchor, base in [*staying, *moving]:
+            if anchor in names and account.name_attributes:
+                try:
+                    self._allocate_attribute_names(account, person, anchor, base, names, cursors)
+                except TemplateError as exc:
+                    self.failed(person, exc, anchor=anchor)
+                    names.pop(anchor)
+        self._summarise_kept_names()
         return names
+
+    def _username_free(
+        self, account: CompiledAccount, person: Person, anchor: str, name: str
+    ) -> bool:
+        """The username and the unique attributes that change with it are free for *anchor*."""
+        if not self.book.free(name, anchor):
+            return False
+        context = {**person.context, "username": name}
+        return all(
+            self.book.free(account.attributes[attr].render(context, person.key), anchor)
+            for attr in account.username_bound
+        )
+
+    def _claim_username(
+        self, account: CompiledAccount, person: Person, anchor: str, name: str
+    ) -> None:
+        self.book.claim(name, anchor)
+        context = {**person.context, "username": name}
+        for attr in account.username_bound:
+            self.book.claim(account.attributes[attr].render(context, person.key), anchor)
+
+    def _allocate_attribute_names(
+        self,
+        account: CompiledAccount,
+        person: Person,
+        anchor: str,
+        base: str,
+        names: dict[str, Names],
+        cursors: dict[tuple[str, int, str], int],
+    ) -> None:
+        """The ``{{ name }}`` of each unique attribute that uses it: what the account holds,
+        when the policy lets it keep that; else the first free one."""
+        given = names[anchor]
+        spec = account.spec.username
+        scheme = _name_scheme(spec)
+        context = {**person.context, "username": given.username}
+        held_values = self._held_values(anchor)
+        held_username = self._held_name(anchor)
+        for attr in account.name_attributes:
+            template = account.attributes[attr]
+
+            def value(name: str, t: Compiled = template) -> str:
+                return t.render({**context, "name": name}, person.key)
+
+            held_value = held_values.get(attr)
+            held_name = name_in(held_value, value(SENTINEL)) if held_value else None
+            if held_name is None and held_username is not None:
+                # Not told by the value (none yet, or the template's fixed part changed, e.g. the
+                # mail domain): the name that goes with the username it holds (jan.peeters2 →
+                # jan.peeters2, the whole name when the username was cut).
+                username_scheme = _username_scheme(spec)
+                if username_scheme.fits(held_username, base):
+                    held_name = scheme.numbered(base, username_scheme.number(held_username, base))
+                else:
+                    held_name = held_username
+            if held_name is not None:
+                fits = scheme.fits(held_name, base)
+                if (fits or spec.rename == "keep") and self.book.free(value(held_name), anchor):
+                    self.book.claim(value(held_name), anchor)
+                    given.names[attr] = held_name
+                    if not fits and held_value:
+                        wanted = value(scheme.plain(base))
+                        self._name_change(account, anchor, attr, held_value, wanted, follows=False)
+                    continue
+
+            def free(name: str) -> bool:
+                return self.book.free(name, anchor) and self.book.free(value(name), anchor)
+
+            name = self._first_free(base, scheme, free, cursors, attr)
+            if name is None:
+                raise TemplateError(
+                    f"{template.source.location}: accounts.{account.name}.attributes.{attr}: "
+                    f"no free value after {MAX_SUFFIX} suffixes of {base!r} (is every value "
+                    "taken, or does the template not use {{ name }} where the suffix should go?)"
+                )
+            self.book.claim(value(name), anchor)
+            given.names[attr] = name
+            if held_value and held_value.casefold() != value(name).casefold():
+                self._name_change(account, anchor, attr, held_value, value(name), follows=True)
+
+    def _first_free(
+        self,
+        base: str,
+        scheme: Scheme,
+        is_free: Callable[[str], bool],
+        cursors: dict[tuple[str, int, str], int],
+        attribute: str = "username",
+    ) -> str | None:
+        """The first name of *scheme* made from *base* that *is_free*, or None."""
+        cursor_key = (base, scheme.length, attribute)
+        start = cursors.get(cursor_key, scheme.first)
+        for n, candidate in scheme.candidates(base, start):
+            if n == start and self.book.unavailable(candidate):
+                start = n + 1
+                cursors[cursor_key] = start
+                continue
+            if is_free(candidate):
+                return candidate
+        return None
+
+    def _no_free_name(
+        self, account: CompiledAccount, person: Person, anchor: str, base: str, location: str
+    ) -> None:
+        unique = ", ".join(account.username_bound) or "username"
+        self.hold(
+            person,
+            f"{location}: accounts.{account.name}: no free name after {MAX_SUFFIX} suffixes of "
+            f"{base!r}: another person already has the same unique values ({unique}); does "
+            "every unique attribute change with the username (or use {{ name }})?",
+            anchor=anchor,
+        )
+
+    def _name_change(
+        self,
+        account: CompiledAccount,
+        anchor: str,
+        attribute: str,
+        held: str,
+        wanted: str,
+        *,
+        follows: bool,
+    ) -> None:
+        self.report.names.append(
+            NameChange(account.name, anchor, attribute, held, wanted, follows=follows)
+        )
+
+    def _summarise_kept_names(self) -> None:
+        """One warning per account kind whose accounts keep a name the template would now make
+        otherwise (``rename: keep``): the naming rule changed, or a name in the source did."""
+        kept: dict[str, list[NameChange]] = {}
+        for change in self.report.names:
+            if not change.follows:
+                kept.setdefault(change.kind, []).append(change)
+        for kind, changes in kept.items():
+            account = self.compiled.accounts[kind]
+            anchors = {c.anchor for c in changes}
+            example = changes[0]
+            self.report.warnings.append(
+                f"accounts.{kind}: {len(anchors)} existing account(s) keep a name the mappings "
+                f"would now make otherwise (e.g. {example.held!r}, now {example.wanted!r}): "
+                f"username.rename is keep ({account.spec.username.template.location}); set "
+                "rename: follow to rename them (limited by policy.max_rename)"
+            )
 
     # -- groups ---------------------------------------------------------------------------------
 
@@ -954,37 +1135,21 @@ class Engine:
         return owners
 
 
-_MAX_SUFFIX = 10_000
+def _username_scheme(spec: UsernameSpec) -> Scheme:
+    return Scheme(spec.max_length, spec.suffix, spec.first)
 
 
-def _first_free(
-    base: str,
-    scheme: UsernameSpec,
-    is_free: Callable[[str], bool],
-    name_taken: Callable[[str], bool],
-    cursors: dict[tuple[str, int, str], int],
-) -> str:
-    """*base* cut to the maximum length, else base + suffix for the first free n; the suffix
-    replaces the end of the base so that the name never exceeds the maximum length."""
-    name = base[: scheme.max_length].rstrip(".-")
-    if is_free(name):
-        return name
-    cursor_key = (base, scheme.max_length, scheme.suffix)
-    start = cursors.get(cursor_key, scheme.first)
-    for n in range(start, scheme.first + _MAX_SUFFIX):
-        ending = scheme.suffix.replace("{n}", str(n))
-        candidate = base[: scheme.max_length - len(ending)].rstrip(".-") + ending
-        if n == start and name_taken(candidate):
-            start += 1
-            cursors[cursor_key] = start
-            continue
-        if is_free(candidate):
-            return candidate
-    raise _NoFreeName(name)
+def _name_scheme(spec: UsernameSpec) -> Scheme:
+    return Scheme(spec.name_length, spec.suffix, spec.first)
 
 
-class _NoFreeName(Exception):
-    pass
+@dataclass
+class Names:
+    """The names given to one account: its username, and per unique attribute that uses
+    ``{{ name }}`` the name it gets there."""
+
+    username: str
+    names: dict[str, str] = field(default_factory=dict)
 
 
 def _fold(name: str) -> str:
@@ -1021,14 +1186,25 @@ def build_desired(
     issued: Collection[str] = (),
     today: dt.date | None = None,
     problems: Sequence[ValueProblem] = (),
+    held_values: Mapping[str, Mapping[str, str]] | None = None,
+    own: Mapping[str, Collection[str]] | None = None,
 ) -> DesiredState:
     """The desired state for *source*. ``existing`` maps anchors to the usernames they already
-    hold (they keep them); ``issued`` holds every name ever given (never given again);
-    ``problems`` are the values the source could not read (``SourceRead.problems``): each holds
-    its person, or counts as a row of an unknown person of its school."""
+    hold and ``held_values`` to the values of their unique attributes (they keep them, as the
+    ``rename`` policy says); ``issued`` holds every name ever given (never given to anyone else)
+    and ``own`` per anchor the names given to it (it may get them back); ``problems`` are the
+    values the source could not read (``SourceRead.problems``): each holds its person, or counts
+    as a row of an unknown person of its school."""
     errors, warnings = check_fields(compiled, source)
     engine = Engine(
-        compiled, source, existing=existing, issued=issued, today=today, problems=problems
+        compiled,
+        source,
+        existing=existing,
+        issued=issued,
+        today=today,
+        problems=problems,
+        held_values=held_values,
+        own=own,
     )
     engine.report.errors.extend(errors)
     engine.report.warnings.extend(warnings)

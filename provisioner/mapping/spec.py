@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from provisioner.errors import ConfigError
 from provisioner.yamlnodes import load_yaml
@@ -82,12 +83,21 @@ class UsernameSpec:
     """Appended when a name is taken; ``{n}`` counts from ``first``: jan.peeters2, jan.peeters3."""
     first: int = 2
     """The first number a suffix uses."""
+    name_length: int = 64
+    """The longest ``{{ name }}`` of a unique attribute: the whole wanted name, not cut to the
+    username's 20 characters (a mail address holds 64 before the @)."""
+    rename: Literal["keep", "follow"] = "keep"
+    """What an existing account gets when the template now makes another name (a new naming
+    rule, a name corrected in the source): ``keep`` its name (the plan says how many), or
+    ``follow`` the template (renamed, within ``policy.max_rename``)."""
 
     def __post_init__(self) -> None:
         if "{n}" not in self.suffix:
             raise ValueError("suffix must contain {n}")
         if not 3 <= self.max_length <= 256:
             raise ValueError("max_length must be between 3 and 256")
+        if not 3 <= self.name_length <= 256:
+            raise ValueError("name_length must be between 3 and 256")
 
 
 @dataclass
@@ -108,7 +118,9 @@ class AccountSpec:
     attributes: dict[str, Template] = field(default_factory=dict)
     """Directory attributes by name, each a template: ``mail: "{{ username }}@school.be"``."""
     unique: list[str] = field(default_factory=list)
-    """Attributes that must be unique across all accounts; ``username`` always is."""
+    """Attributes that must be unique across all accounts; ``username`` always is. A unique
+    attribute may use ``{{ name }}``: the whole wanted name with a suffix of its own when taken
+    (``mail: "{{ name }}@school.be"`` keeps a long name whole while the username is cut)."""
 
 
 @dataclass

@@ -104,10 +104,14 @@ def _account_changes(
             continue
         by_anchor[account.anchor] = account
     unanchored = [a for a in observed.accounts if a.anchor is None]
+    outside = {a.anchor: a for a in observed.outside if a.anchor}
 
     for anchor in sorted(desired.accounts, key=lambda a: (len(a), a)):
         want = desired.accounts[anchor]
         have = by_anchor.get(anchor)
+        if have is None and anchor in outside:
+            changes += _adopt_from_outside(want, outside[anchor])
+            continue
         if have is None:
             changes += _new_account(want, unanchored, match_on)
             continue
@@ -147,8 +151,9 @@ def _update(
     key: str,
     have: ObservedAccount | ObservedGroup,
     want: DesiredAccount | DesiredGroup,
+    leave: Collection[str] = (),
 ) -> list[Change]:
-    changed = _changed(want, have.attributes)
+    changed = [n for n in _changed(want, have.attributes) if n not in leave]
     if not changed:
         return []
     before = {n: have.attributes.get(n) for n in changed}
@@ -249,6 +254,57 @@ def _new_account(
     ]
 
 
+def _adopt_from_outside(want: DesiredAccount, have: ObservedAccount) -> list[Change]:
+    """The person's own account, found outside the managed scope in a place the configuration
+    adopts from (it carries their anchor: never matched by name alone): moved in, then named and
+    set like any other. A protected account (an administrator's) is never adopted."""
+    if have.protected:
+        return [
+            Change(
+                Action.CONFLICT,
+                Kind.ACCOUNT,
+                want.anchor,
+                have.target,
+                why=(
+                    f"the account of {want.kind} {want.anchor} is {have.target}, outside the "
+                    f"managed OU, and is never adopted: {have.protected}; move it by hand or "
+                    "remove its anchor",
+                ),
+            )
+        ]
+    renamed = [n for n in _changed(want, have.attributes) if n in want.unique]
+    changed = [n for n in _changed(want, have.attributes) if n not in renamed]
+    changes = [
+        Change(
+            Action.ADOPT,
+            Kind.ACCOUNT,
+            want.anchor,
+            have.target,
+            before={
+                "anchor": want.anchor,
+                "ou": None,
+                **{n: have.attributes.get(n) for n in changed},
+            },
+            after={
+                "anchor": want.anchor,
+                "ou": list(want.ou),
+                **{n: want.attributes[n].value for n in changed},
+            },
+            why=(
+                f"the account of {want.kind} {want.anchor} carries its anchor outside the managed "
+                "OU, in a place adopt_from allows: moved in",
+                *_attribute_reasons(want, changed),
+            ),
+            precondition=Precondition(id=have.id, anchored=want.anchor),
+        )
+    ]
+    if want.username.casefold() != have.username.casefold() or renamed:
+        changes.append(rename_change(want, have, renamed))
+    if not have.enabled:
+        changes.append(enabled_change(want.anchor, have, True, "in the source, and adopted"))
+    return changes
+
+
 def _value(account: ObservedAccount, rule: str) -> str | None:
     return account.username if rule == "username" else account.attributes.get(rule)
 
@@ -262,26 +318,36 @@ def _desired_value(account: DesiredAccount, rule: str) -> str | None:
 
 def _account_updates(want: DesiredAccount, have: ObservedAccount) -> list[Change]:
     changes = []
-    anchor, target = want.anchor, have.target
-    if want.username.casefold() != have.username.casefold():
-        changes.append(
-            Change(
-                Action.RENAME,
-                Kind.ACCOUNT,
-                anchor,
-                target,
-                before={"username": have.username},
-                after={"username": want.username},
-                why=(f"username {want.username!r} from the mappings",),
-                precondition=Precondition(id=have.id, username=have.username),
-            )
-        )
+    anchor = want.anchor
+    renamed = [n for n in _changed(want, have.attributes) if n in want.unique]
+    if want.username.casefold() != have.username.casefold() or renamed:
+        changes.append(rename_change(want, have, renamed))
     if want.ou != have.ou:
         changes.append(move_change(Action.MOVE, Kind.ACCOUNT, anchor, have, want.ou))
-    changes += _update(Action.UPDATE, Kind.ACCOUNT, anchor, have, want)
+    changes += _update(Action.UPDATE, Kind.ACCOUNT, anchor, have, want, leave=renamed)
     if not have.enabled:
         changes.append(enabled_change(anchor, have, True, "in the source again"))
     return changes
+
+
+def rename_change(want: DesiredAccount, have: ObservedAccount, renamed: Sequence[str]) -> Change:
+    """A new username, or new values of unique attributes (mail, userPrincipalName): the names
+    that identify the person change together, as one rename (counted by ``policy.max_rename``;
+    the old names stay recorded as issued, never given to anyone else)."""
+    before = {n: have.attributes.get(n) for n in renamed}
+    why = []
+    if want.username.casefold() != have.username.casefold():
+        why.append(f"username {want.username!r} from the mappings (was {have.username!r})")
+    return Change(
+        Action.RENAME,
+        Kind.ACCOUNT,
+        want.anchor,
+        have.target,
+        before={"username": have.username, **before},
+        after={"username": want.username, **{n: want.attributes[n].value for n in renamed}},
+        why=(*why, *_attribute_reasons(want, renamed)),
+        precondition=Precondition(id=have.id, username=have.username, attributes=before or None),
+    )
 
 
 def _group_changes(

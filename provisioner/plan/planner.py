@@ -262,18 +262,44 @@ def _new_ids(
     return {kind: ids for kind, ids in new.items() if ids}
 
 
+@dataclass
+class NamesInUse:
+    """What the engine must know to give names: who holds which, and what was ever given."""
+
+    existing: dict[str, str] = field(default_factory=dict)
+    """Anchor → the username its account holds (or was last given, for a person who returns)."""
+    held_values: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Anchor → the values of its unique attributes the directory holds."""
+    issued: set[str] = field(default_factory=set)
+    """Every name given or held: never given to anyone else."""
+    own: dict[str, set[str]] = field(default_factory=dict)
+    """Anchor → the names given to it before (it may get them back)."""
+
+
 def names_in_use(
-    observed: ObservedState, issued_to: Mapping[str, str], issued: Collection[str]
-) -> tuple[dict[str, str], set[str]]:
-    """(anchor → username held, every name ever issued): people keep their names, and a name
-    once given is never given to someone else. *issued_to* and *issued* are what the state store
-    remembers. Accounts without an anchor are left out: they may be adopted under their name."""
-    existing = {a.anchor: a.username for a in observed.accounts if a.anchor and a.username}
-    names = set(existing.values()) | set(issued)
+    observed: ObservedState,
+    issued_to: Mapping[str, str],
+    issued: Collection[str],
+    *,
+    own: Mapping[str, Collection[str]] | None = None,
+    unique: Collection[str] = (),
+) -> NamesInUse:
+    """People keep their names, and a name once given is never given to someone else.
+    *issued_to*, *issued* and *own* are what the state store remembers; *unique* the unique
+    attributes of the mappings. Accounts without an anchor are left out: they may be adopted
+    under their name. An account outside the managed scope that may be adopted keeps its name."""
+    names = NamesInUse(issued=set(issued), own={a: set(n) for a, n in (own or {}).items()})
+    for account in (*observed.accounts, *observed.outside):
+        if not account.anchor or not account.username:
+            continue
+        names.existing[account.anchor] = account.username
+        values = {a: v for a in unique if (v := account.attributes.get(a))}
+        names.held_values[account.anchor] = values
+        names.issued.update((account.username, *values.values()))
     # A person whose account was deleted and who comes back gets their own name again.
     for anchor, name in issued_to.items():
-        existing.setdefault(anchor, name)
-    return existing, names
+        names.existing.setdefault(anchor, name)
+    return names
 
 
 def fit_to_target(
