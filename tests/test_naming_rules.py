@@ -338,9 +338,9 @@ def test_a_plan_against_entra_is_blocked_by_a_upn_outside_the_managed_domains(
     for path in (ROOT / "examples/entra/mappings").iterdir():
         (tmp_path / "mappings" / path.name).write_text(path.read_text())
     pupils = tmp_path / "mappings" / "pupils.yaml"
-    old = 'userPrincipalName: "{{ username }}@{{ vars.pupil_domain }}"'
+    old = 'userPrincipalName: "{{ name }}@{{ vars.pupil_domain }}"'
     new = (
-        "userPrincipalName: \"{{ username }}@{{ 'elders.be' if Lln.Naam == 'Leroy' and Lln.Voornaam == 'Fatima-Zahra' "
+        "userPrincipalName: \"{{ name }}@{{ 'elders.be' if Lln.Naam == 'Leroy' and Lln.Voornaam == 'Fatima-Zahra' "
         'else vars.pupil_domain }}"'
     )
     assert old in pupils.read_text()
