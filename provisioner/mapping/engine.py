@@ -958,12 +958,11 @@ class Engine:
         cursor_key = (base, scheme.length, attribute)
         start = cursors.get(cursor_key, scheme.first)
         for n, candidate in scheme.candidates(base, start):
+            if is_free(candidate):
+                return candidate
             if n == start and self.book.unavailable(candidate):
                 start = n + 1
                 cursors[cursor_key] = start
-                continue
-            if is_free(candidate):
-                return candidate
         return None
 
     def _no_free_name(
