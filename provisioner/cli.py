@@ -25,19 +25,23 @@ from provisioner.lock import run_lock
 from provisioner.passwords import Handout, handout_group
 from provisioner.pipeline import (
     Prepared,
+    compare,
     desired_state,
     open_configured_source,
     open_target,
     plan_for,
+    plan_of,
     prepare,
     prepare_config,
     read_for_mappings,
+    remembered_names,
     save_sealed_plan,
     search_fields,
     verify_saved_plan,
 )
 from provisioner.plan.model import Plan
 from provisioner.plan.planfile import now, plan_to_json
+from provisioner.report.adoption import adoption_report, render_adoption_report
 from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
 from provisioner.report.plan import render_held, render_plan, render_results
@@ -98,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="show how one person's account is derived, value by value",
         description="Find persons by p_persoon, stamnummer or part of the name and show their "
         "source record (referenced fields only), every derived attribute with the template "
-        "that made it, the OU and the groups.",
+        "that made it, the OU and the groups; with a target configured, also what the "
+        "directory holds beside it, and why the two differ.",
     )
     explain.add_argument("--config", required=True, type=Path, metavar="FILE")
     explain.add_argument("query", metavar="QUERY")
@@ -119,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--details", action="store_true", help="also list every attribute of new objects"
     )
     plan.add_argument("--report", type=Path, metavar="FILE", help="also write an HTML report")
+    plan.add_argument(
+        "--adoption-report",
+        action="store_true",
+        help="also list what a first night finds: accounts in the managed scope that match "
+        "nobody, names taken outside it, and accounts outside it carrying a person's anchor",
+    )
     plan.set_defaults(handler=run_plan)
 
     apply = commands.add_parser(
@@ -230,7 +241,9 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
     data = _read(prepared)
-    state = desired_state(prepared, data)
+    # The names the state store remembers: validate says how many existing accounts keep a
+    # name the mappings would now make otherwise, without contacting the directory.
+    state = desired_state(prepared, data, names=remembered_names(prepared.config))
     report = state.report
     log.event(
         "validated the mappings",
@@ -248,13 +261,25 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_explain(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
     data = _read(prepared, extra_fields=search_fields(prepared))
-    state = desired_state(prepared, data)
+    target = open_target(prepared, **args.seams)
+    try:
+        # With a target: the names as the plan gives them, and what the directory holds.
+        comparison = compare(prepared, data, target)
+    finally:
+        if target is not None:
+            target.close()
+    state = comparison.desired
     found = find_accounts(state, args.query)
     if not found:
         print(f"error: no account matches {args.query!r}", file=sys.stderr)
         return 1
+    directory = target.describe() if target is not None else None
+    held = {a.anchor: a for a in comparison.observed.accounts if a.anchor}
     for account in found[:5]:
-        print(explain_account(account, state, prepared.fields), end="\n\n")
+        text = explain_account(
+            account, state, prepared.fields, directory=directory, held=held.get(account.anchor)
+        )
+        print(text, end="\n\n")
     if len(found) > 5:
         print(f"… and {len(found) - 5} more matches; make the query more precise")
     for error in state.report.errors:
@@ -284,7 +309,21 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
     prepared = prepare_config(config)
     target = open_target(prepared, **args.seams)
     try:
-        plan = _make_plan(prepared, target)
+        read = _read(prepared)
+        comparison = compare(prepared, read, target)
+        plan = _logged(plan_of(prepared, read, target, comparison))
+        adoption = None
+        if args.adoption_report:
+            if target is None:
+                raise ConfigError("--adoption-report needs a target: it reads the directory")
+            adoption = adoption_report(
+                target.describe(),
+                comparison.desired,
+                comparison.observed,
+                plan,
+                comparison.taken_outside,
+                target.anchored_outside(),
+            )
     finally:
         if target is not None:
             target.close()
@@ -298,11 +337,16 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
         print(render_plan(plan, details=args.details))
         if args.out:
             print(f"\nsaved the plan to {args.out}")
+    if adoption is not None:
+        print("\n" + render_adoption_report(adoption, comparison.desired))
     return 0 if plan.empty and not (plan.header.blocked or plan.header.policy_blocked) else 2
 
 
 def _make_plan(prepared: Prepared, target: Target | None) -> Plan:
-    plan = plan_for(prepared, _read(prepared), target)
+    return _logged(plan_for(prepared, _read(prepared), target))
+
+
+def _logged(plan: Plan) -> Plan:
     header = plan.header
     log.event(
         "made the plan",

@@ -131,6 +131,18 @@ class NameChange:
     """True: the account is renamed (``username.rename: follow``); False: it keeps ``held``."""
 
 
+@dataclass(frozen=True)
+class NameClash:
+    """A name the mappings wanted for a person that something outside the managed scope holds:
+    the next free name was given instead."""
+
+    name: str
+    """Casefolded."""
+    anchor: str
+    where: str
+    """Who holds it: a DN, a UPN."""
+
+
 @dataclass
 class MappingReport:
     persons: dict[str, int] = field(default_factory=dict)

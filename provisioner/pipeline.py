@@ -23,7 +23,7 @@ from provisioner.mapping.engine import (
     fields_to_fetch,
 )
 from provisioner.mapping.spec import Mappings, load_mappings
-from provisioner.model import DesiredState, ObservedState
+from provisioner.model import DesiredState, NameClash, ObservedState
 from provisioner.plan.model import Plan
 from provisioner.plan.planfile import file_hash, load_sealed_plan, save_plan, verify_plan_file
 from provisioner.plan.planner import (
@@ -127,9 +127,7 @@ scope: each round skips every name found taken so far, so one round is the usual
 @dataclass
 class Desired:
     state: DesiredState
-    taken_outside: dict[str, str]
-    """Names the mappings wanted that something outside the managed scope holds (casefolded
-    name → where): the next free name was given instead."""
+    taken_outside: list[NameClash]
 
 
 def desired_in_directory(
@@ -140,6 +138,7 @@ def desired_in_directory(
     free one, never a create that fails on every night. A person whose names are still taken
     after :data:`OUTSIDE_ROUNDS` rounds is held."""
     taken: dict[str, str] = {}
+    clashes: list[NameClash] = []
     for _round in range(OUTSIDE_ROUNDS):
         round_names = dataclasses.replace(names, issued=names.issued | taken.keys())
         desired = desired_state(prepared, read, names=round_names)
@@ -148,16 +147,16 @@ def desired_in_directory(
         if not found:
             break
         taken |= found
+        clashes += [NameClash(name, wanted[name], where) for name, where in found.items()]
     else:
         _hold_taken(desired, wanted, found, read)
-    if taken:
-        example, where = next(iter(taken.items()))
+    if clashes:
         desired.report.warnings.append(
-            f"{len(taken)} name(s) the mappings would give are taken outside the managed scope "
-            f"(e.g. {example!r} by {where}): the next free name was given instead; "
-            "plan --adoption-report lists them"
+            f"{len(clashes)} name(s) the mappings would give are taken outside the managed scope "
+            f"(e.g. {clashes[0].name!r} by {clashes[0].where}): the next free name was given "
+            "instead; plan --adoption-report lists them"
         )
-    return Desired(desired, taken)
+    return Desired(desired, clashes)
 
 
 def new_names(desired: DesiredState, observed: ObservedState) -> dict[str, str]:
@@ -271,25 +270,29 @@ def verify_saved_plan(path: Path, prepared: Prepared, target: Target, *, approve
 def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Plan:
     """Read the target, derive the desired state with the names already in use, and diff.
     Nothing is written anywhere: what the plan would teach the state store travels in it."""
+    return plan_of(prepared, read, target, compare(prepared, read, target))
+
+
+@dataclass
+class Comparison:
+    """The desired state and what the directory holds, side by side, ready to diff."""
+
+    desired: DesiredState
+    observed: ObservedState
+    memory: Memory
+    taken_outside: list[NameClash]
+
+
+def compare(prepared: Prepared, read: SourceRead, target: Target | None) -> Comparison:
+    """The desired state of *read* against what *target* holds (without a target: against an
+    empty directory), with the names already in use and what the state store remembers."""
     config = prepared.config
-    config_hash, mappings_hash = hashes(prepared)
-    rules = Rules(
-        policy=config.policy,
-        lifecycle=config.lifecycle,
-        match_on=target.config.match_on if target is not None else ("username",),
-        driving={a.spec.persons.source for a in prepared.compiled.accounts.values()},
-        needs_owner=target is not None and target.has_owners and target.needs_owner,
-        fallback_owner=target.fallback_owner if target is not None else None,
-    )
     if target is None:
-        # Without a target the plan is the preview of a first run against an empty directory
-        # (whose owners support is unknown: none are shown).
+        # The preview of a first run against an empty directory (whose owners support is
+        # unknown: none are shown).
         desired = desired_state(prepared, read)
         drop_unsupported(desired, ous=True, owners=False)
-        origin = Origin(config_hash, mappings_hash, read.digest, read.as_of, EMPTY_TARGET)
-        return make_plan(
-            desired, ObservedState(), origin=origin, rules=rules, source_blocks=read.blocks
-        )
+        return Comparison(desired, ObservedState(), Memory(), [])
     assert config.state is not None  # the configuration requires it with a target
     account_attributes, group_attributes = mapped_attributes(prepared)
     problems = target.unsupported(account_attributes, group_attributes)
@@ -315,12 +318,38 @@ def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Pla
                 store.issued_by_anchor(),
             )
     names = names_in_use(observed, issued_to, issued, own=own, unique=unique_attributes(prepared))
-    desired = desired_in_directory(prepared, read, target, observed, names).state
+    desired = desired_in_directory(prepared, read, target, observed, names)
     fit_to_target(
-        desired, target.limits, target.group_limits, observed, names_ignore_case(config.target)
+        desired.state,
+        target.limits,
+        target.group_limits,
+        observed,
+        names_ignore_case(config.target),
     )
-    drop_unsupported(desired, ous=target.has_ous, owners=target.has_owners)
-    origin = Origin(config_hash, mappings_hash, read.digest, read.as_of, target.describe())
+    drop_unsupported(desired.state, ous=target.has_ous, owners=target.has_owners)
+    return Comparison(desired.state, observed, memory, desired.taken_outside)
+
+
+def plan_of(
+    prepared: Prepared, read: SourceRead, target: Target | None, comparison: Comparison
+) -> Plan:
+    config = prepared.config
+    config_hash, mappings_hash = hashes(prepared)
+    rules = Rules(
+        policy=config.policy,
+        lifecycle=config.lifecycle,
+        match_on=target.config.match_on if target is not None else ("username",),
+        driving={a.spec.persons.source for a in prepared.compiled.accounts.values()},
+        needs_owner=target is not None and target.has_owners and target.needs_owner,
+        fallback_owner=target.fallback_owner if target is not None else None,
+    )
+    described = target.describe() if target is not None else EMPTY_TARGET
+    origin = Origin(config_hash, mappings_hash, read.digest, read.as_of, described)
     return make_plan(
-        desired, observed, origin=origin, rules=rules, source_blocks=read.blocks, memory=memory
+        comparison.desired,
+        comparison.observed,
+        origin=origin,
+        rules=rules,
+        source_blocks=read.blocks,
+        memory=comparison.memory,
     )

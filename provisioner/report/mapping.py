@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from provisioner.mapping.filters import ascii_fold
-from provisioner.model import DesiredAccount, DesiredState
+from provisioner.model import DesiredAccount, DesiredState, ObservedAccount
 from provisioner.sources.base import Block
 from provisioner.text import visible
 
@@ -130,7 +130,13 @@ def explain_account(
     account: DesiredAccount,
     state: DesiredState,
     fields: Mapping[str, Collection[str] | None],
+    *,
+    directory: str | None = None,
+    held: ObservedAccount | None = None,
 ) -> str:
+    """One person's account, value by value, with the template that made each value; with
+    *directory* (a target is configured), also what the directory holds (*held*: the account
+    with this anchor, None when there is none yet) and why the two differ."""
     out = [f"{account.kind} {account.anchor}: {account.username} (school {account.school})", ""]
     out.append("Source (referenced fields only):")
     for dataset, record in account.person.items():
@@ -155,6 +161,25 @@ def explain_account(
         ]
         if collision is not None:
             out.append(f"  {collision.wanted!r} was taken, so the name got a suffix")
+    for change in state.report.names:
+        if change.anchor != account.anchor:
+            continue
+        if change.follows:
+            out.append(
+                f"  {change.attribute}: {change.held!r} in the directory, renamed to "
+                f"{change.wanted!r} by the next plan (username.rename: follow)"
+            )
+        else:
+            out.append(
+                f"  {change.attribute}: keeps {change.held!r}; the mappings would now make "
+                f"{change.wanted!r} (username.rename: keep; set follow to rename)"
+            )
+    if directory is not None:
+        out += ["", f"In the directory ({directory}):"]
+        if held is None:
+            out.append("  no account with this anchor yet: the next plan creates or adopts one")
+        else:
+            out.append(f"  {held.username}  {held.target}")
     out += ["", "Attributes:"]
     width = max((len(a) for a in account.attributes), default=0)
     for name, derived in account.attributes.items():
@@ -162,6 +187,13 @@ def explain_account(
         source = f" ← {', '.join(why.fields)}" if why.fields else ""
         out.append(f"  {name:<{width}}  {derived.value}")
         out.append(f"  {'':<{width}}    {why.text}   ({why.location}){source}")
+        now = held.attributes.get(name) or "" if held is not None else None
+        if now is not None and now != derived.value:
+            what = "renames" if name in account.unique else "updates"
+            out.append(
+                f"  {'':<{width}}    the directory holds {now or '(nothing)'!r}: "
+                f"the next plan {what} it"
+            )
     out += ["", f"OU: {' / '.join(account.ou)}"]
     member_of = sorted(g.key for g in state.groups.values() if account.anchor in g.members)
     owner_of = sorted(g.key for g in state.groups.values() if account.anchor in g.owners)
