@@ -22,6 +22,7 @@ from provisioner.apply import apply_plan, reset_password
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.lock import run_lock
+from provisioner.model import ObservedAccount
 from provisioner.passwords import Handout, handout_group
 from provisioner.pipeline import (
     Prepared,
@@ -262,19 +263,21 @@ def run_explain(args: argparse.Namespace) -> int:
     prepared = prepare(args.config)
     data = _read(prepared, extra_fields=search_fields(prepared))
     target = open_target(prepared, **args.seams)
-    try:
-        # With a target: the names as the plan gives them, and what the directory holds.
-        comparison = compare(prepared, data, target)
-    finally:
-        if target is not None:
+    held: dict[str, ObservedAccount] = {}
+    if target is None:  # the names the state store remembers, as validate
+        state = desired_state(prepared, data, names=remembered_names(prepared.config))
+    else:  # the names as the plan gives them, and what the directory holds
+        try:
+            comparison = compare(prepared, data, target)
+        finally:
             target.close()
-    state = comparison.desired
+        state = comparison.desired
+        held = {a.anchor: a for a in comparison.observed.accounts if a.anchor}
     found = find_accounts(state, args.query)
     if not found:
         print(f"error: no account matches {args.query!r}", file=sys.stderr)
         return 1
     directory = target.describe() if target is not None else None
-    held = {a.anchor: a for a in comparison.observed.accounts if a.anchor}
     for account in found[:5]:
         text = explain_account(
             account, state, prepared.fields, directory=directory, held=held.get(account.anchor)

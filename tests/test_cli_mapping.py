@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from provisioner.cli import main
+from provisioner.state import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "examples" / "sample.yaml"
@@ -115,3 +116,42 @@ def test_fetch_with_mappings_reads_only_their_data_sets(capsys):
     assert main(["fetch", "--config", str(SAMPLE), "--json"]) == 0
     counts = json.loads(capsys.readouterr().out)
     assert set(counts) == {"Lln", "Leerkrachten", "LeerkrachtenVrijevelden", "Subgroepen"}
+
+
+def test_validate_and_explain_say_which_existing_accounts_keep_their_name(tmp_path, capsys):
+    """rename: keep (the default): after a new naming rule, validate counts the existing accounts
+    (the state store remembers their names; no directory is contacted) that keep a name the
+    template would now make otherwise, and explain shows both names."""
+    config = sample_with_mappings(tmp_path)
+    config.write_text(config.read_text() + "state: state.db\n")
+    assert main(["explain", "--config", str(config), "Zoë Çelik"]) == 0
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert first_line.startswith("pupils ") and ": zoe.celik (school " in first_line
+    anchor = first_line.split(":")[0].split()[1]
+    with StateStore(tmp_path / "state.db") as store:
+        store.issue_names([(anchor, "zoe.celik")])
+    pupils = tmp_path / "mappings" / "pupils.yaml"
+    pupils.write_text(
+        pupils.read_text().replace(
+            "{{ (Lln.Voornaam ~ '.' ~ Lln.Naam) | username(fallback='lln' ~ key) }}",
+            "{{ (Lln.Voornaam | left(1) ~ Lln.Naam) | username }}",
+        )
+    )
+    assert main(["validate", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "Existing accounts keeping a name the mappings would now make otherwise "
+        "(username.rename: keep; set follow to rename them) (1):\n"
+        f"  pupils {anchor}: username zoe.celik → zcelik\n" in out
+    )
+    assert (
+        "accounts.pupils: 1 existing account(s) keep a name the mappings would now make "
+        "otherwise (e.g. 'zoe.celik', now 'zcelik'): username.rename is keep" in out
+    )
+    assert main(["explain", "--config", str(config), anchor]) == 0
+    out = capsys.readouterr().out
+    assert ": zoe.celik (school " in out
+    assert (
+        "username: keeps 'zoe.celik'; the mappings would now make 'zcelik' "
+        "(username.rename: keep; set follow to rename)" in out
+    )

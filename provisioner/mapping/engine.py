@@ -1002,11 +1002,12 @@ class Engine:
             account = self.compiled.accounts[kind]
             anchors = {c.anchor for c in changes}
             example = changes[0]
-            self.report.warnings.append(
+            self.report.warnings.insert(
+                0,
                 f"accounts.{kind}: {len(anchors)} existing account(s) keep a name the mappings "
                 f"would now make otherwise (e.g. {example.held!r}, now {example.wanted!r}): "
                 f"username.rename is keep ({account.spec.username.template.location}); set "
-                "rename: follow to rename them (limited by policy.max_rename)"
+                "rename: follow to rename them (limited by policy.max_rename)",
             )
 
     # -- groups ---------------------------------------------------------------------------------

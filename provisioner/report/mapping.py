@@ -61,6 +61,22 @@ def validation_summary(
         "Name collisions resolved",
         [f"{c.kind} {c.anchor}: {c.wanted} → {c.given}" for c in report.collisions],
     )
+    for follows, title in (
+        (
+            False,
+            "Existing accounts keeping a name the mappings would now make otherwise "
+            "(username.rename: keep; set follow to rename them)",
+        ),
+        (True, "Existing accounts the next plan renames (username.rename: follow)"),
+    ):
+        out += _listed(
+            title,
+            [
+                f"{c.kind} {c.anchor}: {c.attribute} {c.held} → {c.wanted}"
+                for c in report.names
+                if c.follows is follows
+            ],
+        )
     out += _listed("Source blocks", [f"{b.dataset} for {b.unit}: {b.reason}" for b in blocks])
     out += _listed(
         "Held (no change to their accounts, no new account, until their data is corrected)",
