@@ -968,12 +968,27 @@ class Engine:
     def _no_free_name(
         self, account: CompiledAccount, person: Person, anchor: str, base: str, location: str
     ) -> None:
-        unique = ", ".join(account.username_bound) or "username"
+        """Hold *person*: no suffix made a free name. Said at the line of the unique attribute
+        that stays taken whatever the username (it does not use it), else of the username."""
+        where, what = f"{location}: accounts.{account.name}", "name"
+        context = {
+            **person.context,
+            "username": _username_scheme(account.spec.username).plain(base),
+        }
+        for attr in account.username_bound:
+            template = account.attributes[attr]
+            try:
+                value = template.render(context, person.key)
+            except TemplateError:
+                continue
+            if not self.book.free(value, anchor):
+                where = f"{template.source.location}: accounts.{account.name}.attributes.{attr}"
+                what = f"value ({value!r} is taken and does not change with the username)"
+                break
         self.hold(
             person,
-            f"{location}: accounts.{account.name}: no free name after {MAX_SUFFIX} suffixes of "
-            f"{base!r}: another person already has the same unique values ({unique}); does "
-            "every unique attribute change with the username (or use {{ name }})?",
+            f"{where}: no free {what} after {MAX_SUFFIX} suffixes of {base!r}; make every "
+            "unique attribute use {{ username }} or {{ name }}",
             anchor=anchor,
         )
 
