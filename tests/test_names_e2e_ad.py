@@ -276,7 +276,7 @@ def test_adoption_from_an_allowed_ou_by_anchor_only(site, capsys):
         assert "adopt" in by_key["lln-5"] and "create" not in by_key["lln-5"]
         assert by_key["lln-6"] == ["create"]  # never adopted by name alone
         assert by_key["lln-7"] == ["conflict"]  # adminCount=1: never adopted
-        assert apply(config, capsys) == 1  # the conflict is not applied: reported
+        assert apply(config, capsys) == 0  # the conflict is reported, not applied
         inside = site.users()
         assert inside["bram.maes"]["employeeID"] == "lln-5"
         assert inside["bram.maes"]["dn"].endswith(f"OU=1A,OU={SCHOOL},OU=Leerlingen,{site.root}")
