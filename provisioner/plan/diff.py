@@ -337,7 +337,9 @@ def rename_change(want: DesiredAccount, have: ObservedAccount, renamed: Sequence
     before = {n: have.attributes.get(n) for n in renamed}
     why = []
     if want.username.casefold() != have.username.casefold():
-        why.append(f"username {want.username!r} from the mappings (was {have.username!r})")
+        made = want.username_why
+        source = f": {made.text} ({made.location})" if made is not None else " from the mappings"
+        why.append(f"username {want.username!r} (was {have.username!r}){source}")
     return Change(
         Action.RENAME,
         Kind.ACCOUNT,
