@@ -587,20 +587,21 @@ class ActiveDirectory(BaseTarget):
         its sAMAccountName, userPrincipalName, mail or an smtp: proxy address: casefolded value
         → the DN of the object (the first by DN when several hold it). Searched in batches; every
         value is escaped into the filter, so ``*`` or ``(`` in a name match only themselves."""
-        wanted = sorted({value.casefold() for value in values if value and value.strip()})
+        # Searched as given (the DC compares without case by its own rules), matched casefolded.
+        wanted = sorted({value.casefold(): value for value in values if value.strip()}.items())
         held: dict[str, str] = {}
         for start in range(0, len(wanted), _NAME_BATCH):
-            batch = set(wanted[start : start + _NAME_BATCH])
+            batch = dict(wanted[start : start + _NAME_BATCH])
             clauses = "".join(
                 f"(sAMAccountName={value})(userPrincipalName={value})(mail={value})"
                 f"(proxyAddresses=smtp:{value})"  # AD matches proxyAddresses without case
-                for value in sorted(map(escape_filter_chars, batch))
+                for value in map(escape_filter_chars, batch.values())
             )
             entries = self._paged(self.config.base_dn, f"(|{clauses})", _NAME_ATTRIBUTES)
             for entry in sorted(entries, key=lambda entry: str(entry["dn"]).casefold()):
                 if self.below_root(entry["dn"]):
                     continue  # the managed scope: the planner knows these itself
-                for name in _names_held(entry["attributes"]) & batch:
+                for name in _names_held(entry["attributes"]) & batch.keys():
                     held.setdefault(name, entry["dn"])
         return held
 
@@ -659,6 +660,12 @@ class ActiveDirectory(BaseTarget):
             return self._privileged
         found = self._by_dn(self.config.base_dn, ["objectSid"])
         domain_sid = _sid(found[1]) if found else ""
+        if not domain_sid.startswith("S-1-5-21-"):
+            # Without it Domain Admins cannot be recognised: refuse rather than guess.
+            raise TargetError(
+                f"cannot read the domain's SID from {self.config.base_dn} (needed to recognise "
+                "privileged accounts): check base_dn and that the bind account can read it"
+            )
         privileged = _Privileged(domain_sid)
         for sid_or_rid, name in PRIVILEGED_GROUPS.items():
             sid = f"{domain_sid}{sid_or_rid}" if sid_or_rid.startswith("-") else sid_or_rid
