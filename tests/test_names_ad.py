@@ -273,6 +273,30 @@ def test_a_rename_keeps_the_object_name_the_mappings_set_and_writes_no_proxy_wit
     assert not found["proxyAddresses"]  # there was no old address to keep
 
 
+def test_a_rename_whose_object_name_is_taken_renames_the_logon_names_all_the_same(
+    domain: Domain,
+):
+    make_ou(domain, "Leerlingen")
+    old_name, new_name = f"cas.{domain.tag}", f"c.{domain.tag}"
+    dn = domain.add(
+        f"CN={old_name},OU=Leerlingen,{domain.root}",
+        {"sAMAccountName": old_name, "employeeID": "4716"},
+    )
+    domain.add(  # a contact someone made by hand holds the new object name in that OU
+        f"CN={new_name},OU=Leerlingen,{domain.root}",
+        {"description": "by hand"},
+        ["top", "person", "organizationalPerson", "contact"],
+    )
+    change = rename(
+        dn, guid_of(domain.dc, dn), "4716", {"username": old_name}, {"username": new_name}
+    )
+    result = domain.target.apply(change)
+    assert result.status == "applied"
+    assert f"its object name stays CN={old_name}: CN={new_name} is taken" in result.message
+    assert domain.values(dn, "sAMAccountName")["sAMAccountName"] == new_name
+    assert by_sam(domain.dc, new_name) == [dn]
+
+
 def test_a_rename_outside_the_root_or_of_unmapped_attributes_is_refused(domain: Domain):
     name = f"victim{domain.tag}"
     victim = domain.add(
