@@ -213,7 +213,7 @@ def test_a_rename_adds_no_second_proxy_address_and_skips_on_drift(domain: Domain
     name = f"an.{domain.tag}"
     old_mail = f"An.{domain.tag}@school.be"
     dn = domain.add(
-        f"CN={name},OU=Personeel,{domain.root}",
+        f"CN=An Peeters {domain.tag},OU=Personeel,{domain.root}",  # named by hand
         {
             "sAMAccountName": name,
             "mail": old_mail,
@@ -235,7 +235,8 @@ def test_a_rename_adds_no_second_proxy_address_and_skips_on_drift(domain: Domain
     assert skipped.status == "skipped" and "mail" in skipped.message
     assert domain.values(dn, "sAMAccountName")["sAMAccountName"] == name
 
-    # Only the mail changes (the username stays): the RDN stays, no second entry is added.
+    # Only the mail changes (the username stays): the object keeps its name (the same DN) and
+    # no second entry is added for the old address.
     change = rename(
         dn,
         guid,

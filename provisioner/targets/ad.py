@@ -928,10 +928,10 @@ class ActiveDirectory(BaseTarget):
 
     def _rename(self, change: Change) -> Result:
         """A new username and the unique attributes that change with it: sAMAccountName (also
-        when the mappings do not set it), the attributes in ``after``, and the object's name
-        (its RDN) unless the mappings set ``cn`` themselves. A changed mail keeps the old
-        address as an ``smtp:`` proxy address, so mail sent to it still arrives where Exchange
-        or Entra Connect reads it."""
+        when the mappings do not set it), the attributes in ``after``, and, for a new username,
+        the object's name (its RDN) unless the mappings set ``cn`` themselves. A changed mail
+        keeps the old address as an ``smtp:`` proxy address, so mail sent to it still arrives
+        where Exchange or Entra Connect reads it."""
         after = change.after
         username = str(after["username"])
         found = self._by_id(str(change.precondition.id), ["mail", "proxyAddresses"])
@@ -959,7 +959,11 @@ class ActiveDirectory(BaseTarget):
         conn = self.connect()
         note = ""
         cn = next((v for n, v in written.items() if n.casefold() == "cn"), None)
-        object_name = str(cn) if cn else (username if not self._maps("cn") else None)
+        # Named after the username when the mappings do not name it: only a new username
+        # renames it (a new mail alone leaves a hand-made name such as CN=Jan Peeters alone).
+        new_username = username.casefold() != str(change.before.get("username") or "").casefold()
+        follows = new_username and not self._maps("cn")
+        object_name = str(cn) if cn else (username if follows else None)
         rdn, parent = _split_dn(dn)
         new_rdn = f"CN={escape_rdn(object_name)}" if object_name else rdn
         if _unescape(new_rdn).casefold() != _unescape(rdn).casefold():
