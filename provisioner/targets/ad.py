@@ -1,11 +1,15 @@
 """Active Directory over LDAP (ldap3): read the managed scope, apply one change at a time.
 
-Only objects below the managed root are read or touched: every object a change acts on is
-resolved and refused unless its DN lies below the managed root (compared as parsed DNs), it is of
-the change's kind and carries the connector's key; members must be managed accounts; attributes
-that carry rights are never written. Every value that goes into a DN is
-escaped with ``escape_rdn``; no source value ever goes into a search filter (objects are found by
-objectGUID or through one paged index of the anchors). Each change checks its precondition first
+Only objects below the managed root are changed: every object a change acts on is resolved and
+refused unless its DN lies below the managed root (compared as parsed DNs), it is of the change's
+kind and carries the connector's key; members must be managed accounts; attributes that carry
+rights are never written. The one way in from outside is an adoption from a place the
+configuration names (``adopt_from``) of a user account that carries the person's own anchor and
+is no privileged account. Outside the root the target only reads: the names taken anywhere in
+the domain (:meth:`ActiveDirectory.taken_outside`) and the accounts carrying an anchor. Every
+value that goes into a DN is escaped with ``escape_rdn`` and every value in a search filter with
+``escape_filter_chars``; objects are found by objectGUID or through one paged index of the
+anchors. Each change checks its precondition first
 (:class:`~provisioner.targets.base.BaseTarget`), so a change that already happened (a run killed
 half-way) or that someone made differently by hand is skipped and reported, never forced.
 """
@@ -17,6 +21,7 @@ import ssl
 import string
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,11 +37,13 @@ from ldap3 import (
     Tls,
 )
 from ldap3.core.exceptions import LDAPException
+from ldap3.protocol.formatters.formatters import format_sid
+from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
-from provisioner.plan.model import Action, Change, Kind
-from provisioner.targets.ad_settings import LIMITS, AdConfig
+from provisioner.plan.model import Action, Change, Kind, Value
+from provisioner.targets.ad_settings import LIMITS, RDN, AdConfig, below, rdns
 from provisioner.targets.base import (
     ADOPTION,
     AnchorIndex,
@@ -45,6 +52,7 @@ from provisioner.targets.base import (
     Result,
     TargetError,
     carried_over,
+    carries,
     explain,
     outside,
     text,
@@ -57,7 +65,35 @@ GLOBAL_SECURITY_GROUP = -2147483646
 _RDN_ATTRIBUTES = {"cn", "name", "distinguishedName"}
 """Set through the object's place (modify_dn), never as attributes. A mapping's ``cn`` names the
 object (its RDN); without one, accounts are named by username and groups by key."""
+_RDN_FOLDED = frozenset(name.casefold() for name in _RDN_ATTRIBUTES)
 _MEMBER_BATCH = 500
+_NAME_BATCH = 100
+"""Names per search when checking them against the whole domain: four clauses each, so a filter
+stays a few tens of kilobytes, far below what a DC accepts."""
+_NAME_ATTRIBUTES = ("sAMAccountName", "userPrincipalName", "mail", "proxyAddresses")
+"""Where an object in AD holds a name that logs on or receives mail (``proxyAddresses`` as
+``smtp:address``, primary ``SMTP:``)."""
+_IN_CHAIN = "1.2.840.113556.1.4.1941"
+"""LDAP_MATCHING_RULE_IN_CHAIN: membership through nested groups, answered by the DC."""
+_USER_ACCOUNTS = "(&(objectCategory=person)(objectClass=user))"
+"""Users, not computers (a computer is a user to objectClass, not to objectCategory)."""
+
+PRIVILEGED_GROUPS: Mapping[str, str] = MappingProxyType(
+    {
+        # relative ids in the domain's own SID
+        "-512": "Domain Admins",
+        "-518": "Schema Admins",
+        "-519": "Enterprise Admins",
+        # the built-in groups (CN=Builtin)
+        "S-1-5-32-544": "Administrators",
+        "S-1-5-32-548": "Account Operators",
+        "S-1-5-32-549": "Server Operators",
+        "S-1-5-32-550": "Print Operators",
+        "S-1-5-32-551": "Backup Operators",
+    }
+)
+"""The groups whose members the connector never adopts, by their well-known SIDs (their names
+differ per language, their SIDs do not). Nested membership counts."""
 
 NEVER_WRITTEN = frozenset(
     name.casefold()
@@ -145,6 +181,8 @@ class ActiveDirectory(BaseTarget):
         self._conn: Connection | None = None
         self._anchors: AnchorIndex[str] = AnchorIndex(lambda a, b: a.lower() == b.lower())
         self._indexed = False
+        self._account_attributes: tuple[str, ...] = ()
+        self._privileged: _Privileged | None = None
         super().__init__()
 
     def handlers(self) -> Mapping[Action, Callable[..., Result]]:
@@ -171,6 +209,7 @@ class ActiveDirectory(BaseTarget):
     """Only users are held to 20 characters of sAMAccountName (the pre-Windows 2000 logon name)."""
     has_ous = True
     has_owners = False  # managedBy holds one DN, not a set of owners: not written (yet)
+    name_attributes = frozenset({"sAMAccountName", "userPrincipalName", "mail"})
 
     def describe(self) -> str:
         return f"Active Directory {self.config.url} below {self.root_dn}"
@@ -203,10 +242,25 @@ class ActiveDirectory(BaseTarget):
             return "the connector's key: the connector writes it itself"
         return None
 
+    def manage_attributes(
+        self, account_attributes: Collection[str], group_attributes: Collection[str]
+    ) -> None:
+        super().manage_attributes(account_attributes, group_attributes)
+        # As the mappings spell them: the accounts read outside the root carry these.
+        self._account_attributes = tuple(sorted(set(account_attributes)))
+
+    def _maps(self, name: str) -> bool:
+        """True when the mappings set the account attribute *name*."""
+        return self._mapped is not None and self.fold(name) in self._mapped[Kind.ACCOUNT]
+
     def out_of_scope(self, change: Change) -> str | None:
         """Refuses an object outside the managed root, of another kind, or without the
-        connector's key, and a new place that is not below the root."""
+        connector's key, and a new place that is not below the root. The one exception is an
+        adoption from an ``adopt_from`` place (:meth:`_adoption_refused`)."""
         action, after = change.action, change.after
+        moving_in = action is Action.ADOPT and after.get("ou") is not None
+        if moving_in and (problem := self._place_refused(after.get("ou"))):
+            return problem
         if action is Action.CREATE_OU:
             return self._place_refused(after.get("ou"))
         if action in (Action.CREATE, Action.CREATE_GROUP):
@@ -231,6 +285,8 @@ class ActiveDirectory(BaseTarget):
         root is refused by name instead of looking gone)."""
         config = self.config
         wanted = ["objectClass", config.anchor_attribute, config.group_anchor_attribute]
+        if change.action is Action.ADOPT:  # what decides whether one outside may come in
+            wanted += ["adminCount", "memberOf", "primaryGroupID"]
         pre = change.precondition
         if pre.id:
             return self._by_id(str(pre.id), wanted)
@@ -241,6 +297,8 @@ class ActiveDirectory(BaseTarget):
 
     def _object_refused(self, change: Change, dn: str, values: dict[str, Any]) -> str | None:
         if not self.below_root(dn):
+            if change.action is Action.ADOPT and change.kind == Kind.ACCOUNT:
+                return self._adoption_refused(change, dn, values)
             return outside(f"{dn} is outside the managed OU {self.root_dn}")
         classes = {c.lower() for c in values.get("objectClass", [])}
         is_group = change.kind == Kind.GROUP
@@ -262,6 +320,40 @@ class ActiveDirectory(BaseTarget):
             f"{dn} does not carry the connector's key {change.key!r} in {attribute} ({carried})"
         )
 
+    def _adoption_refused(self, change: Change, dn: str, values: dict[str, Any]) -> str | None:
+        """Why the account at *dn*, outside the managed root, may not be moved in by this
+        adoption, or None. Admitted only: a user account below an ``adopt_from`` place, that
+        carries exactly this person's anchor (never found by name alone), is no protected or
+        privileged account, and that the adoption moves below the managed root."""
+        config = self.config
+        classes = {c.lower() for c in values.get("objectClass", [])}
+        anchor = text(values.get(config.anchor_attribute))
+        why: str | None = None
+        if not any(_is_below(dn, place) for place in config.adopt_from_dns):
+            why = (
+                "it lies in no place named by adopt_from"
+                if config.adopt_from
+                else "adopt_from names no place to adopt accounts from"
+            )
+        elif "user" not in classes or "computer" in classes:
+            why = "it is not a user account"
+        elif not carries(anchor, change.key):
+            carried = f"it carries {anchor!r}" if anchor else "it carries none"
+            why = (
+                f"it does not carry the anchor {change.key!r} in {config.anchor_attribute} "
+                f"({carried}); an account is adopted from outside only by its anchor, never by "
+                "its name"
+            )
+        elif protected := self._protected(values):
+            why = f"a protected account is never adopted: {protected}"
+        elif not isinstance(change.after.get("ou"), list):
+            why = "the change does not move it into the managed OU"
+        if why is None:
+            return None
+        return outside(
+            f"{dn} is outside the managed OU {self.root_dn} and cannot be adopted: {why}"
+        )
+
     def _place_refused(self, ou: Any, name: str | None = None) -> str | None:
         """Why the place a change makes or moves an object to is not below the managed root.
         The place is a path of OU names below the root, each escaped into exactly one RDN
@@ -276,11 +368,7 @@ class ActiveDirectory(BaseTarget):
     def below_root(self, dn: str) -> bool:
         """True when *dn* lies strictly below the managed root, compared as parsed DNs (an RDN
         at a time, escapes undone, case-insensitively), never as a string suffix."""
-        try:
-            parts, root = _rdns(dn), _rdns(self.root_dn)
-        except ValueError:
-            return False
-        return len(parts) > len(root) and parts[len(parts) - len(root) :] == root
+        return _is_below(dn, self.root_dn)
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -373,6 +461,12 @@ class ActiveDirectory(BaseTarget):
             - {"distinguishedName", "name"}
         )
         state = ObservedState()
+        seen: set[str] = set()  # adopt_from places may nest: each account once
+        for place in config.adopt_from_dns:
+            for account in self._accounts_outside(place, attributes):
+                if account.target.casefold() not in seen:
+                    seen.add(account.target.casefold())
+                    state.outside.append(account)
         if not self._exists(self.root_dn):
             return state  # a first run: the managed root is created by the plan
         entries = conn.extend.standard.paged_search(
@@ -437,6 +531,160 @@ class ActiveDirectory(BaseTarget):
             state.groups.append(ObservedGroup(guid, dn, key, parent_path, simple, members))
         self._indexed = True  # every anchored object below the root was just seen
         return state
+
+    def _accounts_outside(self, base: str, attributes: Collection[str]) -> list[ObservedAccount]:
+        """The user accounts below *base* but outside the managed root that carry an anchor
+        value, each with why it may never be adopted (``protected``). A *base* that does not
+        exist holds none (an adopt_from OU emptied and removed after the move)."""
+        anchor_attribute = self.config.anchor_attribute
+        wanted = {
+            *attributes,
+            "objectGUID",
+            "sAMAccountName",
+            "userAccountControl",
+            "adminCount",
+            "memberOf",
+            "primaryGroupID",
+            anchor_attribute,
+        } - {"distinguishedName", "name"}
+        found = []
+        entries = self._paged(
+            base,
+            f"(&{_USER_ACCOUNTS}({anchor_attribute}=*))",
+            sorted(wanted),
+            missing_ok=True,
+        )
+        for entry in entries:
+            dn, values = entry["dn"], entry["attributes"]
+            if self.below_root(dn):
+                continue
+            uac = int(text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
+            found.append(
+                ObservedAccount(
+                    id=_guid(values),
+                    target=dn,
+                    anchor=text(values.get(anchor_attribute)),
+                    username=text(values.get("sAMAccountName")) or "",
+                    ou=(),
+                    attributes={
+                        name: value
+                        for name in attributes
+                        if (value := text(values.get(name))) is not None
+                    },
+                    enabled=not uac & ACCOUNT_DISABLE,
+                    protected=self._protected(values),
+                )
+            )
+        return found
+
+    def anchored_outside(self) -> list[ObservedAccount]:
+        """Every user account in the domain outside the managed root that carries an anchor
+        value, with the attributes the mappings set (for the adoption report)."""
+        return self._accounts_outside(self.config.base_dn, self._account_attributes)
+
+    def taken_outside(self, values: Collection[str]) -> dict[str, str]:
+        """Of *values*, those an object outside the managed root holds anywhere in the domain as
+        its sAMAccountName, userPrincipalName, mail or an smtp: proxy address: casefolded value
+        → the DN of the object (the first by DN when several hold it). Searched in batches; every
+        value is escaped into the filter, so ``*`` or ``(`` in a name match only themselves."""
+        # Searched as given (the DC compares without case by its own rules), matched casefolded.
+        wanted = sorted({value.casefold(): value for value in values if value.strip()}.items())
+        held: dict[str, str] = {}
+        for start in range(0, len(wanted), _NAME_BATCH):
+            batch = dict(wanted[start : start + _NAME_BATCH])
+            clauses = "".join(
+                f"(sAMAccountName={value})(userPrincipalName={value})(mail={value})"
+                f"(proxyAddresses=smtp:{value})"  # AD matches proxyAddresses without case
+                for value in map(escape_filter_chars, batch.values())
+            )
+            entries = self._paged(self.config.base_dn, f"(|{clauses})", _NAME_ATTRIBUTES)
+            for entry in sorted(entries, key=lambda entry: str(entry["dn"]).casefold()):
+                if self.below_root(entry["dn"]):
+                    continue  # the managed scope: the planner knows these itself
+                for name in _names_held(entry["attributes"]) & batch.keys():
+                    held.setdefault(name, entry["dn"])
+        return held
+
+    def _paged(
+        self,
+        base: str,
+        search_filter: str,
+        attributes: Iterable[str],
+        *,
+        missing_ok: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The entries of a paged subtree search. A search the DC refuses is an error (never
+        "nothing found"), except a *base* that does not exist when *missing_ok*."""
+        conn = self.connect()
+        entries = [
+            entry
+            for entry in conn.extend.standard.paged_search(
+                base,
+                search_filter,
+                search_scope=SUBTREE,
+                attributes=list(attributes),
+                paged_size=self.config.page_size,
+                generator=True,
+            )
+            if entry.get("type") == "searchResEntry"
+        ]
+        result = conn.result or {}
+        if result.get("result", 0) != 0:
+            if missing_ok and result.get("description") == "noSuchObject":
+                return []
+            raise TargetError(
+                f"cannot search {base}: {_explain(result)}; the bind account needs to read "
+                "the whole domain to check names and find accounts outside the managed OU"
+            )
+        return entries
+
+    def _protected(self, values: Mapping[str, Any]) -> str | None:
+        """Why an account may never be adopted (adminCount=1, or membership of a privileged
+        group, nested or as its primary group), or None."""
+        if text(values.get("adminCount")) == "1":
+            return "adminCount=1 (a protected, privileged account)"
+        privileged = self._privileged_groups()
+        for group in values.get("memberOf") or []:
+            name = privileged.by_dn.get(_dn_key(group))
+            if name is not None:
+                through = "" if _dn_key(group) in privileged.own else f" (through {group})"
+                return f"member of the privileged group {name}{through}"
+        primary = text(values.get("primaryGroupID"))
+        if primary and (name := privileged.by_sid.get(f"{privileged.domain_sid}-{primary}")):
+            return f"its primary group is the privileged group {name}"
+        return None
+
+    def _privileged_groups(self) -> _Privileged:
+        """The privileged groups of the domain, and every group nested in one, read once."""
+        if self._privileged is not None:
+            return self._privileged
+        found = self._by_dn(self.config.base_dn, ["objectSid"])
+        domain_sid = _sid(found[1]) if found else ""
+        if not domain_sid.startswith("S-1-5-21-"):
+            # Without it Domain Admins cannot be recognised: refuse rather than guess.
+            raise TargetError(
+                f"cannot read the domain's SID from {self.config.base_dn} (needed to recognise "
+                "privileged accounts): check base_dn and that the bind account can read it"
+            )
+        privileged = _Privileged(domain_sid)
+        for sid_or_rid, name in PRIVILEGED_GROUPS.items():
+            sid = f"{domain_sid}{sid_or_rid}" if sid_or_rid.startswith("-") else sid_or_rid
+            group = self._by_dn(f"<SID={sid}>", ["1.1"])
+            if group is None:
+                continue  # Schema and Enterprise Admins live in the forest's root domain only
+            privileged.own.add(_dn_key(group[0]))
+            privileged.by_dn[_dn_key(group[0])] = name
+            privileged.by_sid[sid] = name
+            nested = self._paged(
+                self.config.base_dn,
+                f"(&(objectClass=group)(memberOf:{_IN_CHAIN}:={escape_filter_chars(group[0])}))",
+                ["objectSid"],
+            )
+            for entry in nested:
+                privileged.by_dn.setdefault(_dn_key(entry["dn"]), name)
+                privileged.by_sid.setdefault(_sid(entry["attributes"]), name)
+        self._privileged = privileged
+        return privileged
 
     def _exists(self, dn: str) -> bool:
         conn = self.connect()
@@ -644,22 +892,91 @@ class ActiveDirectory(BaseTarget):
         return self._fail(change)
 
     def _adopt(self, change: Change) -> Result:
-        after = {n: v for n, v in change.after.items() if n != "anchor"}
+        """Write the anchor and the attributes; an account adopted from an ``adopt_from`` place
+        (after has ``ou``) is first moved into the managed root, so that nothing is written to
+        it while it is still outside."""
+        after = {n: v for n, v in change.after.items() if n not in ("anchor", "ou")}
         after[self.config.anchor_attribute] = change.key
         dn = self._dn(change)
+        moved = ""
+        if change.after.get("ou") is not None:
+            rdn, parent = _split_dn(dn)
+            superior = self.ou_dn(change.after["ou"] or ())
+            if _dn_key(parent) != _dn_key(superior):
+                conn = self.connect()
+                if not conn.modify_dn(dn, rdn, new_superior=superior):
+                    failure = _explain(conn.result)
+                    if conn.result.get("description") == "insufficientAccessRights":
+                        failure += (
+                            f"; moving an account in from {parent} needs the right to delete "
+                            "objects there (see adopt_from in docs/security.md)"
+                        )
+                    return Result(change, "failed", failure)
+                moved, dn = f"moved in from {parent}", f"{rdn},{superior}"
+                self._anchors.put(Kind.ACCOUNT, change.key, dn)
         result = self._modify(change, dn, after)
-        if result.status == "applied" and change.precondition.anchored is not None:
-            # Carried over: later changes of this plan find the account by its new anchor only.
-            self._anchors.forget(Kind.ACCOUNT, change.precondition.anchored)
+        if result.status == "applied":
+            # Later changes of this plan find the account by its anchor, where it is now (an
+            # account carried over no longer answers to its former anchor).
+            if change.precondition.anchored is not None:
+                self._anchors.forget(Kind.ACCOUNT, change.precondition.anchored)
             self._anchors.put(Kind.ACCOUNT, change.key, dn)
+            return self._ok(change, moved)
+        if moved:  # in the managed root now, with its anchor: the next plan updates it
+            return Result(change, "failed", f"{moved}, but {result.message}")
         return result
 
     def _rename(self, change: Change) -> Result:
-        new_rdn = f"CN={escape_rdn(str(change.after['username']))}"
-        dn = self._dn(change)
-        if self.connect().modify_dn(dn, new_rdn):
-            self._anchors.put(Kind.ACCOUNT, change.key, f"{new_rdn},{_split_dn(dn)[1]}")
-            return self._ok(change)
+        """A new username and the unique attributes that change with it: sAMAccountName (also
+        when the mappings do not set it), the attributes in ``after``, and, for a new username,
+        the object's name (its RDN) unless the mappings set ``cn`` themselves. A changed mail
+        keeps the old address as an ``smtp:`` proxy address, so mail sent to it still arrives
+        where Exchange or Entra Connect reads it."""
+        after = change.after
+        username = str(after["username"])
+        found = self._by_id(str(change.precondition.id), ["mail", "proxyAddresses"])
+        assert found is not None  # check() found it
+        dn, now = found
+        written: dict[str, Value] = {n: v for n, v in after.items() if n != "username"}
+        by_fold = {name.casefold(): name for name in written}
+        if "samaccountname" not in by_fold:
+            written["sAMAccountName"] = username
+        modifications: dict[str, list[tuple[str, list[Any]]]] = {
+            name: [(MODIFY_REPLACE, [value] if value not in ("", None) else [])]
+            for name, value in written.items()
+            if name.casefold() not in _RDN_FOLDED
+        }
+        old_mail = text(now.get("mail"))
+        new_mail = text(written.get(by_fold.get("mail", "mail")))
+        if (
+            "mail" in by_fold
+            and old_mail
+            and (new_mail or "").casefold() != old_mail.casefold()
+            and not _holds_address(now.get("proxyAddresses"), old_mail)
+        ):
+            proxy = by_fold.get("proxyaddresses", "proxyAddresses")
+            modifications.setdefault(proxy, []).append((MODIFY_ADD, [f"smtp:{old_mail}"]))
+        conn = self.connect()
+        note = ""
+        cn = next((v for n, v in written.items() if n.casefold() == "cn"), None)
+        # Named after the username when the mappings do not name it: only a new username
+        # renames it (a new mail alone leaves a hand-made name such as CN=Jan Peeters alone).
+        new_username = username.casefold() != str(change.before.get("username") or "").casefold()
+        follows = new_username and not self._maps("cn")
+        object_name = str(cn) if cn else (username if follows else None)
+        rdn, parent = _split_dn(dn)
+        new_rdn = f"CN={escape_rdn(object_name)}" if object_name else rdn
+        if _unescape(new_rdn).casefold() != _unescape(rdn).casefold():
+            if conn.modify_dn(dn, new_rdn):
+                dn = f"{new_rdn},{parent}"
+            elif conn.result.get("description") == "entryAlreadyExists":
+                # The logon name matters more than the object's name: rename it all the same.
+                note = f"its object name stays {rdn}: {new_rdn} is taken in {parent}"
+            else:
+                return self._fail(change)
+        self._anchors.put(Kind.ACCOUNT, change.key, dn)
+        if conn.modify(dn, modifications):
+            return self._ok(change, note)
         return self._fail(change)
 
     def _move(self, change: Change) -> Result:
@@ -771,6 +1088,59 @@ class ActiveDirectory(BaseTarget):
         return self._fail(change)
 
 
+@dataclass
+class _Privileged:
+    """The domain's privileged groups (:data:`PRIVILEGED_GROUPS`) and the groups nested in them,
+    each with the privileged group it gives the rights of."""
+
+    domain_sid: str
+    by_dn: dict[tuple[RDN, ...], str] = field(default_factory=dict)
+    by_sid: dict[str, str] = field(default_factory=dict)
+    own: set[tuple[RDN, ...]] = field(default_factory=set)
+    """The privileged groups themselves (the rest are nested in one)."""
+
+
+def _dn_key(dn: str) -> tuple[RDN, ...]:
+    """A DN as it compares (parsed, without case); the text itself when it does not parse."""
+    try:
+        return tuple(rdns(dn))
+    except ValueError:
+        return (frozenset({("", dn.casefold())}),)
+
+
+def _sid(values: Mapping[str, Any]) -> str:
+    """objectSid as text (S-1-5-…); without the schema, ldap3 hands over the raw bytes."""
+    value = values.get("objectSid")
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, bytes):
+        return str(format_sid(value))
+    return str(value or "")
+
+
+def _names_held(values: Mapping[str, Any]) -> set[str]:
+    """The names an object holds (:data:`_NAME_ATTRIBUTES`), casefolded; of proxyAddresses only
+    the SMTP addresses, without their ``smtp:`` prefix."""
+    names = set()
+    for attribute in _NAME_ATTRIBUTES:
+        found = values.get(attribute)
+        for value in found if isinstance(found, list) else [found]:
+            name = text(value)
+            if name is None:
+                continue
+            if attribute == "proxyAddresses":
+                kind, colon, name = name.partition(":")
+                if not colon or kind.casefold() != "smtp":
+                    continue
+            names.add(name.casefold())
+    return names
+
+
+def _holds_address(proxy_addresses: Any, address: str) -> bool:
+    """True when *proxy_addresses* has an SMTP entry (primary or not) for *address*."""
+    return address.casefold() in _names_held({"proxyAddresses": proxy_addresses or []})
+
+
 def _split_dn(dn: str) -> tuple[str, str]:
     """(RDN, parent DN), splitting at the first unescaped comma (a name may hold ``\\,``)."""
     parts = parse_dn(dn, escape=False)
@@ -778,47 +1148,13 @@ def _split_dn(dn: str) -> tuple[str, str]:
     return rdn, ",".join(f"{attr}={value}" for attr, value, _sep in parts[1:])
 
 
-def _rdns(dn: str) -> list[frozenset[tuple[str, str]]]:
-    """The RDNs of *dn*, each the set of its (attribute, value) pairs with RFC 4514 escapes
-    undone, attribute names upper-case and values case-folded: DNs compare one RDN at a time.
-    Written out because ldap3's parser refuses some names the DC holds (``\\#``). Raises
-    ValueError for text that is not a DN."""
-    rdns: list[frozenset[tuple[str, str]]] = []
-    pairs: list[tuple[str, str]] = []
-    attribute: str | None = None
-    value = bytearray()
-
-    def pair() -> tuple[str, str]:
-        if attribute is None or not attribute.strip():
-            raise ValueError(f"not a DN: {dn!r}")
-        return attribute.strip().upper(), value.decode("utf-8", "replace").strip().casefold()
-
-    i = 0
-    while i < len(dn):
-        char = dn[i]
-        if char == "\\" and i + 1 < len(dn):
-            hex_pair = dn[i + 1 : i + 3]
-            if len(hex_pair) == 2 and all(c in string.hexdigits for c in hex_pair):
-                value.append(int(hex_pair, 16))
-                i += 3
-            else:
-                value += dn[i + 1].encode()
-                i += 2
-            continue
-        if attribute is None and char == "=":
-            attribute, value = value.decode("utf-8", "replace"), bytearray()
-        elif char in ",+":
-            pairs.append(pair())
-            attribute, value = None, bytearray()
-            if char == ",":
-                rdns.append(frozenset(pairs))
-                pairs = []
-        else:
-            value += char.encode()
-        i += 1
-    pairs.append(pair())
-    rdns.append(frozenset(pairs))
-    return rdns
+def _is_below(dn: str, ancestor: str) -> bool:
+    """True when *dn* lies strictly below *ancestor*, compared as parsed DNs (False for text that
+    is not a DN)."""
+    try:
+        return below(rdns(dn), rdns(ancestor))
+    except ValueError:
+        return False
 
 
 def _unescape(value: str) -> str:

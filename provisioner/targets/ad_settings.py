@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,10 @@ class AdConfig:
     """New accounts must choose their own password at the first logon."""
     page_size: int = 500
     timeout: LdapTimeouts = field(default_factory=LdapTimeouts)
+    adopt_from: list[str] = field(default_factory=list)
+    """Places outside the managed root (OUs or containers, relative to base_dn like managed_root,
+    or whole DNs inside base_dn) whose accounts a plan may move into the managed root, and only
+    those carrying a person's own anchor; empty (the default): nothing is adopted from outside."""
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -85,10 +90,101 @@ class AdConfig:
             )
         if not 1 <= self.page_size <= 1000:
             raise ValueError("page_size must be between 1 and 1000 (AD's MaxPageSize)")
+        for place in self.adopt_from:
+            self._check_adopt_from(place)
+
+    def _check_adopt_from(self, place: str) -> None:
+        try:
+            full, root = rdns(self.adopt_from_dn(place)), rdns(self.root_dn)
+            domain = rdns(self.base_dn)
+        except ValueError:
+            raise ValueError(
+                f"adopt_from: {place!r} is not a DN; write it like OU=Oud,OU=Leerlingen "
+                "(below base_dn) or in full, ending in base_dn"
+            ) from None
+        if full == domain:
+            raise ValueError(
+                f"adopt_from: {place!r} is the whole domain; name the OU the accounts to adopt "
+                "are in, e.g. OU=Oud"
+            )
+        if not below(full, domain):
+            raise ValueError(
+                f"adopt_from: {place!r} is not an OU of the domain {self.base_dn}; name an OU "
+                f"below it, e.g. OU=Oud or OU=Oud,{self.base_dn}"
+            )
+        if below(full, root) or below(root, full) or full == root:
+            raise ValueError(
+                f"adopt_from: {place!r} overlaps the managed root {self.root_dn}; accounts below "
+                "the managed root are managed already: name an OU outside it (not one that "
+                "holds it either)"
+            )
+
+    def adopt_from_dn(self, place: str) -> str:
+        """The DN of an ``adopt_from`` entry: as written when it ends in the domain's DC=
+        components, else relative to base_dn (as managed_root is)."""
+        whole = {attribute for attribute, _value in rdns(place)[-1]} == {"DC"}
+        return place if whole else f"{place},{self.base_dn}"
+
+    @property
+    def adopt_from_dns(self) -> list[str]:
+        return [self.adopt_from_dn(place) for place in self.adopt_from]
 
     @property
     def root_dn(self) -> str:
         return f"{self.managed_root},{self.base_dn}"
+
+
+# -- distinguished names ---------------------------------------------------------------------------
+
+RDN = frozenset[tuple[str, str]]
+
+
+def rdns(dn: str) -> list[RDN]:
+    """The RDNs of *dn*, each the set of its (attribute, value) pairs with RFC 4514 escapes
+    undone, attribute names upper-case and values case-folded: DNs compare one RDN at a time.
+    Written out because ldap3's parser refuses some names the DC holds (``\\#``). Raises
+    ValueError for text that is not a DN."""
+    found: list[RDN] = []
+    pairs: list[tuple[str, str]] = []
+    attribute: str | None = None
+    value = bytearray()
+
+    def pair() -> tuple[str, str]:
+        if attribute is None or not attribute.strip():
+            raise ValueError(f"not a DN: {dn!r}")
+        return attribute.strip().upper(), value.decode("utf-8", "replace").strip().casefold()
+
+    i = 0
+    while i < len(dn):
+        char = dn[i]
+        if char == "\\" and i + 1 < len(dn):
+            hex_pair = dn[i + 1 : i + 3]
+            if len(hex_pair) == 2 and all(c in string.hexdigits for c in hex_pair):
+                value.append(int(hex_pair, 16))
+                i += 3
+            else:
+                value += dn[i + 1].encode()
+                i += 2
+            continue
+        if attribute is None and char == "=":
+            attribute, value = value.decode("utf-8", "replace"), bytearray()
+        elif char in ",+":
+            pairs.append(pair())
+            attribute, value = None, bytearray()
+            if char == ",":
+                found.append(frozenset(pairs))
+                pairs = []
+        else:
+            value += char.encode()
+        i += 1
+    pairs.append(pair())
+    found.append(frozenset(pairs))
+    return found
+
+
+def below(dn: list[RDN], ancestor: list[RDN]) -> bool:
+    """True when the parsed *dn* lies strictly below the parsed *ancestor*."""
+    return len(dn) > len(ancestor) and dn[len(dn) - len(ancestor) :] == ancestor
 
 
 # -- naming rules: names Active Directory refuses, found at validate ------------------------------
