@@ -74,8 +74,12 @@ def diff(
             )
         )
     keep = frozenset(keep) - desired.accounts.keys()
-    changes += _account_changes(desired, observed, match_on, keep)
-    changes += _group_changes(desired, observed, keep)
+    accounts = _account_changes(desired, observed, match_on, keep)
+    # A person whose account is a conflict (for a person to resolve) has no account to put in a
+    # group: their memberships wait, as a held person's do.
+    unresolved = {c.key for c in accounts if c.action is Action.CONFLICT}
+    changes += accounts
+    changes += _group_changes(desired, observed, keep | unresolved)
     return sorted(changes, key=lambda c: c.action.order)  # stable: keeps key order per action
 
 
@@ -272,7 +276,7 @@ def _adopt_from_outside(want: DesiredAccount, have: ObservedAccount) -> list[Cha
                 ),
             )
         ]
-    renamed = [n for n in _changed(want, have.attributes) if n in want.unique]
+    renamed = _renamed(want, have)
     changed = [n for n in _changed(want, have.attributes) if n not in renamed]
     changes = [
         Change(
@@ -319,7 +323,7 @@ def _desired_value(account: DesiredAccount, rule: str) -> str | None:
 def _account_updates(want: DesiredAccount, have: ObservedAccount) -> list[Change]:
     changes = []
     anchor = want.anchor
-    renamed = [n for n in _changed(want, have.attributes) if n in want.unique]
+    renamed = _renamed(want, have)
     if want.username.casefold() != have.username.casefold() or renamed:
         changes.append(rename_change(want, have, renamed))
     if want.ou != have.ou:
@@ -328,6 +332,14 @@ def _account_updates(want: DesiredAccount, have: ObservedAccount) -> list[Change
     if not have.enabled:
         changes.append(enabled_change(anchor, have, True, "in the source again"))
     return changes
+
+
+def _renamed(want: DesiredAccount, have: ObservedAccount) -> list[str]:
+    """The unique attributes whose value changes from one name to another (a name given where
+    the account had none is an update: nothing is taken away)."""
+    return [
+        n for n in _changed(want, have.attributes) if n in want.unique and have.attributes.get(n)
+    ]
 
 
 def rename_change(want: DesiredAccount, have: ObservedAccount, renamed: Sequence[str]) -> Change:
