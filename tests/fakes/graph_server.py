@@ -449,6 +449,13 @@ class GraphServer(LoopbackServer):
         self.owners: dict[str, list[str]] = {}
         """Group id -> owner ids (users only, as for a security group; service principals are not
         modelled). Set by ``owners@odata.bind`` on create or PATCH and by ``owners/$ref``."""
+        self.directory_roles: dict[str, dict[str, Any]] = {}
+        """Activated directory roles: id -> ``{id, displayName, roleTemplateId}``."""
+        self.role_members: dict[str, list[str]] = {}
+        """Directory role id -> member ids."""
+        self.roles_readable = True
+        """False: reading directory roles answers 403, as Graph does for an app without
+        RoleManagement.Read.Directory (or Directory.Read.All)."""
         self.requests: list[GraphRequest] = []
         self.apps: dict[tuple[str, str], _App] = {}
         """Registered applications by (tenant, client id), both case-folded."""
@@ -626,6 +633,18 @@ class GraphServer(LoopbackServer):
                 self._add_member(group["id"], mid)
             self.owners[group["id"]] = list(dict.fromkeys(owners))
             return group
+
+    def add_directory_role(self, display_name: str, members: Sequence[str] = ()) -> str:
+        """Activate a directory role (Global Administrator …) with member ids; its id."""
+        with self._lock:
+            rid = self._new_id()
+            self.directory_roles[rid] = {
+                "id": rid,
+                "displayName": display_name,
+                "roleTemplateId": str(uuid.uuid5(uuid.NAMESPACE_URL, display_name)),
+            }
+            self.role_members[rid] = list(members)
+            return rid
 
     # --- serving ---------------------------------------------------------------------------------
     def _serve(self, h: _Handler, method: str) -> None:
@@ -977,6 +996,8 @@ class GraphServer(LoopbackServer):
         with self._lock:
             if method in ("POST", "PATCH", "PUT", "DELETE"):
                 self._count_write()
+            if parts and parts[0] == "directoryRoles":
+                return self._directory_roles(method, parts, query)
             if not parts or parts[0] not in ("users", "groups"):
                 seg = parts[0] if parts else ""
                 raise _bad(f"Resource not found for the segment '{seg}'.", "BadRequest")
@@ -1021,6 +1042,44 @@ class GraphServer(LoopbackServer):
             raise GraphError(
                 405, "Request_BadRequest", "Specified HTTP method is not allowed for the request."
             )
+
+    def _directory_roles(self, method: str, parts: list[str], query: dict[str, str]) -> Reply:
+        """``GET /directoryRoles`` and ``GET /directoryRoles/{id}/members`` (one page)."""
+        if method != "GET":
+            raise GraphError(
+                405, "Request_BadRequest", "Specified HTTP method is not allowed for the request."
+            )
+        if not self.roles_readable:
+            raise GraphError(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
+        if len(parts) == 1:
+            known = ("id", "displayName", "roleTemplateId")
+            names = [n for n in query.get("$select", "").split(",") if n] or list(known)
+            if unknown := [n for n in names if n not in known]:
+                raise _bad(
+                    f"Could not find a property named '{unknown[0]}' on type "
+                    "'microsoft.graph.directoryRole'.",
+                    "BadRequest",
+                )
+            values = [
+                {"id": role["id"], **{n: role[n] for n in names}}
+                for role in self.directory_roles.values()
+            ]
+            context = f"{self.url}/$metadata#directoryRoles"
+            return Reply(200, {}, {"@odata.context": context, "value": values})
+        if len(parts) == 3 and parts[2] == "members" and parts[1] in self.directory_roles:
+            select = _select(query)
+            members = [
+                self._render_member(mid, select)
+                for mid in self.role_members[parts[1]]
+                if mid in self.users or mid in self.groups
+            ]
+            context = f"{self.url}/$metadata#directoryObjects"
+            return Reply(200, {}, {"@odata.context": context, "value": members})
+        raise _not_found(parts[1] if len(parts) > 1 else "directoryRoles")
 
     def _count_write(self) -> None:
         if self.write_quota is None:
