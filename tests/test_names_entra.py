@@ -318,3 +318,23 @@ def test_the_server_filters_proxy_addresses_only_with_a_lambda(graph, http) -> N
     assert plain.status_code == 400
     wrong = http.get("/users", params={"$filter": "proxyAddresses/any(p:q eq 'x')"})
     assert wrong.status_code == 400
+
+
+def test_thousands_of_names_are_checked_in_few_round_trips(graph, target) -> None:
+    graph.seed_users(1500, domain="andere-school.be")  # user{i}@andere-school.be, nickname user{i}
+    wanted = [f"user{i}@andere-school.be" for i in range(1500)]
+    wanted += [f"user{i}" for i in range(0, 1500, 2)] + [f"nieuw{i}" for i in range(750)]
+    one = target()
+    one.read(set())
+    graph.clear_requests()
+    taken = one.taken_outside(wanted)
+    expected = {f"user{i}@andere-school.be" for i in range(1500)}
+    expected |= {f"user{i}" for i in range(0, 1500, 2)}
+    assert set(taken) == expected
+    assert taken["user7@andere-school.be"] == "user7@andere-school.be"
+    assert taken["user8"] == "user8@andere-school.be"
+    queries = [r for r in graph.requests if r.method == "GET"]
+    # 1,500 addresses: 100 filters for each of upn, mail, proxyAddresses (users) and mail,
+    # proxyAddresses (groups); 1,500 nicknames: 100 for users and 100 for groups.
+    assert len(queries) == 700
+    assert len([r for r in graph.requests if r.path == "/$batch"]) == 35
