@@ -120,10 +120,11 @@ USER_WRITABLE = frozenset(
         "postalCode",
         "streetAddress",
         "onPremisesImmutableId",
+        "mail",
     )
 )
 """User properties a create or PATCH may set; any other name answers 400, as Graph does."""
-USER_PROPS = USER_WRITABLE | {"id", "createdDateTime", "mail"}
+USER_PROPS = USER_WRITABLE | {"id", "createdDateTime", "proxyAddresses"}
 """Every user property the fake knows (``$select``); the ones not writable are read-only."""
 GROUP_DEFAULT = (
     "id",
@@ -150,12 +151,12 @@ GROUP_WRITABLE = frozenset(
         "visibility",
     )
 )
-GROUP_PROPS = frozenset((*GROUP_DEFAULT, "members"))
+GROUP_PROPS = frozenset((*GROUP_DEFAULT, "members", "proxyAddresses"))
 _BINDS = {"users": frozenset(), "groups": frozenset(("members@odata.bind", "owners@odata.bind"))}
 """The ``x@odata.bind`` keys a body may carry besides plain ``@odata.*`` annotations."""
 _TYPES: dict[str, type] = {
     **dict.fromkeys(("accountEnabled", "mailEnabled", "securityEnabled"), bool),
-    **dict.fromkeys(("businessPhones", "groupTypes"), list),
+    **dict.fromkeys(("businessPhones", "groupTypes", "proxyAddresses"), list),
     "passwordProfile": dict,
 }
 """JSON types of the writable properties that are not strings."""
@@ -185,12 +186,31 @@ FILTERABLE = {
             "department",
             "accountEnabled",
             "mail",
+            "proxyAddresses",
         )
     ),
     "groups": frozenset(
-        ("id", "displayName", "mailNickname", "description", "securityEnabled", "mailEnabled")
+        (
+            "id",
+            "displayName",
+            "mailNickname",
+            "description",
+            "securityEnabled",
+            "mailEnabled",
+            "mail",
+            "proxyAddresses",
+        )
     ),
 }
+COLLECTIONS = frozenset(("proxyAddresses",))
+"""Filterable properties holding a list: only a lambda (``proxyAddresses/any(p:p eq 'x')``)
+reaches into them, a plain comparison answers 400."""
+MAX_EXPRESSIONS = 15
+"""Expressions one ``$filter`` may hold (each value of an ``in`` list counts, and each clause of
+an ``or``); an advanced query is limited by the URL length instead."""
+MAX_ADVANCED_FILTER = 2048
+"""The longest ``$filter`` of an advanced query (Graph limits its whole URL to 2,048
+characters; the fake measures the filter alone)."""
 USER_REQUIRED = (
     "accountEnabled",
     "displayName",
@@ -238,6 +258,10 @@ _ENTRA_RE = re.compile(
 )
 _CMP_RE = re.compile(rf"^\s*(\w+)\s+(eq|ne)\s+{_LITERAL}\s*$")
 _FUNC_RE = re.compile(rf"^\s*(startswith|endswith)\(\s*(\w+)\s*,\s*{_STR}\s*\)\s*$", re.I)
+_IN_RE = re.compile(rf"^\s*(\w+)\s+in\s+\(((?:\s*{_STR}\s*,)*\s*{_STR}\s*)\)\s*$", re.I)
+_ANY_RE = re.compile(rf"^\s*(\w+)/any\(\s*(\w+)\s*:\s*(\w+)\s+eq\s+{_STR}\s*\)\s*$", re.I)
+_OR_RE = re.compile(r"\s+or\s+", re.I)
+_MAIL_RE = re.compile(r"[A-Za-z0-9'.\-_!#^~+]+@[A-Za-z0-9.\-]+")
 
 
 class GraphError(Exception):
@@ -425,6 +449,13 @@ class GraphServer(LoopbackServer):
         self.owners: dict[str, list[str]] = {}
         """Group id -> owner ids (users only, as for a security group; service principals are not
         modelled). Set by ``owners@odata.bind`` on create or PATCH and by ``owners/$ref``."""
+        self.directory_roles: dict[str, dict[str, Any]] = {}
+        """Activated directory roles: id -> ``{id, displayName, roleTemplateId}``."""
+        self.role_members: dict[str, list[str]] = {}
+        """Directory role id -> member ids."""
+        self.roles_readable = True
+        """False: reading directory roles answers 403, as Graph does for an app without
+        RoleManagement.Read.Directory (or Directory.Read.All)."""
         self.requests: list[GraphRequest] = []
         self.apps: dict[tuple[str, str], _App] = {}
         """Registered applications by (tenant, client id), both case-folded."""
@@ -602,6 +633,18 @@ class GraphServer(LoopbackServer):
                 self._add_member(group["id"], mid)
             self.owners[group["id"]] = list(dict.fromkeys(owners))
             return group
+
+    def add_directory_role(self, display_name: str, members: Sequence[str] = ()) -> str:
+        """Activate a directory role (Global Administrator …) with member ids; its id."""
+        with self._lock:
+            rid = self._new_id()
+            self.directory_roles[rid] = {
+                "id": rid,
+                "displayName": display_name,
+                "roleTemplateId": str(uuid.uuid5(uuid.NAMESPACE_URL, display_name)),
+            }
+            self.role_members[rid] = list(members)
+            return rid
 
     # --- serving ---------------------------------------------------------------------------------
     def _serve(self, h: _Handler, method: str) -> None:
@@ -953,6 +996,8 @@ class GraphServer(LoopbackServer):
         with self._lock:
             if method in ("POST", "PATCH", "PUT", "DELETE"):
                 self._count_write()
+            if parts and parts[0] == "directoryRoles":
+                return self._directory_roles(method, parts, query)
             if not parts or parts[0] not in ("users", "groups"):
                 seg = parts[0] if parts else ""
                 raise _bad(f"Resource not found for the segment '{seg}'.", "BadRequest")
@@ -997,6 +1042,44 @@ class GraphServer(LoopbackServer):
             raise GraphError(
                 405, "Request_BadRequest", "Specified HTTP method is not allowed for the request."
             )
+
+    def _directory_roles(self, method: str, parts: list[str], query: dict[str, str]) -> Reply:
+        """``GET /directoryRoles`` and ``GET /directoryRoles/{id}/members`` (one page)."""
+        if method != "GET":
+            raise GraphError(
+                405, "Request_BadRequest", "Specified HTTP method is not allowed for the request."
+            )
+        if not self.roles_readable:
+            raise GraphError(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
+        if len(parts) == 1:
+            known = ("id", "displayName", "roleTemplateId")
+            names = [n for n in query.get("$select", "").split(",") if n] or list(known)
+            if unknown := [n for n in names if n not in known]:
+                raise _bad(
+                    f"Could not find a property named '{unknown[0]}' on type "
+                    "'microsoft.graph.directoryRole'.",
+                    "BadRequest",
+                )
+            values = [
+                {"id": role["id"], **{n: role[n] for n in names}}
+                for role in self.directory_roles.values()
+            ]
+            context = f"{self.url}/$metadata#directoryRoles"
+            return Reply(200, {}, {"@odata.context": context, "value": values})
+        if len(parts) == 3 and parts[2] == "members" and parts[1] in self.directory_roles:
+            select = _select(query)
+            members = [
+                self._render_member(mid, select)
+                for mid in self.role_members[parts[1]]
+                if mid in self.users or mid in self.groups
+            ]
+            context = f"{self.url}/$metadata#directoryObjects"
+            return Reply(200, {}, {"@odata.context": context, "value": members})
+        raise _not_found(parts[1] if len(parts) > 1 else "directoryRoles")
 
     def _count_write(self) -> None:
         if self.write_quota is None:
@@ -1069,11 +1152,27 @@ class GraphServer(LoopbackServer):
         imm = props.get("onPremisesImmutableId")
         if imm and not known_unique and self._immutable_id_taken(imm):
             raise self._conflict("onPremisesImmutableId")
+        if props.get("mail") and not known_unique and self._address_taken(props["mail"]):
+            raise self._conflict("proxyAddresses")
         uid = self._claim_id(props)
-        user = {"id": uid, "businessPhones": [], "createdDateTime": _now(), **props}
+        user = {"id": uid, "businessPhones": [], "createdDateTime": _now(), "mail": None}
+        if "proxyAddresses" not in props:  # a seeding caller may give them itself
+            user["proxyAddresses"] = []
+            _set_mail(user, props.get("mail"))
+        user.update(props)
         self.users[uid] = user
         self._touch("users", uid)
         return user
+
+    def _address_taken(self, address: str, but: str | None = None) -> bool:
+        """Entra keeps a mail address on one object only: in its mail or its proxyAddresses."""
+        folded = address.casefold()
+        for oid, obj in (*self.users.items(), *self.groups.items()):
+            held = [str(obj.get("mail") or "")]
+            held += [str(p).partition(":")[2] for p in obj.get("proxyAddresses") or []]
+            if oid != but and folded in {h.casefold() for h in held}:
+                return True
+        return False
 
     def _immutable_id_taken(self, value: Any, but: str | None = None) -> bool:
         return any(
@@ -1113,6 +1212,7 @@ class GraphServer(LoopbackServer):
             "description": None,
             "groupTypes": [],
             "mail": None,
+            "proxyAddresses": [],
             "renewedDateTime": _now(),
             "securityIdentifier": "S-1-12-1-"
             + "-".join(str(self._rng.getrandbits(31)) for _ in range(4)),
@@ -1183,6 +1283,9 @@ class GraphServer(LoopbackServer):
         imm = props.get("onPremisesImmutableId")
         if kind == "users" and imm and self._immutable_id_taken(imm, but=oid):
             raise self._conflict("onPremisesImmutableId")
+        mail = props.get("mail")
+        if kind == "users" and mail and self._address_taken(mail, but=oid):
+            raise self._conflict("proxyAddresses")
         binds: list[str] = []
         owners: list[str] = []
         if kind == "groups":
@@ -1197,6 +1300,8 @@ class GraphServer(LoopbackServer):
                 self._lag_check(oid)
             if owners:
                 self._lag_check(oid, owners=True)
+        if kind == "users" and "mail" in props:
+            _set_mail(obj, props["mail"])
         obj.update(props)
         if props:
             self._touch(kind, oid)
@@ -1311,7 +1416,7 @@ class GraphServer(LoopbackServer):
             return self._next_page(query["$skiptoken"], delta=False)
         select = _select(query, kind)
         top = _top(query)
-        predicate, advanced = _parse_filter(query.get("$filter"), kind)
+        predicate, advanced, expressions = _parse_filter(query.get("$filter"), kind)
         count = query.get("$count", "").lower() == "true"
         eventual = headers.get("consistencylevel", "").lower() == "eventual"
         if (advanced or count) and not (count and eventual):
@@ -1319,6 +1424,18 @@ class GraphServer(LoopbackServer):
             raise _bad(
                 f"Unsupported or invalid query filter clause specified for property '{prop}' of "
                 f"resource '{'User' if kind == 'users' else 'Group'}'.",
+                "Request_UnsupportedQuery",
+            )
+        if count and eventual:
+            if len(query.get("$filter") or "") > MAX_ADVANCED_FILTER:
+                raise _bad(
+                    f"The filter is longer than {MAX_ADVANCED_FILTER} characters.",
+                    "Request_UnsupportedQuery",
+                )
+        elif expressions > MAX_EXPRESSIONS:
+            raise _bad(
+                "Too many child clauses specified in search filter expression containing 'OR' "
+                f"operators: {expressions}. Max allowed: {MAX_EXPRESSIONS}.",
                 "Request_UnsupportedQuery",
             )
         ids = [oid for oid, obj in self._store(kind).items() if predicate(obj)]
@@ -1647,8 +1764,23 @@ def _check_value(kind: str, name: str, value: Any) -> None:
         raise invalid
     if name == "onPremisesImmutableId" and ("$" in value or "_" in value):
         raise invalid
+    if name == "mail" and not _MAIL_RE.fullmatch(value):
+        raise invalid  # an address, without accents
     if name == "visibility" and value not in _VISIBILITY:
         raise invalid
+
+
+def _set_mail(user: dict[str, Any], mail: Any) -> None:
+    """What Entra does to a user's proxyAddresses when its mail changes without Exchange Online:
+    the new address becomes the primary one (``SMTP:``) and the old primary is dropped, not kept
+    as an alias. Other entries (aliases Exchange added) stay, as ``smtp:``."""
+    old = str(user.get("mail") or "").casefold()
+    kept = [
+        "smtp:" + p.partition(":")[2]
+        for p in user.get("proxyAddresses") or []
+        if p.partition(":")[2].casefold() not in (old, str(mail or "").casefold())
+    ]
+    user["proxyAddresses"] = ([f"SMTP:{mail}"] if mail else []) + kept
 
 
 # --- query helpers ---------------------------------------------------------------------------------
@@ -1703,14 +1835,56 @@ def _max_page_size(prefer: str) -> int:
 
 def _parse_filter(
     text: str | None, kind: str
-) -> tuple[Callable[[dict[str, Any]], bool], str | None]:
-    """A predicate for the supported ``$filter`` subset, and the property if it is advanced.
+) -> tuple[Callable[[dict[str, Any]], bool], str | None, int]:
+    """A predicate for the supported ``$filter`` subset, the property if it is advanced, and
+    how many expressions the filter holds (each value of an ``in`` list counts).
 
-    Basic: ``prop eq 'x'`` / ``eq true|false``, ``startswith(prop,'x')``. Advanced (need
+    Basic: ``prop eq 'x'`` / ``eq true|false``, ``startswith(prop,'x')``, ``prop in ('x','y')``,
+    ``proxyAddresses/any(p:p eq 'x')``, and clauses joined by ``or``. Advanced (need
     ``ConsistencyLevel: eventual`` and ``$count=true``): ``ne``, ``eq null``, ``endswith``.
+    Strings compare without case, as in Entra ID.
     """
     if not text:
-        return (lambda _obj: True), None
+        return (lambda _obj: True), None, 0
+    predicates: list[Callable[[dict[str, Any]], bool]] = []
+    advanced: str | None = None
+    expressions = 0
+    for clause in _split_or(text):
+        predicate, clause_advanced, count = _parse_clause(clause, kind)
+        predicates.append(predicate)
+        advanced = advanced or clause_advanced
+        expressions += count
+    if len(predicates) == 1:
+        return predicates[0], advanced, expressions
+    return (lambda obj: any(p(obj) for p in predicates)), advanced, expressions
+
+
+def _split_or(text: str) -> list[str]:
+    """The clauses of a filter joined by ``or`` (outside quotes and parentheses)."""
+    clauses: list[str] = []
+    depth, quoted, start, i = 0, False, 0, 0
+    while i < len(text):
+        char = text[i]
+        if char == "'":
+            quoted = not quoted  # a doubled quote inside a string toggles twice
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and (m := _OR_RE.match(text, i)):
+            clauses.append(text[start:i])
+            i = start = m.end()
+            continue
+        i += 1
+    clauses.append(text[start:])
+    return clauses
+
+
+def _folded(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _parse_clause(text: str, kind: str) -> tuple[Callable[[dict[str, Any]], bool], str | None, int]:
     m = _CMP_RE.match(text)
     if m:
         prop, op, string, word = m.groups()
@@ -1718,30 +1892,44 @@ def _parse_filter(
         value: Any = string.replace("''", "'") if string is not None else _WORDS[word]
 
         def eq(obj: dict[str, Any]) -> bool:
-            have = obj.get(prop)
-            if isinstance(have, str) and isinstance(value, str):
-                return have.casefold() == value.casefold()
-            return have == value
+            return _folded(obj.get(prop)) == _folded(value)
 
         if op == "eq":
-            return eq, (prop if value is None else None)
-        return (lambda obj: not eq(obj)), prop
+            return eq, (prop if value is None else None), 1
+        return (lambda obj: not eq(obj)), prop, 1
     m = _FUNC_RE.match(text)
     if m:
         func, prop, string = m.groups()
         _check_prop(prop, kind)
         needle = string.replace("''", "'").casefold()
         if func.lower() == "startswith":
-            return (lambda obj: str(obj.get(prop) or "").casefold().startswith(needle)), None
-        return (lambda obj: str(obj.get(prop) or "").casefold().endswith(needle)), prop
+            return (lambda obj: str(obj.get(prop) or "").casefold().startswith(needle)), None, 1
+        return (lambda obj: str(obj.get(prop) or "").casefold().endswith(needle)), prop, 1
+    m = _IN_RE.match(text)
+    if m:
+        prop, listed = m.group(1), m.group(2)
+        _check_prop(prop, kind)
+        values = {v.replace("''", "'").casefold() for v in re.findall(_STR, listed)}
+        count = len(re.findall(_STR, listed))
+        return (lambda obj: _folded(obj.get(prop)) in values), None, count
+    m = _ANY_RE.match(text)
+    if m:
+        prop, variable, compared, string = m.groups()
+        _check_prop(prop, kind, collection=True)
+        if variable != compared:
+            raise _bad(f"Could not find a property named '{compared}'.", "BadRequest")
+        needle = string.replace("''", "'").casefold()
+        return (lambda obj: any(str(v).casefold() == needle for v in obj.get(prop) or [])), None, 1
     raise _bad(f"Invalid filter clause: {text}", "BadRequest")
 
 
 _WORDS: dict[str, Any] = {"null": None, "true": True, "false": False}
 
 
-def _check_prop(prop: str, kind: str) -> None:
-    if prop not in FILTERABLE[kind]:
+def _check_prop(prop: str, kind: str, *, collection: bool = False) -> None:
+    """400 for a property the fake does not filter on, or one used as what it is not (a list
+    compared as one value, a value reached into with a lambda)."""
+    if prop not in FILTERABLE[kind] or (prop in COLLECTIONS) != collection:
         raise _bad(
             f"Unsupported or invalid query filter clause specified for property '{prop}' of "
             f"resource '{'User' if kind == 'users' else 'Group'}'.",

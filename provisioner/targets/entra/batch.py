@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ class _Call:
     body: Any
     future: asyncio.Future[Reply]
     attempts: int = 0
+    headers: Mapping[str, str] | None = None
 
     @property
     def writes(self) -> int:
@@ -59,10 +61,18 @@ class Batcher:
         with contextlib.suppress(asyncio.CancelledError):
             await self._runner
 
-    async def call(self, method: str, url: str, body: Any = None) -> Reply:
-        """Queue one request (``url`` relative to the version root) and wait for its answer."""
+    async def call(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Queue one request (``url`` relative to the version root, with its own *headers*, such
+        as ``ConsistencyLevel``) and wait for its answer."""
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Call(method, url, body, future))
+        self._queue.append(_Call(method, url, body, future, headers=headers))
         self._wake.set()
         return await future
 
@@ -90,9 +100,12 @@ class Batcher:
         requests = []
         for index, call in enumerate(calls):
             item: dict[str, Any] = {"id": str(index + 1), "method": call.method, "url": call.url}
+            headers = dict(call.headers or {})
             if call.body is not None:
                 item["body"] = call.body
-                item["headers"] = {"Content-Type": "application/json"}
+                headers["Content-Type"] = "application/json"
+            if headers:
+                item["headers"] = headers
             requests.append(item)
         lost = graph.resent_after_loss
         answer = await graph.send_json("POST", f"{graph.base_url}/$batch", {"requests": requests})

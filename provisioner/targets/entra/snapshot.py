@@ -33,6 +33,7 @@ LIMITS: Mapping[str, int] = MappingProxyType(
         "employeeType": 64,
         "officeLocation": 128,
         "userPrincipalName": 113,
+        "mail": 256,  # Graph documents none; AD's mail holds 256
         "preferredLanguage": 10,
         "mobilePhone": 64,
         "city": 128,

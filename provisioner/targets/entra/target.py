@@ -31,6 +31,7 @@ from provisioner.targets.base import (
     outside,
     text,
 )
+from provisioner.targets.entra import names
 from provisioner.targets.entra.batch import Batcher
 from provisioner.targets.entra.groups import Groups
 from provisioner.targets.entra.pacing import RetryPolicy
@@ -52,6 +53,7 @@ SETTLE_SECONDS = 1.0
 
 class EntraId(BaseTarget):
     has_ous = False
+    name_attributes = frozenset({"userPrincipalName", "mailNickname", "mail"})
     has_owners = True
     needs_owner = True  # Graph refuses to remove a group's last owner
     limits = LIMITS
@@ -171,6 +173,19 @@ class EntraId(BaseTarget):
                 )
             )
         return state
+
+    def taken_outside(self, values: Collection[str]) -> dict[str, str]:
+        """Of *values*, those a user or group outside the managed scope holds anywhere in the
+        tenant (:mod:`provisioner.targets.entra.names`): casefolded value → its UPN or
+        ``group <displayName>``."""
+        snapshot = self._ensure_snapshot()
+        return self._run(names.taken_outside(self.graph, self.config, snapshot, values))
+
+    def anchored_outside(self) -> list[ObservedAccount]:
+        """Every user outside the managed domains carrying a value in the anchor property."""
+        snapshot = self._ensure_snapshot()
+        mapped = self._mapped[Kind.ACCOUNT] if self._mapped is not None else LIMITS.keys()
+        return self._run(names.anchored_outside(self.graph, self.config, snapshot, mapped))
 
     def _ensure_snapshot(self) -> Snapshot:
         if self._snapshot is None:
@@ -340,9 +355,11 @@ class EntraId(BaseTarget):
         changes = list(changes)
         self._ensure_snapshot()
         self._run(self._look_outside(changes))
-        # A rename leaves the UPN to an update when the plan sets it explicitly.
+        # A rename without a UPN of its own leaves it to an update that sets it explicitly.
         self.users.upn_planned = frozenset(
-            c.key for c in changes if "userPrincipalName" in c.after and c.action != Action.CREATE
+            c.key
+            for c in changes
+            if "userPrincipalName" in c.after and c.action not in (Action.CREATE, Action.RENAME)
         )
         start = 0
         while start < len(changes):

@@ -118,11 +118,18 @@ class Users(Applier):
         return result
 
     async def rename(self, batcher: Batcher, change: Change) -> Result:
+        """The username (mailNickname) and the unique attributes the plan renames with it
+        (userPrincipalName, mail). Without a UPN of its own, the UPN follows the username when
+        its local part was the old username. Graph keeps no old address as an alias."""
         user = self.snapshot().users[str(change.precondition.id)]
         new, old = str(change.after["username"]), str(change.before.get("username") or "")
-        body: dict[str, Any] = {"mailNickname": new}
+        body: dict[str, Any] = {
+            name: graph_value(value) for name, value in change.after.items() if name != "username"
+        }
+        body["mailNickname"] = new
         local, _, domain = str(user.get("userPrincipalName") or "").partition("@")
-        if change.key not in self.upn_planned and local.casefold() == old.casefold():
+        follows = local.casefold() == old.casefold() and change.key not in self.upn_planned
+        if "userPrincipalName" not in body and follows:
             body["userPrincipalName"] = f"{new}@{domain}"  # the UPN follows the username
         return await self._patch(batcher, change, body)
 
