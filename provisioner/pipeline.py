@@ -161,16 +161,17 @@ def desired_in_directory(
 
 def new_names(desired: DesiredState, observed: ObservedState) -> dict[str, str]:
     """Casefolded name → anchor, of every username and unique value a desired account does not
-    hold in the directory yet (a new account, or a rename)."""
+    hold in the directory yet (a new account, or a rename). The names of accounts in the managed
+    scope without an anchor are left out: the planner adopts such an account by them
+    (``match_on``) or reports a conflict."""
     held: dict[str, set[str]] = {}
     for account in (*observed.accounts, *observed.outside):
-        if account.anchor:
-            held[account.anchor] = {
-                v.casefold() for v in (account.username, *account.attributes.values()) if v
-            }
+        values = {v.casefold() for v in (account.username, *account.attributes.values()) if v}
+        held.setdefault(account.anchor or "", set()).update(values)
+    unanchored = held.get("", set())
     wanted: dict[str, str] = {}
     for anchor, account in desired.accounts.items():
-        own = held.get(anchor, set())
+        own = held.get(anchor, set()) | unanchored
         for value in (account.username, *(account.attributes[a].value for a in account.unique)):
             if value and value.casefold() not in own:
                 wanted[value.casefold()] = anchor

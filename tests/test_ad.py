@@ -64,7 +64,14 @@ def users_below(samba_dc, root: str) -> dict[str, dict]:
         f"{root},{samba_dc.base_dn}",
         "(&(objectClass=user)(employeeID=*))",
         search_scope=SUBTREE,
-        attributes=["employeeID", "sAMAccountName", "department", "sn", "userAccountControl"],
+        attributes=[
+            "employeeID",
+            "sAMAccountName",
+            "department",
+            "sn",
+            "userAccountControl",
+            "mail",
+        ],
     )
     return {
         e["attributes"]["employeeID"]: {"dn": e["dn"], **e["attributes"]} for e in conn.response
@@ -96,7 +103,9 @@ def test_day_one_creates_everything_and_then_the_plan_is_empty(
     assert plan_json(config, capsys)["changes"] == []  # re-plan after apply is empty
 
     with StateStore(config.parent / "state.db") as store:
-        assert len(store.issued_names()) == counts["create"]
+        assert len(store.issued_to()) == counts["create"]  # a username per account
+        issued = store.issued_names()  # and every other name given: mail, UPN
+        assert {u[a] for u in users.values() for a in ("sAMAccountName", "mail")} <= issued
         (run,) = store.runs()
         assert run["outcome"] == "ok" and run["summary"]["applied"] == len(first["changes"])
 
