@@ -333,6 +333,8 @@ def test_a_dc_that_dies_mid_apply_converges_on_the_next_run(
     class DyingDC:
         """The real target; the DC is killed (SIGKILL) just before the 40th change."""
 
+        name_attributes = target.name_attributes
+
         def check(self, change):
             return target.check(change)
 
@@ -431,12 +433,18 @@ def test_connection_problems_are_one_clear_line(samba_dc, informat_server, ad_en
     assert "cannot reach ldaps://127.0.0.1:1" in unreachable
 
 
-def test_a_name_taken_outside_the_managed_ou_fails_clearly_and_new_accounts_can_be_forced_to_change_password(
+def test_a_name_taken_outside_after_the_plan_fails_clearly_then_the_next_free_one_is_given(
     samba_dc, informat_server, synthetic, ad_env, capsys
 ):
+    """A saved plan whose new name something outside the managed OU took since: that create
+    fails, clearly, and the rest is applied (new accounts must change their password). The next
+    night checks the name against the whole domain and gives the next free one: no night after
+    fails on it."""
     config_for, root = ad_env
     config = config_for(informat_server.url, "    must_change_password: true\n")
-    plan = plan_json(config, capsys)
+    saved = config.parent / "plan.json"
+    assert main(["plan", "--config", str(config), "--json", "--out", str(saved)]) == 2
+    plan = json.loads(capsys.readouterr().out)
     taken = next(c for c in plan["changes"] if c["action"] == "create")
     outside = f"CN=squatter-{root[3:]},CN=Users,{samba_dc.base_dn}"
     conn = samba_dc.connect()
@@ -446,7 +454,7 @@ def test_a_name_taken_outside_the_managed_ou_fails_clearly_and_new_accounts_can_
         {"sAMAccountName": taken["after"]["username"]},
     )
     try:
-        assert main(["apply", "--config", str(config)]) == 1
+        assert main(["apply", "--config", str(config), str(saved)]) == 1
         out = capsys.readouterr().out
         assert f"failed: create account {taken['key']}" in out
         assert "the name is already used by another object in the domain" in out
@@ -463,6 +471,14 @@ def test_a_name_taken_outside_the_managed_ou_fails_clearly_and_new_accounts_can_
         # The object outside the managed OU was neither adopted nor changed.
         conn.search(outside, "(objectClass=user)", search_scope="BASE", attributes=["employeeID"])
         assert conn.response[0]["attributes"]["employeeID"] in ([], None)
+
+        # The next night: the name is taken outside, so the next free one is given.
+        assert main(["apply", "--config", str(config)]) == 0
+        capsys.readouterr()
+        given = users_below(samba_dc, root)[taken["key"]]["sAMAccountName"]
+        assert given != taken["after"]["username"]
+        assert given.startswith(taken["after"]["username"].rstrip("0123456789")[:15])
+        assert plan_json(config, capsys)["changes"] == []
     finally:
         conn.delete(outside)
 

@@ -136,6 +136,8 @@ def test_an_interrupted_run_leaves_every_password_it_may_have_set_on_the_escrow(
     class StopsHalfWay:
         """The real DC; the run stops (a crash, Ctrl-C) after the 20th account."""
 
+        name_attributes = target.name_attributes
+
         def check(self, change):
             return target.check(change)
 
@@ -182,6 +184,8 @@ def test_an_account_already_there_gets_password_unknown_never_a_password_not_set
 
     class Racing:
         """The real target, with the passwords it is given kept for the test to look for."""
+
+        name_attributes = target.name_attributes
 
         def check(self, change):
             return target.check(change)

@@ -98,6 +98,8 @@ def test_an_account_already_there_gets_password_unknown_never_a_password_not_set
     class Racing:
         """The real target, with the passwords it is given kept for the test to look for."""
 
+        name_attributes = target.name_attributes
+
         def check(self, change):
             return target.check(change)
 
