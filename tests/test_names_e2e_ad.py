@@ -247,6 +247,12 @@ def test_a_legacy_account_outside_with_a_wanted_name_never_fails_a_night(site, c
         assert site.users()["lore.dhondt2"]["mail"] == "lore.dhondt2@leerling.school.be"
         for _night in range(2):  # every night after stays clean
             assert plan_json(config, capsys)["changes"] == []
+        # A legacy account inside the managed OU that matches nobody: listed, left alone.
+        site.add_user(f"CN=oud.account,{site.root}", f"oud.{site.token}")
+        assert main(["plan", "--config", str(config), "--adoption-report"]) == 0
+        out = capsys.readouterr().out
+        assert "Accounts in the managed scope that match nobody in the source (1):" in out
+        assert f"oud.{site.token}  CN=oud.account,{site.root}" in out
 
 
 def test_adoption_from_an_allowed_ou_by_anchor_only(site, capsys):
