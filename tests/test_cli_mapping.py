@@ -36,15 +36,20 @@ def sample_with_mappings(tmp_path: Path) -> Path:
     return config
 
 
-def test_changing_the_username_scheme_shows_in_validate_and_explain(tmp_path, capsys):
-    config = sample_with_mappings(tmp_path)
-    pupils = tmp_path / "mappings" / "pupils.yaml"
+def initial_and_surname(mappings: Path) -> None:
+    """The pupils' usernames made of the first letter and the surname (zcelik)."""
+    pupils = mappings / "pupils.yaml"
     pupils.write_text(
         pupils.read_text().replace(
             "{{ (Lln.Voornaam ~ '.' ~ Lln.Naam) | username(fallback='lln' ~ key) }}",
             "{{ (Lln.Voornaam | left(1) ~ Lln.Naam) | username }}",
         )
     )
+
+
+def test_changing_the_username_scheme_shows_in_validate_and_explain(tmp_path, capsys):
+    config = sample_with_mappings(tmp_path)
+    initial_and_surname(tmp_path / "mappings")
     assert main(["validate", "--config", str(config)]) == 0
     capsys.readouterr()
     assert main(["explain", "--config", str(config), "Çelik"]) == 0
@@ -130,13 +135,7 @@ def test_validate_and_explain_say_which_existing_accounts_keep_their_name(tmp_pa
     anchor = first_line.split(":")[0].split()[1]
     with StateStore(tmp_path / "state.db") as store:
         store.issue_names([(anchor, "zoe.celik")])
-    pupils = tmp_path / "mappings" / "pupils.yaml"
-    pupils.write_text(
-        pupils.read_text().replace(
-            "{{ (Lln.Voornaam ~ '.' ~ Lln.Naam) | username(fallback='lln' ~ key) }}",
-            "{{ (Lln.Voornaam | left(1) ~ Lln.Naam) | username }}",
-        )
-    )
+    initial_and_surname(tmp_path / "mappings")
     assert main(["validate", "--config", str(config)]) == 0
     out = capsys.readouterr().out
     assert (

@@ -542,15 +542,19 @@ def test_adoption_from_outside_is_refused_unless_everything_fits(domain: Domain,
         f"CN=other{t},{domain.old}", {"sAMAccountName": f"other{t}", "employeeID": f"H{t}"}
     )
     into = {"ou": ["Leerlingen"], "department": "taken"}
+
+    def adopt_of(dn: str, anchor: str, after: dict) -> Change:
+        return adopt(dn, guid_of(domain.dc, dn), anchor, after)
+
     cases = {
         # found by name alone (no anchor): never
         "unanchored": (
-            adopt(outside.unanchored, guid_of(domain.dc, outside.unanchored), f"A{t}", into),
+            adopt_of(outside.unanchored, f"A{t}", into),
             "it carries none",
         ),
         "by name": (
             dataclasses.replace(
-                adopt(outside.unanchored, guid_of(domain.dc, outside.unanchored), f"Z{t}", into),
+                adopt_of(outside.unanchored, f"Z{t}", into),
                 precondition=Precondition(
                     id=guid_of(domain.dc, outside.unanchored), unanchored=True
                 ),
@@ -558,39 +562,36 @@ def test_adoption_from_outside_is_refused_unless_everything_fits(domain: Domain,
             "never by its name",
         ),
         "another anchor": (
-            adopt(other_anchor, guid_of(domain.dc, other_anchor), f"A{t}", into),
+            adopt_of(other_anchor, f"A{t}", into),
             f"it carries 'H{t}'",
         ),
         "adminCount=1": (
-            adopt(outside.admin_count, guid_of(domain.dc, outside.admin_count), f"B{t}", into),
+            adopt_of(outside.admin_count, f"B{t}", into),
             "adminCount=1",
         ),
         "nested admin": (
-            adopt(outside.nested_admin, guid_of(domain.dc, outside.nested_admin), f"C{t}", into),
+            adopt_of(outside.nested_admin, f"C{t}", into),
             "privileged group Domain Admins",
         ),
         "computer": (
-            adopt(outside.computer, guid_of(domain.dc, outside.computer), f"D{t}", into),
+            adopt_of(outside.computer, f"D{t}", into),
             "not a user account",
         ),
         "not adopt_from": (
-            adopt(outside.elsewhere, guid_of(domain.dc, outside.elsewhere), f"E{t}", into),
+            adopt_of(outside.elsewhere, f"E{t}", into),
             "in no place named by adopt_from",
         ),
         "CN=Users": (
-            adopt(outside.in_users, guid_of(domain.dc, outside.in_users), f"F{t}", into),
+            adopt_of(outside.in_users, f"F{t}", into),
             "in no place named by adopt_from",
         ),
         "not moved in": (
-            adopt(
-                outside.plain, guid_of(domain.dc, outside.plain), f"A{t}", {"department": "taken"}
-            ),
+            adopt_of(outside.plain, f"A{t}", {"department": "taken"}),
             "does not move it into the managed OU",
         ),
         "place outside": (
-            adopt(
+            adopt_of(
                 outside.plain,
-                guid_of(domain.dc, outside.plain),
                 f"A{t}",
                 {"ou": f"CN=Users,{domain.dc.base_dn}"},
             ),

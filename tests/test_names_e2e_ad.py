@@ -20,6 +20,8 @@ from provisioner.state import StateStore
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.informat_server import InformatServer
 from tests.scenarios import config_head
+from tests.test_anchors import pupil as pupil_row
+from tests.test_anchors import teacher as teacher_row
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHOOL = "030569"
@@ -28,15 +30,11 @@ INITIAL_TEMPLATE = "{{ (Lln.Voornaam | left(1) ~ Lln.Naam) | username(fallback='
 
 
 def pupil(key: str, voornaam: str, naam: str) -> dict:
-    return {
-        "p_persoon": key,
-        "Voornaam": voornaam,
-        "Naam": naam,
-        "voorlopig": "0",
-        "Klascode": "1A",
-        "school": "Sint-Jan",
-        "_instelnr": SCHOOL,
-    }
+    return {**pupil_row(key, voornaam, naam), "_instelnr": SCHOOL}
+
+
+def teacher(key: str, voornaam: str, naam: str) -> dict:
+    return {**teacher_row(key, voornaam, naam), "_instelnr": SCHOOL}
 
 
 def data(pupils: list[dict], staff: list[dict] | None = None) -> dict:
@@ -48,16 +46,6 @@ def data(pupils: list[dict], staff: list[dict] | None = None) -> dict:
             "LeerkrachtenVrijevelden": [],
         },
         "schooljaar": "2025-26",
-    }
-
-
-def teacher(key: str, voornaam: str, naam: str) -> dict:
-    return {
-        "p_persoon": key,
-        "Voornaam": voornaam,
-        "Naam": naam,
-        "Actief": "J",
-        "_instelnr": SCHOOL,
     }
 
 
@@ -159,6 +147,14 @@ def plan_json(config: Path, capsys, *extra: str) -> dict:
     return data
 
 
+def adoption_report(config: Path, capsys, *, exit_code: int) -> str:
+    """The text of ``plan --adoption-report`` (after the plan)."""
+    code = main(["plan", "--config", str(config), "--adoption-report"])
+    out = capsys.readouterr().out
+    assert code == exit_code, out
+    return out
+
+
 def apply(config: Path, capsys, *extra: str) -> int:
     code = main(["apply", "--config", str(config), *extra])
     capsys.readouterr()
@@ -236,9 +232,7 @@ def test_a_legacy_account_outside_with_a_wanted_name_never_fails_a_night(site, c
     )
     with InformatServer(data([pupil("8", "Lore", "Dhondt")]), today=REFERENCE_DAY) as server:
         config = site.config(server.url)
-        code = main(["plan", "--config", str(config), "--adoption-report"])
-        out = capsys.readouterr().out
-        assert code == 2
+        out = adoption_report(config, capsys, exit_code=2)
         assert "2 name(s) the mappings would give are taken outside the managed scope" in out
         assert "Names taken outside the managed scope (" in out
         assert f"lore.dhondt (lln-8): held by CN=lore.dhondt-{site.token}," in out
@@ -249,8 +243,7 @@ def test_a_legacy_account_outside_with_a_wanted_name_never_fails_a_night(site, c
             assert plan_json(config, capsys)["changes"] == []
         # A legacy account inside the managed OU that matches nobody: listed, left alone.
         site.add_user(f"CN=oud.account,{site.root}", f"oud.{site.token}")
-        assert main(["plan", "--config", str(config), "--adoption-report"]) == 0
-        out = capsys.readouterr().out
+        out = adoption_report(config, capsys, exit_code=0)
         assert "Accounts in the managed scope that match nobody in the source (1):" in out
         assert f"oud.{site.token}  CN=oud.account,{site.root}" in out
 
@@ -267,9 +260,7 @@ def test_adoption_from_an_allowed_ou_by_anchor_only(site, capsys):
     with InformatServer(data(people), today=REFERENCE_DAY) as server:
         # Without adopt_from: nothing outside is touched; the report says what it found.
         config = site.config(server.url)
-        code = main(["plan", "--config", str(config), "--adoption-report"])
-        out = capsys.readouterr().out
-        assert code == 2
+        out = adoption_report(config, capsys, exit_code=2)
         assert "add its OU to adopt_from to adopt it" in out
         assert "never adopted (adminCount=1" in out
 
