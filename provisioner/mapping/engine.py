@@ -819,8 +819,10 @@ class Engine:
                 if self._username_free(account, person, anchor, held):
                     self._claim_username(account, person, anchor, held)
                     names[anchor] = Names(held)
-                    if not _username_scheme(account.spec.username).fits(held, base):
-                        self._name_change(account, anchor, "username", held, base, follows=False)
+                    scheme = _username_scheme(account.spec.username)
+                    if not scheme.fits(held, base):
+                        wanted = scheme.plain(base)
+                        self._name_change(account, anchor, "username", held, wanted, follows=False)
                     continue
             except TemplateError as exc:
                 self.failed(person, exc, anchor=anchor)
