@@ -181,6 +181,15 @@ def test_a_naming_change_is_kept_or_followed_and_old_names_are_never_given_again
         assert code == 0, out
         assert "2 existing account(s) keep a name the mappings would now make otherwise" in out
         assert "'wannes.vervaeke', now 'wvervaeke'" in out or "now 'iverhaegen'" in out
+        # explain: what the directory holds beside what the mappings make, and why
+        assert main(["explain", "--config", str(config), "Wannes"]) == 0
+        out = capsys.readouterr().out
+        assert "In the directory (Active Directory " in out
+        assert f"  wannes.vervaeke  CN=wannes.vervaeke,OU=1A,OU={SCHOOL}" in out
+        assert (
+            "username: keeps 'wannes.vervaeke'; the mappings would now make 'wvervaeke' "
+            "(username.rename: keep; set follow to rename)" in out
+        )
 
         # rename: follow: renamed, within max_rename (blocked without --approve)
         site.pupils_mapping(INITIAL_TEMPLATE, "follow")
