@@ -221,6 +221,48 @@ def _member(enum: type[E], value: object, what: str) -> E:
         raise PlanFormatError(f"unknown {what} {value!r} (known: {known})") from None
 
 
+class Category(StrEnum):
+    """What a policy block is about: ``apply --approve leavers`` lets that category through and
+    leaves the changes of every other blocked category waiting."""
+
+    LEAVERS = "leavers"
+    """Account disables and deletes (with the leavers' moves to the disabled-accounts OU)."""
+    MOVES = "moves"
+    RENAMES = "renames"
+    UPDATES = "updates"
+    GROUPS = "groups"
+    """Group deletes."""
+    DROP = "drop"
+    """A school's persons fell more than ``max_drop`` since the last successful run."""
+
+
+@dataclass(frozen=True)
+class PolicyBlock:
+    """One policy limit a plan exceeds, with the category an approval names to accept it."""
+
+    category: str
+    """A :class:`Category` word; empty for a block an older plan file names without one (only
+    ``--approve REASON``, which accepts everything, lifts it)."""
+    message: str
+    school: str | None = None
+    """The school a per-school block is about (a drop holds back that school's leavers)."""
+
+    def __post_init__(self) -> None:
+        if self.category:
+            object.__setattr__(self, "category", _member(Category, self.category, "category"))
+
+    @classmethod
+    def from_json(cls, data: Any) -> PolicyBlock:
+        if isinstance(data, PolicyBlock):
+            return data
+        if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+            raise PlanFormatError(f"a policy block is not {{category, message}}: {data!r}")
+        unknown = sorted(set(data) - {"category", "message", "school"})
+        if unknown:
+            raise PlanFormatError(f"unknown policy block field {', '.join(map(repr, unknown))}")
+        return cls(str(data.get("category") or ""), data["message"], data.get("school"))
+
+
 @dataclass
 class PlanHeader:
     created: str
@@ -235,7 +277,11 @@ class PlanHeader:
     blocked: list[str] = field(default_factory=list)
     """Reasons the plan must not be applied: mapping errors, a school that answered empty."""
     policy_blocked: list[str] = field(default_factory=list)
-    """Policy limits the plan exceeds; a person may accept them with ``--approve REASON``."""
+    """The messages of the policy limits the plan exceeds (kept for readers of format 1; the
+    blocks with their categories are in ``policy_blocks``)."""
+    policy_blocks: list[PolicyBlock] = field(default_factory=list)
+    """Policy limits the plan exceeds, each with its category: ``--approve leavers`` accepts
+    that category's, ``--approve REASON`` all of them."""
     warnings: list[str] = field(default_factory=list)
     persons: dict[str, int] = field(default_factory=dict)
     """Persons per school in the desired state, held persons included: the next run compares
@@ -246,12 +292,27 @@ class PlanHeader:
     """Accounts in the managed scope when the plan was made: what the policy's shares are of.
     With the two below it lets apply derive the policy verdict again from the changes."""
     managed_per_school: dict[str, int] = field(default_factory=dict)
+    managed_groups: int = 0
+    """Groups in the managed scope when the plan was made: what a share in
+    ``max_delete_groups`` is of."""
     """Accounts in the managed scope per school, for the per-school limits."""
     account_schools: dict[str, str] = field(default_factory=dict)
     """The school of each account a change acts on (anchor → school), where known."""
     held: list[dict[str, Any]] = field(default_factory=list)
     """Persons held tonight, each ``{kind, key, school, reason, anchor, dataset, field, since,
     nights}``: a problem with their data; their accounts are left exactly as they are."""
+
+    def __post_init__(self) -> None:
+        self.policy_blocks = [PolicyBlock.from_json(block) for block in self.policy_blocks]
+
+    def every_policy_block(self) -> list[PolicyBlock]:
+        """The categorised blocks, and any message ``policy_blocked`` names beside them (an
+        older plan file's, or one set by hand) as a block of no category."""
+        known = {block.message for block in self.policy_blocks}
+        return [
+            *self.policy_blocks,
+            *(PolicyBlock("", message) for message in self.policy_blocked if message not in known),
+        ]
 
 
 @dataclass

@@ -18,8 +18,15 @@ from typing import Any
 
 from provisioner.errors import ConfigError
 from provisioner.files import write_private
-from provisioner.plan.model import Change, Observations, Plan, PlanFormatError, PlanHeader
-from provisioner.plan.policy import PolicyConfig, recheck_policy
+from provisioner.plan.model import (
+    Change,
+    Observations,
+    Plan,
+    PlanFormatError,
+    PlanHeader,
+    PolicyBlock,
+)
+from provisioner.plan.policy import APPROVE_ALL, PolicyConfig, approve_command, recheck_policy
 from provisioner.plan.seal import PlanKey, check_seal, load_key, seal
 
 FORMAT = 1
@@ -116,9 +123,11 @@ def verify_plan_file(
     last_persons: tuple[str, Mapping[str, int]] | None = None,
 ) -> Plan:
     """A saved (and already seal-checked) plan is applied only to what it was made from, only
-    while it is fresh, and only with --approve for every policy block. Expiry and the policy
-    verdict are derived again here, never taken from the header: the plan is returned with its
-    header's expiry and blocks replaced by what was derived (a block the file names stays)."""
+    while it is fresh, and only with --approve when it exceeds a policy limit (*approved*: an
+    approval was given; one that names categories leaves the others' changes out afterwards, see
+    :func:`~provisioner.plan.policy.leave_out_unapproved`). Expiry and the policy verdict are
+    derived again here, never taken from the header: the plan is returned with its header's
+    expiry and blocks replaced by what was derived (a block the file names stays)."""
     header = plan.header
     problems = []
     if header.config_hash != config_hash:
@@ -150,21 +159,41 @@ def verify_plan_file(
             schools=header.account_schools,
             persons=header.persons,
             last_persons=last_persons,
+            managed_groups=int(header.managed_groups),
         )
     except (TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"refusing the plan: its header is damaged ({exc})") from None
     blocked = _union(header.blocked, recheck.blocked)
-    policy_blocked = _union(header.policy_blocked, recheck.policy_blocked)
+    policy_blocks = _merge(header.every_policy_block(), recheck.policy_blocks)
     if blocked:
         problems.append("the plan is blocked: " + "; ".join(blocked))
-    if policy_blocked and not approved:
-        problems.append("the plan exceeds policy limits: " + "; ".join(policy_blocked))
+    if policy_blocks and not approved:
+        commands = ", ".join(dict.fromkeys(approve_command([b.category]) for b in policy_blocks))
+        problems.append(
+            "the plan exceeds policy limits: "
+            + "; ".join(b.message for b in policy_blocks)
+            + f" (approve a category with {commands}, or everything with {APPROVE_ALL})"
+        )
     if problems:
         raise ConfigError("refusing the plan: " + "; ".join(problems))
     derived = replace(
-        header, expires=expires.isoformat(), blocked=blocked, policy_blocked=policy_blocked
+        header,
+        expires=expires.isoformat(),
+        blocked=blocked,
+        policy_blocked=[b.message for b in policy_blocks],
+        policy_blocks=[b for b in policy_blocks if b.category],
     )
     return Plan(derived, plan.changes, plan.observations)
+
+
+def _merge(first: list[PolicyBlock], second: list[PolicyBlock]) -> list[PolicyBlock]:
+    """Both lists, each message once, in order; a block named without a category takes the
+    category the same message has when derived again."""
+    merged: dict[str, PolicyBlock] = {}
+    for block in (*first, *second):
+        if block.message not in merged or not merged[block.message].category:
+            merged[block.message] = block
+    return list(merged.values())
 
 
 def _union(first: list[str], second: list[str]) -> list[str]:

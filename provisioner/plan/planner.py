@@ -18,7 +18,7 @@ from provisioner.plan.diff import carry_over, diff
 from provisioner.plan.lifecycle import LifecycleConfig, apply_lifecycle
 from provisioner.plan.model import Action, Change, Kind, Observations, Plan, PlanHeader
 from provisioner.plan.planfile import PLAN_VALID_FOR, now
-from provisioner.plan.policy import PolicyConfig, apply_policy, check_drop, held_blocks
+from provisioner.plan.policy import PolicyConfig, apply_policy, drop_blocks, held_blocks
 from provisioner.sources.base import Block
 
 
@@ -125,12 +125,13 @@ def make_plan(
         day=today,
         schools=schools,
         managed_per_school=managed_per_school,
+        managed_groups=len(observed.groups),
     )
     persons: dict[str, int] = {}
     # A held person is still in the source: counted, so that holds never look like a drop.
     for account in (*desired.accounts.values(), *desired.held):
         persons[account.school] = persons.get(account.school, 0) + 1
-    drops = check_drop(persons, memory.last_persons, rules.policy.max_drop)
+    drops = drop_blocks(persons, memory.last_persons, rules.policy.max_drop)
     held_ids = {(h.kind, h.key) for h in desired.held}
     nights = {
         person: (today - memory.held.get(person, today)).days + 1 for person in sorted(held_ids)
@@ -153,11 +154,13 @@ def make_plan(
         target=origin.target,
         source_as_of=today.isoformat(),
         blocked=blocked,
-        policy_blocked=[*drops, *verdict.blocked],
+        policy_blocked=[block.message for block in (*drops, *verdict.blocks)],
+        policy_blocks=[*drops, *verdict.blocks],
         persons=persons,
         school_counts=school_counts,
         managed_accounts=len(observed.accounts),
         managed_per_school=managed_per_school,
+        managed_groups=len(observed.groups),
         account_schools={
             c.key: schools[c.key]
             for c in verdict.changes

@@ -1,10 +1,14 @@
 """Policy: limits a plan must stay within before it may be applied, and when leavers wait.
 
-Thresholds block a plan whose number of disables, moves, renames or updates exceeds a count or a
-share of the managed accounts (``--approve REASON`` lets a person accept it, and the reason is
-kept in the run history). In the school-year transition window (by default 1 July – 31 August,
-when Informat moves pupils to the new year day by day) leaver actions wait: they are left out of
-the plan, with a note, instead of disabling pupils who simply have not been moved yet.
+Thresholds block a plan whose number of disables, moves, renames, updates or group deletes
+exceeds a count or a share of the managed accounts. Each block has a category (leavers, moves,
+renames, updates, groups, drop): ``--approve REASON`` accepts every block, ``--approve moves``
+only that category's, and the changes of the other blocked categories then wait for their own
+approval (:func:`leave_out_unapproved`). The approval is kept in the run history.
+
+In the school-year transition window (by default 1 July – 31 August, when Informat moves pupils
+to the new year day by day) leaver actions wait: they are left out of the plan, with a note,
+instead of disabling pupils who simply have not been moved yet.
 
 Held persons (a problem with one person's data) do not block the night, unless there are more of
 them in a school than ``max_held`` allows, or one has been held longer than ``max_held_days``:
@@ -14,13 +18,15 @@ then the plan is blocked (no approval lifts it) until someone corrects the data.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
+from provisioner.errors import ConfigError
 from provisioner.model import Hold
-from provisioner.plan.model import Action, Change, Kind
+from provisioner.plan.model import Action, Category, Change, Kind, Plan, PolicyBlock
 
 _LIMIT = re.compile(r"^(\d+(?:\.\d+)?)%$|^(\d+)$")
 _DAY = re.compile(r"^(\d{2})-(\d{2})$")
@@ -55,6 +61,8 @@ def _check_window(value: list[str]) -> list[str]:
 class PolicyConfig:
     max_disable: str = field(default="5%", metadata={"check": _check_limit})
     max_delete: str = field(default="25", metadata={"check": _check_limit})
+    max_delete_groups: str = field(default="10", metadata={"check": _check_limit})
+    """Group deletes in one plan (a count, or a share of the managed groups)."""
     max_move: str = field(default="25%", metadata={"check": _check_limit})
     max_rename: str = field(default="5%", metadata={"check": _check_limit})
     max_update: str = field(default="50%", metadata={"check": _check_limit})
@@ -94,12 +102,54 @@ def in_window(day: dt.date, window: list[str]) -> bool:
     return first <= this <= last if first <= last else this >= first or this <= last
 
 
+_LIMITS = (
+    (Action.DISABLE, Kind.ACCOUNT, "max_disable", Category.LEAVERS),
+    (Action.DELETE, Kind.ACCOUNT, "max_delete", Category.LEAVERS),
+    (Action.MOVE, Kind.ACCOUNT, "max_move", Category.MOVES),
+    (Action.RENAME, Kind.ACCOUNT, "max_rename", Category.RENAMES),
+    (Action.UPDATE, Kind.ACCOUNT, "max_update", Category.UPDATES),
+    (Action.DELETE_GROUP, Kind.GROUP, "max_delete_groups", Category.GROUPS),
+)
+"""Which changes each limit counts, and the category that approves them."""
+
+APPROVE_ALL = "--approve REASON"
+
+
+def approve_command(categories: Iterable[str]) -> str:
+    """The option that lets *categories* through, e.g. ``--approve leavers,drop``."""
+    words = sorted(set(categories), key=_CATEGORY_ORDER.get)
+    return f"--approve {','.join(words)}" if all(words) and words else APPROVE_ALL
+
+
+_CATEGORY_ORDER: dict[str, int] = {str(c): i for i, c in enumerate(Category)}
+
+
+def leavers_of(changes: Iterable[Change]) -> set[str]:
+    """Anchors of the accounts this plan disables or deletes."""
+    return {c.key for c in changes if c.kind is Kind.ACCOUNT and c.action.is_leaver}
+
+
+def category_of(change: Change, leavers: Collection[str]) -> Category | None:
+    """The limit category a change counts in, or None. A leaver's move (to the disabled-accounts
+    OU) is part of leaving, not a class move: it counts and waits with the disable."""
+    if change.kind is Kind.ACCOUNT and change.action is Action.MOVE and change.key in leavers:
+        return Category.LEAVERS
+    for action, kind, _setting, category in _LIMITS:
+        if change.action is action and change.kind is kind:
+            return category
+    return None
+
+
 @dataclass
 class Verdict:
     changes: list[Change]
-    blocked: list[str] = field(default_factory=list)
-    """Limits exceeded: ``--approve REASON`` accepts them."""
+    blocks: list[PolicyBlock] = field(default_factory=list)
+    """Limits exceeded: ``--approve REASON`` accepts them all, ``--approve CATEGORY`` its own."""
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def blocked(self) -> list[str]:
+        return [block.message for block in self.blocks]
 
 
 def apply_policy(
@@ -110,9 +160,11 @@ def apply_policy(
     day: dt.date,
     schools: Mapping[str, str] | None = None,
     managed_per_school: Mapping[str, int] | None = None,
+    managed_groups: int = 0,
 ) -> Verdict:
     """Hold back leaver actions in the transition window; block what exceeds the limits, over
-    all managed accounts and per school (*schools* maps an account's anchor to its school)."""
+    all managed accounts and per school (*schools* maps an account's anchor to its school), and
+    group deletes over the managed groups."""
     kept = changes
     notes = []
     if in_window(day, policy.freeze_leavers):
@@ -126,15 +178,23 @@ def apply_policy(
                 "pupils to the new year gradually"
             )
     schools = schools or {}
-    blocked = []
-    for action, setting in (
-        (Action.DISABLE, policy.max_disable),
-        (Action.DELETE, policy.max_delete),
-        (Action.MOVE, policy.max_move),
-        (Action.RENAME, policy.max_rename),
-        (Action.UPDATE, policy.max_update),
-    ):
-        hits = [c for c in kept if c.action is action and c.kind is Kind.ACCOUNT]
+    leavers = leavers_of(kept)
+    blocks = []
+    for action, kind, name, category in _LIMITS:
+        setting = getattr(policy, name)
+        hits = [c for c in kept if c.action is action and category_of(c, leavers) is category]
+        if kind is Kind.GROUP:
+            count, allowed = len(hits), limit_of(setting, managed_groups)
+            if count > allowed:
+                blocks.append(
+                    PolicyBlock(
+                        category,
+                        f"{count} group deletes exceed {name} {setting} (at most {allowed} of "
+                        f"{managed_groups} managed groups); if this is right, apply with "
+                        "--approve REASON",
+                    )
+                )
+            continue
         scopes = [("", len(hits), managed_accounts)]
         for school, managed in sorted((managed_per_school or {}).items()):
             scopes.append((school, sum(schools.get(c.key) == school for c in hits), managed))
@@ -142,22 +202,30 @@ def apply_policy(
             allowed = limit_of(setting, managed)
             if count > allowed:
                 where = f"school {school}: " if school else ""
-                blocked.append(
-                    f"{where}{count} account {action}s exceed max_{action} {setting} (at most "
-                    f"{allowed} of {managed} managed accounts); if this is right, apply with "
-                    "--approve REASON"
+                blocks.append(
+                    PolicyBlock(
+                        category,
+                        f"{where}{count} account {action}s exceed {name} {setting} (at most "
+                        f"{allowed} of {managed} managed accounts); if this is right, apply "
+                        f"with --approve REASON",
+                        school or None,
+                    )
                 )
-    return Verdict(kept, blocked, notes)
+    return Verdict(kept, blocks, notes)
 
 
 @dataclass
 class Recheck:
     """A saved plan's verdict derived again from its own changes at apply time."""
 
-    policy_blocked: list[str]
-    """Limits exceeded: ``--approve REASON`` accepts them."""
+    policy_blocks: list[PolicyBlock]
+    """Limits exceeded: ``--approve REASON`` accepts them all, ``--approve CATEGORY`` its own."""
     blocked: list[str]
     """What no approval lifts: changes the planner would never have made."""
+
+    @property
+    def policy_blocked(self) -> list[str]:
+        return [block.message for block in self.policy_blocks]
 
 
 def recheck_policy(
@@ -170,11 +238,12 @@ def recheck_policy(
     schools: Mapping[str, str],
     persons: Mapping[str, int],
     last_persons: tuple[str, Mapping[str, int]] | None,
+    managed_groups: int = 0,
 ) -> Recheck:
     """The planner's verdict once more, for a saved plan: the counts come from the plan's
     changes, the limits from the current configuration, the population (accounts in the managed
-    scope, per school; each changed account's school; persons per school) from the plan's sealed
-    header, and the last successful run from the state store as it is now."""
+    scope, per school; each changed account's school; persons per school; managed groups) from
+    the plan's sealed header, and the last successful run from the state store as it is now."""
     verdict = apply_policy(
         changes,
         policy,
@@ -182,6 +251,7 @@ def recheck_policy(
         day=day,
         schools=schools,
         managed_per_school=managed_per_school,
+        managed_groups=managed_groups,
     )
     blocked = []
     held = len(changes) - len(verdict.changes)
@@ -192,7 +262,7 @@ def recheck_policy(
             "window, where the planner never proposes them: make a new plan"
         )
     return Recheck(
-        policy_blocked=[*check_drop(persons, last_persons, policy.max_drop), *verdict.blocked],
+        policy_blocks=[*drop_blocks(persons, last_persons, policy.max_drop), *verdict.blocks],
         blocked=blocked,
     )
 
@@ -200,22 +270,203 @@ def recheck_policy(
 def check_drop(
     persons: Mapping[str, int], last: tuple[str, Mapping[str, int]] | None, max_drop: str
 ) -> list[str]:
+    """The messages of :func:`drop_blocks`."""
+    return [block.message for block in drop_blocks(persons, last, max_drop)]
+
+
+def drop_blocks(
+    persons: Mapping[str, int], last: tuple[str, Mapping[str, int]] | None, max_drop: str
+) -> list[PolicyBlock]:
     """Schools whose number of persons fell more than allowed since the last successful run:
     a school losing a third of its pupils overnight is far more often a source problem."""
     if last is None:
         return []
     when, before = last
-    blocked = []
+    blocks = []
     for school, was in sorted(before.items()):
         now = persons.get(school, 0)
         allowed = limit_of(max_drop, was)
         if was - now > allowed:
-            blocked.append(
-                f"school {school} has {now} persons, {was - now} fewer than the {was} of the last "
-                f"successful run ({when}), more than max_drop {max_drop} allows ({allowed}); if "
-                "this is right, apply with --approve REASON"
+            blocks.append(
+                PolicyBlock(
+                    Category.DROP,
+                    f"school {school} has {now} persons, {was - now} fewer than the {was} of the "
+                    f"last successful run ({when}), more than max_drop {max_drop} allows "
+                    f"({allowed}); if this is right, apply with --approve REASON",
+                    school,
+                )
             )
-    return blocked
+    return blocks
+
+
+# -- approvals in steps ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Approval:
+    """What ``apply --approve`` accepts: every policy block (*categories* None: the value was a
+    reason), or only the blocks of the named categories."""
+
+    reason: str | None
+    categories: frozenset[Category] | None = None
+
+    def approves(self, category: str) -> bool:
+        return self.categories is None or category in self.categories
+
+    def describe(self) -> str:
+        """For people: what was approved, and why."""
+        what = "everything" if self.categories is None else approve_command(self.categories)[10:]
+        return f"{what} ({self.reason})" if self.reason else what
+
+
+_SINGULAR = {str(c).removesuffix("s"): c for c in Category if str(c).endswith("s")}
+
+
+def parse_approval(value: str | None, reason: str | None = None) -> Approval | None:
+    """``--approve`` (and ``--reason``) as typed. A value made only of category words (``moves``,
+    ``moves,renames``; any case, singular too) is a selection; anything else is a reason that
+    approves everything. A word that looks like a category but is none is refused rather than
+    taken as a reason: ``--approve leaver,moves`` must never approve more than was meant."""
+    if value is None:
+        if reason is not None:
+            raise ConfigError("--reason goes with --approve CATEGORY, e.g. --approve moves")
+        return None
+    text = value.strip()
+    if not text:
+        raise ConfigError(
+            '--approve needs a reason (--approve "end of the school year") or the categories '
+            f"to approve ({', '.join(Category)})"
+        )
+    words = [w.strip().casefold() for w in text.replace(";", ",").split(",")]
+    looks_like_words = all(w and " " not in w for w in words)
+    if looks_like_words:
+        chosen, unknown = set(), []
+        for word in words:
+            category = _SINGULAR.get(word) or (word in set(Category) and Category(word)) or None
+            if category:
+                chosen.add(category)
+            else:
+                unknown.append(word)
+        if not unknown:
+            given = reason.strip() if reason and reason.strip() else None
+            return Approval(given, frozenset(chosen))
+        names = [*Category, *_SINGULAR]
+        close = {w: difflib.get_close_matches(w, names, n=1, cutoff=0.75) for w in unknown}
+        if chosen or any(close.values()):
+            hints = "; ".join(
+                f"{w!r} is not a category" + (f" (did you mean {c[0]!r}?)" if c else "")
+                for w, c in close.items()
+            )
+            raise ConfigError(
+                f"--approve {value}: {hints}. Categories: {', '.join(Category)}; to approve "
+                'everything, give a reason in words: --approve "end of the school year"'
+            )
+    if reason is not None:
+        raise ConfigError(
+            f"--approve {value!r} is a reason that approves everything; --reason goes with "
+            '--approve CATEGORY (e.g. --approve moves --reason "new classes")'
+        )
+    return Approval(text)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Changes left out of a run until their categories are approved."""
+
+    categories: tuple[str, ...]
+    """The unapproved categories that hold them back (all must be approved)."""
+    counts: dict[str, int]
+    """Action → how many changes wait."""
+
+    def describe(self, command: str = "provisioner apply") -> str:
+        what = ", ".join(f"{n} {_noun(action, n)}" for action, n in self.counts.items())
+        return f"waiting for approval: {what} ({command} {approve_command(self.categories)})"
+
+
+def _noun(action: str, count: int) -> str:
+    title = Action(action).title  # "accounts to disable"
+    return title if count != 1 else title.replace("accounts", "account").replace("groups", "group")
+
+
+@dataclass
+class Selection:
+    """A plan with what an approval does not cover left out."""
+
+    plan: Plan
+    """The same header and observations, only the changes that may be applied in this run."""
+    waiting: list[Waiting]
+    left_out: dict[str, dict[str, int]]
+    """Per unapproved category: action → changes left out (a change held back by two categories
+    counts in both)."""
+    approved: list[PolicyBlock]
+    """The blocks this approval overrides."""
+
+
+def leave_out_unapproved(plan: Plan, approval: Approval | None) -> Selection:
+    """The changes of *plan* that *approval* lets through, with the rest waiting.
+
+    A change waits when it belongs to a blocked category the approval does not name: a limit's
+    changes by their category (:func:`category_of`); a school's drop holds back the leaver
+    changes of that school (and of accounts whose school is unknown). A leaver's move to the
+    disabled-accounts OU waits with the disable: the account stays where it is, enabled, until
+    the leavers are approved. Nothing else in a plan depends on a change of these categories:
+    targets find objects by their id and members by anchor, and no OU or group is ever left
+    out. Only leaving out is possible here, never adding or altering a change."""
+    blocks = plan.header.every_policy_block()
+    unapproved = [b for b in blocks if approval is None or not approval.approves(b.category)]
+    approved = [b for b in blocks if b not in unapproved]
+    if any(not b.category for b in unapproved):
+        unnamed = "; ".join(b.message for b in unapproved if not b.category)
+        raise ConfigError(
+            f"the plan names a policy block without a category ({unnamed}): a selection cannot "
+            f"tell which changes it is about; approve everything with {APPROVE_ALL} or make a "
+            "new plan"
+        )
+    if not unapproved:
+        return Selection(plan, [], {}, approved)
+    limits = {b.category for b in unapproved if b.category != Category.DROP}
+    dropped = {b.school for b in unapproved if b.category == Category.DROP}
+    leavers = leavers_of(plan.changes)
+    schools = plan.header.account_schools
+    kept: list[Change] = []
+    waiting: dict[tuple[str, ...], dict[str, int]] = {}
+    left_out: dict[str, dict[str, int]] = {}
+    for change in plan.changes:
+        category = category_of(change, leavers)
+        holding = set()
+        if category in limits:
+            holding.add(str(category))
+        if dropped and category is Category.LEAVERS:
+            school = schools.get(change.key)
+            if school is None or school in dropped or None in dropped:
+                holding.add(str(Category.DROP))
+        if not holding:
+            kept.append(change)
+            continue
+        key = tuple(sorted(holding, key=_CATEGORY_ORDER.get))
+        counts = waiting.setdefault(key, {})
+        counts[change.action] = counts.get(change.action, 0) + 1
+        for name in key:
+            per = left_out.setdefault(name, {})
+            per[change.action] = per.get(change.action, 0) + 1
+    lists = [Waiting(key, counts) for key, counts in waiting.items()]
+    return Selection(replace(plan, changes=kept), lists, left_out, approved)
+
+
+def describe_blocks(
+    blocks: Sequence[PolicyBlock], command: str = "provisioner apply"
+) -> list[tuple[str, str, list[str]]]:
+    """The blocks grouped by category, in the categories' order: (category, the command that
+    approves it, the messages)."""
+    grouped: dict[str, list[str]] = {}
+    for block in blocks:
+        grouped.setdefault(block.category, []).append(block.message)
+    return [
+        (category or "(no category)", f"{command} {approve_command([category])}", messages)
+        for category, messages in sorted(
+            grouped.items(), key=lambda item: _CATEGORY_ORDER.get(item[0], len(_CATEGORY_ORDER))
+        )
+    ]
 
 
 def held_blocks(
