@@ -29,7 +29,8 @@ from provisioner.passwords import (
     generate,
     handout_group,
 )
-from provisioner.plan.model import Action, Change, Kind, Plan
+from provisioner.plan.model import Action, Category, Change, Kind, Plan
+from provisioner.plan.policy import Approval, Selection
 from provisioner.state import StateStore
 from provisioner.targets.base import Result, Target
 
@@ -57,12 +58,17 @@ def apply_plan(
     *,
     strict: bool = False,
     passwords: PasswordConfig | None = None,
-    approval: str | None = None,
+    approval: Approval | str | None = None,
+    selection: Selection | None = None,
     sheets: Path | None = None,
     when: dt.datetime | None = None,
 ) -> Outcome:
     """Apply the plan and keep the run in the history (also when it fails half-way). New
-    accounts' passwords go on sheets in the directory *sheets* (see :func:`apply_changes`)."""
+    accounts' passwords go on sheets in the directory *sheets* (see :func:`apply_changes`).
+
+    *selection* is what :func:`~provisioner.plan.policy.leave_out_unapproved` made of the plan
+    for *approval*: the history keeps what was approved, why, and what waits per category, so
+    that each step of an approval in steps can be traced."""
     run = store.start_run("apply")
     try:
         outcome = apply_changes(
@@ -75,12 +81,33 @@ def apply_plan(
         status: sum(r.status == status for r in outcome.results)
         for status in ("applied", "skipped", "failed")
     }
-    if not outcome.failed:
+    applied: dict[str, int] = {}
+    for result in outcome.results:
+        if result.status == "applied":
+            applied[result.change.action] = applied.get(result.change.action, 0) + 1
+    summary["actions"] = applied
+    if isinstance(approval, str):
+        approval = Approval(approval)
+    unapproved = selection.unapproved if selection is not None else []
+    # A drop not approved stays visible: the next run compares against the last baseline.
+    if not outcome.failed and not any(b.category == Category.DROP for b in unapproved):
         summary["persons"] = plan.header.persons  # what the next run compares against
-    if approval and plan.header.policy_blocked:
+    overridden = (
+        [b.message for b in selection.approved]
+        if selection is not None
+        else plan.header.policy_blocked
+    )
+    if approval is not None and overridden:
         # The approval and what it overrode stay in the run history. For a saved plan these are
         # the blocks verify_plan_file derived again from its changes, never the file's own list.
-        summary["approved"] = {"reason": approval, "overrides": plan.header.policy_blocked}
+        summary["approved"] = {
+            "reason": approval.reason,
+            "categories": "all" if approval.categories is None else sorted(approval.categories),
+            "overrides": overridden,
+        }
+    if selection is not None and selection.waiting:
+        summary["waiting"] = selection.left_out
+        summary["waiting_for"] = [w.describe() for w in selection.waiting]
     outcome.summary = summary
     store.finish_run(run, "failed" if outcome.failed else "ok", summary)
     return outcome

@@ -42,10 +42,11 @@ from provisioner.pipeline import (
 )
 from provisioner.plan.model import Plan
 from provisioner.plan.planfile import now, plan_to_json
+from provisioner.plan.policy import Approval, Selection, leave_out_unapproved, parse_approval
 from provisioner.report.adoption import adoption_report, render_adoption_report
 from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
-from provisioner.report.plan import render_held, render_plan, render_results
+from provisioner.report.plan import render_approval, render_held, render_plan, render_results
 from provisioner.sources.base import Progress, SourceRead
 from provisioner.sources.problems import problem_warnings
 from provisioner.state import StateStore
@@ -151,10 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--json", action="store_true", help="print the plan and results as JSON")
     apply.add_argument(
         "--approve",
-        metavar="REASON",
-        help="accept a plan that exceeds the policy limits (as derived again from a saved plan's "
-        "changes, whatever its header says); the reason and the limits it overrides are kept in "
-        "the run history",
+        metavar="WHAT",
+        help="accept policy blocks (as derived again from a saved plan's changes, whatever its "
+        "header says). Category words, alone or joined by commas (leavers, moves, renames, "
+        "updates, groups, drop; e.g. --approve moves or --approve moves,renames), accept only "
+        "those categories: the changes of every other blocked category are left out of this run "
+        "and wait for their own approval. Anything else is a reason that accepts every block "
+        '(--approve "end of the school year"). What was approved, why, and what waits are kept '
+        "in the run history",
+    )
+    apply.add_argument(
+        "--reason",
+        metavar="TEXT",
+        help="why the categories named with --approve are accepted, for the run history",
     )
     apply.set_defaults(handler=run_apply)
 
@@ -374,24 +384,28 @@ def run_apply(args: argparse.Namespace, config: Config) -> int:
 
 
 def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
+    approval = parse_approval(args.approve, args.reason)  # a typo is refused before any work
+    command = f"provisioner apply --config {args.config}"
     if args.plan:
-        plan = verify_saved_plan(args.plan, prepared, target, approved=bool(args.approve))
+        plan = verify_saved_plan(args.plan, prepared, target, approved=approval is not None)
     else:
         plan = _make_plan(prepared, target)
-        if plan.header.blocked or (plan.header.policy_blocked and not args.approve):
-            print(render_plan(plan))
+        if plan.header.blocked or (plan.header.policy_blocked and approval is None):
+            print(render_plan(plan, command=command))
             if args.report:
-                write_report(args.report, render_html(plan))
+                write_report(args.report, render_html(plan, command=command))
             return 2
+    selection = leave_out_unapproved(plan, approval)
     assert prepared.config.state is not None
     with StateStore(prepared.config.state) as store:
         outcome = apply_plan(
-            plan,
+            selection.plan,
             target,
             store,
             strict=args.strict,
             passwords=prepared.config.passwords,
-            approval=args.approve,
+            approval=approval,
+            selection=selection,
             sheets=prepared.config.sheets_dir,
             when=now(),
         )
@@ -407,7 +421,7 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
             )
     log.event("applied the plan", results=counts)
     if args.json:
-        data = plan_to_json(plan)
+        data = plan_to_json(selection.plan)  # the changes the results answer
         data["results"] = [
             {
                 "action": r.change.action,
@@ -419,13 +433,19 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
             }
             for r in results
         ]
+        data.update(_approval_json(approval, selection, command))
         print(json.dumps(data, indent=1, ensure_ascii=False))
     else:
         print(render_results(results))
+        if steps := render_approval(approval, selection, command=command):
+            print("\n" + steps)
         if held := render_held(plan):  # a nightly run says whom it left alone, and why
             print("\n" + held)
     if args.report:
-        write_report(args.report, render_html(plan, results))
+        write_report(
+            args.report,
+            render_html(plan, results, approval=approval, selection=selection, command=command),
+        )
     if outcome.sheets:
         where = ", ".join(map(str, outcome.sheets))
         unknown = sum(h.status == "unknown" for h in outcome.handouts)
@@ -439,7 +459,28 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
             f"Initial passwords of {len(outcome.handouts)} new account(s): {where}{note}",
             file=sys.stderr if args.json else sys.stdout,
         )
-    return 1 if outcome.failed else 0
+    # Changes waiting for an approval are changes pending: exit 2, as for a blocked plan.
+    return 1 if outcome.failed else 2 if selection.waiting else 0
+
+
+def _approval_json(approval: Approval | None, selection: Selection, command: str) -> dict[str, Any]:
+    """What ``apply --json`` adds beside the results: the approval and what waits."""
+    data: dict[str, Any] = {}
+    if approval is not None:
+        data["approval"] = {
+            "reason": approval.reason,
+            "categories": None if approval.categories is None else sorted(approval.categories),
+            "overrides": [b.message for b in selection.approved],
+        }
+    data["waiting"] = [
+        {
+            "categories": list(w.categories),
+            "counts": w.counts,
+            "message": w.describe(command),
+        }
+        for w in selection.waiting
+    ]
+    return data
 
 
 @holds_run_lock

@@ -400,6 +400,8 @@ class Selection:
     counts in both)."""
     approved: list[PolicyBlock]
     """The blocks this approval overrides."""
+    unapproved: list[PolicyBlock] = field(default_factory=list)
+    """The blocks it does not: their changes wait (a drop may hold back none yet still waits)."""
 
 
 def leave_out_unapproved(plan: Plan, approval: Approval | None) -> Selection:
@@ -423,7 +425,7 @@ def leave_out_unapproved(plan: Plan, approval: Approval | None) -> Selection:
             "new plan"
         )
     if not unapproved:
-        return Selection(plan, [], {}, approved)
+        return Selection(plan, [], {}, approved, [])
     limits = {b.category for b in unapproved if b.category != Category.DROP}
     dropped = {b.school for b in unapproved if b.category == Category.DROP}
     leavers = leavers_of(plan.changes)
@@ -450,7 +452,7 @@ def leave_out_unapproved(plan: Plan, approval: Approval | None) -> Selection:
             per = left_out.setdefault(name, {})
             per[change.action] = per.get(change.action, 0) + 1
     lists = [Waiting(key, counts) for key, counts in waiting.items()]
-    return Selection(replace(plan, changes=kept), lists, left_out, approved)
+    return Selection(replace(plan, changes=kept), lists, left_out, approved, unapproved)
 
 
 def describe_blocks(

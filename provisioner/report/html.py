@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from provisioner.files import write_private
 from provisioner.plan.model import Action, Change, Plan, Value
-from provisioner.report.plan import describe_hold
+from provisioner.plan.policy import Approval, Selection, describe_blocks
+from provisioner.report.plan import APPLY, approval_lines, describe_hold
 from provisioner.text import visible
 
 if TYPE_CHECKING:
@@ -63,7 +64,14 @@ def _change(change: Change) -> str:
     )
 
 
-def render_html(plan: Plan, results: Sequence[Result] | None = None) -> str:
+def render_html(
+    plan: Plan,
+    results: Sequence[Result] | None = None,
+    *,
+    approval: Approval | None = None,
+    selection: Selection | None = None,
+    command: str = APPLY,
+) -> str:
     header = plan.header
     title = "Apply report" if results is not None else "Plan"
     out = [
@@ -73,8 +81,21 @@ def render_html(plan: Plan, results: Sequence[Result] | None = None) -> str:
     ]
     for reason in header.blocked:
         out.append(f"<p class='blocked' id='blocked'>BLOCKED: {escape(reason)}</p>")
-    for reason in header.policy_blocked:
-        out.append(f"<p class='blocked'>BLOCKED by policy: {escape(reason)}</p>")
+    # After an apply only what its approval left waiting is still blocked; the rest is approved.
+    blocks = header.every_policy_block() if selection is None else selection.unapproved
+    for category, approve, messages in describe_blocks(blocks, command):
+        items = "".join(f"<li>{escape(message)}</li>" for message in messages)
+        out.append(
+            f"<div class='blocked' id='policy-{escape(category)}'><strong>BLOCKED by policy "
+            f"({escape(category)})</strong>: approve with <code>{escape(approve)}</code>"
+            f"<ul>{items}</ul></div>"
+        )
+    if results is not None and (steps := approval_lines(approval, selection, command)):
+        out.append(
+            "<div class='note' id='approval'>"
+            + "".join(f"<div>{escape(line)}</div>" for line in steps)
+            + "</div>"
+        )
     for note in header.warnings:
         out.append(f"<p class='note'>{escape(note)}</p>")
     if header.held:

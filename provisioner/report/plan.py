@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from provisioner.plan.model import Action, Change, Plan, Value
+from provisioner.plan.policy import Approval, Selection, describe_blocks
 from provisioner.text import visible
 
 if TYPE_CHECKING:
@@ -59,7 +60,25 @@ _HELD_SHOWN = 100
 """Held persons listed in the terminal; the JSON and HTML renderings list every one."""
 
 
-def render_plan(plan: Plan, *, details: bool = False) -> str:
+APPLY = "provisioner apply --config FILE"
+"""How the approving command starts when the configuration file is not known (a plan)."""
+
+
+def policy_section(plan: Plan, command: str = APPLY) -> list[str]:
+    """The policy blocks grouped by category, each with the command that approves it."""
+    out = []
+    for category, approve, messages in describe_blocks(plan.header.every_policy_block(), command):
+        out.append(f"BLOCKED by policy ({category}): approve with `{approve}`")
+        out += [f"  - {message}" for message in messages]
+    if out:
+        out.append(
+            f"  (or approve every category at once with `{command} --approve REASON`; a category "
+            "approved alone lets its changes through and leaves the others' waiting)"
+        )
+    return out
+
+
+def render_plan(plan: Plan, *, details: bool = False, command: str = APPLY) -> str:
     header = plan.header
     out = [
         f"Plan against {header.target}",
@@ -68,8 +87,7 @@ def render_plan(plan: Plan, *, details: bool = False) -> str:
     ]
     for reason in header.blocked:
         out.append(f"BLOCKED: {reason}")
-    for reason in header.policy_blocked:
-        out.append(f"BLOCKED by policy: {reason}")
+    out += policy_section(plan, command)
     for note in header.warnings:
         out.append(f"note: {note}")
     if header.blocked or header.policy_blocked or header.warnings:
@@ -117,6 +135,26 @@ def render_results(results: list[Result]) -> str:
     if counts["failed"]:
         out.append("Failed changes are tried again on the next run.")
     return _lines(out)
+
+
+def approval_lines(
+    approval: Approval | None, selection: Selection | None, command: str = APPLY
+) -> list[str]:
+    """What an apply's approval accepted, why, and what still waits (with its command)."""
+    out = []
+    if approval is not None and selection is not None and selection.approved:
+        out.append(f"Approved: {approval.describe()}")
+        out += [f"  - {block.message}" for block in selection.approved]
+    if selection is not None:
+        out += [waiting.describe(command) for waiting in selection.waiting]
+    return out
+
+
+def render_approval(
+    approval: Approval | None, selection: Selection | None, *, command: str = APPLY
+) -> str:
+    """The approval of an apply and what waits, or nothing."""
+    return _lines(approval_lines(approval, selection, command))
 
 
 def render_held(plan: Plan) -> str:
