@@ -350,7 +350,7 @@ def parse_approval(value: str | None, reason: str | None = None) -> Approval | N
         if not unknown:
             given = reason.strip() if reason and reason.strip() else None
             return Approval(given, frozenset(chosen))
-        names = [*Category, *_SINGULAR]
+        names = [str(category) for category in Category]
         close = {w: difflib.get_close_matches(w, names, n=1, cutoff=0.75) for w in unknown}
         if chosen or any(close.values()):
             hints = "; ".join(
