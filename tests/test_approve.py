@@ -181,6 +181,7 @@ def test_approving_moves_leaves_the_leavers_and_the_group_deletes_waiting():
         *(("disable", k) for k in LEAVERS),
         *(("move", k) for k in LEAVERS),
         ("delete_group", "klas-6B"),
+        ("create_ou", "Uitgeschakeld"),  # made when the first account goes into it
     }
     assert selection.left_out == {
         "leavers": {"disable": 3, "move": 3},
@@ -207,6 +208,7 @@ def test_approving_the_leavers_lets_their_moves_through_and_holds_the_class_move
     assert ("create_ou", "Uitgeschakeld") in kept
     assert ("delete_group", "klas-6B") in kept
     assert not {("move", k) for k in MOVERS} & kept
+    assert ("create_ou", "Leerlingen/2A") not in kept  # its pupils wait: so does the OU
     assert selection.left_out == {"moves": {"move": 4}}
 
 

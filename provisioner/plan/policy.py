@@ -413,7 +413,8 @@ def leave_out_unapproved(plan: Plan, approval: Approval | None) -> Selection:
     disabled-accounts OU waits with the disable: the account stays where it is, enabled, until
     the leavers are approved. Nothing else in a plan depends on a change of these categories:
     targets find objects by their id and members by anchor, and no OU or group is ever left
-    out. Only leaving out is possible here, never adding or altering a change."""
+    out (but an OU that only waiting changes would go into waits with them). Only leaving out is
+    possible here, never adding or altering a change."""
     blocks = plan.header.every_policy_block()
     unapproved = [b for b in blocks if approval is None or not approval.approves(b.category)]
     approved = [b for b in blocks if b not in unapproved]
@@ -451,8 +452,33 @@ def leave_out_unapproved(plan: Plan, approval: Approval | None) -> Selection:
         for name in key:
             per = left_out.setdefault(name, {})
             per[change.action] = per.get(change.action, 0) + 1
+    kept = _without_unused_ous(kept, [c for c in plan.changes if not any(c is k for k in kept)])
     lists = [Waiting(key, counts) for key, counts in waiting.items()]
     return Selection(replace(plan, changes=kept), lists, left_out, approved, unapproved)
+
+
+def _without_unused_ous(kept: list[Change], left_out: list[Change]) -> list[Change]:
+    """*kept* without the OUs made only for what waits (the disabled-accounts OU while the
+    leavers wait): no empty OU appears before its accounts; it comes with them."""
+
+    def places(changes: Iterable[Change]) -> set[tuple[str, ...]]:
+        paths = set()
+        for change in changes:
+            ou = change.after.get("ou")
+            if change.action is not Action.CREATE_OU and isinstance(ou, list):
+                paths |= {tuple(ou[:depth]) for depth in range(1, len(ou) + 1)}
+        return paths
+
+    needed, waiting = places(kept), places(left_out)
+    return [
+        c
+        for c in kept
+        if not (
+            c.action is Action.CREATE_OU
+            and isinstance(c.after.get("ou"), list)
+            and tuple(c.after["ou"]) in waiting - needed  # type: ignore[arg-type]
+        )
+    ]
 
 
 def describe_blocks(
