@@ -601,7 +601,8 @@ def test_mass_leavers_block_the_plan_until_a_person_approves(
         config = config_for(server.url)
         assert main(["apply", "--config", str(config)]) == 2
         out = capsys.readouterr().out
-        assert "BLOCKED by policy: " in out and "account disables exceed max_disable 5%" in out
+        assert "BLOCKED by policy (leavers): approve with" in out
+        assert "account disables exceed max_disable 5%" in out
         users = users_below(samba_dc, root)
         assert not any(int(u["userAccountControl"]) & 2 for u in users.values())  # nothing done
 
@@ -759,7 +760,8 @@ def test_a_sharp_drop_of_one_school_blocks_the_plan_and_changes_nothing(
         config.write_text(config.read_text().replace(informat_server.url, server.url))
         assert main(["apply", "--config", str(config)]) == 2
         out = capsys.readouterr().out
-        assert "BLOCKED by policy: school 030577 has" in out and "max_drop 20%" in out
+        assert "BLOCKED by policy (drop): approve with" in out
+        assert "  - school 030577 has" in out and "max_drop 20%" in out
         assert users_below(samba_dc, root) == before  # nothing changed in the directory
 
 

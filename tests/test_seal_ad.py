@@ -103,6 +103,7 @@ def test_a_lifted_policy_block_is_refused_and_the_sealed_plan_applies_with_appro
         plan_file.write_text(original, encoding="utf-8")
         plan = load_sealed_plan(plan_file, key_path(state))
         plan.header.policy_blocked = []
+        plan.header.policy_blocks = []
         save_plan(plan, plan_file, load_key(key_path(state), create=False))
         assert json.loads(plan_file.read_text())["header"]["policy_blocked"] == []
         refused(
@@ -115,4 +116,9 @@ def test_a_lifted_policy_block_is_refused_and_the_sealed_plan_applies_with_appro
         assert main(["apply", "--config", str(config), str(plan_file), "--approve", "leavers"]) == 0
         assert disabled(samba_dc, root) == leavers
         latest = runs(state)[0]
-        assert latest["summary"]["approved"] == {"reason": "leavers", "overrides": blocks}
+        # (``leavers`` is a category: it approves exactly the disables' blocks, and no reason)
+        assert latest["summary"]["approved"] == {
+            "reason": None,
+            "categories": ["leavers"],
+            "overrides": blocks,
+        }
