@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         "it was made from the same configuration and mappings for the same target and has not "
         "expired, and derive its policy blocks again from its changes; then apply exactly its "
         "changes, each after checking its precondition (a change that no longer fits is skipped "
-        "and reported). Without PLAN: make the plan now and apply it.",
+        "and reported). Without PLAN: make the plan now and apply it. Exit 0 when everything was "
+        "applied, 2 when the plan is blocked or changes wait for an approval (--approve), 1 on "
+        "an error or a failed change.",
     )
     apply.add_argument("--config", required=True, type=Path, metavar="FILE")
     apply.add_argument("plan", nargs="?", type=Path, metavar="PLAN")

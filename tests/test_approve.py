@@ -188,7 +188,8 @@ def test_approving_moves_leaves_the_leavers_and_the_group_deletes_waiting():
         "groups": {"delete_group": 1},
     }
     assert [w.describe() for w in selection.waiting] == [
-        "waiting for approval: 3 accounts to move, 3 accounts to disable (provisioner apply "
+        "waiting for approval: 3 accounts to move to the disabled-accounts OU, "
+        "3 accounts to disable (provisioner apply "
         "--approve leavers)",
         "waiting for approval: 1 group to delete (provisioner apply --approve groups)",
     ]
@@ -372,7 +373,8 @@ def test_moves_and_leavers_are_approved_in_two_steps_on_the_dc(
         assert code == 2, out  # changes wait for an approval
         assert "Approved: moves (new classes)" in out
         assert (
-            f"waiting for approval: 3 accounts to move, 3 accounts to disable (provisioner apply "
+            f"waiting for approval: 3 accounts to move to the disabled-accounts OU, "
+            f"3 accounts to disable (provisioner apply "
             f"--config {config} --approve leavers)" in out
         )
         users = users_below(samba_dc, root)

@@ -379,7 +379,12 @@ class Waiting:
     """Action → how many changes wait."""
 
     def describe(self, command: str = "provisioner apply") -> str:
-        what = ", ".join(f"{n} {_noun(action, n)}" for action, n in self.counts.items())
+        # Held back with the leavers, a move is one to the disabled-accounts OU.
+        where = " to the disabled-accounts OU" if Category.LEAVERS in self.categories else ""
+        what = ", ".join(
+            f"{n} {_noun(action, n)}{where if action == Action.MOVE else ''}"
+            for action, n in self.counts.items()
+        )
         return f"waiting for approval: {what} ({command} {approve_command(self.categories)})"
 
 
