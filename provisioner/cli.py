@@ -375,6 +375,7 @@ def _logged(plan: Plan) -> Plan:
 
 @holds_run_lock
 def run_apply(args: argparse.Namespace, config: Config) -> int:
+    parse_approval(args.approve, args.reason)  # a typo is refused before anything is read
     prepared = prepare_config(config)
     target = open_target(prepared, **args.seams)
     if target is None:

@@ -11,12 +11,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from provisioner.cli import main
 from provisioner.errors import ConfigError
 from provisioner.plan.lifecycle import LifecycleConfig
-from provisioner.plan.model import Category, Change, Plan, PlanHeader, PolicyBlock
+from provisioner.plan.model import (
+    Category,
+    Change,
+    Plan,
+    PlanFormatError,
+    PlanHeader,
+    PolicyBlock,
+)
 from provisioner.plan.planfile import load_sealed_plan, plan_to_json, save_plan, verify_plan_file
 from provisioner.plan.planner import Memory, Origin, Rules, make_plan
 from provisioner.plan.policy import (
@@ -37,6 +45,9 @@ from tests.test_ad import ad_env as ad_env  # a fixture: the DC tests below use 
 from tests.test_ad import users_below
 from tests.test_plan import account, desired, observed_from
 
+SCHEMA = json.loads(
+    (Path(__file__).parent.parent / "provisioner/schemas/plan.schema.json").read_text()
+)
 HASH = "b" * 64
 TARGET = "ldaps://dc.invalid OU=Provisioner,DC=school,DC=be"
 DAY = dt.date(2026, 9, 1)
@@ -84,6 +95,10 @@ def test_every_policy_block_names_its_category_and_a_leavers_move_counts_with_th
     document = plan_to_json(plan)
     assert document["header"]["policy_blocks"][0]["category"] in {"leavers", "moves", "groups"}
     assert PlanHeader(**document["header"]).policy_blocks == plan.header.policy_blocks
+    jsonschema.validate(json.loads(json.dumps(document)), SCHEMA)
+    document["header"]["policy_blocks"][0]["category"] = "everything"
+    with pytest.raises(PlanFormatError, match="unknown category 'everything'"):
+        PlanHeader(**document["header"])
 
 
 def test_group_deletes_have_their_own_limit_a_count_or_a_share_of_the_managed_groups():
@@ -161,6 +176,18 @@ def test_what_looks_like_a_category_but_is_none_is_refused_never_approves_all(
         parse_approval(typed, reason)
     assert message in str(caught.value)
     assert parse_approval(None) is None
+
+
+def test_a_mistyped_approval_is_refused_before_anything_is_read(tmp_path, capsys):
+    from tests.test_cli_mapping import sample_with_mappings
+
+    config = sample_with_mappings(tmp_path)  # no target: the approval is checked first
+    assert main(["apply", "--config", str(config), "--approve", "moves,leaverz"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --approve moves,leaverz: 'leaverz' is not a category")
+    assert "Traceback" not in err
+    assert main(["apply", "--config", str(config), "--reason", "why"]) == 1
+    assert "--reason goes with --approve CATEGORY" in capsys.readouterr().err
 
 
 # -- leaving out what is not approved ----------------------------------------------------------
@@ -396,6 +423,7 @@ def test_moves_and_leavers_are_approved_in_two_steps_on_the_dc(
         # Step 2, a week later: the leavers.
         assert main(["apply", "--config", str(config), "--approve", "leavers", "--json"]) == 0
         result = json.loads(capsys.readouterr().out)
+        jsonschema.validate(result, SCHEMA)
         assert result["approval"]["categories"] == ["leavers"]
         assert result["waiting"] == []
         users = users_below(samba_dc, root)
