@@ -30,7 +30,7 @@ from provisioner.passwords import (
     handout_group,
 )
 from provisioner.plan.model import Action, Category, Change, Kind, Plan
-from provisioner.plan.policy import Approval, Selection
+from provisioner.plan.policy import Approval, Selection, in_order
 from provisioner.state import StateStore
 from provisioner.targets.base import Result, Target
 
@@ -102,7 +102,7 @@ def apply_plan(
         # the blocks verify_plan_file derived again from its changes, never the file's own list.
         summary["approved"] = {
             "reason": approval.reason,
-            "categories": "all" if approval.categories is None else sorted(approval.categories),
+            "categories": "all" if approval.categories is None else in_order(approval.categories),
             "overrides": overridden,
         }
     if selection is not None and selection.waiting:

@@ -42,7 +42,13 @@ from provisioner.pipeline import (
 )
 from provisioner.plan.model import Plan
 from provisioner.plan.planfile import now, plan_to_json
-from provisioner.plan.policy import Approval, Selection, leave_out_unapproved, parse_approval
+from provisioner.plan.policy import (
+    Approval,
+    Selection,
+    in_order,
+    leave_out_unapproved,
+    parse_approval,
+)
 from provisioner.report.adoption import adoption_report, render_adoption_report
 from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
@@ -472,7 +478,7 @@ def _approval_json(approval: Approval | None, selection: Selection, command: str
     if approval is not None:
         data["approval"] = {
             "reason": approval.reason,
-            "categories": None if approval.categories is None else sorted(approval.categories),
+            "categories": None if approval.categories is None else in_order(approval.categories),
             "overrides": [b.message for b in selection.approved],
         }
     data["waiting"] = [

@@ -115,10 +115,16 @@ _LIMITS = (
 APPROVE_ALL = "--approve REASON"
 
 
+def in_order(categories: Iterable[str]) -> list[str]:
+    """Category words once each, in the order of :class:`Category` (unknown ones last)."""
+    return sorted({str(c) for c in categories}, key=lambda c: _CATEGORY_ORDER.get(c, len(Category)))
+
+
 def approve_command(categories: Iterable[str]) -> str:
-    """The option that lets *categories* through, e.g. ``--approve leavers,drop``."""
-    words = sorted(set(categories), key=_CATEGORY_ORDER.get)
-    return f"--approve {','.join(words)}" if all(words) and words else APPROVE_ALL
+    """The option that lets *categories* through, e.g. ``--approve leavers,drop``; for a block of
+    no category only an approval of everything will do."""
+    words = in_order(categories)
+    return f"--approve {','.join(words)}" if words and all(words) else APPROVE_ALL
 
 
 _CATEGORY_ORDER: dict[str, int] = {str(c): i for i, c in enumerate(Category)}
@@ -315,7 +321,7 @@ class Approval:
 
     def describe(self) -> str:
         """For people: what was approved, and why."""
-        what = "everything" if self.categories is None else approve_command(self.categories)[10:]
+        what = "everything" if self.categories is None else ",".join(in_order(self.categories))
         return f"{what} ({self.reason})" if self.reason else what
 
 
@@ -451,7 +457,7 @@ def leave_out_unapproved(plan: Plan, approval: Approval | None) -> Selection:
         if not holding:
             kept.append(change)
             continue
-        key = tuple(sorted(holding, key=_CATEGORY_ORDER.get))
+        key = tuple(in_order(holding))
         counts = waiting.setdefault(key, {})
         counts[change.action] = counts.get(change.action, 0) + 1
         for name in key:
@@ -497,7 +503,7 @@ def describe_blocks(
     return [
         (category or "(no category)", f"{command} {approve_command([category])}", messages)
         for category, messages in sorted(
-            grouped.items(), key=lambda item: _CATEGORY_ORDER.get(item[0], len(_CATEGORY_ORDER))
+            grouped.items(), key=lambda item: _CATEGORY_ORDER.get(item[0], len(Category))
         )
     ]
 
