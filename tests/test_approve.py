@@ -307,6 +307,69 @@ def test_a_saved_plan_is_rechecked_and_a_selection_leaves_out_what_the_changes_s
     assert selection.left_out["updates"] == {"update": 4}
 
 
+# -- the run history -----------------------------------------------------------------------------
+
+
+def test_the_run_history_keeps_each_step_and_a_waiting_drop_keeps_the_old_baseline(tmp_path):
+    from provisioner.apply import apply_plan
+    from tests.test_targets_base import Toy
+
+    class Directory(Toy):
+        """The in-memory directory of the target base's tests, applying a whole plan."""
+
+        def apply_all(self, changes, passwords):  # type: ignore[no-untyped-def]
+            for index, change in enumerate(changes):
+                yield self.run(change, passwords.get(index))
+
+    leaver = Change("disable", "account", "1", "dn-1", precondition={"id": "id-1", "enabled": True})
+    newcomer = Change(
+        "create", "account", "2", "dn-2", after={"username": "bo"}, precondition={"absent": True}
+    )
+    header = PlanHeader(
+        created="2026-09-01T02:00:00+00:00",
+        expires="2026-09-01T14:00:00+00:00",
+        config_hash=HASH,
+        mappings_hash=HASH,
+        source_hash=HASH,
+        target=TARGET,
+        source_as_of="2026-09-01",
+        policy_blocks=[
+            PolicyBlock(Category.LEAVERS, "1 account disables exceed max_disable 0"),
+            PolicyBlock(Category.DROP, "school 030569 has 5 persons, 3 fewer", "030569"),
+        ],
+        persons={"030569": 5},
+        account_schools={"1": "030569"},
+    )
+    plan = Plan(header, [newcomer, leaver])
+    with StateStore(tmp_path / "state.db") as store:
+        approval = parse_approval("leavers", "graduates")
+        selection = leave_out_unapproved(plan, approval)
+        apply_plan(selection.plan, Directory(), store, approval=approval, selection=selection)
+        first = store.runs()[0]["summary"]
+        assert first["approved"] == {
+            "reason": "graduates",
+            "categories": ["leavers"],
+            "overrides": ["1 account disables exceed max_disable 0"],
+        }
+        assert first["actions"] == {"create": 1}
+        assert first["waiting"] == {"drop": {"disable": 1}}
+        assert first["waiting_for"] == [
+            "waiting for approval: 1 account to disable (provisioner apply --approve drop)"
+        ]
+        assert "persons" not in first  # the drop waits: the next run compares with the old
+        assert store.last_successful_persons() is None
+
+        approval = parse_approval("the school confirmed the numbers")
+        selection = leave_out_unapproved(plan, approval)
+        apply_plan(selection.plan, Directory(), store, approval=approval, selection=selection)
+        second = store.runs()[0]["summary"]
+        assert second["approved"]["categories"] == "all"
+        assert second["approved"]["reason"] == "the school confirmed the numbers"
+        assert len(second["approved"]["overrides"]) == 2
+        assert second["actions"] == {"create": 1, "disable": 1}  # (a fresh in-memory directory)
+        assert "waiting" not in second and second["persons"] == {"030569": 5}
+
+
 # -- reports -----------------------------------------------------------------------------------
 
 

@@ -1,10 +1,10 @@
 """Policy: limits a plan must stay within before it may be applied, and when leavers wait.
 
 Thresholds block a plan whose number of disables, moves, renames, updates or group deletes
-exceeds a count or a share of the managed accounts. Each block has a category (leavers, moves,
-renames, updates, groups, drop): ``--approve REASON`` accepts every block, ``--approve moves``
-only that category's, and the changes of the other blocked categories then wait for their own
-approval (:func:`leave_out_unapproved`). The approval is kept in the run history.
+exceeds a count or a share of the managed accounts (or groups). Each block has a category
+(leavers, moves, renames, updates, groups, drop): ``--approve REASON`` accepts every block,
+``--approve moves`` only that category's, and the changes of the other blocked categories then
+wait for their own approval (:func:`leave_out_unapproved`). The approval is kept in the run history.
 
 In the school-year transition window (by default 1 July – 31 August, when Informat moves pupils
 to the new year day by day) leaver actions wait: they are left out of the plan, with a note,
