@@ -405,6 +405,14 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
                 write_report(args.report, render_html(plan, command=command))
             return 2
     selection = leave_out_unapproved(plan, approval)
+    if approval is not None and approval.categories is not None:
+        blocked = {b.category for b in plan.header.policy_blocks}
+        for category in in_order(approval.categories - blocked):
+            print(
+                f"note: --approve {category}: the plan has no {category} block, so there is "
+                "nothing to approve there",
+                file=sys.stderr,
+            )
     assert prepared.config.state is not None
     with StateStore(prepared.config.state) as store:
         outcome = apply_plan(
@@ -453,7 +461,9 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
     if args.report:
         write_report(
             args.report,
-            render_html(plan, results, approval=approval, selection=selection, command=command),
+            render_html(
+                selection.plan, results, approval=approval, selection=selection, command=command
+            ),
         )
     if outcome.sheets:
         where = ", ".join(map(str, outcome.sheets))

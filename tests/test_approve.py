@@ -526,9 +526,15 @@ def test_a_saved_plan_applies_in_steps_too_on_the_dc(
         saved = tmp_path / "september.json"
         assert main(["plan", "--config", str(config), "--out", str(saved)]) == 2
         capsys.readouterr()
-        assert main(["apply", "--config", str(config), str(saved), "--approve", "leavers"]) == 2
-        out = capsys.readouterr().out
+        report = tmp_path / "report.html"
+        step = ["--approve", "leavers,groups", "--report", str(report)]
+        assert main(["apply", "--config", str(config), str(saved), *step]) == 2
+        out, err = capsys.readouterr()
         assert "waiting for approval: 3 accounts to move (provisioner apply" in out
+        assert "note: --approve groups: the plan has no groups block" in err
+        html = report.read_text(encoding="utf-8")
+        assert "Approved: leavers" in html and "id='policy-moves'" in html
+        assert "id='policy-leavers'" not in html
         users = users_below(samba_dc, root)
         assert all(int(users[f"lln-{k}"]["userAccountControl"]) & 2 for k in gone)
         assert all(users[f"lln-{k}"]["dn"] == start[f"lln-{k}"]["dn"] for k in movers)
