@@ -208,6 +208,7 @@ def open_target(prepared: Prepared, **seams: Any) -> Target | None:
     target = _open_target(prepared.config.target, **seams)
     if target is not None:
         target.manage_attributes(*mapped_attributes(prepared))
+        target.archive_ou = tuple(prepared.config.lifecycle.archive_ou)
     return target
 
 
@@ -312,6 +313,9 @@ def compare(prepared: Prepared, read: SourceRead, target: Target | None) -> Comp
                 last_persons=store.last_successful_persons(),
                 ids={kind: store.anchor_ids(kind) for kind in ("account", "group")},
                 held=store.held_since(),
+                disabled=store.disabled_since(),
+                archived=store.archived_groups(),
+                deleted_groups=store.deleted_groups(),
             )
             issued_to, issued, own = (
                 store.issued_to(),
@@ -343,6 +347,7 @@ def plan_of(
         driving={a.spec.persons.source for a in prepared.compiled.accounts.values()},
         needs_owner=target is not None and target.has_owners and target.needs_owner,
         fallback_owner=target.fallback_owner if target is not None else None,
+        has_ous=target.has_ous if target is not None else True,
     )
     described = target.describe() if target is not None else EMPTY_TARGET
     origin = Origin(config_hash, mappings_hash, read.digest, read.as_of, described)
