@@ -279,7 +279,7 @@ def _recreated_groups(changes: Collection[Change], memory: Memory) -> list[str]:
         if key in memory.deleted_groups:
             what = f"was deleted on {memory.deleted_groups[key]}"
         elif key in known or key in memory.archived:
-            what = "existed before (the state store knows it) and is gone from the directory"
+            what = "is gone from the directory (the state store knew it)"
         else:
             continue
         notes.append(
