@@ -204,7 +204,7 @@ def test_an_archived_group_desired_again_is_restored_with_its_members():
     changes = by_key(plan)
     restore = changes[(Action.RESTORE_GROUP, "klas-6")]
     assert restore.after == {"ou": ["Groepen"]}
-    assert restore.before == {"archived": "", "ou": ["Archief"]}
+    assert restore.before == {"ou": ["Archief"]}
     assert restore.precondition.to_json() == {"id": "gid-klas-6", "ou": ["Archief"]}
     assert "restored from the archive" in restore.why[0]
     assert (Action.MOVE_GROUP, "klas-6") not in changes  # the restore moves it
@@ -229,6 +229,18 @@ def test_a_restore_without_ous_carries_the_attributes_the_mark_changed():
         "id": "gid-klas-1A",
         "attributes": {"cn": "(archief) klas-1A"},
     }
+
+
+def test_groups_the_mappings_place_in_the_archive_ou_are_not_taken_for_archived():
+    tonight = desired(account("1", "jan"), groups={"klas-1A": {"1"}})
+    directory = observed_from(tonight)
+    directory.groups[0].archived = ""  # the AD target's reading: it lies in the archive OU
+    plan = plan_on(JUNE, tonight, directory, lifecycle=LifecycleConfig(archive_ou=["groepen"]))
+    assert plan.changes == []  # no restore, night after night
+    assert any(
+        w.startswith("the mappings place group(s) klas-1A in groepen, the archive OU")
+        for w in plan.header.warnings
+    )
 
 
 @pytest.mark.parametrize(

@@ -431,7 +431,8 @@ def _restore(want: DesiredGroup, have: ObservedGroup) -> Change:
     """An archived group the source has again: back in its place, with its attributes as the
     mappings make them (the target also takes its archive marking away), in one change."""
     changed = _changed(want, have.attributes)
-    before: dict[str, Value] = {"archived": have.archived or ""}
+    # the day, where the directory shows it (AD: the state store knows it, the plan need not)
+    before: dict[str, Value] = {"archived": have.archived} if have.archived else {}
     after: dict[str, Value] = {n: want.attributes[n].value for n in changed}
     if want.ou != have.ou:
         before["ou"], after["ou"] = list(have.ou), list(want.ou)
@@ -445,7 +446,7 @@ def _restore(want: DesiredGroup, have: ObservedGroup) -> Change:
         after=after,
         why=(
             f"group {want.kind} {want.key} has members in the source again: restored from the "
-            f"archive (archived{since}), with its members",
+            f"archive{since}, with its members",
             *_attribute_reasons(want, changed),
         ),
         precondition=Precondition(

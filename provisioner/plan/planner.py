@@ -114,6 +114,7 @@ def make_plan(
         for a in observed.accounts
         if a.anchor and a.anchor not in desired.accounts and a.anchor not in kept
     ]
+    observed, misplaced = _not_archived_in_place(desired, observed, rules)
     # The school-year freeze is whole: besides their accounts (the policy holds those back),
     # leavers keep their group memberships, and no group is archived or deleted.
     frozen = in_window(today, rules.policy.freeze_leavers)
@@ -219,6 +220,7 @@ def make_plan(
             *verdict.notes,
             *owner_notes,
             *recreated,
+            *misplaced,
         ],
     )
     observations = Observations(
@@ -241,6 +243,32 @@ def make_plan(
         archived=groups.seen_archived,
     )
     return Plan(header, verdict.changes, observations)
+
+
+def _not_archived_in_place(
+    desired: DesiredState, observed: ObservedState, rules: Rules
+) -> tuple[ObservedState, list[str]]:
+    """A group the mappings themselves place in the archive OU is not archived (it would be
+    restored every night, in place): *observed* without that reading, and a warning."""
+    if not rules.has_ous:
+        return observed, []
+    archive = tuple(name.casefold() for name in rules.lifecycle.archive_ou)
+    placed = {
+        key
+        for key, group in desired.groups.items()
+        if tuple(name.casefold() for name in group.ou) == archive
+    }
+    if not placed:
+        return observed, []
+    groups = [
+        dataclasses.replace(g, archived=None) if g.key in placed else g for g in observed.groups
+    ]
+    where = "/".join(rules.lifecycle.archive_ou)
+    return dataclasses.replace(observed, groups=groups), [
+        f"the mappings place group(s) {', '.join(sorted(placed))} in {where}, the archive OU for "
+        "groups the source no longer has (lifecycle.archive_ou): choose another archive_ou or "
+        "another OU in the mappings, or archived and current groups cannot be told apart"
+    ]
 
 
 def _freeze_note(
