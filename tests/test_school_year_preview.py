@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.apply import apply_plan
 from provisioner.cli import main
 from provisioner.errors import ConfigError, SourceError
 from provisioner.model import (
@@ -22,6 +23,7 @@ from provisioner.model import (
     ObservedGroup,
     ObservedState,
 )
+from provisioner.pipeline import open_target, plan_for, prepare, read_for_mappings
 from provisioner.plan.model import Action, Change, Kind, Plan, PlanHeader
 from provisioner.report.transition import (
     render_transition,
@@ -31,6 +33,7 @@ from provisioner.report.transition import (
 from provisioner.sources.informat.operations import operation
 from provisioner.sources.informat.reader import read_source
 from provisioner.sources.informat.source import InformatSource
+from provisioner.state import StateStore
 from tests import test_ad, test_architecture
 from tests.conftest import informat_config, snapshot_config
 from tests.fakes.informat_server import InformatServer
@@ -43,6 +46,7 @@ from tests.test_architecture import write_people_config
 ad_env = test_ad.ad_env
 people_file_source = test_architecture.people_file_source
 
+JUNE = dt.date(2026, 6, 15)
 JULY = dt.date(2026, 7, 10)
 SEPTEMBER = dt.date(2026, 9, 1)
 
@@ -242,7 +246,7 @@ def write_config(
     *,
     target: str,
     schooljaar: str = "2025-26",
-    referentiedatum: str = "15-01-2026",
+    referentiedatum: str = "today",
 ) -> Path:
     """A configuration with the summer freeze stretched into September: the real plan of
     1 September keeps leavers waiting, the preview must not."""
@@ -307,13 +311,26 @@ def summary_of(changes: list[dict]) -> set[tuple[str, str, str]]:
 
 
 @pytest.fixture
-def first_year_applied(samba_dc, synthetic, ad_env, tmp_path, monkeypatch):
-    """2025-26 applied to a fresh managed OU; Informat serves both years as in July."""
+def first_year_applied(samba_dc, synthetic, ad_env, tmp_path):
+    """2025-26 applied in June to a fresh managed OU; then Informat serves both years as it
+    does in July (the graduates' registrations ended on 30 June)."""
     _config_for, root = ad_env  # the TEST_* passwords, and the OU removed afterwards
     following = next_school_year(synthetic)
+    with InformatServer(as_served_on(JUNE, synthetic, following)) as june:
+        config = write_config(tmp_path, june.url, target=ad_target(samba_dc, root))
+        # Through the pipeline: the source's day is a seam of prepare, not of apply's CLI.
+        prepared = prepare(config, today=JUNE)
+        target = open_target(prepared)
+        try:
+            plan = plan_for(prepared, read_for_mappings(prepared), target)
+            assert plan.header.source_as_of == JUNE.isoformat()
+            with StateStore(config.parent / "state.db") as store:
+                outcome = apply_plan(plan, target, store, sheets=config.parent / "sheets")
+        finally:
+            target.close()
+        assert not outcome.failed
     with InformatServer(as_served_on(JULY, synthetic, following)) as server:
         config = write_config(tmp_path, server.url, target=ad_target(samba_dc, root))
-        assert main(["apply", "--config", str(config)]) == 0
         yield config, root, server, following
 
 
@@ -355,6 +372,9 @@ def test_the_preview_writes_nothing_and_foresees_september(
     assert preview["header"]["source_as_of"] == "2026-09-01"
     assert "a preview of school year 2026-27" in preview["header"]["warnings"][0]
 
+    # Only the new year's classes are made: those of the old one exist already.
+    assert actions["create_group"] == {"klas-030569-OV4LOG"}
+
     # The summary first, per school by name, with the promotions grouped.
     transition = preview["transition"]
     school = next(s for s in transition["schools"] if s["school"] == "030569")
@@ -375,6 +395,8 @@ def test_the_preview_writes_nothing_and_foresees_september(
     assert text.startswith("School year 2026-27 previewed as of 2026-09-01")
     assert "Sint-Jozefscollege (030569)" in text
     assert f"    1A → 2LAT: {moved_from_1a}" in text
+    assert "groups to create: klas-030569-OV4LOG\n" in text
+    assert "from Personeel: 1" in text  # the staff member who left
     assert text.index("Approvals that night will need") < text.index("Plan against")
 
     # 1 September: the real plan of the new year (its freeze ended) does what the preview said.

@@ -88,7 +88,7 @@ def transition_summary(
             school = of(school_of.get(change.key, ALL_SCHOOLS))
             if change.action is Action.DISABLE:
                 account = have.get(change.key)
-                school.leaving[_place(account.ou) if account else ""] += 1
+                school.leaving[_place(account.ou, school.school) if account else ""] += 1
             elif change.action is Action.DELETE:
                 school.deleting += 1
             elif change.action is Action.MOVE and change.key not in disabled:
@@ -97,7 +97,7 @@ def transition_summary(
                 moved.add(change.key)
             elif change.action is Action.CREATE:
                 wanted = desired.accounts.get(change.key)
-                school.new[_place(wanted.ou) if wanted else ""] += 1
+                school.new[_place(wanted.ou, school.school) if wanted else ""] += 1
         elif change.kind is Kind.GROUP and str(change.action) in _GROUPS_GOING:
             group = groups_had.get(change.key)
             members = group.members if group else set()
@@ -121,9 +121,11 @@ def transition_summary(
     )
 
 
-def _place(ou: tuple[str, ...] | list[str] | None) -> str:
-    """Where an account is, in a word: the last step of its OU path (its class)."""
-    return ou[-1] if ou else ""
+def _place(ou: tuple[str, ...], school: str) -> str:
+    """Where an account is, in a word: the last step of its OU path (its class), or the one
+    before when the last is its school (``Personeel/030569`` → ``Personeel``)."""
+    steps = [step for step in ou if step != school]
+    return steps[-1] if steps else ""
 
 
 def _difference(before: Any, after: Any) -> tuple[str, str]:
