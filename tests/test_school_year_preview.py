@@ -164,7 +164,10 @@ def test_the_summary_counts_per_school_what_the_plan_does():
                 "pupils", "m3", "m3", ("Leerlingen", "030569", "3A"), {}, "030569"
             ),
         },
-        groups={"klas-1B": DesiredGroup("classes", "klas-1B", (), {}, {"n1"})},
+        groups={
+            "klas-1B": DesiredGroup("classes", "klas-1B", (), {}, {"n1"}),
+            "sport": DesiredGroup("clubs", "sport", (), {}, {"n1", "g1"}),  # two schools
+        },
     )
     observed = ObservedState(
         accounts=[
@@ -183,6 +186,7 @@ def test_the_summary_counts_per_school_what_the_plan_does():
         # the disabled-accounts OU is no class move
         Change(Action.MOVE, Kind.ACCOUNT, "g1", "x", {"ou": ["a"]}, {"ou": ["Uit dienst"]}),
         Change(Action.CREATE_GROUP, Kind.GROUP, "klas-1B", "x"),
+        Change(Action.CREATE_GROUP, Kind.GROUP, "sport", "x"),
         Change(Action.DELETE_GROUP, Kind.GROUP, "klas-6A", "x"),
     ]
     header = PlanHeader(
@@ -199,7 +203,8 @@ def test_the_summary_counts_per_school_what_the_plan_does():
     summary = transition_summary(
         Plan(header, changes), desired, observed, {"030569": "Sint-Jozefscollege"}
     )
-    first, second = summary.schools
+    first, second, every = summary.schools
+    assert (every.school, every.groups_new) == ("", ["sport"])
     assert (first.school, first.name, second.school, second.name) == (
         "030569",
         "Sint-Jozefscollege",
@@ -215,6 +220,7 @@ def test_the_summary_counts_per_school_what_the_plan_does():
     assert "accounts to disable: 3 (from 3B: 1, from 6A: 2)" in text
     assert "groups to archive or delete (their class is gone): klas-6A" in text
     assert "groups to create: klas-1B" in text
+    assert "All schools\n  groups to create: sport" in text
     assert "Approvals that night will need (1)" in text and "max_disable 5%" in text
     data = transition_to_json(summary)
     assert data["schools"][0]["moves"][0] == {"from": "1A", "to": "2A", "accounts": 2}

@@ -68,7 +68,7 @@ def transition_summary(
     school_names: Mapping[str, str] | None = None,
 ) -> Transition:
     """The plan's changes per school. An account's school is where the source has it, or
-    (for one that leaves) where it was; a group's is that of most of its members."""
+    (for one that leaves) where it was; a group's is its members' when they share one."""
     names = school_names or {}
     school_of: dict[str, str] = dict(plan.header.account_schools)
     school_of |= {anchor: account.school for anchor, account in desired.accounts.items()}
@@ -139,8 +139,10 @@ def _difference(before: Any, after: Any) -> tuple[str, str]:
 
 
 def _school_of_members(members: set[str], school_of: Mapping[str, str]) -> str:
-    counts = Counter(school_of[m] for m in members if m in school_of)
-    return counts.most_common(1)[0][0] if counts else ALL_SCHOOLS
+    """The one school of all the members (known), else none: a group of every school's staff
+    is shown apart."""
+    schools = {school_of[m] for m in members if m in school_of}
+    return schools.pop() if len(schools) == 1 else ALL_SCHOOLS
 
 
 def _group_changes(changes: list[Change]) -> dict[str, tuple[list[str], list[str]]]:
