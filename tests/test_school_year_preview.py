@@ -5,9 +5,11 @@ what the real plan of 1 September then proposes."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +36,7 @@ from provisioner.sources.informat.operations import operation
 from provisioner.sources.informat.reader import read_source
 from provisioner.sources.informat.source import InformatSource
 from provisioner.state import StateStore
-from tests import test_ad, test_architecture
+from tests import test_ad, test_architecture, test_entra
 from tests.conftest import informat_config, snapshot_config
 from tests.fakes.informat_server import InformatServer
 from tests.fakes.synthetic import as_served_on, next_school_year
@@ -422,3 +424,64 @@ def test_the_preview_writes_nothing_and_foresees_september(
     assert real["header"]["source_as_of"] == "2026-09-01"
     assert summary_of(real["changes"]) == summary_of(preview["changes"])
     assert real["header"]["policy_blocked"] == preview["header"]["policy_blocked"]
+
+
+# --- end to end on the Graph server ----------------------------------------------------------------
+graph_ca, clock, graph, entra_env = (
+    test_entra.graph_ca,
+    test_entra.clock,
+    test_entra.graph,
+    test_entra.entra_env,
+)
+
+
+def test_in_entra_the_class_changes_are_read_from_the_groups(
+    graph, clock, synthetic, entra_env, capsys
+):
+    """Entra ID has no OUs: nobody is moved; the summary reads the class changes from the
+    class groups, and the preview still foresees what 1 September plans."""
+    seams = {"sleep": clock.wait, "clock": clock}
+    following = next_school_year(synthetic)
+    with InformatServer(as_served_on(JUNE, synthetic, following)) as june:
+        config = entra_env(june.url)
+        assert main(["apply", "--config", str(config)], seams=seams) == 0
+    capsys.readouterr()
+    directory = copy.deepcopy((graph.users, graph.groups))
+    with InformatServer(as_served_on(JULY, synthetic, following)) as server:
+        config = entra_env(server.url)
+        files = files_of(config.parent)
+        argv = ["plan", "--config", str(config), "--schooljaar", "2026-27", "--json"]
+        assert main(argv, seams=seams, source_seams={"today": JULY}) == 2
+        preview = json.loads(capsys.readouterr().out)
+        assert files_of(config.parent) == files
+        assert (graph.users, graph.groups) == directory
+
+        school = next(s for s in preview["transition"]["schools"] if s["school"] == "030569")
+        moves = {(m["from"], m["to"]): m["accounts"] for m in school["moves"]}
+        continuing = {r["p_persoon"] for r in synthetic.rows["Lln"]}
+        into_2lat = sum(
+            r["_instelnr"] == "030569" and r["Klascode"] == "2LAT" and r["p_persoon"] in continuing
+            for r in following.rows["Lln"]
+        )
+        assert moves[("klas-030569-1A", "klas-030569-2LAT")] == into_2lat
+        assert not any(c["action"] == "move" for c in preview["changes"])
+
+        server.today = SEPTEMBER
+        september = config.read_text()
+        september = september.replace("schooljaar: 2025-26", "schooljaar: 2026-27")
+        september = re.sub(r"referentiedatum: .*", "referentiedatum: today", september)
+        config.write_text(september)
+        argv = ["plan", "--config", str(config), "--json"]
+        assert main(argv, seams=seams, source_seams={"today": SEPTEMBER}) == 2
+        real = json.loads(capsys.readouterr().out)
+    assert summary_of(real["changes"]) == summary_of(preview["changes"])
+    members = {
+        (c["action"], c["key"], json.dumps(sorted(c["after"].get("members") or [])))
+        for c in real["changes"]
+        if c["action"] == "add_member"
+    }
+    assert members == {
+        (c["action"], c["key"], json.dumps(sorted(c["after"].get("members") or [])))
+        for c in preview["changes"]
+        if c["action"] == "add_member"
+    }
