@@ -219,3 +219,36 @@ def test_a_default_year_not_among_those_served_is_refused(years):
     this, following = years
     with pytest.raises(ValueError, match="not among"):
         InformatServer({"2025-26": this, "2026-27": following}, schooljaar="2027-28")
+
+
+def test_hand_written_rows_without_subgroepen_move_up_too():
+    def lln(pid: str, klas: str, leerjaar: str) -> dict:
+        return {
+            "p_persoon": pid,
+            "Naam": "Peeters",
+            "Voornaam": f"Kind{pid}",
+            "Klascode": klas,
+            "Klasnaam": f"{klas} Klas",
+            "leerjaar": leerjaar,
+            "graad": str((int(leerjaar) + 1) // 2),
+            "voorlopig": "0",
+            "PInschrijving": f"9{pid}",
+            "begindatum": "2025-09-01",
+            "_instelnr": "030569",
+            "_van": "2025-09-01",
+            "_tot": None,
+        }
+
+    data = SyntheticData(
+        rows={"Lln": [lln("11", "1A", "1"), lln("22", "2A", "2"), lln("66", "6A", "6")]},
+        instelnrs=("030569",),
+    )
+    following = next_school_year(data, stoppers_per_school=0, newcomers_per_school=0)
+    classes = {r["p_persoon"]: r["Klascode"] for r in following.rows["Lln"]}
+    assert classes["11"] == "2A"  # the existing second grade
+    assert classes["22"] == "3A"  # a new class: no third grade yet
+    assert "66" not in classes
+    assert following.notable["graduates"] == "66"
+    assert following.notable["classes_new"] == "030569:3A"
+    assert [c for p, c in classes.items() if p not in ("11", "22")] == ["1A"] * 3
+    assert {r["Klascode"] for r in following.rows["Subgroepen"]} == {"1A", "2A", "3A"}

@@ -29,6 +29,11 @@ fake server uses it as its default today. The dated facts below hold for any ref
 that window. Change dates (``_gewijzigd``, ``Gewijzigd``) never lie after today, and a quarter
 of them fall in the six weeks before it.
 
+The next school year: :func:`next_school_year` makes it from a year's rows (pupils promoted,
+graduates gone, first-graders and newcomers, a class gone and one new, one staff member leaving
+and one joining), and :func:`as_served_on` what Informat serves of both years on a given day
+around the change (June, July-August, from 1 September).
+
 Notable facts (:attr:`SyntheticData.notable`, all values strings)
 ----------------------------------------------------------------
 Pupils (value: ``p_persoon``; all of them are registered in ``instelnrs[0]``):
@@ -1838,16 +1843,25 @@ class _NextYear:
         found: dict[tuple[str, str], _Class] = {}
         for row in self.data.rows["Lln"]:
             key = (row["_instelnr"], row.get("Klascode") or "")
-            if row.get("voorlopig") != "0" or not key[1] or key in found or key not in subs:
+            if row.get("voorlopig") != "0" or not key[1] or key in found:
                 continue
+            # Hand-written data may have no Subgroepen: the class row is made from Lln's.
+            sub = subs.get(key) or {
+                "Instelnr": key[0],
+                "Klas": row.get("Klasnaam", key[1]),
+                "Klascode": key[1],
+                "PKlas": row.get("PKlas", ""),
+                "Graad": row.get("graad", ""),
+                "Leerjaar": row.get("leerjaar", ""),
+            }
             found[key] = _Class(
                 key[0],
                 key[1],
                 int(row["leerjaar"]),
-                row["_hoofdstructuur"],
+                row.get("_hoofdstructuur", "311"),
                 row,
-                subs[key],
-                ins.get(row["PInschrijving"], {}),
+                sub,
+                ins.get(row.get("PInschrijving", ""), {}),
             )
         return found
 
