@@ -72,6 +72,25 @@ def prepare_config(config: Config, **source_seams: Any) -> Prepared:
     return Prepared(config, mappings, compiled, source, fields_to_fetch(compiled))
 
 
+def prepare_preview(config: Config, school_year: str, **source_seams: Any) -> Prepared:
+    """What ``plan --schooljaar`` plans with: the configured source, reading *school_year* as it
+    will stand on its first day (the source chooses the day; the read is dated by it), and the
+    configured policy without the leaver freeze, so that the preview shows what the first
+    night of that year will do, leavers included. Nothing here writes: a preview makes no plan
+    key and is never saved for apply."""
+    # Only the freeze goes: the limits stay, so the preview lists the approvals it will need.
+    policy = dataclasses.replace(config.policy, freeze_leavers=[])
+    prepared = prepare_config(dataclasses.replace(config, policy=policy), **source_seams)
+    for_school_year = getattr(prepared.source, "for_school_year", None)
+    if for_school_year is None:
+        raise ConfigError(
+            f"{prepared.source.describe()} cannot read another school year: plan --schooljaar "
+            "needs a source that can (Informat)"
+        )
+    source: Source = for_school_year(school_year)
+    return dataclasses.replace(prepared, source=source)
+
+
 def open_configured_source(config: Config, **seams: Any) -> Source:
     return open_source(config.source.kind, config.source.settings, **seams)
 
