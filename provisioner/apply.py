@@ -154,6 +154,7 @@ def apply_changes(
             pending = [handout(plan.changes[i], p, "pending") for i, p in initial.items()]
             escrow = HandoutSheets.begin(pending, sheets, when or _now())
     record_observations(plan, store)
+    day = dt.date.fromisoformat(plan.header.source_as_of)
     outcome = Outcome()
     answered: dict[int, Result] = {}
     try:
@@ -169,6 +170,8 @@ def apply_changes(
                 store.issue_values(given, current=True)
             if result.status == "applied" and (old := change.precondition.anchored) is not None:
                 store.move_anchor(old, change.key)  # carried over from its former anchor
+            if result.status == "applied":
+                record_lifecycle(change, store, day)
     except BaseException:
         if escrow is not None:
             _settle(escrow, plan.changes, initial, answered, finished=False)
@@ -285,7 +288,7 @@ def _now() -> dt.datetime:
 def record_observations(plan: Plan, store: StateStore) -> None:
     """What the source showed when the plan was made, in one transaction, dated by the plan's
     source day: leaver and hold clocks start and stop, kinds, schools and the directory's ids are
-    kept."""
+    kept, and the disable and archive days the directory showed where none was recorded."""
     seen = plan.observations
     day = dt.date.fromisoformat(plan.header.source_as_of)
     with store.transaction():
@@ -300,3 +303,23 @@ def record_observations(plan: Plan, store: StateStore) -> None:
         )
         for kind, ids in seen.ids.items():
             store.remember_anchors(kind, ids.items())
+        # Found disabled or archived without a recorded day: the grace counts from now on.
+        store.record_disabled(seen.disabled, day, seen=True)
+        store.record_archived(
+            {key: dt.date.fromisoformat(since) for key, since in seen.archived.items()}, seen=True
+        )
+
+
+def record_lifecycle(change: Change, store: StateStore, day: dt.date) -> None:
+    """What an applied change starts or ends in the lifecycles, dated by the plan's source day:
+    a disable starts the deletion grace of the account, an archive that of the group; a restore
+    or a group made anew ends it; a group deletion is remembered (a group made anew under its
+    key later is pointed out in the plan)."""
+    if change.action is Action.DISABLE:
+        store.record_disabled([change.key], day)
+    elif change.action is Action.ARCHIVE_GROUP:
+        store.record_archived({change.key: day})
+    elif change.action in (Action.RESTORE_GROUP, Action.CREATE_GROUP):
+        store.record_restored([change.key])
+    elif change.action is Action.DELETE_GROUP:
+        store.record_group_deleted(change.key, day)

@@ -34,6 +34,7 @@ from provisioner.pipeline import (
     plan_of,
     prepare,
     prepare_config,
+    prepare_preview,
     read_for_mappings,
     remembered_names,
     save_sealed_plan,
@@ -53,6 +54,12 @@ from provisioner.report.adoption import adoption_report, render_adoption_report
 from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
 from provisioner.report.plan import render_approval, render_held, render_plan, render_results
+from provisioner.report.transition import (
+    preview_note,
+    render_transition,
+    transition_summary,
+    transition_to_json,
+)
 from provisioner.sources.base import Progress, SourceRead
 from provisioner.sources.problems import problem_warnings
 from provisioner.state import StateStore
@@ -127,6 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--config", required=True, type=Path, metavar="FILE")
     plan.add_argument("--out", type=Path, metavar="FILE", help="save the plan to apply it later")
+    plan.add_argument(
+        "--schooljaar",
+        metavar="YEAR",
+        help="preview the school year YEAR (e.g. 2026-27) against the directory as it is now: "
+        "the source is read as that year will stand on its first day, leavers are not frozen, "
+        "and a summary per school comes first (graduates and leavers, class moves, new pupils, "
+        "groups, the approvals it will need). Nothing is written; a preview cannot be saved",
+    )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     plan.add_argument(
         "--details", action="store_true", help="also list every attribute of new objects"
@@ -327,7 +342,15 @@ def holds_run_lock(
 
 @holds_run_lock
 def run_plan(args: argparse.Namespace, config: Config) -> int:
-    prepared = prepare_config(config)
+    if args.schooljaar is not None:
+        if args.out:
+            raise ConfigError(
+                "--out cannot save a preview of another school year: it is not the plan apply "
+                "would carry out. Run plan --out without --schooljaar once that year has begun"
+            )
+        prepared = prepare_preview(config, args.schooljaar, **args.source_seams)
+    else:
+        prepared = prepare_config(config, **args.source_seams)
     target = open_target(prepared, **args.seams)
     try:
         read = _read(prepared)
@@ -348,13 +371,24 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
     finally:
         if target is not None:
             target.close()
+    transition = None
+    if args.schooljaar is not None:
+        plan.header.warnings.insert(0, preview_note(args.schooljaar, plan))
+        transition = transition_summary(
+            plan, comparison.desired, comparison.observed, read.unit_names
+        )
     if args.out:
         save_sealed_plan(plan, prepared, args.out)
     if args.report:
         write_report(args.report, render_html(plan))
     if args.json:
-        print(json.dumps(plan_to_json(plan), indent=1, ensure_ascii=False))
+        data = plan_to_json(plan)
+        if transition is not None:
+            data["transition"] = transition_to_json(transition)
+        print(json.dumps(data, indent=1, ensure_ascii=False))
     else:
+        if transition is not None:
+            print(render_transition(transition, args.schooljaar) + "\n")
         print(render_plan(plan, details=args.details))
         if args.out:
             print(f"\nsaved the plan to {args.out}")
@@ -568,11 +602,17 @@ def render_counts(read: SourceRead) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None, *, seams: Mapping[str, Any] | None = None) -> int:
-    """*seams* reach the target's constructor (a clock, a sleep): tests use them instead of
-    patching modules."""
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    seams: Mapping[str, Any] | None = None,
+    source_seams: Mapping[str, Any] | None = None,
+) -> int:
+    """*seams* reach the target's constructor (a clock, a sleep), *source_seams* the source's
+    (``plan``: its today): tests use them instead of patching modules."""
     args = build_parser().parse_args(argv)
     args.seams = dict(seams or {})
+    args.source_seams = dict(source_seams or {})
     log.setup(args.log_format, verbose=args.verbose)
     log.event(f"provisioner {args.command}", command=args.command)
     try:

@@ -247,6 +247,10 @@ class ObservedGroup:
     unmanaged_owners: int = 0
     """Owners that are no managed account (an administrator, the fallback owner): they keep the
     group owned when its last managed owner goes."""
+    archived: str | None = None
+    """Set when the group is archived (the source no longer has it; kept until its deletion is
+    due): the day it was archived as the directory shows it (YYYY-MM-DD), or "" when the
+    directory does not say (AD: it lies in the archive OU). None: not archived."""
 
 
 @dataclass

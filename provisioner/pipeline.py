@@ -72,6 +72,25 @@ def prepare_config(config: Config, **source_seams: Any) -> Prepared:
     return Prepared(config, mappings, compiled, source, fields_to_fetch(compiled))
 
 
+def prepare_preview(config: Config, school_year: str, **source_seams: Any) -> Prepared:
+    """What ``plan --schooljaar`` plans with: the configured source, reading *school_year* as it
+    will stand on its first day (the source chooses the day; the read is dated by it), and the
+    configured policy without the leaver freeze, so that the preview shows what the first
+    night of that year will do, leavers included. Nothing here writes: a preview makes no plan
+    key and is never saved for apply."""
+    # Only the freeze goes: the limits stay, so the preview lists the approvals it will need.
+    policy = dataclasses.replace(config.policy, freeze_leavers=[])
+    prepared = prepare_config(dataclasses.replace(config, policy=policy), **source_seams)
+    for_school_year = getattr(prepared.source, "for_school_year", None)
+    if for_school_year is None:
+        raise ConfigError(
+            f"{prepared.source.describe()} cannot read another school year: plan --schooljaar "
+            "needs a source that can (Informat)"
+        )
+    source: Source = for_school_year(school_year)
+    return dataclasses.replace(prepared, source=source)
+
+
 def open_configured_source(config: Config, **seams: Any) -> Source:
     return open_source(config.source.kind, config.source.settings, **seams)
 
@@ -208,6 +227,7 @@ def open_target(prepared: Prepared, **seams: Any) -> Target | None:
     target = _open_target(prepared.config.target, **seams)
     if target is not None:
         target.manage_attributes(*mapped_attributes(prepared))
+        target.archive_ou = tuple(prepared.config.lifecycle.archive_ou)
     return target
 
 
@@ -312,6 +332,9 @@ def compare(prepared: Prepared, read: SourceRead, target: Target | None) -> Comp
                 last_persons=store.last_successful_persons(),
                 ids={kind: store.anchor_ids(kind) for kind in ("account", "group")},
                 held=store.held_since(),
+                disabled=store.disabled_since(),
+                archived=store.archived_groups(),
+                deleted_groups=store.deleted_groups(),
             )
             issued_to, issued, own = (
                 store.issued_to(),
@@ -343,6 +366,7 @@ def plan_of(
         driving={a.spec.persons.source for a in prepared.compiled.accounts.values()},
         needs_owner=target is not None and target.has_owners and target.needs_owner,
         fallback_owner=target.fallback_owner if target is not None else None,
+        has_ous=target.has_ous if target is not None else True,
     )
     described = target.describe() if target is not None else EMPTY_TARGET
     origin = Origin(config_hash, mappings_hash, read.digest, read.as_of, described)

@@ -5,7 +5,9 @@
   planner finds managed objects by the anchor attribute in the directory itself;
 - issued names: every username, mail address and other name ever given (also the old ones of a
   renamed account), so a name is never given to someone else;
-- account kinds and schools, and leaver clocks: since when someone is gone from the source;
+- account kinds and schools, and leaver clocks: since when someone is gone from the source,
+  and since when their account is disabled (the deletion grace counts from that day);
+- group lifecycle: the day a group was archived, and the day it was deleted;
 - hold clocks: since when a person is held (a problem with their data);
 - runs: when, what, and how it ended.
 
@@ -26,7 +28,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,16 @@ MIGRATIONS: list[str] = [
     # 5: names besides the username (mail, userPrincipalName): which attribute a name was given as
     """
     ALTER TABLE issued_names ADD COLUMN attribute TEXT NOT NULL DEFAULT 'username';
+    """,
+    # 6: the deletion grace counts from the disable; groups are archived before they are deleted
+    """
+    -- the day the account was disabled by the connector (or first seen disabled)
+    ALTER TABLE leavers ADD COLUMN disabled TEXT;
+    CREATE TABLE group_lifecycle (
+        key TEXT PRIMARY KEY,            -- the group's key
+        archived TEXT,                   -- the day it was archived (moved or marked)
+        deleted TEXT                     -- the day the connector deleted it
+    );
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -309,6 +321,70 @@ class StateStore:
                 [(anchor, day.isoformat()) for anchor in gone],
             )
             self.db.executemany("DELETE FROM leavers WHERE anchor = ?", [(a,) for a in present])
+
+    def disabled_since(self) -> dict[str, dt.date]:
+        """The day each leaver's account was disabled (or first seen disabled), where known."""
+        return {
+            anchor: dt.date.fromisoformat(day)
+            for anchor, day in self.db.execute(
+                "SELECT anchor, disabled FROM leavers WHERE disabled IS NOT NULL"
+            )
+        }
+
+    def record_disabled(self, anchors: Iterable[str], day: dt.date, *, seen: bool = False) -> None:
+        """The accounts of these leavers were disabled on *day* (their deletion grace starts).
+        *seen*: they were found disabled already (by hand, or before this version): a day
+        recorded before is kept."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO leavers (anchor, since, disabled) VALUES (?1, ?2, ?2) "
+                "ON CONFLICT (anchor) DO UPDATE SET "
+                "disabled = COALESCE(CASE WHEN ?3 THEN leavers.disabled END, excluded.disabled)",
+                [(anchor, day.isoformat(), seen) for anchor in anchors],
+            )
+
+    def archived_groups(self) -> dict[str, dt.date]:
+        """Group key → the day it was archived, of the groups recorded as archived."""
+        return {
+            key: dt.date.fromisoformat(day)
+            for key, day in self.db.execute(
+                "SELECT key, archived FROM group_lifecycle WHERE archived IS NOT NULL"
+            )
+        }
+
+    def deleted_groups(self) -> dict[str, dt.date]:
+        """Group key → the day the connector deleted it (until a group of that key is made)."""
+        return {
+            key: dt.date.fromisoformat(day)
+            for key, day in self.db.execute(
+                "SELECT key, deleted FROM group_lifecycle WHERE deleted IS NOT NULL"
+            )
+        }
+
+    def record_archived(self, archived: Mapping[str, dt.date], *, seen: bool = False) -> None:
+        """These groups were archived on the given days. *seen*: found archived already: a day
+        recorded before is kept."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO group_lifecycle (key, archived) VALUES (?1, ?2) "
+                "ON CONFLICT (key) DO UPDATE SET "
+                "archived = COALESCE(CASE WHEN ?3 THEN group_lifecycle.archived END, "
+                "excluded.archived)",
+                [(key, day.isoformat(), seen) for key, day in archived.items()],
+            )
+
+    def record_restored(self, keys: Iterable[str]) -> None:
+        """These groups are in use again (restored from the archive, or made anew)."""
+        with self.transaction():
+            self.db.executemany("DELETE FROM group_lifecycle WHERE key = ?", [(k,) for k in keys])
+
+    def record_group_deleted(self, key: str, day: dt.date) -> None:
+        with self.transaction():
+            self.db.execute(
+                "INSERT INTO group_lifecycle (key, deleted) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET archived = NULL, deleted = excluded.deleted",
+                (key, day.isoformat()),
+            )
 
     def held_since(self) -> dict[tuple[str, str], dt.date]:
         """(account kind, person key) → the first day of each current hold."""

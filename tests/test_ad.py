@@ -534,7 +534,7 @@ def test_starttls_on_the_plain_port_works_and_plain_ldap_needs_consent(
     assert capsys.readouterr().out.startswith(f"Plan against Active Directory {samba_dc.ldap_url}")
 
 
-def test_groups_are_renamed_by_cn_and_deleted_when_their_class_is_gone(
+def test_groups_are_renamed_by_cn_and_archived_when_their_class_is_gone(
     samba_dc, informat_server, synthetic, ad_env, tmp_path, capsys
 ):
     import shutil
@@ -564,7 +564,7 @@ def test_groups_are_renamed_by_cn_and_deleted_when_their_class_is_gone(
         config.write_text(config.read_text().replace(informat_server.url, server.url))
         plan = plan_json(config, capsys)
         actions = {(c["action"], c["key"]) for c in plan["changes"]}
-        assert ("delete_group", f"klas-030569-{dissolved}") in actions
+        assert ("archive_group", f"klas-030569-{dissolved}") in actions
         renamed = [
             c for c in plan["changes"] if c["action"] == "update_group" and "cn" in c["after"]
         ]
@@ -581,7 +581,9 @@ def test_groups_are_renamed_by_cn_and_deleted_when_their_class_is_gone(
             attributes=["adminDescription", "member"],
         )
         by_key = {e["attributes"]["adminDescription"]: e for e in conn.response}
-        assert f"klas-030569-{dissolved}" not in by_key
+        archived = by_key[f"klas-030569-{dissolved}"]  # archived, not deleted: members kept
+        assert archived["dn"].lower().endswith(f",ou=archief,{root},{samba_dc.base_dn}".lower())
+        assert archived["attributes"]["member"]
         klas = by_key["klas-030569-1A"]
         assert klas["dn"].startswith("CN=Klas 1A (030569),")  # renamed in place (modify_dn)
         assert klas["attributes"]["member"]  # and its members came along
@@ -722,7 +724,10 @@ def test_the_leaver_cycle_disable_reactivate_and_delete_after_grace(
         assert main(["apply", "--config", str(config)]) == 0
         capsys.readouterr()
         db = sqlite3.connect(config.parent / "state.db")
-        db.execute("UPDATE leavers SET since = date(since, '-100 days')")
+        db.execute(  # the deletion grace counts from the disable
+            "UPDATE leavers SET since = date(since, '-100 days'), "
+            "disabled = date(disabled, '-100 days')"
+        )
         db.commit()
         db.close()
         plan = plan_json(config, capsys)

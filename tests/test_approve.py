@@ -59,7 +59,7 @@ LEAVERS = ("4", "5", "6")
 
 def september(policy: PolicyConfig = POLICY) -> Plan:
     """1 September: four pupils move from 1A to 2A, three graduated, one is new, and the group of
-    a class that is gone is deleted. Over max_move, max_disable and max_delete_groups."""
+    a class archived a year ago is deleted. Over max_move, max_disable and max_delete_groups."""
     june = [account(str(i), f"user{i}") for i in range(20)]
     before = desired(*june, groups={"klas-1A": {a.anchor for a in june}, "klas-6B": {"4", "5"}})
     now = [
@@ -71,8 +71,15 @@ def september(policy: PolicyConfig = POLICY) -> Plan:
     after = desired(*now, groups={"klas-1A": {a.anchor for a in now}})
     origin = Origin(HASH, HASH, HASH, DAY, TARGET)
     rules = Rules(policy=policy, lifecycle=RULES.lifecycle)
-    memory = Memory(schools={a.anchor: "030569" for a in june})  # the graduates' school too
-    return make_plan(after, observed_from(before), origin=origin, rules=rules, memory=memory)
+    observed = observed_from(before)
+    # klas-6B was archived a year ago: its deletion is due (delete_groups_after_days: 365).
+    (old_class,) = [g for g in observed.groups if g.key == "klas-6B"]
+    old_class.archived = "2025-08-01"
+    memory = Memory(
+        schools={a.anchor: "030569" for a in june},  # the graduates' school too
+        archived={"klas-6B": dt.date(2025, 8, 1)},
+    )
+    return make_plan(after, observed, origin=origin, rules=rules, memory=memory)
 
 
 def actions(changes: list[Change]) -> set[tuple[str, str]]:

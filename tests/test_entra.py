@@ -266,7 +266,10 @@ def test_the_leaver_cycle_disable_reactivate_and_delete_after_grace(
         gone_config = entra_env(server.url)
         cli.apply(gone_config)
         db = sqlite3.connect(gone_config.parent / "state.db")
-        db.execute("UPDATE leavers SET since = date(since, '-100 days')")
+        db.execute(  # the deletion grace counts from the disable
+            "UPDATE leavers SET since = date(since, '-100 days'), "
+            "disabled = date(disabled, '-100 days')"
+        )
         db.commit()
         db.close()
         plan = cli.plan(gone_config)

@@ -136,8 +136,7 @@ def test_day_two_changes_each_with_reason_and_precondition():
         ("disable", "3"),
         ("add_member", "klas-1A"),
         ("remove_member", "klas-1A"),
-        ("delete_group", "klas-oud"),
-    }
+    }  # klas-oud, no longer in the source, is the group lifecycle's (tests/test_lifecycle14.py)
     update = changes[("update", "1")]
     assert (update.before, update.after) == ({"department": "1A"}, {"department": "2B"})
     assert update.why == ("department: {{ Lln.Klascode }} (m.yaml:9) ← Lln.Klascode",)
@@ -383,6 +382,7 @@ def test_the_leaver_lifecycle_disables_waits_and_deletes_with_due_dates():
         kinds={"2": "pupils", "3": "pupils"},
         config=config,
         today=today,
+        disabled={"3": dt.date(2026, 1, 20)},  # the grace counts from the disable
     )
     by = {(c.action, c.key): c for c in result.changes}
     assert set(by) == {
@@ -393,7 +393,8 @@ def test_the_leaver_lifecycle_disables_waits_and_deletes_with_due_dates():
     }
     assert result.changes[0].action == "create_ou"  # before the move into it
     assert by[("disable", "2")].why == (
-        "gone from the source since 2026-04-30; deletion due on 2026-07-29 (90 days)",
+        "gone from the source since 2026-04-30; deletion due on 2026-07-30 (90 days after the "
+        "disable)",
     )
     assert by[("move", "2")].after == {"ou": ["Uitgeschakeld"]}
     assert by[("delete", "3")].precondition.to_json() == {"id": "id-3", "enabled": False}

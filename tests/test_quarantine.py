@@ -220,13 +220,13 @@ def test_a_held_persons_account_gets_no_change_at_all():
     assert plan.observations.left == []
     assert plan.observations.returned == ["2"]
     assert not plan.header.blocked
-    # the same without the holds: 2 and 3 leave, klas-2B is deleted, klas-1A loses 2
+    # the same without the holds: 2 and 3 leave, klas-2B is archived, klas-1A loses 2
     plain = desired(account("1", "jan"), groups={"klas-1A": {"1"}})
     actions = {(c.action, c.key) for c in plan_of(plain, directory, origin=ORIGIN).changes}
     assert {
         (Action.DISABLE, "2"),
         (Action.DISABLE, "3"),
-        (Action.DELETE_GROUP, "klas-2B"),
+        (Action.ARCHIVE_GROUP, "klas-2B"),
         (Action.REMOVE_MEMBER, "klas-1A"),
     } <= actions
 

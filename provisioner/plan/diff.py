@@ -17,7 +17,7 @@ from provisioner.model import (
     ObservedGroup,
     ObservedState,
 )
-from provisioner.plan.model import Action, Change, Kind, Precondition
+from provisioner.plan.model import Action, Change, Kind, Precondition, Value
 
 NEW = "(new)"
 
@@ -50,6 +50,7 @@ def diff(
     *,
     match_on: Sequence[str] = ("username",),
     keep: Collection[str] = (),
+    wait: Collection[str] = (),
 ) -> list[Change]:
     """Every change that makes *observed* look like *desired*, in apply order.
 
@@ -58,7 +59,13 @@ def diff(
     Accounts whose anchor is in *keep* (held persons) are left exactly as they are: no change to
     the account, and their group memberships and ownerships neither added nor removed. Accounts
     that still carry a former anchor are carried over first (:func:`carry_over`; the planner
-    does it once for the diff and the leaver lifecycle alike).
+    does it once for the diff and the leaver lifecycle alike). The group memberships and
+    ownerships of the anchors in *wait* (leavers in the school-year freeze) stay as they are too,
+    while their accounts are planned as usual.
+
+    Groups the desired state no longer has are left to the group lifecycle
+    (:func:`~provisioner.plan.lifecycle.group_lifecycle`: archived, later deleted); an archived
+    group that is desired again is restored, with its place and attributes, in one change.
     """
     changes: list[Change] = []
     for path in sorted(desired.ous - observed.ous, key=lambda p: (len(p), p)):
@@ -79,7 +86,7 @@ def diff(
     # group: their memberships wait, as a held person's do.
     unresolved = {c.key for c in accounts if c.action is Action.CONFLICT}
     changes += accounts
-    changes += _group_changes(desired, observed, keep | unresolved)
+    changes += _group_changes(desired, observed, keep | unresolved | frozenset(wait))
     return sorted(changes, key=lambda c: c.action.order)  # stable: keeps key order per action
 
 
@@ -410,26 +417,44 @@ def _group_changes(
             )
             changes += _membership(want, None, target, keep)
             continue
-        if want.ou != have.ou:
-            changes.append(move_change(Action.MOVE_GROUP, Kind.GROUP, key, have, want.ou))
-        changes += _update(Action.UPDATE_GROUP, Kind.GROUP, key, have, want)
+        if have.archived is not None:
+            changes.append(_restore(want, have))
+        else:
+            if want.ou != have.ou:
+                changes.append(move_change(Action.MOVE_GROUP, Kind.GROUP, key, have, want.ou))
+            changes += _update(Action.UPDATE_GROUP, Kind.GROUP, key, have, want)
         changes += _membership(want, have, have.target, keep)
-    for key, have in sorted(by_key.items()):
-        if have.members & keep or have.owners & keep:
-            continue  # a held person's group stays as it is
-        if key not in desired.groups and key not in twins:
-            changes.append(
-                Change(
-                    Action.DELETE_GROUP,
-                    Kind.GROUP,
-                    key,
-                    have.target,
-                    before={"members": sorted(have.members)},
-                    why=("no member of this group is in the source any more",),
-                    precondition=Precondition(id=have.id),
-                )
-            )
     return changes
+
+
+def _restore(want: DesiredGroup, have: ObservedGroup) -> Change:
+    """An archived group the source has again: back in its place, with its attributes as the
+    mappings make them (the target also takes its archive marking away), in one change."""
+    changed = _changed(want, have.attributes)
+    # the day, where the directory shows it (AD: the state store knows it, the plan need not)
+    before: dict[str, Value] = {"archived": have.archived} if have.archived else {}
+    after: dict[str, Value] = {n: want.attributes[n].value for n in changed}
+    if want.ou != have.ou:
+        before["ou"], after["ou"] = list(have.ou), list(want.ou)
+    since = f" since {have.archived}" if have.archived else ""
+    return Change(
+        Action.RESTORE_GROUP,
+        Kind.GROUP,
+        want.key,
+        have.target,
+        before={**before, **{n: have.attributes.get(n) for n in changed}},
+        after=after,
+        why=(
+            f"group {want.kind} {want.key} has members in the source again: restored from the "
+            f"archive{since}, with its members",
+            *_attribute_reasons(want, changed),
+        ),
+        precondition=Precondition(
+            id=have.id,
+            attributes={n: have.attributes.get(n) for n in changed} or None,
+            ou=tuple(have.ou) if want.ou != have.ou else None,
+        ),
+    )
 
 
 def _membership(

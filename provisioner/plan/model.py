@@ -28,12 +28,14 @@ class Action(StrEnum):
     UPDATE = "update"
     ENABLE = "enable"
     CREATE_GROUP = "create_group"
+    RESTORE_GROUP = "restore_group"
     UPDATE_GROUP = "update_group"
     MOVE_GROUP = "move_group"
     ADD_MEMBER = "add_member"
     REMOVE_MEMBER = "remove_member"
     ADD_OWNER = "add_owner"
     REMOVE_OWNER = "remove_owner"
+    ARCHIVE_GROUP = "archive_group"
     DISABLE = "disable"
     DELETE = "delete"
     DELETE_GROUP = "delete_group"
@@ -73,12 +75,14 @@ _LOOKS = {
     Action.UPDATE: ("~", "accounts to update"),
     Action.ENABLE: ("+", "accounts to enable"),
     Action.CREATE_GROUP: ("+", "groups to create"),
+    Action.RESTORE_GROUP: ("+", "archived groups to restore (desired again)"),
     Action.UPDATE_GROUP: ("~", "groups to update"),
     Action.MOVE_GROUP: ("→", "groups to move"),
     Action.ADD_MEMBER: ("+", "groups gaining members"),
     Action.REMOVE_MEMBER: ("-", "groups losing members"),
     Action.ADD_OWNER: ("+", "groups gaining owners"),
     Action.REMOVE_OWNER: ("-", "groups losing owners"),
+    Action.ARCHIVE_GROUP: ("-", "groups to archive (kept, with their members)"),
     Action.DISABLE: ("-", "accounts to disable"),
     Action.DELETE: ("x", "accounts to delete"),
     Action.DELETE_GROUP: ("-", "groups to delete"),
@@ -332,6 +336,12 @@ class Observations:
     """[account kind, person key] of persons held from this day on: their hold clocks start."""
     released: list[list[str]] = field(default_factory=list)
     """[account kind, person key] of persons held before and no longer: their clocks stop."""
+    disabled: list[str] = field(default_factory=list)
+    """Anchors of leavers seen disabled for whom no disable day is recorded (disabled before
+    this version, or by hand): their deletion grace counts from this day."""
+    archived: dict[str, str] = field(default_factory=dict)
+    """Group key → the day it was archived, for archived groups whose archive day is not
+    recorded (the day the directory shows, else this day): their deletion grace counts from it."""
 
 
 @dataclass

@@ -15,10 +15,16 @@ from dataclasses import dataclass, field
 from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
 from provisioner.plan.case import follow_directory_case
 from provisioner.plan.diff import carry_over, diff
-from provisioner.plan.lifecycle import LifecycleConfig, apply_lifecycle
+from provisioner.plan.lifecycle import LifecycleConfig, apply_lifecycle, group_lifecycle
 from provisioner.plan.model import Action, Change, Kind, Observations, Plan, PlanHeader
 from provisioner.plan.planfile import PLAN_VALID_FOR, now
-from provisioner.plan.policy import PolicyConfig, apply_policy, drop_blocks, held_blocks
+from provisioner.plan.policy import (
+    PolicyConfig,
+    apply_policy,
+    drop_blocks,
+    held_blocks,
+    in_window,
+)
 from provisioner.sources.base import Block
 
 
@@ -50,6 +56,12 @@ class Memory:
     """Per kind ("account", "group"), anchor → the directory's id as last recorded."""
     held: Mapping[tuple[str, str], dt.date] = field(default_factory=dict)
     """(account kind, person key) → the first day of each current hold."""
+    disabled: Mapping[str, dt.date] = field(default_factory=dict)
+    """The day each leaver's account was disabled (or first seen disabled), where recorded."""
+    archived: Mapping[str, dt.date] = field(default_factory=dict)
+    """Group key → the day the group was archived, where recorded."""
+    deleted_groups: Mapping[str, dt.date] = field(default_factory=dict)
+    """Group key → the day the connector deleted the group."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,8 @@ class Rules:
     """The directory refuses to take a group's last owner away (the target's ``needs_owner``)."""
     fallback_owner: str | None = None
     """Who takes over as owner then (the target's ``fallback_owner``, opaque here)."""
+    has_ous: bool = True
+    """The directory has OUs (archived groups are moved) or not (they are marked)."""
 
 
 def make_plan(
@@ -100,7 +114,12 @@ def make_plan(
         for a in observed.accounts
         if a.anchor and a.anchor not in desired.accounts and a.anchor not in kept
     ]
-    changes = diff(desired, observed, match_on=tuple(rules.match_on), keep=kept)
+    observed, misplaced = _not_archived_in_place(desired, observed, rules)
+    # The school-year freeze is whole: besides their accounts (the policy holds those back),
+    # leavers keep their group memberships, and no group is archived or deleted.
+    frozen = in_window(today, rules.policy.freeze_leavers)
+    waiting = set(gone) if frozen else set()
+    changes = diff(desired, observed, match_on=tuple(rules.match_on), keep=kept, wait=waiting)
     changes, owner_notes = keep_an_owner(
         changes, observed, needs_owner=rules.needs_owner, fallback=rules.fallback_owner
     )
@@ -112,7 +131,23 @@ def make_plan(
         kinds=kinds,
         config=rules.lifecycle,
         today=today,
+        disabled=memory.disabled,
     )
+    groups = group_lifecycle(
+        observed,
+        desired.groups.keys(),
+        kept,
+        archived=memory.archived,
+        config=rules.lifecycle,
+        today=today,
+        frozen=frozen,
+        has_ous=rules.has_ous,
+    )
+    lifecycle.changes = sorted([*lifecycle.changes, *groups.changes], key=lambda c: c.action.order)
+    lifecycle.notes += groups.notes
+    if frozen:
+        lifecycle.notes += _freeze_note(observed, desired, waiting, groups.waiting, today, rules)
+    recreated = _recreated_groups(lifecycle.changes, memory)
     managed_per_school: dict[str, int] = {}
     for account in observed.accounts:
         school = schools.get(account.anchor or "")
@@ -187,6 +222,8 @@ def make_plan(
             *lifecycle.notes,
             *verdict.notes,
             *owner_notes,
+            *recreated,
+            *misplaced,
         ],
     )
     observations = Observations(
@@ -205,8 +242,83 @@ def make_plan(
         ids=_new_ids(observed, memory.ids),
         held=[[kind, key] for kind, key in sorted(held_ids - memory.held.keys())],
         released=[[kind, key] for kind, key in sorted(memory.held.keys() - held_ids)],
+        disabled=lifecycle.seen_disabled,
+        archived=groups.seen_archived,
     )
     return Plan(header, verdict.changes, observations)
+
+
+def _not_archived_in_place(
+    desired: DesiredState, observed: ObservedState, rules: Rules
+) -> tuple[ObservedState, list[str]]:
+    """A group the mappings themselves place in the archive OU is not archived (it would be
+    restored every night, in place): *observed* without that reading, and a warning."""
+    if not rules.has_ous:
+        return observed, []
+    archive = tuple(name.casefold() for name in rules.lifecycle.archive_ou)
+    placed = {
+        key
+        for key, group in desired.groups.items()
+        if tuple(name.casefold() for name in group.ou) == archive
+    }
+    if not placed:
+        return observed, []
+    groups = [
+        dataclasses.replace(g, archived=None) if g.key in placed else g for g in observed.groups
+    ]
+    where = "/".join(rules.lifecycle.archive_ou)
+    return dataclasses.replace(observed, groups=groups), [
+        f"the mappings place group(s) {', '.join(sorted(placed))} in {where}, the archive OU for "
+        "groups the source no longer has (lifecycle.archive_ou): choose another archive_ou or "
+        "another OU in the mappings, or archived and current groups cannot be told apart"
+    ]
+
+
+def _freeze_note(
+    observed: ObservedState,
+    desired: DesiredState,
+    leavers: set[str],
+    groups: int,
+    today: dt.date,
+    rules: Rules,
+) -> list[str]:
+    """One note for what the freeze holds back besides the leavers' accounts."""
+    memberships = sum(
+        len(g.members & leavers) + len(g.owners & leavers)
+        for g in observed.groups
+        if g.key in desired.groups
+    )
+    if not memberships and not groups:
+        return []
+    first, last = rules.policy.freeze_leavers
+    return [
+        f"{memberships} group membership(s) of leavers and {groups} group(s) the source no "
+        f"longer has wait: {today.isoformat()} is in the school-year transition window {first} – "
+        f"{last} (freeze_leavers); nothing about leavers changes until it ends"
+    ]
+
+
+def _recreated_groups(changes: Collection[Change], memory: Memory) -> list[str]:
+    """A group made anew under a key the state store knows is a new object: what used the old
+    one by its SID or object id (file shares, Teams) does not follow. Never silent."""
+    known = memory.ids.get("group", {})
+    notes = []
+    for change in changes:
+        key = change.key
+        if change.action is not Action.CREATE_GROUP:
+            continue
+        if key in memory.deleted_groups:
+            what = f"was deleted on {memory.deleted_groups[key]}"
+        elif key in known or key in memory.archived:
+            what = "is gone from the directory (the state store knew it)"
+        else:
+            continue
+        notes.append(
+            f"group {key} {what} and is made anew: file shares and Teams that used the old group "
+            "will not follow (they used its SID/object id); give the new group access to them "
+            "again"
+        )
+    return notes
 
 
 def _kept(

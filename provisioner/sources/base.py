@@ -84,6 +84,9 @@ class SourceRead:
     blocks: list[Block] = field(default_factory=list)
     problems: list[ValueProblem] = field(default_factory=list)
     """Values that could not be read, each holding only its person."""
+    unit_names: dict[str, str] = field(default_factory=dict)
+    """Names of the units for people (a school's name by its instellingsnummer), where the
+    data read holds them; reports show a unit by name where they can."""
 
     @property
     def units(self) -> list[str]:
@@ -121,4 +124,17 @@ class Source(Protocol):
         """Read the data sets named in *fields*, keeping only those fields (the person key
         always). The read is whole or fails: a partial source looks exactly like "these people
         left". *save* keeps the raw answers as a snapshot (where the source can)."""
+        ...
+
+
+class SchoolYearSource(Protocol):
+    """A source that can also read a school year other than the one it is configured for:
+    ``plan --schooljaar`` previews the next year with it. A source without this method cannot
+    preview, and the pipeline says so."""
+
+    def for_school_year(self, school_year: str) -> Source:
+        """The same source reading *school_year* as it will stand on its first day (or on
+        today, when today lies inside it): the read's ``as_of`` is that day. Raises
+        :class:`~provisioner.errors.ConfigError` for a year it cannot read (an ended one, a
+        name it does not know)."""
         ...

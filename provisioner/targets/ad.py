@@ -195,10 +195,12 @@ class ActiveDirectory(BaseTarget):
             Action.UPDATE: self._update,
             Action.ENABLE: lambda change: self._set_enabled(change, True),
             Action.CREATE_GROUP: self._create_group,
+            Action.RESTORE_GROUP: self._restore_group,
             Action.UPDATE_GROUP: self._update,
             Action.MOVE_GROUP: self._move,
             Action.ADD_MEMBER: self._add_members,
             Action.REMOVE_MEMBER: self._remove_members,
+            Action.ARCHIVE_GROUP: self._move,  # into the archive OU, members and all
             Action.DISABLE: lambda change: self._set_enabled(change, False),
             Action.DELETE: self._delete,
             Action.DELETE_GROUP: self._delete,
@@ -276,7 +278,9 @@ class ActiveDirectory(BaseTarget):
             return None  # gone since the plan: the precondition check says so
         if problem := self._object_refused(change, *found):
             return problem
-        if action in (Action.MOVE, Action.MOVE_GROUP):
+        if action in (Action.MOVE, Action.MOVE_GROUP, Action.ARCHIVE_GROUP) or (
+            action is Action.RESTORE_GROUP and "ou" in after
+        ):
             return self._place_refused(after.get("ou"))
         return None
 
@@ -528,7 +532,11 @@ class ActiveDirectory(BaseTarget):
                 for member in values.get("member", [])
                 if (anchor := users.get(member.lower()))
             }
-            state.groups.append(ObservedGroup(guid, dn, key, parent_path, simple, members))
+            # Archived: it lies in the archive OU (the day is the state store's to remember).
+            archived = "" if _folded(parent_path) == _folded(self.archive_ou) else None
+            state.groups.append(
+                ObservedGroup(guid, dn, key, parent_path, simple, members, archived=archived)
+            )
         self._indexed = True  # every anchored object below the root was just seen
         return state
 
@@ -989,6 +997,21 @@ class ActiveDirectory(BaseTarget):
             return self._ok(change)
         return self._fail(change)
 
+    def _restore_group(self, change: Change) -> Result:
+        """A group back from the archive: moved to its place, then its attributes written."""
+        dn = self._dn(change)
+        if change.after.get("ou") is not None:
+            rdn = _split_dn(dn)[0]
+            superior = self.ou_dn(change.after["ou"] or ())
+            if not self.connect().modify_dn(dn, rdn, new_superior=superior):
+                return self._fail(change)
+            dn = f"{rdn},{superior}"
+            self._anchors.put(Kind.GROUP, change.key, dn)
+        result = self._modify(change, dn, {n: v for n, v in change.after.items() if n != "ou"})
+        if result.status == "applied" and change.after.get("cn"):
+            self._anchors.put(Kind.GROUP, change.key, self._dn(change))  # renamed as well
+        return result
+
     def _set_enabled(self, change: Change, enabled: bool) -> Result:
         dn = self._dn(change)
         found = self._by_id(str(change.precondition.id), ["userAccountControl"])
@@ -1139,6 +1162,11 @@ def _names_held(values: Mapping[str, Any]) -> set[str]:
 def _holds_address(proxy_addresses: Any, address: str) -> bool:
     """True when *proxy_addresses* has an SMTP entry (primary or not) for *address*."""
     return address.casefold() in _names_held({"proxyAddresses": proxy_addresses or []})
+
+
+def _folded(path: Iterable[str]) -> tuple[str, ...]:
+    """An OU path as AD compares it: without case."""
+    return tuple(name.casefold() for name in path)
 
 
 def _split_dn(dn: str) -> tuple[str, str]:

@@ -59,6 +59,9 @@ class Target(Protocol):
     fallback_owner: str | None
     """Who owns a group in place of its last owner when it has none left in the source (opaque
     to the planner: the target resolves it); None when not configured."""
+    archive_ou: tuple[str, ...]
+    """Where archived groups lie (``lifecycle.archive_ou``, set by the pipeline): a directory
+    with OUs reports the groups there as archived."""
 
     def describe(self) -> str:
         """What the plan is made against; a saved plan is applied only to the same."""
@@ -161,7 +164,11 @@ STRUCTURAL: Mapping[Action, frozenset[str]] = {
     Action.ENABLE: frozenset({"enabled"}),
     Action.DISABLE: frozenset({"enabled"}),
     Action.CREATE_GROUP: frozenset({"ou"}),
+    # back from the archive: to its place (a directory with OUs), with mapped attributes
+    Action.RESTORE_GROUP: frozenset({"ou"}),
     Action.MOVE_GROUP: frozenset({"ou"}),
+    # the day, and the archive OU (a directory with OUs) or the name prefix (one without)
+    Action.ARCHIVE_GROUP: frozenset({"archived", "ou", "prefix"}),
     Action.ADD_MEMBER: frozenset({"members"}),
     Action.ADD_OWNER: frozenset({"owners"}),
     # the configured owner the target adds before it takes a group's last owner away
@@ -176,6 +183,7 @@ MAPPED: Mapping[Action, Kind] = {
     Action.RENAME: Kind.ACCOUNT,  # the unique attributes that change with the name
     Action.UPDATE: Kind.ACCOUNT,
     Action.CREATE_GROUP: Kind.GROUP,
+    Action.RESTORE_GROUP: Kind.GROUP,
     Action.UPDATE_GROUP: Kind.GROUP,
 }
 """The actions that write attributes, and whose (an account's or a group's mappings)."""
@@ -308,6 +316,7 @@ class BaseTarget:
     needs_owner: bool = False
     fallback_owner: str | None = None
     name_attributes: frozenset[str] = frozenset()
+    archive_ou: tuple[str, ...] = ("Archief",)
 
     def taken_outside(self, values: Collection[str]) -> dict[str, str]:
         return {}

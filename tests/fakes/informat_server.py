@@ -498,7 +498,12 @@ class InformatServer(LoopbackServer):
 
     ``data`` is a :class:`~tests.fakes.synthetic.SyntheticData`, a directory written by
     :func:`~tests.fakes.synthetic.save_data`, or a dict (``{operation: rows}`` or
-    ``{"rows": …, "notable": …, "schooljaar": …}``). ``accounts`` maps login -> (password,
+    ``{"rows": …, "notable": …, "schooljaar": …}``); or several school years, one of those per
+    school year (``{"2025-26": data, "2026-27": next_year}``, see
+    :func:`~tests.fakes.synthetic.next_school_year` and
+    :func:`~tests.fakes.synthetic.as_served_on`): each call is answered from the year it asks
+    for, and any other year gets the empty answer Informat gives. :attr:`rows`,
+    :meth:`rewrite` and :attr:`data` are about the first year given (or ``schooljaar``). ``accounts`` maps login -> (password,
     instelnrs with rights); the default is ``webservices@school.be`` / ``geheim`` with rights on
     every instelnr in the data. ``today`` (what an empty ``referentiedatum`` means) defaults to the
     data's notional today, else the real date. ``filter_today`` names operations without a
@@ -523,28 +528,33 @@ class InformatServer(LoopbackServer):
         verbose: bool = False,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.data = _coerce(data)
+        by_year = _by_school_year(data)
+        self.data = by_year[0][1] if by_year else _coerce(data)  # type: ignore[arg-type]
         self.tls = tls
-        self.schooljaar = schooljaar or self.data.schooljaar
-        """The only school year with data; any other gets an empty answer."""
-        self.rows: dict[str, list[dict[str, Any]]] = {
-            name: list(self.data.rows.get(name, [])) for name in OPERATIONS
+        self.schooljaar = schooljaar or (by_year[0][0] if by_year else self.data.schooljaar)
+        if by_year and schooljaar:
+            self.data = dict(by_year).get(schooljaar, self.data)
+        """The school year :attr:`rows` (and :meth:`rewrite`) belong to: the first one given."""
+        self.years: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        """Rows per school year served; a school year not in here gets an empty answer."""
+        self._by_instelnr: dict[str, dict[str, dict[str, list[int]]]] = {}
+        for year, year_data in by_year or [(self.schooljaar, self.data)]:
+            self.years[year] = self._indexed(year, year_data)
+        if self.schooljaar not in self.years:
+            raise ValueError(f"schooljaar {self.schooljaar} is not among {sorted(self.years)}")
+        self.rows: dict[str, list[dict[str, Any]]] = self.years[self.schooljaar]
+        """The rows of :attr:`schooljaar`, per operation."""
+        everywhere = {
+            r["_instelnr"] for rows in self.years.values() for op in rows.values() for r in op
         }
-        for name, rows in self.rows.items():
-            for i, row in enumerate(rows):
-                inst = row.get("_instelnr") or row.get("instelnr") or row.get("Instelnr")
-                if _six(inst) is None:
-                    raise ValueError(f"{name}: a row without a valid _instelnr: {row!r:.200}")
-                if inst != row.get("_instelnr") or len(inst) != 6:
-                    # Hand-written rows may leave it out: copy rather than touch the caller's data.
-                    rows[i] = {**row, "_instelnr": _six(inst)}
-        everywhere = {r["_instelnr"] for rows in self.rows.values() for r in rows}
-        everywhere |= {_six(i) for i in self.data.instelnrs} - {None}
+        for _year, year_data in by_year or [(self.schooljaar, self.data)]:
+            everywhere |= {_six(i) for i in year_data.instelnrs} - {None}  # type: ignore[misc]
         if accounts is None:
             accounts = {DEFAULT_LOGIN: (DEFAULT_PASSWORD, everywhere)}
         self.accounts: dict[str, tuple[str, Collection[str]]] = dict(accounts)
         """login -> (password, instelnrs with rights); tests may add accounts while serving."""
         self.today = today
+        """What an empty ``referentiedatum`` means; tests may change it while serving."""
         self.port = port
         self.filter_today = frozenset(filter_today)
         unknown = self.filter_today - OPERATIONS.keys()
@@ -557,17 +567,35 @@ class InformatServer(LoopbackServer):
         self._faults: list[_Fault] = []
         self._render_lock = threading.Lock()
         self._originals: dict[tuple[str, int], dict[str, Any]] = {}
-        self._items: dict[tuple[str, bool], list[bytes]] = {}
-        self._by_instelnr: dict[str, dict[str, list[int]]] = {}
-        for name, rows in self.rows.items():
-            index: dict[str, list[int]] = {}
-            for i, row in enumerate(rows):
-                index.setdefault(row["_instelnr"], []).append(i)
-            self._by_instelnr[name] = index
+        self._items: dict[tuple[str, str, bool], list[bytes]] = {}
         self._bodies: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
         self._cache_bytes = cache_bytes
         self.cache_hits = 0
         self.cache_misses = 0
+
+    def _indexed(self, year: str, data: SyntheticData) -> dict[str, list[dict[str, Any]]]:
+        """The rows of one school year per operation, each with its six-digit ``_instelnr``,
+        indexed by instelnr."""
+        rows: dict[str, list[dict[str, Any]]] = {
+            name: list(data.rows.get(name, [])) for name in OPERATIONS
+        }
+        for name, op_rows in rows.items():
+            for i, row in enumerate(op_rows):
+                inst = row.get("_instelnr") or row.get("instelnr") or row.get("Instelnr")
+                if _six(inst) is None:
+                    raise ValueError(
+                        f"{year} {name}: a row without a valid _instelnr: {row!r:.200}"
+                    )
+                if inst != row.get("_instelnr") or len(inst) != 6:
+                    # Hand-written rows may leave it out: copy rather than touch the caller's data.
+                    op_rows[i] = {**row, "_instelnr": _six(inst)}
+        self._by_instelnr[year] = {}
+        for name, op_rows in rows.items():
+            index: dict[str, list[int]] = {}
+            for i, row in enumerate(op_rows):
+                index.setdefault(row["_instelnr"], []).append(i)
+            self._by_instelnr[year][name] = index
+        return rows
 
     # --- lifecycle -------------------------------------------------------------------------------
     @property
@@ -652,7 +680,7 @@ class InformatServer(LoopbackServer):
 
     def _forget_rendered(self, op: str) -> None:
         for pretty in (False, True):
-            self._items.pop((op, pretty), None)
+            self._items.pop((self.schooljaar, op, pretty), None)
         for cached in [k for k in self._bodies if k[0] == op]:
             del self._bodies[cached]
 
@@ -903,9 +931,10 @@ class InformatServer(LoopbackServer):
                 self.cache_hits += 1
                 return cached
             self.cache_misses += 1
-        items = self._items_for(op, pretty)
-        rows = self.rows[op.name]
-        body = build(op, [items[i] for i in self._select(op, rows, key)])
+        year = key[0]
+        items = self._items_for(year, op, pretty)
+        rows = self.years[year][op.name]
+        body = build(op, [items[i] for i in self._select(year, op, rows, key[1:])])
         with self._lock:
             self._bodies[cache_key] = body
             total = sum(len(b) for b in self._bodies.values())
@@ -928,7 +957,8 @@ class InformatServer(LoopbackServer):
         instelnr = _six(values.get("instelnr"))
         if instelnr is None or instelnr not in rights:
             return None
-        if values.get("schooljaar") != self.schooljaar:
+        year = values.get("schooljaar") or ""
+        if year not in self.years:
             return None
         refdate: str | None = None
         if "referentiedatum" in op.params:
@@ -954,14 +984,14 @@ class InformatServer(LoopbackServer):
         pre_registration = (
             (values.get("preRegistrationId") or None) if "preRegistrationId" in op.params else None
         )
-        return (instelnr, refdate, changed, hoofdstructuur, pre_registration)
+        return (year, instelnr, refdate, changed, hoofdstructuur, pre_registration)
 
     def _select(
-        self, op: FakeOperation, rows: list[dict[str, Any]], key: tuple[Any, ...]
+        self, year: str, op: FakeOperation, rows: list[dict[str, Any]], key: tuple[Any, ...]
     ) -> list[int]:
         instelnr, refdate, changed, hoofdstructuur, pre_registration = key
         chosen = []
-        for i in self._by_instelnr[op.name].get(instelnr, ()):
+        for i in self._by_instelnr[year][op.name].get(instelnr, ()):
             row = rows[i]
             if refdate is not None:
                 van, tot = row.get("_van"), row.get("_tot")
@@ -978,15 +1008,16 @@ class InformatServer(LoopbackServer):
             chosen.append(i)
         return chosen
 
-    def _items_for(self, op: FakeOperation, pretty: bool) -> list[bytes]:
+    def _items_for(self, year: str, op: FakeOperation, pretty: bool) -> list[bytes]:
         """Every row of ``op`` rendered once (lazily), so answers are joins of cached bytes."""
-        key = (op.name, pretty)
+        key = (year, op.name, pretty)
         items = self._items.get(key)
         if items is None:
             with self._render_lock:
                 items = self._items.get(key)
                 if items is None:
-                    items = [render_item(op, row, pretty=pretty) for row in self.rows[op.name]]
+                    rows = self.years[year][op.name]
+                    items = [render_item(op, row, pretty=pretty) for row in rows]
                     self._items[key] = items
         return items
 
@@ -1213,6 +1244,19 @@ def _cut_mid_item(body: bytes) -> bytes:
     middle = max(first_item + 4, len(body) // 2)
     tag_end = body.find(b">", middle)
     return body[: tag_end + 1] if tag_end > 0 else body[:middle]
+
+
+_SCHOOLJAAR = re.compile(r"^\d{4}-\d{2}$")
+
+
+def _by_school_year(data: object) -> list[tuple[str, SyntheticData]]:
+    """``{"2025-26": data, "2026-27": data}`` as (school year, data) pairs in the order given;
+    ``[]`` for data of one school year (any other form :func:`_coerce` takes)."""
+    if not isinstance(data, Mapping) or not data or "rows" in data:
+        return []
+    if not all(isinstance(k, str) and _SCHOOLJAAR.match(k) for k in data):
+        return []
+    return [(year, _coerce(value)) for year, value in data.items()]
 
 
 def _coerce(data: SyntheticData | Mapping[str, Any] | str | Path) -> SyntheticData:

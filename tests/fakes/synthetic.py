@@ -29,6 +29,11 @@ fake server uses it as its default today. The dated facts below hold for any ref
 that window. Change dates (``_gewijzigd``, ``Gewijzigd``) never lie after today, and a quarter
 of them fall in the six weeks before it.
 
+The next school year: :func:`next_school_year` makes it from a year's rows (pupils promoted,
+graduates gone, first-graders and newcomers, a class gone and one new, one staff member leaving
+and one joining), and :func:`as_served_on` what Informat serves of both years on a given day
+around the change (June, July-August, from 1 September).
+
 Notable facts (:attr:`SyntheticData.notable`, all values strings)
 ----------------------------------------------------------------
 Pupils (value: ``p_persoon``; all of them are registered in ``instelnrs[0]``):
@@ -101,6 +106,7 @@ import functools
 import gc
 import json
 import random
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -1754,3 +1760,542 @@ def load_data(directory: str | Path) -> SyntheticData:
         seed=meta.get("seed"),
         pupils=meta.get("pupils"),
     )
+
+
+# --- the next school year --------------------------------------------------------------------------
+# Made from the rows of a year, not from the generator's objects, so that it works on any
+# SyntheticData (generated, loaded from disk, or changed by a test) and keeps every continuing
+# person's rows exactly as they were but for the new registration.
+
+_PERSON_KEYS = ("p_persoon", "pointer", "PPersoon", "pPersoon")
+_REGISTRATION_OPS = ("Lln", "Inschrijvingen", "Subgroepen")
+_STAFF_OPS = frozenset(name for name in OPERATION_NAMES if name.startswith("Leerkrachten"))
+_LAST_GRADE = 6
+_NEW_IDS = (20_000_000, 89_999_999)
+"""Ids of persons, registrations and classes made for the next year: eight digits, so they never
+meet the generator's (at most seven) nor the tests' hand-made ``99999991``."""
+
+
+def school_year_label(first_year: int) -> str:
+    """``2026`` → ``"2026-27"``."""
+    return f"{first_year}-{(first_year + 1) % 100:02d}"
+
+
+def _first_year(schooljaar: str) -> int:
+    try:
+        return int(schooljaar[:4])
+    except ValueError:
+        raise ValueError(f"schooljaar must look like 2025-26, got {schooljaar!r}") from None
+
+
+def _person_of(row: Row) -> str | None:
+    for name in _PERSON_KEYS:
+        if name in row:
+            return row[name]
+    return None
+
+
+@dataclass
+class _Class:
+    """An official class as the rows of a year show it: a template row per registration set."""
+
+    instelnr: str
+    code: str
+    leerjaar: int
+    hs: str
+    lln: Row
+    sub: Row
+    ins: Row
+
+
+class _NextYear:
+    """Holds the random source, the new ids and the classes while the next year is made."""
+
+    def __init__(self, data: SyntheticData, seed: int) -> None:
+        self.data = data
+        self.year = _first_year(data.schooljaar)
+        self.start = date(self.year + 1, 9, 1)
+        self.last_day = date(self.year + 1, 6, 30)
+        # A string seed is hashed the same way in every run (unlike hash()).
+        self.rng = random.Random(f"next-year {data.schooljaar} {seed}")
+        used = {str(v) for rows in data.rows.values() for row in rows for v in row.values()}
+        self._ids = (str(i) for i in range(*_NEW_IDS) if str(i) not in used)
+        self._skip = 0
+        self.new_classes: list[_Class] = []
+
+    def new_id(self) -> str:
+        # Spread over the range (not 20000000, 20000001 …) while staying deterministic.
+        for _ in range(self._rint(1, 50)):
+            next(self._ids)
+        return next(self._ids)
+
+    def _rint(self, a: int, b: int) -> int:
+        return a + int(self.rng.random() * (b - a))
+
+    # --- classes -------------------------------------------------------------------------------
+    def classes(self) -> dict[tuple[str, str], _Class]:
+        """Every official class that has a realised registration, by (instelnr, Klascode)."""
+        subs: dict[tuple[str, str], Row] = {}
+        for row in self.data.rows.get("Subgroepen", []):
+            if row.get("Groeptype") == "0":
+                subs.setdefault((row["_instelnr"], row["Klascode"]), row)
+        ins = {r["PInschrijving"]: r for r in self.data.rows.get("Inschrijvingen", [])}
+        found: dict[tuple[str, str], _Class] = {}
+        for row in self.data.rows["Lln"]:
+            key = (row["_instelnr"], row.get("Klascode") or "")
+            if row.get("voorlopig") != "0" or not key[1] or key in found:
+                continue
+            # Hand-written data may have no Subgroepen: the class row is made from Lln's.
+            sub = subs.get(key) or {
+                "Instelnr": key[0],
+                "Klas": row.get("Klasnaam", key[1]),
+                "Klascode": key[1],
+                "PKlas": row.get("PKlas", ""),
+                "Graad": row.get("graad", ""),
+                "Leerjaar": row.get("leerjaar", ""),
+            }
+            found[key] = _Class(
+                key[0],
+                key[1],
+                int(row["leerjaar"]),
+                row.get("_hoofdstructuur", "311"),
+                row,
+                sub,
+                ins.get(row.get("PInschrijving", ""), {}),
+            )
+        return found
+
+    def promotions(self, classes: dict[tuple[str, str], _Class]) -> dict[tuple[str, str], _Class]:
+        """Each class below the last grade → the class its pupils go to: the i-th class (by
+        code) of a grade in a school and hoofdstructuur goes to the i-th of the next grade; a
+        grade with no class next year gets a new one (``OV3LOG`` → ``OV4LOG``)."""
+        grades: dict[tuple[str, str, int], list[_Class]] = {}
+        for klas in sorted(classes.values(), key=lambda k: k.code):
+            grades.setdefault((klas.instelnr, klas.hs, klas.leerjaar), []).append(klas)
+        moves: dict[tuple[str, str], _Class] = {}
+        for (instelnr, hs, leerjaar), group in sorted(grades.items()):
+            if leerjaar >= _LAST_GRADE:
+                continue
+            higher = grades.get((instelnr, hs, leerjaar + 1))
+            if not higher:
+                higher = [self._raised(k) for k in group]
+                grades[(instelnr, hs, leerjaar + 1)] = higher
+            for i, klas in enumerate(group):
+                moves[(instelnr, klas.code)] = higher[i % len(higher)]
+        return moves
+
+    def _raised(self, klas: _Class) -> _Class:
+        """A new class one grade above *klas*: its code with the grade digit raised."""
+        leerjaar = klas.leerjaar + 1
+        code = re.sub(r"\d", str(leerjaar), klas.code, count=1)
+        if code == klas.code:
+            code = f"{klas.code}-{leerjaar}"
+        afdeling = klas.lln.get("afdeling", "")
+        pklas = self.new_id()
+        grades = {"graad": str((leerjaar + 1) // 2), "leerjaar": str(leerjaar)}
+        lln = {
+            **klas.lln,
+            "afdcode": code,
+            "afdelingsjaar": str(leerjaar),
+            "Klas": code,
+            **grades,
+            "Klascode": code,
+            "Klasnaam": f"{code} {afdeling}",
+            "PAdfjaar": self.new_id(),
+            "PKlas": pklas,
+        }
+        sub = {
+            **klas.sub,
+            "Klas": f"{code} {afdeling}",
+            "Klascode": code,
+            "PKlas": pklas,
+            "Graad": grades["graad"],
+            "Leerjaar": grades["leerjaar"],
+        }
+        ins = {
+            **klas.ins,
+            "AfdCode": code,
+            "Afdelingsjaar": str(leerjaar),
+            "Graad": grades["graad"],
+            "Leerjaar": grades["leerjaar"],
+        }
+        new = _Class(klas.instelnr, code, leerjaar, klas.hs, lln, sub, ins)
+        self.new_classes.append(new)
+        return new
+
+    # --- registrations -------------------------------------------------------------------------
+    def registration_rows(self, lln: Row, klas: _Class, ins: Row | None) -> dict[str, Row]:
+        """The new year's Lln, Inschrijvingen and Subgroepen rows of one pupil in *klas*, made
+        from their current Lln row (and Inschrijvingen row, if any)."""
+        pinschr = self.new_id()
+        begin = self.start.isoformat()
+        dated = {"_hoofdstructuur": klas.hs, "_gewijzigd": begin, "_van": begin, "_tot": None}
+        new_lln = {k: v for k, v in lln.items() if k != "einddatum"}
+        for name in (
+            "afdeling",
+            "afdcode",
+            "afdelingsjaar",
+            "Klas",
+            "nr_admgr",
+            "graad",
+            "leerjaar",
+            "vestcode",
+            "vestiging",
+            "Klascode",
+            "Klasnaam",
+            "PAdfjaar",
+            "PKlas",
+        ):
+            if name in klas.lln:
+                new_lln[name] = klas.lln[name]
+        new_lln |= {
+            "begindatum": _ymd(self.start),
+            "voorlopig": "0",
+            "PInschrijving": pinschr,
+            "PInschKlas": str(int(pinschr) + 1),
+            **dated,
+        }
+        new_ins = dict(ins or klas.ins)
+        new_ins |= {
+            "PInschrijving": pinschr,
+            "PPersoon": lln["p_persoon"],
+            "Status": "0",
+            "Begindatum": _dt(self.start),
+            "Einddatum": None,
+        }
+        for name in ("VestCode", "Vestiging", "AfdCode", "Afdeling", "Afdelingsjaar", "NrAdmgr"):
+            if name in klas.ins:
+                new_ins[name] = klas.ins[name]
+        new_ins |= {"Graad": klas.lln["graad"], "Leerjaar": klas.lln["leerjaar"], **dated}
+        sub = {
+            **klas.sub,
+            "p_persoon": lln["p_persoon"],
+            "Naam": lln["Naam"],
+            "Voornaam": lln["Voornaam"],
+            "School": lln.get("school", klas.sub.get("School", "")),
+            "BegindatumKlas": _dt(self.start),
+            "EinddatumKlas": None,
+            "Groeptype": "0",
+            "Klasnr": lln.get("Klasnr", ""),
+            "Status": "0",
+            "PInschrklas": str(int(pinschr) + 1),
+            "PInschrijving": pinschr,
+            **dated,
+        }
+        return {"Lln": new_lln, "Inschrijvingen": new_ins, "Subgroepen": sub}
+
+    # --- new persons ---------------------------------------------------------------------------
+    def new_name(self, female: bool) -> tuple[str, str]:
+        naam = self.rng.choice(_SURNAMES_COMMON)
+        return naam, self.rng.choice(_FEMALE if female else _MALE)
+
+    def cloned(self, rows: list[tuple[str, Row]], pid: str, naam: str, voornaam: str) -> list:
+        """Copies of one person's rows (operation, row) as a new person: key, names, national
+        number and login changed; everything else (parents, address) as the template's."""
+        old_pid = _person_of(rows[0][1])
+        old = next((r for _op, r in rows if "Naam" in r and "Voornaam" in r), rows[0][1])
+        old_naam, old_voornaam = old.get("Naam"), old.get("Voornaam")
+        national = f"98{self._rint(0, 10**9):09d}"
+        login = f"{_login_part(voornaam)}.{_login_part(naam)}"
+        out = []
+        for op, row in rows:
+            new = {}
+            for name, value in row.items():
+                if value == old_pid:
+                    value = pid
+                elif name.lower() == "naam" and value == old_naam:
+                    value = naam
+                elif name.lower() == "voornaam" and value == old_voornaam:
+                    value = voornaam
+                elif name in ("rijksregnr", "Insz", "Rijksregisternummer", "Rijksregnr"):
+                    value = national if value else value
+                elif name in ("Gebruikersnaam", "GebruikersnaamAd") and value:
+                    value = login
+                elif name == "School_email" and value:
+                    value = f"{login}@school.example.be"
+                elif name == "Personeelslid":
+                    value = f"{naam} {voornaam}"
+                new[name] = value
+            out.append((op, new))
+        return out
+
+
+def next_school_year(
+    data: SyntheticData,
+    *,
+    seed: int = 1,
+    stoppers_per_school: int = 2,
+    newcomers_per_school: int = 2,
+) -> SyntheticData:
+    """The data of the school year after *data*'s (2025-26 → 2026-27), as Informat serves it
+    once that year has begun: deterministic for the same *data* and *seed*.
+
+    - **Promoted**: every pupil with a realised registration that runs to the end of the year
+      (not ended by 30 June) moves up one grade: the i-th class of a grade (by code, per school
+      and hoofdstructuur) goes to the i-th class of the next grade (``1A`` → ``2LAT``,
+      ``5WEWI`` → ``6WEWI`` with the generator's classes). A grade that has no class yet gets a
+      new one, its code's grade digit raised (``OV3LOG`` → ``OV4LOG``): a **new class**. A class
+      no class moves into (``OV3LOG``: no hoofdstructuur-312 class in the grade below) and that
+      gets no newcomers is **gone**.
+    - **Graduates**: the pupils of the last grade (6) are not in the new year.
+    - **Stoppers**: *stoppers_per_school* pupils of other grades per school leave the school
+      between the years (one registration only, chosen at random).
+    - **First-graders**: as many new pupils per school as it had graduates (at least 3), spread
+      over its first-grade classes; and *newcomers_per_school* **newcomers** per school in a
+      class of grades 2-6. Their rows copy a graduate's of the same school (parents, address)
+      under a new ``p_persoon``, name and national number.
+    - **Registrations** of the new year begin on 1 September of its first year: ``Lln``
+      ``begindatum``, ``Inschrijvingen`` ``Begindatum``, ``Subgroepen`` ``BegindatumKlas``
+      and the validity (``_van``) of every pupil row; new ``PInschrijving`` ids. Only official
+      classes (``Groeptype`` 0) are in the new year's ``Subgroepen``.
+    - **Staff**: the same, but one active staff member who is no class titular leaves and one
+      joins (a copy of another's rows with a new ``p_persoon``, name and teacher code).
+
+    :attr:`SyntheticData.notable` of the result names what changed (comma-separated values):
+    ``graduates``, ``stoppers``, ``first_graders``, ``newcomers`` (p_persoon), ``promotions``
+    (``instelnr:FROM>TO`` per class), ``classes_gone`` and ``classes_new``
+    (``instelnr:Klascode``), ``staff_left`` and ``staff_joined``; plus the staff facts of
+    *data* whose person is still there. Its ``today`` is 15 January of the new year.
+    """
+    work = _NextYear(data, seed)
+    classes = work.classes()
+    moves = work.promotions(classes)
+    last = work.last_day.isoformat()
+    ins_rows = {r["PInschrijving"]: r for r in data.rows.get("Inschrijvingen", [])}
+
+    # Who is registered to the end of the year, and where.
+    current: dict[tuple[str, str], Row] = {}
+    for row in data.rows["Lln"]:
+        key = (row["p_persoon"], row["_instelnr"])
+        klas = (row["_instelnr"], row.get("Klascode") or "")
+        if row.get("voorlopig") != "0" or klas not in classes or key in current:
+            continue
+        if (row.get("_tot") or "9999") < last or (row.get("_van") or "") > last:
+            continue
+        current[key] = row
+    graduates = sorted(
+        {pid for (pid, inst), row in current.items() if int(row["leerjaar"]) >= _LAST_GRADE}
+    )
+    registrations_of: dict[str, int] = {}
+    for pid, _inst in current:
+        registrations_of[pid] = registrations_of.get(pid, 0) + 1
+    stoppers: list[str] = []
+    for instelnr in data.instelnrs or sorted({inst for _p, inst in current}):
+        candidates = sorted(
+            pid
+            for (pid, inst), row in current.items()
+            if inst == instelnr
+            and int(row["leerjaar"]) < _LAST_GRADE
+            and registrations_of[pid] == 1
+            and pid not in data.notable.values()
+        )
+        stoppers += work.rng.sample(candidates, min(stoppers_per_school, len(candidates)))
+    gone = set(graduates) | set(stoppers)
+    continuing = {key: row for key, row in current.items() if key[0] not in gone}
+
+    rows: dict[str, list[Row]] = {name: [] for name in data.rows}
+    for name in _REGISTRATION_OPS:
+        rows.setdefault(name, [])
+    registered: dict[tuple[str, str], _Class] = {}
+    for (pid, inst), lln in sorted(continuing.items(), key=lambda kv: _name_order(kv[1])):
+        if int(lln["leerjaar"]) >= _LAST_GRADE:
+            continue  # a pupil in the last grade in one school only: gone from there
+        klas = moves[(inst, lln["Klascode"])]
+        registered[(pid, inst)] = klas
+        for op, row in work.registration_rows(
+            lln, klas, ins_rows.get(lln["PInschrijving"])
+        ).items():
+            rows[op].append(row)
+
+    # Person rows of every other pupil data set, of the persons who stay, valid from 1 September.
+    begin = work.start.isoformat()
+    for name, op_rows in data.rows.items():
+        if name in _REGISTRATION_OPS or name in _STAFF_OPS:
+            continue
+        for row in op_rows:
+            if (_person_of(row), row.get("_instelnr")) in registered:
+                rows[name].append({**row, "_van": begin, "_tot": None})
+
+    # New pupils: first-graders in every school, and a few newcomers in higher grades.
+    next_classes: dict[tuple[str, int], list[_Class]] = {}
+    for klas in sorted({id(k): k for k in moves.values()}.values(), key=lambda k: k.code):
+        next_classes.setdefault((klas.instelnr, klas.leerjaar), []).append(klas)
+    for klas in sorted(classes.values(), key=lambda k: k.code):
+        if klas.leerjaar == 1 and klas.hs == "311":
+            next_classes.setdefault((klas.instelnr, 1), []).append(klas)
+    first_graders: list[str] = []
+    newcomers: list[str] = []
+    for instelnr in sorted({inst for _p, inst in current}):
+        templates = [pid for pid in graduates if (pid, instelnr) in current] or sorted(
+            pid for pid, inst in current if inst == instelnr
+        )
+        if not templates:
+            continue
+        graduated_here = sum((pid, instelnr) in current for pid in graduates)
+        places = [
+            *([1] * max(3, graduated_here)),
+            *(work._rint(2, _LAST_GRADE + 1) for _ in range(newcomers_per_school)),
+        ]
+        for n, leerjaar in enumerate(places):
+            choices = next_classes.get((instelnr, leerjaar)) or next_classes.get((instelnr, 1))
+            if not choices:
+                continue
+            klas = choices[n % len(choices)]
+            template = templates[n % len(templates)]
+            pid = work.new_id()
+            female = work.rng.random() < 0.5
+            naam, voornaam = work.new_name(female)
+            own = [
+                (op, r)
+                for op, op_rows in data.rows.items()
+                if op not in _STAFF_OPS
+                for r in op_rows
+                if _person_of(r) == template and r.get("_instelnr") == instelnr
+            ]
+            lln = next(r for op, r in own if op == "Lln" and r["p_persoon"] == template)
+            for op, row in work.cloned(own, pid, naam, voornaam):
+                if op in _REGISTRATION_OPS:
+                    continue
+                rows[op].append({**row, "_van": begin, "_tot": None})
+            ((_op, new_lln),) = work.cloned([("Lln", lln)], pid, naam, voornaam)
+            born = date(work.year + 1 - 11 - leerjaar, 1 + n % 12, 1 + n % 28)
+            new_lln |= {"geslacht": "V" if female else "M", "geboortedatum": _ymd(born)}
+            ins = ins_rows.get(lln["PInschrijving"])
+            for op, row in work.registration_rows(new_lln, klas, ins).items():
+                rows[op].append(row)
+            (first_graders if leerjaar == 1 else newcomers).append(pid)
+
+    # Staff: one leaves, one joins; the rest as they were.
+    staff_rows = {name: list(data.rows.get(name, [])) for name in _STAFF_OPS if name in data.rows}
+    titulars = {
+        part.strip()
+        for row in data.rows.get("Subgroepen", [])
+        for part in (row.get("Klastitularis") or "").split(",")
+    }
+    names = {
+        r["p_persoon"]: f"{r['Naam']} {r['Voornaam']}" for r in staff_rows.get("Leerkrachten", [])
+    }
+    active = sorted(
+        {
+            r["p_persoon"]
+            for r in staff_rows.get("Leerkrachten", [])
+            if r.get("Actief") == "J" and r["p_persoon"] not in data.notable.values()
+        },
+        key=lambda pid: (names[pid] in titulars, pid),  # who teaches no class leaves first
+    )
+    staff_left = staff_joined = ""
+    if len(active) >= 2:
+        staff_left, model = active[0], work.rng.choice(active[1:])
+        staff_joined = work.new_id()
+        naam, voornaam = work.new_name(work.rng.random() < 0.6)
+        code = f"{ascii_fold(naam).upper().replace(' ', '')[:3]}{work._rint(2, 9)}"
+        own = [(op, r) for op in staff_rows for r in staff_rows[op] if _person_of(r) == model]
+        for op, row in work.cloned(own, staff_joined, naam, voornaam):
+            if row.get("OmschrijvingVrijVeld") == "CODE":
+                row["WaardeVrijVeld"] = code
+            staff_rows[op].append(row)
+        for op in staff_rows:
+            staff_rows[op] = [r for r in staff_rows[op] if _person_of(r) != staff_left]
+        # The newcomer takes over the classes of the one who left, if any.
+        for row in rows["Subgroepen"]:
+            if names[staff_left] in (row.get("Klastitularis") or ""):
+                row["Klastitularis"] = row["Klastitularis"].replace(
+                    names[staff_left], f"{naam} {voornaam}"
+                )
+    label = school_year_label(work.year + 1)
+    for op, op_rows in staff_rows.items():
+        rows[op] = [{**r, "Schooljaar": label} if "Schooljaar" in r else r for r in op_rows]
+    for name in ("Lln", "Inschrijvingen", "Subgroepen"):
+        rows[name].sort(key=_name_order)
+
+    staying = {_person_of(r) for op_rows in rows.values() for r in op_rows}
+    used = {(k.instelnr, k.code) for k in registered.values()}
+    used |= {(r["_instelnr"], r["Klascode"]) for r in rows["Lln"]}
+    notable = {
+        key: value
+        for key, value in data.notable.items()
+        if key.startswith(("staff", "two_schools_staff", "inactive_staff")) and value in staying
+    }
+    notable |= {
+        "graduates": ",".join(graduates),
+        "stoppers": ",".join(sorted(stoppers)),
+        "first_graders": ",".join(first_graders),
+        "newcomers": ",".join(newcomers),
+        "promotions": ",".join(
+            f"{inst}:{code}>{k.code}" for (inst, code), k in sorted(moves.items())
+        ),
+        "classes_gone": ",".join(f"{i}:{c}" for i, c in sorted(classes) if (i, c) not in used),
+        "classes_new": ",".join(
+            f"{k.instelnr}:{k.code}" for k in work.new_classes if (k.instelnr, k.code) in used
+        ),
+        "staff_left": staff_left,
+        "staff_joined": staff_joined,
+    }
+    return SyntheticData(
+        rows=rows,
+        notable=notable,
+        schooljaar=label,
+        instelnrs=data.instelnrs,
+        today=date(work.year + 2, 1, 15).isoformat(),
+        seed=seed,
+        pupils=len({r["p_persoon"] for r in rows["Lln"]}),
+    )
+
+
+def _name_order(row: Row) -> tuple[str, str, str]:
+    return (row.get("Naam", ""), row.get("Voornaam", ""), row.get("p_persoon", ""))
+
+
+def as_served_on(day: date, this_year: SyntheticData, next_year: SyntheticData) -> dict:
+    """What Informat serves on *day* around the change from *this_year* to *next_year* (made
+    by :func:`next_school_year`), for :class:`~tests.fakes.informat_server.InformatServer`:
+    ``{schooljaar: data}``, the year a nightly run asks for (``schooljaar: auto``) first.
+
+    - **Until 30 June**: *this_year* as it is.
+    - **From 1 July**: *this_year* with the registrations of the graduates and stoppers ended
+      on 30 June (``einddatum``, ``Einddatum``, ``EinddatumKlas`` and the rows' validity), so a
+      read with a ``referentiedatum`` after it no longer finds them; everybody else is still
+      registered in the old year through the summer.
+    - **From 1 September**: the same two years, *next_year* first.
+
+    *next_year* is served throughout (Informat holds the new year's registrations before it
+    begins; they begin on 1 September, so only a ``referentiedatum`` inside the new year finds
+    them). Both years' ``today`` is *day*: what an empty ``referentiedatum`` stands for.
+    """
+    year = _first_year(this_year.schooljaar)
+    if _first_year(next_year.schooljaar) != year + 1:
+        raise ValueError(f"{next_year.schooljaar} is not the year after {this_year.schooljaar}")
+    old = this_year
+    if day >= date(year + 1, 7, 1):
+        leaving = {
+            pid
+            for key in ("graduates", "stoppers")
+            for pid in next_year.notable.get(key, "").split(",")
+            if pid
+        }
+        old = _ended(this_year, leaving, date(year + 1, 6, 30))
+    new = next_year
+    old = SyntheticData(**{**vars(old), "today": day.isoformat()})
+    new = SyntheticData(**{**vars(new), "today": day.isoformat()})
+    if day >= date(year + 1, 9, 1):
+        return {new.schooljaar: new, old.schooljaar: old}
+    return {old.schooljaar: old, new.schooljaar: new}
+
+
+def _ended(data: SyntheticData, persons: set[str], last: date) -> SyntheticData:
+    """*data* with every registration and row of *persons* ended on *last* (where it ran on)."""
+    iso = last.isoformat()
+    ends = {"Lln": ("einddatum", _ymd(last)), "Inschrijvingen": ("Einddatum", _dt(last))}
+    ends["Subgroepen"] = ("EinddatumKlas", _dt(last))
+    rows: dict[str, list[Row]] = {}
+    for name, op_rows in data.rows.items():
+        out = []
+        for row in op_rows:
+            if _person_of(row) in persons and (row.get("_tot") is None or row["_tot"] > iso):
+                row = {**row, "_tot": iso}
+                if name in ends:
+                    field_name, value = ends[name]
+                    row[field_name] = value
+            out.append(row)
+        rows[name] = out
+    return SyntheticData(**{**vars(data), "rows": rows})

@@ -4,10 +4,13 @@ own rule for an untrustworthy answer (a school that answered with no rows) as a 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from provisioner.errors import ConfigError
+from provisioner.model import SourceRows
 from provisioner.sources.base import Block, DatasetInfo, Fields, Progress, SourceRead
 from provisioner.sources.informat.operations import (
     DEFAULT_DATASETS,
@@ -15,6 +18,7 @@ from provisioner.sources.informat.operations import (
     SEARCH_FIELDS,
     operation,
 )
+from provisioner.sources.informat.params import check_schooljaar, dd_mm_yyyy, parse_day
 from provisioner.sources.informat.reader import read_source
 from provisioner.sources.informat.settings import InformatConfig
 
@@ -40,6 +44,35 @@ class InformatSource:
         self.config = config
         self._today = today
         self._sleep = sleep
+
+    def for_school_year(self, school_year: str) -> InformatSource:
+        """Informat asked for *school_year* with a ``referentiedatum`` inside it: the
+        registrations of a year to come begin on 1 September, so a read with today's date in
+        the summer would find nobody. The day is the configured ``referentiedatum`` if that
+        lies inside the year, else 1 September, or today once the year has begun; the read is
+        dated by it (its ``as_of``)."""
+        try:
+            check_schooljaar(school_year)
+        except ValueError as exc:
+            raise ConfigError(f"--schooljaar: {exc}") from None
+        if school_year == "auto":
+            raise ConfigError("--schooljaar: name the school year to preview, like 2026-27")
+        first = int(school_year[:4])
+        start, end = dt.date(first, 9, 1), dt.date(first + 1, 6, 30)
+        today = self._today or dt.date.today()
+        if today > end:
+            raise ConfigError(
+                f"school year {school_year} ended on {end:%d-%m-%Y}: a preview shows a year to "
+                "come (or the current one)"
+            )
+        day = max(start, today)
+        configured = self.config.referentiedatum
+        if configured not in ("", "today") and start <= parse_day(configured) <= end:
+            day = parse_day(configured)
+        settings = dataclasses.replace(
+            self.config, schooljaar=school_year, referentiedatum=dd_mm_yyyy(day)
+        )
+        return InformatSource(settings, today=day, sleep=self._sleep)
 
     def datasets(self) -> Mapping[str, DatasetInfo]:
         return _DATASETS
@@ -85,4 +118,23 @@ class InformatSource:
                 for dataset, instelnr in data.empty()
             ],
             problems=data.problems(),
+            unit_names=_school_names(data.as_source_rows()),
         )
+
+
+_SCHOOL_NAME_FIELDS = ("school", "School")
+"""Where Informat's data sets carry the school's name (Lln, Subgroepen, Inschrijvingen)."""
+
+
+def _school_names(rows: SourceRows) -> dict[str, str]:
+    """Each instelnr's name, from the first row read that carries one (only fields the
+    mappings use are kept, so a name is found when they use it)."""
+    names: dict[str, str] = {}
+    for dataset in rows.datasets.values():
+        for instelnr, record in dataset.rows:
+            if instelnr in names:
+                continue
+            name = next((record[f] for f in _SCHOOL_NAME_FIELDS if record.get(f)), None)
+            if isinstance(name, str):
+                names[instelnr] = name
+    return names

@@ -10,6 +10,7 @@ lost, or another run creating the same group at the same moment, may have made t
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +22,20 @@ from provisioner.targets.entra.pacing import backoff
 from provisioner.targets.entra.snapshot import GROUP_LIMITS, Applier, graph_value
 from provisioner.targets.entra.transport import Reply
 from provisioner.targets.entra_settings import nickname_for
+
+_ARCHIVED = re.compile(r"^archived (\d{4}-\d{2}-\d{2})? ?by provisioner$")
+
+
+def archive_mark(day: str) -> str:
+    """The description of a group the connector archived (Entra ID has no archive OU)."""
+    return f"archived {day} by provisioner"
+
+
+def archived_day(description: Any) -> str | None:
+    """The day in an archived group's description (YYYY-MM-DD, or "" when it names none), or
+    None when the description is no archive mark."""
+    match = _ARCHIVED.match(str(description or "").strip())
+    return (match.group(1) or "") if match else None
 
 
 class Groups(Applier):
@@ -115,6 +130,43 @@ class Groups(Applier):
         if not reply.ok:
             return Result(change, "failed", reply.explain())
         self.snapshot().groups[gid].update(body)
+        return Result(change, "applied")
+
+    async def archive(self, batcher: Batcher, change: Change) -> Result:
+        """Marked, since Entra ID has no archive OU: the archive mark as its description and the
+        configured prefix (``lifecycle.archive_prefix``, carried by the change) before its name.
+        Members and owners stay; nothing else changes."""
+        gid = str(change.precondition.id)
+        group = self.snapshot().groups.get(gid, {})
+        name = str(group.get("displayName") or change.key)
+        prefix = str(change.after.get("prefix") or "")
+        if prefix and not name.startswith(prefix):
+            name = (prefix + name)[: GROUP_LIMITS["displayName"]]
+        body = {"displayName": name, "description": archive_mark(str(change.after["archived"]))}
+        reply = await batcher.call("PATCH", f"/groups/{gid}", body)
+        if not reply.ok:
+            return Result(change, "failed", reply.explain())
+        group.update(body)
+        return Result(change, "applied")
+
+    async def restore(self, batcher: Batcher, change: Change) -> Result:
+        """The archive marking taken away: the name and description the mappings give (the
+        change carries those that differ); without them, the name the group was made with (its
+        key) and no description."""
+        gid = str(change.precondition.id)
+        group = self.snapshot().groups.get(gid, {})
+        body: dict[str, Any] = {
+            name: graph_value(value) for name, value in change.after.items() if name in GROUP_LIMITS
+        }
+        if "displayName" not in body and archived_day(group.get("description")) is not None:
+            body["displayName"] = change.key
+        if "description" not in body and archived_day(group.get("description")) is not None:
+            body["description"] = None
+        if body:
+            reply = await batcher.call("PATCH", f"/groups/{gid}", body)
+            if not reply.ok:
+                return Result(change, "failed", reply.explain())
+            group.update(body)
         return Result(change, "applied")
 
     async def delete(self, batcher: Batcher, change: Change) -> Result:

@@ -33,7 +33,7 @@ from provisioner.targets.base import (
 )
 from provisioner.targets.entra import names
 from provisioner.targets.entra.batch import Batcher
-from provisioner.targets.entra.groups import Groups
+from provisioner.targets.entra.groups import Groups, archived_day
 from provisioner.targets.entra.pacing import RetryPolicy
 from provisioner.targets.entra.snapshot import (
     GROUP_LIMITS,
@@ -96,7 +96,9 @@ class EntraId(BaseTarget):
             Action.DISABLE: users.disable,
             Action.DELETE: users.delete,
             Action.CREATE_GROUP: groups.create,
+            Action.RESTORE_GROUP: groups.restore,
             Action.UPDATE_GROUP: groups.update,
+            Action.ARCHIVE_GROUP: groups.archive,
             Action.DELETE_GROUP: groups.delete,
             Action.ADD_MEMBER: groups.add_members,
             Action.REMOVE_MEMBER: groups.remove_members,
@@ -170,6 +172,7 @@ class EntraId(BaseTarget):
                     unmanaged_owners=sum(
                         1 for m in snapshot.owners.get(gid, ()) if m not in anchors
                     ),
+                    archived=archived_day(group.get("description")),
                 )
             )
         return state
