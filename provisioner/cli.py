@@ -380,7 +380,7 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
     if args.out:
         save_sealed_plan(plan, prepared, args.out)
     if args.report:
-        write_report(args.report, render_html(plan))
+        write_report(args.report, render_html(plan, command=_apply_command(args)))
     if args.json:
         data = plan_to_json(plan)
         if transition is not None:
@@ -389,12 +389,17 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
     else:
         if transition is not None:
             print(render_transition(transition, args.schooljaar) + "\n")
-        print(render_plan(plan, details=args.details))
+        print(render_plan(plan, details=args.details, command=_apply_command(args)))
         if args.out:
             print(f"\nsaved the plan to {args.out}")
     if adoption is not None:
         print("\n" + render_adoption_report(adoption, comparison.desired))
     return 0 if plan.empty and not (plan.header.blocked or plan.header.policy_blocked) else 2
+
+
+def _apply_command(args: argparse.Namespace) -> str:
+    """The command that applies this configuration, as approvals are told to type it."""
+    return f"provisioner apply --config {args.config}"
 
 
 def _make_plan(prepared: Prepared, target: Target | None) -> Plan:
@@ -416,7 +421,7 @@ def _logged(plan: Plan) -> Plan:
 @holds_run_lock
 def run_apply(args: argparse.Namespace, config: Config) -> int:
     parse_approval(args.approve, args.reason)  # a typo is refused before anything is read
-    prepared = prepare_config(config)
+    prepared = prepare_config(config, **args.source_seams)
     target = open_target(prepared, **args.seams)
     if target is None:
         raise ConfigError(f"{args.config}: apply needs a target (target: ad: … or entra: …)")
@@ -428,7 +433,7 @@ def run_apply(args: argparse.Namespace, config: Config) -> int:
 
 def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
     approval = parse_approval(args.approve, args.reason)  # a typo is refused before any work
-    command = f"provisioner apply --config {args.config}"
+    command = _apply_command(args)
     if args.plan:
         plan = verify_saved_plan(args.plan, prepared, target, approved=approval is not None)
     else:
