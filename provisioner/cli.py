@@ -375,7 +375,11 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
     if args.schooljaar is not None:
         plan.header.warnings.insert(0, preview_note(args.schooljaar, plan))
         transition = transition_summary(
-            plan, comparison.desired, comparison.observed, read.unit_names
+            plan,
+            comparison.desired,
+            comparison.observed,
+            read.unit_names,
+            command=_apply_command(args),
         )
     if args.out:
         save_sealed_plan(plan, prepared, args.out)

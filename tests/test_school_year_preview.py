@@ -26,7 +26,7 @@ from provisioner.model import (
     ObservedState,
 )
 from provisioner.pipeline import open_target, plan_for, prepare, read_for_mappings
-from provisioner.plan.model import Action, Change, Kind, Plan, PlanHeader
+from provisioner.plan.model import Action, Change, Kind, Plan, PlanHeader, PolicyBlock
 from provisioner.report.transition import (
     render_transition,
     transition_summary,
@@ -200,6 +200,7 @@ def test_the_summary_counts_per_school_what_the_plan_does():
         "t",
         "2026-09-01",
         policy_blocked=["3 account disables exceed max_disable 5%"],
+        policy_blocks=[PolicyBlock("leavers", "3 account disables exceed max_disable 5%")],
         account_schools={"g1": "030577", "g2": "030577", "s1": "030577"},
     )
     summary = transition_summary(
@@ -226,7 +227,9 @@ def test_the_summary_counts_per_school_what_the_plan_does():
     assert "Approvals that night will need (1)" in text and "max_disable 5%" in text
     data = transition_to_json(summary)
     assert data["schools"][0]["moves"][0] == {"from": "1A", "to": "2A", "accounts": 2}
-    assert data["approvals"] == ["3 account disables exceed max_disable 5%"]
+    assert data["approvals"] == [
+        "3 account disables exceed max_disable 5% → provisioner apply --approve leavers"
+    ]
 
 
 def test_without_ous_a_class_change_is_read_from_the_groups():

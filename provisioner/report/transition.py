@@ -15,6 +15,7 @@ from typing import Any
 
 from provisioner.model import DesiredState, ObservedState
 from provisioner.plan.model import Action, Change, Kind, Plan
+from provisioner.plan.policy import describe_blocks
 from provisioner.text import visible
 
 ALL_SCHOOLS = ""
@@ -66,9 +67,11 @@ def transition_summary(
     desired: DesiredState,
     observed: ObservedState,
     school_names: Mapping[str, str] | None = None,
+    command: str = "provisioner apply",
 ) -> Transition:
     """The plan's changes per school. An account's school is where the source has it, or
-    (for one that leaves) where it was; a group's is its members' when they share one."""
+    (for one that leaves) where it was; a group's is its members' when they share one. Each
+    approval needed says its category and the *command* that gives it."""
     names = school_names or {}
     school_of: dict[str, str] = dict(plan.header.account_schools)
     school_of |= {anchor: account.school for anchor, account in desired.accounts.items()}
@@ -115,7 +118,13 @@ def transition_summary(
     ordered = sorted(schools.values(), key=lambda s: (s.school == ALL_SCHOOLS, s.school))
     return Transition(
         [s for s in ordered if not s.empty],
-        list(plan.header.policy_blocked),
+        [
+            f"{message} → {approve}"
+            for _category, approve, messages in describe_blocks(
+                plan.header.every_policy_block(), command
+            )
+            for message in messages
+        ],
         list(plan.header.blocked),
         plan.header.source_as_of,
     )
