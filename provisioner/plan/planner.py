@@ -167,6 +167,15 @@ def make_plan(
     for account in (*desired.accounts.values(), *desired.held):
         persons[account.school] = persons.get(account.school, 0) + 1
     drops = drop_blocks(persons, memory.last_persons, rules.policy.max_drop)
+    if frozen and drops:
+        # In July Informat no longer lists the graduates: an expected drop. A drop blocks only to
+        # keep leavers from being disabled on bad data, and in the freeze no leaver is.
+        lifecycle.notes += [
+            f"{block.message.split('; if this is right')[0]}: in the school-year freeze nothing "
+            "about leavers changes, so the night goes on"
+            for block in drops
+        ]
+        drops = []
     held_ids = {(h.kind, h.key) for h in desired.held}
     nights = {
         person: (today - memory.held.get(person, today)).days + 1 for person in sorted(held_ids)

@@ -135,11 +135,26 @@ def leavers_of(changes: Iterable[Change]) -> set[str]:
     return {c.key for c in changes if c.kind is Kind.ACCOUNT and c.action.is_leaver}
 
 
-def category_of(change: Change, leavers: Collection[str]) -> Category | None:
+def movers_of(changes: Iterable[Change], leavers: Collection[str]) -> set[str]:
+    """Anchors of the accounts this plan moves to another place, leavers aside (class moves)."""
+    return {
+        c.key
+        for c in changes
+        if c.kind is Kind.ACCOUNT and c.action is Action.MOVE and c.key not in leavers
+    }
+
+
+def category_of(
+    change: Change, leavers: Collection[str], movers: Collection[str] = ()
+) -> Category | None:
     """The limit category a change counts in, or None. A leaver's move (to the disabled-accounts
-    OU) is part of leaving, not a class move: it counts and waits with the disable."""
+    OU) is part of leaving, not a class move: it counts and waits with the disable. The update
+    of an account that changes class (its department, its class code) is part of the move: it
+    waits with the move and counts in neither limit."""
     if change.kind is Kind.ACCOUNT and change.action is Action.MOVE and change.key in leavers:
         return Category.LEAVERS
+    if change.kind is Kind.ACCOUNT and change.action is Action.UPDATE and change.key in movers:
+        return Category.MOVES
     for action, kind, _setting, category in _LIMITS:
         if change.action is action and change.kind is kind:
             return category
@@ -185,10 +200,13 @@ def apply_policy(
             )
     schools = schools or {}
     leavers = leavers_of(kept)
+    movers = movers_of(kept, leavers)
     blocks = []
     for action, kind, name, category in _LIMITS:
         setting = getattr(policy, name)
-        hits = [c for c in kept if c.action is action and category_of(c, leavers) is category]
+        hits = [
+            c for c in kept if c.action is action and category_of(c, leavers, movers) is category
+        ]
         if kind is Kind.GROUP:
             count, allowed = len(hits), limit_of(setting, managed_groups)
             if count > allowed:
@@ -267,10 +285,10 @@ def recheck_policy(
             f"{held} leaver action(s) fall on {day.isoformat()}, inside the freeze_leavers "
             "window, where the planner never proposes them: make a new plan"
         )
-    return Recheck(
-        policy_blocks=[*drop_blocks(persons, last_persons, policy.max_drop), *verdict.blocks],
-        blocked=blocked,
-    )
+    drops = drop_blocks(persons, last_persons, policy.max_drop)
+    if in_window(day, policy.freeze_leavers):
+        drops = []  # in the freeze a drop only delays the leavers, who wait anyway
+    return Recheck(policy_blocks=[*drops, *verdict.blocks], blocked=blocked)
 
 
 def check_drop(
@@ -441,12 +459,13 @@ def leave_out_unapproved(plan: Plan, approval: Approval | None) -> Selection:
     limits = {b.category for b in unapproved if b.category != Category.DROP}
     dropped = {b.school for b in unapproved if b.category == Category.DROP}
     leavers = leavers_of(plan.changes)
+    movers = movers_of(plan.changes, leavers)
     schools = plan.header.account_schools
     kept: list[Change] = []
     waiting: dict[tuple[str, ...], dict[str, int]] = {}
     left_out: dict[str, dict[str, int]] = {}
     for change in plan.changes:
-        category = category_of(change, leavers)
+        category = category_of(change, leavers, movers)
         holding = set()
         if category in limits:
             holding.add(str(category))
