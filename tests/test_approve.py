@@ -539,7 +539,7 @@ def test_a_saved_plan_applies_in_steps_too_on_the_dc(
         step = ["--approve", "leavers,groups", "--report", str(report)]
         assert main(["apply", "--config", str(config), str(saved), *step]) == 2
         out, err = capsys.readouterr()
-        assert "waiting for approval: 3 accounts to move (provisioner apply" in out
+        assert "waiting for approval: 3 accounts to move, 3 accounts to update (provisioner" in out
         assert "note: --approve groups: the plan has no groups block" in err
         html = report.read_text(encoding="utf-8")
         assert "Approved: leavers" in html and "id='policy-moves'" in html
@@ -547,4 +547,4 @@ def test_a_saved_plan_applies_in_steps_too_on_the_dc(
         users = users_below(samba_dc, root)
         assert all(int(users[f"lln-{k}"]["userAccountControl"]) & 2 for k in gone)
         assert all(users[f"lln-{k}"]["dn"] == start[f"lln-{k}"]["dn"] for k in movers)
-        assert _last_run(config)["summary"]["waiting"] == {"moves": {"move": 3}}
+        assert _last_run(config)["summary"]["waiting"] == {"moves": {"move": 3, "update": 3}}

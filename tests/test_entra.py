@@ -80,6 +80,20 @@ def graph(graph_ca, clock):
         yield server
 
 
+def entra_target(graph: GraphServer) -> str:
+    """The ``target:`` section for the Graph server (the secret from ``$TEST_ENTRA_SECRET``)."""
+    return (
+        "target:\n  entra:\n"
+        f"    tenant_id: {TENANT}\n"
+        f"    client_id: {CLIENT}\n"
+        "    client_secret: ${TEST_ENTRA_SECRET}\n"
+        "    domains: [leerling.school.be, school.be]\n"
+        f"    graph_url: {graph.url}\n"
+        f"    authority: {graph.authority}\n"
+        f"    ca_file: {graph.ca_file}\n"
+    )
+
+
 @pytest.fixture
 def entra_env(graph, tmp_path, monkeypatch):
     monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "geheim")
@@ -89,14 +103,8 @@ def entra_env(graph, tmp_path, monkeypatch):
         path = tmp_path / "provisioner.yaml"
         path.write_text(
             config_head(informat_url, mappings or ROOT / "examples/entra/mappings")
-            + "target:\n  entra:\n"
-            f"    tenant_id: {TENANT}\n"
-            f"    client_id: {CLIENT}\n"
-            "    client_secret: ${TEST_ENTRA_SECRET}\n"
-            "    domains: [leerling.school.be, school.be]\n"
-            f"    graph_url: {graph.url}\n"
-            f"    authority: {graph.authority}\n"
-            f"    ca_file: {graph.ca_file}\n" + extra
+            + entra_target(graph)
+            + extra
         )
         return path
 

@@ -27,7 +27,7 @@ from tests.fakes.synthetic import SyntheticData, as_served_on, next_school_year
 from tests.scenarios import pupil, staff
 from tests.test_ad import users_below
 from tests.test_entra import ROOT, clock, graph, graph_ca, group_anchors, users
-from tests.test_school_year_preview import files_of, groups_below, summary_of
+from tests.test_school_year_preview import ad_target, files_of, groups_below, summary_of
 
 JUNE = dt.date(2026, 6, 15)
 JULY = dt.date(2026, 7, 10)
@@ -100,18 +100,7 @@ def ad_school(samba_dc, tmp_path, monkeypatch) -> Iterator[tuple[str, str]]:
     monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "geheim")
     monkeypatch.setenv("TEST_AD_PASSWORD", samba_dc.admin_password)
     root = f"OU=t{secrets.token_hex(4)}"
-    yield (
-        (
-            "target:\n  ad:\n"
-            f"    url: {samba_dc.ldaps_url}\n"
-            f"    bind_user: {samba_dc.admin_user}\n"
-            "    password: ${TEST_AD_PASSWORD}\n"
-            f"    base_dn: {samba_dc.base_dn}\n"
-            f"    managed_root: {root}\n"
-            f"    ca_file: {samba_dc.ca_file}\n"
-        ),
-        root,
-    )
+    yield ad_target(samba_dc, root), root
     samba_dc.connect().delete(
         f"{root},{samba_dc.base_dn}", controls=[("1.2.840.113556.1.4.805", True, None)]
     )
@@ -206,21 +195,12 @@ def test_the_school_year_transition_on_the_dc(samba_dc, years, ad_school, tmp_pa
 
 
 def test_the_school_year_transition_in_entra(graph, clock, years, tmp_path, capsys, monkeypatch):
-    from tests.test_entra import CLIENT, SECRET, TENANT
+    from tests.test_entra import SECRET, entra_target
 
     monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "geheim")
     monkeypatch.setenv("TEST_ENTRA_SECRET", SECRET)
     this_year, following = years
-    target = (
-        "target:\n  entra:\n"
-        f"    tenant_id: {TENANT}\n"
-        f"    client_id: {CLIENT}\n"
-        "    client_secret: ${TEST_ENTRA_SECRET}\n"
-        "    domains: [leerling.school.be, school.be]\n"
-        f"    graph_url: {graph.url}\n"
-        f"    authority: {graph.authority}\n"
-        f"    ca_file: {graph.ca_file}\n"
-    )
+    target = entra_target(graph)
     mappings = ROOT / "examples/entra/mappings"
     config = tmp_path / "provisioner.yaml"
     nights = Nights(config, capsys, seams={"sleep": clock.wait, "clock": clock})

@@ -143,11 +143,7 @@ class Groups(Applier):
         if prefix and not name.startswith(prefix):
             name = (prefix + name)[: GROUP_LIMITS["displayName"]]
         body = {"displayName": name, "description": archive_mark(str(change.after["archived"]))}
-        reply = await batcher.call("PATCH", f"/groups/{gid}", body)
-        if not reply.ok:
-            return Result(change, "failed", reply.explain())
-        group.update(body)
-        return Result(change, "applied")
+        return await self._patch_group(batcher, change, group, body)
 
     async def restore(self, batcher: Batcher, change: Change) -> Result:
         """The archive marking taken away: the name and description the mappings give (the
@@ -162,11 +158,18 @@ class Groups(Applier):
             body["displayName"] = change.key
         if "description" not in body and archived_day(group.get("description")) is not None:
             body["description"] = None
-        if body:
-            reply = await batcher.call("PATCH", f"/groups/{gid}", body)
-            if not reply.ok:
-                return Result(change, "failed", reply.explain())
-            group.update(body)
+        if not body:
+            return Result(change, "applied")
+        return await self._patch_group(batcher, change, group, body)
+
+    async def _patch_group(
+        self, batcher: Batcher, change: Change, group: dict[str, Any], body: dict[str, Any]
+    ) -> Result:
+        """Write *body* to the group *change* acts on and keep the snapshot's copy in step."""
+        reply = await batcher.call("PATCH", f"/groups/{change.precondition.id}", body)
+        if not reply.ok:
+            return Result(change, "failed", reply.explain())
+        group.update(body)
         return Result(change, "applied")
 
     async def delete(self, batcher: Batcher, change: Change) -> Result:
