@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import html
 import re
+import signal
 import socket
 import ssl
 import struct
@@ -1328,6 +1329,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for name, value in data.notable.items():
         print(f"  {name}: {value}", flush=True)
+    # Ctrl-C (SIGINT) stops it, also when it was started from a shell that ignores SIGINT for its
+    # background jobs (a child inherits that, and Python then leaves SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         while True:
             time.sleep(3600)
