@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +12,29 @@ from provisioner.log import register_secret
 
 
 class Secret:
-    """A secret value that never shows itself in a repr, a log line or an error message."""
+    """A secret value that never shows itself in a repr, a log line or an error message.
 
-    __slots__ = ("_value", "origin")
+    A secret from the configuration is looked up when it is first used, not when the file is
+    read: a command that never contacts the directory (validate, explain without a target) does
+    not need its password. A reference that cannot be resolved then fails with the file, line
+    and key it was written at."""
 
-    def __init__(self, value: str, origin: str) -> None:
+    __slots__ = ("_resolve", "_value", "origin")
+
+    def __init__(
+        self, value: str | None, origin: str, resolve: Callable[[], str] | None = None
+    ) -> None:
         self._value = value
+        self._resolve = resolve
         self.origin = origin
-        register_secret(value)  # from now on, no log line can carry it
+        if value is not None:
+            register_secret(value)  # from now on, no log line can carry it
 
     def reveal(self) -> str:
+        if self._value is None:
+            assert self._resolve is not None
+            self._value = self._resolve()
+            register_secret(self._value)
         return self._value
 
     def __repr__(self) -> str:
@@ -32,22 +46,34 @@ class Secret:
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
-def parse_secret(value: Any, base_dir: Path) -> Secret:
-    """Resolve ``${ENV_VAR}`` or ``file:PATH`` (relative to the configuration file)."""
+def parse_secret(
+    value: Any, base_dir: Path, fail: Callable[[str], Exception] = ValueError
+) -> Secret:
+    """``${ENV_VAR}`` or ``file:PATH`` (relative to the configuration file), resolved when first
+    used; *fail* makes the error of a reference that cannot be resolved then (it names where the
+    reference was written). Anything else is refused now."""
     if not isinstance(value, str):
         raise ValueError("a secret must be ${ENV_VAR} or file:PATH")
     if match := _ENV_REF.match(value.strip()):
         name = match.group(1)
-        if name not in os.environ:
-            raise ValueError(f"environment variable {name} is not set")
-        return Secret(os.environ[name], f"${{{name}}}")
+
+        def from_environment() -> str:
+            if name not in os.environ:
+                raise fail(f"environment variable {name} is not set")
+            return os.environ[name]
+
+        return Secret(None, f"${{{name}}}", from_environment)
     if value.startswith("file:"):
         path = (base_dir / value[5:].strip()).resolve()
-        try:
-            # Files usually end with a newline that is not part of the secret.
-            return Secret(path.read_text(encoding="utf-8").rstrip("\r\n"), f"file {path}")
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+
+        def from_file() -> str:
+            try:
+                # Files usually end with a newline that is not part of the secret.
+                return path.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise fail(f"cannot read secret file {path}: {exc.strerror}") from None
+
+        return Secret(None, f"file {path}", from_file)
     raise ValueError(
         "a secret must be a reference, ${ENV_VAR} or file:PATH, never the secret itself"
     )

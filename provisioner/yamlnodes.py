@@ -87,7 +87,9 @@ class Builder:
                 raise self.error(node, where, str(exc)) from None
         if typ is Secret:
             try:
-                return parse_secret(value, self.base_dir)
+                return parse_secret(
+                    value, self.base_dir, lambda problem: self.error(node, where, problem)
+                )
             except ValueError as exc:
                 raise self.error(node, where, str(exc)) from None
         if typ is Path:

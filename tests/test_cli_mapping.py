@@ -154,3 +154,29 @@ def test_validate_and_explain_say_which_existing_accounts_keep_their_name(tmp_pa
         "username: keeps 'zoe.celik'; the mappings would now make 'zcelik' "
         "(username.rename: keep; set follow to rename)" in out
     )
+
+
+def test_validate_needs_no_directory_password_and_plan_says_where_it_is_missing(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("AD_PASSWORD_NOT_SET", raising=False)
+    config = sample_with_mappings(tmp_path)
+    config.write_text(
+        config.read_text()
+        + "state: state.db\n"
+        + "target:\n  ad:\n"
+        + "    url: ldaps://127.0.0.1:1\n"
+        + "    bind_user: SCHOOL\\\\provisioner\n"
+        + "    password: ${AD_PASSWORD_NOT_SET}\n"
+        + "    base_dn: DC=school,DC=test\n"
+        + "    managed_root: OU=Provisioned\n"
+    )
+    line = config.read_text().splitlines().index("    password: ${AD_PASSWORD_NOT_SET}") + 1
+    assert main(["validate", "--config", str(config)]) == 0  # never contacts AD
+    assert capsys.readouterr().out.rstrip().endswith("OK: the mappings are valid")
+    assert main(["plan", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        f"{config}:{line}: target.ad.password: environment variable AD_PASSWORD_NOT_SET is not set"
+        in err
+    )

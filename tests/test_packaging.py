@@ -21,3 +21,15 @@ def test_the_schemas_are_package_data():
     assert "mapping/schema.json" in data and "schemas/*.json" in data
     assert (ROOT / "provisioner" / "mapping" / "schema.json").is_file()
     assert list((ROOT / "provisioner" / "schemas").glob("*.json"))
+
+
+def test_the_distribution_has_a_name_of_its_own_and_the_command_stays_provisioner():
+    """``provisioner`` on the package index is an unrelated 2016 package: installing it by that
+    name would install something else. The import package and the command keep the name."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "informat-provisioner"
+    assert project["scripts"] == {"provisioner": "provisioner.cli:main"}
+    assert {"ad", "entra"} <= project["optional-dependencies"].keys()
+    readme = (ROOT / "README.md").read_text()
+    assert "provisioner[" not in readme.replace("informat-provisioner[", "")
+    assert "pipx install '.[ad]'" in readme and "pipx install '.[entra]'" in readme

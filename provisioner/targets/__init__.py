@@ -29,7 +29,7 @@ def open_target(config: TargetConfig | None, **seams: Any) -> Target | None:
             from provisioner.targets.ad import ActiveDirectory
         except ImportError:
             raise ConfigError(
-                "target.ad needs the ldap3 package: pip install 'provisioner[ad]'"
+                "target.ad needs the ldap3 package: pip install 'informat-provisioner[ad]'"
             ) from None
         return ActiveDirectory(config.ad, **seams)
     if config.entra is not None:
@@ -38,7 +38,7 @@ def open_target(config: TargetConfig | None, **seams: Any) -> Target | None:
         except ImportError:
             raise ConfigError(
                 "target.entra needs msgraph-sdk and azure-identity: "
-                "pip install 'provisioner[entra]'"
+                "pip install 'informat-provisioner[entra]'"
             ) from None
         return EntraId(config.entra, **seams)
     return None
