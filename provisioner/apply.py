@@ -183,6 +183,25 @@ def apply_changes(
     return outcome
 
 
+def record_blocked(plan: Plan, store: StateStore) -> None:
+    """Keep a blocked night in the run history: nothing was applied, and why (the blocks that no
+    approval lifts, and the policy blocks with their categories)."""
+    run = store.start_run("apply")
+    store.finish_run(
+        run,
+        "blocked",
+        {
+            "blocked": list(plan.header.blocked),
+            "policy_blocks": [
+                {"category": str(b.category), "message": b.message}
+                for b in plan.header.every_policy_block()
+            ],
+            "changes": len(plan.changes),
+            "held": len(plan.header.held),
+        },
+    )
+
+
 def names_given(change: Change, target: Target) -> tuple[list[Named], list[Named]]:
     """(the names *change* gives an account, the names a rename takes from it), each as
     (anchor, attribute, value): its username and the target's name attributes (mail,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from provisioner import __version__, log
-from provisioner.apply import apply_plan, reset_password
+from provisioner.apply import apply_plan, record_blocked, reset_password
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.lock import run_lock
@@ -51,6 +51,7 @@ from provisioner.plan.policy import (
     parse_approval,
 )
 from provisioner.report.adoption import adoption_report, render_adoption_report
+from provisioner.report.history import render_history
 from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
 from provisioner.report.plan import render_approval, render_held, render_plan, render_results
@@ -190,6 +191,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="why the categories named with --approve are accepted, for the run history",
     )
     apply.set_defaults(handler=run_apply)
+
+    history = commands.add_parser(
+        "history",
+        help="the runs kept in the state store: when, outcome, counts, approvals",
+        description="The applies kept in the state store, newest first: when, the outcome "
+        "(ok, failed, blocked), counts per status, the approval with its reason and categories, "
+        "and what waited. Reads only the state store.",
+    )
+    history.add_argument("--config", required=True, type=Path, metavar="FILE")
+    history.add_argument("--last", type=int, default=20, metavar="N", help="how many (20)")
+    history.add_argument("--json", action="store_true", help="print the runs as JSON")
+    history.set_defaults(handler=run_history)
 
     password = commands.add_parser(
         "password", help="password tasks for single accounts", description="Password tasks."
@@ -446,6 +459,9 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
             print(render_plan(plan, command=command))
             if args.report:
                 write_report(args.report, render_html(plan, command=command))
+            assert prepared.config.state is not None  # a target needs a state store
+            with StateStore(prepared.config.state) as store:
+                record_blocked(plan, store)  # a blocked night is in the history too
             return 2
     selection = leave_out_unapproved(plan, approval)
     if approval is not None and approval.categories is not None:
@@ -543,6 +559,19 @@ def _approval_json(approval: Approval | None, selection: Selection, command: str
         for w in selection.waiting
     ]
     return data
+
+
+def run_history(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    runs: list[dict[str, Any]] = []
+    if config.state is not None and config.state.exists():
+        with StateStore(config.state) as store:
+            runs = store.runs(limit=max(args.last, 1))
+    if args.json:
+        print(json.dumps(runs, indent=1, ensure_ascii=False))
+    else:
+        print(render_history(runs))
+    return 0
 
 
 @holds_run_lock
