@@ -75,3 +75,17 @@ def config_head(informat_url: str, mappings: Path) -> str:
         "    instelnrs: ['030569', '030577']\n"
         f"    referentiedatum: {REFERENCE_DAY:%d-%m-%Y}\n"
     )
+
+
+def ad_target(samba_dc, root: str) -> str:
+    """The ``target:`` section for the test suite's Samba DC, managing *root* (an OU below the
+    base DN); the password from ``$TEST_AD_PASSWORD``."""
+    return (
+        "target:\n  ad:\n"
+        f"    url: {samba_dc.ldaps_url}\n"
+        f"    bind_user: {samba_dc.admin_user}\n"
+        "    password: ${TEST_AD_PASSWORD}\n"
+        f"    base_dn: {samba_dc.base_dn}\n"
+        f"    managed_root: {root}\n"
+        f"    ca_file: {samba_dc.ca_file}\n"
+    )

@@ -17,7 +17,7 @@ from provisioner.plan.planfile import load_plan
 from provisioner.state import StateStore
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.informat_server import InformatServer
-from tests.scenarios import NEWCOMER, config_head, day_two, pupil, staff
+from tests.scenarios import NEWCOMER, ad_target, config_head, day_two, pupil, staff
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,13 +32,7 @@ def ad_env(samba_dc, tmp_path, monkeypatch):
     def config_for(informat_url: str, extra_ad: str = "") -> Path:
         path = tmp_path / "provisioner.yaml"
         path.write_text(
-            config_head(informat_url, ROOT / "mappings") + "target:\n  ad:\n"
-            f"    url: {samba_dc.ldaps_url}\n"
-            f"    bind_user: {samba_dc.admin_user}\n"
-            "    password: ${TEST_AD_PASSWORD}\n"
-            f"    base_dn: {samba_dc.base_dn}\n"
-            f"    managed_root: {root}\n"
-            f"    ca_file: {samba_dc.ca_file}\n" + extra_ad
+            config_head(informat_url, ROOT / "mappings") + ad_target(samba_dc, root) + extra_ad
         )
         return path
 

@@ -17,7 +17,7 @@ from provisioner.cli import main
 from provisioner.state import StateStore
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.informat_server import InformatServer
-from tests.scenarios import config_head
+from tests.scenarios import ad_target, config_head
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHOOL = "030569"
@@ -88,15 +88,7 @@ def dc_config(samba_dc, tmp_path, monkeypatch):
 
     def config_for(informat_url: str, mappings: Path) -> Path:
         path = tmp_path / "provisioner.yaml"
-        text = config_head(informat_url, mappings) + (
-            "target:\n  ad:\n"
-            f"    url: {samba_dc.ldaps_url}\n"
-            f"    bind_user: {samba_dc.admin_user}\n"
-            "    password: ${TEST_AD_PASSWORD}\n"
-            f"    base_dn: {samba_dc.base_dn}\n"
-            f"    managed_root: {root}\n"
-            f"    ca_file: {samba_dc.ca_file}\n"
-        )
+        text = config_head(informat_url, mappings) + ad_target(samba_dc, root)
         path.write_text(text.replace("instelnrs: ['030569', '030577']", f"instelnrs: ['{SCHOOL}']"))
         return path
 

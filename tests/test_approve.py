@@ -430,6 +430,14 @@ def _september_source(synthetic: Any) -> tuple[Any, set[str], set[str]]:
     return data, movers, gone
 
 
+def with_step_limits(config: Path, extra: str = "") -> Path:
+    """*config* with limits a September of two moves and two disables goes over (and *extra*)."""
+    limits = "  max_move: '2'\n  max_disable: '2'\n"
+    text = config.read_text().replace("  freeze_leavers: []\n", f"  freeze_leavers: []\n{limits}")
+    config.write_text(text + extra)
+    return config
+
+
 def _last_run(config: Path) -> dict[str, Any]:
     with StateStore(config.parent / "state.db") as store:
         return store.runs()[0]
@@ -441,13 +449,7 @@ def test_moves_and_leavers_are_approved_in_two_steps_on_the_dc(
     config_for, root = ad_env
 
     def configured(url: str) -> Path:
-        config = config_for(url)
-        limits = "  max_move: '2'\n  max_disable: '2'\n"
-        text = config.read_text().replace(
-            "  freeze_leavers: []\n", f"  freeze_leavers: []\n{limits}"
-        )
-        config.write_text(text + "lifecycle:\n  disabled_ou: [Uitgeschakeld]\n")
-        return config
+        return with_step_limits(config_for(url), "lifecycle:\n  disabled_ou: [Uitgeschakeld]\n")
 
     assert main(["apply", "--config", str(configured(informat_server.url))]) == 0
     capsys.readouterr()
@@ -519,12 +521,7 @@ def test_a_saved_plan_applies_in_steps_too_on_the_dc(
     config_for, root = ad_env
 
     def configured(url: str) -> Path:
-        config = config_for(url)
-        limits = "  max_move: '2'\n  max_disable: '2'\n"
-        config.write_text(
-            config.read_text().replace("  freeze_leavers: []\n", f"  freeze_leavers: []\n{limits}")
-        )
-        return config
+        return with_step_limits(config_for(url))
 
     assert main(["apply", "--config", str(configured(informat_server.url))]) == 0
     capsys.readouterr()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scenarios import config_head
+from tests.scenarios import ad_target, config_head
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,14 +95,9 @@ def concurrent_ad(samba_dc, tmp_path, monkeypatch):
     def config_for(informat_url: str, wait: float = 0) -> Path:
         path = tmp_path / "provisioner.yaml"
         path.write_text(
-            config_head(informat_url, ROOT / "mappings") + "target:\n  ad:\n"
-            f"    url: {samba_dc.ldaps_url}\n"
-            f"    bind_user: {samba_dc.admin_user}\n"
-            "    password: ${TEST_AD_PASSWORD}\n"
-            f"    base_dn: {samba_dc.base_dn}\n"
-            f"    managed_root: {root}\n"
-            f"    ca_file: {samba_dc.ca_file}\n"
-            f"lock:\n  wait: {wait}\n  directory: {tmp_path / 'locks'}\n"
+            config_head(informat_url, ROOT / "mappings")
+            + ad_target(samba_dc, root)
+            + f"lock:\n  wait: {wait}\n  directory: {tmp_path / 'locks'}\n"
         )
         return path
 

@@ -17,11 +17,9 @@ from tests.test_concurrency_ad import (
     sheet_passwords,
     winner_and_loser,
 )
+from tests.test_entra import CLIENT, SECRET, TENANT, entra_target
 
 ROOT = Path(__file__).resolve().parent.parent
-TENANT = "school.onmicrosoft.com"
-CLIENT = "6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f"
-SECRET = "app-secret-that-never-shows"
 
 
 @pytest.fixture
@@ -40,15 +38,9 @@ def config_for(graph, tmp_path, monkeypatch):
     def write(informat_url: str, wait: float = 0) -> Path:
         path = tmp_path / "provisioner.yaml"
         path.write_text(
-            config_head(informat_url, ROOT / "examples/entra/mappings") + "target:\n  entra:\n"
-            f"    tenant_id: {TENANT}\n"
-            f"    client_id: {CLIENT}\n"
-            "    client_secret: ${TEST_ENTRA_SECRET}\n"
-            "    domains: [leerling.school.be, school.be]\n"
-            f"    graph_url: {graph.url}\n"
-            f"    authority: {graph.authority}\n"
-            f"    ca_file: {graph.ca_file}\n"
-            f"lock:\n  wait: {wait}\n  directory: {tmp_path / 'locks'}\n"
+            config_head(informat_url, ROOT / "examples/entra/mappings")
+            + entra_target(graph)
+            + f"lock:\n  wait: {wait}\n  directory: {tmp_path / 'locks'}\n"
         )
         return path
 

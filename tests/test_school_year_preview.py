@@ -40,7 +40,7 @@ from tests import test_ad, test_architecture, test_entra
 from tests.conftest import informat_config, snapshot_config
 from tests.fakes.informat_server import InformatServer
 from tests.fakes.synthetic import as_served_on, next_school_year
-from tests.scenarios import pupil, staff
+from tests.scenarios import ad_target, pupil, staff
 from tests.test_ad import users_below
 from tests.test_architecture import write_people_config
 
@@ -275,18 +275,6 @@ def write_config(
         f"    referentiedatum: {referentiedatum}\n" + target
     )
     return path
-
-
-def ad_target(samba_dc, root: str) -> str:
-    return (
-        "target:\n  ad:\n"
-        f"    url: {samba_dc.ldaps_url}\n"
-        f"    bind_user: {samba_dc.admin_user}\n"
-        "    password: ${TEST_AD_PASSWORD}\n"
-        f"    base_dn: {samba_dc.base_dn}\n"
-        f"    managed_root: {root}\n"
-        f"    ca_file: {samba_dc.ca_file}\n"
-    )
 
 
 def groups_below(samba_dc, root: str) -> dict[str, tuple[str, frozenset[str]]]:

@@ -24,10 +24,10 @@ import pytest
 from provisioner.cli import main
 from tests.fakes.informat_server import InformatServer
 from tests.fakes.synthetic import SyntheticData, as_served_on, next_school_year
-from tests.scenarios import pupil, staff
+from tests.scenarios import ad_target, pupil, staff
 from tests.test_ad import users_below
 from tests.test_entra import ROOT, clock, graph, graph_ca, group_anchors, users
-from tests.test_school_year_preview import ad_target, files_of, groups_below, summary_of
+from tests.test_school_year_preview import files_of, groups_below, summary_of
 
 JUNE = dt.date(2026, 6, 15)
 JULY = dt.date(2026, 7, 10)
