@@ -1,0 +1,1 @@
+"""Telling people what a night did: a webhook (Teams, Slack, JSON), e-mail and a heartbeat."""
