@@ -62,14 +62,17 @@ def apply_plan(
     selection: Selection | None = None,
     sheets: Path | None = None,
     when: dt.datetime | None = None,
+    command: str = "apply",
 ) -> Outcome:
-    """Apply the plan and keep the run in the history (also when it fails half-way). New
+    """Apply the plan and keep the run in the history (also when it fails half-way) under
+    *command* (``apply``, or ``run`` for the nightly command), with its outcome: ``applied``,
+    ``nothing`` (to do), ``waiting`` (for an approval of some categories) or ``failed``. New
     accounts' passwords go on sheets in the directory *sheets* (see :func:`apply_changes`).
 
     *selection* is what :func:`~provisioner.plan.policy.leave_out_unapproved` made of the plan
     for *approval*: the history keeps what was approved, why, and what waits per category, so
     that each step of an approval in steps can be traced."""
-    run = store.start_run("apply")
+    run = store.start_run(command)
     try:
         outcome = apply_changes(
             plan, target, store, strict=strict, passwords=passwords, sheets=sheets, when=when
@@ -102,6 +105,7 @@ def apply_plan(
         # the blocks verify_plan_file derived again from its changes, never the file's own list.
         summary["approved"] = {
             "reason": approval.reason,
+            "by": approval.by,
             "categories": "all" if approval.categories is None else in_order(approval.categories),
             "overrides": overridden,
         }
@@ -109,8 +113,22 @@ def apply_plan(
         summary["waiting"] = selection.left_out
         summary["waiting_for"] = [w.describe() for w in selection.waiting]
     outcome.summary = summary
-    store.finish_run(run, "failed" if outcome.failed else "ok", summary)
+    store.finish_run(run, outcome_of(outcome, selection), summary)
     return outcome
+
+
+def outcome_of(outcome: Outcome, selection: Selection | None) -> str:
+    """How the history names a finished apply."""
+    if outcome.failed:
+        return "failed"
+    if selection is not None and selection.waiting:
+        return "waiting"
+    return "applied" if outcome.results else "nothing"
+
+
+def record_failed(store: StateStore, command: str, error: str) -> None:
+    """Keep a night that an error stopped before anything was applied in the run history."""
+    store.finish_run(store.start_run(command), "failed", {"error": error})
 
 
 def apply_changes(
@@ -183,10 +201,10 @@ def apply_changes(
     return outcome
 
 
-def record_blocked(plan: Plan, store: StateStore) -> None:
+def record_blocked(plan: Plan, store: StateStore, command: str = "apply") -> None:
     """Keep a blocked night in the run history: nothing was applied, and why (the blocks that no
     approval lifts, and the policy blocks with their categories)."""
-    run = store.start_run("apply")
+    run = store.start_run(command)
     store.finish_run(
         run,
         "blocked",

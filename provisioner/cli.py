@@ -7,7 +7,9 @@ traceback) or a failed change, 2 changes pending or the plan blocked.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
+import getpass
 import json
 import logging
 import os
@@ -23,6 +25,7 @@ from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.lock import run_lock
 from provisioner.model import ObservedAccount
+from provisioner.nightly import run_night
 from provisioner.passwords import Handout, handout_group
 from provisioner.pipeline import (
     Prepared,
@@ -42,7 +45,7 @@ from provisioner.pipeline import (
     verify_saved_plan,
 )
 from provisioner.plan.model import Plan
-from provisioner.plan.planfile import now, plan_to_json
+from provisioner.plan.planfile import PlanBlocked, now, plan_to_json
 from provisioner.plan.policy import (
     Approval,
     Selection,
@@ -54,7 +57,13 @@ from provisioner.report.adoption import adoption_report, render_adoption_report
 from provisioner.report.history import render_history
 from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
-from provisioner.report.plan import render_approval, render_held, render_plan, render_results
+from provisioner.report.plan import (
+    render_approval,
+    render_blocks,
+    render_held,
+    render_plan,
+    render_results,
+)
 from provisioner.report.transition import (
     preview_note,
     render_transition,
@@ -191,6 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="why the categories named with --approve are accepted, for the run history",
     )
     apply.set_defaults(handler=run_apply)
+
+    run = commands.add_parser(
+        "run",
+        help="the nightly command: read, plan, apply unless blocked, keep the night, notify",
+        description="One night: under the run lock, read the source, make the plan and apply it "
+        "unless it is blocked. The night is kept in a run folder of its own (runs.dir: the plan, "
+        "the HTML report, the log and the results) and in the run history, and the "
+        "notifications configured under notify: are sent. A blocked night's plan can be approved "
+        "from its run folder with apply --approve. Exit 0 when everything was applied or there "
+        "was nothing to do, 2 when the night was blocked or changes wait for an approval, 1 on "
+        "an error or a failed change.",
+    )
+    run.add_argument("--config", required=True, type=Path, metavar="FILE")
+    run.set_defaults(handler=run_nightly)
 
     history = commands.add_parser(
         "history",
@@ -450,9 +473,19 @@ def run_apply(args: argparse.Namespace, config: Config) -> int:
 
 def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
     approval = parse_approval(args.approve, args.reason)  # a typo is refused before any work
+    if approval is not None:
+        approval = dataclasses.replace(approval, by=current_user())
     command = _apply_command(args)
     if args.plan:
-        plan = verify_saved_plan(args.plan, prepared, target, approved=approval is not None)
+        command = f"{command} {args.plan}"  # what waits is approved from the same plan
+        try:
+            plan = verify_saved_plan(args.plan, prepared, target, approved=approval is not None)
+        except PlanBlocked as refused:
+            print(render_blocks(refused.plan, command=command), file=sys.stderr)
+            assert prepared.config.state is not None  # a target needs a state store
+            with StateStore(prepared.config.state) as store:
+                record_blocked(refused.plan, store)  # a refused approval step is history too
+            return 2
     else:
         plan = _make_plan(prepared, target)
         if plan.header.blocked or (plan.header.policy_blocked and approval is None):
@@ -541,12 +574,21 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
     return 1 if outcome.failed else 2 if selection.waiting else 0
 
 
+def current_user() -> str:
+    """Who runs this command, for the run history of an approval."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no user name in the environment or the database
+        return "(unknown user)"
+
+
 def _approval_json(approval: Approval | None, selection: Selection, command: str) -> dict[str, Any]:
     """What ``apply --json`` adds beside the results: the approval and what waits."""
     data: dict[str, Any] = {}
     if approval is not None:
         data["approval"] = {
             "reason": approval.reason,
+            "by": approval.by,
             "categories": None if approval.categories is None else in_order(approval.categories),
             "overrides": [b.message for b in selection.approved],
         }
@@ -559,6 +601,35 @@ def _approval_json(approval: Approval | None, selection: Selection, command: str
         for w in selection.waiting
     ]
     return data
+
+
+def run_nightly(args: argparse.Namespace) -> int:
+    config = load_config(args.config)  # a configuration that does not load notifies nobody
+    night = run_night(
+        config, config_arg=str(args.config), seams=args.seams, source_seams=args.source_seams
+    )
+    report = night.report
+    command = f"provisioner apply --config {args.config}"
+    if night.outcome is not None:
+        print(render_results(night.outcome.results))
+    elif night.plan is not None:
+        print(render_plan(night.plan, command=command))
+    if night.plan is not None and (held := render_held(night.plan)):
+        print("\n" + held)
+    if report.approve_command:
+        print(
+            f"\nTo apply this night's plan with an approval (until it expires):\n  "
+            f"{report.approve_command}"
+        )
+    if report.error:
+        print(visible(f"error: {report.error}"), file=sys.stderr)
+    if night.outcome is not None and night.outcome.sheets:
+        print(
+            f"Initial passwords of {len(night.outcome.handouts)} new account(s): "
+            + ", ".join(map(str, night.outcome.sheets))
+        )
+    print(f"\nThe night: {report.outcome}; kept in {report.run_folder}")
+    return report.exit_code
 
 
 def run_history(args: argparse.Namespace) -> int:

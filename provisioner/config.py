@@ -74,6 +74,34 @@ class LockConfig:
     store still keeps them apart when they share a state store."""
 
 
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise ValueError("must be 1 or more")
+    return value
+
+
+@dataclass
+class RunsConfig:
+    """The ``runs:`` section: where ``provisioner run`` keeps each night, and for how long."""
+
+    dir: Path | None = None
+    """One folder per night (plan, report, log, results); default ``runs`` next to the state
+    store."""
+    keep_days: int = field(default=60, metadata={"check": _at_least_one})
+    """Run folders older than this are removed by the next run: they hold pupils' data."""
+
+
+@dataclass
+class SnapshotsConfig:
+    """The ``snapshots:`` section: where ``fetch --save`` keeps raw source answers when no
+    folder is named, and for how long."""
+
+    dir: Path | None = None
+    """Default ``snapshots`` next to the state store (or the configuration file)."""
+    keep_days: int = field(default=14, metadata={"check": _at_least_one})
+    """Snapshots in ``dir`` older than this are removed by the next ``provisioner run``."""
+
+
 @dataclass
 class Config:
     source: SourceConfig
@@ -91,12 +119,24 @@ class Config:
     """Initial passwords of new accounts and where their hand-out sheets go."""
     lock: LockConfig = field(default_factory=LockConfig)
     """How long a second run waits for the first, and where lock files live."""
+    runs: RunsConfig = field(default_factory=RunsConfig)
+    """Where ``provisioner run`` keeps each night, and for how long."""
+    snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)
+    """Where ``fetch --save`` keeps raw answers by default, and for how long."""
 
     @property
     def sheets_dir(self) -> Path:
         if self.passwords.sheets is not None:
             return self.passwords.sheets
         return (self.state or self.path).parent / "password-sheets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.runs.dir or (self.state or self.path).parent / "runs"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.snapshots.dir or (self.state or self.path).parent / "snapshots"
 
     def __post_init__(self) -> None:
         if self.target is not None and self.state is None:

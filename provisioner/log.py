@@ -14,10 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal, TextIO
+
+from provisioner.files import create_private
 
 LOG = logging.getLogger("provisioner")
 _NATIONAL_NUMBER = re.compile(r"(?<!\d)\d{2}\.?\d{2}\.?\d{2}[-.]?\d{3}\.?\d{2}(?!\d)")
@@ -174,9 +179,29 @@ def setup(form: Literal["text", "json"], *, verbose: bool, stream: TextIO | None
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         level = logging.INFO if verbose else logging.WARNING
+    handler.setLevel(level)
     LOG.handlers[:] = [handler]
     LOG.setLevel(level)
     LOG.propagate = False
+
+
+@contextmanager
+def also_to(path: Path) -> Iterator[None]:
+    """Meanwhile every line (progress included) also goes, as JSON lines, to the new private
+    file *path* (a run folder's log); what the terminal shows stays as it was set up."""
+    stream = os.fdopen(create_private(path), "w", encoding="utf-8")
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(_Redacting())
+    handler.setFormatter(_JsonLines())
+    level = LOG.level
+    LOG.addHandler(handler)
+    LOG.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        LOG.removeHandler(handler)
+        LOG.setLevel(level)
+        stream.close()
 
 
 def event(message: str, level: int = logging.INFO, **fields: Any) -> None:

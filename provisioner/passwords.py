@@ -115,8 +115,13 @@ class PasswordConfig:
     refused, it stays below :data:`MIN_ENTROPY_BITS` (see :func:`entropy_bits`)."""
     sheets: Path | None = None
     """Directory for the hand-out sheets; default: ``password-sheets`` next to the state store."""
+    keep_days: int = 30
+    """Sheets older than this are removed by the next ``provisioner run``: hand them out (or
+    print them) before then."""
 
     def __post_init__(self) -> None:
+        if self.keep_days < 1:
+            raise ValueError("keep_days must be 1 or more")
         shortest = minimum_length(self.style)
         if self.length < shortest:
             bits = entropy_bits(self.style, self.length)

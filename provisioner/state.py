@@ -109,6 +109,11 @@ class StateError(ProvisionerError):
     pass
 
 
+_ENDED_WELL = frozenset({"ok", "applied", "nothing", "waiting"})
+"""Run outcomes after which the persons counted are the drop guard's baseline (``ok`` is how
+older versions named them)."""
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
@@ -459,6 +464,6 @@ class StateStore:
         """(when, persons per school) of the last apply that ended well and recorded them."""
         for run in self.runs(limit=50):
             summary = run["summary"] or {}
-            if run["outcome"] == "ok" and summary.get("persons"):
+            if run["outcome"] in _ENDED_WELL and summary.get("persons"):
                 return run["started"], summary["persons"]
         return None

@@ -165,15 +165,6 @@ def verify_plan_file(
         raise ConfigError(f"refusing the plan: its header is damaged ({exc})") from None
     blocked = _union(header.blocked, recheck.blocked)
     policy_blocks = _merge(header.every_policy_block(), recheck.policy_blocks)
-    if blocked:
-        problems.append("the plan is blocked: " + "; ".join(blocked))
-    if policy_blocks and not approved:
-        commands = ", ".join(dict.fromkeys(approve_command([b.category]) for b in policy_blocks))
-        problems.append(
-            "the plan exceeds policy limits: "
-            + "; ".join(b.message for b in policy_blocks)
-            + f" (approve a category with {commands}, or everything with {APPROVE_ALL})"
-        )
     if problems:
         raise ConfigError("refusing the plan: " + "; ".join(problems))
     derived = replace(
@@ -183,7 +174,32 @@ def verify_plan_file(
         policy_blocked=[b.message for b in policy_blocks],
         policy_blocks=[b for b in policy_blocks if b.category],
     )
-    return Plan(derived, plan.changes, plan.observations)
+    plan = Plan(derived, plan.changes, plan.observations)
+    if blocked or (policy_blocks and not approved):
+        raise PlanBlocked(plan)
+    return plan
+
+
+class PlanBlocked(ConfigError):
+    """A saved plan that is sound but blocked: by a problem no approval lifts, or by policy
+    limits that were not approved. *plan* carries the blocks as derived again."""
+
+    def __init__(self, plan: Plan) -> None:
+        header = plan.header
+        blocks = header.every_policy_block()
+        if header.blocked:
+            message = (
+                f"the plan is blocked: {'; '.join(header.blocked)} (no approval lifts that: "
+                "make a new plan once the problem is solved)"
+            )
+        else:
+            commands = ", ".join(dict.fromkeys(approve_command([b.category]) for b in blocks))
+            message = (
+                f"the plan exceeds policy limits: {'; '.join(b.message for b in blocks)} "
+                f"(approve a category with {commands}, or everything with {APPROVE_ALL})"
+            )
+        super().__init__(message)
+        self.plan = plan
 
 
 def _merge(first: list[PolicyBlock], second: list[PolicyBlock]) -> list[PolicyBlock]:

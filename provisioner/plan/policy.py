@@ -333,14 +333,17 @@ class Approval:
 
     reason: str | None
     categories: frozenset[Category] | None = None
+    by: str | None = None
+    """Who approved: the user account that ran the command."""
 
     def approves(self, category: str) -> bool:
         return self.categories is None or category in self.categories
 
     def describe(self) -> str:
-        """For people: what was approved, and why."""
+        """For people: what was approved, by whom, and why."""
         what = "everything" if self.categories is None else ",".join(in_order(self.categories))
-        return f"{what} ({self.reason})" if self.reason else what
+        who = f" by {self.by}" if self.by else ""
+        return f"{what}{who} ({self.reason})" if self.reason else f"{what}{who}"
 
 
 _SINGULAR = {str(c).removesuffix("s"): c for c in Category if str(c).endswith("s")}

@@ -78,6 +78,18 @@ def policy_section(plan: Plan, command: str = APPLY) -> list[str]:
     return out
 
 
+def render_blocks(plan: Plan, *, command: str = APPLY) -> str:
+    """Why a saved plan was not applied, one block a line, each with what to do."""
+    header = plan.header
+    out = ["The plan was not applied:"]
+    out += [
+        f"BLOCKED: {reason} (no approval lifts this: make a new plan once it is solved)"
+        for reason in header.blocked
+    ]
+    out += policy_section(plan, command)
+    return _lines(out)
+
+
 def render_plan(plan: Plan, *, details: bool = False, command: str = APPLY) -> str:
     header = plan.header
     out = [
