@@ -105,10 +105,11 @@ def apply_plan(
         # the blocks verify_plan_file derived again from its changes, never the file's own list.
         summary["approved"] = {
             "reason": approval.reason,
-            "by": approval.by,
             "categories": "all" if approval.categories is None else in_order(approval.categories),
             "overrides": overridden,
         }
+        if approval.by:
+            summary["approved"]["by"] = approval.by
     if selection is not None and selection.waiting:
         summary["waiting"] = selection.left_out
         summary["waiting_for"] = [w.describe() for w in selection.waiting]

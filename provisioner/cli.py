@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import functools
 import getpass
 import json
@@ -23,6 +24,7 @@ from provisioner import __version__, log
 from provisioner.apply import apply_plan, record_blocked, reset_password
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError, ProvisionerError
+from provisioner.files import private_dir
 from provisioner.lock import run_lock
 from provisioner.model import ObservedAccount
 from provisioner.nightly import run_night
@@ -76,6 +78,9 @@ from provisioner.state import StateStore
 from provisioner.targets.base import Target
 from provisioner.text import visible
 
+DEFAULT_SNAPSHOT = Path("<snapshots.dir>")
+"""``fetch --save`` without a folder: a new dated one in ``snapshots.dir``."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -107,7 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a data set to read (repeatable); a wrong name lists the closest the source offers",
     )
     fetch.add_argument(
-        "--save", type=Path, metavar="DIR", help="write the raw answers as a snapshot"
+        "--save",
+        type=Path,
+        nargs="?",
+        const=DEFAULT_SNAPSHOT,
+        metavar="DIR",
+        help="write the raw answers as a snapshot, in DIR or, without it, in a new dated folder "
+        "in snapshots.dir, where provisioner run removes it after snapshots.keep_days (14)",
     )
     fetch.add_argument("--json", action="store_true", help="print the counts as JSON")
     fetch.set_defaults(handler=run_fetch)
@@ -279,6 +290,9 @@ def run_fetch(args: argparse.Namespace) -> int:
         # Every field of the data sets asked for; the source refuses a name it does not offer.
         source = open_configured_source(config)
         fields = {name: None for name in args.dataset or source.default_datasets()}
+    if args.save == DEFAULT_SNAPSHOT:
+        stamp = now().astimezone(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
+        args.save = private_dir(config.snapshots_dir) / stamp
     progress = ProgressLine(len(fields) * len(source.units()), sys.stderr)
     try:
         read = source.read(fields, progress=progress, save=args.save)
@@ -304,7 +318,11 @@ def run_fetch(args: argparse.Namespace) -> int:
     for line in problem_warnings(read.problems):  # warnings only: fetch itself succeeded
         print(visible(line), file=sys.stderr)
     if args.save:
-        print(f"saved the raw answers to {args.save}", file=sys.stderr)
+        print(
+            f"saved the raw answers to {args.save}: they hold pupils' data, remove them when "
+            "no longer needed",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -20,7 +20,7 @@ from provisioner.plan.policy import PolicyConfig
 from provisioner.sources import SOURCES
 from provisioner.targets.ad_settings import AdConfig
 from provisioner.targets.entra_settings import EntraConfig
-from provisioner.yamlnodes import Builder, load_yaml
+from provisioner.yamlnodes import Builder, existing, load_yaml
 
 
 @dataclass
@@ -105,7 +105,7 @@ class SnapshotsConfig:
 @dataclass
 class Config:
     source: SourceConfig
-    mappings: Path | None = None
+    mappings: Path | None = field(default=None, metadata={"check": existing})
     """A mapping file, or a directory whose ``*.yaml`` files together form the mappings."""
     target: TargetConfig | None = None
     """Where plans are applied; without one, ``plan`` previews a first run."""

@@ -150,6 +150,16 @@ class Builder:
             raise self.error(node, where or "(top)", str(exc)) from None
 
 
+def existing(path: Path) -> Path:
+    """A ``check`` for a path that must be there when the configuration is read (mappings, a
+    snapshot): the error then names the file and line, and says how the path was read."""
+    if not path.exists():
+        raise ValueError(
+            f"{path} does not exist (a relative path is read from the configuration file's folder)"
+        )
+    return path
+
+
 def _is_null(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 

@@ -101,7 +101,7 @@ def test_day_one_creates_everything_and_then_the_plan_is_empty(
         issued = store.issued_names()  # and every other name given: mail, UPN
         assert {u[a] for u in users.values() for a in ("sAMAccountName", "mail")} <= issued
         (run,) = store.runs()
-        assert run["outcome"] == "ok" and run["summary"]["applied"] == len(first["changes"])
+        assert run["outcome"] == "applied" and run["summary"]["applied"] == len(first["changes"])
 
 
 def test_day_two_gives_exactly_the_expected_changes(

@@ -38,7 +38,7 @@ def test_history_lists_every_kind_of_night_newest_first(tmp_path, capsys):
     config = config_with_state(tmp_path)
     assert main(["history", "--config", str(config)]) == 0
     assert capsys.readouterr().out.strip() == (
-        "No runs yet: the history starts with the first apply."
+        "No runs yet: the history starts with the first run or apply."
     )
     with StateStore(tmp_path / "state.db") as store:
         quiet = store.start_run("apply")

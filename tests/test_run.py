@@ -98,9 +98,15 @@ def test_a_blocked_night_is_kept_and_approved_from_its_run_folder(
         assert "--approve leavers" in captured.out + captured.err
         assert graph.users == before
         approve = ["--approve", "leavers,drop", "--reason", "the annex closed"]
-        assert cli(["apply", "--config", str(config), plan, *approve]) == 0
+        report = config.parent / "approved.html"
+        assert cli(["apply", "--config", str(config), plan, *approve, "--report", str(report)]) == 0
         out = capsys.readouterr().out
         assert "Approved: leavers,drop by " in out and "(the annex closed)" in out
+        # The approved run's report leads with the approval, not with red banners.
+        html = report.read_text()
+        assert "class='blocked'" not in html
+        assert html.index("id='approval'") < html.index("id='summary'")
+        assert "(the annex closed)" in html
     disabled = [u for u in users(graph).values() if u.get("accountEnabled") is False]
     assert len(disabled) > 50
     runs = history(config, capsys)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from provisioner.cli import main
+from provisioner.cli import current_user, main
 from provisioner.plan.planfile import load_sealed_plan, save_plan
 from provisioner.plan.seal import key_path, load_key, seal
 from provisioner.state import StateStore
@@ -106,10 +106,14 @@ def test_a_lifted_policy_block_is_refused_and_the_sealed_plan_applies_with_appro
         plan.header.policy_blocks = []
         save_plan(plan, plan_file, load_key(key_path(state), create=False))
         assert json.loads(plan_file.read_text())["header"]["policy_blocked"] == []
-        refused(
-            json.loads(plan_file.read_text()),
-            "the plan exceeds policy limits: " + "; ".join(blocks),
-        )
+        # Sound but blocked: exit 2 (as a blocked night), the blocks one a line, kept in history.
+        assert main(["apply", "--config", str(config), str(plan_file)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("The plan was not applied:\n")
+        assert all(f"  - {block}\n" in err for block in blocks), err
+        assert f"--config {config} {plan_file} --approve leavers`" in err
+        assert disabled(samba_dc, root) == set()  # nothing applied
+        assert runs(state)[0]["outcome"] == "blocked"
 
         # The untouched plan applies with --approve, and the run history names what it overrode.
         plan_file.write_text(original, encoding="utf-8")
@@ -121,4 +125,5 @@ def test_a_lifted_policy_block_is_refused_and_the_sealed_plan_applies_with_appro
             "reason": None,
             "categories": ["leavers"],
             "overrides": blocks,
+            "by": current_user(),
         }

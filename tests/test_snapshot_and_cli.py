@@ -179,3 +179,16 @@ def test_an_unknown_data_set_on_the_command_line_is_an_error(capsys):
     config = str(ROOT / "examples" / "sample.yaml")
     assert main(["fetch", "--config", config, "--dataset", "lln"]) == 1
     assert "unknown Informat data set 'lln' (did you mean Lln?" in capsys.readouterr().err
+
+
+def test_fetch_save_without_a_folder_keeps_a_dated_snapshot_in_snapshots_dir(
+    server, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("TEST_PW", PASSWORD)
+    config = live_config(tmp_path, server.url)
+    assert main(["fetch", "--config", str(config), "--save", "--dataset", "Lln"]) == 0
+    err = capsys.readouterr().err
+    (snapshot,) = (tmp_path / "snapshots").iterdir()  # next to the configuration: no state store
+    assert (snapshot / "manifest.json").is_file()
+    assert f"saved the raw answers to {snapshot}: they hold pupils' data" in err
+    assert oct((tmp_path / "snapshots").stat().st_mode & 0o777) == "0o700"

@@ -10,7 +10,7 @@ from provisioner.text import visible
 
 def render_history(runs: Sequence[Mapping[str, Any]]) -> str:
     if not runs:
-        return "No runs yet: the history starts with the first apply."
+        return "No runs yet: the history starts with the first run or apply."
     out: list[str] = []
     for run in runs:
         summary = run.get("summary") or {}
@@ -23,6 +23,8 @@ def render_history(runs: Sequence[Mapping[str, Any]]) -> str:
         )
         if counts:
             out.append(f"  {counts}")
+        if summary.get("error"):
+            out.append(f"  error: {summary['error']}")
         for reason in summary.get("blocked") or []:
             out.append(f"  blocked: {reason}")
         for block in summary.get("policy_blocks") or []:
@@ -32,7 +34,8 @@ def render_history(runs: Sequence[Mapping[str, Any]]) -> str:
             what = approved.get("categories") or "all"
             what = ", ".join(what) if isinstance(what, list) else what
             reason = f": {approved['reason']}" if approved.get("reason") else ""
-            out.append(f"  approved ({what}){reason}")
+            who = f" by {approved['by']}" if approved.get("by") else ""
+            out.append(f"  approved ({what}){who}{reason}")
         for line in summary.get("waiting_for") or []:
             out.append(f"  {line}")
     return "\n".join(visible(line) for line in out)

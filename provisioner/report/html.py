@@ -79,6 +79,14 @@ def render_html(
         f"<p>Source as of {escape(header.source_as_of)}; plan made {escape(header.created)}, "
         f"valid until {escape(header.expires)}.</p>",
     ]
+    if results is not None and (steps := approval_lines(approval, selection, command)):
+        # An approved run leads with what was approved, by whom and why; what still waits
+        # follows it.
+        out.append(
+            "<div class='note' id='approval'>"
+            + "".join(f"<div>{escape(line)}</div>" for line in steps)
+            + "</div>"
+        )
     for reason in header.blocked:
         out.append(f"<p class='blocked' id='blocked'>BLOCKED: {escape(reason)}</p>")
     # After an apply only what its approval left waiting is still blocked; the rest is approved.
@@ -89,12 +97,6 @@ def render_html(
             f"<div class='blocked' id='policy-{escape(category)}'><strong>BLOCKED by policy "
             f"({escape(category)})</strong>: approve with <code>{escape(approve)}</code>"
             f"<ul>{items}</ul></div>"
-        )
-    if results is not None and (steps := approval_lines(approval, selection, command)):
-        out.append(
-            "<div class='note' id='approval'>"
-            + "".join(f"<div>{escape(line)}</div>" for line in steps)
-            + "</div>"
         )
     for note in header.warnings:
         out.append(f"<p class='note'>{escape(note)}</p>")

@@ -19,6 +19,7 @@ from provisioner.sources.informat.params import (
     check_schooljaar,
     normalise_instelnr,
 )
+from provisioner.yamlnodes import existing
 
 Transport = Literal["get", "post", "soap"]
 
@@ -79,7 +80,7 @@ class InformatConfig:
     url: str | None = field(default=None, metadata={"check": _check_url})
     """Base URL ending in ``wsInformat.asmx``; both ``/wsInformat.asmx`` and
     ``/wsInfSoft/wsInformat.asmx`` are in use."""
-    snapshot: Path | None = None
+    snapshot: Path | None = field(default=None, metadata={"check": existing})
     """A directory written by ``provisioner fetch --save``, read instead of the service."""
     login: str = ""
     password: Secret | None = None
