@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioner import log
 from provisioner.secret import Secret
 from provisioner.sources.informat.settings import InformatConfig, Timeouts
 from tests.fakes.informat_server import InformatServer
@@ -79,3 +80,13 @@ def samba_dc() -> Iterator[SambaDC]:
         pytest.skip(f"no Samba AD DC here: {reason}")
     with SambaDC() as dc:
         yield dc
+
+
+@pytest.fixture(autouse=True)
+def forget_secrets() -> Iterator[None]:
+    """Each test starts with the secrets registered before it: a test's own password ("wrong")
+    must not be redacted out of another test's expected message."""
+    before = {prefix: set(spellings) for prefix, spellings in log._SECRETS.items()}
+    yield
+    log._SECRETS.clear()
+    log._SECRETS.update(before)

@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from provisioner.cli import main
+from provisioner.cli import current_user, main
 from provisioner.errors import ConfigError
 from provisioner.plan.lifecycle import LifecycleConfig
 from provisioner.plan.model import (
@@ -472,7 +472,7 @@ def test_moves_and_leavers_are_approved_in_two_steps_on_the_dc(
         )
         out = capsys.readouterr().out
         assert code == 2, out  # changes wait for an approval
-        assert "Approved: moves (new classes)" in out
+        assert f"Approved: moves by {current_user()} (new classes)" in out
         assert (
             f"waiting for approval: 3 accounts to move to the disabled-accounts OU, "
             f"3 accounts to disable (provisioner apply "
