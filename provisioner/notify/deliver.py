@@ -185,7 +185,6 @@ def _smtp_send(config: NotifyConfig, email_config: EmailConfig, night: NightRepo
     assert email_config.smtp is not None
     host, port = split_host_port(email_config.smtp)
     context = _verify(email_config.ca_file)
-    mail = _mail(email_config, night)
     try:
         server: smtplib.SMTP
         if port == SMTPS_PORT:
@@ -204,7 +203,8 @@ def _smtp_send(config: NotifyConfig, email_config: EmailConfig, night: NightRepo
                 server.ehlo()
             if email_config.username is not None and email_config.password is not None:
                 server.login(email_config.username, email_config.password.reveal())
-            refused = server.send_message(mail)
+            # Made after the login: the password, now read, is one of the secrets it redacts.
+            refused = server.send_message(_mail(email_config, night))
     except smtplib.SMTPAuthenticationError as exc:
         raise _Undelivered(
             f"the mail server {host}:{port} refused the login of {email_config.username}: "
@@ -254,14 +254,6 @@ async def _graph_send(
 
     from provisioner.targets.entra.transport import GRAPH_SCOPE, app_credential
 
-    body = {
-        "message": {
-            "subject": message.subject(night),
-            "body": {"contentType": "Text", "content": message.text(night)},
-            "toRecipients": [{"emailAddress": {"address": a}} for a in email_config.to],
-        },
-        "saveToSentItems": False,
-    }
     credential = app_credential(entra)
     try:
         token = await credential.get_token(GRAPH_SCOPE)
@@ -272,6 +264,15 @@ async def _graph_send(
         ) from None
     finally:
         await credential.close()
+    # Made after the sign-in: the client secret, now read, is one of the secrets it redacts.
+    body = {
+        "message": {
+            "subject": message.subject(night),
+            "body": {"contentType": "Text", "content": message.text(night)},
+            "toRecipients": [{"emailAddress": {"address": a}} for a in email_config.to],
+        },
+        "saveToSentItems": False,
+    }
     url = f"{entra.graph_url}/users/{quote(email_config.from_, safe='@')}/sendMail"
     host = httpx.URL(entra.graph_url).host
     async with httpx.AsyncClient(timeout=config.timeout, verify=_verify(entra.ca_file)) as client:
@@ -291,7 +292,16 @@ async def _graph_send(
         )
     elif answer.status_code == 404:
         hint = f"; {email_config.from_} must be a mailbox of the tenant"
-    raise _Undelivered(f"Graph answered {_status(answer)}{hint}")
+    raise _Undelivered(f"Graph answered {_graph_said(answer)}{hint}")
+
+
+def _graph_said(answer: httpx.Response) -> str:
+    """Graph's error code and message, without its request ids and dates."""
+    try:
+        error = answer.json().get("error") or {}
+        return f"HTTP {answer.status_code} {error['code']}: {error.get('message') or ''}".strip()
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return _status(answer)
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
