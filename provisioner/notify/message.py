@@ -158,7 +158,7 @@ def text(night: NightReport) -> str:
 
     if night.error:
         out.extend(["", "Error:", f"  {night.error}"])
-    section("Why the plan was stopped" if night.outcome == "blocked" else "Waiting", night.blocks)
+    section(_blocks_title(night), night.blocks)
     if night.approve_command:
         out.extend(
             [
@@ -178,6 +178,12 @@ def text(night: NightReport) -> str:
     return redact("\n".join(out)) + "\n"
 
 
+def _blocks_title(night: NightReport) -> str:
+    if night.outcome == "blocked":
+        return "Why the plan was stopped"
+    return "Waiting for an approval"
+
+
 def facts(night: NightReport) -> list[tuple[str, str]]:
     """Where and when: what a coordinator needs to find the night back."""
     rows = [
@@ -191,6 +197,9 @@ def facts(night: NightReport) -> list[tuple[str, str]]:
         rows.append(("Target", night.target))
     if night.run_folder:
         rows.append(("Run folder", night.run_folder))
+        # Named as a path in the folder's own style (a Windows folder keeps its backslashes).
+        separator = "\\" if "\\" in night.run_folder and "/" not in night.run_folder else "/"
+        rows.append(("Report", night.run_folder.rstrip("/\\") + separator + "report.html"))
     return rows
 
 
@@ -245,8 +254,7 @@ def teams_card(night: NightReport) -> dict[str, Any]:
             _text_block("Error", weight="Bolder", spacing="Medium"),
             _text_block(night.error, color="Attention"),
         ]
-    title = "Why the plan was stopped" if night.outcome == "blocked" else "Waiting"
-    body += _bullets(title, night.blocks, color="Warning")
+    body += _bullets(_blocks_title(night), night.blocks, color="Warning")
     if night.approve_command:
         body += [
             _text_block(
