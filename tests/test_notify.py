@@ -147,22 +147,28 @@ def test_a_blocked_night_reaches_the_webhook_in_each_format(tmp_path, ca, form):
         assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
         card = attachment["content"]
         assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
-        texts = [b.get("text", "") for b in card["body"] if b["type"] == "TextBlock"]
-        assert texts[0].startswith("Provisioner provisioner.yaml, night of 2026-12-01: BLOCKED")
-        assert card["body"][0]["color"] == "Warning"
-        assert APPROVE in texts  # the command alone in its own (monospace) block
-        monospace = [b for b in card["body"] if b.get("fontType") == "Monospace"]
-        assert [b["text"] for b in monospace] == [APPROVE]
-        assert any("max\\_disable" in t or "max_disable" in t for t in texts)
-        fact_sets = [b for b in card["body"] if b["type"] == "FactSet"]
-        per_school = {f["title"]: f["value"] for f in fact_sets[0]["facts"]}
-        assert per_school == {
-            "Sint-Jozefsinstituut": "3 create, 41 disable; 1 held",
-            "Basisschool De Linde": "2 update",
+        blocks = card["body"]
+        # Text from elsewhere is in TextRuns, which no renderer reads as Markdown.
+        runs = [r for b in blocks if b["type"] == "RichTextBlock" for r in b["inlines"]]
+        assert all(r["type"] == "TextRun" for r in runs)
+        title = blocks[0]["inlines"][0]
+        assert title["text"].startswith("Provisioner provisioner.yaml, night of 2026-12-01: BLOCK")
+        assert title["color"] == "Warning" and title["size"] == "Large"
+        assert [r["text"] for r in runs if r.get("fontType") == "Monospace"] == [APPROVE]
+        lines = [r["text"] for r in runs]
+        assert any("more than policy.max_disable (20)" in line for line in lines)
+        assert "Sint-Jozefsinstituut: 3 create, 41 disable; 1 held" in lines
+        assert "Basisschool De Linde: 2 update" in lines
+        assert any(line.startswith("• student 12345 at Sint-Jozefsinstituut") for line in lines)
+        facts = {
+            b["inlines"][0]["text"]: b["inlines"][1]["text"]
+            for b in blocks
+            if b["type"] == "RichTextBlock" and len(b["inlines"]) == 2
         }
-        facts = {f["title"]: f["value"] for f in fact_sets[-1]["facts"]}
-        assert facts["Run folder"] == "/var/lib/provisioner/runs/2026-12-01T023000Z"
-        assert facts["Outcome"] == "blocked"
+        assert facts["Run folder: "] == "/var/lib/provisioner/runs/2026-12-01T023000Z"
+        assert facts["Outcome: "] == "blocked"
+        headings = [b["text"] for b in blocks if b["type"] == "TextBlock"]
+        assert "Why the plan was stopped" in headings and "Per school" in headings
     elif form == "slack":
         assert payload["text"].startswith("Provisioner provisioner.yaml")
         assert payload["blocks"][0]["type"] == "header"
@@ -564,3 +570,110 @@ def test_client_secret_expires_is_a_date(tmp_path):
         ConfigError, match=r":14: target\.entra\.client_secret_expires: expected a date"
     ):
         load(tmp_path, "", extra=target)
+
+
+def test_a_mail_server_without_starttls_gets_no_login_and_no_message(tmp_path, ca, monkeypatch):
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", SMTP_PASSWORD)
+    with SmtpCatcher(users={"provisioner@school.example": SMTP_PASSWORD}) as smtp:
+        config = notify_config(tmp_path, smtp_section(smtp, ca))
+        (problem,) = notify(config, blocked_night())
+        assert smtp.commands == ["EHLO", "QUIT"]
+        assert smtp.messages == []
+    assert f"the mail server {smtp.address} does not offer STARTTLS" in problem
+
+
+def test_a_relay_on_this_machine_without_tls_or_login(tmp_path, ca):
+    with SmtpCatcher() as smtp:
+        section = (
+            f"notify:\n  email: {{smtp: '{smtp.address}', starttls: false,"
+            " from: robot@school.example, to: ict@school.example}\n"
+        )
+        assert notify(notify_config(tmp_path, section), blocked_night()) == []
+        (mail,) = smtp.messages
+    assert not mail.tls and mail.user is None
+    assert "STARTTLS" not in smtp.commands
+
+
+def test_the_smtp_catcher_speaks_auth_login_and_wants_starttls_first(ca):
+    import smtplib
+
+    with SmtpCatcher(tls=ca, users={"u@school.example": "pw-1234"}) as smtp:
+        with smtplib.SMTP("127.0.0.1", smtp.port, timeout=5) as client:
+            client.ehlo()
+            assert client.has_extn("starttls") and not client.has_extn("auth")
+            assert client.mail("a@school.example")[0] == 530
+            client.starttls(context=ssl_context(ca))
+            client.ehlo()
+            assert client.has_extn("auth") and not client.has_extn("starttls")
+            assert client.mail("a@school.example")[0] == 530  # a login first
+            client.user, client.password = "u@school.example", "pw-1234"
+            assert client.auth("LOGIN", client.auth_login, initial_response_ok=False)[0] == 235
+            client.sendmail("a@school.example", ["b@school.example"], b"Subject: x\r\n\r\n.dot\r\n")
+        (mail,) = smtp.messages
+    assert smtp.logins == [("LOGIN", "u@school.example")]
+    assert mail.data == b"Subject: x\r\n\r\n.dot\r\n"  # the dot-stuffing undone
+
+
+def ssl_context(ca: CertificateAuthority):
+    import ssl
+
+    return ssl.create_default_context(cafile=str(ca.ca_file))
+
+
+def test_graph_sendmail_that_cannot_sign_in_is_a_problem(tmp_path, ca, monkeypatch):
+    monkeypatch.setenv("TEST_ENTRA_SECRET", "not-the-app-secret")
+    with GraphServer(tls=ca) as graph:
+        graph.register_app(TENANT, CLIENT, secret=ENTRA_SECRET)
+        graph.add_user(**mailbox("provisioner@school.example"))
+        config = load(
+            tmp_path,
+            "notify:\n  email: {graph: true, from: provisioner@school.example,"
+            " to: [ict@school.example]}\n",
+            extra=entra_target(graph) + "state: state.db\n",
+        )
+        assert config.notify is not None and config.target is not None
+        (problem,) = notify(config.notify, blocked_night(), entra=config.target.entra)
+        assert f"Entra ID refused the sign-in of app {CLIENT}" in problem
+        assert "not-the-app-secret" not in problem
+        (no_target,) = notify(config.notify, blocked_night(), entra=None)
+        assert "needs the Entra target's settings" in no_target
+        assert graph.sent_mail == []
+
+
+def test_notify_works_from_inside_an_event_loop(tmp_path, ca, monkeypatch):
+    """provisioner run may call it from async code: sendMail then runs on a loop of its own."""
+    import asyncio
+
+    monkeypatch.setenv("TEST_ENTRA_SECRET", ENTRA_SECRET)
+    with GraphServer(tls=ca) as graph:
+        graph.register_app(TENANT, CLIENT, secret=ENTRA_SECRET)
+        graph.add_user(**mailbox("provisioner@school.example"))
+        config = load(
+            tmp_path,
+            "notify:\n  email: {graph: true, from: provisioner@school.example,"
+            " to: [ict@school.example]}\n",
+            extra=entra_target(graph) + "state: state.db\n",
+        )
+        assert config.notify is not None and config.target is not None
+        notify_config_, entra = config.notify, config.target.entra
+
+        async def from_async_code() -> list[str]:
+            return notify(notify_config_, blocked_night(), entra=entra)
+
+        assert asyncio.run(from_async_code()) == []
+        assert len(graph.sent_mail) == 1
+
+
+def test_a_waiting_night_says_what_waits_and_how_to_approve_it():
+    night = blocked_night(
+        outcome="waiting",
+        exit_code=2,
+        blocks=["12 deletes wait for an approval (policy.approve: [delete])"],
+        results={"applied": 30, "skipped": 12, "failed": 0},
+        held=[],
+    )
+    text = message.text(night)
+    assert message.subject(night).endswith("Applied, but some changes wait for your approval")
+    assert "Waiting for an approval:\n  - 12 deletes wait for an approval" in text
+    assert APPROVE in text
+    assert "Counts: 30 applied, 12 skipped, 0 failed" in text

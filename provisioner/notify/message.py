@@ -222,37 +222,45 @@ def redacted(value: Any) -> Any:
 
 
 def _text_block(content: str, **style: Any) -> dict[str, Any]:
+    """Text of our own: a TextBlock reads it as Markdown."""
     return {"type": "TextBlock", "text": content, "wrap": True, **style}
 
 
-def _bullets(title: str, lines: list[str], **style: Any) -> list[dict[str, Any]]:
+def _plain(content: str, *, spacing: str = "Small", **run: Any) -> dict[str, Any]:
+    """Text from elsewhere (a reason, a key, a path, a command), shown exactly as it is: a TextRun
+    is never read as Markdown, so "max_disable … student_id" keeps its underscores and a command
+    can be copied as it stands."""
+    return {
+        "type": "RichTextBlock",
+        "spacing": spacing,
+        "inlines": [{"type": "TextRun", "text": content, **run}],
+    }
+
+
+def _bullets(title: str, lines: list[str], **run: Any) -> list[dict[str, Any]]:
     if not lines:
         return []
-    # Adaptive Cards render a subset of Markdown: "- " lists, and no raw HTML.
-    return [
-        _text_block(title, weight="Bolder", spacing="Medium"),
-        _text_block("\n".join(f"- {_card_escape(line)}" for line in lines), **style),
-    ]
-
-
-def _card_escape(line: str) -> str:
-    # A person's key or a reason may start with characters Markdown reads as formatting.
-    return line.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_").replace("[", "\\[")
+    heading = _text_block(title, weight="Bolder", spacing="Medium")
+    return [heading, *(_plain(f"• {line}", **run) for line in lines)]
 
 
 def teams_card(night: NightReport) -> dict[str, Any]:
     """An Adaptive Card 1.4, as a Teams Workflows webhook ("Post to a channel when a webhook
     request is received") takes it."""
     body: list[dict[str, Any]] = [
-        _text_block(
-            subject(night), size="Large", weight="Bolder", color=_CARD_COLOURS[night.outcome]
+        _plain(
+            subject(night),
+            spacing="None",
+            size="Large",
+            weight="Bolder",
+            color=_CARD_COLOURS[night.outcome],
         ),
         _text_block(summary(night)),
     ]
     if night.error:
         body += [
             _text_block("Error", weight="Bolder", spacing="Medium"),
-            _text_block(night.error, color="Attention"),
+            _plain(night.error, color="Attention"),
         ]
     body += _bullets(_blocks_title(night), night.blocks, color="Warning")
     if night.approve_command:
@@ -262,32 +270,31 @@ def teams_card(night: NightReport) -> dict[str, Any]:
                 weight="Bolder",
                 spacing="Medium",
             ),
-            _text_block(night.approve_command, fontType="Monospace"),
+            _plain(night.approve_command, fontType="Monospace"),
         ]
-    schools = [
-        {"title": school.name, "value": _changes(school.changes) + _held_count(school)}
-        for school in night.schools
-    ]
-    if schools:
+    if night.schools:
+        body.append(_text_block("Per school", weight="Bolder", spacing="Medium"))
         body += [
-            _text_block("Per school", weight="Bolder", spacing="Medium"),
-            {"type": "FactSet", "facts": schools},
+            _plain(f"{school.name}: {_changes(school.changes)}{_held_count(school)}")
+            for school in night.schools
         ]
     body += _bullets(
         f"Held persons ({len(night.held)}; their accounts were left exactly as they are)",
         held_lines(night, HELD_LISTED_CARD),
     )
-    body += [
-        _text_block(f"Counts: {count_line(night)}", spacing="Medium"),
-    ]
+    body.append(_plain(f"Counts: {count_line(night)}", spacing="Medium"))
     body += _bullets("Warnings (act before they stop a night)", night.warnings, color="Warning")
-    body.append(
+    body += [
         {
-            "type": "FactSet",
-            "spacing": "Medium",
-            "facts": [{"title": name, "value": value} for name, value in facts(night)],
+            "type": "RichTextBlock",
+            "spacing": "Medium" if i == 0 else "None",
+            "inlines": [
+                {"type": "TextRun", "text": f"{name}: ", "weight": "Bolder", "isSubtle": True},
+                {"type": "TextRun", "text": value, "isSubtle": True},
+            ],
         }
-    )
+        for i, (name, value) in enumerate(facts(night))
+    ]
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
