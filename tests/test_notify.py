@@ -677,3 +677,12 @@ def test_a_waiting_night_says_what_waits_and_how_to_approve_it():
     assert "Waiting for an approval:\n  - 12 deletes wait for an approval" in text
     assert APPROVE in text
     assert "Counts: 30 applied, 12 skipped, 0 failed" in text
+
+
+def test_the_example_in_the_guide_loads(tmp_path):
+    guide = (Path(__file__).parent.parent / "docs" / "notifications.md").read_text()
+    example = guide.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = notify_config(tmp_path, example)
+    assert config.webhook is not None and config.webhook.format == "teams"
+    assert config.email is not None and config.email.smtp == "mail.school.be:587"
+    assert config.heartbeat is not None and config.expiry_warning_days == 30
