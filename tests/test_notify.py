@@ -399,6 +399,7 @@ QUIET = {"outcome": "nothing", "exit_code": 0, "blocks": [], "held": [], "approv
         ("[held]", {"outcome": "applied", "blocks": []}, True),
         ("[changes]", {**QUIET, "outcome": "applied", "results": {"applied": 3}}, True),
         ("[changes]", QUIET | {"schools": []}, False),
+        ("[changes]", {}, False),  # blocked: its schools' changes were planned, not made
         ("[always]", QUIET | {"schools": []}, True),
         ("[blocked]", {**QUIET, "outcome": "waiting", "blocks": ["leavers wait"]}, True),
         ("[blocked]", QUIET | {"warnings": ["the certificate runs out"]}, True),

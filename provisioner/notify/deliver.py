@@ -12,7 +12,7 @@ import email.utils
 import logging
 import smtplib
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,8 +43,10 @@ def reasons_to_notify(config: NotifyConfig, night: NightReport) -> list[str]:
     """Which of ``on`` this night meets (empty: no message). A warning (a certificate or secret
     that runs out) is always told: it stops every night once it is too late."""
     failed = night.outcome == "failed" or bool(night.results.get("failed"))
-    changed = bool(night.results.get("applied")) or any(
-        any(school.changes.values()) for school in night.schools
+    # Changes made, not planned: a blocked night's schools list what would have been done.
+    changed = night.outcome in ("applied", "waiting", "failed") and (
+        bool(night.results.get("applied"))
+        or any(any(school.changes.values()) for school in night.schools)
     )
     meets = {
         "always": True,
@@ -113,14 +115,12 @@ class _Undelivered(Exception):
     """Why one delivery failed, in words for the coordinator."""
 
 
-def _guarded(what: str, deliver: Any) -> list[str]:
+def _guarded(what: str, deliver: Callable[[], object]) -> list[str]:
     """*deliver*'s failure as one redacted line; nothing escapes (not even a bug: a notification
     never decides how a night ends)."""
     try:
         deliver()
-    except _Undelivered as exc:
-        return [redact(f"could not send {what}: {exc}")]
-    except ProvisionerError as exc:
+    except (_Undelivered, ProvisionerError) as exc:  # already in words for the coordinator
         return [redact(f"could not send {what}: {exc}")]
     except Exception as exc:  # see above: logged and returned, never raised
         return [redact(f"could not send {what}: {type(exc).__name__}: {exc}")]
