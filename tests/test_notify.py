@@ -687,3 +687,26 @@ def test_the_example_in_the_guide_loads(tmp_path):
     assert config.webhook is not None and config.webhook.format == "teams"
     assert config.email is not None and config.email.smtp == "mail.school.be:587"
     assert config.heartbeat is not None and config.expiry_warning_days == 30
+
+
+def test_a_test_message_goes_out_whatever_on_says_and_pings_no_heartbeat(tmp_path, ca):
+    from provisioner.notify import send_test
+
+    with WebhookReceiver(tls=ca) as hook, SmtpCatcher() as smtp:
+        section = (
+            "notify:\n  on: [failed]\n"
+            f"  webhook: {{url: '{hook.url('/t')}', ca_file: '{ca.ca_file}'}}\n"
+            f"  email: {{smtp: '{smtp.address}', starttls: false, from: robot@school.example,"
+            " to: ict@school.example}\n"
+            f"  heartbeat: {hook.url('/ping')}\n"
+        )
+        config = notify_config(tmp_path, section)
+        assert send_test(config, "/etc/provisioner/provisioner.yaml") == []
+        (request,) = hook.requests
+        (mail,) = smtp.messages
+    assert request.path == "/t"
+    card = request.json["attachments"][0]["content"]
+    assert card["body"][0]["inlines"][0]["text"] == "Provisioner provisioner.yaml: a test message"
+    assert mail.message["Subject"] == "Provisioner provisioner.yaml: a test message"
+    assert "This is a test of the notifications" in mail.body
+    assert "Outcome" not in mail.body and "Nothing was read or changed." in mail.body

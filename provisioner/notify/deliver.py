@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import datetime as dt
 import email.utils
 import logging
 import smtplib
@@ -69,19 +70,37 @@ def notify(
     (each also logged as a warning); never raises."""
     if not reasons_to_notify(config, night):
         return []
+    return _deliver(config, night, entra, test=False)
+
+
+def send_test(
+    config: NotifyConfig, config_file: str, *, entra: EntraConfig | None = None
+) -> list[str]:
+    """A test message by webhook and e-mail, whatever ``on`` says (the heartbeat is not pinged:
+    that would tell the monitor a night went well). Returns what could not be delivered."""
+    now = dt.datetime.now(dt.UTC)
+    night = NightReport(
+        outcome="nothing", config=config_file, started=now, finished=now, exit_code=0
+    )
+    return _deliver(config, night, entra, test=True)
+
+
+def _deliver(
+    config: NotifyConfig, night: NightReport, entra: EntraConfig | None, *, test: bool
+) -> list[str]:
     problems: list[str] = []
     if config.webhook is not None:
-        problems += _guarded("the webhook", lambda: _post_webhook(config, night))
+        problems += _guarded("the webhook", lambda: _post_webhook(config, night, test))
     if config.email is not None:
         email_config = config.email
         if email_config.graph:
             problems += _guarded(
                 "the e-mail (Graph sendMail)",
-                lambda: _run(_graph_send(config, email_config, night, entra)),
+                lambda: _run(_graph_send(config, email_config, night, entra, test)),
             )
         else:
             problems += _guarded(
-                "the e-mail (SMTP)", lambda: _smtp_send(config, email_config, night)
+                "the e-mail (SMTP)", lambda: _smtp_send(config, email_config, night, test)
             )
     for problem in problems:
         event(problem, logging.WARNING, notification="not delivered")
@@ -148,11 +167,11 @@ def _status(answer: httpx.Response) -> str:
 # -- webhook ---------------------------------------------------------------------------------------
 
 
-def _post_webhook(config: NotifyConfig, night: NightReport) -> None:
+def _post_webhook(config: NotifyConfig, night: NightReport, test: bool) -> None:
     webhook = config.webhook
     assert webhook is not None
     url = webhook.url.reveal()
-    body = message.payload(night, webhook.format)
+    body = message.payload(night, webhook.format, test=test)
     # No redirects: a webhook URL that answers with one is not what was configured.
     with httpx.Client(timeout=config.timeout, verify=_verify(webhook.ca_file)) as client:
         try:
@@ -169,19 +188,21 @@ def _post_webhook(config: NotifyConfig, night: NightReport) -> None:
 # -- e-mail ----------------------------------------------------------------------------------------
 
 
-def _mail(email_config: EmailConfig, night: NightReport) -> EmailMessage:
+def _mail(email_config: EmailConfig, night: NightReport, test: bool) -> EmailMessage:
     mail = EmailMessage()
-    mail["Subject"] = message.subject(night)
+    mail["Subject"] = message.subject(night, test=test)
     mail["From"] = email_config.from_
     mail["To"] = ", ".join(email_config.to)
     mail["Date"] = email.utils.formatdate(localtime=False)
     mail["Message-ID"] = email.utils.make_msgid(domain=email_config.from_.rpartition("@")[2])
     mail["Auto-Submitted"] = "auto-generated"  # no out-of-office replies to a robot
-    mail.set_content(message.text(night))
+    mail.set_content(message.text(night, test=test))
     return mail
 
 
-def _smtp_send(config: NotifyConfig, email_config: EmailConfig, night: NightReport) -> None:
+def _smtp_send(
+    config: NotifyConfig, email_config: EmailConfig, night: NightReport, test: bool
+) -> None:
     assert email_config.smtp is not None
     host, port = split_host_port(email_config.smtp)
     context = _verify(email_config.ca_file)
@@ -204,7 +225,7 @@ def _smtp_send(config: NotifyConfig, email_config: EmailConfig, night: NightRepo
             if email_config.username is not None and email_config.password is not None:
                 server.login(email_config.username, email_config.password.reveal())
             # Made after the login: the password, now read, is one of the secrets it redacts.
-            refused = server.send_message(_mail(email_config, night))
+            refused = server.send_message(_mail(email_config, night, test))
     except smtplib.SMTPAuthenticationError as exc:
         raise _Undelivered(
             f"the mail server {host}:{port} refused the login of {email_config.username}: "
@@ -244,6 +265,7 @@ async def _graph_send(
     email_config: EmailConfig,
     night: NightReport,
     entra: EntraConfig | None,
+    test: bool,
 ) -> None:
     """``POST {graph_url}/users/{from}/sendMail`` with an app token of the Entra target's app,
     got the way the target gets its own."""
@@ -267,8 +289,8 @@ async def _graph_send(
     # Made after the sign-in: the client secret, now read, is one of the secrets it redacts.
     body = {
         "message": {
-            "subject": message.subject(night),
-            "body": {"contentType": "Text", "content": message.text(night)},
+            "subject": message.subject(night, test=test),
+            "body": {"contentType": "Text", "content": message.text(night, test=test)},
             "toRecipients": [{"emailAddress": {"address": a}} for a in email_config.to],
         },
         "saveToSentItems": False,

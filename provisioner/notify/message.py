@@ -39,9 +39,11 @@ _CARD_COLOURS = {
 _ACTION_ORDER = ("create", "update", "move", "rename", "enable", "disable", "delete")
 
 
-def subject(night: NightReport) -> str:
+def subject(night: NightReport, *, test: bool = False) -> str:
     """One line that says what happened, for a subject or a notification banner."""
     name = PurePath(night.config).name or night.config
+    if test:
+        return redact(f"Provisioner {name}: a test message")
     what = _HEADLINES[night.outcome]
     if night.outcome == "applied":
         applied = night.results.get("applied", 0)
@@ -57,8 +59,13 @@ def subject(night: NightReport) -> str:
     return redact(f"Provisioner {name}, night of {_day(night.started)}: {what}{tail}")
 
 
-def summary(night: NightReport) -> str:
+def summary(night: NightReport, *, test: bool = False) -> str:
     """What happened and what to do, in two or three sentences."""
+    if test:
+        return (
+            "This is a test of the notifications: if you read this, the message of a blocked or "
+            "failed night reaches you here too. Nothing was read or changed."
+        )
     if night.outcome == "blocked":
         return (
             "Nothing was changed tonight: the plan was stopped for a reason below. Check the "
@@ -148,9 +155,9 @@ def count_line(night: NightReport) -> str:
     return ", ".join(f"{number} {what}" for what, number in night.results.items())
 
 
-def text(night: NightReport) -> str:
+def text(night: NightReport, *, test: bool = False) -> str:
     """The whole message as plain text (the e-mail body)."""
-    out = [subject(night), "", summary(night)]
+    out = [subject(night, test=test), "", summary(night, test=test)]
 
     def section(title: str, lines: list[str]) -> None:
         if lines:
@@ -174,7 +181,7 @@ def text(night: NightReport) -> str:
     )
     out.extend(["", f"Counts: {count_line(night)}"])
     section("Warnings (act before they stop a night)", night.warnings)
-    out.extend(["", *_facts_text(night)])
+    out.extend(["", *_facts_text(night, test=test)])
     return redact("\n".join(out)) + "\n"
 
 
@@ -184,8 +191,10 @@ def _blocks_title(night: NightReport) -> str:
     return "Waiting for an approval"
 
 
-def facts(night: NightReport) -> list[tuple[str, str]]:
+def facts(night: NightReport, *, test: bool = False) -> list[tuple[str, str]]:
     """Where and when: what a coordinator needs to find the night back."""
+    if test:
+        return [("Configuration", night.config), ("Sent", _time(night.started))]
     rows = [
         ("Outcome", night.outcome),
         ("Configuration", night.config),
@@ -203,8 +212,8 @@ def facts(night: NightReport) -> list[tuple[str, str]]:
     return rows
 
 
-def _facts_text(night: NightReport) -> list[str]:
-    return [f"{name}: {value}" for name, value in facts(night)]
+def _facts_text(night: NightReport, *, test: bool = False) -> list[str]:
+    return [f"{name}: {value}" for name, value in facts(night, test=test)]
 
 
 # -- payloads --------------------------------------------------------------------------------------
@@ -244,18 +253,18 @@ def _bullets(title: str, lines: list[str], **run: Any) -> list[dict[str, Any]]:
     return [heading, *(_plain(f"• {line}", **run) for line in lines)]
 
 
-def teams_card(night: NightReport) -> dict[str, Any]:
+def teams_card(night: NightReport, *, test: bool = False) -> dict[str, Any]:
     """An Adaptive Card 1.4, as a Teams Workflows webhook ("Post to a channel when a webhook
     request is received") takes it."""
     body: list[dict[str, Any]] = [
         _plain(
-            subject(night),
+            subject(night, test=test),
             spacing="None",
             size="Large",
             weight="Bolder",
             color=_CARD_COLOURS[night.outcome],
         ),
-        _text_block(summary(night)),
+        _text_block(summary(night, test=test)),
     ]
     if night.error:
         body += [
@@ -293,7 +302,7 @@ def teams_card(night: NightReport) -> dict[str, Any]:
                 {"type": "TextRun", "text": value, "isSubtle": True},
             ],
         }
-        for i, (name, value) in enumerate(facts(night))
+        for i, (name, value) in enumerate(facts(night, test=test))
     ]
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -324,11 +333,11 @@ def _slack_escape(line: str) -> str:
     return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def slack_payload(night: NightReport) -> dict[str, Any]:
+def slack_payload(night: NightReport, *, test: bool = False) -> dict[str, Any]:
     """Slack's incoming webhook: ``text`` (the notification) and the message as blocks."""
     parts: list[str] = []
     chunk = ""
-    for line in text(night).splitlines()[1:]:  # the subject is the header
+    for line in text(night, test=test).splitlines()[1:]:  # the subject is the header
         line = _slack_escape(line)[:SLACK_SECTION]
         if len(chunk) + len(line) + 1 > SLACK_SECTION:
             parts.append(chunk)
@@ -336,28 +345,29 @@ def slack_payload(night: NightReport) -> dict[str, Any]:
         chunk += line + "\n"
     parts.append(chunk)
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": subject(night)[:150]}}
+        {"type": "header", "text": {"type": "plain_text", "text": subject(night, test=test)[:150]}}
     ]
     blocks += [
         {"type": "section", "text": {"type": "mrkdwn", "text": part}}
         for part in parts
         if part.strip()
     ]
-    return redacted({"text": subject(night), "blocks": blocks})
+    return redacted({"text": subject(night, test=test), "blocks": blocks})
 
 
-def json_payload(night: NightReport) -> dict[str, Any]:
+def json_payload(night: NightReport, *, test: bool = False) -> dict[str, Any]:
     """The night as JSON, for any receiver that reads it (a monitoring system, a script)."""
     data = dataclasses.asdict(night)
     data["started"] = night.started.isoformat()
     data["finished"] = night.finished.isoformat()
-    data["subject"] = subject(night)
+    data["subject"] = subject(night, test=test)
+    data["test"] = test
     return redacted(data)
 
 
-def payload(night: NightReport, form: str) -> dict[str, Any]:
+def payload(night: NightReport, form: str, *, test: bool = False) -> dict[str, Any]:
     if form == "teams":
-        return teams_card(night)
+        return teams_card(night, test=test)
     if form == "slack":
-        return slack_payload(night)
-    return json_payload(night)
+        return slack_payload(night, test=test)
+    return json_payload(night, test=test)
