@@ -710,3 +710,16 @@ def test_a_test_message_goes_out_whatever_on_says_and_pings_no_heartbeat(tmp_pat
     assert mail.message["Subject"] == "Provisioner provisioner.yaml: a test message"
     assert "This is a test of the notifications" in mail.body
     assert "Outcome" not in mail.body and "Nothing was read or changed." in mail.body
+
+
+def test_reading_a_configuration_needs_no_package_of_the_entra_extra():
+    """An AD-only install has no cryptography or Graph SDK: notify must not import them early."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, provisioner.config, provisioner.notify; "
+        "print(sorted(m for m in ('cryptography', 'azure', 'msgraph') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

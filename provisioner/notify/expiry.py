@@ -11,8 +11,6 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cryptography import x509
-
 if TYPE_CHECKING:
     from provisioner.config import Config
 
@@ -62,6 +60,10 @@ def expiry_warnings(config: Config, today: dt.date) -> list[str]:
 def certificate_end(path: Path) -> dt.date | None:
     """The last day of the first certificate in the PEM file *path* (the app's own comes first;
     a key in the same file is skipped), or None when there is none."""
+    # Imported here: cryptography comes with the [entra] extra, which a certificate needs anyway;
+    # reading a configuration must not need it.
+    from cryptography import x509
+
     try:
         data = path.read_bytes()
     except OSError:
