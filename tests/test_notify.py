@@ -721,5 +721,8 @@ def test_reading_a_configuration_needs_no_package_of_the_entra_extra():
         "import sys, provisioner.config, provisioner.notify; "
         "print(sorted(m for m in ('cryptography', 'azure', 'msgraph') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    root = Path(__file__).resolve().parent.parent  # this checkout's package, not an installed one
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
     assert out.stdout.strip() == "[]"
