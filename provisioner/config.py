@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from provisioner.notify.settings import NotifyConfig
 from provisioner.passwords import PasswordConfig
 from provisioner.plan.lifecycle import LifecycleConfig
 from provisioner.plan.policy import PolicyConfig
@@ -123,6 +124,8 @@ class Config:
     """Where ``provisioner run`` keeps each night, and for how long."""
     snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)
     """Where ``fetch --save`` keeps raw answers by default, and for how long."""
+    notify: NotifyConfig | None = None
+    """Who hears about a night (webhook, e-mail), the heartbeat, and expiry warnings."""
 
     @property
     def sheets_dir(self) -> Path:
@@ -145,6 +148,8 @@ class Config:
             raise ValueError(
                 "lifecycle.disabled_ou: Entra ID has no OUs; disabled accounts stay where they are"
             )
+        if self.notify is not None:
+            self.notify.check_target(has_entra=self.target is not None and bool(self.target.entra))
 
     path: Path = field(default=Path("provisioner.yaml"), metadata={"internal": True})
 

@@ -6,10 +6,12 @@ know their types): every unknown key, wrong type or bad value is reported as
 the mapping files (:mod:`provisioner.mapping.spec`); it knows neither, so reading a mapping does not
 import every source's and target's settings.
 
-A dataclass field can carry ``metadata={"check": fn}`` (a conversion that may raise ``ValueError``)
-or ``metadata={"internal": True}`` (not read from the file); a type with a ``from_yaml(value, path,
-line, where)`` class method builds itself from a scalar; one with ``from_yaml_node(builder, node,
-where)`` from its whole node (a section whose keys name registered kinds, like ``source:``).
+A dataclass field can carry ``metadata={"check": fn}`` (a conversion that may raise
+``ValueError``), ``metadata={"internal": True}`` (not read from the file) or
+``metadata={"key": "from"}`` (its YAML key, when that is a Python keyword); a type with a
+``from_yaml(value, path, line, where)`` class method builds itself from a scalar; one with
+``from_yaml_node(builder, node, where)`` from its whole node (a section whose keys name registered
+kinds, like ``source:``).
 """
 
 from __future__ import annotations
@@ -104,6 +106,11 @@ class Builder:
                 # What was written, not what YAML made of it: 030567 is octal 12663 to YAML 1.1.
                 return str(node.value)
             return str(value)
+        if typ is dt.date:
+            # YAML reads 2027-03-31 as a date; a datetime or a number is not one.
+            if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+                raise self.error(node, where, f"expected a date (2027-03-31), got {node.value!r}")
+            return value
         if typ is bool:
             if not isinstance(value, bool):
                 raise self.error(node, where, f"expected true or false, got {node.value!r}")
@@ -120,7 +127,12 @@ class Builder:
         if not isinstance(node, yaml.MappingNode):
             raise self.error(node, where or "(top)", "expected a mapping")
         hints = typing.get_type_hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+        # By YAML key: a field's own name, or the key its metadata names (``from`` for ``from_``).
+        fields = {
+            f.metadata.get("key", f.name): f
+            for f in dataclasses.fields(cls)
+            if not f.metadata.get("internal")
+        }
         values: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value)
@@ -128,22 +140,23 @@ class Builder:
             if key not in fields:
                 known = ", ".join(sorted(fields))
                 raise self.error(key_node, path, f"unknown key (known here: {known})")
-            if key in values:
+            name = fields[key].name
+            if name in values:
                 raise self.error(key_node, path, "given twice")
-            value = self.build(value_node, hints[key], path)
+            value = self.build(value_node, hints[name], path)
             check: Callable[[Any], Any] | None = fields[key].metadata.get("check")
             if check is not None and value is not None:
                 try:
                     value = check(value)
                 except ValueError as exc:
                     raise self.error(value_node, path, str(exc)) from None
-            values[key] = value
-        for name, f in fields.items():
+            values[name] = value
+        for key, f in fields.items():
             no_default = (
                 f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
             )
-            if name not in values and no_default:
-                raise self.error(node, f"{where}.{name}" if where else name, "is required")
+            if f.name not in values and no_default:
+                raise self.error(node, f"{where}.{key}" if where else key, "is required")
         try:
             return cls(**values)
         except ValueError as exc:  # cross-field rules in __post_init__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,9 @@ class EntraConfig:
     """UPN suffixes of the managed accounts: only users whose UPN ends in one of these are read,
     changed or deleted. The first is used for a UPN the mappings do not set."""
     client_secret: Secret | None = None
+    client_secret_expires: dt.date | None = None
+    """When the client secret runs out (Entra shows it with the secret): notifications warn
+    ``notify.expiry_warning_days`` before."""
     certificate: Path | None = field(default=None, metadata={"check": existing_file})
     """A PEM file with the app's private key and certificate (instead of client_secret)."""
     certificate_password: Secret | None = None
@@ -99,6 +103,8 @@ class EntraConfig:
             raise ValueError("client_id: the app registration's application (client) id, a GUID")
         if (self.client_secret is None) == (self.certificate is None):
             raise ValueError("give exactly one of client_secret and certificate")
+        if self.client_secret_expires is not None and self.client_secret is None:
+            raise ValueError("client_secret_expires: belongs with client_secret")
         if self.anchor_property not in ANCHOR_PROPERTIES:
             raise ValueError(f"anchor_property: one of {', '.join(ANCHOR_PROPERTIES)}")
         if not re.fullmatch(r"[A-Z]{2}", self.usage_location):

@@ -456,6 +456,12 @@ class GraphServer(LoopbackServer):
         self.roles_readable = True
         """False: reading directory roles answers 403, as Graph does for an app without
         RoleManagement.Read.Directory (or Directory.Read.All)."""
+        self.mail_send_allowed = True
+        """False: sendMail answers 403 ErrorAccessDenied, as Graph does for an app without the
+        application permission Mail.Send (or one an application access policy keeps out)."""
+        self.sent_mail: list[dict[str, Any]] = []
+        """Every message sendMail accepted: ``{"from": the sender's UPN, "message": …,
+        "saveToSentItems": …}``."""
         self.requests: list[GraphRequest] = []
         self.apps: dict[tuple[str, str], _App] = {}
         """Registered applications by (tenant, client id), both case-folded."""
@@ -998,6 +1004,12 @@ class GraphServer(LoopbackServer):
                 self._count_write()
             if parts and parts[0] == "directoryRoles":
                 return self._directory_roles(method, parts, query)
+            if len(parts) == 3 and parts[0] == "users" and parts[2] == "sendMail":
+                if method != "POST":
+                    raise GraphError(
+                        405, "Request_BadRequest", "Specified HTTP method is not allowed."
+                    )
+                return self._send_mail(parts[1], body)
             if not parts or parts[0] not in ("users", "groups"):
                 seg = parts[0] if parts else ""
                 raise _bad(f"Resource not found for the segment '{seg}'.", "BadRequest")
@@ -1042,6 +1054,47 @@ class GraphServer(LoopbackServer):
             raise GraphError(
                 405, "Request_BadRequest", "Specified HTTP method is not allowed for the request."
             )
+
+    def _send_mail(self, sender: str, body: Any) -> Reply:
+        """``POST /users/{id | userPrincipalName}/sendMail``: 202 and the message kept in
+        :attr:`sent_mail`; 403 without Mail.Send, 404 for a sender that is no user, 400 for a body
+        Graph would refuse (no message, no recipient, a recipient without an address)."""
+        if not self.mail_send_allowed:
+            raise GraphError(
+                403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+            )
+        try:
+            user = self._find("users", sender)
+        except GraphError:
+            raise GraphError(
+                404, "ErrorInvalidUser", f"The requested user '{sender}' is invalid."
+            ) from None
+        message = body.get("message") if isinstance(body, dict) else None
+        if not isinstance(message, dict):
+            raise GraphError(400, "ErrorInvalidRequest", "Empty Payload. JSON content expected.")
+        recipients = message.get("toRecipients")
+        if not isinstance(recipients, list) or not recipients:
+            raise GraphError(400, "ErrorInvalidRecipients", "At least one recipient isn't valid.")
+        for recipient in recipients:
+            address = (recipient or {}).get("emailAddress") if isinstance(recipient, dict) else None
+            if not isinstance(address, dict) or not isinstance(address.get("address"), str):
+                raise GraphError(
+                    400, "ErrorInvalidRecipients", "At least one recipient isn't valid."
+                )
+        content = message.get("body")
+        if content is not None and (
+            not isinstance(content, dict)
+            or str(content.get("contentType", "")).lower() not in ("text", "html")
+        ):
+            raise GraphError(400, "ErrorInvalidRequest", "The request body is not valid.")
+        self.sent_mail.append(
+            {
+                "from": user.get("userPrincipalName"),
+                "message": message,
+                "saveToSentItems": body.get("saveToSentItems", True),
+            }
+        )
+        return Reply(202, {}, None)
 
     def _directory_roles(self, method: str, parts: list[str], query: dict[str, str]) -> Reply:
         """``GET /directoryRoles`` and ``GET /directoryRoles/{id}/members`` (one page)."""

@@ -123,7 +123,7 @@ class Graph:
         if config.ca_file is not None:
             verify = ssl.create_default_context(cafile=str(config.ca_file))
         if self._credential is None:
-            self._credential = _credential(config)
+            self._credential = app_credential(config)
         # allowed_hosts stays empty (any host): a list of Graph hosts would silently send
         # requests to any other base URL without a token.
         auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[GRAPH_SCOPE])
@@ -234,8 +234,9 @@ class Graph:
         return values
 
 
-def _credential(config: EntraConfig) -> AsyncTokenCredential:
-    """The app's sign-in: its client secret, or its certificate."""
+def app_credential(config: EntraConfig) -> AsyncTokenCredential:
+    """The app's sign-in: its client secret, or its certificate (also what notifications send
+    mail with)."""
     extra: dict[str, Any] = {}
     if config.ca_file is not None:
         extra["connection_verify"] = str(config.ca_file)
