@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ from provisioner.state import SCHEMA_VERSION, SIDE_FILES, StateError, StateStore
 
 BACKUP_FOLDER = "backups"
 """Where ``state backup`` puts its files by default: this folder beside the state store."""
+BACKUP_KEEP_DAYS = 30
+"""Backups hold the usernames of minors: by default one month of them is kept."""
 _REQUIRED_TABLES = frozenset({"anchors", "issued_names", "runs"})
 
 
@@ -69,6 +72,15 @@ def add_state_commands(commands: argparse._SubParsersAction[Any]) -> None:
         type=Path,
         metavar="FILE",
         help="the backup file to write (must not exist); its plan key goes to FILE.plan-key",
+    )
+    backup.add_argument(
+        "--keep-days",
+        type=int,
+        default=BACKUP_KEEP_DAYS,
+        metavar="N",
+        help=f"remove this store's backups older than N days from the backup folder "
+        f"(default {BACKUP_KEEP_DAYS}; 0 keeps every backup); only files named as this command "
+        "names them are removed",
     )
     backup.set_defaults(handler=run_state_backup)
 
@@ -123,8 +135,37 @@ def run_state_backup(args: argparse.Namespace) -> int:
         print(f"and its plan key to {copied.key}")
     else:
         print(f"(no plan key {key_path(state)} yet: nothing was saved with plan --out)")
+    if args.keep_days < 0:
+        raise ConfigError("--keep-days cannot be negative (0 keeps every backup)")
+    if args.keep_days:
+        for removed in prune_backups(copied.store.parent, state, args.keep_days):
+            print(f"removed the backup {removed}, older than {args.keep_days} days")
     print("Copy both to another machine; they hold the usernames of minors: keep them private.")
     return 0
+
+
+def prune_backups(
+    folder: Path, state: Path, keep_days: int, now: dt.datetime | None = None
+) -> list[Path]:
+    """Remove from *folder* the backups of *state* (named as :func:`default_backup_path` names
+    them) made more than *keep_days* days before *now*, with their plan keys; the time is read
+    from the name, never from the file's date. Returns the removed backups."""
+    now = now or dt.datetime.now(dt.UTC)
+    stem, suffix = state.stem or "state", state.suffix or ".db"
+    pattern = re.compile(
+        re.escape(stem) + r"-(\d{4}-\d{2}-\d{2}T\d{6}Z)(?:-\d+)?" + re.escape(suffix)
+    )
+    removed = []
+    for path in sorted(folder.iterdir()):
+        match = pattern.fullmatch(path.name)
+        if not match or path.is_symlink() or not path.is_file():
+            continue
+        made = dt.datetime.strptime(match[1], "%Y-%m-%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        if now - made > dt.timedelta(days=keep_days):
+            path.unlink()
+            key_path(path).unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 @dataclass(frozen=True)
@@ -135,9 +176,16 @@ class Backup:
 
 
 def default_backup_path(state: Path, when: dt.datetime | None = None) -> Path:
-    """``<state folder>/backups/<state name>-<time>.db``, the time in UTC like the run folders."""
-    stem = state.stem or "state"
-    return state.parent / BACKUP_FOLDER / f"{stem}-{_stamp(when)}{state.suffix or '.db'}"
+    """``<state folder>/backups/<state name>-<time>.db``, the time in UTC like the run folders
+    (``-2``, ``-3`` … after it for another backup within the same second)."""
+    stem, suffix, stamp = state.stem or "state", state.suffix or ".db", _stamp(when)
+    folder = state.parent / BACKUP_FOLDER
+    path = folder / f"{stem}-{stamp}{suffix}"
+    number = 1
+    while os.path.lexists(path):  # a second backup within the same second
+        number += 1
+        path = folder / f"{stem}-{stamp}-{number}{suffix}"
+    return path
 
 
 def backup_store(state: Path, destination: Path) -> Backup:

@@ -344,3 +344,24 @@ def test_a_deleted_person_is_forgotten_but_for_the_names_given(tmp_path):
         group = Change(Action.DELETE_GROUP, Kind.GROUP, "lln-2", "CN=g")
         record_lifecycle(group, store, DAY)
         assert store.kinds() == {"lln-2": "pupils"}
+
+
+def test_backups_older_than_keep_days_are_removed(config, capsys):
+    folder = config.parent / "backups"
+    assert main(["state", "backup", "--config", str(config)]) == 0
+    (recent,) = backups_of(config.parent)
+    old = folder / f"state-{dt.datetime.now(dt.UTC) - dt.timedelta(days=31):%Y-%m-%dT%H%M%SZ}.db"
+    old.write_bytes(recent.read_bytes())
+    key_path(old).write_bytes(key_path(recent).read_bytes())
+    other = folder / "state-kept-by-hand.db"  # not named as backup names its files: left alone
+    other.write_text("x")
+    assert main(["state", "backup", "--config", str(config), "--keep-days", "0"]) == 0
+    assert old.exists()  # 0 keeps every backup
+    capsys.readouterr()
+    assert main(["state", "backup", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"removed the backup {old}, older than 30 days" in out
+    assert not old.exists() and not key_path(old).exists()
+    assert other.exists() and recent.exists()
+    made = [p for p in backups_of(config.parent) if p != other]
+    assert len(made) == 3  # within one second too, each a name of its own
