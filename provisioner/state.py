@@ -11,6 +11,10 @@
 - hold clocks: since when a person is held (a problem with their data);
 - runs: when, what, and how it ended.
 
+When a deleted account's delete is applied, the store forgets its person but for the names they
+were given (:meth:`StateStore.forget_person`). Backup, restore and rebuild:
+:mod:`provisioner.statecmds` and docs/state.md.
+
 Writes happen in explicit transactions. ``with store.transaction():`` makes everything inside it
 one transaction: committed together at the end, or not at all when an exception leaves the block.
 A write method called outside one runs in a transaction of its own, so a call with many rows is
