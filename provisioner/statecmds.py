@@ -402,6 +402,7 @@ def run_state_rebuild(args: argparse.Namespace) -> int:
     print(recovered.describe(state, description))
     if replaced is not None:
         print(f"the store it replaced is kept as {replaced}")
+    print(f"Next: provisioner plan --config {args.config} should show nothing to do (exit 0).")
     return 0
 
 
