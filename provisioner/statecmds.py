@@ -128,6 +128,8 @@ def run_state_backup(args: argparse.Namespace) -> int:
     state = _state_path(config)
     if not state.exists():
         raise StateError(f"there is no state store {state} to back up (state: in {config.path})")
+    if args.keep_days < 0:
+        raise ConfigError("--keep-days cannot be negative (0 keeps every backup)")
     destination = args.to if args.to is not None else default_backup_path(state)
     copied = backup_store(state, destination)
     print(f"backed up the state store {state} to {copied.store}")
@@ -135,8 +137,6 @@ def run_state_backup(args: argparse.Namespace) -> int:
         print(f"and its plan key to {copied.key}")
     else:
         print(f"(no plan key {key_path(state)} yet: nothing was saved with plan --out)")
-    if args.keep_days < 0:
-        raise ConfigError("--keep-days cannot be negative (0 keeps every backup)")
     if args.keep_days:
         for removed in prune_backups(copied.store.parent, state, args.keep_days):
             print(f"removed the backup {removed}, older than {args.keep_days} days")
@@ -203,7 +203,9 @@ def backup_store(state: Path, destination: Path) -> Backup:
         raise StateError(f"cannot make the backup folder {folder}: {exc.strerror}") from None
     os.close(_new_private(destination))
     try:
-        source = sqlite3.connect(_read_only_uri(state), uri=True, timeout=30)
+        # Read-write, not read-only: a run that crashed may have left a journal that SQLite
+        # must roll back before anyone reads the file. The backup itself writes nothing there.
+        source = sqlite3.connect(state, timeout=30)
         try:
             target = sqlite3.connect(destination)
             try:
@@ -590,16 +592,16 @@ def _read_only_uri(path: Path) -> str:
 
 
 def _set_aside(state: Path, stamp: str) -> Path | None:
-    """Move *state* and its SQLite side files (a journal would otherwise be played into the
-    store that takes its place) to ``<name>.replaced-<stamp>``; None when there is no store."""
-    if not state.exists():
-        return None
+    """Move *state* and its SQLite side files to ``<name>.replaced-<stamp>``: a journal left
+    behind would otherwise be played into the store that takes its place (also the journal of a
+    store that is itself lost). Returns where the store went; None when there was none."""
     aside = state.with_name(f"{state.name}.replaced-{stamp}")
+    existed = state.exists()
     for suffix in ("", *SIDE_FILES):
         side = state.with_name(state.name + suffix)
         if os.path.lexists(side):
             os.replace(side, aside.with_name(aside.name + suffix))
-    return aside
+    return aside if existed else None
 
 
 def _remove_with_side_files(path: Path) -> None:

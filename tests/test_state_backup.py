@@ -93,9 +93,14 @@ def test_restore_puts_a_lost_store_back_with_its_key(config, capsys):
     key = key_path(state).read_bytes()
     state.unlink()
     key_path(state).unlink()
+    journal = state.with_name("state.db-journal")
+    journal.write_bytes(b"left by the lost store")  # never to be played into the restored one
     assert main(["state", "restore", "--config", str(config), str(backup)]) == 0
     out = capsys.readouterr().out
     assert "restored the state store" in out and "replaced" not in out
+    assert not journal.exists()
+    (aside,) = config.parent.glob("state.db.replaced-*-journal")
+    assert aside.read_bytes() == b"left by the lost store"
     assert mode(state) == 0o600 and mode(key_path(state)) == 0o600
     assert key_path(state).read_bytes() == key
     with StateStore(state) as store:
