@@ -290,6 +290,8 @@ def test_rebuild_reads_kinds_schools_names_and_disabled_accounts(config):
         groups=[
             ObservedGroup("g1", "CN=klas", "klas-1A", ("Groepen",), {}),
             ObservedGroup("g2", "CN=oud", "klas-oud", ("Archief",), {}, archived=""),
+            # Entra ID: the day of the archive mark in its description
+            ObservedGroup("g3", "(archief) 2B", "klas-2B", (), {}, archived="2026-11-02"),
         ],
     )
     found = recover(observed, accounts, name_attributes={"sAMAccountName", "mail"}, today=DAY)
@@ -309,8 +311,8 @@ def test_rebuild_reads_kinds_schools_names_and_disabled_accounts(config):
     assert not any(value == "1A" for _, _, value in found.names)  # not a name attribute
     assert not any(anchor == "admin" for anchor, _, _ in found.names)
     assert sorted(found.disabled) == ["lln-3", "x-4"] and found.unknown_kind == 1
-    assert found.group_ids == {"klas-1A": "g1", "klas-oud": "g2"}
-    assert found.archived == {"klas-oud": DAY}
+    assert found.group_ids == {"klas-1A": "g1", "klas-oud": "g2", "klas-2B": "g3"}
+    assert found.archived == {"klas-oud": DAY, "klas-2B": dt.date(2026, 11, 2)}
 
 
 def delete_of(anchor: str) -> Change:
