@@ -242,7 +242,7 @@ def with_target(config: Path, monkeypatch) -> Path:
     return config
 
 
-def test_restore_and_rebuild_wait_for_a_running_night(config, monkeypatch, capsys):
+def test_restore_and_rebuild_refuse_while_a_night_runs(config, monkeypatch, capsys):
     config = with_target(config, monkeypatch)
     assert main(["state", "backup", "--config", str(config)]) == 0
     (backup,) = backups_of(config.parent)
