@@ -352,9 +352,12 @@ def record_lifecycle(change: Change, store: StateStore, day: dt.date) -> None:
     """What an applied change starts or ends in the lifecycles, dated by the plan's source day:
     a disable starts the deletion grace of the account, an archive that of the group; a restore
     or a group made anew ends it; a group deletion is remembered (a group made anew under its
-    key later is pointed out in the plan)."""
+    key later is pointed out in the plan); a deleted account's person is forgotten but for the
+    names they were given (see :meth:`~provisioner.state.StateStore.forget_person`)."""
     if change.action is Action.DISABLE:
         store.record_disabled([change.key], day)
+    elif change.action is Action.DELETE and change.kind is Kind.ACCOUNT:
+        store.forget_person(change.key)  # its names stay issued; nothing else is kept
     elif change.action is Action.ARCHIVE_GROUP:
         store.record_archived({change.key: day})
     elif change.action in (Action.RESTORE_GROUP, Action.CREATE_GROUP):

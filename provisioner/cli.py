@@ -75,6 +75,7 @@ from provisioner.report.transition import (
 from provisioner.sources.base import Progress, SourceRead
 from provisioner.sources.problems import problem_warnings
 from provisioner.state import StateStore
+from provisioner.statecmds import add_state_commands
 from provisioner.targets.base import Target
 from provisioner.text import visible
 
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--last", type=int, default=20, metavar="N", help="how many (20)")
     history.add_argument("--json", action="store_true", help="print the runs as JSON")
     history.set_defaults(handler=run_history)
+    add_state_commands(commands)
 
     password = commands.add_parser(
         "password", help="password tasks for single accounts", description="Password tasks."

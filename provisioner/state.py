@@ -11,6 +11,10 @@
 - hold clocks: since when a person is held (a problem with their data);
 - runs: when, what, and how it ended.
 
+When a deleted account's delete is applied, the store forgets its person but for the names they
+were given (:meth:`StateStore.forget_person`). Backup, restore and rebuild:
+:mod:`provisioner.statecmds` and docs/state.md.
+
 Writes happen in explicit transactions. ``with store.transaction():`` makes everything inside it
 one transaction: committed together at the end, or not at all when an exception leaves the block.
 A write method called outside one runs in a transaction of its own, so a call with many rows is
@@ -102,7 +106,7 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-_SIDE_FILES = ("-journal", "-wal", "-shm")
+SIDE_FILES = ("-journal", "-wal", "-shm")
 
 
 class StateError(ProvisionerError):
@@ -126,7 +130,7 @@ class StateStore:
         # write-ahead log) hold the same data: tightened too when they are there; SQLite makes
         # new ones with the database file's mode.
         try:
-            for file in (path, *(path.with_name(path.name + s) for s in _SIDE_FILES)):
+            for file in (path, *(path.with_name(path.name + s) for s in SIDE_FILES)):
                 if file == path or os.path.lexists(file):
                     os.close(open_private(file))
         except OSError as exc:
@@ -287,6 +291,21 @@ class StateStore:
             self.db.execute("DELETE FROM account_kinds WHERE anchor = ?", (old,))
             self.db.execute("DELETE FROM anchors WHERE kind = 'account' AND anchor = ?", (old,))
             self.db.execute("DELETE FROM leavers WHERE anchor = ?", (old,))
+
+    def forget_person(self, anchor: str) -> None:
+        """The account of *anchor* was deleted after its grace: keep only what "names are never
+        reused" needs. Its kind, school, leaver clock, hold clock and directory id go; its issued
+        names stay (taken for good, and given back should the person return)."""
+        with self.transaction():
+            for statement in (
+                "DELETE FROM account_kinds WHERE anchor = ?",
+                "DELETE FROM leavers WHERE anchor = ?",
+                "DELETE FROM anchors WHERE kind = 'account' AND anchor = ?",
+                # Holds are kept by the source's person key; where the anchor is that key. Any
+                # other hold of someone no longer in the source is released by the next run.
+                "DELETE FROM held WHERE person = ?",
+            ):
+                self.db.execute(statement, (anchor,))
 
     def issued_names(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT name FROM issued_names")}
@@ -459,6 +478,11 @@ class StateStore:
         for run in result:
             run["summary"] = json.loads(run["summary"]) if run["summary"] else None
         return result
+
+    def last_run_started(self) -> str | None:
+        """When the newest run in the history started (ISO 8601, UTC), or None without runs."""
+        row = self.db.execute("SELECT MAX(started) FROM runs").fetchone()
+        return row[0] if row else None
 
     def last_successful_persons(self) -> tuple[str, dict[str, int]] | None:
         """(when, persons per school) of the last apply that ended well and recorded them."""
