@@ -28,6 +28,7 @@ from provisioner.files import private_dir
 from provisioner.lock import run_lock
 from provisioner.model import ObservedAccount
 from provisioner.nightly import run_night
+from provisioner.notify import send_test
 from provisioner.passwords import Handout, handout_group
 from provisioner.pipeline import (
     Prepared,
@@ -226,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--config", required=True, type=Path, metavar="FILE")
     run.set_defaults(handler=run_nightly)
+
+    notify = commands.add_parser(
+        "notify",
+        help="send a test message to the webhook and e-mail under notify:",
+        description="Send a test message by every channel configured under notify: (whatever "
+        "its on: says; the heartbeat is not pinged) and say what could not be delivered. Exit 0 "
+        "when everything was delivered, 1 otherwise.",
+    )
+    notify.add_argument("--config", required=True, type=Path, metavar="FILE")
+    notify.add_argument("--test", action="store_true", required=True, help="send a test message")
+    notify.set_defaults(handler=run_notify_test)
 
     history = commands.add_parser(
         "history",
@@ -629,7 +641,9 @@ def run_nightly(args: argparse.Namespace) -> int:
         config, config_arg=str(args.config), seams=args.seams, source_seams=args.source_seams
     )
     report = night.report
-    command = f"provisioner apply --config {args.config}"
+    command = (
+        f"provisioner apply --config {args.config} {Path(str(report.run_folder)) / 'plan.json'}"
+    )
     if night.outcome is not None:
         print(render_results(night.outcome.results))
     elif night.plan is not None:
@@ -641,6 +655,10 @@ def run_nightly(args: argparse.Namespace) -> int:
             f"\nTo apply this night's plan with an approval (until it expires):\n  "
             f"{report.approve_command}"
         )
+    for warning in report.warnings:
+        print(visible(f"warning: {warning}"), file=sys.stderr)
+    for problem in night.undelivered:
+        print(visible(f"warning: not delivered: {problem}"), file=sys.stderr)
     if report.error:
         print(visible(f"error: {report.error}"), file=sys.stderr)
     if night.outcome is not None and night.outcome.sheets:
@@ -650,6 +668,19 @@ def run_nightly(args: argparse.Namespace) -> int:
         )
     print(f"\nThe night: {report.outcome}; kept in {report.run_folder}")
     return report.exit_code
+
+
+def run_notify_test(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if config.notify is None:
+        raise ConfigError(f"{args.config}: there is no notify: section to test")
+    entra = config.target.entra if config.target is not None else None
+    problems = send_test(config.notify, str(args.config), entra=entra)
+    for problem in problems:
+        print(visible(f"not delivered: {problem}"), file=sys.stderr)
+    if not problems:
+        print("The test message was delivered by every channel configured.")
+    return 1 if problems else 0
 
 
 def run_history(args: argparse.Namespace) -> int:

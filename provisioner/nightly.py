@@ -29,7 +29,7 @@ from provisioner.config import Config
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.files import private_dir, write_private
 from provisioner.lock import run_lock
-from provisioner.notify.night import NightReport, SchoolNight
+from provisioner.notify import NightReport, SchoolNight, expiry_warnings, notify, ping_heartbeat
 from provisioner.pipeline import (
     open_target,
     plan_for,
@@ -59,6 +59,8 @@ class Night:
     outcome: Outcome | None = None
     removed: list[Path] = field(default_factory=list)
     """Run folders, snapshots and password sheets removed because they expired."""
+    undelivered: list[str] = field(default_factory=list)
+    """Notifications and heartbeat pings that could not be delivered (already logged)."""
     recorded: bool = False
     """The history has this night already (apply keeps its own run, also one that failed)."""
 
@@ -89,6 +91,9 @@ def run_night(
     night = Night(report)
     with log.also_to(folder / "log.jsonl"):
         log.event("provisioner run", command=COMMAND, run_folder=str(folder))
+        report.warnings = expiry_warnings(config, started.date())
+        for warning in report.warnings:
+            log.event(warning, logging.WARNING)
         try:
             with run_lock(config, f"provisioner run --config {config_arg}"):
                 _plan_and_apply(config, night, folder, dict(seams or {}), dict(source_seams or {}))
@@ -99,6 +104,10 @@ def run_night(
             _failed(config, night, log.redact(f"internal error: {type(exc).__name__}: {exc}"))
         report.finished = clock()
         log.event(f"the night ended: {report.outcome}", outcome=report.outcome)
+        if config.notify is not None:  # a message that cannot be delivered is only logged
+            entra = config.target.entra
+            night.undelivered = notify(config.notify, report, entra=entra)
+            night.undelivered += ping_heartbeat(config.notify, report)
     write_private(folder / "results.json", json.dumps(night_to_json(night), indent=1) + "\n")
     night.removed = remove_expired(config, report.finished)
     return night
@@ -225,6 +234,8 @@ def night_to_json(night: Night) -> dict[str, Any]:
         "error": report.error,
         "blocks": report.blocks,
         "approve_command": report.approve_command,
+        "warnings": report.warnings,
+        "undelivered": night.undelivered,
         "results": report.results,
         "schools": [vars(school) for school in report.schools],
     }

@@ -17,7 +17,10 @@ from provisioner.nightly import new_run_folder, remove_expired
 from tests import test_entra
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.informat_server import InformatServer
-from tests.test_entra import users
+from tests.fakes.smtp_catcher import SmtpCatcher
+from tests.fakes.tls import make_test_ca
+from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.test_entra import SECRET, users
 
 # The Graph server, the clock and the command line: test_entra's fixtures.
 graph_ca, graph, clock, cli = (
@@ -166,3 +169,52 @@ def test_old_run_folders_snapshots_and_sheets_expire(tmp_path):
     removed = remove_expired(config, now)
     assert sorted(removed) == sorted([old, old_sheet, snapshot])
     assert kept.exists() and same_second.exists() and other.exists() and new_sheet.exists()
+
+
+def test_a_blocked_night_reaches_the_webhook_and_the_mail_server_and_a_good_one_the_heartbeat(
+    graph, informat_server, synthetic, entra_env, capsys, cli, tmp_path, monkeypatch
+):
+    (tmp_path / "ca").mkdir()
+    ca = make_test_ca(tmp_path / "ca")
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "smtp-geheim-42")
+    with (
+        WebhookReceiver(tls=ca) as hook,
+        WebhookReceiver() as monitor,  # a heartbeat monitor (plain HTTP: on this machine)
+        SmtpCatcher(tls=ca, users={"provisioner@school.be": "smtp-geheim-42"}) as smtp,
+    ):
+        notify = (
+            "notify:\n"
+            "  webhook:\n"
+            f"    url: {hook.url('/workflows/abc')}\n"
+            "    format: teams\n"
+            f"    ca_file: {ca.ca_file}\n"
+            "  email:\n"
+            f"    smtp: {smtp.address}\n"
+            "    from: provisioner@school.be\n"
+            "    to: [ict@school.be]\n"
+            "    username: provisioner@school.be\n"
+            "    password: ${TEST_SMTP_PASSWORD}\n"
+            f"    ca_file: {ca.ca_file}\n"
+            f"  heartbeat: {monitor.url('/ping/night')}\n"
+        )
+        assert cli(["run", "--config", str(entra_env(informat_server.url, notify))]) == 0
+        assert [r.path for r in monitor.requests] == ["/ping/night"]  # a ping
+        assert not hook.requests and not smtp.messages  # and nothing to tell
+
+        day2 = copy.deepcopy(synthetic)
+        day2.rows["Lln"] = day2.rows["Lln"][1::4]
+        with InformatServer(day2, today=REFERENCE_DAY) as server:
+            config = entra_env(server.url, notify)
+            assert cli(["run", "--config", str(config)]) == 2
+        folder = runs_in(config)[-1]
+        (card,) = hook.posts()
+        (mail,) = smtp.messages
+        assert len(monitor.requests) == 1  # no ping after a blocked night
+    text = json.dumps(card.json)
+    assert card.path == "/workflows/abc" and "AdaptiveCard" in text
+    assert "max_disable" in text and str(folder / "plan.json") in text
+    body = mail.body
+    assert "BLOCKED" in mail.message["Subject"]
+    assert f"{folder / 'plan.json'} --approve leavers,drop" in body
+    assert "max_disable" in body and str(folder) in body
+    assert "smtp-geheim-42" not in mail.data.decode() and SECRET not in mail.data.decode()
