@@ -7,6 +7,7 @@ traceback) or a failed change, 2 changes pending or the plan blocked.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -16,12 +17,12 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from provisioner import __version__, log
-from provisioner.apply import apply_plan, record_blocked, reset_password
+from provisioner.apply import apply_plan, record_blocked, record_failed, reset_password
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.files import private_dir
@@ -493,14 +494,29 @@ def _logged(plan: Plan) -> Plan:
 @holds_run_lock
 def run_apply(args: argparse.Namespace, config: Config) -> int:
     parse_approval(args.approve, args.reason)  # a typo is refused before anything is read
-    prepared = prepare_config(config, **args.source_seams)
-    target = open_target(prepared, **args.seams)
-    if target is None:
+    if config.target is None:
         raise ConfigError(f"{args.config}: apply needs a target (target: ad: … or entra: …)")
+    with kept_if_failed(config):
+        prepared = prepare_config(config, **args.source_seams)
+        target = open_target(prepared, **args.seams)
+    assert target is not None
     try:
         return _apply(args, prepared, target)
     finally:
         target.close()
+
+
+@contextlib.contextmanager
+def kept_if_failed(config: Config) -> Iterator[None]:
+    """An error here ends the apply before anything was applied: keep it in the run history
+    (a failure while applying is kept by apply_plan itself)."""
+    try:
+        yield
+    except ProvisionerError as exc:
+        if config.state is not None and not isinstance(exc, PlanBlocked):
+            with StateStore(config.state) as store:
+                record_failed(store, "apply", log.redact(str(exc)))
+        raise
 
 
 def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
@@ -511,7 +527,8 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
     if args.plan:
         command = f"{command} {args.plan}"  # what waits is approved from the same plan
         try:
-            plan = verify_saved_plan(args.plan, prepared, target, approved=approval is not None)
+            with kept_if_failed(prepared.config):
+                plan = verify_saved_plan(args.plan, prepared, target, approved=approval is not None)
         except PlanBlocked as refused:
             print(render_blocks(refused.plan, command=command), file=sys.stderr)
             assert prepared.config.state is not None  # a target needs a state store
@@ -519,7 +536,8 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
                 record_blocked(refused.plan, store)  # a refused approval step is history too
             return 2
     else:
-        plan = _make_plan(prepared, target)
+        with kept_if_failed(prepared.config):
+            plan = _make_plan(prepared, target)
         if plan.header.blocked or (plan.header.policy_blocked and approval is None):
             print(render_plan(plan, command=command))
             if args.report:

@@ -136,6 +136,12 @@ def test_a_failed_night_is_kept_with_its_error(graph, entra_env, capsys, cli):
     (run,) = history(config, capsys)
     assert run["command"] == "run" and run["outcome"] == "failed"
     assert run["summary"]["error"] == results["error"]
+    # The same night by apply is kept as failed too.
+    assert cli(["apply", "--config", str(config)]) == 1
+    assert [(r["command"], r["outcome"]) for r in history(config, capsys)] == [
+        ("apply", "failed"),
+        ("run", "failed"),
+    ]
     assert not users(graph)
 
 

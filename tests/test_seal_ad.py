@@ -74,7 +74,10 @@ def test_a_lifted_policy_block_is_refused_and_the_sealed_plan_applies_with_appro
             err = capsys.readouterr().err
             assert reason in err, err
             assert disabled(samba_dc, root) == set()  # nothing applied
-            assert runs(state) == history  # and no run started
+            refusal, *before = runs(state)  # and the refusal is in the history
+            assert before == history and refusal["outcome"] == "failed"
+            assert reason in refusal["summary"]["error"]
+            history.insert(0, refusal)
 
         # The block emptied, the seal left as it was (the attacker has no key).
         lifted = copy.deepcopy(document)
