@@ -8,6 +8,8 @@ from provisioner.errors import ConfigError
 
 
 def write(tmp_path, text, name="provisioner.yaml"):
+    for snapshot in ("s", "snap"):  # the snapshot folders the configurations here name
+        (tmp_path / snapshot).mkdir(exist_ok=True)
     path = tmp_path / name
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     return path
@@ -367,3 +369,15 @@ def test_the_example_configurations_load_as_they_are(monkeypatch):
     for example in ("examples/provisioner.yaml", "examples/entra/provisioner.yaml"):
         config = load_config(root / example)
         assert config.mappings is not None and config.mappings.exists(), example
+
+
+def test_a_path_that_is_not_there_is_named_at_its_line_relative_to_the_configuration(tmp_path):
+    path = write(
+        tmp_path, "source:\n  informat:\n    snapshot: ../elsewhere\n    instelnrs: ['1']\n"
+    )
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value) == (
+        f"{path}:3: source.informat.snapshot: {tmp_path.parent / 'elsewhere'} does not exist "
+        "(a relative path is read from the configuration file's folder)"
+    )

@@ -87,6 +87,7 @@ def test_too_short_passwords_are_refused():
 
 def test_a_configuration_with_three_words_is_refused_with_its_line(tmp_path):
     config = tmp_path / "provisioner.yaml"
+    (tmp_path / "snap").mkdir()
     config.write_text(
         "source:\n  informat:\n    snapshot: snap\n    instelnrs: ['030569']\n"
         "state: state.db\npasswords:\n  style: words\n  length: 3\n"
