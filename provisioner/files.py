@@ -24,6 +24,10 @@ from provisioner.errors import ConfigError
 WINDOWS = os.name == "nt"
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 """0 where the platform has no such flag (Windows): :func:`refuse_link` stands in for it."""
+BINARY = getattr(os, "O_BINARY", 0)
+"""Windows opens a descriptor from ``os.open`` in text mode unless told otherwise: its C library
+would then write every line feed as CR LF (a snapshot's bytes, and so its checksum, would change)
+and stop reading at a Ctrl-Z. 0 elsewhere, where there is no such mode."""
 
 
 def refuse_link(path: Path) -> None:
@@ -53,14 +57,14 @@ def write_private(path: Path, data: str | bytes) -> Path:
 def create_private(path: Path) -> int:
     """Open a new file *path* for writing (mode 0600); fails when anything of that name exists,
     a link included. The caller owns the descriptor."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | BINARY, 0o600)
 
 
 def open_private(path: Path, flags: int = os.O_RDWR) -> int:
     """Open or create *path* (mode 0600, never through a link) and tighten its mode if an older
     file was wider: for files that must be kept, not replaced (the state store, a lock file)."""
     refuse_link(path)
-    fd = os.open(path, flags | os.O_CREAT | NOFOLLOW, 0o600)
+    fd = os.open(path, flags | os.O_CREAT | NOFOLLOW | BINARY, 0o600)
     if not WINDOWS:
         os.fchmod(fd, 0o600)
     return fd
@@ -91,8 +95,11 @@ def access_problems(info: os.stat_result, others: int, described: str) -> list[s
     """Why a file or folder (its *info*) is not private to this user: another owner, or any of
     the mode bits *others* (group and world rights), *described* for the message."""
     problems = []
-    if info.st_uid != os.geteuid():
-        problems.append(f"owned by user id {info.st_uid}, not by this user ({os.geteuid()})")
+    # os.geteuid does not exist on Windows, where access lists take the place of owner and mode
+    # (the callers skip this check there); without it, the owner is not compared.
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is not None and info.st_uid != geteuid():
+        problems.append(f"owned by user id {info.st_uid}, not by this user ({geteuid()})")
     if info.st_mode & others:
         problems.append(f"{described} (mode {stat.S_IMODE(info.st_mode):04o})")
     return problems
