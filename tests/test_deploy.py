@@ -282,6 +282,37 @@ def parse_error(arguments: list[str]) -> str | None:
 
 
 DOCUMENTS = [ROOT / "README.md", *GUIDES]
+INLINE_COMMAND = re.compile(r"`((?:[\w/.-]*/)?provisioner(?:\.exe)? [^`]+)`")
+
+
+def inline_commands(path: Path) -> list[tuple[int, list[str]]]:
+    """``provisioner …`` in the prose's code spans. Prose leaves things out (``provisioner run``
+    without its --config, ``[--json]`` for an optional flag, ``…`` for a value), so only what is
+    there is checked: see :func:`prose_error`."""
+    found = []
+    in_block = False
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if FENCE.match(line.strip()):
+            in_block = not in_block
+            continue
+        if in_block:
+            continue
+        for match in INLINE_COMMAND.finditer(line):
+            try:
+                words = shlex.split(match.group(1))
+            except ValueError:
+                continue  # a span cut by the line's end
+            found.append((number, [w.strip("[]") for w in words if w not in ("…", "...")]))
+    return found
+
+
+def prose_error(arguments: list[str]) -> str | None:
+    """As :func:`parse_error`, but a required argument the prose left out is not an error: a
+    missing ``--config`` is supplied, and a missing positional is let go."""
+    if "--config" not in arguments and command_of(arguments) is not None:
+        arguments = [*arguments, "--config", "provisioner.yaml"]
+    error = parse_error(arguments)
+    return None if error and "the following arguments are required" in error else error
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: p.name)
@@ -295,6 +326,10 @@ def test_the_commands_in_the_documents_exist(document):
         checked += 1
         if error := parse_error(arguments):
             wrong.append(f"{document.name}:{number}: provisioner {' '.join(arguments)}: {error}")
+    for number, words in inline_commands(document):
+        arguments = provisioner_arguments(words)
+        if arguments is not None and (error := prose_error(arguments)):
+            wrong.append(f"{document.name}:{number}: `provisioner {' '.join(arguments)}`: {error}")
     assert wrong == []
     assert checked >= 3, f"{document.name}: no provisioner commands found; is the parsing wrong?"
 
@@ -348,6 +383,18 @@ def test_the_command_check_catches_a_wrong_flag(tmp_path):
     assert errors[4] is None and errors[7] is None
     assert "invalid choice: 'frobnicate'" in errors[6]
     assert "--jsn" in errors[10]
+    prose = tmp_path / "prose.md"
+    prose.write_text(
+        "Run `provisioner run` nightly, read `provisioner history [--json]`, never\n"
+        "`provisioner history --jsn` or `provisioner nightly --config …`.\n"
+    )
+    said = [
+        prose_error(arguments)
+        for _, words in inline_commands(prose)
+        if (arguments := provisioner_arguments(words)) is not None
+    ]
+    assert said[:2] == [None, None]  # what prose leaves out is not an error
+    assert "--jsn" in said[2] and "invalid choice: 'nightly'" in said[3]
 
 
 # -- the wheel -------------------------------------------------------------------------------------
@@ -445,3 +492,27 @@ def test_the_wheel_installs_by_its_own_name_with_its_extras(tmp_path):
     assert validate.returncode == 0, validate.stdout + validate.stderr
     assert "OK: the mappings are valid" in validate.stdout
     assert time.monotonic() - started < 120  # measured at ~25 s with a filled wheelhouse
+
+
+def test_the_guides_configuration_loads_and_reads_its_secrets_from_credentials(
+    tmp_path, monkeypatch
+):
+    """The configuration of getting-started.md, copied as it is, loads; its secrets come from
+    the folder systemd names in $CREDENTIALS_DIRECTORY (the service's LoadCredential=)."""
+    from provisioner.config import load_config
+
+    text = (ROOT / "docs" / "getting-started.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "target:" in b]
+    (tmp_path / "mappings").symlink_to(ROOT / "mappings")
+    (tmp_path / "provisioner.yaml").write_text(block)
+    config = load_config(tmp_path / "provisioner.yaml")
+    assert config.state == Path("/var/lib/provisioner/state.db")
+    assert config.lock.directory == Path("/var/lib/provisioner/locks")  # ReadWritePaths
+    assert str(config.state.parent) in unit_settings(SERVICE)["ReadWritePaths"]
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    for name in unit_settings(SERVICE)["LoadCredential"]:
+        (credentials / name.split(":", 1)[0]).write_text(f"secret of {name.split(':')[0]}\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert config.source.settings.password.reveal() == "secret of informat-password"
+    assert config.target.ad.password.reveal() == "secret of ad-password"
