@@ -681,5 +681,5 @@ def main(
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into head or less, which stopped reading
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's flush quiet
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - keeps the interpreter's flush quiet
         return 0

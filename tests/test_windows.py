@@ -4,6 +4,7 @@ be opened in text mode without ``O_BINARY``, and redirected output in the ANSI c
 
 from __future__ import annotations
 
+import ast
 import io
 import os
 import pkgutil
@@ -126,3 +127,57 @@ def test_a_console_and_other_systems_are_left_alone():
     elsewhere = AnsiCodePageFile()
     utf8_output([elsewhere], windows=False)
     assert elsewhere.encoding == "cp1252"
+
+
+def _text_io_without_encoding(tree: ast.AST) -> list[int]:
+    """Lines of ``open``/``os.fdopen``/``read_text``/``write_text`` calls in text mode that name
+    no encoding."""
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        keywords = {k.arg for k in node.keywords}
+        if "encoding" in keywords:
+            continue
+        if (name == "open" and isinstance(func, ast.Name)) or name == "fdopen":
+            mode = node.args[1] if len(node.args) > 1 else None
+            mode = next((k.value for k in node.keywords if k.arg == "mode"), mode)
+            binary = isinstance(mode, ast.Constant) and "b" in str(mode.value)
+            encoding_given = len(node.args) >= 4  # open(file, mode, buffering, encoding)
+        elif name in ("read_text", "write_text"):
+            binary = False
+            encoding_given = len(node.args) >= (1 if name == "read_text" else 2)
+        else:
+            continue
+        if not binary and not encoding_given:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_text_files_name_their_encoding():
+    """Without an encoding, Python on Windows reads and writes text in the ANSI code page
+    (cp1252): a configuration, mapping or log with a Cyrillic or Greek name would be misread or
+    stop the run. Every text file the package opens names its encoding."""
+    wrong = []
+    for path in sorted((ROOT / "provisioner").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        wrong += [f"{path.relative_to(ROOT)}:{line}" for line in _text_io_without_encoding(tree)]
+    assert wrong == []
+
+
+def test_the_encoding_check_finds_a_file_opened_without_one():
+    source = textwrap.dedent(
+        """
+        open(p)
+        open(p, "rb")
+        open(p, "w", encoding="utf-8")
+        os.fdopen(fd, "w")
+        path.read_text()
+        path.read_text("utf-8")
+        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
+        """
+    )
+    assert _text_io_without_encoding(ast.parse(source)) == [2, 5, 6, 8]
