@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from provisioner import __version__, log
+from provisioner import __version__, console, log
 from provisioner.apply import apply_plan, record_blocked, reset_password
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError, ProvisionerError
@@ -641,20 +640,6 @@ def render_counts(read: SourceRead) -> str:
     return "\n".join(lines)
 
 
-def utf8_output(streams: Sequence[TextIO], *, windows: bool = os.name == "nt") -> None:
-    """On Windows, output that goes to a file or a pipe (a scheduled task's log) is encoded in
-    the ANSI code page, cp1252, which has no →, no … and no Cyrillic or Greek name: the first such
-    character would stop the run with a UnicodeEncodeError. Such streams are switched to UTF-8; a
-    console already takes Unicode, and other systems are left as they are."""
-    if not windows:
-        return
-    for stream in streams:
-        if not isinstance(stream, io.TextIOWrapper) or stream.isatty():
-            continue
-        if stream.encoding.lower().replace("-", "").replace("_", "") != "utf8":
-            stream.reconfigure(encoding="utf-8")
-
-
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -663,7 +648,7 @@ def main(
 ) -> int:
     """*seams* reach the target's constructor (a clock, a sleep), *source_seams* the source's
     (``plan``: its today): tests use them instead of patching modules."""
-    utf8_output((sys.stdout, sys.stderr))
+    console.utf8_output((sys.stdout, sys.stderr))
     args = build_parser().parse_args(argv)
     args.seams = dict(seams or {})
     args.source_seams = dict(source_seams or {})

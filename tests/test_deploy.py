@@ -250,6 +250,10 @@ def provisioner_arguments(words: list[str]) -> list[str] | None:
     return arguments
 
 
+PLACEHOLDER = re.compile(r"[A-Z][A-Z_]*")
+PLACEHOLDER_VALUE = "1"
+
+
 def command_of(arguments: list[str]) -> str | None:
     """The command word after the global options (``--log-format json``, ``-v``)."""
     words = iter(arguments)
@@ -272,6 +276,8 @@ def parse_error(arguments: list[str]) -> str | None:
     command = command_of(arguments)
     if command in NOT_YET_IN_THE_PARSER and command not in parser_commands(parser):
         return None  # TODO(issue 15): remove with NOT_YET_IN_THE_PARSER
+    # A placeholder in capitals (N, FILE, QUERY) stands for a value: one that fits any type.
+    arguments = [PLACEHOLDER_VALUE if PLACEHOLDER.fullmatch(a) else a for a in arguments]
     said = io.StringIO()
     with contextlib.redirect_stderr(said), contextlib.redirect_stdout(io.StringIO()):
         try:
@@ -385,7 +391,7 @@ def test_the_command_check_catches_a_wrong_flag(tmp_path):
     assert "--jsn" in errors[10]
     prose = tmp_path / "prose.md"
     prose.write_text(
-        "Run `provisioner run` nightly, read `provisioner history [--json]`, never\n"
+        "Run `provisioner run` nightly, read `provisioner history [--json] --last N`, never\n"
         "`provisioner history --jsn` or `provisioner nightly --config …`.\n"
     )
     said = [

@@ -18,7 +18,7 @@ import pytest
 
 import provisioner
 from provisioner import files
-from provisioner.cli import utf8_output
+from provisioner.console import utf8_output
 from provisioner.files import access_problems, create_private, open_private
 
 ROOT = Path(__file__).resolve().parent.parent
