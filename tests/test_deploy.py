@@ -531,7 +531,8 @@ WRITTEN_ELSEWHERE = {"notifications.md", "state.md"}
 def anchors(markdown: str) -> set[str]:
     """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces to -."""
     found = set()
-    for heading in re.findall(r"^#+ (.+)$", markdown, re.M):
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.M | re.S)  # a # in code is no heading
+    for heading in re.findall(r"^#+ (.+)$", prose, re.M):
         slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
         found.add(slug)
     return found
