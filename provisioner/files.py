@@ -38,20 +38,37 @@ def refuse_link(path: Path) -> None:
 
 def write_private(path: Path, data: str | bytes) -> Path:
     """Write *data* to *path* (mode 0600) via a temporary file and an atomic rename; an existing
-    file or link of that name is replaced, never written through."""
+    file or link of that name is replaced, never written through. A file that cannot be written
+    is a :class:`ConfigError` that says why, with nothing left behind."""
     refuse_link(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(_cannot_write(path, exc)) from None
     try:
         with os.fdopen(fd, "wb") as handle:  # mkstemp: O_EXCL, mode 0600, never a link
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise ConfigError(_cannot_write(path, exc)) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _cannot_write(path: Path, exc: OSError) -> str:
+    """One line for the coordinator instead of a traceback: a folder that does not exist, one
+    this user may not write in, a full disk, or (Windows) a file another program holds open."""
+    return (
+        f"cannot write {path}: {exc.strerror or exc}; check that the folder {path.parent} "
+        "exists, that this user may write in it, that the disk is not full, and that no other "
+        "program holds the file open"
+    )
 
 
 def create_private(path: Path) -> int:
