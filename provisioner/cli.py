@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from provisioner import __version__, log
+from provisioner import __version__, console, log
 from provisioner.apply import apply_plan, record_blocked, record_failed, reset_password
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError, ProvisionerError
@@ -788,6 +788,7 @@ def main(
 ) -> int:
     """*seams* reach the target's constructor (a clock, a sleep), *source_seams* the source's
     (``plan``: its today): tests use them instead of patching modules."""
+    console.utf8_output((sys.stdout, sys.stderr))
     args = build_parser().parse_args(argv)
     args.seams = dict(seams or {})
     args.source_seams = dict(source_seams or {})
@@ -805,5 +806,5 @@ def main(
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into head or less, which stopped reading
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's flush quiet
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - keeps the interpreter's flush quiet
         return 0

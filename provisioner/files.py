@@ -24,6 +24,10 @@ from provisioner.errors import ConfigError
 WINDOWS = os.name == "nt"
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 """0 where the platform has no such flag (Windows): :func:`refuse_link` stands in for it."""
+BINARY = getattr(os, "O_BINARY", 0)
+"""Windows opens a descriptor from ``os.open`` in text mode unless told otherwise: its C library
+would then write every line feed as CR LF (a snapshot's bytes, and so its checksum, would change)
+and stop reading at a Ctrl-Z. 0 elsewhere, where there is no such mode."""
 
 
 def refuse_link(path: Path) -> None:
@@ -34,33 +38,50 @@ def refuse_link(path: Path) -> None:
 
 def write_private(path: Path, data: str | bytes) -> Path:
     """Write *data* to *path* (mode 0600) via a temporary file and an atomic rename; an existing
-    file or link of that name is replaced, never written through."""
+    file or link of that name is replaced, never written through. A file that cannot be written
+    is a :class:`ConfigError` that says why, with nothing left behind."""
     refuse_link(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(_cannot_write(path, exc)) from None
     try:
         with os.fdopen(fd, "wb") as handle:  # mkstemp: O_EXCL, mode 0600, never a link
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise ConfigError(_cannot_write(path, exc)) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
 
 
+def _cannot_write(path: Path, exc: OSError) -> str:
+    """One line for the coordinator instead of a traceback: a folder that does not exist, one
+    this user may not write in, a full disk, or (Windows) a file another program holds open."""
+    return (
+        f"cannot write {path}: {exc.strerror or exc}; check that the folder {path.parent} "
+        "exists, that this user may write in it, that the disk is not full, and that no other "
+        "program holds the file open"
+    )
+
+
 def create_private(path: Path) -> int:
     """Open a new file *path* for writing (mode 0600); fails when anything of that name exists,
     a link included. The caller owns the descriptor."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | BINARY, 0o600)
 
 
 def open_private(path: Path, flags: int = os.O_RDWR) -> int:
     """Open or create *path* (mode 0600, never through a link) and tighten its mode if an older
     file was wider: for files that must be kept, not replaced (the state store, a lock file)."""
     refuse_link(path)
-    fd = os.open(path, flags | os.O_CREAT | NOFOLLOW, 0o600)
+    fd = os.open(path, flags | os.O_CREAT | NOFOLLOW | BINARY, 0o600)
     if not WINDOWS:
         os.fchmod(fd, 0o600)
     return fd
@@ -91,8 +112,11 @@ def access_problems(info: os.stat_result, others: int, described: str) -> list[s
     """Why a file or folder (its *info*) is not private to this user: another owner, or any of
     the mode bits *others* (group and world rights), *described* for the message."""
     problems = []
-    if info.st_uid != os.geteuid():
-        problems.append(f"owned by user id {info.st_uid}, not by this user ({os.geteuid()})")
+    # os.geteuid does not exist on Windows, where access lists take the place of owner and mode
+    # (the callers skip this check there); without it, the owner is not compared.
+    geteuid = getattr(os, "geteuid", None)
+    if geteuid is not None and info.st_uid != geteuid():
+        problems.append(f"owned by user id {info.st_uid}, not by this user ({geteuid()})")
     if info.st_mode & others:
         problems.append(f"{described} (mode {stat.S_IMODE(info.st_mode):04o})")
     return problems

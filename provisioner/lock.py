@@ -307,7 +307,7 @@ class RunLock:
 
 def _open_lock_file(path: Path) -> int:
     try:
-        return open_private(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        return open_private(path, os.O_RDWR)  # binary on Windows too (files.BINARY)
     except OSError as exc:
         raise ConfigError(
             f"cannot open the lock file {path}: {exc.strerror or exc}; check that this user may "

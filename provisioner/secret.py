@@ -44,14 +44,37 @@ class Secret:
 
 
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_PATH_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_variables(path: str, fail: Callable[[str], Exception]) -> str:
+    """``${NAME}`` in a secret file's path, from the environment when the secret is used:
+    systemd hands credentials (``LoadCredential=``) to a service in the folder named by
+    ``$CREDENTIALS_DIRECTORY``, so ``file:${CREDENTIALS_DIRECTORY}/ad-password``."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not os.environ.get(name):
+            raise fail(
+                f"environment variable {name} in the secret file's path is not set"
+                + (
+                    " (systemd sets it only for a service with LoadCredential=)"
+                    if name == "CREDENTIALS_DIRECTORY"
+                    else ""
+                )
+            )
+        return os.environ[name]
+
+    return _PATH_VARIABLE.sub(value, path)
 
 
 def parse_secret(
     value: Any, base_dir: Path, fail: Callable[[str], Exception] = ValueError
 ) -> Secret:
-    """``${ENV_VAR}`` or ``file:PATH`` (relative to the configuration file), resolved when first
-    used; *fail* makes the error of a reference that cannot be resolved then (it names where the
-    reference was written). Anything else is refused now."""
+    """``${ENV_VAR}`` or ``file:PATH`` (relative to the configuration file; ``${NAME}`` in PATH
+    is taken from the environment), resolved when first used; *fail* makes the error of a
+    reference that cannot be resolved then (it names where the reference was written). Anything
+    else is refused now."""
     if not isinstance(value, str):
         raise ValueError("a secret must be ${ENV_VAR} or file:PATH")
     if match := _ENV_REF.match(value.strip()):
@@ -64,16 +87,18 @@ def parse_secret(
 
         return Secret(None, f"${{{name}}}", from_environment)
     if value.startswith("file:"):
-        path = (base_dir / value[5:].strip()).resolve()
+        written = value[5:].strip()
 
         def from_file() -> str:
+            path = (base_dir / _expand_variables(written, fail)).resolve()
             try:
                 # Files usually end with a newline that is not part of the secret.
                 return path.read_text(encoding="utf-8").rstrip("\r\n")
             except OSError as exc:
                 raise fail(f"cannot read secret file {path}: {exc.strerror}") from None
 
-        return Secret(None, f"file {path}", from_file)
+        shown = written if _PATH_VARIABLE.search(written) else str((base_dir / written).resolve())
+        return Secret(None, f"file {shown}", from_file)
     raise ValueError(
         "a secret must be a reference, ${ENV_VAR} or file:PATH, never the secret itself"
     )

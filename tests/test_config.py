@@ -362,6 +362,30 @@ def test_a_secret_is_looked_up_when_it_is_used_and_says_where_it_was_written(tmp
     assert "hunter2" not in repr(password)
 
 
+def test_a_secret_file_path_takes_variables_from_the_environment(tmp_path, monkeypatch):
+    """systemd's LoadCredential= puts a service's secrets in $CREDENTIALS_DIRECTORY (see
+    docs/operations.md): the path is expanded when the secret is used, so a shell without the
+    variable can still validate, and a run without it is told what is missing."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "informat-password").write_text("from-systemd\n")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    text = GOOD.replace(
+        "${TEST_INFORMAT_PASSWORD}", "file:${CREDENTIALS_DIRECTORY}/informat-password"
+    )
+    path = write(tmp_path, text)
+    password = load_config(path).source.settings.password
+    assert "CREDENTIALS_DIRECTORY" in repr(password)
+    with pytest.raises(ConfigError) as caught:
+        password.reveal()
+    assert str(caught.value) == (
+        f"{path}:5: source.informat.password: environment variable CREDENTIALS_DIRECTORY in the "
+        "secret file's path is not set (systemd sets it only for a service with LoadCredential=)"
+    )
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert password.reveal() == "from-systemd"
+
+
 def test_the_example_configurations_load_as_they_are(monkeypatch):
     """A coordinator starts from these: they load unchanged (secrets are looked up only when
     used) and name their mappings."""

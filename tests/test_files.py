@@ -83,3 +83,20 @@ def test_on_windows_only_the_link_is_checked(tmp_path: Path) -> None:
     link.symlink_to(shared)
     with pytest.raises(ConfigError, match="symbolic link"):
         check_private_dir(link, windows=True)
+
+
+def test_a_file_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    """`plan --report /no/such/folder/x.html` was a traceback; it is one line that says what to
+    check, and nothing is left behind."""
+    with pytest.raises(ConfigError) as caught:
+        write_private(tmp_path / "missing" / "report.html", "x")
+    assert str(caught.value).startswith(
+        f"cannot write {tmp_path / 'missing' / 'report.html'}: No such file or directory; check "
+        f"that the folder {tmp_path / 'missing'} exists"
+    )
+    # Replacing fails (here: a folder of that name; on Windows also a file another program has
+    # open): the temporary file is removed again.
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ConfigError, match=r"cannot write .*taken: Is a directory"):
+        write_private(tmp_path / "taken", "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

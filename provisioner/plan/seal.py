@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ConfigError
-from provisioner.files import NOFOLLOW, WINDOWS, access_problems, create_private, refuse_link
+from provisioner.files import (
+    BINARY,
+    NOFOLLOW,
+    WINDOWS,
+    access_problems,
+    create_private,
+    refuse_link,
+)
 
 ALGORITHM = "HMAC-SHA256"
 KEY_SUFFIX = ".plan-key"
@@ -66,7 +73,7 @@ def load_key(path: Path, *, create: bool) -> PlanKey:
                 os.fsync(handle.fileno())
     refuse_link(path)
     try:
-        fd = os.open(path, os.O_RDONLY | NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW | BINARY)
     except FileNotFoundError:
         raise ConfigError(
             f"there is no plan key {path}: saved plans are sealed with it, so this plan was made "
