@@ -5,7 +5,6 @@ commands and flags that exist, and the wheel installs by its own name with its e
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import os
@@ -29,15 +28,13 @@ TIMER = EXAMPLES / "systemd" / "provisioner.timer"
 CRON = EXAMPLES / "cron" / "provisioner"
 TASK_XML = EXAMPLES / "windows" / "provisioner-task.xml"
 REGISTER_PS1 = EXAMPLES / "windows" / "register-provisioner-task.ps1"
-GUIDES = [ROOT / "docs" / "getting-started.md", ROOT / "docs" / "operations.md"]
+GUIDES = [
+    ROOT / "docs" / name
+    for name in ("getting-started.md", "operations.md", "notifications.md", "state.md")
+]
 TASK_NAMESPACE = "http://schemas.microsoft.com/windows/2004/02/mit/task"
 NIGHTLY_ARGUMENTS = "--log-format json run --config"
 IN_CI = os.environ.get("CI") == "true"
-
-# Commands the guides name that land with the lead's and a colleague's work on issue 15 (`run`,
-# `state backup|restore|rebuild`). TODO(issue 15): remove once build_parser() has them; the test
-# below then checks their flags too.
-NOT_YET_IN_THE_PARSER = {"run", "state"}
 
 
 # -- systemd ---------------------------------------------------------------------------------------
@@ -265,17 +262,9 @@ def command_of(arguments: list[str]) -> str | None:
     return None
 
 
-def parser_commands(parser: argparse.ArgumentParser) -> set[str]:
-    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return set(commands.choices)
-
-
 def parse_error(arguments: list[str]) -> str | None:
     """What argparse says about *arguments*, or None when the parser accepts them."""
     parser = build_parser()
-    command = command_of(arguments)
-    if command in NOT_YET_IN_THE_PARSER and command not in parser_commands(parser):
-        return None  # TODO(issue 15): remove with NOT_YET_IN_THE_PARSER
     # A placeholder in capitals (N, FILE, QUERY) stands for a value: one that fits any type.
     arguments = [PLACEHOLDER_VALUE if PLACEHOLDER.fullmatch(a) else a for a in arguments]
     said = io.StringIO()
@@ -524,10 +513,6 @@ def test_the_guides_configuration_loads_and_reads_its_secrets_from_credentials(
     assert config.target.ad.password.reveal() == "secret of ad-password"
 
 
-# Guides written beside these on issue 15, by a colleague. TODO(issue 15): remove once merged.
-WRITTEN_ELSEWHERE = {"notifications.md", "state.md"}
-
-
 def anchors(markdown: str) -> set[str]:
     """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces to -."""
     found = set()
@@ -549,8 +534,7 @@ def test_the_guides_links_lead_somewhere(guide):
         path, _, anchor = target.partition("#")
         page = (guide.parent / path).resolve() if path else guide
         if not page.exists():
-            if path not in WRITTEN_ELSEWHERE:
-                wrong.append(f"{target}: no such file")
+            wrong.append(f"{target}: no such file")
             continue
         if anchor and page.suffix == ".md" and anchor not in anchors(page.read_text()):
             wrong.append(f"{target}: no such heading in {page.name}")

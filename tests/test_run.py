@@ -224,3 +224,20 @@ def test_a_blocked_night_reaches_the_webhook_and_the_mail_server_and_a_good_one_
     assert f"{folder / 'plan.json'} --approve leavers,drop" in body
     assert "max_disable" in body and str(folder) in body
     assert "smtp-geheim-42" not in mail.data.decode() and SECRET not in mail.data.decode()
+
+
+def test_notify_test_sends_by_every_channel_and_says_what_failed(tmp_path, capsys):
+    config = tmp_path / "provisioner.yaml"
+    (tmp_path / "snap").mkdir()
+    source = "source:\n  informat:\n    snapshot: snap\n    instelnrs: ['030569']\n"
+    with WebhookReceiver() as hook:
+        config.write_text(
+            source + f"notify:\n  webhook: {{url: '{hook.url('/t')}', format: json}}\n"
+        )
+        assert main(["notify", "--config", str(config), "--test"]) == 0
+        assert "delivered by every channel" in capsys.readouterr().out
+        (post,) = hook.posts()
+    assert post.json["outcome"] == "nothing"
+    config.write_text(source + "notify:\n  webhook: {url: 'http://127.0.0.9:9/t'}\n")
+    assert main(["notify", "--config", str(config), "--test"]) == 1
+    assert "not delivered: could not send the webhook" in capsys.readouterr().err
