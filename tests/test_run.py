@@ -120,6 +120,11 @@ def test_a_blocked_night_is_kept_and_approved_from_its_run_folder(
     ]
     approved = runs[0]["summary"]["approved"]
     assert approved["reason"] == "the annex closed" and approved["by"]
+    assert main(["history", "--config", str(config), "--last", "3"]) == 0
+    text = capsys.readouterr().out
+    assert f"  approved (leavers, drop) by {approved['by']}: the annex closed\n" in text
+    assert "    overriding: 109 account disables exceed max_disable 5%" in text
+    assert text.count(": blocked\n") == 2  # the run, then the apply refused without approval
     assert approved["categories"] == ["leavers", "drop"]
 
 

@@ -36,6 +36,7 @@ def render_history(runs: Sequence[Mapping[str, Any]]) -> str:
             reason = f": {approved['reason']}" if approved.get("reason") else ""
             who = f" by {approved['by']}" if approved.get("by") else ""
             out.append(f"  approved ({what}){who}{reason}")
+            out += [f"    overriding: {message}" for message in approved.get("overrides") or []]
         for line in summary.get("waiting_for") or []:
             out.append(f"  {line}")
     return "\n".join(visible(line) for line in out)
