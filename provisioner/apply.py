@@ -118,6 +118,21 @@ def apply_plan(
     return outcome
 
 
+def results_to_json(results: list[Result]) -> list[dict[str, Any]]:
+    """Each change's result as ``apply --json`` and a run folder's ``results.json`` show it."""
+    return [
+        {
+            "action": r.change.action,
+            "kind": r.change.kind,
+            "key": r.change.key,
+            "target": r.change.target,
+            "status": r.status,
+            "message": r.message,
+        }
+        for r in results
+    ]
+
+
 def outcome_of(outcome: Outcome, selection: Selection | None) -> str:
     """How the history names a finished apply."""
     if outcome.failed:

@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from provisioner import __version__, console, log
-from provisioner.apply import apply_plan, record_blocked, record_failed, reset_password
+from provisioner.apply import (
+    apply_plan,
+    record_blocked,
+    record_failed,
+    reset_password,
+    results_to_json,
+)
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.files import private_dir
@@ -509,12 +515,14 @@ def run_apply(args: argparse.Namespace, config: Config) -> int:
 @contextlib.contextmanager
 def kept_if_failed(config: Config) -> Iterator[None]:
     """An error here ends the apply before anything was applied: keep it in the run history
-    (a failure while applying is kept by apply_plan itself)."""
+    (a failure while applying is kept by apply_plan itself) of a state store there is: a first
+    apply that fails makes none."""
     try:
         yield
     except ProvisionerError as exc:
-        if config.state is not None and not isinstance(exc, PlanBlocked):
-            with StateStore(config.state) as store:
+        state = config.state
+        if state is not None and state.exists() and not isinstance(exc, PlanBlocked):
+            with StateStore(state) as store:
                 record_failed(store, "apply", log.redact(str(exc)))
         raise
 
@@ -581,17 +589,7 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
     log.event("applied the plan", results=counts)
     if args.json:
         data = plan_to_json(selection.plan)  # the changes the results answer
-        data["results"] = [
-            {
-                "action": r.change.action,
-                "kind": r.change.kind,
-                "key": r.change.key,
-                "target": r.change.target,
-                "status": r.status,
-                "message": r.message,
-            }
-            for r in results
-        ]
+        data["results"] = results_to_json(results)
         data.update(_approval_json(approval, selection, command))
         print(json.dumps(data, indent=1, ensure_ascii=False))
     else:

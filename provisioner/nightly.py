@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import log
-from provisioner.apply import Outcome, apply_plan, record_blocked, record_failed
+from provisioner.apply import (
+    Outcome,
+    apply_plan,
+    record_blocked,
+    record_failed,
+    results_to_json,
+)
 from provisioner.config import Config
 from provisioner.errors import ConfigError, ProvisionerError
 from provisioner.files import private_dir, write_private
@@ -242,17 +248,7 @@ def night_to_json(night: Night) -> dict[str, Any]:
     if night.plan is not None:
         data["counts"] = night.plan.counts()
     if night.outcome is not None:
-        data["changes"] = [
-            {
-                "action": r.change.action,
-                "kind": r.change.kind,
-                "key": r.change.key,
-                "target": r.change.target,
-                "status": r.status,
-                "message": r.message,
-            }
-            for r in night.outcome.results
-        ]
+        data["changes"] = results_to_json(night.outcome.results)
     return data
 
 

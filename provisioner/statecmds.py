@@ -205,15 +205,7 @@ def backup_store(state: Path, destination: Path) -> Backup:
     try:
         # Read-write, not read-only: a run that crashed may have left a journal that SQLite
         # must roll back before anyone reads the file. The backup itself writes nothing there.
-        source = sqlite3.connect(state, timeout=30)
-        try:
-            target = sqlite3.connect(destination)
-            try:
-                source.backup(target)
-            finally:
-                target.close()
-        finally:
-            source.close()
+        _copy_database(sqlite3.connect(state, timeout=30), destination)
     except sqlite3.DatabaseError as exc:
         destination.unlink(missing_ok=True)
         raise StateError(f"the backup of {state} failed: {exc}") from None
@@ -230,6 +222,19 @@ def backup_store(state: Path, destination: Path) -> Backup:
         handle.flush()
         os.fsync(handle.fileno())
     return Backup(destination, copy)
+
+
+def _copy_database(source: sqlite3.Connection, destination: Path) -> None:
+    """Copy the open database *source* into *destination* with SQLite's online backup (a
+    consistent copy while others read and write), then close both."""
+    try:
+        target = sqlite3.connect(destination)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
 
 
 def _new_private(path: Path) -> int:
@@ -288,15 +293,7 @@ def restore_store(backup: Path, state: Path, *, force: bool = False) -> Restored
     incoming = state.with_name(f"{state.name}.restoring-{stamp}")
     os.close(_new_private(incoming))
     try:
-        source = sqlite3.connect(_read_only_uri(backup), uri=True)
-        try:
-            target = sqlite3.connect(incoming)
-            try:
-                source.backup(target)
-            finally:
-                target.close()
-        finally:
-            source.close()
+        _copy_database(sqlite3.connect(_read_only_uri(backup), uri=True), incoming)
         StateStore(incoming).close()  # brought up to this version's schema, 0600
     except BaseException:
         _remove_with_side_files(incoming)

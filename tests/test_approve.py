@@ -399,7 +399,7 @@ def test_the_reports_group_blocks_by_category_with_the_command_that_approves_eac
     approval = parse_approval("moves", "new classes on 1 September")
     selection = leave_out_unapproved(plan, approval)
     steps = render_approval(approval, selection, command="provisioner apply --config s.yaml")
-    assert steps.splitlines()[0] == "Approved: moves (new classes on 1 September)"
+    assert steps.splitlines()[0] == "Approved: moves (new classes on 1 September), overriding:"
     assert "(provisioner apply --config s.yaml --approve leavers)" in steps
     applied = render_html(plan, [], approval=approval, selection=selection)
     assert "Approved: moves (new classes on 1 September)" in applied

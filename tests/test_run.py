@@ -110,6 +110,9 @@ def test_a_blocked_night_is_kept_and_approved_from_its_run_folder(
         assert "class='blocked'" not in html
         assert html.index("id='approval'") < html.index("id='summary'")
         assert "(the annex closed)" in html
+        approval = html[html.index("id='approval'") : html.index("id='summary'")]
+        assert "109 account disables exceed max_disable 5%" in approval
+        assert "if this is right" not in approval  # what was overridden, not how to approve
     disabled = [u for u in users(graph).values() if u.get("accountEnabled") is False]
     assert len(disabled) > 50
     runs = history(config, capsys)

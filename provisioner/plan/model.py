@@ -255,6 +255,11 @@ class PolicyBlock:
         if self.category:
             object.__setattr__(self, "category", _member(Category, self.category, "category"))
 
+    @property
+    def limit(self) -> str:
+        """The message without its advice on approving: what was exceeded, by how much."""
+        return self.message.split("; if this is right")[0]
+
     @classmethod
     def from_json(cls, data: Any) -> PolicyBlock:
         if isinstance(data, PolicyBlock):

@@ -171,7 +171,7 @@ def make_plan(
         # In July Informat no longer lists the graduates: an expected drop. A drop blocks only to
         # keep leavers from being disabled on bad data, and in the freeze no leaver is.
         lifecycle.notes += [
-            f"{block.message.split('; if this is right')[0]}: in the school-year freeze nothing "
+            f"{block.limit}: in the school-year freeze nothing "
             "about leavers changes, so the night goes on"
             for block in drops
         ]

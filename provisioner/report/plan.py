@@ -155,8 +155,8 @@ def approval_lines(
     """What an apply's approval accepted, why, and what still waits (with its command)."""
     out = []
     if approval is not None and selection is not None and selection.approved:
-        out.append(f"Approved: {approval.describe()}")
-        out += [f"  - {block.message}" for block in selection.approved]
+        out.append(f"Approved: {approval.describe()}, overriding:")
+        out += [f"  - {block.limit}" for block in selection.approved]
     if selection is not None:
         out += [waiting.describe(command) for waiting in selection.waiting]
     return out

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import socketserver
 import ssl
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
 
@@ -13,12 +13,13 @@ class LoopbackServer:
     """Base of the fakes: subclasses set ``handler`` and ``server_class`` (whose instances get the
     fake as ``app``), ``thread_name``, and in ``__init__`` ``port`` (0: a free one)."""
 
-    handler: type[BaseHTTPRequestHandler]
-    server_class: type[ThreadingHTTPServer]
+    handler: type[socketserver.BaseRequestHandler]
+    server_class: type[socketserver.TCPServer]
     thread_name: str
     port: int
     tls: ssl.SSLContext | None = None
-    """A server-side TLS context: serve https:// instead of http://."""
+    """A server-side TLS context: serve https:// instead of http:// (the whole connection over
+    TLS; the SMTP catcher starts TLS itself, with STARTTLS)."""
     _httpd: Any = None
     _thread: threading.Thread | None = None
 

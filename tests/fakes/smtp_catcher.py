@@ -24,9 +24,8 @@ import threading
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from types import TracebackType
-from typing import Self
 
+from .loopback import LoopbackServer
 from .tls import TestCA
 
 
@@ -62,7 +61,7 @@ class _Session:
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
-    catcher: SmtpCatcher
+    app: SmtpCatcher
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -84,7 +83,7 @@ class _Handler(socketserver.StreamRequestHandler):
         return raw.decode("utf-8", "replace").rstrip("\r\n")
 
     def handle(self) -> None:
-        catcher = self.server.catcher
+        catcher = self.server.app
         self.reply("220 127.0.0.1 ESMTP catcher ready")
         while True:
             line = self.read_line()
@@ -102,7 +101,7 @@ class _Handler(socketserver.StreamRequestHandler):
     def command(self, catcher: SmtpCatcher, verb: str, argument: str) -> bool:
         """One command; False: the connection ends."""
         session = self.session
-        must_tls = catcher.tls is not None and not session.tls
+        must_tls = catcher.starttls is not None and not session.tls
         if verb in ("EHLO", "HELO"):
             session.greeted = True
             session.sender, session.recipients = None, []
@@ -127,12 +126,12 @@ class _Handler(socketserver.StreamRequestHandler):
             self.reply("250 OK")
             return True
         if verb == "STARTTLS":
-            if catcher.tls is None or session.tls:
+            if catcher.starttls is None or session.tls:
                 self.reply("502 5.5.1 STARTTLS not available")
                 return True
             self.reply("220 2.0.0 go ahead")
             try:
-                tls_socket = catcher.tls.server_context().wrap_socket(
+                tls_socket = catcher.starttls.server_context().wrap_socket(
                     self.connection, server_side=True
                 )
             except (ssl.SSLError, OSError):
@@ -243,8 +242,12 @@ def _address(argument: str, prefix: str) -> str | None:
     return rest[1 : rest.index(">")]
 
 
-class SmtpCatcher:
+class SmtpCatcher(LoopbackServer):
     """An SMTP server on 127.0.0.1 (a free port) keeping what it receives in :attr:`messages`."""
+
+    handler = _Handler
+    server_class = _Server
+    thread_name = "smtp-catcher"
 
     def __init__(
         self,
@@ -253,7 +256,7 @@ class SmtpCatcher:
         users: dict[str, str] | None = None,
         port: int = 0,
     ) -> None:
-        self.tls = tls
+        self.starttls = tls
         """STARTTLS with this CA's server certificate, required before AUTH and MAIL."""
         self.users = dict(users or {})
         """Who may log in (user → password); empty: no AUTH offered, none required."""
@@ -266,44 +269,8 @@ class SmtpCatcher:
         self.refuse_recipients: set[str] = set()
         """Addresses RCPT TO answers 550 for."""
         self.lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> Self:
-        server = _Server(("127.0.0.1", self.port), _Handler)
-        server.catcher = self
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"smtp-catcher-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
 
     @property
     def address(self) -> str:
         """``127.0.0.1:PORT``, as ``notify.email.smtp`` takes it."""
         return f"127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
