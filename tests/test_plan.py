@@ -350,6 +350,7 @@ def test_policy_values_are_checked_with_file_and_line(tmp_path):
     from provisioner.errors import ConfigError
 
     path = tmp_path / "p.yaml"
+    (tmp_path / "s").mkdir()
     path.write_text(
         "source:\n  informat:\n    snapshot: s\n    instelnrs: ['030569']\n"
         "policy:\n  max_disable: vijf\n"
