@@ -85,6 +85,7 @@ from provisioner.sources.problems import problem_warnings
 from provisioner.state import StateStore
 from provisioner.statecmds import add_state_commands
 from provisioner.targets.base import Target
+from provisioner.testcmd import add_test_command
 from provisioner.text import visible
 
 DEFAULT_SNAPSHOT = Path("<snapshots.dir>")
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument("--json", action="store_true", help="print the runs as JSON")
     history.set_defaults(handler=run_history)
     add_state_commands(commands)
+    add_test_command(commands)
 
     password = commands.add_parser(
         "password", help="password tasks for single accounts", description="Password tasks."
