@@ -187,7 +187,8 @@ def load_examples(path: Path) -> list[Example]:
 @dataclass(frozen=True)
 class Difference:
     """One thing that is not as the example expects: ``what`` (``account lln-1001``), the
-    ``item`` (``username``, ``attributes.mail``), and both sides as people read them."""
+    ``item`` (``username``, ``attributes.mail``; empty: the object itself is missing or not
+    expected), and both sides as people read them."""
 
     what: str
     item: str
@@ -325,12 +326,15 @@ def _compare_objects(
     differences: list[Difference] = []
     for key, wanted in expected.items():
         if key not in got:
-            differences.append(Difference(f"{what} {key}", what, "made", "not made"))
+            differences.append(
+                Difference(f"{what} {key}", "", "made", "not made", "expected, but not made")
+            )
         else:
             differences += compare_one(wanted, got[key])
     for key in sorted(set(got) - set(expected)):
+        made = f"made ({describe(got[key])})"
         differences.append(
-            Difference(f"{what} {key}", what, "not made", f"made ({describe(got[key])})")
+            Difference(f"{what} {key}", "", "not made", made, f"{made}, but not in the example")
         )
     return differences
 

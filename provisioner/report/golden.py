@@ -22,6 +22,10 @@ def render_outcomes(outcomes: Sequence[Outcome]) -> str:
             continue
         what = ""
         for difference in outcome.differences:
+            if not difference.item:  # the account or group itself
+                lines.append(f"      {difference.what}: {difference.note}")
+                what = ""
+                continue
             if difference.what != what:
                 what = difference.what
                 lines.append(f"      {what}")
