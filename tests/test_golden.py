@@ -53,8 +53,8 @@ def run_test(*args: str) -> int:
 @pytest.mark.parametrize(
     ("config", "count"),
     [
-        ("examples/provisioner.yaml", 7),
-        ("examples/sample.yaml", 7),
+        ("examples/provisioner.yaml", 8),
+        ("examples/sample.yaml", 8),
         ("examples/entra/provisioner.yaml", 3),
     ],
 )
@@ -85,7 +85,7 @@ def test_a_changed_template_fails_naming_the_example_and_the_attribute(project, 
     assert failure in out
     # Examples that do not name displayName are not affected.
     assert "PASS  a long name keeps its whole mail" in out
-    assert out.rstrip().endswith("7 example(s): 5 passed, 2 failed")
+    assert out.rstrip().endswith("8 example(s): 6 passed, 2 failed")
 
 
 def test_a_changed_rule_shows_accounts_made_that_the_example_does_not_expect(project, capsys):
@@ -216,3 +216,37 @@ def test_without_examples_the_error_says_where_they_go(project, capsys):
     err = capsys.readouterr().err
     assert "mappings/tests do not exist: write example files there, or name them with " in err
     assert "--examples" in err
+
+
+def test_the_directory_rules_apply_without_contacting_the_directory(project, capsys):
+    """With an Active Directory target configured, a value the directory cannot hold holds
+    that person, as plan would: the example fails and says why. The domain controller named
+    here does not exist, and its password variable is never set."""
+    config = project / "provisioner.yaml"
+    config.write_text(
+        CONFIG
+        + "state: state.db\n"
+        + "target:\n  ad:\n"
+        + "    url: ldaps://dc.school.invalid\n"
+        + "    bind_user: svc-provisioner@school.be\n"
+        + "    password: ${GOLDEN_TEST_PASSWORD_NEVER_SET}\n"
+        + "    base_dn: DC=school,DC=be\n"
+        + "    managed_root: OU=Provisioned\n"
+    )
+    (project / "long.yaml").write_text(
+        "examples:\n"
+        "  - name: a staff member with a long key\n"
+        "    instelnr: '030569'\n"
+        "    rows:\n"
+        "      Leerkrachten:\n"
+        "        - {p_persoon: '123456789012', Voornaam: Els, Naam: Maes, Actief: J}\n"
+        "    accounts:\n"
+        "      - anchor: pers-123456789012\n"
+    )
+    assert run_test("--examples", "long.yaml") == 1
+    out = capsys.readouterr().out
+    assert "      account pers-123456789012: expected, but not made\n" in out
+    assert "staff 123456789012 held: " in out
+    assert "Active Directory allows at most 16" in out
+    assert not (project / "state.db").exists()  # nothing written
+    assert run_test() == 0  # the shipped examples fit Active Directory's rules
