@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from provisioner import log
 from provisioner.mapping.golden import Renderer, default_examples, load_examples, run_examples
 from provisioner.pipeline import desired_state, prepare
 from provisioner.report.golden import render_outcomes
@@ -48,5 +49,8 @@ def run_test(args: argparse.Namespace) -> int:
         render=lambda read: desired_state(prepared, read),
     )
     outcomes = run_examples(examples, renderer)
+    failed = [outcome.example.name for outcome in outcomes if not outcome.passed]
+    log.event("tested the mappings", examples=len(outcomes), failed=failed)
     print(render_outcomes(outcomes))
-    return 0 if outcomes and all(outcome.passed for outcome in outcomes) else 1
+    # No examples at all is a failure too: nothing was checked.
+    return 0 if outcomes and not failed else 1

@@ -250,3 +250,9 @@ def test_the_directory_rules_apply_without_contacting_the_directory(project, cap
     assert "Active Directory allows at most 16" in out
     assert not (project / "state.db").exists()  # nothing written
     assert run_test() == 0  # the shipped examples fit Active Directory's rules
+
+
+def test_a_file_without_examples_fails_nothing_was_checked(project, capsys):
+    (project / "none.yaml").write_text("examples: []\n")
+    assert run_test("--examples", "none.yaml") == 1
+    assert capsys.readouterr().out.strip() == "no examples in the example files"
