@@ -23,7 +23,14 @@ from typing import Any
 import yaml
 
 from provisioner.errors import ConfigError
-from provisioner.model import Dataset, DesiredAccount, DesiredGroup, DesiredState, SourceRows
+from provisioner.model import (
+    Dataset,
+    Derived,
+    DesiredAccount,
+    DesiredGroup,
+    DesiredState,
+    SourceRows,
+)
 from provisioner.sources.base import DatasetInfo, SourceRead
 from provisioner.yamlnodes import Builder, load_yaml
 
@@ -31,6 +38,9 @@ EXAMPLES_FOLDER = "tests"
 """Where ``provisioner test`` looks without ``--examples``: this folder next to the mapping files
 (``mappings/tests/*.yaml``). The mappings read only the files directly in their folder, so the
 examples never count as mappings."""
+
+NOT_SET = "(not set)"
+"""An attribute the mappings did not set, as shown; ``""`` in an example expects that."""
 
 UNIT_KEY = "instelnr"
 """The key of a row (or an example) that names the school the row was read for: not a field."""
@@ -302,7 +312,7 @@ def compare_state(example: Example, state: DesiredState) -> list[Difference]:
             "account",
             {e.anchor: e for e in example.accounts},
             state.accounts,
-            lambda e, got: _compare_account(e, got, state, usernames),
+            lambda e, got: _compare_account(e, got, state),
             lambda got: f"username {got.username}",
         )
     if example.groups is not None:
@@ -340,10 +350,7 @@ def _compare_objects(
 
 
 def _compare_account(
-    want: ExpectedAccount,
-    got: DesiredAccount,
-    state: DesiredState,
-    usernames: Mapping[str, str],
+    want: ExpectedAccount, got: DesiredAccount, state: DesiredState
 ) -> list[Difference]:
     what = f"account {want.anchor}"
     found: list[Difference] = []
@@ -356,9 +363,7 @@ def _compare_account(
     check("username", want.username, got.username)
     if want.ou is not None:
         check("ou", _path(want.ou), _path(got.ou))
-    for name, expected in want.attributes.items():
-        value = got.attributes.get(name)
-        check(f"attributes.{name}", expected, "(not set)" if value is None else value.value)
+    found += _compare_attributes(what, want.attributes, got.attributes)
     if want.groups is not None:
         member_of = {key for key, group in state.groups.items() if got.anchor in group.members}
         missing = sorted(set(want.groups) - member_of)
@@ -390,9 +395,7 @@ def _compare_group(
     check("name", want.name, group_name(got))
     if want.ou is not None:
         check("ou", _path(want.ou), _path(got.ou))
-    for name, expected in want.attributes.items():
-        value = got.attributes.get(name)
-        check(f"attributes.{name}", expected, "(not set)" if value is None else value.value)
+    found += _compare_attributes(what, want.attributes, got.attributes)
     for item, listed, anchors in (
         ("members", want.members, got.members),
         ("owners", want.owners, got.owners),
@@ -406,6 +409,21 @@ def _compare_group(
                 Difference(
                     what, item, _listed(listed), _listed(got_names), _changes(missing, extra)
                 )
+            )
+    return found
+
+
+def _compare_attributes(
+    what: str, expected: Mapping[str, str], got: Mapping[str, Derived]
+) -> list[Difference]:
+    """Each attribute the example names; ``""`` expects it not set (the mappings set no
+    empty value)."""
+    found: list[Difference] = []
+    for name, wanted in expected.items():
+        value = got[name].value if name in got else ""
+        if wanted != value:
+            found.append(
+                Difference(what, f"attributes.{name}", wanted or NOT_SET, value or NOT_SET)
             )
     return found
 
