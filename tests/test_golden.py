@@ -256,3 +256,14 @@ def test_a_file_without_examples_fails_nothing_was_checked(project, capsys):
     (project / "none.yaml").write_text("examples: []\n")
     assert run_test("--examples", "none.yaml") == 1
     assert capsys.readouterr().out.strip() == "no examples in the example files"
+
+
+def test_an_attribute_expected_not_set_fails_when_the_mappings_set_it(project, capsys):
+    edit(project / "mappings" / "staff.yaml", "{{ LeerkrachtenVrijevelden.CODE }}", "X")
+    assert run_test() == 1
+    assert (
+        "      account pers-2004\n"
+        "        attributes.initials\n"
+        "          expected: (not set)\n"
+        "          got:      X\n"
+    ) in capsys.readouterr().out
