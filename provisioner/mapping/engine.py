@@ -339,11 +339,12 @@ def check_fields(
             ):
                 warnings.append(f"{where}: {use.dataset}.{use.field} has no value in any row")
                 continue
-            nearest = (
-                f"did you mean {' or '.join(repr(c) for c in close)}? "
-                if close
-                else "no field has a similar name; "
-            )
+            if close:
+                nearest = f"did you mean {' or '.join(repr(c) for c in close)}? "
+            elif len(known) <= 20:  # few enough to read them all
+                nearest = f"it has {', '.join(sorted(known, key=str.casefold))}; "
+            else:
+                nearest = "no field has a similar name; "
             errors.append(
                 f"{where}: {use.dataset} has no field {use.field!r}: no row has it"
                 + (" and it is not documented" if listed is not None else "")
