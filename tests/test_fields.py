@@ -201,3 +201,11 @@ def test_a_documented_field_no_row_has_is_a_warning(tmp_path, capsys):
     warnings = out.split("Warnings (", 1)[1]
     assert "LlnExtra.dlpostnr has no value in any row today (a documented field" in warnings
     assert "Errors (" not in out
+
+
+def test_the_example_in_the_mapping_guide_is_what_fields_prints(capsys):
+    guide = (ROOT / "docs" / "mappings.md").read_text()
+    example = guide.split("$ provisioner fields --config provisioner.yaml SmartschoolUsers\n")[1]
+    table = example.split("```", 1)[0].split("\n\n", 1)[1].rstrip("\n")
+    assert main(["fields", "--config", str(SAMPLE), "SmartschoolUsers"]) == 0
+    assert table in capsys.readouterr().out
