@@ -209,3 +209,20 @@ def test_the_example_in_the_mapping_guide_is_what_fields_prints(capsys):
     table = example.split("```", 1)[0].split("\n\n", 1)[1].rstrip("\n")
     assert main(["fields", "--config", str(SAMPLE), "SmartschoolUsers"]) == 0
     assert table in capsys.readouterr().out
+
+
+def test_a_failing_web_service_is_one_error_line(
+    tmp_path: Path,
+    server: InformatServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FIELDS_TEST_PASSWORD", PASSWORD)
+    config = live_config(tmp_path, server.url)
+    server.inject("500", op="SmartschoolUsers", times=None)
+    argv = ["fields", "--config", str(config), "SmartschoolUsers"]
+    assert main(argv, source_seams={"sleep": lambda _seconds: None}) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and "SmartschoolUsers" in captured.err
+    assert "Traceback" not in captured.err

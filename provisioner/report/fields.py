@@ -12,6 +12,7 @@ import argparse
 import difflib
 import json
 import re
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -290,12 +291,19 @@ def _offered(name: str, offered: Iterable[str]) -> str:
 def run_fields(args: argparse.Namespace) -> int:
     """Read one data set whole (every field) and show what it holds."""
     config = load_config(args.config)
-    source = open_configured_source(config, **getattr(args, "source_seams", {}))
+    source = open_configured_source(config, **args.source_seams)
     offered = source.datasets()
     dataset = _offered(args.dataset, offered)
     read = source.read({dataset: None})
     summary = summarise(dataset, offered[dataset], read)
     print(render_json(summary) if args.json else render_text(summary))
+    # A school that answered with no rows shows fewer fields than the data set has: said.
+    for block in read.blocks:
+        hint = f"; {block.hint}" if block.hint else ""
+        print(
+            visible(f"warning: {block.dataset} for {block.unit} {block.reason}{hint}"),
+            file=sys.stderr,
+        )
     return 0
 
 
