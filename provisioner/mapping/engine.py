@@ -321,7 +321,8 @@ def check_fields(
             where = f"{template.source.location}: {template.source.where}"
             if use.dataset in pivots:
                 name_field = pivots[use.dataset]
-                if not any(r.get(name_field) == use.field for _s, r in dataset.rows):
+                names_given = {r.get(name_field) for _s, r in dataset.rows}
+                if dataset.rows and use.field not in names_given:
                     warnings.append(f"{where}: no {use.dataset} row has {name_field} {use.field!r}")
                 continue
             if use.field in dataset.fields_seen:
