@@ -15,6 +15,8 @@ from provisioner.report.fields import mask
 from provisioner.sources.informat.operations import DOCUMENTED_FIELDS, OPERATIONS
 from tests.conftest import LOGIN, PASSWORD, SCHOOLJAAR
 from tests.fakes.informat_server import InformatServer
+from tests.test_architecture import people_file_source as people_file_source  # a fixture
+from tests.test_architecture import write_people_config
 from tests.test_cli_mapping import sample_with_mappings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,3 +228,18 @@ def test_a_failing_web_service_is_one_error_line(
     assert captured.out == ""
     assert captured.err.startswith("error: ") and "SmartschoolUsers" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_fields_works_for_any_source_and_masks_by_shape(people_file_source, tmp_path, capsys):
+    """A source without documented fields (a CSV of external staff): every column is listed,
+    a phone number masked by its shape, and the missing list said to be unknown."""
+    config = write_people_config(
+        tmp_path, "id,voornaam,naam,contact\nx1,Ann,Peeters,0470 12 34 56\nx2,Bert,Claes,\n"
+    )
+    assert main(["fields", "--config", str(config), "Personen"]) == 0
+    out = capsys.readouterr().out
+    assert "note: Personen has no documented field list" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.startswith("  ")}
+    assert rows["contact"] == ["1", "0***", "**", "**", "**"]
+    assert rows["voornaam"] == ["2", "Ann"]
+    assert "(not documented)" not in out and "Documented fields" not in out
