@@ -154,9 +154,7 @@ def _has_value(value: Any) -> bool:
     return value is not None and value != "" and value != [] and value != {}
 
 
-def summarise(
-    dataset: str, info: DatasetInfo, read: SourceRead, *, description: str = ""
-) -> DatasetFields:
+def summarise(dataset: str, info: DatasetInfo, read: SourceRead) -> DatasetFields:
     """Every field of *dataset* in *read*, with its count and a masked example."""
     rows = read.rows.datasets[dataset].rows
     found: dict[str, FieldSummary] = {}
@@ -200,7 +198,7 @@ def summarise(
     missing = sorted((documented or frozenset()) - with_values, key=str.casefold)
     return DatasetFields(
         dataset=dataset,
-        description=description or read.description,
+        description=read.description,
         rows=len(rows),
         fields=sorted(found.values(), key=lambda s: s.name.casefold()),
         documented_missing=missing,
@@ -225,7 +223,6 @@ def render_text(summary: DatasetFields) -> str:
     out.append("")
     width = max((len(s.name) for s in summary.fields), default=5)
     out.append(f"  {'field':<{width}}  {'rows':>7}  example")
-    # A nested field (Relaties.Naam) counts entries: a person may have several.
     for item in summary.fields:
         flag = "" if item.documented else "   (not documented)"
         example = item.example or "(always empty)"
@@ -233,13 +230,14 @@ def render_text(summary: DatasetFields) -> str:
     if summary.documented_missing:
         out += [
             "",
-            f"Documented fields no row has today ({len(summary.documented_missing)}; Informat "
-            "leaves empty elements out, so a mapping may use them: they stay empty):",
+            f"Documented fields no row has today ({len(summary.documented_missing)}): the source "
+            "leaves empty values out, so a mapping may use them; they are empty for now:",
         ]
         out += [f"  {name}   (documented, in no row)" for name in summary.documented_missing]
+    out += ["", "Personal values are masked."]
+    if any("." in item.name for item in summary.fields):
+        out.append("A nested field (Container.Field) counts entries, not rows.")
     out += [
-        "",
-        "Personal values are masked; a nested field (Container.Field) counts entries, not rows.",
         f"A mapping refers to a field as {summary.dataset}.<field>; names are case-sensitive.",
     ]
     return "\n".join(visible(line) for line in out)
