@@ -1,4 +1,4 @@
-"""Command line: ``provisioner fetch``, ``validate``, ``explain``, ``plan`` and ``apply``.
+"""Command line: ``provisioner fetch``, ``fields``, ``validate``, ``explain``, ``plan``, ``apply``…
 
 Exit codes, for schedulers: 0 success or nothing to do, 1 error (one line on stderr, no
 traceback) or a failed change, 2 changes pending or the plan blocked.
@@ -64,6 +64,7 @@ from provisioner.plan.policy import (
     parse_approval,
 )
 from provisioner.report.adoption import adoption_report, render_adoption_report
+from provisioner.report.fields import add_fields_command
 from provisioner.report.history import render_history
 from provisioner.report.html import render_html, write_report
 from provisioner.report.mapping import explain_account, find_accounts, validation_summary
@@ -142,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("--config", required=True, type=Path, metavar="FILE")
     validate.set_defaults(handler=run_validate)
+
+    add_fields_command(commands)
 
     explain = commands.add_parser(
         "explain",

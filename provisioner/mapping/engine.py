@@ -296,33 +296,62 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
     return CompiledMappings(accounts, groups, dict(mappings.variables))
 
 
-def check_fields(compiled: CompiledMappings, source: SourceRows) -> tuple[list[str], list[str]]:
-    """Fields the templates read that the source never had: likely typos (errors) or fields
-    that happen to have no value anywhere (warnings)."""
+def check_fields(
+    compiled: CompiledMappings,
+    source: SourceRows,
+    documented: Mapping[str, Collection[str] | None] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Fields the templates read that the source never had. *documented* holds per data set the
+    fields its source documents (None or absent: no such list). A field neither documented nor
+    in any row is a typo (an error, with the nearest names); a documented field in no row today
+    only a warning, as the source may leave empty values out. Without a documented list, a field
+    in no row is an error only when it is close to one that is (a likely typo)."""
+    documented = documented or {}
     pivots = {dataset: pair[0] for dataset, pair in compiled.pivots.items()}
     errors: list[str] = []
     warnings: list[str] = []
     for template in compiled.templates():
         for use in template.uses:
             dataset = source.datasets.get(use.dataset)
-            if use.field is None or dataset is None or not dataset.rows:
+            if use.field is None or dataset is None:
                 continue
+            listed = documented.get(use.dataset)
+            if not dataset.rows and listed is None:
+                continue  # nothing to judge by
             where = f"{template.source.location}: {template.source.where}"
             if use.dataset in pivots:
                 name_field = pivots[use.dataset]
-                if not any(r.get(name_field) == use.field for _s, r in dataset.rows):
+                names_given = {r.get(name_field) for _s, r in dataset.rows}
+                if dataset.rows and use.field not in names_given:
                     warnings.append(f"{where}: no {use.dataset} row has {name_field} {use.field!r}")
                 continue
             if use.field in dataset.fields_seen:
                 continue
-            close = difflib.get_close_matches(use.field, dataset.fields_seen, n=1, cutoff=0.75)
-            if close:
-                errors.append(
-                    f"{where}: {use.dataset} has no field {use.field!r} "
-                    f"(did you mean {close[0]!r}?)"
+            if listed is not None and use.field in listed:
+                warnings.append(
+                    f"{where}: {use.dataset}.{use.field} has no value in any row today (a "
+                    "documented field: the source leaves empty values out)"
                 )
-            else:
+                continue
+            known = sorted({*dataset.fields_seen, *(listed or ())})
+            close = difflib.get_close_matches(use.field, known, n=3, cutoff=0.6)
+            if listed is None and not difflib.get_close_matches(
+                use.field, dataset.fields_seen, n=1, cutoff=0.75
+            ):
                 warnings.append(f"{where}: {use.dataset}.{use.field} has no value in any row")
+                continue
+            if close:
+                nearest = f"did you mean {' or '.join(repr(c) for c in close)}? "
+            elif len(known) <= 20:  # few enough to read them all
+                nearest = f"it has {', '.join(sorted(known, key=str.casefold))}; "
+            else:
+                nearest = "no field has a similar name; "
+            errors.append(
+                f"{where}: {use.dataset} has no field {use.field!r}: no row has it"
+                + (" and it is not documented" if listed is not None else "")
+                + f" ({nearest}'provisioner fields --config FILE {use.dataset}' lists the "
+                "fields it holds; names are case-sensitive)"
+            )
     return errors, warnings
 
 
@@ -1205,14 +1234,16 @@ def build_desired(
     problems: Sequence[ValueProblem] = (),
     held_values: Mapping[str, Mapping[str, str]] | None = None,
     own: Mapping[str, Collection[str]] | None = None,
+    documented: Mapping[str, Collection[str] | None] | None = None,
 ) -> DesiredState:
     """The desired state for *source*. ``existing`` maps anchors to the usernames they already
     hold and ``held_values`` to the values of their unique attributes (they keep them, as the
     ``rename`` policy says); ``issued`` holds every name ever given (never given to anyone else)
     and ``own`` per anchor the names given to it (it may get them back); ``problems`` are the
     values the source could not read (``SourceRead.problems``): each holds its person, or counts
-    as a row of an unknown person of its school."""
-    errors, warnings = check_fields(compiled, source)
+    as a row of an unknown person of its school; ``documented`` per data set the fields its
+    source documents (:func:`check_fields`)."""
+    errors, warnings = check_fields(compiled, source, documented)
     engine = Engine(
         compiled,
         source,

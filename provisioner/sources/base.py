@@ -27,6 +27,12 @@ class DatasetInfo:
     """The field that holds the person key."""
     search_fields: tuple[str, ...] = ()
     """Identifiers people search a person by (``provisioner explain``), besides the key."""
+    documented_fields: frozenset[str] | None = None
+    """The fields the source's documentation says the data set holds (None: no such list).
+    A field in no row today may still be documented: a source may leave empty values out."""
+    verified: bool = True
+    """False where the data set's format could not be confirmed (its documented fields and
+    element names are a best guess): ``provisioner fields`` says so."""
 
 
 @dataclass(frozen=True)

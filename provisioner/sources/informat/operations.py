@@ -173,3 +173,61 @@ def operation(name: str) -> Operation:
         )
         suffix = f" (did you mean {hint}? names are case-sensitive)" if hint else ""
         raise ConfigError(f"unknown Informat data set {name!r}{suffix}") from None
+
+
+# fmt: off
+# The fields each data set is documented to hold (docs/informat.md, the reference's section 5;
+# docs/mappings.md has them with their meaning). Informat leaves an empty element out, so a
+# documented field may be in no row today; a field neither documented nor in any row is a typo.
+# Nested data sets list their container and the fields of its entries. Data sets missing here
+# have no documented list: only their answers say what they hold.
+_DOCUMENTED: Mapping[str, str] = {
+    "Lln": """p_persoon Naam Voornaam geslacht geboortedatum geboorteplaats rijksregnr stamnr
+        Stamnr_kort naamMa voornaamMa OverledenMa naamPa voornaamPa overledenPa instelnr school
+        vestcode vestiging begindatum einddatum afdeling afdcode afdelingsjaar Klas Klasnr
+        nr_admgr graad leerjaar voorlopig fietsnummer Klascode Klasnaam Financierbaarheid
+        Levensbeschouwing PInschrijving PAdfjaar PInschKlas PKlas""",
+    "LlnExtra": """pointer naam voornaam Tweedevoornaam Sorteernaam geboortedatum geboorteplaats
+        geboorteland geslacht initialen nationaliteit aanspreektitel aanspreeknaam straat nr bus
+        hfdpostnr hfdgem land dlpostnr dlgem domicilietelefoon GSMeigen GSMvader GSMmoeder
+        Noodtelefoon telefoonVader telefoonMoeder telefoonWerkVader telefoonWerkMoeder
+        Rijksregisternummer BISnummer Stamnummer VoornaamVader NaamVader VoornaamMoeder
+        NaamMoeder EmailSchool EmailEigen EmailOuders EmailMoeder EmailVader EmailPrive
+        Levensbeschouwing Huisdokter TelefoonHuisdokter Verblijfstype Internaat Llnkaartnr
+        Fietsnummer TelefoonInstelling PSchoolVest""",
+    "Relaties": """PPersoon Relaties PRelatie Type Naam Voornaam Geslacht Insz Geboortedatum
+        Overleden Beroep BurgerlijkeStaat Nationaliteit Lpv Opmerking Toegevoegd Gewijzigd
+        RelatieUuid""",
+    "ComnummersRelatie": "PPersoon Comnrs Nummer Type Soort PRelatie",
+    "EmailRelatie": "PPersoon Emails Adres Type PRelatie",
+    "Adressen": "p_persoon Domicilie nickname straat nr dombus dlpostnr dlgem",
+    "AdressenEmail": """PPersoon PAdres AdressenUUID Facturatie Percentage EMail Schoolcom
+        AdresToegevoegd AdresGewijzigd EMailToegevoegd EMailGewijzigd""",
+    "SmartschoolUsers": "PPersoon Naam Voornaam Geboortedatum Insz Gebruikersnaam Status",
+    "Subgroepen": """p_persoon Naam Voornaam School Instelnr Vestcode Vestiging Klas BegindatumKlas
+        EinddatumKlas Groeptype Klasnr Klastitularis Klascode Status PKlas PInschrklas
+        PInschrijving Graad Leerjaar""",
+    "Inschrijvingen": """PInschrijving PPersoon Status Begindatum Einddatum Instelnr School VestCode
+        Vestiging AfdCode Afdeling Afdelingsjaar NrAdmgr Graad Leerjaar Financierbaarheid
+        Levensbeschouwing CapaciteitNaam PreRegistrationId""",
+    "Leerkrachten": """p_persoon Stamnummer Naam Voornaam Geboortedatum Geboorteplaats Geslacht
+        Rijksregnr Diploma Schooljaar Instelnr Thuistelefoon Gsm Prive_email School_email
+        Opmerking Actief Gebruikersnaam Wachtwoord GebruikersnaamAd WachtwoordAd Straat Nr Bus
+        Dlpostnr Dlgem Landcode Adres Iban Bic""",
+    "LeerkrachtenVrijevelden": """pPersoon Personeelslid Stamnummer OmschrijvingVrijVeld
+        WaardeVrijVeld Datatype Rubriek""",
+    "LeerkrachtenOpdrachten": """Instelnr Hfd p_persoon Personeelslid Stamnummer Prestatieuren
+        Breuk Tbsob AfstandWachtgeld Begindatum Einddatum ATO RW Bekw Graad Leerjaar Vorm
+        Ambtcode Ambtomschrijving Vakcode CodeBarema Lesgroep Opmerking InNPRE Vacature Stagevak
+        UrenVanSg UrenVanSchool Opdrachttype POpdr""",
+    "LeerkrachtenBenoemingen": """PPersoon Personeelslid Stamnummer Instelnr Hoofdstructuur
+        PBenoeming Ambtcode Ambtomschrijving Vakcode Vakomschrijving Gelijkvakcode
+        Gelijkvakomschrijving Ingangsdatum Einddatum Teller Noemer Bekwaamheidsbewijs Graad
+        Onderwijsvorm Opleidingsvorm Opmerking""",
+}
+# fmt: on
+
+DOCUMENTED_FIELDS: Mapping[str, frozenset[str]] = {
+    name: frozenset(fields.split()) for name, fields in _DOCUMENTED.items()
+}
+"""Per data set the fields the reference documents (the person key always among them)."""

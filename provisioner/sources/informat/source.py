@@ -14,6 +14,7 @@ from provisioner.model import SourceRows
 from provisioner.sources.base import Block, DatasetInfo, Fields, Progress, SourceRead
 from provisioner.sources.informat.operations import (
     DEFAULT_DATASETS,
+    DOCUMENTED_FIELDS,
     OPERATIONS,
     SEARCH_FIELDS,
     operation,
@@ -28,7 +29,14 @@ EMPTY_ANSWER_HINT = (
 )
 
 _DATASETS = {
-    name: DatasetInfo(name, op.key, SEARCH_FIELDS.get(name, ())) for name, op in OPERATIONS.items()
+    name: DatasetInfo(
+        name,
+        op.key,
+        SEARCH_FIELDS.get(name, ()),
+        documented_fields=DOCUMENTED_FIELDS.get(name),
+        verified=op.verified,
+    )
+    for name, op in OPERATIONS.items()
 }
 
 
