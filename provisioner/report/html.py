@@ -51,6 +51,7 @@ td.n,th.n{text-align:right;white-space:nowrap;width:1%;padding:.25em .2em}
 th.n{font-size:.75em;font-weight:600}
 details{border:1px solid #ddd;border-radius:.3em;margin:.3em 0;padding:0 .5em}
 details>summary{cursor:pointer;padding:.35em 0;font-weight:600}
+summary h2{display:inline;font-size:1em;margin:0}
 details details{border-color:#eee}details details>summary{font-weight:500}
 .count{color:#555;font-weight:400}
 ul.items{list-style:none;margin:0;padding:0}
@@ -275,7 +276,7 @@ def render_html(
         )
     if header.held:
         out.append(
-            "<details class='group'><summary><h2 id='held' style='display:inline;font-size:1em'>"
+            "<details class='group'><summary><h2 id='held'>"
             f"Held ({len(header.held)})</h2></summary><p>A problem with their data only: their "
             "accounts are left exactly as they are and they get no new one until their data is "
             "corrected.</p><ul class='items'>"
@@ -311,7 +312,7 @@ def render_html(
         inner = "".join(
             _group(
                 section.name,
-                f"{len(section.changes)}: " + _counts(_column_counts(section.changes, plan)),
+                _counts(_column_counts(section.changes, plan)),
                 "<ul class='items'>"
                 + "".join(
                     _item(c, plan, names, done.get(identity(c)), person=True)
@@ -321,9 +322,7 @@ def render_html(
             )
             for section in school.sections.values()
         )
-        out.append(
-            _group(school.name, f"{school.total}: {_counts(_summary(school.counts))}", inner)
-        )
+        out.append(_group(school.name, _counts(_summary(school.counts)), inner))
     if others:
         inner = "".join(
             _group(
