@@ -232,8 +232,9 @@ def render_html(
     if results is not None:
         counts = {s: sum(r.status == s for r in results) for s in ("applied", "skipped", "failed")}
         out.append(
-            f"<p id='results'>Applied <strong>{counts['applied']}</strong>, skipped "
-            f"<strong>{counts['skipped']}</strong>, failed <strong>{counts['failed']}</strong>"
+            f"<h2 id='results'>Results</h2><p>Applied <strong>{counts['applied']}</strong>, "
+            f"skipped <strong>{counts['skipped']}</strong>, "
+            f"failed <strong>{counts['failed']}</strong>"
             + (" (failed changes are tried again on the next run)" if counts["failed"] else "")
             + ".</p>"
         )
