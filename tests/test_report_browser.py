@@ -304,3 +304,52 @@ def test_local_time_follows_tz(monkeypatch):
     monkeypatch.delenv("TZ")
     assert local_time("2026-12-01T12:00:00+00:00") == "1 Dec 2026 13:00 CET"
     assert local_time(dt.date(2026, 1, 1).isoformat()) == "2026-01-01"
+
+
+# -- the names in the plan header, made by the planner -------------------------------------------
+
+
+def test_the_planner_puts_names_classes_and_leaver_dates_in_the_header(tmp_path):
+    import jsonschema
+
+    from provisioner.plan.lifecycle import LifecycleConfig
+    from provisioner.plan.planfile import load_plan, plan_to_json, save_plan
+    from provisioner.plan.planner import Memory, Origin, Rules, make_plan
+    from tests.test_plan import account, desired, observed_from
+
+    day = dt.date(2026, 9, 1)
+    stays = account("1", "jan.peeters", displayName="Jan Peeters")
+    newcomer = account("2", "an.maes", displayName="An Maes")
+    leaver = account("3", "els.claes", displayName="Els Claes")
+    before = desired(stays, leaver, groups={"klas-1A": {"1", "3"}, "leerlingen": {"1", "3"}})
+    tonight = desired(stays, newcomer, groups={"klas-1A": {"1", "2"}, "leerlingen": {"1", "2"}})
+    plan = make_plan(
+        tonight,
+        observed_from(before),
+        origin=Origin("a" * 64, "b" * 64, "c" * 64, day, "a test directory"),
+        rules=Rules(lifecycle=LifecycleConfig(delete_after_days={"pupils": 90})),
+        memory=Memory(leavers={"3": dt.date(2026, 8, 20)}, kinds={"3": "pupils"}),
+        school_names={"030569": "Sint-Jozefscollege"},
+    )
+    header = plan.header
+    assert header.school_names == {"030569": "Sint-Jozefscollege"}
+    # The smallest group is the class; the school-wide group is not.
+    assert header.people["2"] == {"name": "An Maes", "username": "an.maes", "group": "klas-1A"}
+    assert header.people["3"]["name"] == "Els Claes"  # a leaver, named from the directory
+    assert header.leaver_dates == {
+        "3": {"gone": "2026-08-20", "disable": "2026-09-01", "delete": "2026-11-30"}
+    }
+    assert header.group_names["klas-1A"] == "klas-1A"  # the cn where there is no displayName
+    document = plan_to_json(plan)
+    schema = json.loads(
+        (Path(__file__).parent.parent / "provisioner" / "schemas" / "plan.schema.json").read_text()
+    )
+    jsonschema.validate(document, schema)
+    save_plan(plan, tmp_path / "plan.json", None)
+    assert load_plan(tmp_path / "plan.json").header.people == header.people
+    # An older plan file, without the names: read as before, shown by anchor.
+    del document["header"]["people"], document["header"]["school_names"]
+    (tmp_path / "old.json").write_text(json.dumps(document))
+    old = load_plan(tmp_path / "old.json")
+    assert old.header.people == {} and "[anchor 2]" in render_plan(old)
+    assert "Els Claes (els.claes) [anchor 3] disable" in render_plan(plan)
