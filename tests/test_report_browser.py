@@ -203,7 +203,17 @@ def browser() -> Iterator[Browser]:
         yield running
 
 
-def _look(browser: Browser, html: str, where: Path, name: str) -> dict[str, dict[str, Any]]:
+SEARCH = """(function(){var box=document.getElementById('search');box.value=%s;
+box.dispatchEvent(new Event('input'));
+var shown=[].filter.call(document.querySelectorAll('.item'),function(i){return i.offsetParent!==null});
+return JSON.stringify({visible:!box.hidden,found:document.getElementById('found').textContent,
+open:document.querySelectorAll('details.group[open]').length,
+shown:shown.map(function(i){return i.innerText})});})()"""
+
+
+def _look(
+    browser: Browser, html: str, where: Path, name: str, search: str = ""
+) -> dict[str, dict[str, Any]]:
     page_file = where / f"{name}.html"
     page_file.write_text(html, encoding="utf-8")
     seen = {}
@@ -211,6 +221,8 @@ def _look(browser: Browser, html: str, where: Path, name: str) -> dict[str, dict
     for label, (width, height) in WIDTHS.items():
         page: Page = browser.open(page_file, width, height)
         seen[label] = page.evaluate(PROBE)
+        if search:
+            seen[label + " search"] = page.evaluate(SEARCH % json.dumps(search))
         if shots:
             Path(shots).mkdir(parents=True, exist_ok=True)
             page.screenshot(Path(shots) / f"{name}-{label}.png")
@@ -229,9 +241,13 @@ def _fits(seen: dict[str, Any], width: int, height: int) -> None:
 def test_a_first_night_of_2000_accounts_reads_on_desktop_and_phone(browser, tmp_path):
     plan = first_night()
     html = render_html(plan, command=COMMAND)
-    seen = _look(browser, html, tmp_path, "first-night")
+    seen = _look(browser, html, tmp_path, "first-night", search="1101999")
     for label, (width, height) in WIDTHS.items():
         _fits(seen[label], width, height)
+        # The search box finds one person of 2,000 and opens their school and class only.
+        found = seen[label + " search"]
+        assert found["visible"] and found["found"] == "1 found" and found["open"] == 2
+        assert len(found["shown"]) == 1 and "anchor 1101999" in found["shown"][0]
         text = seen[label]["text"]
         # The summary by school name with the counts; groups collapsed show only their heads.
         assert "Onze-Lieve-Vrouwinstituut" in text and "Sint-Jozefscollege" in text
