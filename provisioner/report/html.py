@@ -62,7 +62,7 @@ background:#567;border-radius:.2em;padding:0 .3em;text-align:center}
 background:#276b2f}
 .act-disable,.act-delete,.act-remove_member,.act-remove_owner,.act-delete_group,
 .act-archive_group{background:#a33}.act-conflict{background:#c60}
-small,.why{color:#555;font-size:.85em}.why{display:block}
+small,.why{color:#555;font-size:.85em}.why,.where{display:block}
 .res{font-size:.85em;font-weight:600}.res-failed{color:#b00}.res-skipped{color:#a60}
 .res-applied{color:#276b2f}
 ul.attrs{margin:.2em 0;padding-left:1.2em;font-size:.9em}
@@ -177,11 +177,11 @@ def _item(change: Change, plan: Plan, names: Names, result: Result | None, *, pe
         if values:
             body.append(
                 f"<details class='values'><summary>values</summary>{values}"
-                f"<small>{escape(change.target)}</small></details>"
+                f"<small class='where'>{escape(change.target)}</small></details>"
             )
     else:
         body.append(_attributes(change, names))
-        body.append(f"<small>{escape(change.target)}</small>")
+        body.append(f"<small class='where'>{escape(change.target)}</small>")
         body += [f"<span class='why'>{escape(w)}</span>" for w in change.why if not leaving]
     body.append(_members(change, names))
     return f"<li class='item'>{head}{_result(result)}{''.join(body)}</li>"
