@@ -274,6 +274,7 @@ def test_a_night_of_60_leavers_shows_their_dates_and_the_approve_command(browser
         assert f"approve with {COMMAND} --approve leavers" in text
         assert "Leavers" in text and "(30 leavers)" in text
         assert "Held (1)" in text
+    assert "pupils 1234567 (school Sint-Jozefscollege), held tonight: Lln.Naam: empty" in html
     assert "left 2026-07-01; disabled 2026-09-01; deleted 2026-11-30" in html
     assert "Lotte Peeters (lotte.peeters0)" in html  # removed from the class, by name
 

@@ -24,7 +24,7 @@ def local_zone() -> dt.tzinfo:
     """The zone the reports show times in: ``TZ`` when it names a zone (``Europe/Brussels``),
     else Europe/Brussels; UTC only when the system has no zone data at all."""
     for name in (os.environ.get("TZ", "").lstrip(":"), DEFAULT_TIMEZONE):
-        if name and "/" in name:
+        if name:
             try:
                 return ZoneInfo(name)
             except (ZoneInfoNotFoundError, ValueError):

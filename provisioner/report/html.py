@@ -282,7 +282,8 @@ def render_html(
             "accounts are left exactly as they are and they get no new one until their data is "
             "corrected.</p><ul class='items'>"
             + "".join(
-                f"<li class='item'>{escape(describe_hold(hold))}</li>" for hold in header.held
+                f"<li class='item'>{escape(describe_hold(hold, header.school_names))}</li>"
+                for hold in header.held
             )
             + "</ul></details>"
         )

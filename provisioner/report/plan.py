@@ -36,18 +36,18 @@ def _shown(value: Value) -> str:
     return f"'{value}'"
 
 
-def describe_hold(hold: Mapping[str, Any]) -> str:
-    """One held person of a plan header, for the ICT coordinator: who, how long, and why."""
+def describe_hold(hold: Mapping[str, Any], school_names: Mapping[str, str] | None = None) -> str:
+    """One held person of a plan header, for the ICT coordinator: who, how long, and why; the
+    school by name where *school_names* has it."""
     nights = int(hold.get("nights") or 1)
     held = "held tonight" if nights == 1 else f"held {nights} nights (since {hold.get('since')})"
+    school = (school_names or {}).get(str(hold["school"])) or hold["school"]
     where = ""
     if hold.get("dataset"):
         where = f"{hold['dataset']}{'.' + hold['field'] if hold.get('field') else ''}"
         # Named once: most reasons already begin with the field they are about.
         where = "" if str(hold["reason"]).startswith(where) else f" [{where}]"
-    return (
-        f"{hold['kind']} {hold['key']} (school {hold['school']}), {held}{where}: {hold['reason']}"
-    )
+    return f"{hold['kind']} {hold['key']} (school {school}), {held}{where}: {hold['reason']}"
 
 
 def held_section(plan: Plan) -> list[str]:
@@ -60,7 +60,7 @@ def held_section(plan: Plan) -> list[str]:
     return [
         f"Held ({len(held)}): their accounts are left exactly as they are and they get no new "
         "one until their data is corrected:",
-        *(f"  ! {describe_hold(hold)}" for hold in shown),
+        *(f"  ! {describe_hold(hold, plan.header.school_names)}" for hold in shown),
         *([f"  … and {more} more (plan --json or --report FILE lists them all)"] if more else []),
         "",
     ]
