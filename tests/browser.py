@@ -9,7 +9,6 @@ browser) and 4 (from it); standard library only, no websocket client.
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
 import shutil
@@ -29,6 +28,8 @@ def find_chromium() -> str | None:
 
 class Browser:
     def __init__(self, executable: str) -> None:
+        import fcntl  # POSIX only: the pipes are handed over as file descriptors 3 and 4
+
         to_browser_read, self._to_browser = os.pipe()
         self._from_browser, from_browser_write = os.pipe()
 

@@ -193,7 +193,7 @@ def leaver_night(leavers: int = 60) -> Plan:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    executable = find_chromium()
+    executable = find_chromium() if os.name == "posix" else None
     if executable is None:
         message = "Chromium is not installed (scripts/install-chromium installs it)"
         if os.environ.get("CI") == "true":
