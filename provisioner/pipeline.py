@@ -380,4 +380,5 @@ def plan_of(
         rules=rules,
         source_blocks=read.blocks,
         memory=comparison.memory,
+        school_names=read.unit_names,
     )

@@ -70,6 +70,9 @@ class Lifecycle:
     """Leavers found disabled without a recorded disable day: their grace counts from today."""
     seen_archived: dict[str, str] = field(default_factory=dict)
     """Archived groups without a recorded archive day → the day their grace counts from."""
+    dates: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    """Leaver anchor → ``{gone, disable, delete}`` days (delete None: the kind is kept), for
+    the reports."""
 
 
 def apply_lifecycle(
@@ -89,6 +92,7 @@ def apply_lifecycle(
     kept = [c for c in changes if c.action != "disable"]
     notes: list[str] = []
     seen_disabled: list[str] = []
+    dates: dict[str, dict[str, str | None]] = {}
     waiting = 0
     disabled_ou = tuple(config.disabled_ou)
     for account in observed.accounts:
@@ -102,6 +106,14 @@ def apply_lifecycle(
         if days < config.disable_after_days:
             waiting += 1
             continue
+        off = today if account.enabled else disabled.get(anchor, today)
+        dates[anchor] = {
+            "gone": gone.isoformat(),
+            "disable": off.isoformat(),
+            "delete": None
+            if delete_after is None
+            else (off + dt.timedelta(days=delete_after)).isoformat(),
+        }
         if account.enabled:
             # Disabled tonight (if the plan is applied): the deletion grace starts today.
             kept.append(_disable(account, gone, today, kind, delete_after))
@@ -126,7 +138,9 @@ def apply_lifecycle(
             f"{waiting} leaver(s) are within the {config.disable_after_days}-day grace before "
             "their accounts are disabled"
         )
-    return Lifecycle(kept, notes, sorted(seen_disabled))
+    touched = {c.key for c in kept if c.kind is Kind.ACCOUNT}
+    dates = {anchor: when for anchor, when in dates.items() if anchor in touched}
+    return Lifecycle(kept, notes, sorted(seen_disabled), dates=dates)
 
 
 def missing_ous(path: tuple[str, ...], observed: ObservedState, why: str) -> list[Change]:

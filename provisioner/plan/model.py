@@ -310,6 +310,18 @@ class PlanHeader:
     held: list[dict[str, Any]] = field(default_factory=list)
     """Persons held tonight, each ``{kind, key, school, reason, anchor, dataset, field, since,
     nights}``: a problem with their data; their accounts are left exactly as they are."""
+    school_names: dict[str, str] = field(default_factory=dict)
+    """School number → its name in the source, for the reports (empty in older plan files)."""
+    people: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Anchor → ``{name, username, group}`` of each account a change acts on or names as a
+    member or owner: the display name and username for the reports, and the key of the most
+    specific group it belongs to (its class), which the reports group changes by."""
+    group_names: dict[str, str] = field(default_factory=dict)
+    """Group key → the group's name (its displayName), for the groups the changes act on."""
+    leaver_dates: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    """Anchor → ``{gone, disable, delete}`` (YYYY-MM-DD) of each leaver a change acts on: the
+    day the person left the source, the day the account is (or was) disabled, and the day it is
+    deleted (None: that kind of account is kept)."""
 
     def __post_init__(self) -> None:
         self.policy_blocks = [PolicyBlock.from_json(block) for block in self.policy_blocks]

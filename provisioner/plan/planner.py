@@ -89,8 +89,10 @@ def make_plan(
     rules: Rules,
     source_blocks: Sequence[Block] = (),
     memory: Memory = Memory(),
+    school_names: Mapping[str, str] | None = None,
 ) -> Plan:
-    """The plan with its header: hashes of what it was made from, expiry, and blocks."""
+    """The plan with its header: hashes of what it was made from, expiry, and blocks, and the
+    names the reports show (*school_names*: school number → name, from the source)."""
     created = now()
     today = origin.as_of
     # Accounts still carrying their former anchor are theirs, not leavers (mappings' anchor_was).
@@ -189,6 +191,7 @@ def make_plan(
         school = wanted.school if wanted else schools.get(change.key, "(unknown)")
         per_action = school_counts.setdefault(school, {})
         per_action[change.action] = per_action.get(change.action, 0) + 1
+    people = _people(verdict.changes, desired, observed)
     header = PlanHeader(
         created=created.isoformat(),
         expires=(created + PLAN_VALID_FOR).isoformat(),
@@ -210,6 +213,10 @@ def make_plan(
             for c in verdict.changes
             if c.kind is Kind.ACCOUNT and c.key in schools
         },
+        school_names=dict(school_names or {}),
+        people=people,
+        group_names=_group_names(verdict.changes, people, desired, observed),
+        leaver_dates=lifecycle.dates,
         held=[
             {
                 "kind": h.kind,
@@ -255,6 +262,70 @@ def make_plan(
         archived=groups.seen_archived,
     )
     return Plan(header, verdict.changes, observations)
+
+
+_NAME_ATTRIBUTES = ("displayName", "name", "cn")
+"""Where a directory object's name for people is, in order of preference."""
+
+
+def _name_of(attributes: Mapping[str, object]) -> str:
+    for name in _NAME_ATTRIBUTES:
+        value = attributes.get(name)
+        value = value.value if isinstance(value, Derived) else value
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _people(
+    changes: Sequence[Change], desired: DesiredState, observed: ObservedState
+) -> dict[str, dict[str, str]]:
+    """Name, username and most specific group of every account the changes act on or name as
+    member or owner: what the reports show instead of anchors, and group changes by."""
+    anchors: set[str] = set()
+    for change in changes:
+        if change.kind is Kind.ACCOUNT:
+            anchors.add(change.key)
+        for role in ("members", "owners"):
+            for values in (change.before.get(role), change.after.get(role)):
+                if isinstance(values, list):
+                    anchors.update(values)
+    # An account's class is the smallest group it is in (ties: by key): a class beside the
+    # school-wide and all-staff groups. Leavers keep the group the directory shows.
+    smallest: dict[str, tuple[int, str]] = {}
+    groups = [(len(g.members), g.key, g.members) for g in desired.groups.values()]
+    groups += [(len(g.members), g.key, g.members) for g in observed.groups if g.key]
+    for size, key, members in sorted(groups, key=lambda group: group[:2]):
+        for anchor in members & anchors:
+            smallest.setdefault(anchor, (size, key))
+    seen = {a.anchor: a for a in observed.accounts if a.anchor}
+    people: dict[str, dict[str, str]] = {}
+    for anchor in sorted(anchors):
+        wanted, have = desired.accounts.get(anchor), seen.get(anchor)
+        if wanted is not None:
+            person = {"name": _name_of(wanted.attributes), "username": wanted.username}
+        elif have is not None:
+            person = {"name": _name_of(have.attributes), "username": have.username}
+        else:
+            continue
+        if anchor in smallest:
+            person["group"] = smallest[anchor][1]
+        people[anchor] = person
+    return people
+
+
+def _group_names(
+    changes: Sequence[Change],
+    people: Mapping[str, Mapping[str, str]],
+    desired: DesiredState,
+    observed: ObservedState,
+) -> dict[str, str]:
+    """The names of the groups the changes act on and of the people's classes."""
+    keys = {change.key for change in changes if change.kind is Kind.GROUP}
+    keys |= {person["group"] for person in people.values() if "group" in person}
+    names = {g.key: _name_of(g.attributes) for g in observed.groups if g.key in keys}
+    names |= {key: _name_of(g.attributes) for key, g in desired.groups.items() if key in keys}
+    return {key: name for key, name in sorted(names.items()) if name}
 
 
 def _not_archived_in_place(

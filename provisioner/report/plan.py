@@ -1,4 +1,5 @@
-"""The terminal preview of a plan: counts first, then the changes grouped by action.
+"""The terminal preview of a plan: counts and the summary per school first, then the account
+changes by school and class, then the group and OU changes by action.
 
 Each line is passed through :func:`provisioner.text.visible` as it is joined: a line break or a
 right-to-left override in a class code or a name is written out, so source data can neither add
@@ -9,8 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from provisioner.plan.model import Action, Change, Plan, Value
+from provisioner.plan.model import Action, Change, Kind, Plan, Value
 from provisioner.plan.policy import Approval, Selection, describe_blocks
+from provisioner.report.grouping import (
+    COLUMNS,
+    Names,
+    School,
+    by_school,
+    leaver_line,
+    local_time,
+    other_changes,
+)
 from provisioner.text import visible
 
 if TYPE_CHECKING:
@@ -26,18 +36,18 @@ def _shown(value: Value) -> str:
     return f"'{value}'"
 
 
-def describe_hold(hold: Mapping[str, Any]) -> str:
-    """One held person of a plan header, for the ICT coordinator: who, how long, and why."""
+def describe_hold(hold: Mapping[str, Any], school_names: Mapping[str, str] | None = None) -> str:
+    """One held person of a plan header, for the ICT coordinator: who, how long, and why; the
+    school by name where *school_names* has it."""
     nights = int(hold.get("nights") or 1)
     held = "held tonight" if nights == 1 else f"held {nights} nights (since {hold.get('since')})"
+    school = (school_names or {}).get(str(hold["school"])) or hold["school"]
     where = ""
     if hold.get("dataset"):
         where = f"{hold['dataset']}{'.' + hold['field'] if hold.get('field') else ''}"
         # Named once: most reasons already begin with the field they are about.
         where = "" if str(hold["reason"]).startswith(where) else f" [{where}]"
-    return (
-        f"{hold['kind']} {hold['key']} (school {hold['school']}), {held}{where}: {hold['reason']}"
-    )
+    return f"{hold['kind']} {hold['key']} (school {school}), {held}{where}: {hold['reason']}"
 
 
 def held_section(plan: Plan) -> list[str]:
@@ -50,7 +60,7 @@ def held_section(plan: Plan) -> list[str]:
     return [
         f"Held ({len(held)}): their accounts are left exactly as they are and they get no new "
         "one until their data is corrected:",
-        *(f"  ! {describe_hold(hold)}" for hold in shown),
+        *(f"  ! {describe_hold(hold, plan.header.school_names)}" for hold in shown),
         *([f"  … and {more} more (plan --json or --report FILE lists them all)"] if more else []),
         "",
     ]
@@ -91,10 +101,14 @@ def render_blocks(plan: Plan, *, command: str = APPLY) -> str:
 
 
 def render_plan(plan: Plan, *, details: bool = False, command: str = APPLY) -> str:
+    """The plan for the terminal: blocks and held persons, the summary per school by name,
+    then the account changes by school and class (people by name, username and anchor), then
+    the group and OU changes (members by name)."""
     header = plan.header
     out = [
         f"Plan against {header.target}",
-        f"source as of {header.source_as_of}; made {header.created}, valid until {header.expires}",
+        f"source as of {header.source_as_of}; made {local_time(header.created)}, valid until "
+        f"{local_time(header.expires)}",
         "",
     ]
     for reason in header.blocked:
@@ -110,27 +124,66 @@ def render_plan(plan: Plan, *, details: bool = False, command: str = APPLY) -> s
         return _lines(out)
     counts = plan.counts()
     out.append("Summary: " + ", ".join(f"{n} {Action(a).title}" for a, n in counts.items()))
-    by_action: dict[Action, list[Change]] = {}
-    for change in plan.changes:
-        by_action.setdefault(change.action, []).append(change)
-    for action, changes in by_action.items():
+    names = Names(plan)
+    schools = by_school(plan)
+    if schools:
+        out.append("Per school:")
+        out += [f"  {school.name}: {school_summary(school)}" for school in schools]
+    for school in schools:
+        out += ["", f"{school.name} ({school_summary(school)})"]
+        for section in school.sections.values():
+            out.append(f"  {section.name} ({len(section.changes)})")
+            for change in section.changes:
+                out += _account_lines(change, plan, names, details)
+    for action, changes in other_changes(plan).items():
         out += ["", f"{action.title} ({len(changes)}):"]
         for change in changes:
-            what = "" if change.kind == "ou" else f"  [{change.kind} {change.key}]"
-            out.append(f"  {action.symbol} {change.target}{what}")
+            title = names.group(change.key) if change.kind is Kind.GROUP else change.target
+            # The key beside the name where they differ (the OU path is its own name).
+            what = f"  [{change.kind} {change.key}]" if title != change.key else ""
+            out.append(f"  {action.symbol} {title}{what}")
             show_values = details or not action.creates
             if show_values:
-                for name in sorted(set(change.before) | set(change.after)):
-                    before, after = change.before.get(name), change.after.get(name)
-                    if name in change.before and name in change.after:
-                        out.append(f"      {name}: {_shown(before)} → {_shown(after)}")
-                    elif name in change.after:
-                        out.append(f"      {name}: {_shown(after)}")
-                    else:
-                        out.append(f"      {name}: {_shown(before)} (removed)")
+                out += _value_lines(change, names, "      ")
             if show_values or action is Action.CONFLICT:
                 out += [f"      why: {reason}" for reason in change.why]
     return _lines(out)
+
+
+def school_summary(school: School) -> str:
+    """``152 new, 3 leavers, 1 held``: the school's counts that are not zero."""
+    shown = ", ".join(f"{school.counts[c]} {c}" for c in COLUMNS if school.counts.get(c))
+    return shown or "no account changes"
+
+
+def _account_lines(change: Change, plan: Plan, names: Names, details: bool) -> list[str]:
+    action = change.action
+    out = [f"    {action.symbol} {names.person(change.key)} [anchor {change.key}] {action}"]
+    if leaving := leaver_line(change, plan):
+        out.append(f"        {leaving}")
+    show_values = details or not action.creates
+    if show_values:
+        out.append(f"        at {change.target}")
+        out += _value_lines(change, names, "        ")
+    if (show_values and not leaving) or action is Action.CONFLICT:
+        out += [f"        why: {reason}" for reason in change.why]
+    return out
+
+
+def _value_lines(change: Change, names: Names, indent: str) -> list[str]:
+    out = []
+    for name in sorted(set(change.before) | set(change.after)):
+        before, after = change.before.get(name), change.after.get(name)
+        if name in ("members", "owners"):
+            people = names.members(after if name in change.after else before)
+            out.append(f"{indent}{name}: {_shown(people)}")
+        elif name in change.before and name in change.after:
+            out.append(f"{indent}{name}: {_shown(before)} → {_shown(after)}")
+        elif name in change.after:
+            out.append(f"{indent}{name}: {_shown(after)}")
+        else:
+            out.append(f"{indent}{name}: {_shown(before)} (removed)")
+    return out
 
 
 def render_results(results: list[Result]) -> str:
