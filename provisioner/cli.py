@@ -798,7 +798,9 @@ def main(
         if args.log_format == "json":
             log.event(str(exc), logging.ERROR, error=type(exc).__name__)
         else:
-            print(visible(f"error: {log.redact(str(exc))}"), file=sys.stderr)
+            # Line by line: a message that lists several problems keeps its line breaks.
+            lines = f"error: {log.redact(str(exc))}".split("\n")
+            print("\n".join(visible(line) for line in lines), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -586,7 +586,9 @@ class Engine:
         # One run's values together stay under a cap too: 64 KiB each times every person could
         # still fill the machine.
         with counting_run():
-            return self._build()
+            state = self._build()
+        self.report.errors[:] = _once_each(self.report.errors)
+        return state
 
     def _build(self) -> DesiredState:
         state = DesiredState(report=self.report)
@@ -1193,6 +1195,24 @@ def _oversized_value(records: Mapping[str, Any]) -> tuple[str, str, int] | None:
                 if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
                     return dataset, str(name), len(value)
     return None
+
+
+_PERSON = re.compile(r" \(person [^()]*\)$")
+
+
+def _once_each(errors: list[str]) -> list[str]:
+    """Errors of the mappings, each once: a template that is wrong fails the same way for every
+    person it is rendered for, and one message with a count says it better than hundreds."""
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for error in errors:
+        same = _PERSON.sub("", error)
+        counts[same] = counts.get(same, 0) + 1
+        first.setdefault(same, error)
+    return [
+        first[same] + (f" (and {count - 1} more persons)" if count > 1 else "")
+        for same, count in counts.items()
+    ]
 
 
 def build_desired(
