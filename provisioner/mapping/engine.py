@@ -70,6 +70,12 @@ class MappingError(ConfigError):
         super().__init__(f"{len(problems)} problem(s) in the mappings:\n  " + "\n  ".join(problems))
         self.problems = problems
 
+    def lines(self) -> list[str]:
+        return [
+            f"{len(self.problems)} problem(s) in the mappings:",
+            *(f"  {p}" for p in self.problems),
+        ]
+
 
 @dataclass
 class CompiledAccount:
