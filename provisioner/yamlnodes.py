@@ -11,7 +11,8 @@ A dataclass field can carry ``metadata={"check": fn}`` (a conversion that may ra
 ``metadata={"key": "from"}`` (its YAML key, when that is a Python keyword); a type with a
 ``from_yaml(value, path, line, where)`` class method builds itself from a scalar; one with
 ``from_yaml_node(builder, node, where)`` from its whole node (a section whose keys name registered
-kinds, like ``source:``).
+kinds, like ``source:``); one with ``unquoted(written, where)`` may give its own advice for an
+unquoted ``{{ … }}`` (which YAML reads as a mapping).
 """
 
 from __future__ import annotations
@@ -76,8 +77,10 @@ class Builder:
             written = _written(node)
             if written.startswith("{{"):
                 # YAML reads an unquoted {{ … }} as a mapping in a mapping.
+                advice = typ.unquoted(written, where) if hasattr(typ, "unquoted") else None
                 key = where.rsplit(".", 1)[-1]
-                raise self.error(node, where, f"quote the value: {key}: {_quoted(written)}")
+                example = _quoted(written) if key.endswith("]") else f"{key}: {_quoted(written)}"
+                raise self.error(node, where, advice or f"quote the value: {example}")
             raise self.error(node, where, "expected a single value, not a list or mapping")
         value = yaml.SafeLoader(b"").construct_object(node)
         if typ is Any:

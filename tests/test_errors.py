@@ -132,6 +132,26 @@ def test_an_unquoted_template_is_told_to_be_quoted(tmp_path):
     )
 
 
+def test_an_unquoted_where_is_told_to_lose_its_braces_not_to_be_quoted(tmp_path):
+    path = mapping_file(tmp_path, pupils('"{{ key }}"', where='{{ Lln.voorlopig == "0" }}'))
+    with pytest.raises(ConfigError) as caught:
+        load_mappings(path)
+    assert str(caught.value) == (
+        f"{path}:5: accounts.pupils.persons.where: `where` is an expression: "
+        'write Lln.voorlopig == "0" without {{ }}'
+    )
+
+
+def test_an_unquoted_template_as_a_list_item_is_told_to_be_quoted(tmp_path):
+    path = mapping_file(tmp_path, pupils('"{{ key }}"') + "    ou: [{{ Lln.Klascode }}]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_mappings(path)
+    assert (
+        str(caught.value)
+        == f'{path}:8: accounts.pupils.ou[0]: quote the value: "{{{{ Lln.Klascode }}}}"'
+    )
+
+
 def test_an_unquoted_template_with_text_after_it_is_told_to_be_quoted(tmp_path):
     path = mapping_file(tmp_path, pupils("{{ Lln.Voornaam }}.{{ Lln.Naam }}"))
     with pytest.raises(ConfigError) as caught:
