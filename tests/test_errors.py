@@ -12,7 +12,7 @@ import pytest
 from provisioner.cli import main
 from provisioner.config import load_config
 from provisioner.errors import ConfigError
-from provisioner.mapping.engine import MappingError, build_desired, compile_mappings
+from provisioner.mapping.engine import MappingError, _once_each, build_desired, compile_mappings
 from provisioner.mapping.spec import load_mappings
 from provisioner.sources.informat.operations import OPERATIONS
 from tests.test_mapping import pupil, source
@@ -109,6 +109,22 @@ def test_a_wrong_argument_seen_only_when_rendering_is_one_error_with_a_count(tmp
         "username(max_length=None, fallback=None) (person 1) (and 3 more persons)"
     ).replace("m.yaml", str(tmp_path / "m.yaml"))
     assert state.held == []
+
+
+def test_only_errors_that_name_a_person_are_counted_together():
+    errors = [
+        "m.yaml:7: t: wrong argument (person 1)",
+        "groups.classes: key 'k' is also made by groups.other",
+        "m.yaml:7: t: wrong argument (person 2)",
+        "groups.classes: key 'k' is also made by groups.other",
+        "m.yaml:9: u: wrong argument (person 2)",
+    ]
+    assert _once_each(errors) == [
+        "m.yaml:7: t: wrong argument (person 1) (and 1 more person)",
+        "groups.classes: key 'k' is also made by groups.other",
+        "groups.classes: key 'k' is also made by groups.other",
+        "m.yaml:9: u: wrong argument (person 2)",
+    ]
 
 
 # -- where and unquoted templates ----------------------------------------------------------------

@@ -1208,17 +1208,21 @@ _PERSON = re.compile(r" \(person [^()]*\)$")
 
 def _once_each(errors: list[str]) -> list[str]:
     """Errors of the mappings, each once: a template that is wrong fails the same way for every
-    person it is rendered for, and one message with a count says it better than hundreds."""
+    person it is rendered for, and one message with a count says it better than hundreds. Errors
+    that name no person are kept as they are."""
     counts: dict[str, int] = {}
     first: dict[str, str] = {}
-    for error in errors:
-        same = _PERSON.sub("", error)
+    for position, error in enumerate(errors):
+        same = _PERSON.sub("", error) if _PERSON.search(error) else f"{position}\0{error}"
         counts[same] = counts.get(same, 0) + 1
         first.setdefault(same, error)
-    return [
-        first[same] + (f" (and {count - 1} more persons)" if count > 1 else "")
-        for same, count in counts.items()
-    ]
+    return [first[same] + _more(count - 1) for same, count in counts.items()]
+
+
+def _more(others: int) -> str:
+    if not others:
+        return ""
+    return f" (and {others} more {'person' if others == 1 else 'persons'})"
 
 
 def build_desired(
