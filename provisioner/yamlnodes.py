@@ -92,8 +92,11 @@ class Builder:
                 raise self.error(node, where, f"{value!r} is not one of {choices}")
             return value
         if hasattr(typ, "from_yaml"):  # a type that wants to know where it was written
+            # A block scalar (| or >) starts on the line after its indicator: count lines
+            # inside it from there.
+            line = node.start_mark.line + (2 if node.style in ("|", ">") else 1)
             try:
-                return typ.from_yaml(value, self.path, node.start_mark.line + 1, where)
+                return typ.from_yaml(value, self.path, line, where)
             except ValueError as exc:
                 raise self.error(node, where, str(exc)) from None
         if typ is Secret:

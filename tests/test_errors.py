@@ -59,9 +59,9 @@ def test_a_misspelt_filter_gets_a_suggestion_and_the_list_of_filters(tmp_path):
 
 
 def test_a_misspelt_filter_on_a_later_line_of_a_template_names_that_line(tmp_path):
-    text = pupils(">-\n        {{ Lln.Voornaam\n         | lowr }}")
+    text = pupils("|-\n        {{ Lln.Voornaam }}\n        {{ Lln.Naam | lowr }}")
     (problem,) = compile_problems(tmp_path, text)
-    assert problem.startswith(f"{tmp_path / 'm.yaml'}:8: ")
+    assert problem.startswith(f"{tmp_path / 'm.yaml'}:9: ")  # the line of the filter
     assert "no filter named 'lowr' — did you mean 'lower'?" in problem
 
 
