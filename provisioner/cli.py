@@ -803,7 +803,10 @@ def main(
         if args.log_format == "json":
             log.event(str(exc), logging.ERROR, error=type(exc).__name__)
         else:
-            print(visible(f"error: {log.redact(str(exc))}"), file=sys.stderr)
+            # Line by line: an error that lists several problems shows each on its own line.
+            first, *more = exc.lines()
+            shown = [f"error: {first}", *more]
+            print("\n".join(visible(log.redact(line)) for line in shown), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

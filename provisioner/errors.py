@@ -6,6 +6,11 @@ from __future__ import annotations
 class ProvisionerError(Exception):
     """An error the user can act on; its message is the whole story."""
 
+    def lines(self) -> list[str]:
+        """The message as lines to print: one, unless the error lists several problems (a line
+        break inside a value, e.g. a file name, is not one of these)."""
+        return [str(self)]
+
 
 class ConfigError(ProvisionerError):
     """The configuration file or a command-line value is wrong."""

@@ -83,6 +83,14 @@ def parse_secret(
         def from_environment() -> str:
             if name not in os.environ:
                 raise fail(f"environment variable {name} is not set")
+            if not os.environ[name]:
+                # Set but empty: a password line left blank in the service's environment file.
+                # Sent as is, the directory would answer "invalid credentials", or worse, bind
+                # anonymously; say what is wrong instead.
+                raise fail(
+                    f"${{{name}}} is empty: give the environment variable {name} its value "
+                    "(check the service's environment file)"
+                )
             return os.environ[name]
 
         return Secret(None, f"${{{name}}}", from_environment)
@@ -93,9 +101,12 @@ def parse_secret(
             path = (base_dir / _expand_variables(written, fail)).resolve()
             try:
                 # Files usually end with a newline that is not part of the secret.
-                return path.read_text(encoding="utf-8").rstrip("\r\n")
+                secret = path.read_text(encoding="utf-8").rstrip("\r\n")
             except OSError as exc:
                 raise fail(f"cannot read secret file {path}: {exc.strerror}") from None
+            if not secret:
+                raise fail(f"secret file {path} is empty: write the secret into it")
+            return secret
 
         shown = written if _PATH_VARIABLE.search(written) else str((base_dir / written).resolve())
         return Secret(None, f"file {shown}", from_file)

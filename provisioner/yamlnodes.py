@@ -11,13 +11,15 @@ A dataclass field can carry ``metadata={"check": fn}`` (a conversion that may ra
 ``metadata={"key": "from"}`` (its YAML key, when that is a Python keyword); a type with a
 ``from_yaml(value, path, line, where)`` class method builds itself from a scalar; one with
 ``from_yaml_node(builder, node, where)`` from its whole node (a section whose keys name registered
-kinds, like ``source:``).
+kinds, like ``source:``); one with ``unquoted(written, where)`` may give its own advice for an
+unquoted ``{{ … }}`` (which YAML reads as a mapping).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -72,6 +74,13 @@ class Builder:
 
     def scalar(self, node: yaml.Node, typ: Any, where: str) -> Any:
         if not isinstance(node, yaml.ScalarNode):
+            written = _written(node)
+            if written.startswith("{{"):
+                # YAML reads an unquoted {{ … }} as a mapping in a mapping.
+                advice = typ.unquoted(written, where) if hasattr(typ, "unquoted") else None
+                key = where.rsplit(".", 1)[-1]
+                example = _quoted(written) if key.endswith("]") else f"{key}: {_quoted(written)}"
+                raise self.error(node, where, advice or f"quote the value: {example}")
             raise self.error(node, where, "expected a single value, not a list or mapping")
         value = yaml.SafeLoader(b"").construct_object(node)
         if typ is Any:
@@ -83,8 +92,11 @@ class Builder:
                 raise self.error(node, where, f"{value!r} is not one of {choices}")
             return value
         if hasattr(typ, "from_yaml"):  # a type that wants to know where it was written
+            # A block scalar (| or >) starts on the line after its indicator: count lines
+            # inside it from there.
+            line = node.start_mark.line + (2 if node.style in ("|", ">") else 1)
             try:
-                return typ.from_yaml(value, self.path, node.start_mark.line + 1, where)
+                return typ.from_yaml(value, self.path, line, where)
             except ValueError as exc:
                 raise self.error(node, where, str(exc)) from None
         if typ is Secret:
@@ -173,6 +185,14 @@ def existing(path: Path) -> Path:
     return path
 
 
+def _written(node: yaml.Node) -> str:
+    """The text *node* was written as in the file (empty when the parser kept no copy)."""
+    start, end = node.start_mark, node.end_mark
+    if start.buffer is None or end.buffer is None:
+        return ""
+    return str(start.buffer[start.pointer : end.pointer])
+
+
 def _is_null(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
@@ -186,10 +206,109 @@ def load_yaml(path: Path, cls: type[T], what: str) -> T:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
+        raise ConfigError(yaml_problem(path, text, exc)) from None
     if node is None:
         raise ConfigError(f"{path}: the {what} file is empty")
     return Builder(path).build_dataclass(node, cls, "")
+
+
+# -- YAML syntax errors in plain words -------------------------------------------------------------
+# PyYAML describes what its parser expected ("expected <block end>, but found '<block mapping
+# start>'"); a coordinator needs to know what to change on which line. The parser's own words stay
+# at the end, in parentheses.
+
+_INDENTATION = (
+    "this line is indented more (or less) than the lines around it: keys at the same level must "
+    "start in the same column, and the keys inside one start further right than it"
+)
+_UNQUOTED_TEMPLATE = re.compile(r"^(\s*(?:-\s+)?)([^\s:#'\"][^:#]*?):\s+(\{\{.*?)\s*$")
+_UNQUOTED_IN_LIST = re.compile(r"[\[,]\s*\{\{")
+
+
+def _quoted(value: str) -> str:
+    """*value* as a quoted YAML scalar, double quotes unless it holds some itself."""
+    if '"' not in value:
+        return f'"{value}"'
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _unquoted_template(line: str) -> str | None:
+    """The advice for a line with an unquoted ``{{ … }}`` value, if it has one."""
+    if match := _UNQUOTED_TEMPLATE.match(line):
+        key, value = match.group(2).strip(), match.group(3)
+        return f"quote the value: {key}: {_quoted(value)}"
+    if _UNQUOTED_IN_LIST.search(line):
+        return 'quote every value with {{ }} in a list: [Leerlingen, "{{ Lln.Klascode }}"]'
+    return None
+
+
+def yaml_problem(path: Path, text: str, exc: yaml.YAMLError) -> str:
+    """``FILE:LINE: not valid YAML: what to do (the parser says: …)`` for a YAML syntax error."""
+    problem_mark = getattr(exc, "problem_mark", None)
+    context_mark = getattr(exc, "context_mark", None)
+    problem = str(getattr(exc, "problem", None) or exc)
+    context = getattr(exc, "context", None)
+    original = f"{context}: {problem}" if context else problem
+    mark = problem_mark or context_mark
+    if mark is None:
+        return f"{path}: not valid YAML ({original})"
+    lines = text.splitlines()
+    number = mark.line  # 0-based
+    line = lines[number] if number < len(lines) else ""
+    advice = None
+    # An unquoted template is the most common mistake and is seen on the line that started it.
+    for candidate in (number, context_mark.line if context_mark else number):
+        if candidate < len(lines) and (advice := _unquoted_template(lines[candidate])):
+            number = candidate
+            break
+    if advice is None:
+        above = next((lines[i] for i in range(number - 1, -1, -1) if lines[i].strip()), "")
+        if "'\\t'" in problem or "\t" in problem:
+            advice = "tabs are not allowed for indentation, use spaces"
+        elif problem == "mapping values are not allowed here":
+            if _indent(line) > _indent(above) and ":" in above and above.split(":", 1)[1].strip():
+                advice = _INDENTATION  # the value above seems to run on into this line
+            else:
+                key, _colon, value = line.strip().partition(": ")
+                example = f"{key}: {_quoted(value.strip())}" if value else 'a: "b: c"'
+                advice = f"a value with ': ' in it must be quoted: {example}"
+        elif "could not find expected ':'" in problem:
+            if context_mark is not None:
+                number = context_mark.line
+            advice = (
+                "this line has no ':' where a key and its value were expected: write key: value, "
+                "or check the indentation of the line"
+            )
+        elif problem.startswith("found undefined alias"):
+            advice = (
+                "a value that starts with * must be quoted (YAML reads *name as a reference to an "
+                "&name written earlier)"
+            )
+        elif "cannot start any token" in problem:
+            character = problem.split("'")[1] if "'" in problem else "this character"
+            advice = f"a value that starts with {character} must be quoted"
+        elif context and context.startswith("while scanning a quoted scalar"):
+            if context_mark is not None:
+                number = context_mark.line
+            advice = "this quote is never closed: end the value with the same quote it starts with"
+        elif context and context.startswith("while parsing a flow"):
+            if context_mark is not None:
+                number = context_mark.line
+            advice = (
+                "a list [ … ] or mapping { … } on this line is not closed, or a value in it with "
+                "': ' or '{{' must be quoted"
+            )
+        elif "expected <block end>" in problem and "'<scalar>'" in problem:
+            advice = (
+                "something follows a quoted value on this line: a quoted value ends with its "
+                "quote (write '' for a ' inside single quotes)"
+            )
+        elif "expected <block end>" in problem or "expected <block mapping" in problem:
+            advice = _INDENTATION
+    if advice is None:
+        return f"{path}:{number + 1}: not valid YAML ({original})"
+    return f"{path}:{number + 1}: not valid YAML: {advice} (the parser says: {original})"

@@ -160,7 +160,8 @@ BOMBS = {
 
 
 def sample_with_template(tmp_path: Path, template: str) -> Path:
-    """The bundled sample, with *template* as every pupil's employeeType (line 24)."""
+    """The bundled sample, with *template* as every pupil's employeeType (the key on line 24, the
+    template in a block scalar on line 25)."""
     shutil.copytree(ROOT / "mappings", tmp_path / "mappings")
     config = tmp_path / "sample.yaml"
     config.write_text(
@@ -186,7 +187,7 @@ def test_a_template_bomb_ends_in_one_clear_error(tmp_path, name):
     result = run_limited(["validate", "--config", str(config)], cwd=tmp_path)
     assert_one_clear_error(
         result,
-        "error: mappings/pupils.yaml:24: accounts.pupils.attributes.employeeType: ",
+        "error: mappings/pupils.yaml:25: accounts.pupils.attributes.employeeType: ",
         message,
         "(person ",
     )

@@ -527,9 +527,9 @@ def test_a_template_bomb_stops_the_run_with_one_error_naming_file_line_and_perso
     compiled = mappings(tmp_path, text)
     with pytest.raises(RenderLimitError) as caught:
         build_desired(compiled, source(pupil("1"), pupil("2", "Piet")))
-    # The template's second line, counted from where its YAML value starts (line 7, "|-").
+    # The template's second line: the block scalar's text starts on line 8, below "info: |-".
     assert str(caught.value) == (
-        f"{tmp_path / 'm.yaml'}:8: accounts.pupils.attributes.info: a template makes a value "
+        f"{tmp_path / 'm.yaml'}:9: accounts.pupils.attributes.info: a template makes a value "
         "longer than 64 KiB (repeated 1,000,000,000 times); mapping values are names, addresses "
         "and paths: check the template (person 1)"
     )

@@ -70,6 +70,12 @@ class MappingError(ConfigError):
         super().__init__(f"{len(problems)} problem(s) in the mappings:\n  " + "\n  ".join(problems))
         self.problems = problems
 
+    def lines(self) -> list[str]:
+        return [
+            f"{len(self.problems)} problem(s) in the mappings:",
+            *(f"  {p}" for p in self.problems),
+        ]
+
 
 @dataclass
 class CompiledAccount:
@@ -615,7 +621,9 @@ class Engine:
         # One run's values together stay under a cap too: 64 KiB each times every person could
         # still fill the machine.
         with counting_run():
-            return self._build()
+            state = self._build()
+        self.report.errors[:] = _once_each(self.report.errors)
+        return state
 
     def _build(self) -> DesiredState:
         state = DesiredState(report=self.report)
@@ -1222,6 +1230,28 @@ def _oversized_value(records: Mapping[str, Any]) -> tuple[str, str, int] | None:
                 if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
                     return dataset, str(name), len(value)
     return None
+
+
+_PERSON = re.compile(r" \(person [^()]*\)$")
+
+
+def _once_each(errors: list[str]) -> list[str]:
+    """Errors of the mappings, each once: a template that is wrong fails the same way for every
+    person it is rendered for, and one message with a count says it better than hundreds. Errors
+    that name no person are kept as they are."""
+    counts: dict[str, int] = {}
+    first: dict[str, str] = {}
+    for position, error in enumerate(errors):
+        same = _PERSON.sub("", error) if _PERSON.search(error) else f"{position}\0{error}"
+        counts[same] = counts.get(same, 0) + 1
+        first.setdefault(same, error)
+    return [first[same] + _more(count - 1) for same, count in counts.items()]
+
+
+def _more(others: int) -> str:
+    if not others:
+        return ""
+    return f" (and {others} more {'person' if others == 1 else 'persons'})"
 
 
 def build_desired(

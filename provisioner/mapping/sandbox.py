@@ -345,6 +345,23 @@ def bounded_filters(filters: dict[str, Callable[..., Any]]) -> dict[str, Callabl
     checked_sum.jinja_pass_arg = sum_.jinja_pass_arg  # type: ignore[attr-defined]
     checked_tojson.jinja_pass_arg = tojson.jinja_pass_arg  # type: ignore[attr-defined]
     checked_wordwrap.jinja_pass_arg = wordwrap.jinja_pass_arg  # type: ignore[attr-defined]
+    # Jinja's own signature for each replacement: what a wrong argument's message shows, and
+    # what the mapping compiler checks written arguments against.
+    for checked, original in (
+        (checked_center, center),
+        (checked_indent, indent),
+        (checked_wordwrap, wordwrap),
+        (checked_batch, batch),
+        (checked_slice, slice_),
+        (checked_join, join),
+        (checked_replace, replace),
+        (checked_sum, sum_),
+        (checked_format, fmt),
+        (checked_tojson, tojson),
+        (checked_pprint, pprint),
+        (checked_string, string),
+    ):
+        checked.__wrapped__ = original  # type: ignore[attr-defined]
     return {
         "center": checked_center,
         "wordwrap": checked_wordwrap,

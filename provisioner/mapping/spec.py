@@ -15,6 +15,9 @@ from typing import Literal
 from provisioner.errors import ConfigError
 from provisioner.yamlnodes import load_yaml
 
+EXPRESSIONS = ("where", "prefer")
+"""The keys whose value is a Jinja expression (``Lln.voorlopig == "0"``), not a template."""
+
 
 @dataclass(frozen=True)
 class Template:
@@ -30,6 +33,16 @@ class Template:
         if value is None or isinstance(value, bool | list | dict):
             raise ValueError("expected template text")
         return cls(str(value), file, line, where)
+
+    @classmethod
+    def unquoted(cls, written: str, where: str) -> str | None:
+        """What to say about an unquoted ``{{ … }}`` in the place of an expression (``where``,
+        ``prefer``): the braces go, not just in quotes; a template gets the builder's "quote it"."""
+        field = where.rsplit(".", 1)[-1].split("[", 1)[0]
+        if field not in EXPRESSIONS:
+            return None
+        bare = written.removeprefix("{{").removesuffix("}}").strip()
+        return f"`{field}` is an expression: write {bare} without {{{{ }}}}"
 
     @property
     def location(self) -> str:

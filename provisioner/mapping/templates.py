@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import difflib
+import inspect
 import operator
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -128,8 +131,11 @@ class Compiled:
         self.source = source
         self.expression = expression
         text = source.text
+        if expression and ("{{" in text or "{%" in text):
+            raise TemplateError(_braces_in_expression(source))
         try:
             tree = ENVIRONMENT.parse(f"{{{{ {text} }}}}" if expression else text)
+            _check_filters(tree, source)
             if expression:
                 self._evaluate = ENVIRONMENT.compile_expression(text, undefined_to_none=False)
             else:
@@ -169,6 +175,15 @@ class Compiled:
             raise  # the run's own totals: stops the run as it is
         except (SecurityError, NotFetched) as exc:
             raise TemplateMistake(
+                f"{self.source.location}: {self.source.where}: {type(exc).__name__}: {exc} "
+                f"(person {person})"
+            ) from None
+        except TypeError as exc:
+            if (mistake := _argument_mistake(exc, self.source)) is not None:
+                # Wrong arguments to a filter fail for everyone alike: one error of the mappings
+                # (the engine counts the other persons), not a held person each.
+                raise TemplateMistake(f"{mistake} (person {person})") from None
+            raise TemplateError(
                 f"{self.source.location}: {self.source.where}: {type(exc).__name__}: {exc} "
                 f"(person {person})"
             ) from None
@@ -218,6 +233,159 @@ class Compiled:
             return self.source.location
         shown_file = self.source.location.rsplit(":", 1)[0]
         return f"{shown_file}:{self.source.line + line - 1}"
+
+
+# -- mistakes found before anything is rendered --------------------------------------------------
+
+COMMON_JINJA_FILTERS = (
+    "capitalize",
+    "default",
+    "first",
+    "int",
+    "join",
+    "last",
+    "length",
+    "list",
+    "lower",
+    "map",
+    "replace",
+    "reverse",
+    "select",
+    "selectattr",
+    "sort",
+    "string",
+    "title",
+    "trim",
+    "truncate",
+    "unique",
+    "upper",
+)
+"""Jinja's filters most useful in a mapping, listed with this project's own when a filter name
+is wrong (all of Jinja's work: https://jinja.palletsprojects.com/en/stable/templates/)."""
+
+
+def _line_of(source: Template, node: nodes.Node) -> str:
+    """``FILE:LINE`` of *node* in the mapping file (a template may span several lines)."""
+    shown_file = source.location.rsplit(":", 1)[0]
+    return f"{shown_file}:{source.line + max(node.lineno, 1) - 1}"
+
+
+def _braces_in_expression(source: Template) -> str:
+    field = source.where.rsplit(".", 1)[-1].split("[", 1)[0]
+    bare = re.sub(r"\{\{\s*|\s*\}\}", "", source.text).strip()
+    return (
+        f"{source.location}: {source.where}: `{field}` is an expression: write {bare} without "
+        "{{ }}"
+    )
+
+
+def _public_filters() -> list[str]:
+    return sorted(name for name in ENVIRONMENT.filters if not name.startswith("_"))
+
+
+def filter_signature(name: str) -> str:
+    """How filter *name* is called, from its Python signature without the value it filters (and
+    Jinja's context argument): ``username(max_length=None, fallback=None)``."""
+    function = ENVIRONMENT.filters[name]
+    signature = _parameters(function)
+    return f"{name}{signature}" if signature is not None else name
+
+
+def _parameters(function: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin without a signature
+        return None
+    skip = 2 if getattr(function, "jinja_pass_arg", None) is not None else 1
+    parameters = [
+        p.replace(annotation=inspect.Parameter.empty)
+        for p in list(signature.parameters.values())[skip:]
+    ]
+    return signature.replace(parameters=parameters, return_annotation=inspect.Signature.empty)
+
+
+def _filters_and_tests(node: nodes.Node) -> Iterator[nodes.Filter | nodes.Test]:
+    """Filter and test uses in the order they are written: in ``x | a | b`` the tree holds ``b``
+    above ``a``, and the first mistake to report is ``a``."""
+    if isinstance(node, nodes.Filter | nodes.Test):
+        if node.node is not None:
+            yield from _filters_and_tests(node.node)
+        yield node
+        for child in node.iter_child_nodes(exclude=("node",)):
+            yield from _filters_and_tests(child)
+        return
+    for child in node.iter_child_nodes():
+        yield from _filters_and_tests(child)
+
+
+def _check_filters(tree: nodes.Template, source: Template) -> None:
+    """Unknown filters and tests, and filter calls whose written arguments do not fit the filter:
+    found once, before any person is rendered."""
+    for node in _filters_and_tests(tree):
+        if isinstance(node, nodes.Test):
+            if node.name not in ENVIRONMENT.tests:
+                near = difflib.get_close_matches(node.name, ENVIRONMENT.tests, n=1)
+                suggestion = f" — did you mean {near[0]!r}?" if near else ""
+                raise TemplateError(
+                    f"{_line_of(source, node)}: {source.where}: no test named {node.name!r} "
+                    f"(after 'is'){suggestion} Tests: {', '.join(sorted(ENVIRONMENT.tests))}"
+                )
+            continue
+        if node.name.startswith("_") or node.name not in ENVIRONMENT.filters:
+            own = ", ".join(sorted(FILTERS))
+            jinja = ", ".join(COMMON_JINJA_FILTERS)
+            near = difflib.get_close_matches(node.name, _public_filters(), n=1)
+            suggestion = f" — did you mean {near[0]!r}?" if near else ""
+            raise TemplateError(
+                f"{_line_of(source, node)}: {source.where}: no filter named {node.name!r}"
+                f"{suggestion} Filters: {own} (this project's); {jinja} (Jinja's; all of "
+                "Jinja's filters work)"
+            )
+        if node.dyn_args is not None or node.dyn_kwargs is not None:
+            continue  # *args or **kwargs: only known when rendering
+        signature = _parameters(ENVIRONMENT.filters[node.name])
+        if signature is None:
+            continue
+        try:
+            signature.bind(*node.args, **{keyword.key: keyword.value for keyword in node.kwargs})
+        except TypeError as exc:
+            problem = str(exc)
+            given = {keyword.key for keyword in node.kwargs} - set(signature.parameters)
+            for keyword in sorted(given):
+                near = difflib.get_close_matches(keyword, list(signature.parameters), n=1)
+                if near:
+                    problem += f" — did you mean {near[0]}=?"
+            raise TemplateError(
+                f"{_line_of(source, node)}: {source.where}: wrong argument for filter "
+                f"{node.name!r}: {problem}; it is written value | {filter_signature(node.name)}"
+            ) from None
+
+
+# What Python says when a call's arguments do not fit the function; the function's name first.
+_ARGUMENT_MISTAKE = re.compile(
+    r"^(\w+)\(\) (?:got an unexpected keyword argument|takes|missing \d+ required|"
+    r"got multiple values for argument)"
+)
+
+
+def _argument_mistake(exc: TypeError, source: Template) -> str | None:
+    """The message for a filter called with arguments that do not fit it, noticed only when
+    rendering (arguments given as ``*args``/``**kwargs``); None for any other TypeError."""
+    match = _ARGUMENT_MISTAKE.match(str(exc))
+    if match is None:
+        return None
+    names = [
+        name
+        for name, function in ENVIRONMENT.filters.items()
+        if getattr(function, "__name__", None) == match.group(1) and not name.startswith("_")
+    ]
+    if not names:
+        return None
+    name = names[0]
+    return (
+        f"{source.location}: {source.where}: wrong argument for filter {name!r}: {exc}; it is "
+        f"written value | {filter_signature(name)}"
+    )
 
 
 MAX_RUN_CHARS = 256 * 1024 * 1024
