@@ -230,7 +230,7 @@ def test_against_the_graph_server_a_too_long_employee_id_holds_only_that_person(
 
     monkeypatch.setenv("TEST_ENTRA_SECRET", "app-secret")
     (tmp_path / "mappings").mkdir()
-    for path in (ROOT / "examples/entra/mappings").iterdir():
+    for path in (ROOT / "examples/entra/mappings").glob("*.yaml"):
         (tmp_path / "mappings" / path.name).write_text(path.read_text())
     staff = tmp_path / "mappings" / "staff.yaml"
     assert '    anchor: "pers-{{ key }}"\n' in staff.read_text()

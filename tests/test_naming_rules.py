@@ -335,7 +335,7 @@ def test_a_plan_against_entra_is_blocked_by_a_upn_outside_the_managed_domains(
 
     monkeypatch.setenv("TEST_ENTRA_SECRET", "app-secret")
     (tmp_path / "mappings").mkdir()
-    for path in (ROOT / "examples/entra/mappings").iterdir():
+    for path in (ROOT / "examples/entra/mappings").glob("*.yaml"):
         (tmp_path / "mappings" / path.name).write_text(path.read_text())
     pupils = tmp_path / "mappings" / "pupils.yaml"
     old = 'userPrincipalName: "{{ name }}@{{ vars.pupil_domain }}"'
