@@ -246,6 +246,11 @@ _LOGGED_HEADERS = (
 _OPTIONS = frozenset(("$select", "$filter", "$top", "$count", "$skiptoken", "$deltatoken"))
 """System query options the fake understands; any other (``$orderby``, ``$expand``, ``$search``,
 ``$skip``) answers 400 rather than being silently ignored."""
+_DELTA_SEGMENTS = frozenset(
+    ("delta", "delta()", "microsoft.graph.delta", "microsoft.graph.delta()")
+)
+"""``/users/delta`` is Graph's shortcut for the function ``microsoft.graph.delta``; msgraph-sdk
+sends ``/users/delta()``. Graph takes all four spellings."""
 _NICKNAME_BAD = re.compile(r'[@()\\\[\]";:<>,\s]')
 _UPN_RE = re.compile(r"[A-Za-z0-9'.\-_!#^~]+@[A-Za-z0-9.\-]+")
 _COUNTRY_RE = re.compile(r"[A-Za-z]{2}")
@@ -372,6 +377,10 @@ class _Page:
     delta: bool = False
     delta_seq: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    members: tuple[dict[str, Any], ...] | None = None
+    """Delta: the ``members@delta`` entries of the group being paged through, frozen when it
+    was first reached, and how many of them earlier pages gave."""
+    member_offset: int = 0
 
 
 # --- the HTTP layer --------------------------------------------------------------------------------
@@ -489,12 +498,28 @@ class GraphServer(LoopbackServer):
         self._late_faults: list[_Fault] = []
         self._writes: list[float] = []
         self._created_at: dict[str, float] = {}
+        self.delta_token_lifetime = 7 * 24 * 3600.0
+        """Seconds (by :attr:`clock`) a deltaLink stays valid: seven days for directory objects;
+        an older one answers 400 ``syncStateNotFound``."""
+        self.delta_members_per_page = 500
+        """At most this many ``members@delta`` entries in one delta page: a group with more is
+        split over pages and appears once per page, as Graph does with large groups."""
+        # The change log behind delta: every change gets the next sequence number.
         self._seq = 0
-        self._changed: dict[tuple[str, str], int] = {}
+        self._prop_seq: dict[tuple[str, str], dict[str, int]] = {}
+        """(kind, id) -> property -> the sequence number of its last change (set on create
+        only for the properties given a value)."""
+        self._created_seq: dict[tuple[str, str], int] = {}
         self._removed: dict[str, dict[str, int]] = {"users": {}, "groups": {}}
+        self._removal_reason: dict[str, str] = {}
+        """Deleted id -> ``@removed`` reason: ``changed`` for what Entra keeps restorable for 30
+        days (users, Microsoft 365 groups), ``deleted`` for security groups (gone for good)."""
+        self._removed_type: dict[str, str] = {}
+        """Deleted id -> its ``@odata.type``, for ``members@delta`` entries of removed members."""
         self._member_log: dict[str, list[tuple[int, str, bool]]] = {}
+        self._delta_epoch = uuid.uuid4().hex
+        """Tokens carry it; :meth:`reset_delta` changes it, so every earlier token answers 410."""
         self._pages: dict[str, _Page] = {}
-        self._delta_tokens: dict[str, tuple[str, int, list[str] | None]] = {}
 
     # --- lifecycle -------------------------------------------------------------------------------
     @property
@@ -1025,7 +1050,7 @@ class GraphServer(LoopbackServer):
                 return self._list(kind, query, headers)
             if n == 1 and method == "POST":
                 return self._post(kind, body)
-            if n == 2 and parts[1] == "delta" and method == "GET":
+            if n == 2 and parts[1] in _DELTA_SEGMENTS and method == "GET":
                 return self._delta(kind, query, headers)
             if n == 2 and method == "GET":
                 obj = self._find(kind, parts[1])
@@ -1158,9 +1183,14 @@ class GraphServer(LoopbackServer):
     def _new_id(self) -> str:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
-    def _touch(self, kind: str, oid: str) -> None:
+    def _touch(self, kind: str, oid: str, names: Sequence[str], *, created: bool = False) -> None:
+        """Log a change of ``names`` (all at one sequence number) for delta."""
         self._seq += 1
-        self._changed[(kind, oid)] = self._seq
+        changes = self._prop_seq.setdefault((kind, oid), {})
+        for name in names:
+            changes[name] = self._seq
+        if created:
+            self._created_seq[(kind, oid)] = self._seq
 
     def _store(self, kind: str) -> dict[str, dict[str, Any]]:
         return self.users if kind == "users" else self.groups
@@ -1214,7 +1244,7 @@ class GraphServer(LoopbackServer):
             _set_mail(user, props.get("mail"))
         user.update(props)
         self.users[uid] = user
-        self._touch("users", uid)
+        self._touch("users", uid, [k for k, v in user.items() if v is not None], created=True)
         return user
 
     def _address_taken(self, address: str, but: str | None = None) -> bool:
@@ -1277,7 +1307,7 @@ class GraphServer(LoopbackServer):
         self.owners[gid] = owners
         self._member_log[gid] = []
         self._created_at[gid] = self.clock()
-        self._touch("groups", gid)
+        self._touch("groups", gid, [k for k, v in group.items() if v is not None], created=True)
         for mid in binds:
             self._add_member(gid, mid)
         return group
@@ -1353,21 +1383,27 @@ class GraphServer(LoopbackServer):
                 self._lag_check(oid)
             if owners:
                 self._lag_check(oid, owners=True)
+        before = {name: obj.get(name) for name in (*props, "proxyAddresses")}
         if kind == "users" and "mail" in props:
             _set_mail(obj, props["mail"])
         obj.update(props)
-        if props:
-            self._touch(kind, oid)
+        # only real changes reach delta: a PATCH that writes the same value is no change
+        if changed := [name for name, old in before.items() if obj.get(name) != old]:
+            self._touch(kind, oid, changed)
         for mid in binds:
             self._add_member(oid, mid)
         self.owners.get(oid, []).extend(owners)
         return Reply(204, {}, None)
 
     def _delete(self, kind: str, oid: str) -> None:
-        self._store(kind).pop(oid)
+        gone = self._store(kind).pop(oid)
+        unified = kind == "groups" and "Unified" in (gone.get("groupTypes") or [])
+        self._removal_reason[oid] = "changed" if kind == "users" or unified else "deleted"
+        self._removed_type[oid] = f"#microsoft.graph.{'user' if kind == 'users' else 'group'}"
         self._seq += 1
         self._removed[kind][oid] = self._seq
-        self._changed.pop((kind, oid), None)
+        self._prop_seq.pop((kind, oid), None)
+        self._created_seq.pop((kind, oid), None)
         if kind == "groups":
             self.members.pop(oid, None)
             self.owners.pop(oid, None)
@@ -1536,72 +1572,210 @@ class GraphServer(LoopbackServer):
                 values.append(self._render(page.kind, self._store(page.kind)[oid], page.select))
         return values
 
-    def _next_page(self, token: str, *, delta: bool) -> Reply:
+    def _next_page(self, token: str, *, delta: bool, minimal: bool = False) -> Reply:
         page = self._pages.get(token)
         if page is None or page.delta != delta:
             raise _bad("Invalid paging token.", "Request_BadRequest")
         page = replace(page)  # links stay valid: a retried page GET answers the same page
         if delta:
-            return self._delta_page(page)
+            if page.extra["epoch"] != self._delta_epoch:
+                raise self._resync(page.kind, page.select)
+            return self._delta_page(page, minimal=minimal)
         return self._page_reply(page, page.extra["context"], page.extra["path"], {})
 
     # --- delta -----------------------------------------------------------------------------------
-    def _delta(self, kind: str, query: dict[str, str], headers: dict[str, str]) -> Reply:
-        if "$skiptoken" in query:
-            return self._next_page(query["$skiptoken"], delta=True)
-        top = _max_page_size(headers.get("prefer", ""))
-        if "$deltatoken" in query:
-            state = self._delta_tokens.get(query["$deltatoken"])
-            if state is None or state[0] != kind:
-                raise _bad("Invalid delta token.", "Request_BadRequest")
-            _, since, select = state
-            ids = [oid for (k, oid), seq in self._changed.items() if k == kind and seq > since]
-            if kind == "groups":
-                ids += [
-                    gid
-                    for gid, log in self._member_log.items()
-                    if gid in self.groups and gid not in ids and any(s > since for s, _, _ in log)
-                ]
-            ids += [oid for oid, seq in self._removed[kind].items() if seq > since]
-        else:
-            if set(query) - {"$select", "$filter"}:
-                raise _bad("Only $select and $filter are supported on delta.", "BadRequest")
-            since, select = 0, _select(query, kind, allow_members=kind == "groups")
-            ids = list(self._store(kind))
-        page = _Page(kind, ids, 0, top, select, delta=True, delta_seq=self._seq)
-        page.extra = {"since": since}
-        return self._delta_page(page)
+    def reset_delta(self) -> None:
+        """Forget every delta state, as Graph may after tenant maintenance: every deltaLink and
+        delta nextLink handed out so far answers 410 Gone (a full resync), reference §8.6."""
+        with self._lock:
+            self._delta_epoch = uuid.uuid4().hex
 
-    def _delta_page(self, page: _Page) -> Reply:
+    def delta_link(self, kind: str = "users", select: Sequence[str] | None = None) -> str:
+        """A deltaLink for "now" (what ``$deltatoken=latest`` gives), without a request."""
+        with self._lock:
+            token = self._delta_token(kind, self._seq, list(select) if select else None, None)
+            return f"{self.url}/{kind}/delta?$deltatoken={token}"
+
+    def _delta(self, kind: str, query: dict[str, str], headers: dict[str, str]) -> Reply:
+        """``GET /users/delta`` and ``GET /groups/delta``: the first round (every object, or none
+        for ``$deltatoken=latest``), then rounds of what changed since the round's token."""
+        minimal = "return=minimal" in headers.get("prefer", "").replace(" ", "").lower()
+        if "$skiptoken" in query:
+            return self._next_page(query["$skiptoken"], delta=True, minimal=minimal)
+        top = _max_page_size(headers.get("prefer", ""))
+        token = query.get("$deltatoken")
+        if token is not None and token != "latest":
+            # the token carries the selection and filter; options sent with it are ignored
+            state = self._read_delta_token(kind, token)
+            since, select, only = state["s"], state["sel"], state["ids"]
+            ids = self._changed_since(kind, since, select, only)
+            incremental = True
+        else:
+            if set(query) - {"$select", "$filter", "$deltatoken"}:
+                raise _bad("Only $select and $filter are supported on delta.", "BadRequest")
+            select = _select(query, kind, allow_members=kind == "groups")
+            only = _delta_filter(query.get("$filter"))
+            since, incremental = self._seq, False
+            # "sync from now": no objects, only a deltaLink
+            ids = [] if token == "latest" else [o for o in self._store(kind) if _kept(o, only)]
+        page = _Page(kind, ids, 0, top, select, delta=True, delta_seq=self._seq)
+        page.extra = {
+            "since": since,
+            "incremental": incremental,
+            "only": only,
+            "epoch": self._delta_epoch,
+        }
+        return self._delta_page(page, minimal=minimal)
+
+    def _delta_token(
+        self, kind: str, seq: int, select: list[str] | None, only: list[str] | None
+    ) -> str:
+        """An opaque-looking token that encodes the round's state: the sequence number it
+        stands for, the selection and filter (Graph encodes them too), when it was issued and
+        the server's delta epoch."""
+        state = {
+            "k": kind,
+            "s": seq,
+            "sel": select,
+            "ids": only,
+            "t": self.clock(),
+            "e": self._delta_epoch,
+        }
+        raw = json.dumps(state, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    def _read_delta_token(self, kind: str, token: str) -> dict[str, Any]:
+        try:
+            state = json.loads(_b64url(token))
+            if not isinstance(state, dict) or state.get("k") != kind:
+                raise ValueError("not a token of this collection")
+            if not isinstance(state.get("s"), int) or not isinstance(state.get("t"), int | float):
+                raise ValueError("no sequence number")
+        except (ValueError, binascii.Error):
+            raise _bad("Invalid delta token.", "Request_BadRequest") from None
+        if state.get("e") != self._delta_epoch:
+            raise self._resync(kind, state.get("sel"))
+        if self.clock() - state["t"] > self.delta_token_lifetime:
+            # what Graph answers for identity objects after seven days (400, not 410)
+            raise _bad(
+                "The sync state generation is not found. The delta token is expired and data "
+                "must be synchronized again.",
+                "syncStateNotFound",
+            )
+        return state
+
+    def _resync(self, kind: str, select: list[str] | None) -> GraphError:
+        """410 Gone with a Location to start over (reference: delta query, synchronization
+        reset); Graph has been seen answering it with the code ``syncStateNotFound``."""
+        location = f"{self.url}/{kind}/delta"
+        if select:
+            location += "?$select=" + ",".join(select)
+        return GraphError(
+            410,
+            "syncStateNotFound",
+            "The sync state generation is not found; a full synchronization is required.",
+            headers={"Location": location},
+        )
+
+    def _changed_since(
+        self, kind: str, since: int, select: list[str] | None, only: list[str] | None
+    ) -> list[str]:
+        """Objects created, changed in a tracked property, or (groups) changed in membership
+        after ``since``, then those removed after it. A change of a property outside the
+        selection does not bring an object back, as in Graph."""
+        tracked = set(_delta_names(kind, select))
+        members = _tracks_members(kind, select)
+        ids: list[str] = []
+        for oid in self._store(kind):
+            if not _kept(oid, only):
+                continue
+            key = (kind, oid)
+            changes = self._prop_seq.get(key, {})
+            if (
+                self._created_seq.get(key, 0) > since
+                or any(seq > since for name, seq in changes.items() if name in tracked)
+                or (members and any(s > since for s, _, _ in self._member_log.get(oid, ())))
+            ):
+                ids.append(oid)
+        ids += [o for o, seq in self._removed[kind].items() if seq > since and _kept(o, only)]
+        return ids
+
+    def _delta_page(self, page: _Page, *, minimal: bool = False) -> Reply:
         kind, since = page.kind, page.extra["since"]
+        incremental = page.extra["incremental"]
+        names = _delta_names(kind, page.select)
+        members = _tracks_members(kind, page.select)
+        room = max(1, self.delta_members_per_page)
         values: list[dict[str, Any]] = []
         while page.offset < len(page.ids) and len(values) < page.top:
             oid = page.ids[page.offset]
-            page.offset += 1
             obj = self._store(kind).get(oid)
             if obj is None:
-                values.append({"id": oid, "@removed": {"reason": "changed"}})
+                reason = self._removal_reason.get(oid, "changed")
+                values.append({"id": oid, "@removed": {"reason": reason}})
+                page.offset += 1
                 continue
-            select = [s for s in page.select or [] if s != "members"] or None
-            item = self._render(kind, obj, select)
-            if kind == "groups" and (page.select is None or "members" in page.select):
-                item["members@delta"] = self._members_delta(oid, since)
-            values.append(item)
+            item = self._delta_item(kind, obj, names, since if incremental else None, minimal)
+            if members:
+                if page.members is None:  # frozen for the round: later pages continue the list
+                    page.members = tuple(self._members_delta(oid, since, incremental))
+                    page.member_offset = 0
+                left = len(page.members) - page.member_offset
+                if left and room == 0:
+                    break  # this group's members start on the next page
+                take = min(left, room)
+                if take:
+                    start = page.member_offset
+                    item["members@delta"] = list(page.members[start : start + take])
+                room -= take
+                page.member_offset += take
+                values.append(item)
+                if page.member_offset < len(page.members):
+                    break  # the same group comes again on the next page with the rest
+                page.members, page.member_offset = None, 0
+            else:
+                values.append(item)
+            page.offset += 1
         body: dict[str, Any] = {"@odata.context": f"{self.url}/$metadata#{kind}", "value": values}
         if page.offset < len(page.ids):
             token = uuid.uuid4().hex
             self._pages[token] = page
             body["@odata.nextLink"] = f"{self.url}/{kind}/delta?$skiptoken={token}"
         else:
-            token = uuid.uuid4().hex
-            self._delta_tokens[token] = (kind, page.delta_seq, page.select)
+            token = self._delta_token(kind, page.delta_seq, page.select, page.extra["only"])
             body["@odata.deltaLink"] = f"{self.url}/{kind}/delta?$deltatoken={token}"
         return Reply(200, {}, body)
 
-    def _members_delta(self, gid: str, since: int) -> list[dict[str, Any]]:
-        """Current members (initial round) or the net member changes since ``since``."""
+    def _delta_item(
+        self,
+        kind: str,
+        obj: dict[str, Any],
+        names: Sequence[str],
+        since: int | None,
+        minimal: bool,
+    ) -> dict[str, Any]:
+        """One object of a delta page. The first round (``since`` None) renders the selection
+        as a plain GET does. Later rounds render it as Graph documents for user delta: changed
+        and unchanged properties alike, but not those never set; with ``Prefer:
+        return=minimal`` only those changed since the token."""
+        out: dict[str, Any] = {"id": obj["id"]}
+        changes = self._prop_seq.get((kind, obj["id"]), {})
+        for name in names:
+            if name == "id":
+                continue
+            if since is not None:
+                if minimal and changes.get(name, 0) <= since:
+                    continue
+                if name not in changes and obj.get(name) is None:
+                    continue
+            out[name] = None if name == "passwordProfile" else obj.get(name)
+        return out
+
+    def _members_delta(self, gid: str, since: int, incremental: bool) -> list[dict[str, Any]]:
+        """Current members (first round) or the net member changes since ``since``: added ones
+        as ``{"@odata.type", "id"}``, removed ones (also by deletion) with ``@removed``."""
         last: dict[str, bool] = {}
-        if since == 0:
+        if not incremental:
             last = dict.fromkeys(self.members.get(gid, []), True)
         else:
             for seq, mid, added in self._member_log.get(gid, []):
@@ -1610,11 +1784,54 @@ class GraphServer(LoopbackServer):
         out: list[dict[str, Any]] = []
         for mid, added in last.items():
             odata_type = "#microsoft.graph.group" if mid in self.groups else "#microsoft.graph.user"
+            if not added and mid not in self.users and mid not in self.groups:
+                odata_type = self._removed_type.get(mid, "#microsoft.graph.user")
             entry: dict[str, Any] = {"@odata.type": odata_type, "id": mid}
             if not added:
                 entry["@removed"] = {"reason": "deleted"}
             out.append(entry)
         return out
+
+
+def _delta_names(kind: str, select: list[str] | None) -> tuple[str, ...]:
+    """The properties a delta round renders and tracks (``members`` apart)."""
+    names = select or (USER_DEFAULT if kind == "users" else GROUP_DEFAULT)
+    return tuple(n for n in names if n != "members")
+
+
+def _tracks_members(kind: str, select: list[str] | None) -> bool:
+    """Group delta tracks members by default, or when ``$select`` names them."""
+    return kind == "groups" and (select is None or "members" in select)
+
+
+def _kept(oid: str, only: list[str] | None) -> bool:
+    return only is None or oid in only
+
+
+_DELTA_ID_RE = re.compile(r"^\s*id\s+eq\s+'([^']*)'\s*$", re.I)
+MAX_DELTA_IDS = 50
+
+
+def _delta_filter(text: str | None) -> list[str] | None:
+    """The ids of a delta ``$filter`` (``id eq '…' or id eq '…'``, at most 50): the only filter
+    Graph takes on users and groups delta."""
+    if text is None:
+        return None
+    ids: list[str] = []
+    for clause in _OR_RE.split(text):
+        m = _DELTA_ID_RE.match(clause)
+        if m is None:
+            raise _bad(
+                "Unsupported query: delta supports only $filter=id eq '…' joined by 'or'.",
+                "Request_UnsupportedQuery",
+            )
+        ids.append(m.group(1))
+    if len(ids) > MAX_DELTA_IDS:
+        raise _bad(
+            f"Too many ids in the delta filter: {len(ids)}. Max allowed: {MAX_DELTA_IDS}.",
+            "Request_UnsupportedQuery",
+        )
+    return ids
 
 
 # --- Entra ID helpers ------------------------------------------------------------------------------
