@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import bisect
 import contextlib
 import hmac
 import json
@@ -509,7 +510,10 @@ class GraphServer(LoopbackServer):
         self._prop_seq: dict[tuple[str, str], dict[str, int]] = {}
         """(kind, id) -> property -> the sequence number of its last change (set on create
         only for the properties given a value)."""
-        self._created_seq: dict[tuple[str, str], int] = {}
+        self._change_log: list[tuple[int, str, str, tuple[str, ...], bool]] = []
+        """(seq, kind, id, changed names, created) in order: an incremental round reads only its
+        tail, so its cost follows the number of changes, not the size of the directory.
+        Membership changes are logged as the name ``members``."""
         self._removed: dict[str, dict[str, int]] = {"users": {}, "groups": {}}
         self._removal_reason: dict[str, str] = {}
         """Deleted id -> ``@removed`` reason: ``changed`` for what Entra keeps restorable for 30
@@ -1189,8 +1193,7 @@ class GraphServer(LoopbackServer):
         changes = self._prop_seq.setdefault((kind, oid), {})
         for name in names:
             changes[name] = self._seq
-        if created:
-            self._created_seq[(kind, oid)] = self._seq
+        self._change_log.append((self._seq, kind, oid, tuple(names), created))
 
     def _store(self, kind: str) -> dict[str, dict[str, Any]]:
         return self.users if kind == "users" else self.groups
@@ -1403,7 +1406,6 @@ class GraphServer(LoopbackServer):
         self._seq += 1
         self._removed[kind][oid] = self._seq
         self._prop_seq.pop((kind, oid), None)
-        self._created_seq.pop((kind, oid), None)
         if kind == "groups":
             self.members.pop(oid, None)
             self.owners.pop(oid, None)
@@ -1419,11 +1421,13 @@ class GraphServer(LoopbackServer):
         self.members[gid].append(mid)
         self._seq += 1
         self._member_log[gid].append((self._seq, mid, True))
+        self._change_log.append((self._seq, "groups", gid, ("members",), False))
 
     def _remove_member(self, gid: str, mid: str) -> None:
         self.members[gid].remove(mid)
         self._seq += 1
         self._member_log[gid].append((self._seq, mid, False))
+        self._change_log.append((self._seq, "groups", gid, ("members",), False))
 
     def _lag_check(self, gid: str, *, owners: bool = False) -> None:
         """Replication lag: a member (or owner) add to a just-created group may not find it yet."""
@@ -1684,21 +1688,18 @@ class GraphServer(LoopbackServer):
         after ``since``, then those removed after it. A change of a property outside the
         selection does not bring an object back, as in Graph."""
         tracked = set(_delta_names(kind, select))
-        members = _tracks_members(kind, select)
-        ids: list[str] = []
-        for oid in self._store(kind):
-            if not _kept(oid, only):
+        if _tracks_members(kind, select):
+            tracked.add("members")
+        store = self._store(kind)
+        found: dict[str, None] = {}
+        start = bisect.bisect_right(self._change_log, since, key=lambda entry: entry[0])
+        for _, k, oid, names, created in self._change_log[start:]:
+            if k != kind or oid in found or oid not in store or not _kept(oid, only):
                 continue
-            key = (kind, oid)
-            changes = self._prop_seq.get(key, {})
-            if (
-                self._created_seq.get(key, 0) > since
-                or any(seq > since for name, seq in changes.items() if name in tracked)
-                or (members and any(s > since for s, _, _ in self._member_log.get(oid, ())))
-            ):
-                ids.append(oid)
-        ids += [o for o, seq in self._removed[kind].items() if seq > since and _kept(o, only)]
-        return ids
+            if created or not tracked.isdisjoint(names):
+                found[oid] = None
+        removed = [o for o, seq in self._removed[kind].items() if seq > since and _kept(o, only)]
+        return [*found, *removed]
 
     def _delta_page(self, page: _Page, *, minimal: bool = False) -> Reply:
         kind, since = page.kind, page.extra["since"]
