@@ -280,6 +280,31 @@ def test_a_large_group_is_split_over_pages_and_merges_back(
     assert local[big]["members"] == sorted(uids[6:])
 
 
+def test_a_group_deleted_while_split_over_pages_ends_with_removed(
+    client: httpx.Client, graph: GraphServer
+) -> None:
+    graph.delta_members_per_page = 2
+    uids = graph.seed_users(4)
+    big = graph.add_group(displayName="Groot", members=uids)["id"]
+    after = graph.add_group(displayName="Daarna", members=uids[:1])["id"]
+    first = client.get("/groups/delta").json()
+    assert [len(v["members@delta"]) for v in first["value"]] == [2]
+    client.delete(f"/groups/{big}")
+    values, _, _ = round_of(client, first["@odata.nextLink"])
+    assert values[0] == {"id": big, "@removed": {"reason": "deleted"}}
+    assert values[1]["id"] == after
+    assert values[1]["members@delta"] == [{"@odata.type": "#microsoft.graph.user", "id": uids[0]}]
+
+
+def test_delta_link_for_now_without_a_request(client: httpx.Client, graph: GraphServer) -> None:
+    uid = new_user(client, 1)
+    link = graph.delta_link("users", ["displayName"])
+    assert graph.requests[-1].method == "POST"  # no delta request was made
+    client.patch(f"/users/{uid}", json={"displayName": "Nieuw"})
+    values, _, _ = round_of(client, link)
+    assert values == [{"id": uid, "displayName": "Nieuw"}]
+
+
 # --- token life --------------------------------------------------------------------------------------
 def test_an_expired_token_answers_sync_state_not_found(
     client: httpx.Client, graph: GraphServer

@@ -1715,6 +1715,7 @@ class GraphServer(LoopbackServer):
                 reason = self._removal_reason.get(oid, "changed")
                 values.append({"id": oid, "@removed": {"reason": reason}})
                 page.offset += 1
+                page.members, page.member_offset = None, 0  # deleted while split over pages
                 continue
             item = self._delta_item(kind, obj, names, since if incremental else None, minimal)
             if members:
