@@ -10,11 +10,15 @@ Measured in one run, each the best of ``--rounds``, alternating:
 
 - source alone: ``read_for_mappings`` (download + parse);
 - target alone: ``observe`` (the target's read of the managed scope, from a fresh target);
-- one after the other: ``read_for_mappings``, then ``compare`` reading the target itself, then
-  ``plan_of`` (what plan, apply and run did before);
-- at the same time: ``read_source_and_target``, ``compare`` with what it observed, ``plan_of``.
+- one after the other: ``read_for_mappings``, then ``observe`` (what plan, apply and run did
+  before: ``compare`` read the target after the source);
+- at the same time: ``read_source_and_target``.
 
-The overlapped plan can at best save the shorter of the two reads.
+What a plan does after the reads (``compare``'s state store, names and diff) is the same code
+either way, so it is left out: with seeded users that the mappings do not match, it is dominated
+by ``taken_outside`` asking Graph for every new name, which says nothing about the overlap. At
+best the overlap saves the shorter of the two reads; both parse in this process (the GIL), so
+what it saves is the time each waits for its server.
 """
 
 from __future__ import annotations
@@ -32,10 +36,8 @@ from pathlib import Path
 from provisioner.config import load_config
 from provisioner.pipeline import (
     Prepared,
-    compare,
     observe,
     open_target,
-    plan_of,
     prepare_config,
     read_for_mappings,
     read_source_and_target,
@@ -154,7 +156,7 @@ def measure(prepared: Prepared, rounds: int) -> None:
         assert target is not None
         try:
             read = read_for_mappings(prepared)
-            return len(plan_of(prepared, read, target, compare(prepared, read, target)).changes)
+            return len(read.rows.schools) + len(observe(prepared, target).accounts)
         finally:
             target.close()
 
@@ -163,16 +165,16 @@ def measure(prepared: Prepared, rounds: int) -> None:
         assert target is not None
         try:
             read, observed = read_source_and_target(prepared, target)
-            comparison = compare(prepared, read, target, observed)
-            return len(plan_of(prepared, read, target, comparison).changes)
+            assert observed is not None
+            return len(read.rows.schools) + len(observed.accounts)
         finally:
             target.close()
 
     runs = {
         "source alone (rows)": source_alone,
         "target alone (accounts)": target_alone,
-        "plan, reads one after the other (changes)": one_after_the_other,
-        "plan, reads at the same time (changes)": at_the_same_time,
+        "both reads, one after the other": one_after_the_other,
+        "both reads, at the same time": at_the_same_time,
     }
     times: dict[str, list[float]] = {name: [] for name in runs}
     counts: dict[str, int] = {}
@@ -182,9 +184,11 @@ def measure(prepared: Prepared, rounds: int) -> None:
             times[name].append(elapsed)
     for name, elapsed in times.items():
         print(f"{name:45} {min(elapsed):7.2f} s  ({counts[name]:,})")
-    before = min(times["plan, reads one after the other (changes)"])
-    after = min(times["plan, reads at the same time (changes)"])
-    print(f"{'saved':45} {before - after:7.2f} s  ({after / before:.2f} × the sequential plan)")
+    before = min(times["both reads, one after the other"])
+    after = min(times["both reads, at the same time"])
+    floor = max(min(times["source alone (rows)"]), min(times["target alone (accounts)"]))
+    print(f"{'saved':45} {before - after:7.2f} s  ({after / before:.2f} × one after the other)")
+    print(f"{'at the same time / the longer read alone':45} {after / floor:7.2f} ×")
 
 
 if __name__ == "__main__":
