@@ -43,12 +43,12 @@ from provisioner.pipeline import (
     desired_state,
     open_configured_source,
     open_target,
-    plan_for,
     plan_of,
     prepare,
     prepare_config,
     prepare_preview,
     read_for_mappings,
+    read_source_and_target,
     remembered_names,
     save_sealed_plan,
     search_fields,
@@ -433,8 +433,8 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
         prepared = prepare_config(config, **args.source_seams)
     target = open_target(prepared, **args.seams)
     try:
-        read = _read(prepared)
-        comparison = compare(prepared, read, target)
+        read, observed = read_source_and_target(prepared, target, lambda: _read(prepared))
+        comparison = compare(prepared, read, target, observed)
         plan = _logged(plan_of(prepared, read, target, comparison))
         adoption = None
         if args.adoption_report:
@@ -487,7 +487,8 @@ def _apply_command(args: argparse.Namespace) -> str:
 
 
 def _make_plan(prepared: Prepared, target: Target | None) -> Plan:
-    return _logged(plan_for(prepared, _read(prepared), target))
+    read, observed = read_source_and_target(prepared, target, lambda: _read(prepared))
+    return _logged(plan_of(prepared, read, target, compare(prepared, read, target, observed)))
 
 
 def _logged(plan: Plan) -> Plan:

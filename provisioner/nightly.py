@@ -37,10 +37,11 @@ from provisioner.files import private_dir, write_private
 from provisioner.lock import run_lock
 from provisioner.notify import NightReport, SchoolNight, expiry_warnings, notify, ping_heartbeat
 from provisioner.pipeline import (
+    compare,
     open_target,
-    plan_for,
+    plan_of,
     prepare_config,
-    read_for_mappings,
+    read_source_and_target,
     save_sealed_plan,
 )
 from provisioner.plan.model import Plan
@@ -131,8 +132,9 @@ def _plan_and_apply(
     target = open_target(prepared, **seams)
     assert target is not None and config.state is not None  # run_night checked the configuration
     try:
-        read = read_for_mappings(prepared)
-        plan = night.plan = plan_for(prepared, read, target)
+        read, observed = read_source_and_target(prepared, target)
+        comparison = compare(prepared, read, target, observed)
+        plan = night.plan = plan_of(prepared, read, target, comparison)
         log.event(
             "made the plan",
             counts=plan.counts(),

@@ -8,11 +8,13 @@ decided by the registries in :mod:`provisioner.sources` and :mod:`provisioner.ta
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError
@@ -291,6 +293,74 @@ def verify_saved_plan(path: Path, prepared: Prepared, target: Target, *, approve
     )
 
 
+T = TypeVar("T")
+
+
+class _InBackground(Generic[T]):
+    """*work* run in a thread of its own, started at once; :meth:`result` waits for it and
+    returns what it returned or raises what it raised, unchanged (the same exception object, so
+    the CLI reports it with the same message and exit code as when it ran in the caller)."""
+
+    def __init__(self, work: Callable[[], T], name: str) -> None:
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        # The caller's context variables (a log context, a render budget) go along.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._run, work), name=name)
+        self._thread.start()
+
+    def _run(self, work: Callable[[], T]) -> None:
+        try:
+            self._value = work()
+        except BaseException as exc:  # handed to the caller, which decides what it means
+            self._error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> T:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+def observe(prepared: Prepared, target: Target) -> ObservedState:
+    """What *target* holds of everything the mappings set, after checking it can hold it."""
+    account_attributes, group_attributes = mapped_attributes(prepared)
+    problems = target.unsupported(account_attributes, group_attributes)
+    if problems:
+        raise ConfigError(
+            f"the mappings set what {target.describe()} cannot hold: " + "; ".join(problems)
+        )
+    return target.read(account_attributes | group_attributes)
+
+
+def read_source_and_target(
+    prepared: Prepared,
+    target: Target | None,
+    read_source: Callable[[], SourceRead] | None = None,
+) -> tuple[SourceRead, ObservedState | None]:
+    """The source's read (*read_source*, by default :func:`read_for_mappings`) and the target's
+    read of the managed scope (:func:`observe`; None without a target), made at the same time:
+    in production they are two remote services, and each mostly waits for its own.
+
+    The target is read in a thread while this one reads the source; the target is not touched
+    here until that thread has ended, so its connection is used by one thread at a time. Errors
+    come out as when the two ran one after the other: the source's first (the target's read is
+    then waited for and its outcome dropped: nothing is left running when the caller closes the
+    target), then the target's."""
+    read_source = read_source or (lambda: read_for_mappings(prepared))
+    if target is None:
+        return read_source(), None
+    observing = _InBackground(lambda: observe(prepared, target), name="target read")
+    try:
+        read = read_source()
+    finally:
+        observing.join()
+    return read, observing.result()
+
+
 def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Plan:
     """Read the target, derive the desired state with the names already in use, and diff.
     Nothing is written anywhere: what the plan would teach the state store travels in it."""
@@ -307,9 +377,16 @@ class Comparison:
     taken_outside: list[NameClash]
 
 
-def compare(prepared: Prepared, read: SourceRead, target: Target | None) -> Comparison:
+def compare(
+    prepared: Prepared,
+    read: SourceRead,
+    target: Target | None,
+    observed: ObservedState | None = None,
+) -> Comparison:
     """The desired state of *read* against what *target* holds (without a target: against an
-    empty directory), with the names already in use and what the state store remembers."""
+    empty directory), with the names already in use and what the state store remembers.
+    *observed* is the target's read when it was made already (:func:`read_source_and_target`);
+    without it the target is read now."""
     config = prepared.config
     if target is None:
         # The preview of a first run against an empty directory (whose owners support is
@@ -318,13 +395,8 @@ def compare(prepared: Prepared, read: SourceRead, target: Target | None) -> Comp
         drop_unsupported(desired, ous=True, owners=False)
         return Comparison(desired, ObservedState(), Memory(), [])
     assert config.state is not None  # the configuration requires it with a target
-    account_attributes, group_attributes = mapped_attributes(prepared)
-    problems = target.unsupported(account_attributes, group_attributes)
-    if problems:
-        raise ConfigError(
-            f"the mappings set what {target.describe()} cannot hold: " + "; ".join(problems)
-        )
-    observed = target.read(account_attributes | group_attributes)
+    if observed is None:
+        observed = observe(prepared, target)
     memory, issued_to, issued, own = Memory(), {}, set(), {}
     if config.state.exists():  # before the first apply there is nothing to remember
         with StateStore(config.state) as store:
