@@ -239,8 +239,15 @@ JSON_VALUES = st.recursive(
     | st.booleans()
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    | st.text()
+    | st.sampled_from(list(Action)),  # a str subclass
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.lists(inner, max_size=3).map(tuple)
+        | st.dictionaries(st.text(), inner, max_size=4)
+        | st.dictionaries(st.integers(), inner, max_size=3)  # keys sort_keys can order
+        | st.dictionaries(st.sampled_from(list(Kind)), inner, max_size=3)
+    ),
     max_leaves=12,
 )
 
