@@ -141,7 +141,7 @@ class Precondition:
     def from_json(cls, data: Any) -> Precondition:
         if not isinstance(data, dict):
             raise PlanFormatError(f"precondition is not an object: {data!r}")
-        known = {f.name for f in fields(cls)} - {"unanchored", "anchored"} | {"anchor"}
+        known = _PRECONDITION_JSON_FIELDS
         unknown = sorted(set(data) - known)
         if unknown:
             raise PlanFormatError(
@@ -208,7 +208,7 @@ class Change:
     def from_json(cls, data: Any) -> Change:
         if not isinstance(data, dict):
             raise PlanFormatError(f"a change is not an object: {data!r}")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        unknown = sorted(data.keys() - _CHANGE_FIELDS)
         if unknown:
             raise PlanFormatError(f"unknown change field {', '.join(map(repr, unknown))}")
         return cls(
@@ -219,6 +219,12 @@ class Change:
             }
         )
 
+
+# Computed once, not per change read: a plan file holds tens of thousands of them.
+_PRECONDITION_JSON_FIELDS = frozenset(
+    {f.name for f in fields(Precondition)} - {"unanchored", "anchored"} | {"anchor"}
+)
+_CHANGE_FIELDS = frozenset(f.name for f in fields(Change))
 
 E = TypeVar("E", bound=StrEnum)
 
