@@ -54,6 +54,7 @@ from provisioner.pipeline import (
     search_fields,
     verify_saved_plan,
 )
+from provisioner.plan.jsontext import write_indented
 from provisioner.plan.model import Plan
 from provisioner.plan.planfile import PlanBlocked, now, plan_to_json
 from provisioner.plan.policy import (
@@ -469,7 +470,7 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
         data = plan_to_json(plan)
         if transition is not None:
             data["transition"] = transition_to_json(transition)
-        print(json.dumps(data, indent=1, ensure_ascii=False))
+        write_indented(data, sys.stdout)  # a change at a time, not the whole text at once
     else:
         if transition is not None:
             print(render_transition(transition, args.schooljaar) + "\n")
@@ -597,7 +598,7 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
         data = plan_to_json(selection.plan)  # the changes the results answer
         data["results"] = results_to_json(results)
         data.update(_approval_json(approval, selection, command))
-        print(json.dumps(data, indent=1, ensure_ascii=False))
+        write_indented(data, sys.stdout)
     else:
         print(render_results(results))
         if steps := render_approval(approval, selection, command=command):

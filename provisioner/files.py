@@ -14,10 +14,13 @@ file is refused by an explicit check, and the rename still replaces it atomicall
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, TextIO
 
 from provisioner.errors import ConfigError
 
@@ -40,15 +43,34 @@ def write_private(path: Path, data: str | bytes) -> Path:
     """Write *data* to *path* (mode 0600) via a temporary file and an atomic rename; an existing
     file or link of that name is replaced, never written through. A file that cannot be written
     is a :class:`ConfigError` that says why, with nothing left behind."""
-    refuse_link(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    return write_private_with(path, lambda handle: handle.write(payload))
+
+
+def write_private_text(path: Path, write: Callable[[TextIO], object]) -> Path:
+    """:func:`write_private` of the UTF-8 text *write* writes to the handle it is given, a piece
+    at a time: for a file too large to build as one string first (a plan). Line feeds are
+    written as they are, on Windows too."""
+
+    def text(handle: BinaryIO) -> None:
+        wrapper = io.TextIOWrapper(handle, encoding="utf-8", newline="", write_through=False)
+        write(wrapper)
+        wrapper.flush()
+        wrapper.detach()  # the binary handle stays open: write_private_with syncs and closes it
+
+    return write_private_with(path, text)
+
+
+def write_private_with(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """:func:`write_private` of the bytes *write* writes to the binary handle it is given."""
+    refuse_link(path)
     try:
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
         raise ConfigError(_cannot_write(path, exc)) from None
     try:
         with os.fdopen(fd, "wb") as handle:  # mkstemp: O_EXCL, mode 0600, never a link
-            handle.write(payload)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

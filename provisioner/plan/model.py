@@ -7,7 +7,7 @@ the only things a change can say, and a plan file that says anything else is ref
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -141,7 +141,7 @@ class Precondition:
     def from_json(cls, data: Any) -> Precondition:
         if not isinstance(data, dict):
             raise PlanFormatError(f"precondition is not an object: {data!r}")
-        known = {f.name for f in fields(cls)} - {"unanchored", "anchored"} | {"anchor"}
+        known = _PRECONDITION_JSON_FIELDS
         unknown = sorted(set(data) - known)
         if unknown:
             raise PlanFormatError(
@@ -191,18 +191,24 @@ class Change:
             object.__setattr__(self, "precondition", Precondition.from_json(self.precondition))
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["action"] = str(self.action)
-        data["kind"] = str(self.kind)
-        data["why"] = list(self.why)
-        data["precondition"] = self.precondition.to_json()
-        return data
+        """The change as JSON-ready data. Its before and after values are JSON-ready already
+        (text, lists of text, true/false, null): their dicts are copied, the values shared."""
+        return {
+            "action": str(self.action),
+            "kind": str(self.kind),
+            "key": self.key,
+            "target": self.target,
+            "before": dict(self.before),
+            "after": dict(self.after),
+            "why": list(self.why),
+            "precondition": self.precondition.to_json(),
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> Change:
         if not isinstance(data, dict):
             raise PlanFormatError(f"a change is not an object: {data!r}")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        unknown = sorted(data.keys() - _CHANGE_FIELDS)
         if unknown:
             raise PlanFormatError(f"unknown change field {', '.join(map(repr, unknown))}")
         return cls(
@@ -213,6 +219,12 @@ class Change:
             }
         )
 
+
+# Computed once, not per change read: a plan file holds tens of thousands of them.
+_PRECONDITION_JSON_FIELDS = frozenset(
+    {f.name for f in fields(Precondition)} - {"unanchored", "anchored"} | {"anchor"}
+)
+_CHANGE_FIELDS = frozenset(f.name for f in fields(Change))
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -259,6 +271,9 @@ class PolicyBlock:
     def limit(self) -> str:
         """The message without its advice on approving: what was exceeded, by how much."""
         return self.message.split("; if this is right")[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"category": self.category, "message": self.message, "school": self.school}
 
     @classmethod
     def from_json(cls, data: Any) -> PolicyBlock:
@@ -326,6 +341,13 @@ class PlanHeader:
     def __post_init__(self) -> None:
         self.policy_blocks = [PolicyBlock.from_json(block) for block in self.policy_blocks]
 
+    def to_json(self) -> dict[str, Any]:
+        """The header as JSON-ready data: each field's list or dict copied, what it holds
+        shared (text, numbers, and the small dicts of ``held``, ``people`` and the like)."""
+        data = {name: _shallow_copy(getattr(self, name)) for name in _field_names(PlanHeader)}
+        data["policy_blocks"] = [block.to_json() for block in self.policy_blocks]
+        return data
+
     def every_policy_block(self) -> list[PolicyBlock]:
         """The categorised blocks, and any message ``policy_blocked`` names beside them (an
         older plan file's, or one set by hand) as a block of no category."""
@@ -359,6 +381,24 @@ class Observations:
     archived: dict[str, str] = field(default_factory=dict)
     """Group key → the day it was archived, for archived groups whose archive day is not
     recorded (the day the directory shows, else this day): their deletion grace counts from it."""
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready data: each field's list or dict copied, the text in it shared."""
+        return {name: _shallow_copy(getattr(self, name)) for name in _field_names(Observations)}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _shallow_copy(value: Any) -> Any:
+    """A list or dict copied one level deep (the JSON document gets containers of its own to
+    add to); anything else as it is."""
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, dict):
+        return dict(value)
+    return value
 
 
 @dataclass

@@ -12,12 +12,13 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from provisioner.errors import ConfigError
-from provisioner.files import write_private
+from provisioner.files import write_private_text
+from provisioner.plan.jsontext import write_indented
 from provisioner.plan.model import (
     Change,
     Observations,
@@ -48,23 +49,28 @@ def now() -> dt.datetime:
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """The plan as a JSON-ready document, built field by field. It shares the plan's values
+    (text, lists of text) instead of copying them, as ``dataclasses.asdict`` did (2.2 million
+    objects for 60,000 changes): add members to it, but change nothing below its first level
+    without copying that first."""
     return {
         "format": FORMAT,
-        "header": asdict(plan.header),
+        "header": plan.header.to_json(),
         "counts": plan.counts(),
         "changes": [c.to_json() for c in plan.changes],
-        "observations": asdict(plan.observations),
+        "observations": plan.observations.to_json(),
     }
 
 
 def save_plan(plan: Plan, path: Path, key: PlanKey | None) -> None:
     """Write the plan (0600, via a temporary file: never through a link, also over an older
     file), sealed with *key*. Without a key (a preview without a state store, which no apply can
-    use) the file is unsealed, and apply refuses it."""
+    use) the file is unsealed, and apply refuses it. Sealed and written a batch of changes at a
+    time: the file's whole text is never in memory."""
     document = plan_to_json(plan)
     if key is not None:
         document["seal"] = seal(document, key)
-    write_private(path, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+    write_private_text(path, lambda handle: write_indented(document, handle))
 
 
 def read_plan_file(path: Path) -> tuple[dict[str, Any], Plan]:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from provisioner.files import (
     create_private,
     refuse_link,
 )
+from provisioner.plan.jsontext import canonical_pieces
 
 ALGORITHM = "HMAC-SHA256"
 KEY_SUFFIX = ".plan-key"
@@ -114,18 +115,30 @@ def _check_private(path: Path, info: os.stat_result, *, windows: bool = WINDOWS)
 def canonical(document: dict[str, Any]) -> bytes:
     """The bytes the MAC is over: the document without its seal, as JSON with sorted keys and
     no whitespace, so that re-indenting the file does not matter but any value does."""
+    return b"".join(_canonical_pieces(document))
+
+
+def _canonical_pieces(document: dict[str, Any]) -> Iterator[bytes]:
+    """:func:`canonical` in pieces, so that a large plan is MACed without its whole text in
+    memory."""
     body = {name: value for name, value in document.items() if name != "seal"}
-    try:
-        text = json.dumps(
-            body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-    except ValueError as exc:
-        raise ConfigError(f"the plan holds a value JSON does not allow: {exc}") from None
-    return _DOMAIN + text.encode("utf-8")
+    yield _DOMAIN
+    pieces = canonical_pieces(body)
+    while True:
+        try:
+            piece = next(pieces, None)
+        except ValueError as exc:  # NaN or an infinity; not an encoding error, as before
+            raise ConfigError(f"the plan holds a value JSON does not allow: {exc}") from None
+        if piece is None:
+            return
+        yield piece.encode("utf-8")
 
 
 def _mac(document: dict[str, Any], key: PlanKey) -> str:
-    return hmac.new(key.secret, canonical(document), hashlib.sha256).hexdigest()
+    mac = hmac.new(key.secret, digestmod=hashlib.sha256)
+    for piece in _canonical_pieces(document):
+        mac.update(piece)
+    return mac.hexdigest()
 
 
 def seal(document: dict[str, Any], key: PlanKey) -> dict[str, str]:
