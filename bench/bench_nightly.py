@@ -47,11 +47,10 @@ from tests.scenarios import config_head
 
 ROOT = Path(__file__).resolve().parent.parent
 
-MANAGED_ROOT = "OU=Nightly"
 PASSWD_NOTREQD = 0x20
 
 
-def write_config(directory: Path, informat_url: str, dc: Any) -> Path:
+def write_config(directory: Path, informat_url: str, dc: Any, managed_root: str) -> Path:
     path = directory / "provisioner.yaml"
     path.write_text(
         config_head(informat_url, ROOT / "mappings") + "target:\n  ad:\n"
@@ -59,7 +58,7 @@ def write_config(directory: Path, informat_url: str, dc: Any) -> Path:
         f"    bind_user: {dc.admin_user}\n"
         "    password: ${TEST_AD_PASSWORD}\n"
         f"    base_dn: {dc.base_dn}\n"
-        f"    managed_root: {MANAGED_ROOT}\n"
+        f"    managed_root: {managed_root}\n"
         f"    ca_file: {dc.ca_file}\n"
     )
     return path
@@ -146,9 +145,57 @@ def bare_read(config_path: Path) -> int:
     return seen
 
 
+LABELS = (
+    "prepare (config, mappings)",
+    "source: download + parse",
+    "compare (all below)",
+    "  target read + ObservedState",
+    "  mapping (build_desired, names, checks)",
+    "plan (diff, lifecycle, policy)",
+    "rendering",
+)
+PHASES_FILE = Path(tempfile.gettempdir()) / "bench-nightly-phases.json"
+
+
+def time_phases() -> dict[str, float]:
+    """Wrap the plan's steps with wall-clock timers (no profiler overhead); returns the totals,
+    filled in as the plan runs. The target read includes building its ObservedState; compare
+    includes the target read, the state store's reads and the mapping."""
+    from provisioner import cli, pipeline
+    from provisioner.targets.ad import ActiveDirectory
+
+    phases: dict[str, float] = {}
+
+    def timed(owner: Any, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                phases[label] = phases.get(label, 0.0) + time.perf_counter() - started
+
+        setattr(owner, name, wrapper)
+
+    # Insertion order is the order printed: each step before the steps it contains finish.
+    for label in LABELS:
+        phases[label] = 0.0
+    timed(cli, "prepare_config", "prepare (config, mappings)")
+    timed(cli, "_read", "source: download + parse")
+    timed(cli, "compare", "compare (all below)")
+    timed(ActiveDirectory, "read", "  target read + ObservedState")
+    timed(pipeline, "desired_in_directory", "  mapping (build_desired, names, checks)")
+    timed(cli, "plan_of", "plan (diff, lifecycle, policy)")
+    timed(cli, "render_plan", "rendering")
+    return phases
+
+
 def child(mode: str, config: Path, profile: Path | None) -> None:
     """Run one measure in this fresh process; print its time, result and VmHWM as JSON."""
     from provisioner.cli import main
+
+    phases = time_phases() if mode == "plan" and profile is None else {}
 
     quiet = io.StringIO()
     run: Callable[[], object]
@@ -172,7 +219,9 @@ def child(mode: str, config: Path, profile: Path | None) -> None:
     finally:
         sys.stdout = stdout
     peak = peak_rss_kib() / 1024
-    print(json.dumps({"seconds": elapsed, "result": result, "peak_mb": peak}))
+    if phases:
+        PHASES_FILE.write_text(json.dumps(phases))  # also kept for a run whose parent is older
+    print(json.dumps({"seconds": elapsed, "result": result, "peak_mb": peak, "phases": phases}))
 
 
 def in_child(mode: str, config: Path, profile: Path | None = None) -> dict[str, Any]:
@@ -218,7 +267,9 @@ def main() -> None:
     ):
         os.environ["TEST_INFORMAT_PASSWORD"] = "geheim"
         os.environ["TEST_AD_PASSWORD"] = dc.admin_password
-        config = write_config(Path(tmp), server.url, dc)
+        # A root of its own: provisioner's run lock is machine-wide per managed root.
+        managed_root = f"OU=Nightly{os.getpid()}"
+        config = write_config(Path(tmp), server.url, dc, managed_root)
 
         started = time.perf_counter()
         fill(config)
@@ -229,7 +280,7 @@ def main() -> None:
         fetch = in_child("fetch", config)
         read = in_child("read", config)
         floor = fetch["seconds"] + read["seconds"]
-        print(f"\n{args.pupils} pupils, {read['result']} objects in {MANAGED_ROOT}\n")
+        print(f"\n{args.pupils} pupils, {read['result']} objects in {managed_root}\n")
         print("| measure | time |")
         print("|---|---|")
         print(f"| no-op `plan` | {plan['seconds']:.2f} s |")
@@ -243,6 +294,9 @@ def main() -> None:
             f"{read['peak_mb']:.0f} MB |",
             flush=True,
         )
+        print("\nthe no-op plan's steps (wall clock, same run):\n")
+        for label, seconds in plan["phases"].items():
+            print(f"- {label}: {seconds:.2f} s")
         if args.profile:
             profiled = in_child("plan", config, args.profile)
             print(f"\nno-op plan under cProfile: {profiled['seconds']:.2f} s")
