@@ -154,7 +154,6 @@ LABELS = (
     "plan (diff, lifecycle, policy)",
     "rendering",
 )
-PHASES_FILE = Path(tempfile.gettempdir()) / "bench-nightly-phases.json"
 
 
 def time_phases() -> dict[str, float]:
@@ -219,8 +218,6 @@ def child(mode: str, config: Path, profile: Path | None) -> None:
     finally:
         sys.stdout = stdout
     peak = peak_rss_kib() / 1024
-    if phases:
-        PHASES_FILE.write_text(json.dumps(phases))  # also kept for a run whose parent is older
     print(json.dumps({"seconds": elapsed, "result": result, "peak_mb": peak, "phases": phases}))
 
 
