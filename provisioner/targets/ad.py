@@ -16,6 +16,7 @@ half-way) or that someone made differently by hand is skipped and reported, neve
 
 from __future__ import annotations
 
+import functools
 import math
 import ssl
 import string
@@ -437,9 +438,9 @@ class ActiveDirectory(BaseTarget):
     def ou_path(self, dn: str) -> tuple[str, ...] | None:
         """The OU path of *dn* below the managed root, or None when it is not below it."""
         parts = [(a.upper(), _unescape(v)) for a, v, _ in parse_dn(dn, escape=False)]
-        root = [(a.upper(), _unescape(v)) for a, v, _ in parse_dn(self.root_dn, escape=False)]
+        root = _folded_rdns(self.root_dn)
         tail = parts[len(parts) - len(root) :] if len(parts) >= len(root) else []
-        if [(a, v.casefold()) for a, v in tail] != [(a, v.casefold()) for a, v in root]:
+        if [(a, v.casefold()) for a, v in tail] != root:
             return None
         below = parts[: len(parts) - len(root)]
         return tuple(value for attr, value in reversed(below) if attr == "OU")
@@ -483,6 +484,7 @@ class ActiveDirectory(BaseTarget):
             generator=True,
         )
         users: dict[str, str | None] = {}  # DN (lower) → anchor
+        parent_paths: dict[str, tuple[str, ...]] = {}
         raw_groups = []
         for entry in entries:
             if entry.get("type") != "searchResEntry":
@@ -495,13 +497,13 @@ class ActiveDirectory(BaseTarget):
                 if path:
                     state.ous.add(path)
                 continue
-            parent_path = self.ou_path(_split_dn(dn)[1])
+            # Thousands of objects share a few hundred parents: each parent DN is parsed once.
+            parent = _split_dn(dn)[1]
+            parent_path = parent_paths.get(parent)
             if parent_path is None:
-                parent_path = ()
+                parent_path = parent_paths[parent] = self.ou_path(parent) or ()
             simple = {
-                name: text(values.get(name))
-                for name in attributes
-                if text(values.get(name)) is not None
+                name: value for name in attributes if (value := text(values.get(name))) is not None
             }
             guid = _guid(values)
             if "group" in classes:
@@ -1220,3 +1222,10 @@ def _guid(values: dict[str, Any]) -> str:
     if isinstance(value, bytes):
         return str(uuid.UUID(bytes_le=value))
     return str(value).strip("{}")
+
+
+@functools.lru_cache(maxsize=8)
+def _folded_rdns(dn: str) -> list[tuple[str, str]]:
+    """*dn*'s (attribute, value) pairs, upper-cased and case-folded for comparison: the managed
+    root, compared with the tail of every DN a read or a change meets."""
+    return [(a.upper(), _unescape(v).casefold()) for a, v, _ in parse_dn(dn, escape=False)]
