@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime as dt
 import functools
 import getpass
 import json
@@ -31,7 +30,7 @@ from provisioner.apply import (
 )
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError, ProvisionerError
-from provisioner.files import private_dir
+from provisioner.files import private_dir, stamp
 from provisioner.lock import run_lock
 from provisioner.model import ObservedAccount
 from provisioner.nightly import run_night
@@ -318,8 +317,7 @@ def run_fetch(args: argparse.Namespace) -> int:
         source = open_configured_source(config)
         fields = {name: None for name in args.dataset or source.default_datasets()}
     if args.save == DEFAULT_SNAPSHOT:
-        stamp = now().astimezone(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
-        args.save = private_dir(config.snapshots_dir) / stamp
+        args.save = private_dir(config.snapshots_dir) / stamp(now())
     progress = ProgressLine(len(fields) * len(source.units()), sys.stderr)
     try:
         read = source.read(fields, progress=progress, save=args.save)

@@ -14,6 +14,7 @@ file is refused by an explicit check, and the rename still replaces it atomicall
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import stat
@@ -31,6 +32,22 @@ BINARY = getattr(os, "O_BINARY", 0)
 """Windows opens a descriptor from ``os.open`` in text mode unless told otherwise: its C library
 would then write every line feed as CR LF (a snapshot's bytes, and so its checksum, would change)
 and stop reading at a Ctrl-Z. 0 elsewhere, where there is no such mode."""
+
+
+STAMP = "%Y-%m-%dT%H%M%SZ"
+"""How a file or folder is named by the time it was made, in UTC (``2026-12-01T023000Z``): run
+folders, snapshots, state backups. Expiry reads the time back from the name, never from the
+file's own date."""
+
+
+def stamp(when: dt.datetime) -> str:
+    """*when* as :data:`STAMP` names it."""
+    return when.astimezone(dt.UTC).strftime(STAMP)
+
+
+def stamped_time(text: str) -> dt.datetime:
+    """The time a :data:`STAMP` in a name stands for."""
+    return dt.datetime.strptime(text, STAMP).replace(tzinfo=dt.UTC)
 
 
 def refuse_link(path: Path) -> None:

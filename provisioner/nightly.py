@@ -33,7 +33,7 @@ from provisioner.apply import (
 )
 from provisioner.config import Config
 from provisioner.errors import ConfigError, ProvisionerError
-from provisioner.files import private_dir, write_private
+from provisioner.files import private_dir, stamp, stamped_time, write_private
 from provisioner.lock import run_lock
 from provisioner.notify import NightReport, SchoolNight, expiry_warnings, notify, ping_heartbeat
 from provisioner.pipeline import (
@@ -258,9 +258,9 @@ def new_run_folder(base: Path, started: dt.datetime) -> Path:
     """A new private folder for this night, named by its UTC start (``2026-12-01T023000Z``);
     a second run in the same second gets ``-2``."""
     private_dir(base)
-    stamp = started.astimezone(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    name = stamp(started)
     for n in range(1, 1000):
-        folder = base / (stamp if n == 1 else f"{stamp}-{n}")
+        folder = base / (name if n == 1 else f"{name}-{n}")
         try:
             folder.mkdir(mode=0o700)
         except FileExistsError:
@@ -311,7 +311,7 @@ def _run_folder_time(path: Path) -> dt.datetime | None:
     match = _FOLDER.match(path.name)
     if not match or not path.is_dir():
         return None
-    return dt.datetime.strptime(match[1], "%Y-%m-%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    return stamped_time(match[1])
 
 
 def _sheet_time(path: Path) -> dt.datetime | None:

@@ -32,7 +32,14 @@ from typing import Any
 
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError
-from provisioner.files import create_private, private_dir, refuse_link, write_private
+from provisioner.files import (
+    create_private,
+    private_dir,
+    refuse_link,
+    stamp,
+    stamped_time,
+    write_private,
+)
 from provisioner.lock import run_lock
 from provisioner.mapping.engine import CompiledAccount
 from provisioner.model import ObservedState
@@ -160,7 +167,7 @@ def prune_backups(
         match = pattern.fullmatch(path.name)
         if not match or path.is_symlink() or not path.is_file():
             continue
-        made = dt.datetime.strptime(match[1], "%Y-%m-%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+        made = stamped_time(match[1])
         if now - made > dt.timedelta(days=keep_days):
             path.unlink()
             key_path(path).unlink(missing_ok=True)
@@ -178,13 +185,13 @@ class Backup:
 def default_backup_path(state: Path, when: dt.datetime | None = None) -> Path:
     """``<state folder>/backups/<state name>-<time>.db``, the time in UTC like the run folders
     (``-2``, ``-3`` … after it for another backup within the same second)."""
-    stem, suffix, stamp = state.stem or "state", state.suffix or ".db", _stamp(when)
+    stem, suffix, made = state.stem or "state", state.suffix or ".db", _stamp(when)
     folder = state.parent / BACKUP_FOLDER
-    path = folder / f"{stem}-{stamp}{suffix}"
+    path = folder / f"{stem}-{made}{suffix}"
     number = 1
     while os.path.lexists(path):  # a second backup within the same second
         number += 1
-        path = folder / f"{stem}-{stamp}-{number}{suffix}"
+        path = folder / f"{stem}-{made}-{number}{suffix}"
     return path
 
 
@@ -289,8 +296,8 @@ def restore_store(backup: Path, state: Path, *, force: bool = False) -> Restored
                 "restoring it would forget them (and the names those nights gave). Choose a "
                 "newer backup, or give --force if the store is known to be wrong"
             )
-    stamp = _stamp()
-    incoming = state.with_name(f"{state.name}.restoring-{stamp}")
+    moment = _stamp()
+    incoming = state.with_name(f"{state.name}.restoring-{moment}")
     os.close(_new_private(incoming))
     try:
         _copy_database(sqlite3.connect(_read_only_uri(backup), uri=True), incoming)
@@ -298,7 +305,7 @@ def restore_store(backup: Path, state: Path, *, force: bool = False) -> Restored
     except BaseException:
         _remove_with_side_files(incoming)
         raise
-    replaced = _set_aside(state, stamp)
+    replaced = _set_aside(state, moment)
     os.replace(incoming, state)
     key = key_path(backup)
     if key.exists():
@@ -306,7 +313,7 @@ def restore_store(backup: Path, state: Path, *, force: bool = False) -> Restored
         current = key_path(state)
         secret = key.read_bytes()
         if current.exists() and current.read_bytes() != secret:
-            os.replace(current, current.with_name(f"{current.name}.replaced-{stamp}"))
+            os.replace(current, current.with_name(f"{current.name}.replaced-{moment}"))
         write_private(current, secret)
     return Restored(replaced, key.exists())
 
@@ -534,8 +541,8 @@ class KindReader:
 def write_rebuilt(state: Path, found: Recovered, description: str) -> Path | None:
     """Make the rebuilt store beside *state* and put it in place (an existing store is kept
     aside); the rebuild is a run in its history. Returns where the replaced store went."""
-    stamp = _stamp()
-    incoming = state.with_name(f"{state.name}.rebuilding-{stamp}")
+    moment = _stamp()
+    incoming = state.with_name(f"{state.name}.rebuilding-{moment}")
     os.close(_new_private(incoming))
     try:
         with StateStore(incoming) as store:
@@ -565,7 +572,7 @@ def write_rebuilt(state: Path, found: Recovered, description: str) -> Path | Non
     except BaseException:
         _remove_with_side_files(incoming)
         raise
-    replaced = _set_aside(state, stamp)
+    replaced = _set_aside(state, moment)
     os.replace(incoming, state)
     return replaced
 
@@ -581,18 +588,18 @@ def _state_path(config: Config) -> Path:
 
 def _stamp(when: dt.datetime | None = None) -> str:
     """A time for file names, in UTC, like the run folders: 2026-12-01T023000Z."""
-    return (when or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
+    return stamp(when or dt.datetime.now(dt.UTC))
 
 
 def _read_only_uri(path: Path) -> str:
     return path.resolve().as_uri() + "?mode=ro"
 
 
-def _set_aside(state: Path, stamp: str) -> Path | None:
-    """Move *state* and its SQLite side files to ``<name>.replaced-<stamp>``: a journal left
+def _set_aside(state: Path, moment: str) -> Path | None:
+    """Move *state* and its SQLite side files to ``<name>.replaced-<moment>``: a journal left
     behind would otherwise be played into the store that takes its place (also the journal of a
     store that is itself lost). Returns where the store went; None when there was none."""
-    aside = state.with_name(f"{state.name}.replaced-{stamp}")
+    aside = state.with_name(f"{state.name}.replaced-{moment}")
     existed = state.exists()
     for suffix in ("", *SIDE_FILES):
         side = state.with_name(state.name + suffix)
