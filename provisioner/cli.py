@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from provisioner import __version__, console, log
 from provisioner.apply import (
+    Outcome,
     apply_plan,
     record_blocked,
     record_failed,
@@ -253,9 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     history = commands.add_parser(
         "history",
         help="the runs kept in the state store: when, outcome, counts, approvals",
-        description="The applies kept in the state store, newest first: when, the outcome "
-        "(ok, failed, blocked), counts per status, the approval with its reason and categories, "
-        "and what waited. Reads only the state store.",
+        description="The runs and applies kept in the state store, newest first: when, the "
+        "outcome (applied, nothing, waiting, blocked, failed), counts per status, the error, the "
+        "approval with who gave it, its reason, its categories and what it overrode, and what "
+        "waited. Reads only the state store.",
     )
     history.add_argument("--config", required=True, type=Path, metavar="FILE")
     history.add_argument("--last", type=int, default=20, metavar="N", help="how many (20)")
@@ -611,20 +613,22 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
             ),
         )
     if outcome.sheets:
-        where = ", ".join(map(str, outcome.sheets))
-        unknown = sum(h.status == "unknown" for h in outcome.handouts)
-        note = (
-            f"; {unknown} of them already existed, their password is unknown: give them a new "
-            "one with `provisioner password reset`"
-            if unknown
-            else ""
-        )
-        print(
-            f"Initial passwords of {len(outcome.handouts)} new account(s): {where}{note}",
-            file=sys.stderr if args.json else sys.stdout,
-        )
+        print(sheets_line(outcome), file=sys.stderr if args.json else sys.stdout)
     # Changes waiting for an approval are changes pending: exit 2, as for a blocked plan.
     return 1 if outcome.failed else 2 if selection.waiting else 0
+
+
+def sheets_line(outcome: Outcome) -> str:
+    """Where the new accounts' initial passwords are, and what to do about those unknown."""
+    where = ", ".join(map(str, outcome.sheets))
+    unknown = sum(h.status == "unknown" for h in outcome.handouts)
+    note = (
+        f"; {unknown} of them already existed, their password is unknown: give them a new "
+        "one with `provisioner password reset`"
+        if unknown
+        else ""
+    )
+    return f"Initial passwords of {len(outcome.handouts)} new account(s): {where}{note}"
 
 
 def current_user() -> str:
@@ -662,9 +666,7 @@ def run_nightly(args: argparse.Namespace) -> int:
         config, config_arg=str(args.config), seams=args.seams, source_seams=args.source_seams
     )
     report = night.report
-    command = (
-        f"provisioner apply --config {args.config} {Path(str(report.run_folder)) / 'plan.json'}"
-    )
+    command = f"{_apply_command(args)} {Path(str(report.run_folder)) / 'plan.json'}"
     if night.outcome is not None:
         print(render_results(night.outcome.results))
     elif night.plan is not None:
@@ -683,10 +685,7 @@ def run_nightly(args: argparse.Namespace) -> int:
     if report.error:
         print(visible(f"error: {report.error}"), file=sys.stderr)
     if night.outcome is not None and night.outcome.sheets:
-        print(
-            f"Initial passwords of {len(night.outcome.handouts)} new account(s): "
-            + ", ".join(map(str, night.outcome.sheets))
-        )
+        print(sheets_line(night.outcome))
     print(f"\nThe night: {report.outcome}; kept in {report.run_folder}")
     return report.exit_code
 
