@@ -110,30 +110,15 @@ def bare_read(config_path: Path) -> int:
     prepared = prepare(config_path)
     ad_config = prepared.config.target.ad  # type: ignore[union-attr]
     accounts, groups = mapped_attributes(prepared)
-    wanted = sorted(
-        {
-            *accounts,
-            *groups,
-            "cn",
-            "objectClass",
-            "objectGUID",
-            "sAMAccountName",
-            "userAccountControl",
-            ad_config.anchor_attribute,
-            ad_config.group_anchor_attribute,
-            "member",
-        }
-        - {"distinguishedName", "name"}
-    )
-    from provisioner.targets.ad import ActiveDirectory
+    from provisioner.targets.ad import MANAGED_OBJECTS, ActiveDirectory
 
     target = ActiveDirectory(ad_config)
+    wanted = target.read_attributes(accounts | groups)
     conn = target.connect()
     seen = 0
     for entry in conn.extend.standard.paged_search(
         target.root_dn,
-        "(|(objectClass=organizationalUnit)(objectClass=group)"
-        "(&(objectClass=user)(!(objectClass=computer))))",
+        MANAGED_OBJECTS,
         search_scope=SUBTREE,
         attributes=wanted,
         paged_size=ad_config.page_size,

@@ -163,6 +163,13 @@ def _explain(result: dict[str, Any] | None) -> str:
     )
 
 
+MANAGED_OBJECTS = (
+    "(|(objectClass=organizationalUnit)(objectClass=group)"
+    "(&(objectClass=user)(!(objectClass=computer))))"
+)
+"""What a read of the managed root asks for: OUs, groups and user accounts (not computers)."""
+
+
 class ActiveDirectory(BaseTarget):
     actions = frozenset(Action) - {Action.ADD_OWNER, Action.REMOVE_OWNER, Action.CONFLICT}
 
@@ -447,11 +454,11 @@ class ActiveDirectory(BaseTarget):
 
     # -- read -----------------------------------------------------------------------------------
 
-    def read(self, attributes: Collection[str]) -> ObservedState:
-        """Every OU, user and group below the managed root, with paged searches."""
-        conn = self.connect()
+    def read_attributes(self, attributes: Collection[str]) -> list[str]:
+        """What :meth:`read` asks the DC for: the mapped *attributes* and what telling objects
+        apart needs (the DN and name come with every entry)."""
         config = self.config
-        wanted = sorted(
+        return sorted(
             {
                 *attributes,
                 "cn",
@@ -465,6 +472,12 @@ class ActiveDirectory(BaseTarget):
             }
             - {"distinguishedName", "name"}
         )
+
+    def read(self, attributes: Collection[str]) -> ObservedState:
+        """Every OU, user and group below the managed root, with paged searches."""
+        conn = self.connect()
+        config = self.config
+        wanted = self.read_attributes(attributes)
         state = ObservedState()
         seen: set[str] = set()  # adopt_from places may nest: each account once
         for place in config.adopt_from_dns:
@@ -476,8 +489,7 @@ class ActiveDirectory(BaseTarget):
             return state  # a first run: the managed root is created by the plan
         entries = conn.extend.standard.paged_search(
             self.root_dn,
-            "(|(objectClass=organizationalUnit)(objectClass=group)"
-            "(&(objectClass=user)(!(objectClass=computer))))",
+            MANAGED_OBJECTS,
             search_scope=SUBTREE,
             attributes=wanted,
             paged_size=config.page_size,
