@@ -50,6 +50,7 @@ from provisioner.targets.base import (
     AnchorIndex,
     BaseTarget,
     Current,
+    ReadBase,
     Result,
     TargetError,
     carried_over,
@@ -473,7 +474,7 @@ class ActiveDirectory(BaseTarget):
             - {"distinguishedName", "name"}
         )
 
-    def read(self, attributes: Collection[str]) -> ObservedState:
+    def read(self, attributes: Collection[str], base: ReadBase | None = None) -> ObservedState:
         """Every OU, user and group below the managed root, with paged searches."""
         conn = self.connect()
         config = self.config

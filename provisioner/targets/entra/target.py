@@ -25,6 +25,7 @@ from provisioner.targets.base import (
     ADOPTION,
     BaseTarget,
     Current,
+    ReadBase,
     Result,
     TargetError,
     carried_over,
@@ -136,7 +137,7 @@ class EntraId(BaseTarget):
 
     # -- read -----------------------------------------------------------------------------------
 
-    def read(self, attributes: Collection[str]) -> ObservedState:
+    def read(self, attributes: Collection[str], base: ReadBase | None = None) -> ObservedState:
         """Every managed user and group with its members and owners."""
         snapshot = self._snapshot = self._run(read_snapshot(self.graph, self.config))
         if self.fallback_owner:
