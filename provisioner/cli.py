@@ -523,7 +523,7 @@ def run_apply(args: argparse.Namespace, config: Config) -> int:
         raise ConfigError(f"{args.config}: apply needs a target (target: ad: … or entra: …)")
     with kept_if_failed(config):
         prepared = prepare_config(config, **args.source_seams)
-        prepared.full_read = args.full_read
+        prepared.full_read, prepared.keeps_read = args.full_read, True
         target = open_target(prepared, **args.seams)
     assert target is not None
     try:

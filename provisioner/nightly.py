@@ -134,7 +134,7 @@ def _plan_and_apply(
 ) -> None:
     report = night.report
     prepared = prepare_config(config, **source_seams)
-    prepared.full_read = full_read
+    prepared.full_read, prepared.keeps_read = full_read, True
     target = open_target(prepared, **seams)
     assert target is not None and config.state is not None  # run_night checked the configuration
     try:

@@ -60,6 +60,9 @@ class Prepared:
     """What the mappings read: per data set its fields (None: all)."""
     full_read: bool = False
     """Read the directory in full even when an incremental read could do (``--full-read``)."""
+    keeps_read: bool = False
+    """Keep the directory's read in the state store as the next read's base: the commands that
+    write the store (apply, run) do; plan and the previews leave it as they found it."""
 
 
 def prepare(config_path: Path, **source_seams: Any) -> Prepared:
@@ -343,6 +346,7 @@ def observe(prepared: Prepared, target: Target) -> ObservedState:
         mappings=hashes(prepared)[1],
         full_read_every=target.config.full_read_every,
         full_read=prepared.full_read,
+        keeps=prepared.keeps_read,
     )
     return target.read(account_attributes | group_attributes, base)
 

@@ -46,16 +46,19 @@ class ReadCache:
         mappings: str,
         full_read_every: int,
         full_read: bool = False,
+        keeps: bool = True,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         """*target* names the directory (as the plan does); *mappings* is the mappings' hash,
         part of every scope; *full_read_every* in days (0: always a full read); *full_read*: a
-        full read was asked for."""
+        full read was asked for; *keeps*: the new read is kept (False for a dry run, which
+        leaves the state store as it found it)."""
         self._path = path
         self._target = target
         self._mappings = mappings
         self._full_read_every = full_read_every
         self._full_read = full_read
+        self._keeps = keeps
         self._now = now
         self._full_read_at: dt.datetime | None = None
         self.why_full = ""
@@ -107,9 +110,9 @@ class ReadCache:
     def keep(self, scope: str, watermark: Mapping[str, Any], objects: Any, *, full: bool) -> None:
         """Keep *objects* (JSON-able, as the target will want them back), read from
         *watermark* on, as the base of the next read. *full*: they were read in full now (else
-        they are the last base with the changes folded in). Nothing is kept without a state
-        store: a preview or a first plan leaves no file behind."""
-        if self._path is None or not self._path.exists():
+        they are the last base with the changes folded in). Nothing is kept by a dry run, nor
+        without a state store: a preview or a first plan leaves no file behind."""
+        if not self._keeps or self._path is None or not self._path.exists():
             return
         now = self._now()
         full_read_at = now if full or self._full_read_at is None else self._full_read_at

@@ -100,6 +100,17 @@ def test_without_a_state_store_nothing_is_kept_or_made(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def test_a_dry_run_keeps_nothing(tmp_path: Path) -> None:
+    path, clock = store(tmp_path), Clock()
+    cache(path, clock).keep("s", {"usn": 1}, {"a": 1}, full=True)
+    before = path.read_bytes()
+    dry = cache(path, clock, keeps=False)
+    base = dry.last("s")
+    assert base is not None and base.objects == {"a": 1}  # it still reads from the kept read
+    dry.keep("s", {"usn": 2}, {"a": 2}, full=True)
+    assert path.read_bytes() == before
+
+
 def test_the_kept_read_is_compressed_and_private(tmp_path: Path) -> None:
     path, clock = store(tmp_path), Clock()
     objects = {
