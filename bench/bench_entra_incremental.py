@@ -16,6 +16,9 @@ seeded with N users ``user{i}@school.example`` and a class group ``prov-klas-<i>
    full, every group's owners read again in ``$batch``), checked equal to a full read;
 5. night 3: the incremental read when nothing changed.
 
+``--round-trip`` makes the server wait before each answer, as a real round trip to Graph takes
+time: what a read costs then is mostly how many requests it makes one after the other.
+
 Every time is also given as this process's CPU time (the wall time includes the server's work,
 which a real run does not pay on this machine).
 """
@@ -35,7 +38,8 @@ from bench.bench_entra import TOKEN, StaticToken, config_for, start_server, stop
 from provisioner.model import ObservedState
 from provisioner.readcache import ReadCache
 from provisioner.state import StateStore
-from provisioner.targets.entra import EntraId
+from provisioner.targets.entra import EntraId, snapshot
+from provisioner.targets.entra.snapshot import READ_LANES
 
 T = TypeVar("T")
 ATTRIBUTES = ("displayName", "givenName", "surname", "department", "userPrincipalName")
@@ -101,10 +105,26 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=50_000)
     parser.add_argument("--class-size", type=int, default=25)
     parser.add_argument("--changes", type=int, default=50)
+    parser.add_argument(
+        "--round-trip",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the Graph server waits this long before each answer (a real round trip)",
+    )
+    parser.add_argument(
+        "--read-lanes",
+        type=int,
+        default=READ_LANES,
+        help=f"$batch reads in flight at once (default {READ_LANES})",
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
-    server, graph_url = start_server(args.users, "--seed-classes", str(args.class_size))
+    snapshot.READ_LANES = args.read_lanes
+    server, graph_url = start_server(
+        args.users, "--seed-classes", str(args.class_size), "--round-trip", str(args.round_trip)
+    )
     folder = Path(tempfile.mkdtemp(prefix="bench-entra-inc-"))
     store = folder / "state.db"
     StateStore(store).close()
@@ -112,7 +132,8 @@ def main() -> None:
         classes = -(-args.users // args.class_size)
         print(
             f"Graph server at {graph_url} with {args.users} users and {classes} class groups "
-            f"(started in {time.perf_counter() - started:.1f} s)"
+            f"(started in {time.perf_counter() - started:.1f} s), round trip "
+            f"{args.round_trip * 1000:.0f} ms, {args.read_lanes} $batch read(s) in flight"
         )
         config = config_for(graph_url)
 

@@ -1202,6 +1202,18 @@ def test_standalone_mode_serves_until_terminated(standalone: Callable[..., list[
     assert [u["employeeId"] for u in r.json()["value"]] == ["0", "1", "2"]
 
 
+def test_a_round_trip_time_delays_every_answer(
+    standalone: Callable[..., list[str]],
+) -> None:
+    (url,) = standalone("--seed-users", "1", "--round-trip", "0.2")
+    headers = {"Authorization": "Bearer test-token"}
+    with httpx.Client(headers=headers) as client:
+        client.get(f"{url}/users")  # the connection is made
+        started = time.perf_counter()
+        assert client.get(f"{url}/users").status_code == 200
+        assert time.perf_counter() - started >= 0.2
+
+
 def test_standalone_mode_seeds_class_groups(standalone: Callable[..., list[str]]) -> None:
     (url,) = standalone("--seed-users", "5", "--seed-classes", "2")
     headers = {"Authorization": "Bearer test-token"}
