@@ -268,13 +268,16 @@ def test_changes_by_hand_between_nights_are_read_as_a_full_read_would(
     ok(http.patch(f"/users/{ids[1]}", json={"userPrincipalName": f"ll1@{DOMAIN}"}))
     ok(http.delete(f"/groups/{klas}/members/{outsider}/$ref"))
     ok(http.delete(f"/users/{ids[4]}"))  # a member and an owner: gone from both
+    ok(http.patch(f"/groups/{unsecure['id']}", json={"securityEnabled": True}))  # comes in
+    ok(http.patch(f"/groups/{foreign['id']}", json={"securityEnabled": False}))  # goes out
     reads.clear()
     third, kept = nights.read()
     assert read_kinds(reads)[0].startswith("read Entra ID incrementally")
     full, fresh = nights.full()
     assert third == full
     same_snapshot(kept, fresh)
-    assert {g.key for g in third.groups} == {"klas-1A", "klas-1C", "sport"}
+    assert {g.key for g in third.groups} == {"klas-1A", "klas-1C", "post"}
+    assert {g.key: g.members for g in third.groups}["post"] == {"E0"}
 
     # -- and nothing changed: nothing to fold, the same read ------------------------------------
     reads.clear()

@@ -35,7 +35,7 @@ from provisioner.targets.entra.snapshot import (
     relations,
     user_select,
 )
-from provisioner.targets.entra.transport import Graph
+from provisioner.targets.entra.transport import Graph, GraphRefused
 from provisioner.targets.entra_settings import EntraConfig, key_of
 
 FORMAT = 1
@@ -45,6 +45,10 @@ watermark: a read kept in another format is never the base of an incremental one
 REFUSED_LINK = frozenset({400, 404, 410})
 """Graph's answers to a delta link it no longer honours: 400 ``syncStateNotFound`` (expired,
 after seven days for directory objects), 410 Gone (its sync state was reset)."""
+
+
+class LinkRefused(TargetError):
+    """Graph no longer honours the kept delta link: a full read is due."""
 
 
 def scope_of(config: EntraConfig) -> str:
@@ -86,7 +90,12 @@ async def _round(graph: Graph, link: str) -> tuple[list[dict[str, Any]], str]:
         if not link.startswith(graph.config.graph_root + "/"):
             # The bearer token goes wherever the link points: only to Graph itself.
             raise TargetError(f"Graph sent a delta link to another host: {link}")
-        page = await graph.send_json("GET", link) or {}
+        try:
+            page = await graph.send_json("GET", link) or {}
+        except GraphRefused as exc:
+            if exc.status in REFUSED_LINK:
+                raise LinkRefused(str(exc)) from None
+            raise
         values += page.get("value") or []
         if page.get("@odata.deltaLink"):
             return values, str(page["@odata.deltaLink"])
@@ -111,8 +120,7 @@ async def read_changes(
     graph: Graph, config: EntraConfig, kept: Kept, mark: dict[str, str]
 ) -> Folded:
     """The changes since *mark* folded into *kept* (changed in place): the same objects a full
-    read would give now. A refused delta link raises
-    :class:`~provisioner.targets.entra.transport.GraphRefused`."""
+    read would give now. A delta link Graph no longer honours raises :class:`LinkRefused`."""
     user_items, user_link = await _round(graph, mark["users"])  # signs in first (see watermark)
     group_items, group_link = await _round(graph, mark["groups"])
     folded = Folded(kept, {"users": user_link, "groups": group_link})

@@ -45,7 +45,7 @@ from provisioner.targets.entra.snapshot import (
     read_snapshot,
     snapshot_of,
 )
-from provisioner.targets.entra.transport import Graph, GraphRefused
+from provisioner.targets.entra.transport import Graph
 from provisioner.targets.entra.users import Users
 from provisioner.targets.entra_settings import EntraConfig, key_of
 
@@ -162,9 +162,7 @@ class EntraId(BaseTarget):
                 folded = await delta.read_changes(
                     self.graph, self.config, last.objects, dict(last.watermark)
                 )
-            except GraphRefused as exc:
-                if exc.status not in delta.REFUSED_LINK:
-                    raise
+            except delta.LinkRefused as exc:
                 why = f"Graph refused the delta link of the last read ({exc})"
             else:
                 log.event(
