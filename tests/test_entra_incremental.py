@@ -179,10 +179,12 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[Reads]:
         log.LOG.setLevel(logging.INFO)
 
     monkeypatch.setattr(log, "setup", listened)
-    monkeypatch.setattr(log.LOG, "level", logging.INFO)
+    level = log.LOG.level
+    log.LOG.setLevel(logging.INFO)  # setLevel, not the attribute: the logger caches its level
     log.LOG.addHandler(handler)
     yield handler
     log.LOG.removeHandler(handler)
+    log.LOG.setLevel(level)
 
 
 def read_kinds(reads: Reads) -> list[str]:
