@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from provisioner import log
+from provisioner.model import ObservedState
 from provisioner.readcache import ReadCache
 from provisioner.secret import Secret
 from provisioner.state import StateStore
@@ -112,31 +113,28 @@ class Nights:
     def __init__(self, graph: GraphServer, clock: Clock, store: Path, **options: Any) -> None:
         self.graph, self.clock, self.store, self.options = graph, clock, store, options
 
-    def read(self, *, mappings: str = "m1", full: bool = False, **options: Any):
-        target = EntraId(
-            config_for(self.graph, **{**self.options, **options}),
-            sleep=self.clock.wait,
-            clock=self.clock,
-        )
-        try:
-            base = ReadCache(
+    def read(
+        self, *, mappings: str = "m1", full: bool = False, **options: Any
+    ) -> tuple[ObservedState, Snapshot]:
+        """One night: the state store is the base (an incremental read when it may be)."""
+        return self._read(
+            options,
+            lambda target: ReadCache(
                 self.store, target.describe(), mappings=mappings, full_read_every=7, full_read=full
-            )
-            state = target.read(ATTRIBUTES, base)
-            assert target._snapshot is not None
-            return state, target._snapshot
-        finally:
-            target.close()
-
-    def full(self, **options: Any):
-        """A full read without a base (kept nowhere): what the incremental one must equal."""
-        target = EntraId(
-            config_for(self.graph, **{**self.options, **options}),
-            sleep=self.clock.wait,
-            clock=self.clock,
+            ),
         )
+
+    def full(self, **options: Any) -> tuple[ObservedState, Snapshot]:
+        """A full read without a base (kept nowhere): what the incremental one must equal."""
+        return self._read(options, lambda target: None)
+
+    def _read(
+        self, options: dict[str, Any], base: Callable[[EntraId], ReadCache | None]
+    ) -> tuple[ObservedState, Snapshot]:
+        config = config_for(self.graph, **{**self.options, **options})
+        target = EntraId(config, sleep=self.clock.wait, clock=self.clock)
         try:
-            state = target.read(ATTRIBUTES)
+            state = target.read(ATTRIBUTES, base(target))
             assert target._snapshot is not None
             return state, target._snapshot
         finally:
