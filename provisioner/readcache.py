@@ -64,6 +64,17 @@ class ReadCache:
         self.why_full = ""
         """Why the last call of :meth:`last` gave no base (for the log), or ""."""
 
+    @property
+    def keeps(self) -> bool:
+        """True when a read made now is kept and may be the next one's base: a target takes no
+        watermark otherwise (a dry run, ``full_read_every: 0``, no state store yet)."""
+        return (
+            self._keeps
+            and self._full_read_every > 0
+            and self._path is not None
+            and self._path.exists()
+        )
+
     def _scope(self, scope: str) -> str:
         return f"{self._mappings}|{scope}"
 
@@ -112,7 +123,7 @@ class ReadCache:
         *watermark* on, as the base of the next read. *full*: they were read in full now (else
         they are the last base with the changes folded in). Nothing is kept by a dry run, nor
         without a state store: a preview or a first plan leaves no file behind."""
-        if not self._keeps or self._path is None or not self._path.exists():
+        if not self.keeps:
             return
         now = self._now()
         full_read_at = now if full or self._full_read_at is None else self._full_read_at

@@ -105,6 +105,9 @@ def test_a_dry_run_keeps_nothing(tmp_path: Path) -> None:
     cache(path, clock).keep("s", {"usn": 1}, {"a": 1}, full=True)
     before = path.read_bytes()
     dry = cache(path, clock, keeps=False)
+    assert not dry.keeps and cache(path, clock).keeps
+    assert not cache(path, clock, full_read_every=0).keeps
+    assert not cache(tmp_path / "none.db", clock).keeps
     base = dry.last("s")
     assert base is not None and base.objects == {"a": 1}  # it still reads from the kept read
     dry.keep("s", {"usn": 2}, {"a": 2}, full=True)

@@ -64,6 +64,9 @@ class ReadBase(Protocol):
 
     why_full: str
     """Why :meth:`last` gave no base (a full read is due), for the log."""
+    keeps: bool
+    """True when :meth:`keep` keeps the read (not in a dry run, nor with ``full_read_every: 0``
+    or before there is a state store): only then is a watermark worth taking."""
 
     def last(self, scope: str) -> LastRead | None:
         """The last read of *scope* when it may be the base of an incremental read, else None

@@ -176,6 +176,8 @@ class EntraId(BaseTarget):
         else:
             why = base.why_full
         log.event(f"read Entra ID in full: {why}", read="full", why=why)
+        if not base.keeps:  # nothing will be kept: no watermark to take
+            return await read_scope(self.graph, self.config)
         mark = await delta.watermark(self.graph, self.config)
         kept = await read_scope(self.graph, self.config)
         base.keep(scope, mark, kept, full=True)
