@@ -358,33 +358,38 @@ def touch(dc: Any, root_dn: str, count: int) -> int:
     return touched
 
 
-def bare_read(config_path: Path) -> int:
-    """A paged search of the managed root with the attributes the target reads; builds nothing."""
+def bare_read(config_path: Path) -> Callable[[], int]:
+    """A paged search of the managed root with the attributes the target reads, building
+    nothing: the returned function, to be timed. The configuration, the mappings and the
+    modules are loaded before, here (the plan's own are too, and ``fetch`` measures them)."""
     from ldap3 import SUBTREE
 
     from provisioner.pipeline import mapped_attributes, prepare
+    from provisioner.targets.ad import MANAGED_OBJECTS, ActiveDirectory
 
     prepared = prepare(config_path)
     ad_config = prepared.config.target.ad  # type: ignore[union-attr]
     accounts, groups = mapped_attributes(prepared)
-    from provisioner.targets.ad import MANAGED_OBJECTS, ActiveDirectory
 
-    target = ActiveDirectory(ad_config)
-    wanted = target.read_attributes(accounts | groups)
-    conn = target.connect()
-    seen = 0
-    for entry in conn.extend.standard.paged_search(
-        target.root_dn,
-        MANAGED_OBJECTS,
-        search_scope=SUBTREE,
-        attributes=wanted,
-        paged_size=ad_config.page_size,
-        generator=True,
-    ):
-        if entry.get("type") == "searchResEntry":
-            seen += 1
-    target.close()
-    return seen
+    def read() -> int:
+        target = ActiveDirectory(ad_config)
+        wanted = target.read_attributes(accounts | groups)
+        conn = target.connect()
+        seen = 0
+        for entry in conn.extend.standard.paged_search(
+            target.root_dn,
+            MANAGED_OBJECTS,
+            search_scope=SUBTREE,
+            attributes=wanted,
+            paged_size=ad_config.page_size,
+            generator=True,
+        ):
+            if entry.get("type") == "searchResEntry":
+                seen += 1
+        target.close()
+        return seen
+
+    return read
 
 
 LABELS = (
@@ -465,7 +470,7 @@ def child(mode: str, config: Path, profile: Path | None) -> None:
     elif mode == "fetch":
         run = lambda: main(["fetch", "--config", str(config)])  # noqa: E731
     else:
-        run = lambda: bare_read(config)  # noqa: E731
+        run = bare_read(config)
     stdout = sys.stdout
     sys.stdout = quiet  # the plan's text is not what is measured here, only its making
     try:
