@@ -1,28 +1,36 @@
 """Benchmark: a no-op night (``plan``) against a Samba DC holding everyone, and its floor.
 
-    python -m bench.bench_nightly --pupils 10000 [--profile FILE]
+    python -m bench.bench_nightly --pupils 10000 50000 [--touch N] [--profile FILE]
 
-Needs root and the Samba packages (``bash scripts/install-samba``). In one run:
+Needs root and the Samba packages (``bash scripts/install-samba``); see docs/benchmarks.md. For
+each size, one after the other, in one run:
 
 1. a synthetic scholengroep (two instellingsnummers, N pupils, N/10 staff) served by the
    project's Informat server on 127.0.0.1, and a fresh Samba AD DC (the tests' helper);
-2. the DC filled with everyone by the first night itself: ``apply`` through the command line,
-   with one change for speed: accounts are created without a password (``userAccountControl``
-   NORMAL_ACCOUNT | PASSWD_NOTREQD, so they are enabled), because the DC's password hashing
-   (~20 ms of server CPU each) would dominate the fill. Everything else — OUs, attributes,
-   groups, members, the state store — is what a real first night leaves behind;
+2. the DC filled with everyone by the first night: ``apply`` through the command line, its
+   writes recorded (:class:`EntryRecorder`) and imported into the stopped DC through Samba's own
+   module stack (``bench/samba_import.py``), its state store written as apply writes it (in one
+   transaction). ``--fill apply`` writes over LDAP instead, one add at a time (~5 times slower).
+   Either way accounts have no password (``userAccountControl`` NORMAL_ACCOUNT |
+   PASSWD_NOTREQD, so they are enabled): the DC's password hashing would dominate the fill;
 3. each measure in a fresh child process (so the Informat server in this process does not share
    its GIL, as in production where both are remote), one run each:
 
    - no-op ``plan``: ``provisioner.cli.main(["plan", "--config", …])``, which must exit 0;
+   - with ``--touch N``, N pupils' displayName changed by hand; then a second ``plan``, right
+     after the first (the incremental night, once the target reads incrementally), with the
+     changes it found;
    - ``fetch``: ``main(["fetch", "--config", …])``: download + parse of the data sets and fields
      the mappings use;
    - bare read: an ldap3 paged search of the managed root (same filter, page size and attributes
      as the target's read) that builds nothing;
    - floor = fetch + bare read; peak memory = the plan child's VmHWM.
 
-With ``--profile FILE`` the no-op plan runs once more under cProfile (its stats saved to FILE and
-the top entries by cumulative time printed). Goal (issue 17): plan ≤ 1.5 × its floor.
+With two sizes or more, the growth of each from the first. With ``--profile FILE`` the no-op plan
+runs once more under cProfile (the main thread's and the target read's thread's stats saved to
+FILE-<pupils> and FILE-<pupils>.thread, the top entries of both added up printed). ``--dump FILE``
+writes the directory's and the state store's content after the fill, to compare two fills.
+Goals (issue 17): plan ≤ 1.5 × its floor, growth ≤ 1.2 × linear, 50,000 pupils in ≤ 15 s.
 """
 
 from __future__ import annotations
