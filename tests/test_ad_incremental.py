@@ -417,13 +417,23 @@ def test_members_kept_by_dn_are_read_again_every_night() -> None:
         "description": [b"bytes \xc3\xa9"],
     }
     key, kept = ad_read.kept_object(
-        f"<GUID={'11' * 16}>;CN=g,OU=X,DC=s", values, ["description", "member", "sAMAccountName"]
+        f"<GUID={'11' * 16}>;CN=g,OU=X,DC=s",
+        values,
+        ad_read.kept_attributes(["description", "member", "sAMAccountName", "objectGUID"]),
     )
     assert key == "11111111-1111-1111-1111-111111111111"
     assert kept == ["CN=g,OU=X,DC=s", "g", {"description": "bytes é", "samaccountname": "g"},
                     [guid, "CN=ranged,OU=X,DC=s"]]  # fmt: skip
     assert ad_read.ranged(kept) and not ad_read.ranged([*kept[:3], [guid]])
     assert json.loads(json.dumps(kept)) == kept
+
+
+def test_the_parent_of_a_dn_with_escaped_commas() -> None:
+    assert ad_read.parent_dn("CN=a,OU=b,DC=s") == "OU=b,DC=s"
+    assert ad_read.parent_dn("CN=Peeters\\, An,OU=1A\\,B,DC=s") == "OU=1A\\,B,DC=s"
+    assert ad_read.parent_dn("CN=ends in \\\\,OU=b") == "OU=b"  # an escaped backslash
+    assert ad_read.parent_dn("CN=a\\2Cb,OU=b") == "OU=b"
+    assert ad_read.parent_dn("DC=s") == ""
 
 
 def test_a_plan_from_an_incremental_read_equals_the_full_one(

@@ -583,8 +583,9 @@ class ActiveDirectory(BaseTarget):
         self, wanted: list[str], search_filter: str = MANAGED_OBJECTS
     ) -> dict[str, ad_read.Kept]:
         """Every managed object below the root (that *search_filter* finds), by objectGUID."""
+        kept = ad_read.kept_attributes(wanted)
         return dict(
-            ad_read.kept_object(dn, values, wanted)
+            ad_read.kept_object(dn, values, kept)
             for dn, values in self._managed(search_filter, wanted)
         )
 
@@ -641,7 +642,7 @@ class ActiveDirectory(BaseTarget):
                     state.ous.add(path)
                 continue
             # Thousands of objects share a few hundred parents: each parent DN is parsed once.
-            parent = _split_dn(dn)[1]
+            parent = ad_read.parent_dn(dn)
             parent_path = parent_paths.get(parent)
             if parent_path is None:
                 parent_path = parent_paths[parent] = self.ou_path(parent) or ()

@@ -71,18 +71,24 @@ def split_extended(dn: str) -> tuple[str | None, str]:
     return guid, dn
 
 
-def kept_object(dn: str, values: Mapping[str, Any], wanted: Iterable[str]) -> tuple[str, Kept]:
-    """(objectGUID, the kept object) of one entry of a read with extended DNs."""
+def kept_attributes(wanted: Iterable[str]) -> frozenset[str]:
+    """Of the attributes a read asks for, those kept as attributes (case-folded)."""
+    return frozenset(name.casefold() for name in wanted) - _NOT_KEPT
+
+
+def kept_object(dn: str, values: Mapping[str, Any], kept: frozenset[str]) -> tuple[str, Kept]:
+    """(objectGUID, the kept object) of one entry of a read with extended DNs; *kept* from
+    :func:`kept_attributes`."""
     guid, plain = split_extended(dn)
     if guid is None:  # the DC ignored the control: the attribute still says it
         guid = _guid(values.get("objectGUID"))
     classes = {c.lower() for c in values.get("objectClass", [])}
     kind = OU if "organizationalunit" in classes else GROUP if "group" in classes else USER
+    # The entry's own names (what it holds), not one lookup per attribute asked for.
     attributes = {
         folded: value
-        for name in wanted
-        if (folded := name.casefold()) not in _NOT_KEPT
-        and (value := text(values.get(name))) is not None
+        for name, found in values.items()
+        if (folded := name.casefold()) in kept and (value := text(found)) is not None
     }
     members: list[str] = []
     if kind == GROUP:
@@ -90,6 +96,18 @@ def kept_object(dn: str, values: Mapping[str, Any], wanted: Iterable[str]) -> tu
             member_guid, member_dn = split_extended(str(member))
             members.append(member_guid or member_dn)
     return guid, [plain, kind, attributes, members]
+
+
+def parent_dn(dn: str) -> str:
+    """*dn* without its first RDN: the text after the first comma that is not escaped (a name
+    may hold ``\\,``; a hex escape ``\\2C`` is no comma). Cheaper than parsing the whole DN."""
+    start = 0
+    while (comma := dn.find(",", start)) >= 0:
+        backslashes = len(dn[:comma]) - len(dn[:comma].rstrip("\\"))
+        if backslashes % 2 == 0:
+            return dn[comma + 1 :]
+        start = comma + 1
+    return ""
 
 
 def ranged(kept: Kept) -> bool:
