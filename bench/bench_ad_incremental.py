@@ -13,8 +13,8 @@ class group, then, each read by a fresh target as a night makes one:
   removed, accounts deleted), then the incremental read, checked equal to a full read after it.
 
 ``--before FILE``: also time the full read of another version of ``provisioner/targets/ad.py``
-(``git show main:provisioner/targets/ad.py > /tmp/ad_before.py``) on the same DC, for a
-before/after in one run.
+on the same DC, for a before/after in one run (the read before the incremental one:
+``git show 21ea32c:provisioner/targets/ad.py > /tmp/ad_before.py``).
 """
 
 from __future__ import annotations

@@ -4,11 +4,13 @@ one must give exactly what a full read gives, and the plan made from it the same
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import secrets
 import shutil
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -218,6 +220,11 @@ def store(tmp_path: Path) -> Path:
     return path
 
 
+def usn_changed(tree: Tree, name: str) -> int:
+    tree.conn.search(tree.dn[name], "(objectClass=*)", BASE, attributes=["uSNChanged"])
+    return int(tree.conn.response[0]["attributes"]["uSNChanged"][0])
+
+
 def assert_same(night: Night, incremental: ObservedState) -> ObservedState:
     full = night.full()
     assert normalised(incremental) == normalised(full)
@@ -243,9 +250,13 @@ def test_an_incremental_read_equals_a_full_read_after_changes_by_hand(
     t.move("x1", "CN=x1", t.dn["1A"])  # moved in from outside, with an anchor
     t.delete("a3")  # a member deleted
     t.delete("gone")  # a group deleted
+    before = usn_changed(t, "g1a")
     t.modify("g1a", {"member": [(MODIFY_ADD, [t.dn["a5"]])]})  # membership added
+    assert usn_changed(t, "g1a") > before  # a member added or removed changes the group
     t.modify("g1a", {"member": [(MODIFY_DELETE, [t.dn["a6"]])]})  # and removed
+    before = usn_changed(t, "g1a")
     t.move("a4", "CN=a4 renamed")  # renamed: still a member of g1a
+    assert usn_changed(t, "g1a") == before  # its member value changed, the group's USN did not
     t.move("1B", "OU=1C")  # an OU renamed: b1..b3 and g1b follow
     t.move("Staff", "OU=Staff", t.outside)  # an OU moved out: t1 leaves g1a's managed members
     moved_in = t.ou("Incoming", t.outside)
@@ -281,6 +292,14 @@ def test_a_full_read_whenever_the_base_cannot_be_trusted(
     night = Night(settings, store, events)
     night.read()
     assert night.read()[1].startswith("read the managed OU incrementally")
+    # a dry run (plan) reads from the kept read but keeps nothing
+    kept = kept_reads(store)
+    tree.modify("a1", {"displayName": [(MODIFY_REPLACE, ["Dry"])]})
+    dry_run = Night(settings, store, events, keeps=False)
+    dry, line = dry_run.read()
+    assert line.startswith("read the managed OU incrementally: 1 changed"), line
+    assert kept_reads(store) == kept
+    assert_same(dry_run, dry)
 
     # another DC answered (or this one was restored): another invocationId
     target = ActiveDirectory(settings).describe()
@@ -436,6 +455,11 @@ def test_the_parent_of_a_dn_with_escaped_commas() -> None:
     assert ad_read.parent_dn("DC=s") == ""
 
 
+def kept_reads(path: Path) -> list[tuple[Any, ...]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT * FROM last_read").fetchall()
+
+
 def test_a_plan_from_an_incremental_read_equals_the_full_one(
     samba_dc: Any, informat_server: InformatServer, synthetic: Any, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], events: list[str],
@@ -472,8 +496,14 @@ def test_a_plan_from_an_incremental_read_equals_the_full_one(
         write_config(informat_server.url)
         assert main(["apply", "--config", str(path)]) == 0
         capsys.readouterr()
-        assert plan()["changes"] == []  # the first read kept in the state store
+        assert plan()["read"].startswith("read the managed OU in full")  # nothing kept yet
+        # a no-op apply keeps its read (a plan keeps none: it leaves the state store alone)
+        assert main(["apply", "--config", str(path)]) == 0
+        capsys.readouterr()
+        kept = kept_reads(tmp_path / "state.db")
+        assert len(kept) == 1
         assert same_plan()["changes"] == []
+        assert kept_reads(tmp_path / "state.db") == kept
 
         # the run's own writes between two nights: day two's apply
         with InformatServer(day_two(synthetic).data, today=REFERENCE_DAY) as server:

@@ -510,9 +510,12 @@ class ActiveDirectory(BaseTarget):
         last = None
         why_full = "no state store to keep the read in"
         if base is not None:
-            mark = self._watermark()  # before the read: what changes during it is read again
             last = base.last(scope)
             why_full = base.why_full
+        if base is not None and (base.keeps or last is not None):
+            # Before the read: what changes during it is read again next time. A dry run keeps
+            # nothing, but checks that the kept read comes from this DC.
+            mark = self._watermark()
             if mark is None:
                 last, why_full = None, "the DC's invocationId or highest USN cannot be read"
             elif last is not None and (problem := ad_read.watermark_problem(last.watermark, mark)):
@@ -539,7 +542,7 @@ class ActiveDirectory(BaseTarget):
                 gone=gone,
                 since=last.read_at.isoformat(),
             )
-        if base is not None and mark is not None:
+        if base is not None and base.keeps and mark is not None:
             base.keep(scope, mark, objects, full=last is None)
         return self._observed(objects, attributes, state)
 
