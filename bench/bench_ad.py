@@ -47,6 +47,19 @@ def create_change(i: int) -> Change:
     )
 
 
+def admin_config(dc: SambaDC) -> AdConfig:
+    """The target's settings for a benchmark DC: bound as its administrator, managing
+    ``OU=Managed``."""
+    return AdConfig(
+        url=dc.ldaps_url,
+        bind_user=dc.admin_user,
+        password=Secret(dc.admin_password, "bench"),
+        base_dn=dc.base_dn,
+        managed_root="OU=Managed",
+        ca_file=dc.ca_file,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--creates", type=int, default=2000)
@@ -54,14 +67,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with SambaDC() as dc:
-        config = AdConfig(
-            url=dc.ldaps_url,
-            bind_user=dc.admin_user,
-            password=Secret(dc.admin_password, "bench"),
-            base_dn=dc.base_dn,
-            managed_root="OU=Managed",
-            ca_file=dc.ca_file,
-        )
+        config = admin_config(dc)
         target = ActiveDirectory(config)
         target.apply(
             Change(

@@ -32,12 +32,11 @@ from typing import Any
 
 from ldap3 import MODIFY_ADD, MODIFY_DELETE, MODIFY_REPLACE, Connection, Server
 
+from bench.bench_ad import admin_config
 from provisioner.model import ObservedState
 from provisioner.readcache import ReadCache
-from provisioner.secret import Secret
 from provisioner.state import StateStore
 from provisioner.targets.ad import ActiveDirectory
-from provisioner.targets.ad_settings import AdConfig
 from tests.fakes.samba import SambaDC
 
 ATTRIBUTES = frozenset({"sAMAccountName", "displayName", "department", "givenName", "sn"})
@@ -124,14 +123,7 @@ def main() -> None:
         spec.loader.exec_module(before)
 
     with SambaDC(args.host) as dc, tempfile.TemporaryDirectory() as tmp:
-        config = AdConfig(
-            url=dc.ldaps_url,
-            bind_user=dc.admin_user,
-            password=Secret(dc.admin_password, "bench"),
-            base_dn=dc.base_dn,
-            managed_root="OU=Managed",
-            ca_file=dc.ca_file,
-        )
+        config = admin_config(dc)
         server = Server(args.host, port=636, use_ssl=True, tls=dc.tls(), get_info=None)
         conn = Connection(
             server, dc.admin_user, dc.admin_password, auto_bind=True, receive_timeout=120
