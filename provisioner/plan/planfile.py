@@ -18,6 +18,7 @@ from typing import Any
 
 from provisioner.errors import ConfigError
 from provisioner.files import write_private_text
+from provisioner.gcpause import paused_gc
 from provisioner.plan.jsontext import write_indented
 from provisioner.plan.model import (
     Change,
@@ -48,6 +49,7 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+@paused_gc()  # a dict or two per change, none of them in a cycle
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The plan as a JSON-ready document, built field by field. It shares the plan's values
     (text, lists of text) instead of copying them, as ``dataclasses.asdict`` did (2.2 million
