@@ -16,6 +16,8 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO, overload
 
+from provisioner.gcpause import paused_gc
+
 BATCH = 500
 """Entries encoded per piece: enough to keep the per-piece cost small, few enough to stay small."""
 STREAMED = "changes"
@@ -171,6 +173,7 @@ def canonical_pieces(document: dict[str, Any]) -> Iterator[str]:
     yield "}" if document else "{}"
 
 
+@paused_gc()  # the pieces' lists and dicts die young and hold no cycles
 def write_indented(document: dict[str, Any], handle: TextIO) -> None:
     """Write ``json.dumps(document, indent=1, ensure_ascii=False) + "\\n"`` to *handle*."""
     for piece in indented_pieces(document):
