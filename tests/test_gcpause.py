@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 
@@ -56,3 +57,22 @@ def test_as_a_decorator_each_call_pauses():
     assert stage() is False
     assert stage() is False
     assert gc.isenabled()
+
+
+def test_what_the_stage_built_counts_as_old_and_a_cycle_in_it_is_still_collected():
+    gc.enable()
+
+    class Node:
+        pass
+
+    with paused_gc():
+        built = [{"n": n} for n in range(10_000)]
+        cycle = Node()
+        cycle.self = cycle  # type: ignore[attr-defined]
+        gone = weakref.ref(cycle)
+    assert gc.get_count()[0] < 100  # not 10,000 young objects for the next collection to walk
+    assert gc.get_freeze_count() == 0  # nothing left frozen
+    del cycle
+    gc.collect()
+    assert gone() is None
+    assert len(built) == 10_000
