@@ -64,8 +64,9 @@ class StaticToken:
         pass
 
 
-def start_server(seed_users: int) -> tuple[subprocess.Popen[str], str]:
-    """The Graph server in a child process; its first printed line is the base URL."""
+def start_server(seed_users: int, *options: str) -> tuple[subprocess.Popen[str], str]:
+    """The Graph server in a child process (with more command-line *options*); its first
+    printed line is the base URL."""
     server = subprocess.Popen(
         [
             sys.executable,
@@ -77,6 +78,7 @@ def start_server(seed_users: int) -> tuple[subprocess.Popen[str], str]:
             str(seed_users),
             "--token",
             TOKEN,
+            *options,
         ],
         stdout=subprocess.PIPE,
         text=True,

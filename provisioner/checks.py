@@ -13,6 +13,12 @@ def positive(value: float) -> float:
     return value
 
 
+def not_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def existing_file(path: Path) -> Path:
     """A file that is there and can be read: caught when the configuration is read, not as a
     traceback when the file is first opened."""

@@ -94,6 +94,12 @@ DEFAULT_SNAPSHOT = Path("<snapshots.dir>")
 """``fetch --save`` without a folder: a new dated one in ``snapshots.dir``."""
 
 
+FULL_READ_HELP = (
+    "read every managed object in the directory, not only what changed since the last read "
+    "(a full read is made anyway every full_read_every days)"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="provisioner",
@@ -188,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also list what a first night finds: accounts in the managed scope that match "
         "nobody, names taken outside it, and accounts outside it carrying a person's anchor",
     )
+    plan.add_argument("--full-read", action="store_true", help=FULL_READ_HELP)
     plan.set_defaults(handler=run_plan)
 
     apply = commands.add_parser(
@@ -208,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("--report", type=Path, metavar="FILE", help="write an HTML report")
     apply.add_argument("--json", action="store_true", help="print the plan and results as JSON")
+    apply.add_argument(
+        "--full-read", action="store_true", help=FULL_READ_HELP + "; without PLAN only"
+    )
     apply.add_argument(
         "--approve",
         metavar="WHAT",
@@ -238,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         "an error or a failed change.",
     )
     run.add_argument("--config", required=True, type=Path, metavar="FILE")
+    run.add_argument("--full-read", action="store_true", help=FULL_READ_HELP)
     run.set_defaults(handler=run_nightly)
 
     notify = commands.add_parser(
@@ -432,6 +443,7 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
         prepared = prepare_preview(config, args.schooljaar, **args.source_seams)
     else:
         prepared = prepare_config(config, **args.source_seams)
+    prepared.full_read = args.full_read
     target = open_target(prepared, **args.seams)
     try:
         read, observed = read_source_and_target(prepared, target, lambda: _read(prepared))
@@ -511,6 +523,7 @@ def run_apply(args: argparse.Namespace, config: Config) -> int:
         raise ConfigError(f"{args.config}: apply needs a target (target: ad: … or entra: …)")
     with kept_if_failed(config):
         prepared = prepare_config(config, **args.source_seams)
+        prepared.full_read, prepared.keeps_read = args.full_read, True
         target = open_target(prepared, **args.seams)
     assert target is not None
     try:
@@ -663,7 +676,11 @@ def _approval_json(approval: Approval | None, selection: Selection, command: str
 def run_nightly(args: argparse.Namespace) -> int:
     config = load_config(args.config)  # a configuration that does not load notifies nobody
     night = run_night(
-        config, config_arg=str(args.config), seams=args.seams, source_seams=args.source_seams
+        config,
+        config_arg=str(args.config),
+        seams=args.seams,
+        source_seams=args.source_seams,
+        full_read=args.full_read,
     )
     report = night.report
     command = f"{_apply_command(args)} {Path(str(report.run_folder)) / 'plan.json'}"

@@ -79,8 +79,10 @@ def run_night(
     seams: Mapping[str, Any] | None = None,
     source_seams: Mapping[str, Any] | None = None,
     clock: Callable[[], dt.datetime] | None = None,
+    full_read: bool = False,
 ) -> Night:
-    """One night, start to end. Errors do not escape: a night that fails is reported as failed
+    """One night, start to end (*full_read*: the directory read in full, ``--full-read``).
+    Errors do not escape: a night that fails is reported as failed
     (exit code 1), with its error, in the history and in its run folder."""
     clock = clock or _now
     started = clock()
@@ -103,7 +105,9 @@ def run_night(
             log.event(warning, logging.WARNING)
         try:
             with run_lock(config, f"provisioner run --config {config_arg}"):
-                _plan_and_apply(config, night, folder, dict(seams or {}), dict(source_seams or {}))
+                _plan_and_apply(
+                    config, night, folder, dict(seams or {}), dict(source_seams or {}), full_read
+                )
         except ProvisionerError as exc:
             _failed(config, night, log.redact(str(exc)))
         except Exception as exc:  # a bug must still end in a failed, reported night
@@ -126,9 +130,11 @@ def _plan_and_apply(
     folder: Path,
     seams: dict[str, Any],
     source_seams: dict[str, Any],
+    full_read: bool,
 ) -> None:
     report = night.report
     prepared = prepare_config(config, **source_seams)
+    prepared.full_read, prepared.keeps_read = full_read, True
     target = open_target(prepared, **seams)
     assert target is not None and config.state is not None  # run_night checked the configuration
     try:

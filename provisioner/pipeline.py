@@ -39,6 +39,7 @@ from provisioner.plan.planner import (
     names_in_use,
 )
 from provisioner.plan.seal import PlanKey, key_path, load_key
+from provisioner.readcache import ReadCache
 from provisioner.sources import open_source
 from provisioner.sources.base import Fields, Progress, Source, SourceRead
 from provisioner.state import StateStore
@@ -57,6 +58,11 @@ class Prepared:
     source: Source
     fields: dict[str, Collection[str] | None]
     """What the mappings read: per data set its fields (None: all)."""
+    full_read: bool = False
+    """Read the directory in full even when an incremental read could do (``--full-read``)."""
+    keeps_read: bool = False
+    """Keep the directory's read in the state store as the next read's base: the commands that
+    write the store (apply, run) do; plan and the previews leave it as they found it."""
 
 
 def prepare(config_path: Path, **source_seams: Any) -> Prepared:
@@ -326,14 +332,23 @@ class _InBackground(Generic[T]):
 
 
 def observe(prepared: Prepared, target: Target) -> ObservedState:
-    """What *target* holds of everything the mappings set, after checking it can hold it."""
+    """What *target* holds of everything the mappings set, after checking it can hold it; read
+    incrementally when the state store keeps a read that may be its base (:mod:`readcache`)."""
     account_attributes, group_attributes = mapped_attributes(prepared)
     problems = target.unsupported(account_attributes, group_attributes)
     if problems:
         raise ConfigError(
             f"the mappings set what {target.describe()} cannot hold: " + "; ".join(problems)
         )
-    return target.read(account_attributes | group_attributes)
+    base = ReadCache(
+        prepared.config.state,
+        target.describe(),
+        mappings=hashes(prepared)[1],
+        full_read_every=target.config.full_read_every,
+        full_read=prepared.full_read,
+        keeps=prepared.keeps_read,
+    )
+    return target.read(account_attributes | group_attributes, base)
 
 
 def read_source_and_target(

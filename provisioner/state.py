@@ -104,6 +104,17 @@ MIGRATIONS: list[str] = [
         deleted TEXT                     -- the day the connector deleted it
     );
     """,
+    # 7: the last read of the directory, the base of the next night's incremental read
+    """
+    CREATE TABLE last_read (
+        target TEXT PRIMARY KEY,         -- the directory, as a plan names it
+        scope TEXT NOT NULL,             -- what was read: the mappings, the managed scope
+        watermark TEXT NOT NULL,         -- JSON: where the directory's history stood before it
+        full_read_at TEXT NOT NULL,      -- when everything was last read in full
+        read_at TEXT NOT NULL,
+        objects BLOB NOT NULL            -- zlib-compressed JSON: the objects as read
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 SIDE_FILES = ("-journal", "-wal", "-shm")
@@ -491,3 +502,55 @@ class StateStore:
             if run["outcome"] in _ENDED_WELL and summary.get("persons"):
                 return run["started"], summary["persons"]
         return None
+
+    # -- the last read of the directory ----------------------------------------------------------
+
+    def last_read(self, target: str) -> dict[str, Any] | None:
+        """The last read kept for *target* (:meth:`keep_read`), or None: ``scope``,
+        ``watermark`` (decoded), ``full_read_at``, ``read_at`` and ``objects`` (still compressed:
+        only a read that will use it pays for decoding it)."""
+        row = self.db.execute(
+            "SELECT scope, watermark, full_read_at, read_at, objects FROM last_read "
+            "WHERE target = ?",
+            (target,),
+        ).fetchone()
+        if row is None:
+            return None
+        scope, watermark, full_read_at, read_at, objects = row
+        return {
+            "scope": scope,
+            "watermark": json.loads(watermark),
+            "full_read_at": dt.datetime.fromisoformat(full_read_at),
+            "read_at": dt.datetime.fromisoformat(read_at),
+            "objects": objects,
+        }
+
+    def keep_read(
+        self,
+        target: str,
+        *,
+        scope: str,
+        watermark: Mapping[str, Any],
+        full_read_at: dt.datetime,
+        objects: bytes,
+    ) -> None:
+        """Keep the read of *target* just made, replacing the one before."""
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR REPLACE INTO last_read "
+                "(target, scope, watermark, full_read_at, read_at, objects) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    target,
+                    scope,
+                    json.dumps(watermark, sort_keys=True),
+                    full_read_at.isoformat(timespec="seconds"),
+                    _now(),
+                    objects,
+                ),
+            )
+
+    def forget_reads(self) -> None:
+        """Drop every kept read: the next read of each directory is a full one."""
+        with self.transaction():
+            self.db.execute("DELETE FROM last_read")

@@ -1202,6 +1202,35 @@ def test_standalone_mode_serves_until_terminated(standalone: Callable[..., list[
     assert [u["employeeId"] for u in r.json()["value"]] == ["0", "1", "2"]
 
 
+def test_a_round_trip_time_delays_every_answer(
+    standalone: Callable[..., list[str]],
+) -> None:
+    (url,) = standalone("--seed-users", "1", "--round-trip", "0.2")
+    headers = {"Authorization": "Bearer test-token"}
+    with httpx.Client(headers=headers) as client:
+        client.get(f"{url}/users")  # the connection is made
+        started = time.perf_counter()
+        assert client.get(f"{url}/users").status_code == 200
+        assert time.perf_counter() - started >= 0.2
+
+
+def test_standalone_mode_seeds_class_groups(standalone: Callable[..., list[str]]) -> None:
+    (url,) = standalone("--seed-users", "5", "--seed-classes", "2")
+    headers = {"Authorization": "Bearer test-token"}
+    groups = httpx.get(f"{url}/groups", params={"$select": "mailNickname"}, headers=headers)
+    found = {g["mailNickname"]: g["id"] for g in groups.json()["value"]}
+    assert sorted(found) == ["prov-klas-0", "prov-klas-1", "prov-klas-2"]
+    select = {"$select": "employeeId"}
+    members = httpx.get(
+        f"{url}/groups/{found['prov-klas-1']}/members", params=select, headers=headers
+    )
+    owners = httpx.get(
+        f"{url}/groups/{found['prov-klas-1']}/owners", params=select, headers=headers
+    )
+    assert [m["employeeId"] for m in members.json()["value"]] == ["2", "3"]
+    assert [o["employeeId"] for o in owners.json()["value"]] == ["2"]
+
+
 def test_standalone_mode_with_tls_and_an_app(standalone: Callable[..., list[str]]) -> None:
     url, authority, ca_file = standalone(
         "--tls", "--tenant", TENANT, "--client-id", CLIENT_ID, "--client-secret", SECRET

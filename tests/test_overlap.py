@@ -65,7 +65,7 @@ class SlowTarget:
     """A directory behind the Target protocol alone: it holds Ann already, and its read takes
     :data:`PAUSE` (or fails after it with *error*)."""
 
-    config = SimpleNamespace(match_on=("username",))
+    config = SimpleNamespace(match_on=("username",), full_read_every=7)
     limits: Mapping[str, int] = {}
     group_limits: Mapping[str, int] = {}
     has_ous = True
@@ -91,7 +91,7 @@ class SlowTarget:
             [f"accounts: {self.refuses} (not here)"] if self.refuses in account_attributes else []
         )
 
-    def read(self, attributes: Collection[str]) -> ObservedState:
+    def read(self, attributes: Collection[str], base: object = None) -> ObservedState:
         self.reading_threads.append(threading.current_thread().name)
         try:
             time.sleep(PAUSE)

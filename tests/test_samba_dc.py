@@ -297,3 +297,29 @@ def test_tree_delete_removes_an_ou_with_everything_in_it(
     assert not exists(admin, top)
     admin.search(samba_dc.base_dn, "(sAMAccountName=tree.user)", attributes=[])
     assert admin.entries == []
+
+
+def test_a_paused_dc_keeps_its_domain_and_serves_it_again(samba_dc: SambaDC) -> None:
+    """pause() stops Samba but keeps its directory (a benchmark imports into the stopped
+    database, bench/samba_import.py); restart() serves the same domain again. Last in this
+    module: a pause ends every open connection, the module's ``admin`` one too."""
+    conn = samba_dc.connect()
+    ou = f"OU=paused-{uuid.uuid4().hex[:8]},{samba_dc.base_dn}"
+    assert conn.add(ou, OU_CLASSES), conn.result
+    conn.unbind()
+    assert samba_dc.directory is not None
+    sam_ldb = samba_dc.directory / "private" / "sam.ldb"
+
+    samba_dc.pause()
+    try:
+        assert not samba_dc.running()
+        assert sam_ldb.exists()
+    finally:
+        samba_dc.restart()
+
+    conn = samba_dc.connect()
+    try:
+        assert exists(conn, ou)
+    finally:
+        tree_delete(conn, ou)
+        conn.unbind()

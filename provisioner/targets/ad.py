@@ -42,14 +42,17 @@ from ldap3.protocol.formatters.formatters import format_sid
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
+from provisioner import log
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind, Value
+from provisioner.targets import ad_read
 from provisioner.targets.ad_settings import LIMITS, RDN, AdConfig, below, rdns
 from provisioner.targets.base import (
     ADOPTION,
     AnchorIndex,
     BaseTarget,
     Current,
+    ReadBase,
     Result,
     TargetError,
     carried_over,
@@ -473,83 +476,215 @@ class ActiveDirectory(BaseTarget):
             - {"distinguishedName", "name"}
         )
 
-    def read(self, attributes: Collection[str]) -> ObservedState:
-        """Every OU, user and group below the managed root, with paged searches."""
-        conn = self.connect()
+    def read_scope(self, wanted: Collection[str]) -> str:
+        """What a kept read holds: a kept read of another scope is never the base of a read."""
         config = self.config
-        wanted = self.read_attributes(attributes)
+        return "|".join(
+            (
+                f"ad-read/{ad_read.FORMAT}",
+                self.root_dn,
+                config.base_dn,
+                ",".join(sorted(wanted)),
+                config.anchor_attribute,
+                config.group_anchor_attribute,
+                "/".join(self.archive_ou),
+            )
+        )
+
+    def read(self, attributes: Collection[str], base: ReadBase | None = None) -> ObservedState:
+        """Every OU, user and group below the managed root, with paged searches; with *base*,
+        only what changed since the kept read, folded into it (:mod:`.ad_read`)."""
+        config = self.config
         state = ObservedState()
         seen: set[str] = set()  # adopt_from places may nest: each account once
-        for place in config.adopt_from_dns:
+        for place in config.adopt_from_dns:  # few: read live every time
             for account in self._accounts_outside(place, attributes):
                 if account.target.casefold() not in seen:
                     seen.add(account.target.casefold())
                     state.outside.append(account)
         if not self._exists(self.root_dn):
             return state  # a first run: the managed root is created by the plan
+        wanted = self.read_attributes(attributes)
+        scope = self.read_scope(wanted)
+        mark: dict[str, Any] | None = None
+        last = None
+        why_full = "no state store to keep the read in"
+        if base is not None:
+            last = base.last(scope)
+            why_full = base.why_full
+        if base is not None and (base.keeps or last is not None):
+            # Before the read: what changes during it is read again next time. A dry run keeps
+            # nothing, but checks that the kept read comes from this DC.
+            mark = self._watermark()
+            if mark is None:
+                last, why_full = None, "the DC's invocationId or highest USN cannot be read"
+            elif last is not None and (problem := ad_read.watermark_problem(last.watermark, mark)):
+                last, why_full = None, problem
+        folded = None
+        if last is not None:
+            folded = self._read_changes(wanted, last.objects, last.watermark)
+            if folded is None:
+                last, why_full = None, "the DC gave no objectGUID in extended DNs"
+        if folded is None or last is None:
+            objects = self._read_all(wanted)
+            log.event(
+                f"read the managed OU in full ({len(objects)} objects): {why_full}",
+                objects=len(objects),
+                why=why_full,
+            )
+        else:
+            objects, changed, gone = folded
+            log.event(
+                f"read the managed OU incrementally: {changed} changed, {gone} gone since "
+                f"{last.read_at:%Y-%m-%d %H:%M} (USN {last.watermark['usn']})",
+                objects=len(objects),
+                changed=changed,
+                gone=gone,
+                since=last.read_at.isoformat(),
+            )
+        if base is not None and base.keeps and mark is not None:
+            base.keep(scope, mark, objects, full=last is None)
+        return self._observed(objects, attributes, state)
+
+    def _watermark(self) -> dict[str, Any] | None:
+        """The DC's invocationId and highest committed USN, or None when they cannot be read."""
+        found = self._by_dn("", ["highestCommittedUSN", "dsServiceName"])
+        usn = text(found[1].get("highestCommittedUSN")) if found else None
+        service = text(found[1].get("dsServiceName")) if found else None
+        settings = self._by_dn(service, ["invocationId"]) if service else None
+        invocation = settings[1].get("invocationId") if settings else None
+        if isinstance(invocation, list):
+            invocation = invocation[0] if invocation else None
+        if not (usn and usn.isdigit() and isinstance(invocation, bytes) and len(invocation) == 16):
+            return None
+        return {"invocation_id": str(uuid.UUID(bytes_le=invocation)), "usn": int(usn)}
+
+    def _managed(
+        self, search_filter: str, attributes: list[str]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(extended DN, values) of each managed object below the root that *search_filter*
+        finds; a search the DC fails is an error, never a shorter answer (that would look like
+        objects gone)."""
+        conn = self.connect()
         entries = conn.extend.standard.paged_search(
             self.root_dn,
-            MANAGED_OBJECTS,
+            search_filter,
             search_scope=SUBTREE,
-            attributes=wanted,
-            paged_size=config.page_size,
+            attributes=attributes,
+            paged_size=self.config.page_size,
             generator=True,
+            controls=[ad_read.EXTENDED_DN],
         )
-        users: dict[str, str | None] = {}  # DN (lower) → anchor
-        parent_paths: dict[str, tuple[str, ...]] = {}
-        raw_groups = []
         for entry in entries:
-            if entry.get("type") != "searchResEntry":
-                continue
-            dn: str = entry["dn"]
-            values = entry["attributes"]
-            classes = {c.lower() for c in values.get("objectClass", [])}
-            if "organizationalunit" in classes:
-                path = self.ou_path(dn)
-                if path:
+            if entry.get("type") == "searchResEntry":
+                yield entry["dn"], entry["attributes"]
+        result = conn.result or {}
+        if result.get("result", 0) != 0:
+            raise TargetError(f"cannot read {self.root_dn}: {_explain(result)}")
+
+    def _read_all(
+        self, wanted: list[str], search_filter: str = MANAGED_OBJECTS
+    ) -> dict[str, ad_read.Kept]:
+        """Every managed object below the root (that *search_filter* finds), by objectGUID."""
+        kept = ad_read.kept_attributes(wanted)
+        return dict(
+            ad_read.kept_object(dn, values, kept)
+            for dn, values in self._managed(search_filter, wanted)
+        )
+
+    def _read_changes(
+        self, wanted: list[str], kept: dict[str, ad_read.Kept], since: Mapping[str, Any]
+    ) -> tuple[dict[str, ad_read.Kept], int, int] | None:
+        """*kept* with what changed since the watermark *since* folded in, the number of objects
+        read again and the number gone (see :mod:`.ad_read`); None when the DC does not say
+        which objects are there by objectGUID."""
+        changed = self._read_all(wanted, f"(&{MANAGED_OBJECTS}(uSNChanged>={since['usn'] + 1}))")
+        present: dict[str, str] = {}
+        for extended, _ in self._managed(MANAGED_OBJECTS, ["1.1"]):  # the DN alone: cheapest
+            guid, dn = ad_read.split_extended(extended)
+            if guid is None:
+                return None  # the DC ignored the control: only a full read can tell
+            present[guid] = dn
+        # Below the root without a change of their own (an OU moved in), or groups whose
+        # members are kept by DN: read by objectGUID.
+        again = [
+            guid
+            for guid in present
+            if guid not in changed and (guid not in kept or ad_read.ranged(kept[guid]))
+        ]
+        for batch in ad_read.batches(again, _NAME_BATCH):
+            changed.update(
+                self._read_all(wanted, f"(&{MANAGED_OBJECTS}{ad_read.guid_filter(batch)})")
+            )
+        objects = {}
+        for guid, dn in present.items():
+            found = changed.get(guid) or kept.get(guid)
+            if found is not None:  # else gone again between the two reads
+                objects[guid] = [dn, *found[1:]]
+        gone = sum(1 for guid in kept if guid not in present)
+        return objects, len(changed), gone
+
+    def _observed(
+        self, objects: Mapping[str, ad_read.Kept], attributes: Collection[str], state: ObservedState
+    ) -> ObservedState:
+        """*state* with the managed objects: one way from what was read, in full or folded, to
+        the observed state. In the order of their DNs, so that both give the same."""
+        config = self.config
+        order = sorted(objects.items(), key=lambda item: item[1][0].casefold())
+        users: dict[str, str | None] = {}  # objectGUID → anchor
+        parent_paths: dict[str, tuple[str, ...]] = {}
+        folded = [(name, name.casefold()) for name in attributes]
+        anchor, group_anchor = (
+            config.anchor_attribute.casefold(),
+            config.group_anchor_attribute.casefold(),
+        )
+        groups = []
+        for guid, (dn, kind, values, members) in order:
+            if kind == ad_read.OU:
+                if path := self.ou_path(dn):
                     state.ous.add(path)
                 continue
             # Thousands of objects share a few hundred parents: each parent DN is parsed once.
-            parent = _split_dn(dn)[1]
+            parent = ad_read.parent_dn(dn)
             parent_path = parent_paths.get(parent)
             if parent_path is None:
                 parent_path = parent_paths[parent] = self.ou_path(parent) or ()
-            simple = {
-                name: value for name in attributes if (value := text(values.get(name))) is not None
-            }
-            guid = _guid(values)
-            if "group" in classes:
-                raw_groups.append((dn, guid, values, parent_path, simple))
+            simple = {name: value for name, key in folded if (value := values.get(key)) is not None}
+            if kind == ad_read.GROUP:
+                groups.append((guid, dn, values, members, parent_path, simple))
                 continue
-            anchor = text(values.get(config.anchor_attribute))
-            uac = int(text(values.get("userAccountControl")) or NORMAL_ACCOUNT)
-            users[dn.lower()] = anchor
-            if anchor:
-                self._anchors.remember(Kind.ACCOUNT, anchor, dn)
+            account_anchor = values.get(anchor)
+            uac = int(values.get("useraccountcontrol") or NORMAL_ACCOUNT)
+            users[guid] = account_anchor
+            if account_anchor:
+                self._anchors.remember(Kind.ACCOUNT, account_anchor, dn)
             state.accounts.append(
                 ObservedAccount(
                     id=guid,
                     target=dn,
-                    anchor=anchor,
-                    username=text(values.get("sAMAccountName")) or "",
+                    anchor=account_anchor,
+                    username=values.get("samaccountname") or "",
                     ou=parent_path,
                     attributes=simple,
                     enabled=not uac & ACCOUNT_DISABLE,
                 )
             )
-        for dn, guid, values, parent_path, simple in raw_groups:
-            key = text(values.get(config.group_anchor_attribute))
+        by_dn: dict[str, str] | None = None  # only for members kept by DN (rare)
+        for guid, dn, values, members, parent_path, simple in groups:
+            key = values.get(group_anchor)
             if key:
                 self._anchors.remember(Kind.GROUP, key, dn)
-            members = {
-                anchor
-                for member in values.get("member", [])
-                if (anchor := users.get(member.lower()))
-            }
+            if by_dn is None and any("=" in member for member in members):
+                by_dn = {objects[g][0].casefold(): g for g in users}
+            member_guids = (
+                by_dn.get(member.casefold(), "") if by_dn and "=" in member else member
+                for member in members
+            )
+            member_anchors = {found for member in member_guids if (found := users.get(member))}
             # Archived: it lies in the archive OU (the day is the state store's to remember).
             archived = "" if _folded(parent_path) == _folded(self.archive_ou) else None
             state.groups.append(
-                ObservedGroup(guid, dn, key, parent_path, simple, members, archived=archived)
+                ObservedGroup(guid, dn, key, parent_path, simple, member_anchors, archived=archived)
             )
         self._indexed = True  # every anchored object below the root was just seen
         return state

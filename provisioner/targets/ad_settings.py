@@ -11,7 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-from provisioner.checks import ca_bundle, positive
+from provisioner.checks import ca_bundle, not_negative, positive
 from provisioner.model import DesiredAccount, DesiredState
 from provisioner.secret import Secret
 from provisioner.targets import naming
@@ -68,6 +68,9 @@ class AdConfig:
     must_change_password: bool = False
     """New accounts must choose their own password at the first logon."""
     page_size: int = 500
+    full_read_every: int = field(default=7, metadata={"check": not_negative})
+    """Days between full reads of the managed objects; the nights between read only what
+    changed since the last read (0: every night reads everything)."""
     timeout: LdapTimeouts = field(default_factory=LdapTimeouts)
     adopt_from: list[str] = field(default_factory=list)
     """Places outside the managed root (OUs or containers, relative to base_dn like managed_root,

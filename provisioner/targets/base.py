@@ -13,6 +13,7 @@ create that was given none.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -42,6 +43,40 @@ class Result:
     password_unknown: bool = False
     """A create that found its account already made (by an earlier or a parallel run): the
     password it was given was not set, so no sheet may show it."""
+
+
+@dataclass(frozen=True)
+class LastRead:
+    """A read of the directory kept from an earlier night (see :mod:`provisioner.readcache`)."""
+
+    watermark: Mapping[str, Any]
+    """Where the directory's history stood just before that read began (the target's own)."""
+    objects: Any
+    """What the target kept of that read (JSON data of its own shape)."""
+    full_read_at: dt.datetime
+    """When the objects were last read in full (the incremental reads since add to that)."""
+    read_at: dt.datetime
+
+
+class ReadBase(Protocol):
+    """Where a target finds its last read and keeps the new one: an incremental read asks the
+    directory only for what changed since the last read's watermark and folds it in."""
+
+    why_full: str
+    """Why :meth:`last` gave no base (a full read is due), for the log."""
+    keeps: bool
+    """True when :meth:`keep` keeps the read (not in a dry run, nor with ``full_read_every: 0``
+    or before there is a state store): only then is a watermark worth taking."""
+
+    def last(self, scope: str) -> LastRead | None:
+        """The last read of *scope* when it may be the base of an incremental read, else None
+        (none kept, another scope or mappings, its full read too old, a full read asked for).
+        *scope* is the target's description of what it reads (root, attributes, format)."""
+        ...
+
+    def keep(self, scope: str, watermark: Mapping[str, Any], objects: Any, *, full: bool) -> None:
+        """Keep *objects* (JSON data), read from *watermark* on, as the next read's base."""
+        ...
 
 
 class Target(Protocol):
@@ -78,7 +113,11 @@ class Target(Protocol):
     mail …): every value of them the connector writes is recorded as issued, never given to
     anyone else."""
 
-    def read(self, attributes: Collection[str]) -> ObservedState: ...
+    def read(self, attributes: Collection[str], base: ReadBase | None = None) -> ObservedState:
+        """Every managed object with *attributes*. With *base*, the read may be incremental:
+        the changes since the base's last read folded into it (the same result as a full read),
+        and the new read kept there."""
+        ...
 
     def taken_outside(self, values: Collection[str]) -> dict[str, str]:
         """Of *values* (usernames, mail addresses, UPNs), those a user, group or contact outside

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from provisioner.checks import ca_bundle, existing_file, positive
+from provisioner.checks import ca_bundle, existing_file, not_negative, positive
 from provisioner.model import DesiredState
 from provisioner.secret import Secret
 from provisioner.targets import naming
@@ -89,6 +89,9 @@ class EntraConfig:
     write_quota: WriteQuota = field(default_factory=WriteQuota)
     timeout: float = field(default=60.0, metadata={"check": positive})
     """Seconds one request may take."""
+    full_read_every: int = field(default=7, metadata={"check": not_negative})
+    """Days between full reads of the managed objects; the nights between read only what
+    changed since the last read (0: every night reads everything)."""
     max_attempts: int = field(default=8, metadata={"check": positive})
     """Tries of one request that is throttled (429) or finds Graph busy (503, 504)."""
     fallback_owner: str | None = None

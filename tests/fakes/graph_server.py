@@ -502,6 +502,10 @@ class GraphServer(LoopbackServer):
         self.delta_token_lifetime = 7 * 24 * 3600.0
         """Seconds (by :attr:`clock`) a deltaLink stays valid: seven days for directory objects;
         an older one answers 400 ``syncStateNotFound``."""
+        self.round_trip = 0.0
+        """Seconds each answer waits before it is sent (real time, outside the lock): the
+        network and service time of a real round trip to Graph, for benchmarks of how many
+        requests a read makes one after the other. Requests in flight wait at the same time."""
         self.delta_members_per_page = 500
         """At most this many ``members@delta`` entries in one delta page: a group with more is
         split over pages and appears once per page, as Graph does with large groups."""
@@ -652,6 +656,21 @@ class GraphServer(LoopbackServer):
                 ids.append(self._create_user(props, seeding=True, known_unique=True)["id"])
             return ids
 
+    def seed_classes(self, size: int, prefix: str = "prov-klas-") -> list[str]:
+        """A security group ``{prefix}{i}`` for every *size* users (in the order they were
+        made), the users as its members and the first of them as its owner; their ids. For
+        benchmarks of a school's tenant (``--seed-classes``)."""
+        uids = list(self.users)
+        return [
+            self.add_group(
+                members=uids[start : start + size],
+                owners=uids[start : start + 1],
+                displayName=f"Klas {n}",
+                mailNickname=f"{prefix}{n}",
+            )["id"]
+            for n, start in enumerate(range(0, len(uids), size))
+        ]
+
     def add_group(
         self, members: Sequence[str] = (), owners: Sequence[str] = (), **props: Any
     ) -> dict[str, Any]:
@@ -683,6 +702,8 @@ class GraphServer(LoopbackServer):
 
     # --- serving ---------------------------------------------------------------------------------
     def _serve(self, h: _Handler, method: str) -> None:
+        if self.round_trip:
+            time.sleep(self.round_trip)
         try:
             length = int(h.headers.get("Content-Length") or 0)
             raw = h.rfile.read(length) if length else b""
@@ -2219,6 +2240,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fakes.graph_server")
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
     parser.add_argument("--seed-users", type=int, default=0, metavar="K")
+    parser.add_argument(
+        "--round-trip",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long before each answer (a real round trip to Graph)",
+    )
+    parser.add_argument(
+        "--seed-classes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a class group prov-klas-<i> for every N seeded users (members, the first as owner)",
+    )
     parser.add_argument("--token", default="test-token", help="the accepted bearer token")
     parser.add_argument("--tls", action="store_true", help="serve https with a throwaway CA")
     parser.add_argument("--tenant", help="register an application in this tenant")
@@ -2232,6 +2267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.tenant:
         server.register_app(args.tenant, args.client_id, secret=args.client_secret)
     server.seed_users(args.seed_users)
+    if args.seed_classes:
+        server.seed_classes(args.seed_classes)
+    server.round_trip = args.round_trip
     # SIGTERM (how benchmarks stop a child) ends the wait below like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with server:

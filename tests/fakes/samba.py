@@ -350,8 +350,14 @@ class SambaDC:
         """Kill Samba at once (SIGKILL), keeping its domain: a DC that dies mid-operation."""
         self._end_process(kill=True)
 
+    def pause(self) -> None:
+        """Stop Samba cleanly (TERM), keeping its domain: for offline work on its database
+        files, such as a benchmark's bulk import (``bench/samba_import.py``). :meth:`restart`
+        starts it again."""
+        self._end_process(kill=False)
+
     def restart(self) -> None:
-        """Start Samba again on the same domain, e.g. after :meth:`crash`."""
+        """Start Samba again on the same domain, e.g. after :meth:`crash` or :meth:`pause`."""
         if self.running():
             raise RuntimeError("this SambaDC is still running")
         self._start_and_wait()

@@ -25,21 +25,25 @@ from provisioner.targets.base import (
     ADOPTION,
     BaseTarget,
     Current,
+    ReadBase,
     Result,
     TargetError,
     carried_over,
     outside,
     text,
 )
-from provisioner.targets.entra import names
+from provisioner.targets.entra import delta, names
 from provisioner.targets.entra.batch import Batcher
 from provisioner.targets.entra.groups import Groups, archived_day
 from provisioner.targets.entra.pacing import RetryPolicy
 from provisioner.targets.entra.snapshot import (
     GROUP_LIMITS,
     LIMITS,
+    Kept,
     Snapshot,
+    read_scope,
     read_snapshot,
+    snapshot_of,
 )
 from provisioner.targets.entra.transport import Graph
 from provisioner.targets.entra.users import Users
@@ -136,46 +140,48 @@ class EntraId(BaseTarget):
 
     # -- read -----------------------------------------------------------------------------------
 
-    def read(self, attributes: Collection[str]) -> ObservedState:
-        """Every managed user and group with its members and owners."""
-        snapshot = self._snapshot = self._run(read_snapshot(self.graph, self.config))
+    def read(self, attributes: Collection[str], base: ReadBase | None = None) -> ObservedState:
+        """Every managed user and group with its members and owners. With *base*, only what
+        changed since its last read (Graph's delta), folded into it; the read is kept there."""
+        kept = self._run(self._read_kept(base))
+        snapshot = self._snapshot = snapshot_of(kept, self.config)
         if self.fallback_owner:
             self._run(self._check_fallback_owner(self.fallback_owner))
-        anchor_property = self.config.anchor_property
-        state = ObservedState()
-        anchors: dict[str, str] = {}
-        for uid, user in snapshot.users.items():
-            anchor = text(user.get(anchor_property))
-            if anchor:
-                anchors[uid] = anchor
-            state.accounts.append(
-                ObservedAccount(
-                    id=uid,
-                    target=str(user.get("userPrincipalName")),
-                    anchor=anchor,
-                    username=str(user.get("mailNickname") or ""),
-                    ou=(),
-                    attributes=_attributes(user, attributes),
-                    enabled=user.get("accountEnabled") is not False,
+        return observed_state(snapshot, attributes, self.config)
+
+    async def _read_kept(self, base: ReadBase | None) -> Kept:
+        """The managed scope as JSON data: incremental when *base* holds a read of this scope
+        whose delta links Graph still honours, else in full (then kept in *base* with the
+        delta links taken just before it)."""
+        if base is None:
+            return await read_scope(self.graph, self.config)
+        scope = delta.scope_of(self.config)
+        last = base.last(scope)
+        if last is not None:
+            try:
+                folded = await delta.read_changes(
+                    self.graph, self.config, last.objects, dict(last.watermark)
                 )
-            )
-        for gid, group in snapshot.groups.items():
-            state.groups.append(
-                ObservedGroup(
-                    id=gid,
-                    target=str(group.get("displayName") or group.get("mailNickname")),
-                    key=key_of(self.config.group_prefix, str(group.get("mailNickname") or "")),
-                    ou=(),
-                    attributes=_attributes(group, attributes),
-                    members={anchors[m] for m in snapshot.members.get(gid, ()) if m in anchors},
-                    owners={anchors[m] for m in snapshot.owners.get(gid, ()) if m in anchors},
-                    unmanaged_owners=sum(
-                        1 for m in snapshot.owners.get(gid, ()) if m not in anchors
-                    ),
-                    archived=archived_day(group.get("description")),
+            except delta.LinkRefused as exc:
+                why = f"Graph refused the delta link of the last read ({exc})"
+            else:
+                log.event(
+                    f"read Entra ID incrementally: {folded.changed} changed, {folded.gone} gone",
+                    read="incremental",
+                    changed=folded.changed,
+                    gone=folded.gone,
                 )
-            )
-        return state
+                base.keep(scope, folded.watermark, folded.kept, full=False)
+                return folded.kept
+        else:
+            why = base.why_full
+        log.event(f"read Entra ID in full: {why}", read="full", why=why)
+        if not base.keeps:  # nothing will be kept: no watermark to take
+            return await read_scope(self.graph, self.config)
+        mark = await delta.watermark(self.graph, self.config)
+        kept = await read_scope(self.graph, self.config)
+        base.keep(scope, mark, kept, full=True)
+        return kept
 
     def taken_outside(self, values: Collection[str]) -> dict[str, str]:
         """Of *values*, those a user or group outside the managed scope holds anywhere in the
@@ -423,6 +429,47 @@ class EntraId(BaseTarget):
 
 
 _NAME = {"users": "userPrincipalName", "groups": "mailNickname"}
+
+
+def observed_state(
+    snapshot: Snapshot, attributes: Collection[str], config: EntraConfig
+) -> ObservedState:
+    """What the planner sees of the snapshot: users by anchor, groups by key, members and owners
+    as the anchors of managed users (others only counted, as unmanaged owners)."""
+    anchor_property = config.anchor_property
+    state = ObservedState()
+    anchors: dict[str, str] = {}
+    for uid, user in snapshot.users.items():
+        anchor = text(user.get(anchor_property))
+        if anchor:
+            anchors[uid] = anchor
+        state.accounts.append(
+            ObservedAccount(
+                id=uid,
+                target=str(user.get("userPrincipalName")),
+                anchor=anchor,
+                username=str(user.get("mailNickname") or ""),
+                ou=(),
+                attributes=_attributes(user, attributes),
+                enabled=user.get("accountEnabled") is not False,
+            )
+        )
+    for gid, group in snapshot.groups.items():
+        owners = snapshot.owners.get(gid, set())
+        state.groups.append(
+            ObservedGroup(
+                id=gid,
+                target=str(group.get("displayName") or group.get("mailNickname")),
+                key=key_of(config.group_prefix, str(group.get("mailNickname") or "")),
+                ou=(),
+                attributes=_attributes(group, attributes),
+                members={anchors[m] for m in snapshot.members.get(gid, ()) if m in anchors},
+                owners={anchors[m] for m in owners if m in anchors},
+                unmanaged_owners=sum(1 for m in owners if m not in anchors),
+                archived=archived_day(group.get("description")),
+            )
+        )
+    return state
 
 
 def _attributes(obj: dict[str, Any], names: Collection[str]) -> dict[str, str]:

@@ -53,6 +53,15 @@ _MEANINGS = {
 }
 
 
+class GraphRefused(TargetError):
+    """Graph answered a request with an error status (after the retries): *status* says which,
+    for a caller that has a way around it (an expired delta link: a full read)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Reply:
     """One answer: of a batch item, or of a request of its own."""
@@ -179,7 +188,7 @@ class Graph:
         """The one line a request that failed for good leaves."""
         config = self.config
         if isinstance(exc, APIError):
-            return TargetError(f"{what}: {_explain_api_error(exc)}")
+            return GraphRefused(f"{what}: {_explain_api_error(exc)}", exc.response_status_code or 0)
         if isinstance(exc, _LOST):
             return TargetError(f"{what}: cannot reach {self.base_url}: {type(exc).__name__} {exc}")
         if isinstance(exc, httpx.TransportError):

@@ -1,0 +1,144 @@
+"""The last read of the directory, kept in the state store as the base of an incremental read.
+
+A full read of 50,000 managed objects takes longer than a whole night should. So a target keeps
+what it read together with a *watermark*: where the directory's history stood just before the
+read began (AD: the DC's invocation id and its highest committed USN; Microsoft Graph: the delta
+links). The next night it asks only for what changed since the watermark and folds that into the
+objects it kept; the result must be exactly what a full read would have given.
+
+A full read is made instead whenever the kept read cannot be trusted as a base:
+
+- there is none yet (the first night, a new or rebuilt state store);
+- it was made for another scope: other mappings (other attributes), another managed root or
+  domain list, another target (the ``scope`` the target computes, with the mappings' hash);
+- its full read is older than ``full_read_every`` days (default 7; 0: every read is a full read),
+  so that nothing the incremental reads could miss lives on for long;
+- it is asked for (``plan --full-read``, ``run --full-read``);
+- the target finds the watermark unusable (another DC answered, an expired delta link).
+
+The targets only see :class:`~provisioner.targets.base.ReadBase`: this module is the state
+store's side of it. What is kept is the directory's own objects as the target read them (the
+attributes the mappings use, as the directory holds them): no more than the directory holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import zlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from provisioner import log
+from provisioner.state import StateStore
+from provisioner.targets.base import LastRead
+
+
+class ReadCache:
+    """The kept read of one target in the state store at *path* (see the module)."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        target: str,
+        *,
+        mappings: str,
+        full_read_every: int,
+        full_read: bool = False,
+        keeps: bool = True,
+        now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        """*target* names the directory (as the plan does); *mappings* is the mappings' hash,
+        part of every scope; *full_read_every* in days (0: always a full read); *full_read*: a
+        full read was asked for; *keeps*: the new read is kept (False for a dry run, which
+        leaves the state store as it found it)."""
+        self._path = path
+        self._target = target
+        self._mappings = mappings
+        self._full_read_every = full_read_every
+        self._full_read = full_read
+        self._keeps = keeps
+        self._now = now
+        self._full_read_at: dt.datetime | None = None
+        self.why_full = ""
+        """Why the last call of :meth:`last` gave no base (for the log), or ""."""
+
+    @property
+    def keeps(self) -> bool:
+        """True when a read made now is kept and may be the next one's base: a target takes no
+        watermark otherwise (a dry run, ``full_read_every: 0``, no state store yet)."""
+        return (
+            self._keeps
+            and self._full_read_every > 0
+            and self._path is not None
+            and self._path.exists()
+        )
+
+    def _scope(self, scope: str) -> str:
+        return f"{self._mappings}|{scope}"
+
+    def last(self, scope: str) -> LastRead | None:
+        """The kept read when it may be the base of an incremental read of *scope* (which the
+        target computes from what it reads: root, attributes, format), else None with
+        :attr:`why_full` saying why a full read is due."""
+        self.why_full = self._why_full(scope) or ""
+        if self.why_full:
+            return None
+        assert self._path is not None
+        with StateStore(self._path) as store:
+            kept = store.last_read(self._target)
+        assert kept is not None  # _why_full found it
+        self._full_read_at = kept["full_read_at"]
+        return LastRead(
+            watermark=kept["watermark"],
+            objects=json.loads(zlib.decompress(kept["objects"])),
+            full_read_at=kept["full_read_at"],
+            read_at=kept["read_at"],
+        )
+
+    def _why_full(self, scope: str) -> str | None:
+        if self._full_read:
+            return "a full read was asked for"
+        if self._full_read_every == 0:
+            return "full_read_every is 0"
+        if self._path is None or not self._path.exists():
+            return "no earlier read is kept (no state store yet)"
+        with StateStore(self._path) as store:
+            kept = store.last_read(self._target)
+        if kept is None:
+            return "no earlier read is kept"
+        if kept["scope"] != self._scope(scope):
+            return "the mappings or the managed scope changed since the last read"
+        age = self._now() - kept["full_read_at"]
+        if age >= dt.timedelta(days=self._full_read_every):
+            return (
+                f"the last full read was {age.days} day(s) ago (full_read_every: "
+                f"{self._full_read_every})"
+            )
+        return None
+
+    def keep(self, scope: str, watermark: Mapping[str, Any], objects: Any, *, full: bool) -> None:
+        """Keep *objects* (JSON-able, as the target will want them back), read from
+        *watermark* on, as the base of the next read. *full*: they were read in full now (else
+        they are the last base with the changes folded in). Nothing is kept by a dry run, nor
+        without a state store: a preview or a first plan leaves no file behind."""
+        if not self.keeps:
+            return
+        now = self._now()
+        full_read_at = now if full or self._full_read_at is None else self._full_read_at
+        blob = zlib.compress(json.dumps(objects, separators=(",", ":")).encode(), 1)
+        with StateStore(self._path) as store:
+            store.keep_read(
+                self._target,
+                scope=self._scope(scope),
+                watermark=watermark,
+                full_read_at=full_read_at,
+                objects=blob,
+            )
+        log.event(
+            "kept the directory's read for the next night",
+            target=self._target,
+            full=full,
+            bytes=len(blob),
+        )
