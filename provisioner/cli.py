@@ -56,7 +56,7 @@ from provisioner.pipeline import (
 )
 from provisioner.plan.jsontext import write_indented
 from provisioner.plan.model import Plan
-from provisioner.plan.planfile import PlanBlocked, now, plan_to_json
+from provisioner.plan.planfile import PlanBlocked, now, plan_to_write
 from provisioner.plan.policy import (
     Approval,
     Selection,
@@ -479,7 +479,7 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
     if args.report:
         write_report(args.report, render_html(plan, command=_apply_command(args)))
     if args.json:
-        data = plan_to_json(plan)
+        data = plan_to_write(plan)
         if transition is not None:
             data["transition"] = transition_to_json(transition)
         write_indented(data, sys.stdout)  # a change at a time, not the whole text at once
@@ -608,7 +608,7 @@ def _apply(args: argparse.Namespace, prepared: Prepared, target: Target) -> int:
             )
     log.event("applied the plan", results=counts)
     if args.json:
-        data = plan_to_json(selection.plan)  # the changes the results answer
+        data = plan_to_write(selection.plan)  # the changes the results answer
         data["results"] = results_to_json(results)
         data.update(_approval_json(approval, selection, command))
         write_indented(data, sys.stdout)

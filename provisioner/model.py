@@ -39,7 +39,7 @@ class SourceRows:
     datasets: dict[str, Dataset]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Provenance:
     """Where a derived value comes from: the template, its place, and the source fields it reads."""
 
@@ -52,13 +52,15 @@ class Provenance:
     """Source fields the template reads, as ``Dataset.field``."""
 
 
-@dataclass(frozen=True)
+# slots: every account holds a Derived per attribute (millions at 400,000 pupils), 48 bytes
+# each instead of 88 with a dict of its own.
+@dataclass(frozen=True, slots=True)
 class Derived:
     value: str
     why: Provenance
 
 
-@dataclass
+@dataclass(slots=True)
 class DesiredAccount:
     kind: str
     """The account kind of the mappings (``pupils``, ``staff``)."""
@@ -80,7 +82,7 @@ class DesiredAccount:
     still carrying it is this one, and the plan carries it over in place."""
 
 
-@dataclass
+@dataclass(slots=True)
 class DesiredGroup:
     kind: str
     key: str

@@ -30,7 +30,13 @@ from provisioner.plan.model import (
     PolicyBlock,
     Precondition,
 )
-from provisioner.plan.planfile import FORMAT, load_sealed_plan, plan_to_json, save_plan
+from provisioner.plan.planfile import (
+    FORMAT,
+    load_sealed_plan,
+    plan_to_json,
+    plan_to_write,
+    save_plan,
+)
 from provisioner.plan.seal import _DOMAIN, PlanKey, canonical, key_path, load_key, seal
 
 # -- the reference: the implementation before, as it was --------------------------------------
@@ -216,15 +222,22 @@ def test_batches_join_exactly_at_every_boundary(tmp_path, key, monkeypatch, chan
     assert path.read_bytes() == reference_file_bytes(plan, key)
     loaded = load_sealed_plan(path, key.path)
     assert as_read(plan_to_json(loaded)) == as_read(plan_to_json(plan))
+    printed = io.StringIO()  # plan --json: the changes made JSON-ready as they are written
+    jsontext.write_indented(plan_to_write(plan), printed)
+    reference = json.dumps(reference_plan_to_json(plan), indent=1, ensure_ascii=False)
+    assert printed.getvalue() == reference + "\n"
 
 
 def test_the_printed_document_with_more_members_is_json_dumps():
     """``plan --json`` and ``apply --json`` add members (transition, results) and print it."""
     document = plan_to_json(varied_plan())
     document["results"] = [{"status": "applied", "message": AWKWARD}]
-    printed = io.StringIO()
-    jsontext.write_indented(document, printed)
-    assert printed.getvalue() == json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+    written = plan_to_write(varied_plan())
+    written["results"] = document["results"]
+    for printing in (document, written):
+        printed = io.StringIO()
+        jsontext.write_indented(printing, printed)
+        assert printed.getvalue() == json.dumps(document, indent=1, ensure_ascii=False) + "\n"
 
 
 def test_a_value_json_does_not_allow_is_refused_when_sealing(key):
@@ -257,15 +270,22 @@ JSON_VALUES = st.recursive(
     document=st.dictionaries(st.text(), JSON_VALUES, max_size=4),
     changes=st.none() | st.lists(JSON_VALUES, max_size=7),
     batch=st.integers(1, 3),
+    converted=st.booleans(),
 )
-def test_the_pieces_are_json_dumps_of_any_document(document, changes, batch):
+def test_the_pieces_are_json_dumps_of_any_document(document, changes, batch, converted):
+    """Also with the changes made JSON-ready only as they are written (``Converted``), and
+    with batches small enough that the document's dicts and lists are split at every depth."""
+    written = dict(document)
     if changes is not None:
         document[jsontext.STREAMED] = changes
+        written[jsontext.STREAMED] = (
+            jsontext.Converted(range(len(changes)), changes.__getitem__) if converted else changes
+        )
     original = jsontext.BATCH
     jsontext.BATCH = batch
     try:
-        indented = "".join(jsontext.indented_pieces(document))
-        compact = "".join(jsontext.canonical_pieces(document))
+        indented = "".join(jsontext.indented_pieces(written))
+        compact = "".join(jsontext.canonical_pieces(written))
     finally:
         jsontext.BATCH = original
     assert indented == json.dumps(document, indent=1, ensure_ascii=False)

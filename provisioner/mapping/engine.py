@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from provisioner.errors import ConfigError
+from provisioner.gcpause import paused_gc
 from provisioner.mapping.names import MAX_SUFFIX, SENTINEL, NameBook, Scheme, name_in
 from provisioner.mapping.spec import (
     AccountSpec,
@@ -1286,7 +1287,8 @@ def build_desired(
     )
     engine.report.errors.extend(errors)
     engine.report.warnings.extend(warnings)
-    return engine.build()
+    with paused_gc():  # a few acyclic objects per person: counting frees them
+        return engine.build()
 
 
 def fields_to_fetch(compiled: CompiledMappings) -> dict[str, Collection[str] | None]:

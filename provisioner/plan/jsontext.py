@@ -2,44 +2,99 @@
 
 A plan of 60,000 changes is some 60 MB of JSON: built as one string, then encoded, then joined
 with a newline, it is held three or four times over. These functions yield the same text a piece
-at a time — the document's other members whole, its ``changes`` a batch at a time — so a plan is
-written, printed and sealed with a few batches in memory. Their text is byte for byte what
+at a time — its ``changes`` and any other long list or dict a batch at a time — so a plan is
+written, printed and sealed with a few batches in memory; its changes can even be made JSON-ready
+a batch at a time as they are written (:class:`Converted`). Their text is byte for byte what
 :func:`json.dumps` makes of the whole document (tests/test_plan_serialisation.py holds them to it,
 for plans and for any JSON document).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterator
-from typing import Any, TextIO
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO, overload
+
+from provisioner.gcpause import paused_gc
 
 BATCH = 500
-"""Changes encoded per call: enough to keep the per-call cost small, few enough to stay small."""
+"""Entries encoded per piece: enough to keep the per-piece cost small, few enough to stay small."""
 STREAMED = "changes"
-"""The one member of a plan document that grows with the plan: the others are encoded whole."""
+"""The member of a plan document that grows with the plan the most; it may be :class:`Converted`."""
+OPENED = 2
+"""Dicts this near the top (the document, and its header and observations) are written a member
+at a time; below that a list or dict of more than :data:`BATCH` entries (a header's ``people``,
+``account_schools``: one entry per account) is written a batch of entries at a time."""
+
+
+class Converted(Sequence[Any]):
+    """*items* made JSON-ready by *convert* only when a writer reaches them: a plan's changes
+    written a batch at a time, so that their JSON data never exists for all of them at once.
+    Only :func:`indented_pieces` and :func:`canonical_pieces` take it, as the document's
+    :data:`STREAMED` member."""
+
+    def __init__(self, items: Sequence[Any], convert: Callable[[Any], Any]) -> None:
+        self._items = items
+        self._convert = convert
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self._convert(item) for item in self._items[index]]
+        return self._convert(self._items[index])
 
 
 def indented_pieces(document: dict[str, Any]) -> Iterator[str]:
-    """``json.dumps(document, indent=1, ensure_ascii=False)``, in pieces: each member of the
-    document whole, its changes a batch at a time."""
+    """``json.dumps(document, indent=1, ensure_ascii=False)``, in pieces: the document, its
+    header and observations a member at a time, their long lists and dicts (the changes, the
+    header's names of every account) a batch of entries at a time."""
     if not document or any(type(name) is not str for name in document):
         yield _slow(document, "")
         return
-    separator = "{\n "
-    for name, value in document.items():
-        yield separator + _encode_text(name) + ": "
-        separator = ",\n "
-        if name == STREAMED and type(value) is list and value:
+    yield from _pieces(document, "", 0)
+
+
+def _pieces(value: Any, indent: str, depth: int) -> Iterator[str]:
+    """``_indented(value, indent)`` in pieces (see :func:`indented_pieces`)."""
+    kind = type(value)
+    if kind is dict and value and all(type(name) is str for name in value):
+        inner = indent + " "
+        if depth < OPENED:
+            separator = "{\n"
+            for name, member in value.items():
+                yield separator + inner + _encode_text(name) + ": "
+                separator = ",\n"
+                yield from _pieces(member, inner, depth + 1)
+            yield "\n" + indent + "}"
+            return
+        if len(value) > BATCH:
+            entries = iter(value.items())
             for start in range(0, len(value), BATCH):
-                batch = value[start : start + BATCH]
-                yield ("[\n  " if start == 0 else ",\n  ") + ",\n  ".join(
-                    _indented(change, "  ") for change in batch
+                yield ("{\n" if start == 0 else ",\n") + ",\n".join(
+                    inner + _encode_text(name) + ": " + _indented(member, inner)
+                    for name, member in itertools.islice(entries, BATCH)
                 )
-            yield "\n ]"
-        else:
-            yield _indented(value, " ")
-    yield "\n}"
+            yield "\n" + indent + "}"
+            return
+    elif kind is Converted and not value:
+        yield "[]"
+        return
+    elif kind is Converted or ((kind is list or kind is tuple) and len(value) > BATCH):
+        inner = indent + " "
+        for start in range(0, len(value), BATCH):
+            yield ("[\n" if start == 0 else ",\n") + ",\n".join(
+                inner + _indented(item, inner) for item in value[start : start + BATCH]
+            )
+        yield "\n" + indent + "]"
+        return
+    yield _indented(value, indent)
 
 
 _encode_text = json.encoder.encode_basestring  # json's own (C) encoder of a string, non-ASCII kept
@@ -104,7 +159,10 @@ def canonical_pieces(document: dict[str, Any]) -> Iterator[str]:
         value = document[name]
         yield separator + encoder.encode(name) + ":"
         separator = ","
-        if name == STREAMED and isinstance(value, list) and value:
+        streamed = type(value) is Converted or (name == STREAMED and isinstance(value, list))
+        if streamed and not value:
+            yield "[]"
+        elif streamed:
             yield "["
             for start in range(0, len(value), BATCH):
                 text = encoder.encode(value[start : start + BATCH])
@@ -115,6 +173,7 @@ def canonical_pieces(document: dict[str, Any]) -> Iterator[str]:
     yield "}" if document else "{}"
 
 
+@paused_gc()  # the pieces' lists and dicts die young and hold no cycles
 def write_indented(document: dict[str, Any], handle: TextIO) -> None:
     """Write ``json.dumps(document, indent=1, ensure_ascii=False) + "\\n"`` to *handle*."""
     for piece in indented_pieces(document):

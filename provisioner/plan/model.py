@@ -99,7 +99,7 @@ class Kind(StrEnum):
 Value = str | list[str] | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Precondition:
     """What apply checks before it acts; every field left at its default is not checked."""
 
@@ -167,7 +167,7 @@ class Precondition:
         return cls(**values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per change: no dict of its own each
 class Change:
     action: Action
     kind: Kind

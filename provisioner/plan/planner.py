@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from provisioner.gcpause import paused_gc
 from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
 from provisioner.plan.case import follow_directory_case
 from provisioner.plan.diff import carry_over, diff
@@ -81,6 +82,7 @@ class Rules:
     """The directory has OUs (archived groups are moved) or not (they are marked)."""
 
 
+@paused_gc()  # millions of small acyclic objects for a large plan: counting frees them
 def make_plan(
     desired: DesiredState,
     observed: ObservedState,

@@ -1,0 +1,78 @@
+"""The cyclic collector is paused for a stage and left as it was found afterwards."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from provisioner.gcpause import paused_gc
+
+
+@pytest.fixture(autouse=True)
+def collector_restored():
+    was = gc.isenabled()
+    yield
+    (gc.enable if was else gc.disable)()
+
+
+def test_paused_inside_and_on_again_after():
+    gc.enable()
+    with paused_gc():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_on_again_after_an_error():
+    gc.enable()
+    with pytest.raises(KeyError), paused_gc():
+        raise KeyError("x")
+    assert gc.isenabled()
+
+
+def test_a_nested_pause_does_not_turn_it_on_early():
+    gc.enable()
+    with paused_gc():
+        with paused_gc():
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+def test_left_off_when_it_was_off():
+    gc.disable()
+    with paused_gc():
+        pass
+    assert not gc.isenabled()
+
+
+def test_as_a_decorator_each_call_pauses():
+    gc.enable()
+
+    @paused_gc()
+    def stage() -> bool:
+        return gc.isenabled()
+
+    assert stage() is False
+    assert stage() is False
+    assert gc.isenabled()
+
+
+def test_what_the_stage_built_counts_as_old_and_a_cycle_in_it_is_still_collected():
+    gc.enable()
+
+    class Node:
+        pass
+
+    with paused_gc():
+        built = [{"n": n} for n in range(10_000)]
+        cycle = Node()
+        cycle.self = cycle  # type: ignore[attr-defined]
+        gone = weakref.ref(cycle)
+    assert gc.get_count()[0] < 100  # not 10,000 young objects for the next collection to walk
+    assert gc.get_freeze_count() == 0  # nothing left frozen
+    del cycle
+    gc.collect()
+    assert gone() is None
+    assert len(built) == 10_000
