@@ -249,3 +249,28 @@ def test_notify_test_sends_by_every_channel_and_says_what_failed(tmp_path, capsy
     config.write_text(source + "notify:\n  webhook: {url: 'http://127.0.0.9:9/t'}\n")
     assert main(["notify", "--config", str(config), "--test"]) == 1
     assert "not delivered: could not send the webhook" in capsys.readouterr().err
+
+
+def test_a_night_reads_what_changed_since_the_last_and_full_read_reads_everything(
+    graph, informat_server, entra_env, capsys, cli
+):
+    """Each night keeps its read of the directory; the next reads only what changed since, and
+    ``run --full-read`` everything (as the run folder's log says)."""
+    config = entra_env(informat_server.url)
+
+    def read_of_night(*options: str) -> str:
+        assert cli(["run", "--config", str(config), *options]) == 0
+        log_lines = (runs_in(config)[-1] / "log.jsonl").read_text().splitlines()
+        reads = [
+            line["message"]
+            for line in map(json.loads, log_lines)
+            if line["message"].startswith("read Entra ID")
+        ]
+        assert len(reads) == 1, reads
+        return reads[0]
+
+    assert read_of_night() == "read Entra ID in full: no earlier read is kept (no state store yet)"
+    assert read_of_night() == "read Entra ID in full: no earlier read is kept"
+    assert read_of_night().startswith("read Entra ID incrementally:")
+    assert read_of_night("--full-read") == "read Entra ID in full: a full read was asked for"
+    assert read_of_night().startswith("read Entra ID incrementally:")
