@@ -40,10 +40,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_informat import peak_rss_kib
+from tests.conftest import REFERENCE_DAY
+from tests.scenarios import config_head
 
 ROOT = Path(__file__).resolve().parent.parent
 PUPILS_PER_INSTELNR = 4_000
-REFERENCE_DAY = "15-01-2026"
 
 
 def instelnrs_for(pupils: int) -> list[str]:
@@ -55,18 +56,7 @@ def instelnrs_for(pupils: int) -> list[str]:
 def write_config(directory: Path, informat_url: str, instelnrs: list[str]) -> Path:
     """A configuration without a target: ``plan`` previews what the mappings would make."""
     path = directory / "provisioner.yaml"
-    path.write_text(
-        f"mappings: {ROOT / 'mappings'}\n"
-        "state: state.db\n"
-        "policy:\n  freeze_leavers: []\n"
-        "source:\n  informat:\n"
-        f"    url: {informat_url}\n"
-        "    login: webservices@school.be\n"
-        "    password: ${TEST_INFORMAT_PASSWORD}\n"
-        "    schooljaar: 2025-26\n"
-        f"    instelnrs: [{', '.join(repr(i) for i in instelnrs)}]\n"
-        f"    referentiedatum: {REFERENCE_DAY}\n"
-    )
+    path.write_text(config_head(informat_url, ROOT / "mappings", instelnrs))
     return path
 
 
@@ -193,7 +183,7 @@ def measure(pupils: int, profile: Path | None) -> dict[str, Any]:
     )
     with (
         tempfile.TemporaryDirectory(prefix="bench-preview-") as tmp,
-        InformatServer(data, today=dt_date(REFERENCE_DAY)) as server,
+        InformatServer(data, today=REFERENCE_DAY) as server,
     ):
         os.environ["TEST_INFORMAT_PASSWORD"] = "geheim"
         config = write_config(Path(tmp), server.url, instelnrs)
@@ -206,12 +196,6 @@ def measure(pupils: int, profile: Path | None) -> dict[str, Any]:
             result["profiled"] = in_child("plan", config, output, profile)
     del data
     return result
-
-
-def dt_date(text: str) -> Any:
-    import datetime as dt
-
-    return dt.datetime.strptime(text, "%d-%m-%Y").date()
 
 
 def print_size(result: dict[str, Any]) -> None:

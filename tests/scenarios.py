@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,9 @@ def day_two(synthetic: SyntheticData) -> DayTwo:
     return DayTwo(day2, leaver, mover, renamed, old_class, new_class, school)
 
 
-def config_head(informat_url: str, mappings: Path) -> str:
+def config_head(
+    informat_url: str, mappings: Path, instelnrs: Sequence[str] = ("030569", "030577")
+) -> str:
     """The part of provisioner.yaml the target tests share: mappings, state store, policy and the
     Informat source (password from ``$TEST_INFORMAT_PASSWORD``). A ``target:`` section follows."""
     return (
@@ -72,7 +75,7 @@ def config_head(informat_url: str, mappings: Path) -> str:
         "    login: webservices@school.be\n"
         "    password: ${TEST_INFORMAT_PASSWORD}\n"
         "    schooljaar: 2025-26\n"
-        "    instelnrs: ['030569', '030577']\n"
+        f"    instelnrs: [{', '.join(repr(i) for i in instelnrs)}]\n"
         f"    referentiedatum: {REFERENCE_DAY:%d-%m-%Y}\n"
     )
 
