@@ -658,6 +658,7 @@ def follow(client: httpx.Client, url: str, **kw: Any) -> tuple[list[dict[str, An
         assert r.status_code == 200, r.text
         body = r.json()
         pages += 1
+        assert not ("@odata.nextLink" in body and "@odata.deltaLink" in body)
         values += body["value"]
         if "@odata.deltaLink" in body:
             return values, body["@odata.deltaLink"], pages

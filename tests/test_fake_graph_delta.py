@@ -30,6 +30,7 @@ from msgraph.generated.groups.delta.delta_request_builder import (
 from msgraph.generated.users.delta.delta_request_builder import DeltaRequestBuilder
 
 from tests.fakes.graph_server import GRAPH_ROOT, GraphServer
+from tests.test_fake_graph import follow
 
 Json = dict[str, Any]
 
@@ -82,22 +83,6 @@ def add_member(client: httpx.Client, gid: str, mid: str) -> None:
     assert client.post(f"/groups/{gid}/members/$ref", json=ref).status_code == 204
 
 
-def round_of(client: httpx.Client, url: str, **kw: Any) -> tuple[list[Json], str, int]:
-    """Every page of one delta round: the values, the deltaLink and the number of pages."""
-    values: list[Json] = []
-    pages = 0
-    r = client.get(url, **kw)
-    while True:
-        assert r.status_code == 200, r.text
-        body = r.json()
-        pages += 1
-        assert not ("@odata.nextLink" in body and "@odata.deltaLink" in body)
-        values += body["value"]
-        if "@odata.deltaLink" in body:
-            return values, body["@odata.deltaLink"], pages
-        r = client.get(body["@odata.nextLink"], headers=kw.get("headers"))
-
-
 def apply(local: dict[str, Json], values: list[Json]) -> None:
     """Merge a delta round into a local copy the way Graph asks clients to: ``@removed``
     drops the object, other properties overwrite, ``members@delta`` adds or removes members
@@ -123,7 +108,7 @@ def apply(local: dict[str, Json], values: list[Json]) -> None:
 
 def full(client: httpx.Client, url: str) -> dict[str, Json]:
     local: dict[str, Json] = {}
-    values, _, _ = round_of(client, url)
+    values, _, _ = follow(client, url)
     apply(local, values)
     return local
 
@@ -141,13 +126,13 @@ def test_a_change_outside_the_selection_does_not_bring_a_user_back(
     client: httpx.Client,
 ) -> None:
     uid = new_user(client, 1)
-    _, link, _ = round_of(client, "/users/delta", params={"$select": "displayName,employeeId"})
+    _, link, _ = follow(client, "/users/delta", params={"$select": "displayName,employeeId"})
     client.patch(f"/users/{uid}", json={"department": "Lager"})
     client.patch(f"/users/{uid}", json={"displayName": "Leerling 1"})  # the same value: no change
-    values, link, _ = round_of(client, link)
+    values, link, _ = follow(client, link)
     assert values == []
     client.patch(f"/users/{uid}", json={"employeeId": "7"})
-    values, _, _ = round_of(client, link)
+    values, _, _ = follow(client, link)
     assert values == [{"id": uid, "displayName": "Leerling 1", "employeeId": "7"}]
 
 
@@ -156,7 +141,7 @@ def test_later_rounds_leave_out_never_set_properties_and_minimal_gives_only_chan
 ) -> None:
     uid = new_user(client, 1, jobTitle="leerling")
     select = {"$select": "displayName,jobTitle,mobilePhone,department"}
-    first, link, _ = round_of(client, "/users/delta", params=select)
+    first, link, _ = follow(client, "/users/delta", params=select)
     # the first round renders the selection like a GET, nulls included
     assert first == [
         {
@@ -168,12 +153,12 @@ def test_later_rounds_leave_out_never_set_properties_and_minimal_gives_only_chan
         }
     ]
     client.patch(f"/users/{uid}", json={"jobTitle": None, "department": "Lager"})
-    default, _, _ = round_of(client, link)
+    default, _, _ = follow(client, link)
     # unchanged displayName is repeated, a property set to null is there, mobilePhone never set
     assert default == [
         {"id": uid, "displayName": "Leerling 1", "jobTitle": None, "department": "Lager"}
     ]
-    minimal, _, _ = round_of(client, link, headers={"Prefer": "return=minimal"})
+    minimal, _, _ = follow(client, link, headers={"Prefer": "return=minimal"})
     assert minimal == [{"id": uid, "jobTitle": None, "department": "Lager"}]
 
 
@@ -185,7 +170,7 @@ def test_deltatoken_latest_syncs_from_now(client: httpx.Client) -> None:
     assert body["value"] == [] and "@odata.nextLink" not in body
     client.patch(f"/users/{old}", json={"displayName": "Nieuw"})
     new = new_user(client, 2)
-    values, _, _ = round_of(client, body["@odata.deltaLink"])
+    values, _, _ = follow(client, body["@odata.deltaLink"])
     assert values == [
         {"id": old, "displayName": "Nieuw"},
         {"id": new, "displayName": "Leerling 2"},
@@ -197,14 +182,14 @@ def test_filter_by_id_is_kept_in_the_token_and_other_filters_are_refused(
 ) -> None:
     a, b, c = (new_user(client, i) for i in range(3))
     flt = f"id eq '{a}' or id eq '{c}'"
-    values, link, _ = round_of(
+    values, link, _ = follow(
         client, "/users/delta", params={"$filter": flt, "$select": "displayName"}
     )
     assert [v["id"] for v in values] == [a, c]
     for uid in (a, b, c):
         client.patch(f"/users/{uid}", json={"displayName": f"X{uid[:4]}"})
     client.delete(f"/users/{c}")
-    values, _, _ = round_of(client, link)
+    values, _, _ = follow(client, link)
     assert values == [
         {"id": a, "displayName": f"X{a[:4]}"},
         {"id": c, "@removed": {"reason": "changed"}},
@@ -225,13 +210,13 @@ def test_removed_reasons_and_members_removed_by_deletion(
     team = graph.add_group(
         displayName="Team", mailEnabled=True, groupTypes=["Unified"], mailNickname="team"
     )["id"]
-    _, users_link, _ = round_of(client, "/users/delta", params={"$select": "displayName"})
-    _, groups_link, _ = round_of(client, "/groups/delta", params={"$select": "displayName,members"})
+    _, users_link, _ = follow(client, "/users/delta", params={"$select": "displayName"})
+    _, groups_link, _ = follow(client, "/groups/delta", params={"$select": "displayName,members"})
     client.delete(f"/users/{pupil}")
     client.delete(f"/groups/{team}")
-    users, _, _ = round_of(client, users_link)
+    users, _, _ = follow(client, users_link)
     assert users == [{"id": pupil, "@removed": {"reason": "changed"}}]  # restorable 30 days
-    groups, _, _ = round_of(client, groups_link)
+    groups, _, _ = follow(client, groups_link)
     assert groups == [
         {
             "id": klas,
@@ -248,9 +233,9 @@ def test_a_property_change_without_member_changes_has_no_members_annotation(
     client: httpx.Client,
 ) -> None:
     gid = new_group(client, "1A", [new_user(client, 1)])
-    _, link, _ = round_of(client, "/groups/delta")  # no $select: members are tracked
+    _, link, _ = follow(client, "/groups/delta")  # no $select: members are tracked
     client.patch(f"/groups/{gid}", json={"description": "eerste jaar"})
-    values, _, _ = round_of(client, link)
+    values, _, _ = follow(client, link)
     assert len(values) == 1 and values[0]["description"] == "eerste jaar"
     assert "members@delta" not in values[0]
 
@@ -262,9 +247,7 @@ def test_a_large_group_is_split_over_pages_and_merges_back(
     uids = graph.seed_users(10)
     small = graph.add_group(displayName="Klein", members=uids[:1])["id"]
     big = graph.add_group(displayName="Groot", members=uids)["id"]
-    values, link, pages = round_of(
-        client, "/groups/delta", params={"$select": "displayName,members"}
-    )
+    values, link, pages = follow(client, "/groups/delta", params={"$select": "displayName,members"})
     # the small group (1 member) and the first 3 of the big one share page one
     assert pages == 3
     assert [v["id"] for v in values] == [small, big, big, big]
@@ -274,7 +257,7 @@ def test_a_large_group_is_split_over_pages_and_merges_back(
     assert local[big]["members"] == sorted(uids)
     for uid in uids[:6]:
         client.delete(f"/groups/{big}/members/{uid}/$ref")
-    values, _, pages = round_of(client, link)
+    values, _, pages = follow(client, link)
     assert pages == 2 and all(v["id"] == big for v in values)
     apply(local, values)
     assert local[big]["members"] == sorted(uids[6:])
@@ -290,7 +273,7 @@ def test_a_group_deleted_while_split_over_pages_ends_with_removed(
     first = client.get("/groups/delta").json()
     assert [len(v["members@delta"]) for v in first["value"]] == [2]
     client.delete(f"/groups/{big}")
-    values, _, _ = round_of(client, first["@odata.nextLink"])
+    values, _, _ = follow(client, first["@odata.nextLink"])
     assert values[0] == {"id": big, "@removed": {"reason": "deleted"}}
     assert values[1]["id"] == after
     assert values[1]["members@delta"] == [{"@odata.type": "#microsoft.graph.user", "id": uids[0]}]
@@ -301,7 +284,7 @@ def test_delta_link_for_now_without_a_request(client: httpx.Client, graph: Graph
     link = graph.delta_link("users", ["displayName"])
     assert graph.requests[-1].method == "POST"  # no delta request was made
     client.patch(f"/users/{uid}", json={"displayName": "Nieuw"})
-    values, _, _ = round_of(client, link)
+    values, _, _ = follow(client, link)
     assert values == [{"id": uid, "displayName": "Nieuw"}]
 
 
@@ -310,9 +293,9 @@ def test_an_expired_token_answers_sync_state_not_found(
     client: httpx.Client, graph: GraphServer
 ) -> None:
     new_user(client, 1)
-    _, link, _ = round_of(client, "/users/delta")
+    _, link, _ = follow(client, "/users/delta")
     graph.now[0] += 7 * 24 * 3600 - 1  # type: ignore[attr-defined]
-    _, link, _ = round_of(client, link)  # still valid, and a fresh link
+    _, link, _ = follow(client, link)  # still valid, and a fresh link
     graph.now[0] += 7 * 24 * 3600 + 1  # type: ignore[attr-defined]
     r = client.get(link)
     assert r.status_code == 400 and r.json()["error"]["code"] == "syncStateNotFound"
@@ -320,7 +303,7 @@ def test_an_expired_token_answers_sync_state_not_found(
         r = client.get("/users/delta", params={"$deltatoken": bad})
         assert r.status_code == 400 and r.json()["error"]["code"] == "Request_BadRequest"
     # a users token is no groups token
-    _, fresh, _ = round_of(client, "/users/delta")
+    _, fresh, _ = follow(client, "/users/delta")
     r = client.get("/groups/delta", params={"$deltatoken": fresh.split("$deltatoken=")[1]})
     assert r.status_code == 400
 
@@ -330,7 +313,7 @@ def test_a_reset_answers_410_with_where_to_start_over(
 ) -> None:
     for i in range(3):
         new_user(client, i)
-    _, link, _ = round_of(client, "/users/delta", params={"$select": "displayName"})
+    _, link, _ = follow(client, "/users/delta", params={"$select": "displayName"})
     page = client.get("/users/delta", headers={"Prefer": "odata.maxpagesize=1"}).json()
     graph.reset_delta()
     for url in (link, page["@odata.nextLink"]):
@@ -338,7 +321,7 @@ def test_a_reset_answers_410_with_where_to_start_over(
         assert r.status_code == 410, r.text
         assert r.json()["error"]["code"] == "syncStateNotFound"
     assert client.get(link).headers["Location"] == f"{graph.url}/users/delta?$select=displayName"
-    values, _, _ = round_of(client, client.get(link).headers["Location"])
+    values, _, _ = follow(client, client.get(link).headers["Location"])
     assert len(values) == 3
 
 
@@ -353,9 +336,9 @@ def test_rounds_of_changes_replayed_equal_a_full_read(
     group_url = "/groups/delta?$select=displayName,description,members"
     users: dict[str, Json] = {}
     groups: dict[str, Json] = {}
-    values, user_link, _ = round_of(client, user_url)
+    values, user_link, _ = follow(client, user_url)
     apply(users, values)
-    values, group_link, _ = round_of(client, group_url)
+    values, group_link, _ = follow(client, group_url)
     apply(groups, values)
 
     def night_1() -> None:
@@ -374,9 +357,9 @@ def test_rounds_of_changes_replayed_equal_a_full_read(
 
     for night in (night_1, night_2):
         night()
-        values, user_link, _ = round_of(client, user_link)
+        values, user_link, _ = follow(client, user_link)
         apply(users, values)
-        values, group_link, _ = round_of(client, group_link)
+        values, group_link, _ = follow(client, group_link)
         apply(groups, values)
         assert without_unset(users) == without_unset(full(client, user_url))
         assert without_unset(groups) == without_unset(full(client, group_url))
