@@ -18,6 +18,7 @@ Times are the best of ``--rounds`` rounds. Goal: parser ≤ 1.5 × baseline, pea
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime as dt
 import gc
 import io
@@ -28,6 +29,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TextIO
 
 import httpx
 from lxml import etree
@@ -102,6 +104,26 @@ def peak_memory_child(url: str) -> None:
     data = read_source(config_for(url), [operation(n) for n in DATASETS], today=DAY)
     records = sum(len(data.records(n)) for n in DATASETS)
     print(json.dumps({"records": records, "peak_mb": round(peak_rss_kib() / 1024, 1)}))
+
+
+def run_measured(
+    run: Callable[[], Any], *, stdout: TextIO, profile: Path | None = None
+) -> tuple[Any, float]:
+    """*run* with ``sys.stdout`` sent to *stdout*: what it returned and its wall-clock seconds;
+    with *profile*, under cProfile, its stats saved there."""
+    saved = sys.stdout
+    sys.stdout = stdout
+    try:
+        started = time.perf_counter()
+        if profile:
+            profiler = cProfile.Profile()
+            result = profiler.runcall(run)
+            profiler.dump_stats(profile)
+        else:
+            result = run()
+        return result, time.perf_counter() - started
+    finally:
+        sys.stdout = saved
 
 
 def peak_rss_kib() -> int:

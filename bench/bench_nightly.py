@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.bench_informat import peak_rss_kib
+from bench.bench_informat import peak_rss_kib, run_measured
 from tests.conftest import REFERENCE_DAY
 from tests.scenarios import config_head
 
@@ -506,20 +506,10 @@ def child(mode: str, config: Path, profile: Path | None) -> None:
         run = lambda: main(["fetch", "--config", str(config)])  # noqa: E731
     else:
         run = bare_read(config)
-    stdout = sys.stdout
-    sys.stdout = quiet  # the plan's text is not what is measured here, only its making
-    try:
-        started = time.perf_counter()
-        if profile:
-            profile_target_read(profile.with_name(profile.name + ".thread"))
-            profiler = cProfile.Profile()
-            result = profiler.runcall(run)
-            profiler.dump_stats(profile)
-        else:
-            result = run()
-        elapsed = time.perf_counter() - started
-    finally:
-        sys.stdout = stdout
+    if profile:
+        profile_target_read(profile.with_name(profile.name + ".thread"))
+    # The plan's text is not what is measured here, only its making.
+    result, elapsed = run_measured(run, stdout=quiet, profile=profile)
     peak = peak_rss_kib() / 1024
     print(
         json.dumps(

@@ -26,7 +26,6 @@ Goal (issue 17): 400,000 pupils previewed in < 2 minutes and < 4 GB; growth ≤ 
 from __future__ import annotations
 
 import argparse
-import cProfile
 import io
 import json
 import os
@@ -39,7 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.bench_informat import peak_rss_kib
+from bench.bench_informat import peak_rss_kib, run_measured
 from tests.conftest import REFERENCE_DAY
 from tests.scenarios import config_head
 
@@ -118,20 +117,9 @@ def child(mode: str, config: Path, output: Path, profile: Path | None) -> None:
     if mode == "fetch":
         argv += ["--config", str(config)]
     run: Callable[[], int] = lambda: main(argv)  # noqa: E731
-    stdout = sys.stdout
     with output.open("w", encoding="utf-8") as written:
-        sys.stdout = written  # what `provisioner plan --json > preview.json` writes
-        try:
-            started = time.perf_counter()
-            if profile:
-                profiler = cProfile.Profile()
-                result = profiler.runcall(run)
-                profiler.dump_stats(profile)
-            else:
-                result = run()
-            elapsed = time.perf_counter() - started
-        finally:
-            sys.stdout = stdout
+        # what `provisioner plan --json > preview.json` writes
+        result, elapsed = run_measured(run, stdout=written, profile=profile)
     peak = peak_rss_kib() / 1024
     report = {
         "seconds": elapsed,
