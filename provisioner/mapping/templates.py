@@ -466,7 +466,8 @@ class _NotFast(Exception):
 
 
 _PURE_FILTERS: dict[str, Callable[..., Any]] = {
-    **FILTERS,
+    # The environment's own functions (``initials`` bounded), exactly what Jinja would call.
+    **{name: ENVIRONMENT.filters[name] for name in FILTERS},
     "lower": str.lower,
     "upper": str.upper,
     "trim": str.strip,
@@ -559,19 +560,26 @@ def _fast(node: nodes.Node) -> Fast | None:
         inner = _fast(node.node)
         return None if inner is None else (lambda c: not inner(c))
     if isinstance(node, nodes.Filter) and node.name in _PURE_FILTERS and node.node is not None:
-        if node.kwargs or node.dyn_args or node.dyn_kwargs:
+        if node.dyn_args or node.dyn_kwargs:
             return None
         function = _PURE_FILTERS[node.name]
         value = _fast(node.node)
         args = [_fast(a) for a in node.args]
-        if value is None or any(a is None for a in args):
+        # Keywords too (``username(fallback='lln' ~ key)``): the default username template,
+        # rendered once per person, went through Jinja's new context for them alone.
+        kwargs = {kw.key: _fast(kw.value) for kw in node.kwargs}
+        if value is None or any(a is None for a in (*args, *kwargs.values())):
             return None
 
         def call(c: Mapping[str, Any]) -> Any:
             subject = value(c)
             if not isinstance(subject, str) and function in (str.lower, str.upper, str.strip):
                 raise _NotFast
-            return function(subject, *(a(c) for a in args))  # type: ignore[misc]
+            return function(
+                subject,
+                *(a(c) for a in args),  # type: ignore[misc]
+                **{key: a(c) for key, a in kwargs.items()},  # type: ignore[misc]
+            )
 
         return call
     return None
