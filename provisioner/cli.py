@@ -47,8 +47,8 @@ from provisioner.pipeline import (
     prepare,
     prepare_config,
     prepare_preview,
+    read_and_compare,
     read_for_mappings,
-    read_source_and_target,
     remembered_names,
     save_sealed_plan,
     search_fields,
@@ -446,8 +446,7 @@ def run_plan(args: argparse.Namespace, config: Config) -> int:
     prepared.full_read = args.full_read
     target = open_target(prepared, **args.seams)
     try:
-        read, observed = read_source_and_target(prepared, target, lambda: _read(prepared))
-        comparison = compare(prepared, read, target, observed)
+        read, comparison = read_and_compare(prepared, target, lambda: _read(prepared))
         plan = _logged(plan_of(prepared, read, target, comparison))
         adoption = None
         if args.adoption_report:
@@ -500,8 +499,8 @@ def _apply_command(args: argparse.Namespace) -> str:
 
 
 def _make_plan(prepared: Prepared, target: Target | None) -> Plan:
-    read, observed = read_source_and_target(prepared, target, lambda: _read(prepared))
-    return _logged(plan_of(prepared, read, target, compare(prepared, read, target, observed)))
+    read, comparison = read_and_compare(prepared, target, lambda: _read(prepared))
+    return _logged(plan_of(prepared, read, target, comparison))
 
 
 def _logged(plan: Plan) -> Plan:

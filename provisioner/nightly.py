@@ -37,11 +37,10 @@ from provisioner.files import private_dir, stamp, stamped_time, write_private
 from provisioner.lock import run_lock
 from provisioner.notify import NightReport, SchoolNight, expiry_warnings, notify, ping_heartbeat
 from provisioner.pipeline import (
-    compare,
     open_target,
     plan_of,
     prepare_config,
-    read_source_and_target,
+    read_and_compare,
     save_sealed_plan,
 )
 from provisioner.plan.model import Plan
@@ -138,8 +137,7 @@ def _plan_and_apply(
     target = open_target(prepared, **seams)
     assert target is not None and config.state is not None  # run_night checked the configuration
     try:
-        read, observed = read_source_and_target(prepared, target)
-        comparison = compare(prepared, read, target, observed)
+        read, comparison = read_and_compare(prepared, target)
         plan = night.plan = plan_of(prepared, read, target, comparison)
         log.event(
             "made the plan",

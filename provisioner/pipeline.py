@@ -20,9 +20,10 @@ from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError
 from provisioner.mapping.engine import (
     CompiledMappings,
-    build_desired,
+    Engine,
     compile_mappings,
     fields_to_fetch,
+    map_persons,
 )
 from provisioner.mapping.spec import Mappings, load_mappings
 from provisioner.model import DesiredState, NameClash, ObservedState
@@ -123,23 +124,35 @@ def search_fields(prepared: Prepared) -> Fields:
     return {name: offered[name].search_fields for name in prepared.fields if name in offered}
 
 
-def desired_state(
-    prepared: Prepared, read: SourceRead, *, names: NamesInUse | None = None
-) -> DesiredState:
-    """The desired state of *read*, given the names in use (none: a first run)."""
-    names = names or NamesInUse()
-    desired = build_desired(
+def persons_of(prepared: Prepared, read: SourceRead) -> Engine:
+    """The part of the mapping that needs no names in use (:func:`map_persons`)."""
+    return map_persons(
         prepared.compiled,
         read.rows,
         today=read.as_of,
-        existing=names.existing,
-        issued=names.issued,
-        held_values=names.held_values,
-        own=names.own,
         problems=read.problems,
         documented={
             name: info.documented_fields for name, info in prepared.source.datasets().items()
         },
+    )
+
+
+def desired_state(
+    prepared: Prepared,
+    read: SourceRead,
+    *,
+    names: NamesInUse | None = None,
+    persons: Engine | None = None,
+) -> DesiredState:
+    """The desired state of *read*, given the names in use (none: a first run). *persons* is
+    :func:`persons_of` *read* when it was made already (an engine makes one desired state)."""
+    names = names or NamesInUse()
+    engine = persons or persons_of(prepared, read)
+    desired = engine.desired(
+        existing=names.existing,
+        issued=names.issued,
+        held_values=names.held_values,
+        own=names.own,
     )
     # A value the directory refuses would fail on every run: found now. A person's own value holds
     # that person only; a group's or an OU's name is an error that blocks the plan.
@@ -161,17 +174,23 @@ class Desired:
 
 
 def desired_in_directory(
-    prepared: Prepared, read: SourceRead, target: Target, observed: ObservedState, names: NamesInUse
+    prepared: Prepared,
+    read: SourceRead,
+    target: Target,
+    observed: ObservedState,
+    names: NamesInUse,
+    persons: Engine | None = None,
 ) -> Desired:
     """The desired state whose new names (of new accounts and renames) are free in the whole
     domain or tenant, not only in the managed scope: a name taken outside is skipped for the next
     free one, never a create that fails on every night. A person whose names are still taken
-    after :data:`OUTSIDE_ROUNDS` rounds is held."""
+    after :data:`OUTSIDE_ROUNDS` rounds is held. *persons* serves the first round."""
     taken: dict[str, str] = {}
     clashes: list[NameClash] = []
     for _round in range(OUTSIDE_ROUNDS):
         round_names = dataclasses.replace(names, issued=names.issued | taken.keys())
-        desired = desired_state(prepared, read, names=round_names)
+        desired = desired_state(prepared, read, names=round_names, persons=persons)
+        persons = None  # another round maps the persons again
         wanted = new_names(desired, observed)
         found = target.taken_outside(sorted(set(wanted) - taken.keys()))
         if not found:
@@ -355,25 +374,54 @@ def read_source_and_target(
     prepared: Prepared,
     target: Target | None,
     read_source: Callable[[], SourceRead] | None = None,
+    *,
+    meanwhile: Callable[[SourceRead], object] = lambda _read: None,
 ) -> tuple[SourceRead, ObservedState | None]:
     """The source's read (*read_source*, by default :func:`read_for_mappings`) and the target's
     read of the managed scope (:func:`observe`; None without a target), made at the same time:
-    in production they are two remote services, and each mostly waits for its own.
+    in production they are two remote services, and each mostly waits for its own. *meanwhile*
+    is called with the source's read while the target's read goes on.
 
     The target is read in a thread while this one reads the source; the target is not touched
     here until that thread has ended, so its connection is used by one thread at a time. Errors
-    come out as when the two ran one after the other: the source's first (the target's read is
+    come out as when the three ran one after the other: the source's first (the target's read is
     then waited for and its outcome dropped: nothing is left running when the caller closes the
-    target), then the target's."""
+    target), then the target's, then that of *meanwhile*."""
     read_source = read_source or (lambda: read_for_mappings(prepared))
     if target is None:
-        return read_source(), None
+        read = read_source()
+        meanwhile(read)
+        return read, None
     observing = _InBackground(lambda: observe(prepared, target), name="target read")
     try:
         read = read_source()
-    finally:
+    except BaseException:
         observing.join()
+        raise
+    try:
+        meanwhile(read)
+    except BaseException:
+        observing.result()  # the target's error, if it failed too, comes first
+        raise
     return read, observing.result()
+
+
+def read_and_compare(
+    prepared: Prepared,
+    target: Target | None,
+    read_source: Callable[[], SourceRead] | None = None,
+) -> tuple[SourceRead, Comparison]:
+    """The source's and the target's reads (:func:`read_source_and_target`), compared. The
+    mapping's first part, which needs no names in use (:func:`persons_of`), runs while the
+    target is still being read: it waits on the directory, not on this process."""
+    persons: list[Engine] = []
+    read, observed = read_source_and_target(
+        prepared,
+        target,
+        read_source,
+        meanwhile=lambda read: persons.append(persons_of(prepared, read)),
+    )
+    return read, compare(prepared, read, target, observed, persons=persons[0])
 
 
 def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Plan:
@@ -397,16 +445,17 @@ def compare(
     read: SourceRead,
     target: Target | None,
     observed: ObservedState | None = None,
+    persons: Engine | None = None,
 ) -> Comparison:
     """The desired state of *read* against what *target* holds (without a target: against an
     empty directory), with the names already in use and what the state store remembers.
     *observed* is the target's read when it was made already (:func:`read_source_and_target`);
-    without it the target is read now."""
+    without it the target is read now. *persons* is :func:`persons_of` *read*, when made."""
     config = prepared.config
     if target is None:
         # The preview of a first run against an empty directory (whose owners support is
         # unknown: none are shown).
-        desired = desired_state(prepared, read)
+        desired = desired_state(prepared, read, persons=persons)
         drop_unsupported(desired, ous=True, owners=False)
         return Comparison(desired, ObservedState(), Memory(), [])
     assert config.state is not None  # the configuration requires it with a target
@@ -432,7 +481,7 @@ def compare(
                 store.issued_by_anchor(),
             )
     names = names_in_use(observed, issued_to, issued, own=own, unique=unique_attributes(prepared))
-    desired = desired_in_directory(prepared, read, target, observed, names)
+    desired = desired_in_directory(prepared, read, target, observed, names, persons)
     fit_to_target(
         desired.state,
         target.limits,

@@ -24,6 +24,7 @@ from provisioner.pipeline import (
     plan_for,
     plan_of,
     prepare,
+    read_and_compare,
     read_for_mappings,
     read_source_and_target,
 )
@@ -213,6 +214,51 @@ def test_a_target_error_comes_out_unchanged(prepared, target, kind, message):
     with pytest.raises(kind) as alone:
         compare(prepared, read_for_mappings(prepared), target)
     assert str(alone.value) == str(raised.value)
+
+
+def test_the_mapping_of_the_persons_runs_while_the_target_is_still_read(prepared, monkeypatch):
+    """The mapping's first part (persons, anchors, the attributes that use no name) waits on
+    the directory, not after it; the plan is the one of the three steps one after the other."""
+    from provisioner import pipeline
+
+    target = SlowTarget()
+    mapped_while_reading: list[bool] = []
+    persons_of = pipeline.persons_of
+
+    def noted(prepared: Prepared, read: SourceRead):
+        mapped_while_reading.append(target.reads_finished == 0)
+        return persons_of(prepared, read)
+
+    monkeypatch.setattr(pipeline, "persons_of", noted)
+    read, comparison = read_and_compare(prepared, target)
+    assert mapped_while_reading == [True]
+    assert no_target_read_running()
+    plan = plan_of(prepared, read, target, comparison)
+    one_after_the_other = plan_for(prepared, read_for_mappings(prepared), target)
+    assert changes(plan) == changes(one_after_the_other)
+    assert [c["key"] for c in changes(plan) if c["action"] == "create"] == ["x2"]
+
+
+def test_a_mapping_error_comes_after_the_target_error(prepared, monkeypatch):
+    """When the mapping's first part and the target's read both fail, the target's error comes
+    out, as when the mapping ran after the read; either way no read is left running."""
+    from provisioner import pipeline
+
+    mapping_error = ConfigError("the mapping templates made more than 256 MiB of values")
+
+    def failing(_prepared: Prepared, _read: SourceRead):
+        raise mapping_error
+
+    monkeypatch.setattr(pipeline, "persons_of", failing)
+    target_error = TargetError("cannot reach the directory")
+    with pytest.raises(TargetError) as raised:
+        read_and_compare(prepared, SlowTarget(error=target_error))
+    assert raised.value is target_error
+    assert no_target_read_running()
+    with pytest.raises(ConfigError) as raised_alone:
+        read_and_compare(prepared, SlowTarget())
+    assert raised_alone.value is mapping_error
+    assert no_target_read_running()
 
 
 def test_without_a_target_only_the_source_is_read(prepared):

@@ -37,6 +37,7 @@ from provisioner.mapping.templates import (
     Compiled,
     FieldUse,
     Row,
+    RunTotal,
     TemplateError,
     TemplateMistake,
     counting_run,
@@ -411,12 +412,8 @@ class Engine:
         compiled: CompiledMappings,
         source: SourceRows,
         *,
-        existing: Mapping[str, str] | None = None,
-        issued: Collection[str] = (),
         today: dt.date | None = None,
         problems: Sequence[ValueProblem] = (),
-        held_values: Mapping[str, Mapping[str, str]] | None = None,
-        own: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         self.compiled = compiled
         self.globals = {
@@ -424,19 +421,23 @@ class Engine:
             "vars": Row(compiled.variables),
         }
         self.source = source
-        self.existing = dict(existing or {})
+        self.existing: dict[str, str] = {}
+        """Anchor → the username its account holds (given to :meth:`desired`)."""
         self.previous: dict[str, str] = {}
         """New anchor → the anchor the person's account had before (``anchor_was``)."""
         self._claims: dict[str, list[tuple[str, str]]] = {}
         """Former anchor → (new anchor, wanted username) of each account that names it."""
-        self.held_values = dict(held_values or {})
+        self.held_values: dict[str, Mapping[str, str]] = {}
         """Anchor → the values of its unique attributes the directory holds now."""
-        own = {anchor: set(names) for anchor, names in (own or {}).items()}
-        for anchor, name in self.existing.items():
-            own.setdefault(anchor, set()).add(name)
-        for anchor, values in self.held_values.items():
-            own.setdefault(anchor, set()).update(values.values())
-        self.book = NameBook(issued, own)
+        self.book = NameBook((), {})
+        self.people: list[tuple[CompiledAccount, Person, str, str]] = []
+        """(account, person, anchor, base username) of everyone who gets a name, once
+        :meth:`map_persons` ran."""
+        self.early: dict[str, _Early] = {}
+        """Per anchor, the attributes and OU names that use neither ``username`` nor ``name``,
+        rendered by :meth:`map_persons`."""
+        self._run_total: RunTotal | None = None
+        self._stage = "new"
         self.index = _Index(source)
         self.not_fetched = {name: d.not_fetched for name, d in source.datasets.items()}
         # Of a pivoted set (free fields by name) only the names the templates read are kept.
@@ -618,16 +619,46 @@ class Engine:
 
     # -- accounts -------------------------------------------------------------------------------
 
-    def build(self) -> DesiredState:
+    def map_persons(self) -> None:
+        """Everything that needs no names in use: the persons, their anchors and wanted
+        usernames, and the attributes and OUs that use neither ``username`` nor ``name``. The
+        pipeline runs this while the directory is still being read."""
+        assert self._stage == "new", "an engine maps its persons once"
+        self._stage = "persons"
         # One run's values together stay under a cap too: 64 KiB each times every person could
-        # still fill the machine.
-        with counting_run():
-            state = self._build()
+        # still fill the machine. The count goes on in desired().
+        # Paused collector: a few acyclic objects per person, freed by counting.
+        with paused_gc(), counting_run() as total:
+            self._run_total = total
+            self._map_persons()
+
+    def desired(
+        self,
+        *,
+        existing: Mapping[str, str] | None = None,
+        issued: Collection[str] = (),
+        held_values: Mapping[str, Mapping[str, str]] | None = None,
+        own: Mapping[str, Collection[str]] | None = None,
+    ) -> DesiredState:
+        """The desired state, given the names in use: ``existing`` maps anchors to the usernames
+        they hold and ``held_values`` to the values of their unique attributes; ``issued`` holds
+        every name ever given and ``own`` per anchor the names given to it."""
+        assert self._stage == "persons", "an engine makes one desired state, after map_persons"
+        self._stage = "desired"
+        self.existing = dict(existing or {})
+        self.held_values = dict(held_values or {})
+        owned = {anchor: set(names) for anchor, names in (own or {}).items()}
+        for anchor, name in self.existing.items():
+            owned.setdefault(anchor, set()).add(name)
+        for anchor, values in self.held_values.items():
+            owned.setdefault(anchor, set()).update(values.values())
+        self.book = NameBook(issued, owned)
+        with paused_gc(), counting_run(self._run_total):
+            state = self._desired()
         self.report.errors[:] = _once_each(self.report.errors)
         return state
 
-    def _build(self) -> DesiredState:
-        state = DesiredState(report=self.report)
+    def _map_persons(self) -> None:
         accounts = self.compiled.accounts
         people: list[tuple[CompiledAccount, Person, str, str]] = []  # account, person, anchor, base
         for account in accounts.values():
@@ -638,7 +669,6 @@ class Engine:
                 if entry is not None:
                     people.append(entry)
                     self._claim_previous(*entry)
-        self._settle_previous()
 
         # Two persons with one anchor (a pupil and a staff member with the same key when both
         # kinds anchor on the bare key): both are held. Which of the two an existing account
@@ -674,7 +704,14 @@ class Engine:
                     "give each account kind anchors that cannot collide (see docs/mappings.md)",
                     anchor=anchor,
                 )
+        self.people = people
+        for account, person, anchor, _base in people:
+            self.early[anchor] = _Early.render(account, person)
 
+    def _desired(self) -> DesiredState:
+        state = DesiredState(report=self.report)
+        self._settle_previous()
+        people = self.people
         names = self._allocate(people)
         for account, person, anchor, _base in people:
             given = names.get(anchor)
@@ -682,17 +719,23 @@ class Engine:
                 continue  # held: no free name
             username = given.username
             context = {**person.context, "username": username}
+            early = self.early[anchor]
             try:
                 attributes = {
                     attr: Derived(
-                        t.render({**context, "name": given.names[attr]}, person.key)
+                        early.value(attr)
+                        if attr in early.values
+                        else t.render({**context, "name": given.names[attr]}, person.key)
                         if attr in given.names
                         else t.render(context, person.key),
                         account.why[attr],
                     )
                     for attr, t in account.attributes.items()
                 }
-                ou = tuple(t.render(context, person.key) for t in account.ou)
+                ou = tuple(
+                    early.value(i) if i in early.values else t.render(context, person.key)
+                    for i, t in enumerate(account.ou)
+                )
             except TemplateError as exc:
                 self.failed(person, exc, anchor=anchor)
                 continue
@@ -1190,6 +1233,41 @@ class Engine:
         return owners
 
 
+@dataclass(slots=True)
+class _Early:
+    """A person's attributes (by name) and OU names (by position) that use neither ``username``
+    nor ``name``, rendered before the names are given: each a value, or the template's error,
+    raised again where the attribute is made, so the person's outcome (which error holds them,
+    and when) is what it would be had everything been rendered then."""
+
+    values: dict[str | int, str | TemplateError]
+
+    @classmethod
+    def render(cls, account: CompiledAccount, person: Person) -> _Early:
+        values: dict[str | int, str | TemplateError] = {}
+        templates: list[tuple[str | int, Compiled]] = [
+            *account.attributes.items(),
+            *enumerate(account.ou),
+        ]
+        for place, template in templates:
+            if NAME_VARIABLES & template.variables:
+                continue
+            try:
+                values[place] = template.render(person.context, person.key)
+            except TemplateError as exc:
+                values[place] = exc
+        return cls(values)
+
+    def value(self, place: str | int) -> str:
+        value = self.values[place]
+        if isinstance(value, TemplateError):
+            raise value
+        return value
+
+
+NAME_VARIABLES = frozenset({"username", "name"})
+
+
 def _username_scheme(spec: UsernameSpec) -> Scheme:
     return Scheme(spec.max_length, spec.suffix, spec.first)
 
@@ -1274,21 +1352,27 @@ def build_desired(
     values the source could not read (``SourceRead.problems``): each holds its person, or counts
     as a row of an unknown person of its school; ``documented`` per data set the fields its
     source documents (:func:`check_fields`)."""
+    engine = map_persons(compiled, source, today=today, problems=problems, documented=documented)
+    return engine.desired(existing=existing, issued=issued, held_values=held_values, own=own)
+
+
+def map_persons(
+    compiled: CompiledMappings,
+    source: SourceRows,
+    *,
+    today: dt.date | None = None,
+    problems: Sequence[ValueProblem] = (),
+    documented: Mapping[str, Collection[str] | None] | None = None,
+) -> Engine:
+    """The first part of :func:`build_desired`, which needs no names in use (the persons, their
+    anchors, the attributes and OUs that use neither ``username`` nor ``name``): the pipeline
+    runs it while the directory is still being read. ``Engine.desired`` finishes it, once."""
     errors, warnings = check_fields(compiled, source, documented)
-    engine = Engine(
-        compiled,
-        source,
-        existing=existing,
-        issued=issued,
-        today=today,
-        problems=problems,
-        held_values=held_values,
-        own=own,
-    )
+    engine = Engine(compiled, source, today=today, problems=problems)
     engine.report.errors.extend(errors)
     engine.report.warnings.extend(warnings)
-    with paused_gc():  # a few acyclic objects per person: counting frees them
-        return engine.build()
+    engine.map_persons()
+    return engine
 
 
 def fields_to_fetch(compiled: CompiledMappings) -> dict[str, Collection[str] | None]:

@@ -404,7 +404,9 @@ MAX_RUN_ITERATIONS = 50_000_000
 template may loop a million times for a value, but not for every person of a large school."""
 
 
-class _RunTotal:
+class RunTotal:
+    """What the templates of one run rendered so far."""
+
     __slots__ = ("chars", "iterations")
 
     def __init__(self) -> None:
@@ -412,17 +414,19 @@ class _RunTotal:
         self.iterations = 0
 
 
-_RUN_TOTAL: contextvars.ContextVar[_RunTotal | None] = contextvars.ContextVar(
+_RUN_TOTAL: contextvars.ContextVar[RunTotal | None] = contextvars.ContextVar(
     "run_total", default=None
 )
 
 
 @contextlib.contextmanager
-def counting_run() -> Iterator[None]:
-    """Count what every template renders until the block ends (one run of the mapping engine)."""
-    token = _RUN_TOTAL.set(_RunTotal())
+def counting_run(total: RunTotal | None = None) -> Iterator[RunTotal]:
+    """Count what every template renders until the block ends (one run of the mapping engine),
+    from *total* on when given (a run rendered in two parts)."""
+    total = total or RunTotal()
+    token = _RUN_TOTAL.set(total)
     try:
-        yield
+        yield total
     finally:
         _RUN_TOTAL.reset(token)
 
