@@ -406,11 +406,12 @@ def bare_read(config_path: Path) -> Callable[[], int]:
 
 LABELS = (
     "prepare (config, mappings)",
-    "source and target read, at the same time (all below)",
+    "reads at the same time, then compare (all below)",
     "  source: download + parse",
     "  target read + ObservedState (in a thread)",
-    "compare: state store reads, mapping",
-    "  mapping (build_desired, names, checks)",
+    "  mapping of the persons (after the source, while the target is read)",
+    "  compare: state store reads, names, the rest of the mapping",
+    "    mapping's second part (names, attributes that use them, groups, checks)",
     "plan (diff, lifecycle, policy)",
     "rendering",
 )
@@ -419,8 +420,9 @@ LABELS = (
 def time_phases() -> dict[str, float]:
     """Wrap the plan's steps with wall-clock timers (no profiler overhead); returns the totals,
     filled in as the plan runs. The source and the target are read at the same time (the target
-    in a thread), so their two times overlap; the target read includes building its
-    ObservedState; compare includes the state store's reads and the mapping."""
+    in a thread), and the mapping of the persons starts once the source is read, so those three
+    times overlap; the target read includes building its ObservedState; compare includes the
+    state store's reads and the rest of the mapping."""
     from provisioner import cli, pipeline
     from provisioner.targets.ad import ActiveDirectory
 
@@ -442,13 +444,14 @@ def time_phases() -> dict[str, float]:
     for label in LABELS:
         phases[label] = 0.0
     timed(cli, "prepare_config", LABELS[0])
-    timed(cli, "read_source_and_target", LABELS[1])
+    timed(cli, "read_and_compare", LABELS[1])
     timed(cli, "_read", LABELS[2])
     timed(ActiveDirectory, "read", LABELS[3])
-    timed(cli, "compare", LABELS[4])
-    timed(pipeline, "desired_in_directory", LABELS[5])
-    timed(cli, "plan_of", LABELS[6])
-    timed(cli, "render_plan", LABELS[7])
+    timed(pipeline, "persons_of", LABELS[4])
+    timed(pipeline, "compare", LABELS[5])
+    timed(pipeline, "desired_in_directory", LABELS[6])
+    timed(cli, "plan_of", LABELS[7])
+    timed(cli, "render_plan", LABELS[8])
     return phases
 
 
