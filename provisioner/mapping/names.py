@@ -101,6 +101,8 @@ class NameBook:
         """Casefolded name → the anchor holding it in this run."""
         self.issued = {name.casefold() for name in issued}
         self.own = {anchor: {n.casefold() for n in names} for anchor, names in own.items()}
+        self._owners: dict[str, set[str]] | None = None
+        """Casefolded name → the anchors it is their own of; made when first needed."""
 
     def free(self, name: str, anchor: str) -> bool:
         folded = name.casefold()
@@ -115,9 +117,26 @@ class NameBook:
         folded = name.casefold()
         return folded in self.claimed or folded in self.issued
 
+    def given_to_none_of(self, name: str, anchors: Collection[str]) -> bool:
+        """True when *name* can be given to none of *anchors*: another anchor holds it in this
+        run, or it was given before and is none of theirs."""
+        folded = name.casefold()
+        holder = self.claimed.get(folded)
+        if holder is not None:
+            return holder not in anchors
+        if folded not in self.issued:
+            return False
+        if self._owners is None:
+            self._owners = {}
+            for anchor, names in self.own.items():
+                for owned in names:
+                    self._owners.setdefault(owned, set()).add(anchor)
+        return not any(anchor in anchors for anchor in self._owners.get(folded, ()))
+
     def inherit(self, anchor: str, former: str) -> None:
         """*anchor* is the new anchor of the account that had *former*: its names are its own."""
         self.own.setdefault(anchor, set()).update(self.own.get(former, ()))
+        self._owners = None
 
     def claim(self, name: str, anchor: str) -> None:
         self.claimed[name.casefold()] = anchor

@@ -154,6 +154,9 @@ class Compiled:
             if isinstance(node.node, nodes.Name) and node.node.name == "vars"
         )
         self._fast = _fast_path(tree, expression)
+        self.inserts_name = _inserts_name(tree)
+        """True when the template puts ``name`` into its text once, as it is, and reads it
+        nowhere else: the text around it is then the same whatever the name."""
         self.uses = tuple(sorted(set(_field_uses(tree, datasets)), key=str))
         self.why = Provenance(
             template=source.where,
@@ -164,7 +167,15 @@ class Compiled:
 
     def render(self, context: Mapping[str, Any], person: str) -> str:
         try:
-            value = self._render(context, person)
+            # The fast path inline: this runs a few dozen times per person.
+            fast = self._fast
+            if fast is not None:
+                try:
+                    value = fast(context)
+                except _NotFast:
+                    value = self._render(context, person)
+            else:
+                value = self._render(context, person)
         except TemplateLimitError as exc:
             # A template that tries this is a mistake in the mappings, not in one person's data:
             # the run stops here with one error instead of holding every person in turn.
@@ -203,11 +214,7 @@ class Compiled:
         return value  # type: ignore[no-any-return]
 
     def _render(self, context: Mapping[str, Any], person: str) -> Any:
-        if self._fast is not None:
-            try:
-                return self._fast(context)
-            except _NotFast:
-                pass
+        """Through the sandboxed Jinja."""
         token = new_budget()
         try:
             if self.expression:
@@ -587,6 +594,15 @@ def _fast(node: nodes.Node) -> Fast | None:
 
         return call
     return None
+
+
+def _inserts_name(tree: nodes.Template) -> bool:
+    body = tree.body
+    if len(body) != 1 or not isinstance(body[0], nodes.Output):
+        return False
+    inserted = [n for n in body[0].nodes if isinstance(n, nodes.Name) and n.name == "name"]
+    read = [n for n in tree.find_all(nodes.Name) if n.name == "name"]
+    return len(inserted) == 1 and len(read) == 1
 
 
 def _undeclared(tree: nodes.Template) -> set[str]:
