@@ -140,9 +140,7 @@ def desired_state(
         documented={
             name: info.documented_fields for name, info in prepared.source.datasets().items()
         },
-        unavailable={
-            name: info.unavailable for name, info in prepared.source.datasets().items()
-        },
+        unavailable={name: info.unavailable for name, info in prepared.source.datasets().items()},
     )
     # A value the directory refuses would fail on every run: found now. A person's own value holds
     # that person only; a group's or an OU's name is an error that blocks the plan.

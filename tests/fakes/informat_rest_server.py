@@ -365,7 +365,9 @@ class InformatRestServer(LoopbackServer):
             time.sleep(fault.seconds)
             fault = None
         auth = request.headers.get("Authorization", "")
-        token = self._tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+        token = (
+            self._tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+        )
         if (fault and fault.kind == "401") or token is None or token.expires <= time.monotonic():
             self._send(h, 401, b"", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
             return
@@ -406,9 +408,7 @@ class InformatRestServer(LoopbackServer):
     ) -> None:
         self._json(h, status, {"errors": [{"code": code, "message": message}]}, headers)
 
-    def _json(
-        self, h: _Handler, status: int, value: Any, headers: Mapping[str, str] = {}
-    ) -> None:
+    def _json(self, h: _Handler, status: int, value: Any, headers: Mapping[str, str] = {}) -> None:
         self._send(h, status, json.dumps(value).encode(), headers=headers)
 
     def _send(
