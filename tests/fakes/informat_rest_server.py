@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import ssl
+import sys
 import threading
 import time
 import uuid
@@ -200,6 +202,11 @@ class _Token:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     app: InformatRestServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up on a slow answer closed its end: expected, not worth a trace.
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError | TimeoutError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -32,7 +32,8 @@ from provisioner.sources.informat_rest.datasets import SCOPES, Api, Endpoint
 from provisioner.sources.informat_rest.settings import InformatRestConfig
 
 TOKEN_MARGIN = 60.0
-"""Seconds before its expiry a token is renewed: a token that lapses mid-request costs a retry."""
+"""Seconds before its expiry a token is renewed (at most half its life): a token that lapses
+mid-request costs a retry."""
 MAX_RETRY_AFTER = 120.0
 """The longest Retry-After honoured; a longer one waits this long (then the retry counts)."""
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -55,6 +56,14 @@ class RestAnswer:
     items: list[dict[str, Any]]
     body: bytes
     sha256: str
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """A whole answer, read off the wire (decoded as its Content-Encoding says)."""
+
+    status_code: int
+    content: bytes
 
 
 @dataclass
@@ -145,7 +154,8 @@ class RestClient:
         expires_in = body.get("expires_in")
         if not isinstance(expires_in, int | float) or expires_in <= 0:
             raise SourceError(f"{what}: the answer holds no valid expires_in")
-        token = _Token(body["access_token"], self.clock() + max(0.0, expires_in - TOKEN_MARGIN))
+        margin = min(TOKEN_MARGIN, expires_in / 2)  # a short-lived token is still used
+        token = _Token(body["access_token"], self.clock() + expires_in - margin)
         with self._lock:
             self._tokens[(instelnr, api)] = token
         return token.value
@@ -203,7 +213,7 @@ class RestClient:
             raise SourceError(f"{what}: the answer is not {shape} of objects")
         return RestAnswer(items, response.content, hashlib.sha256(response.content).hexdigest())
 
-    def _send(self, what: str, request: Callable[[], httpx.Request]) -> httpx.Response:
+    def _send(self, what: str, request: Callable[[], httpx.Request]) -> _Reply:
         """The whole answer to *request*; 429, 5xx, timeouts and cut-off answers are retried."""
         attempt = 0
         while True:
@@ -217,7 +227,7 @@ class RestClient:
                 self.sleep(retry.wait if retry.wait is not None else min(2.0**attempt, 30.0))
                 attempt += 1
 
-    def _send_once(self, what: str, request: httpx.Request) -> httpx.Response:
+    def _send_once(self, what: str, request: httpx.Request) -> _Reply:
         host = urlsplit(str(request.url)).hostname or str(request.url)
         timeouts = self.config.timeout
         try:
@@ -259,7 +269,7 @@ class RestClient:
                 raise _Retry(
                     f"{what}: the answer was cut off after {len(body)} bytes: {_reason(exc)}"
                 ) from None
-            return httpx.Response(status, headers=response.headers, content=bytes(body))
+            return _Reply(status, bytes(body))
         finally:
             response.close()
 
