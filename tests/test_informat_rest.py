@@ -421,3 +421,61 @@ def test_plain_http_to_another_host_is_refused(tmp_path, rest_server, rest_ca, m
     )
     with pytest.raises(ConfigError, match="token_url: plain http is only allowed to this machine"):
         load_config(path)
+
+
+def test_fetch_saves_a_snapshot_the_next_configuration_reads(
+    tmp_path, rest_server, rest_ca, monkeypatch, capsys
+):
+    monkeypatch.setenv("TEST_REST_SECRET", "rest-geheim")
+    config = write_config(tmp_path, rest_server, rest_ca)
+    assert main(["fetch", "--config", str(config), "--save", str(tmp_path / "snap")]) == 0
+    live = capsys.readouterr().out
+    assert f"Informat REST 2025-26 from {rest_server.url}" in live
+    offline = tmp_path / "offline.yaml"
+    offline.write_text(
+        f"mappings: {MAPPINGS}\nsource:\n  informat_rest:\n    snapshot: snap\n"
+        "    instelnrs: ['030569', '030577']\n"
+    )
+    assert main(["fetch", "--config", str(offline)]) == 0
+    again = capsys.readouterr().out
+    assert f"Informat REST 2025-26 from snapshot {tmp_path / 'snap'}" in again
+    # The same counts per data set and school, read from the files.
+    assert live.split("\n", 1)[1] == again.split("\n", 1)[1]
+
+
+# --- a real directory ----------------------------------------------------------------------------
+def test_a_refused_school_changes_nothing_in_the_directory(
+    samba_dc, rest_server, rest_ca, synthetic, tmp_path, monkeypatch, capsys
+):
+    """The night after Informat took the REST client's rights on one school away: blocked, and
+    every account of that school is exactly as it was (nobody disabled)."""
+    import secrets
+
+    from tests.scenarios import ad_target
+    from tests.test_ad import users_below
+
+    monkeypatch.setenv("TEST_REST_SECRET", "rest-geheim")
+    monkeypatch.setenv("TEST_AD_PASSWORD", samba_dc.admin_password)
+    root = f"OU=t{secrets.token_hex(4)}"
+    names = "".join(f"      '{nr}': {name}\n" for nr, name in school_names(synthetic).items())
+    config = write_config(
+        tmp_path,
+        rest_server,
+        rest_ca,
+        f"    school_names:\n{names}state: state.db\npolicy:\n  freeze_leavers: []\n"
+        + ad_target(samba_dc, root),
+    )
+    try:
+        assert main(["apply", "--config", str(config)]) == 0
+        capsys.readouterr()
+        before = users_below(samba_dc, root)
+        assert sum(1 for u in before if u.startswith("lln-")) > 100
+        rest_server.refused_apis.add(("030577", "leerlingen"))
+        assert main(["apply", "--config", str(config), "--approve", "trying to force it"]) == 2
+        out = capsys.readouterr().out
+        assert "BLOCKED: Lln for 030577 was refused by Informat" in out
+        assert users_below(samba_dc, root) == before  # nobody disabled, nothing changed
+    finally:
+        samba_dc.connect().delete(
+            f"{root},{samba_dc.base_dn}", controls=[("1.2.840.113556.1.4.805", True, None)]
+        )

@@ -141,7 +141,7 @@ class RestClient:
                     instelnr,
                     api,
                     f"the scope {scope} is refused: the REST client has no rights on this "
-                    "instellingsnummer (ask Informat to add it)",
+                    "instellingsnummer; ask Informat to add it",
                 )
             if error in ("invalid_client", "unauthorized_client") or response.status_code == 401:
                 raise AuthenticationError(
@@ -202,7 +202,7 @@ class RestClient:
                 instelnr,
                 endpoint.api,
                 f"{endpoint.path} answered HTTP 403{_codes(response.content)}: the REST client "
-                "has no rights on this instellingsnummer (ask Informat to add its scope)",
+                "has no rights on this instellingsnummer; ask Informat to add its scope",
             )
         if status != 200:
             raise SourceError(f"{what}: HTTP {status}{_codes(response.content)}")

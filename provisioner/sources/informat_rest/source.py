@@ -146,9 +146,9 @@ class InformatRestSource:
                 raise ConfigError(
                     "--save reads from the REST API; this configuration reads a snapshot"
                 )
-            answers, refused, schooljaar, as_of = self._from_snapshot(endpoints, progress)
+            answers, refused, schooljaar, as_of = self._from_snapshot(endpoints)
         else:
-            answers, refused, schooljaar = self._from_api(endpoints, today, progress, save)
+            answers, refused, schooljaar = self._from_api(endpoints, today, save, progress, fields)
             as_of = today
         day = _reference_day(self.config.referentiedatum, as_of)
         made = _Made(self.config, specs, kept, answers, refused, day)
@@ -173,9 +173,12 @@ class InformatRestSource:
         self,
         endpoints: Sequence[str],
         today: dt.date,
-        progress: Callable[[Progress], None],
         save: Path | None,
+        progress: Callable[[Progress], None],
+        datasets: Collection[str],
     ) -> tuple[dict[tuple[str, str], RestAnswer], dict[tuple[str, Api], str], str]:
+        """The answers of *endpoints* per school; progress is told per data set and school (a
+        school's data sets are done when its endpoints are)."""
         schooljaar = resolve_schooljaar(self.config.schooljaar, today)
         answers: dict[tuple[str, str], RestAnswer] = {}
         refused: dict[tuple[str, Api], str] = {}
@@ -183,23 +186,24 @@ class InformatRestSource:
         try:
             with RestClient(self.config, **self._seams) as client:
                 for nr in self.config.instelnrs:
+                    for name in datasets:
+                        progress(Progress("start", name, nr))
                     for name in endpoints:
                         endpoint = ENDPOINTS[name]
                         if (nr, endpoint.api) in refused:
                             continue
-                        progress(Progress("start", name, nr))
                         try:
                             answer = client.fetch(endpoint, nr, {"schoolYear": schooljaar})
                         except SchoolRefused as exc:
                             refused[(nr, endpoint.api)] = exc.reason
-                            progress(Progress("done", name, nr))
                             continue
                         answers[(name, nr)] = answer
                         if writer is not None:
                             with writer.opener(name, nr) as out:
                                 out.write(answer.body)
                             writer.add(name, nr, answer.sha256, len(answer.body), len(answer.items))
-                        progress(Progress("done", name, nr, len(answer.items)))
+                    for name in datasets:
+                        progress(Progress("done", name, nr))
             if writer is not None:
                 day = _reference_day(self.config.referentiedatum, today)
                 writer.commit(
@@ -221,7 +225,7 @@ class InformatRestSource:
         return answers, refused, schooljaar
 
     def _from_snapshot(
-        self, endpoints: Sequence[str], progress: Callable[[Progress], None]
+        self, endpoints: Sequence[str]
     ) -> tuple[dict[tuple[str, str], RestAnswer], dict[tuple[str, Api], str], str, dt.date]:
         assert self.config.snapshot is not None
         snapshot = Snapshot(self.config.snapshot)
@@ -243,7 +247,6 @@ class InformatRestSource:
                 endpoint = ENDPOINTS[name]
                 if (nr, endpoint.api) in refused:
                     continue
-                progress(Progress("start", name, nr))
                 entry = snapshot.entry(name, nr)
                 path = snapshot.directory / entry.file
                 try:
@@ -259,7 +262,6 @@ class InformatRestSource:
                 parsed = json.loads(body)
                 items = parsed[endpoint.wrapper] if endpoint.wrapper else parsed
                 answers[(name, nr)] = RestAnswer(items, body, entry.sha256)
-                progress(Progress("done", name, nr, len(items)))
         return answers, refused, snapshot.schooljaar, snapshot.as_of
 
 
