@@ -479,3 +479,19 @@ def test_a_refused_school_changes_nothing_in_the_directory(
         samba_dc.connect().delete(
             f"{root},{samba_dc.base_dn}", controls=[("1.2.840.113556.1.4.805", True, None)]
         )
+
+
+@pytest.mark.parametrize("document", ["docs/informat.md", "README.md"])
+def test_the_documented_configuration_reads(document, tmp_path, monkeypatch):
+    import re
+
+    from provisioner.config import load_config
+
+    monkeypatch.setenv("INFORMAT_REST_SECRET", "x")
+    text = (ROOT / document).read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "informat_rest:" in b]
+    path = tmp_path / "provisioner.yaml"
+    path.write_text(f"mappings: {MAPPINGS}\n{block}")
+    settings = load_config(path).source.settings
+    assert settings.token_url == "https://www.identityserver.be/connect/token"
+    assert settings.school_names["030577"] == "Onze-Lieve-Vrouwinstituut"
