@@ -145,14 +145,14 @@ class InformatClient:
                 f"{self._timeouts.connect:g} s (connect) / {self._timeouts.read:g} s (read)"
             ) from None
         except httpx.TransportError as exc:
-            if problem := _certificate_problem(exc):
+            if problem := certificate_problem(exc):
                 # Not transient: retrying cannot make an untrusted certificate trusted.
                 raise SourceError(
                     f"{what}: the TLS certificate of {self.host} is not trusted ({problem}); "
                     "if a private CA signed it, give that CA as ca_file"
                 ) from None
             raise TransientSourceError(
-                f"{what}: cannot reach {self.host}: {_reason(exc)}"
+                f"{what}: cannot reach {self.host}: {transport_reason(exc)}"
             ) from None
         try:
             if response.status_code != 200:
@@ -177,7 +177,7 @@ class InformatClient:
                 ) from None
             except httpx.TransportError as exc:
                 raise TransientSourceError(
-                    f"{what}: the answer was cut off after {size} bytes: {_reason(exc)}"
+                    f"{what}: the answer was cut off after {size} bytes: {transport_reason(exc)}"
                 ) from None
             finally:
                 if out is not None:
@@ -188,7 +188,7 @@ class InformatClient:
             response.close()
 
 
-def _certificate_problem(exc: BaseException) -> str | None:
+def certificate_problem(exc: BaseException) -> str | None:
     """The reason of a certificate verification failure somewhere in *exc*'s chain, if any."""
     seen: BaseException | None = exc
     while seen is not None:
@@ -198,7 +198,7 @@ def _certificate_problem(exc: BaseException) -> str | None:
     return "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else None
 
 
-def _reason(exc: Exception) -> str:
+def transport_reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return without_request(text.splitlines()[0])
 

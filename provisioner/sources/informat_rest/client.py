@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from provisioner.errors import AuthenticationError, SourceError
-from provisioner.sources.informat.client import _certificate_problem, _reason
+from provisioner.sources.informat.client import certificate_problem, transport_reason
 from provisioner.sources.informat_rest.datasets import SCOPES, Api, Endpoint
 from provisioner.sources.informat_rest.settings import InformatRestConfig
 
@@ -238,12 +238,12 @@ class RestClient:
                 f"{timeouts.read:g} s (read)"
             ) from None
         except httpx.TransportError as exc:
-            if problem := _certificate_problem(exc):
+            if problem := certificate_problem(exc):
                 raise SourceError(
                     f"{what}: the TLS certificate of {host} is not trusted ({problem}); "
                     "if a private CA signed it, give that CA as ca_file"
                 ) from None
-            raise _Retry(f"{what}: cannot reach {host}: {_reason(exc)}") from None
+            raise _Retry(f"{what}: cannot reach {host}: {transport_reason(exc)}") from None
         try:
             status = response.status_code
             if status == 429 or status >= 500:
@@ -266,9 +266,8 @@ class RestClient:
                     f"{what}: the answer stalled for more than {timeouts.read:g} s"
                 ) from None
             except httpx.TransportError as exc:
-                raise _Retry(
-                    f"{what}: the answer was cut off after {len(body)} bytes: {_reason(exc)}"
-                ) from None
+                cut = f"the answer was cut off after {len(body)} bytes"
+                raise _Retry(f"{what}: {cut}: {transport_reason(exc)}") from None
             return _Reply(status, bytes(body))
         finally:
             response.close()

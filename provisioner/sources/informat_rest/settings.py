@@ -9,7 +9,7 @@ from provisioner.checks import positive
 from provisioner.errors import ConfigError
 from provisioner.secret import Secret
 from provisioner.sources.informat.params import check_day_option, check_schooljaar
-from provisioner.sources.informat.settings import Timeouts, _check_instelnrs, _check_url
+from provisioner.sources.informat.settings import Timeouts, check_instelnrs, check_service_url
 from provisioner.yamlnodes import existing
 
 TOKEN_URL = "https://www.identityserver.be/connect/token"  # noqa: S105 - a URL, no secret
@@ -29,7 +29,7 @@ def _check_datasets(values: list[str]) -> list[str]:
 
 
 def _check_school_names(values: dict[str, str]) -> dict[str, str]:
-    names = dict(zip(_check_instelnrs(list(values)), values.values(), strict=True))
+    names = dict(zip(check_instelnrs(list(values)), values.values(), strict=True))
     for instelnr, name in names.items():
         if not name.strip():
             raise ValueError(f"the name of {instelnr} is empty")
@@ -38,16 +38,16 @@ def _check_school_names(values: dict[str, str]) -> dict[str, str]:
 
 @dataclass
 class InformatRestConfig:
-    instelnrs: list[str] = field(metadata={"check": _check_instelnrs})
+    instelnrs: list[str] = field(metadata={"check": check_instelnrs})
     client_id: str = ""
     client_secret: Secret | None = None
     """``${ENV_VAR}`` or ``file:PATH``, never the secret itself."""
     snapshot: Path | None = field(default=None, metadata={"check": existing})
     """A directory written by ``provisioner fetch --save``, read instead of the APIs."""
-    token_url: str = field(default=TOKEN_URL, metadata={"check": _check_url})
-    students_url: str = field(default=STUDENTS_URL, metadata={"check": _check_url})
+    token_url: str = field(default=TOKEN_URL, metadata={"check": check_service_url})
+    students_url: str = field(default=STUDENTS_URL, metadata={"check": check_service_url})
     """The Leerlingen API (``/1/students``, ``/1/registrations``)."""
-    employees_url: str = field(default=EMPLOYEES_URL, metadata={"check": _check_url})
+    employees_url: str = field(default=EMPLOYEES_URL, metadata={"check": check_service_url})
     """The Personeel API (``/employees``)."""
     schooljaar: str = field(default="auto", metadata={"check": check_schooljaar})
     referentiedatum: str = field(default="", metadata={"check": check_day_option})
