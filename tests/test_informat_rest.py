@@ -495,3 +495,14 @@ def test_the_documented_configuration_reads(document, tmp_path, monkeypatch):
     settings = load_config(path).source.settings
     assert settings.token_url == "https://www.identityserver.be/connect/token"
     assert settings.school_names["030577"] == "Onze-Lieve-Vrouwinstituut"
+
+
+def test_a_preview_of_the_next_school_year_asks_for_that_year(rest, rest_server):
+    preview = rest().for_school_year("2026-27")
+    read = preview.read({"Lln": ["Naam"]})
+    assert read.as_of.isoformat() == "2026-09-01"
+    assert {r.query["schoolYear"] for r in rest_server.requests if r.query} == {"2026-27"}
+    # The fake knows only 2025-26: nothing yet, a block rather than "everybody left".
+    assert {(b.dataset, b.reason) for b in read.blocks} == {("Lln", EMPTY_ANSWER)}
+    with pytest.raises(ConfigError, match="name the school year to preview"):
+        rest().for_school_year("auto")

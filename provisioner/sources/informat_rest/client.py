@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from provisioner.errors import AuthenticationError, SourceError
-from provisioner.sources.informat.client import certificate_problem, transport_reason
+from provisioner.errors import AuthenticationError, SourceError, TransientSourceError
+from provisioner.sources.informat.client import body_error, send_error
 from provisioner.sources.informat_rest.datasets import SCOPES, Api, Endpoint
 from provisioner.sources.informat_rest.settings import InformatRestConfig
 
@@ -219,36 +219,26 @@ class RestClient:
         while True:
             try:
                 return self._send_once(what, request())
-            except _Retry as retry:
+            except TransientSourceError as exc:
                 if attempt >= self.config.retries:
                     tries = f" (tried {attempt + 1} times)" if attempt else ""
-                    raise SourceError(f"{retry.error}{tries}") from None
+                    raise SourceError(f"{exc}{tries}") from None
                 # 1 s, 2 s, 4 s … capped; a Retry-After is honoured instead.
-                self.sleep(retry.wait if retry.wait is not None else min(2.0**attempt, 30.0))
+                wait = exc.wait if isinstance(exc, _RetryAfter) else None
+                self.sleep(wait if wait is not None else min(2.0**attempt, 30.0))
                 attempt += 1
 
     def _send_once(self, what: str, request: httpx.Request) -> _Reply:
         host = urlsplit(str(request.url)).hostname or str(request.url)
-        timeouts = self.config.timeout
         try:
             response = self._http.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise _Retry(
-                f"{what}: no answer from {host} within {timeouts.connect:g} s (connect) / "
-                f"{timeouts.read:g} s (read)"
-            ) from None
         except httpx.TransportError as exc:
-            if problem := certificate_problem(exc):
-                raise SourceError(
-                    f"{what}: the TLS certificate of {host} is not trusted ({problem}); "
-                    "if a private CA signed it, give that CA as ca_file"
-                ) from None
-            raise _Retry(f"{what}: cannot reach {host}: {transport_reason(exc)}") from None
+            raise send_error(what, host, self.config.timeout, exc) from None
         try:
             status = response.status_code
             if status == 429 or status >= 500:
                 codes = _codes(_head(response))
-                raise _Retry(f"{what}: HTTP {status}{codes}", _retry_after(response))
+                raise _RetryAfter(f"{what}: HTTP {status}{codes}", _retry_after(response))
             limit = self.config.max_answer_bytes if status == 200 else _ERROR_BODY_LIMIT
             body = bytearray()
             try:
@@ -261,24 +251,18 @@ class RestClient:
                             f"{what}: the answer is larger than max_answer_mb "
                             f"({self.config.max_answer_mb:g} MB)"
                         )
-            except httpx.TimeoutException:
-                raise _Retry(
-                    f"{what}: the answer stalled for more than {timeouts.read:g} s"
-                ) from None
             except httpx.TransportError as exc:
-                cut = f"the answer was cut off after {len(body)} bytes"
-                raise _Retry(f"{what}: {cut}: {transport_reason(exc)}") from None
+                raise body_error(what, len(body), self.config.timeout, exc) from None
             return _Reply(status, bytes(body))
         finally:
             response.close()
 
 
-class _Retry(Exception):
-    """A failure worth another attempt (after *wait* seconds, when the server said)."""
+class _RetryAfter(TransientSourceError):
+    """429 or 5xx: worth another attempt, after *wait* seconds when the server said so."""
 
-    def __init__(self, error: str, wait: float | None = None) -> None:
+    def __init__(self, error: str, wait: float | None) -> None:
         super().__init__(error)
-        self.error = error
         self.wait = wait
 
 

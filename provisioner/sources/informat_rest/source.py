@@ -21,14 +21,13 @@ from provisioner.errors import ConfigError, SourceError
 from provisioner.model import Dataset, SourceRows
 from provisioner.sources.base import Block, DatasetInfo, Fields, Progress, SourceRead, ValueProblem
 from provisioner.sources.informat.params import (
-    check_schooljaar,
     dd_mm_yyyy,
     parse_day,
     resolve_schooljaar,
 )
 from provisioner.sources.informat.parser import normalise_date
 from provisioner.sources.informat.snapshot import Snapshot, SnapshotWriter
-from provisioner.sources.informat.source import EMPTY_ANSWER
+from provisioner.sources.informat.source import EMPTY_ANSWER, preview_day
 from provisioner.sources.informat_rest.client import RestAnswer, RestClient, SchoolRefused
 from provisioner.sources.informat_rest.datasets import (
     DATASETS,
@@ -71,23 +70,10 @@ class InformatRestSource:
         }
 
     def for_school_year(self, school_year: str) -> InformatRestSource:
-        """The registrations of *school_year* as they stand on its first day (or today, once
-        it has begun): the read is dated by that day."""
-        try:
-            check_schooljaar(school_year)
-        except ValueError as exc:
-            raise ConfigError(f"--schooljaar: {exc}") from None
-        if school_year == "auto":
-            raise ConfigError("--schooljaar: name the school year to preview, like 2026-27")
-        first = int(school_year[:4])
-        start, end = dt.date(first, 9, 1), dt.date(first + 1, 6, 30)
-        today = self._today or dt.date.today()
-        if today > end:
-            raise ConfigError(
-                f"school year {school_year} ended on {end:%d-%m-%Y}: a preview shows a year to "
-                "come (or the current one)"
-            )
-        day = max(start, today)
+        """The registrations of *school_year* as they stand on its first day (or on the
+        configured ``referentiedatum`` inside it, or today once it has begun), like the web
+        service's preview: the read is dated by that day."""
+        day = preview_day(school_year, self._today or dt.date.today(), self.config.referentiedatum)
         settings = dataclasses.replace(
             self.config, schooljaar=school_year, referentiedatum=dd_mm_yyyy(day)
         )
