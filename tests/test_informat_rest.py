@@ -4,6 +4,8 @@ desired state from the default mappings whichever source serves the school."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import json
 from pathlib import Path
@@ -100,9 +102,16 @@ def test_only_the_fields_the_mappings_use_are_kept(rest):
         dataset = read.rows.datasets[name]
         key = dataset.key
         assert {f for _nr, row in dataset.rows for f in row} <= {*fields, key}, name
-    # Leerkrachten is made from /employees only: students are not fetched for it.
-    staff_only = rest().read({"Leerkrachten": ["Naam"]})
-    assert staff_only.rows.datasets["Leerkrachten"].rows
+
+
+def test_only_the_endpoints_the_fields_need_are_fetched(rest, rest_server):
+    rest().read({"Leerkrachten": ["Naam"], "Subgroepen": ["Klascode", "Groeptype"]})
+    # No pupil's name is read: /1/students is not asked for.
+    assert {r.path for r in rest_server.requests} == {
+        "/connect/token",
+        "/employees",
+        "/1/registrations",
+    }
 
 
 def test_rest_only_data_sets_carry_rest_fields(rest, synthetic):
@@ -212,7 +221,7 @@ def test_an_empty_array_blocks_that_school(rest, rest_server):
     }
 
 
-def test_a_plan_blocks_and_disables_nobody_when_a_school_is_refused(rest, rest_server):
+def test_a_plan_is_blocked_when_a_school_is_refused(rest, rest_server):
     from provisioner.plan.planner import Origin, Rules, make_plan
     from tests.test_plan import observed_from
 
@@ -233,6 +242,57 @@ def test_a_plan_blocks_and_disables_nobody_when_a_school_is_refused(rest, rest_s
         "school is disabled" in b
         for b in plan.header.blocked
     )
+
+
+@contextlib.contextmanager
+def served(server, instelnr: str, endpoint: str, change):
+    """The REST server answering *endpoint* for *instelnr* with its items changed by *change*
+    (a function of a copy of them) for the duration; the session's data as it was afterwards."""
+    original = server.view[instelnr][endpoint]
+    server.view[instelnr][endpoint] = change(copy.deepcopy(original))
+    try:
+        yield
+    finally:
+        server.view[instelnr][endpoint] = original
+
+
+def test_an_unreadable_date_holds_only_its_person(rest, rest_server):
+    def impossible(registrations):
+        registrations[0]["begindatum"] = "2025-02-31T00:00:00"
+        return registrations
+
+    with served(rest_server, "030569", "registrations", impossible):
+        pupil = str(rest_server.view["030569"]["registrations"][0]["pPersoon"])
+        read = rest().read({"Lln": ["begindatum", "Naam"]})
+    (problem,) = read.problems
+    assert (problem.dataset, problem.unit, problem.key, problem.field) == (
+        "Lln",
+        "030569",
+        pupil,
+        "begindatum",
+    )
+    assert "month 2 of 2025 has no day 31" in problem.reason
+    rows = [r for nr, r in read.rows.datasets["Lln"].rows if r["p_persoon"] == pupil]
+    assert rows and all("begindatum" not in r for r in rows)  # the row still comes, without it
+    assert not read.blocks
+
+
+def test_a_guessed_field_that_no_row_has_blocks_the_school(rest, rest_server):
+    """The /employees field names are unverified: were ``isActief`` called otherwise, every
+    staff member would look inactive and leave; the school is blocked instead."""
+
+    def without_active(employees):
+        return [{k: v for k, v in e.items() if k != "isActief"} for e in employees]
+
+    with served(rest_server, "030569", "employees", without_active):
+        read = rest().read({"Leerkrachten": ["Actief", "Naam"]})
+    (block,) = read.blocks
+    assert (block.dataset, block.unit, block.reason) == (
+        "Leerkrachten",
+        "030569",
+        "gave no Actief in any row",
+    )
+    assert "unverified" in block.hint
 
 
 # --- transient faults: retried, bounded, then a clear error ---------------------------------------

@@ -285,6 +285,8 @@ class _Made:
         self.problems: list[ValueProblem] = []
         self.per_school: dict[str, dict[str, list[Item]]] = {s.name: {} for s in specs}
         self.seen: dict[str, set[str]] = {s.name: set() for s in specs}
+        self.seen_at: dict[tuple[str, str], set[str]] = {}
+        """Per data set and school the fields that had a value in some row."""
         for spec in specs:
             for nr in config.instelnrs:
                 self.per_school[spec.name][nr] = list(self._make(spec, nr))
@@ -342,6 +344,7 @@ class _Made:
                 values[name] = value
         key = values.get(spec.key)
         self.seen[spec.name].update(values)
+        self.seen_at.setdefault((spec.name, nr), set()).update(values)
         if key is None:
             self.problems.append(
                 ValueProblem(spec.name, nr, None, spec.key, "the row has no person key")
@@ -412,7 +415,35 @@ class _Made:
                     blocks.append(Block(spec.name, nr, REFUSED, reason))
                 elif not self.per_school[spec.name][nr]:
                     blocks.append(Block(spec.name, nr, EMPTY_ANSWER, EMPTY_HINT))
+                elif missing := self._unconfirmed(spec, nr):
+                    blocks.append(
+                        Block(
+                            spec.name,
+                            nr,
+                            f"gave no {', '.join(missing)} in any row",
+                            f"the REST field names of {spec.name} are unverified; compare "
+                            "'provisioner fetch --save' with docs/informat.md's correspondence "
+                            "table",
+                        )
+                    )
         return blocks
+
+    def _unconfirmed(self, spec: RestDataset, nr: str) -> list[str]:
+        """Of a data set whose REST field names are a best guess, the kept fields that no row of
+        this school has: a wrong guess would make every value empty (``Actief``: everybody a
+        leaver), so the school is blocked rather than read that way."""
+        kept = self.kept[spec.name]
+        if spec.verified or spec.name not in DERIVED or kept is None:
+            return []
+        seen = self.seen_at.get((spec.name, nr), set())
+        return sorted(
+            f for f in kept if f not in seen and _from_api(spec.fields.get(f, "config.unknown"))
+        )
+
+
+def _from_api(origin: str) -> bool:
+    """Whether a field comes from an API's answer (not from the configuration or the unit)."""
+    return "." in origin and not origin.startswith("config.")
 
 
 def _text(value: Any) -> str | None:
