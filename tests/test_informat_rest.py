@@ -79,6 +79,16 @@ def test_the_default_mappings_give_the_same_desired_state_from_either_source(ser
     )
     rest_read, by_rest = desired_of(rest())
     assert ws_read.counts == rest_read.counts  # the same rows per data set and school
+    for name, dataset in ws_read.rows.datasets.items():
+        # Row for row the same values, dates too (the web service's forms and REST's alike come
+        # as ISO days); only Klastitularis is the web service's alone.
+        def rows(rows_of):
+            return sorted(
+                (nr, sorted((k, v) for k, v in row.items() if k != "Klastitularis"))
+                for nr, row in rows_of.rows
+            )
+
+        assert rows(rest_read.rows.datasets[name]) == rows(dataset), name
     assert not ws_read.blocks and not rest_read.blocks
     assert not by_web_service.report.errors and not by_rest.report.errors
     assert len(by_rest.accounts) > 100
@@ -566,3 +576,17 @@ def test_a_preview_of_the_next_school_year_asks_for_that_year(rest, rest_server)
     assert {(b.dataset, b.reason) for b in read.blocks} == {("Lln", EMPTY_ANSWER)}
     with pytest.raises(ConfigError, match="name the school year to preview"):
         rest().for_school_year("auto")
+
+
+def test_fields_names_what_this_source_cannot_give(
+    tmp_path, rest_server, rest_ca, monkeypatch, capsys
+):
+    monkeypatch.setenv("TEST_REST_SECRET", "rest-geheim")
+    config = write_config(tmp_path, rest_server, rest_ca)  # no school_names
+    assert main(["fields", "--config", str(config), "Subgroepen"]) == 0
+    out = capsys.readouterr().out
+    assert "Fields of Subgroepen this source cannot give (4)" in out
+    assert "  Klastitularis: the REST API does not say who a class's titularis is" in out
+    assert "  School: the REST API does not give a school's name" in out
+    assert "(documented, in no row)" not in out
+    assert "EinddatumKlas" in out and "T00:00:00" not in out  # dates as ISO days

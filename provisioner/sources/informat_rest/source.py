@@ -355,7 +355,7 @@ class _Made:
         for name, value in values.items():
             if kept is not None and name not in kept and name != spec.key:
                 continue
-            if name.lower().endswith("datum"):  # dates: read tolerantly, kept as ISO days
+            if "datum" in name.lower():  # dates (BegindatumKlas too): read tolerantly, as ISO
                 try:
                     value = normalise_date(value)
                 except ValueError as exc:
