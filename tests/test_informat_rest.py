@@ -590,3 +590,28 @@ def test_fields_names_what_this_source_cannot_give(
     assert "  School: the REST API does not give a school's name" in out
     assert "(documented, in no row)" not in out
     assert "EinddatumKlas" in out and "T00:00:00" not in out  # dates as ISO days
+
+
+def test_either_source_gives_the_same_plan(
+    server, rest_server, rest_ca, synthetic, tmp_path, monkeypatch, capsys
+):
+    """``source: informat:`` switched to ``source: informat_rest:`` with the default mappings:
+    the same changes in the plan (against an empty directory, as on the first night)."""
+    from tests.scenarios import config_head
+
+    monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "geheim")
+    monkeypatch.setenv("TEST_REST_SECRET", "rest-geheim")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "rest").mkdir()
+    by_web_service = tmp_path / "ws" / "provisioner.yaml"
+    by_web_service.write_text(config_head(server.url, MAPPINGS))
+    names = "".join(f"      '{nr}': {name}\n" for nr, name in school_names(synthetic).items())
+    by_rest = write_config(tmp_path / "rest", rest_server, rest_ca, f"    school_names:\n{names}")
+    plans = []
+    for config in (by_web_service, by_rest):
+        assert main(["plan", "--config", str(config), "--json"]) == 2
+        plans.append(json.loads(capsys.readouterr().out))
+    ws_plan, rest_plan = plans
+    assert len(ws_plan["changes"]) > 200
+    assert rest_plan["changes"] == ws_plan["changes"]
+    assert rest_plan["header"]["blocked"] == ws_plan["header"]["blocked"] == []
