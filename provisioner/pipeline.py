@@ -134,6 +134,7 @@ def persons_of(prepared: Prepared, read: SourceRead) -> Engine:
         documented={
             name: info.documented_fields for name, info in prepared.source.datasets().items()
         },
+        unavailable={name: info.unavailable for name, info in prepared.source.datasets().items()},
     )
 
 

@@ -13,9 +13,12 @@ import pytest
 from provisioner import log
 from provisioner.secret import Secret
 from provisioner.sources.informat.settings import InformatConfig, Timeouts
+from provisioner.sources.informat_rest.settings import InformatRestConfig
+from tests.fakes.informat_rest_server import CLIENT_ID, CLIENT_SECRET, InformatRestServer
 from tests.fakes.informat_server import InformatServer
 from tests.fakes.samba import SambaDC, unavailable_reason
 from tests.fakes.synthetic import SyntheticData, generate
+from tests.fakes.tls import TestCA, make_test_ca
 
 LOGIN = "webservices@school.be"
 PASSWORD = "geheim"
@@ -62,6 +65,44 @@ def snapshot_config(directory: Path, **overrides: object) -> InformatConfig:
     values: dict[str, object] = {"instelnrs": list(INSTELNRS), "snapshot": directory}
     values.update(overrides)
     return InformatConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def rest_ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return make_test_ca(tmp_path_factory.mktemp("informat-rest-ca"))
+
+
+@pytest.fixture(scope="session")
+def informat_rest_server(synthetic: SyntheticData, rest_ca: TestCA) -> Iterator[InformatRestServer]:
+    """Informat's REST APIs over TLS, serving the same synthetic schools as ``informat_server``."""
+    with InformatRestServer(synthetic, tls=rest_ca.server_context()) as server:
+        yield server
+
+
+@pytest.fixture
+def rest_server(informat_rest_server: InformatRestServer) -> Iterator[InformatRestServer]:
+    """The session's REST server with no faults, tokens, refusals or requests left over."""
+    informat_rest_server.clear()
+    yield informat_rest_server
+    informat_rest_server.clear()
+
+
+def rest_config(
+    server: InformatRestServer, ca_file: Path, **overrides: object
+) -> InformatRestConfig:
+    values: dict[str, object] = {
+        "instelnrs": list(INSTELNRS),
+        "client_id": CLIENT_ID,
+        "client_secret": Secret(CLIENT_SECRET, "test"),
+        "token_url": server.token_url,
+        "students_url": server.url,
+        "employees_url": server.url,
+        "schooljaar": SCHOOLJAAR,
+        "ca_file": ca_file,
+        "timeout": Timeouts(connect=2.0, read=10.0),
+    }
+    values.update(overrides)
+    return InformatRestConfig(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -38,6 +38,7 @@ HEADER = {
 # lookup (config.py) name a concrete source or target outside its own package.
 CONCRETE = (
     "provisioner.sources.informat",
+    "provisioner.sources.informat_rest",
     "provisioner.targets.ad",
     "provisioner.targets.ad_settings",
     "provisioner.targets.entra",
@@ -216,7 +217,8 @@ def test_an_unknown_source_kind_is_named_with_the_known_ones(tmp_path, capsys):
     config.write_text("source:\n  informatt:\n    url: x\nmappings: m.yaml\n", encoding="utf-8")
     assert main(["validate", "--config", str(config)]) == 1
     assert (
-        f"{config}:2: source.informatt: unknown source (known: informat)" in capsys.readouterr().err
+        f"{config}:2: source.informatt: unknown source (known: informat, informat_rest)"
+        in capsys.readouterr().err
     )
     config.write_text("source: {}\n", encoding="utf-8")
     assert main(["validate", "--config", str(config)]) == 1

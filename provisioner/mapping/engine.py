@@ -309,13 +309,17 @@ def check_fields(
     compiled: CompiledMappings,
     source: SourceRows,
     documented: Mapping[str, Collection[str] | None] | None = None,
+    unavailable: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[list[str], list[str]]:
     """Fields the templates read that the source never had. *documented* holds per data set the
     fields its source documents (None or absent: no such list). A field neither documented nor
     in any row is a typo (an error, with the nearest names); a documented field in no row today
     only a warning, as the source may leave empty values out. Without a documented list, a field
-    in no row is an error only when it is close to one that is (a likely typo)."""
+    in no row is an error only when it is close to one that is (a likely typo). *unavailable*
+    holds per data set the fields its source cannot give at all (field → why): reading one is a
+    warning that names it, since the same mappings also serve a source that has it."""
     documented = documented or {}
+    unavailable = unavailable or {}
     pivots = {dataset: pair[0] for dataset, pair in compiled.pivots.items()}
     errors: list[str] = []
     warnings: list[str] = []
@@ -335,6 +339,12 @@ def check_fields(
                     warnings.append(f"{where}: no {use.dataset} row has {name_field} {use.field!r}")
                 continue
             if use.field in dataset.fields_seen:
+                continue
+            why = unavailable.get(use.dataset, {}).get(use.field)
+            if why is not None:
+                warnings.append(
+                    f"{where}: {use.dataset}.{use.field} is always empty with this source: {why}"
+                )
                 continue
             if listed is not None and use.field in listed:
                 warnings.append(
@@ -1404,6 +1414,7 @@ def build_desired(
     held_values: Mapping[str, Mapping[str, str]] | None = None,
     own: Mapping[str, Collection[str]] | None = None,
     documented: Mapping[str, Collection[str] | None] | None = None,
+    unavailable: Mapping[str, Mapping[str, str]] | None = None,
 ) -> DesiredState:
     """The desired state for *source*. ``existing`` maps anchors to the usernames they already
     hold and ``held_values`` to the values of their unique attributes (they keep them, as the
@@ -1411,8 +1422,15 @@ def build_desired(
     and ``own`` per anchor the names given to it (it may get them back); ``problems`` are the
     values the source could not read (``SourceRead.problems``): each holds its person, or counts
     as a row of an unknown person of its school; ``documented`` per data set the fields its
-    source documents (:func:`check_fields`)."""
-    engine = map_persons(compiled, source, today=today, problems=problems, documented=documented)
+    source documents and ``unavailable`` the fields it cannot give (:func:`check_fields`)."""
+    engine = map_persons(
+        compiled,
+        source,
+        today=today,
+        problems=problems,
+        documented=documented,
+        unavailable=unavailable,
+    )
     return engine.desired(existing=existing, issued=issued, held_values=held_values, own=own)
 
 
@@ -1423,11 +1441,12 @@ def map_persons(
     today: dt.date | None = None,
     problems: Sequence[ValueProblem] = (),
     documented: Mapping[str, Collection[str] | None] | None = None,
+    unavailable: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Engine:
     """The first part of :func:`build_desired`, which needs no names in use (the persons, their
     anchors, the attributes and OUs that use neither ``username`` nor ``name``): the pipeline
     runs it while the directory is still being read. ``Engine.desired`` finishes it, once."""
-    errors, warnings = check_fields(compiled, source, documented)
+    errors, warnings = check_fields(compiled, source, documented, unavailable)
     engine = Engine(compiled, source, today=today, problems=problems)
     engine.report.errors.extend(errors)
     engine.report.warnings.extend(warnings)

@@ -50,6 +50,8 @@ class DatasetFields:
     """False: the source has no documented list for this data set."""
     verified: bool = True
     """False: the data set's format could not be confirmed."""
+    unavailable: dict[str, str] = field(default_factory=dict)
+    """Fields a data set of this name has elsewhere that this source cannot give → why."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,7 +197,10 @@ def summarise(dataset: str, info: DatasetInfo, read: SourceRead) -> DatasetField
         bare = summary.name.rsplit(".", 1)[-1]
         summary.documented = documented is None or bare in documented
     with_values = {name.rsplit(".", 1)[-1] for name, s in found.items() if s.rows}
-    missing = sorted((documented or frozenset()) - with_values, key=str.casefold)
+    unavailable = {f: why for f, why in info.unavailable.items() if f not in with_values}
+    missing = sorted(
+        (documented or frozenset()) - with_values - unavailable.keys(), key=str.casefold
+    )
     return DatasetFields(
         dataset=dataset,
         description=read.description,
@@ -204,6 +209,7 @@ def summarise(dataset: str, info: DatasetInfo, read: SourceRead) -> DatasetField
         documented_missing=missing,
         documented=documented is not None,
         verified=info.verified,
+        unavailable=unavailable,
     )
 
 
@@ -234,6 +240,13 @@ def render_text(summary: DatasetFields) -> str:
             "leaves empty values out, so a mapping may use them; they are empty for now:",
         ]
         out += [f"  {name}   (documented, in no row)" for name in summary.documented_missing]
+    if summary.unavailable:
+        out += [
+            "",
+            f"Fields of {summary.dataset} this source cannot give ({len(summary.unavailable)}): "
+            "a mapping that reads one gets an empty value",
+        ]
+        out += [f"  {name}: {why}" for name, why in sorted(summary.unavailable.items())]
     out += ["", "Personal values are masked."]
     if any("." in item.name for item in summary.fields):
         out.append("A nested field (Container.Field) counts entries, not rows.")
@@ -261,6 +274,7 @@ def render_json(summary: DatasetFields) -> str:
                 for s in summary.fields
             ],
             "documented_missing": summary.documented_missing,
+            "unavailable": summary.unavailable,
         },
         indent=2,
         ensure_ascii=False,

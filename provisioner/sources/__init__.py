@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from provisioner.sources.informat.settings import InformatConfig
+from provisioner.sources.informat_rest.settings import InformatRestConfig
 
 if TYPE_CHECKING:
     from provisioner.sources.base import Source
@@ -46,3 +47,12 @@ def _open_informat(settings: InformatConfig, **seams: Any) -> Source:
 
 
 register_source("informat", InformatConfig, _open_informat)
+
+
+def _open_informat_rest(settings: InformatRestConfig, **seams: Any) -> Source:
+    from provisioner.sources.informat_rest.source import InformatRestSource
+
+    return InformatRestSource(settings, **seams)
+
+
+register_source("informat_rest", InformatRestConfig, _open_informat_rest)

@@ -33,6 +33,9 @@ class DatasetInfo:
     verified: bool = True
     """False where the data set's format could not be confirmed (its documented fields and
     element names are a best guess): ``provisioner fields`` says so."""
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    """Fields a data set of this name holds in another source that this source cannot give
+    (field → why): a mapping that reads one gets a warning naming it, and an empty value."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from provisioner.sources.informat.parser import (
     fault_error,
     without_request,
 )
-from provisioner.sources.informat.settings import InformatConfig, Transport
+from provisioner.sources.informat.settings import InformatConfig, Timeouts, Transport
 
 _RETRY_STATUS = {502, 503, 504}
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -139,21 +139,8 @@ class InformatClient:
         request = self._request(op, wire_parameters(op, self.options, instelnr))
         try:
             response = self._http.send(request, stream=True)
-        except httpx.TimeoutException:
-            raise TransientSourceError(
-                f"{what}: no answer from {self.host} within "
-                f"{self._timeouts.connect:g} s (connect) / {self._timeouts.read:g} s (read)"
-            ) from None
         except httpx.TransportError as exc:
-            if problem := _certificate_problem(exc):
-                # Not transient: retrying cannot make an untrusted certificate trusted.
-                raise SourceError(
-                    f"{what}: the TLS certificate of {self.host} is not trusted ({problem}); "
-                    "if a private CA signed it, give that CA as ca_file"
-                ) from None
-            raise TransientSourceError(
-                f"{what}: cannot reach {self.host}: {_reason(exc)}"
-            ) from None
+            raise send_error(what, self.host, self._timeouts, exc) from None
         try:
             if response.status_code != 200:
                 raise _status_error(what, response)
@@ -171,14 +158,8 @@ class InformatClient:
                     if out is not None:
                         out.write(chunk)
                     parser.feed(chunk)
-            except httpx.TimeoutException:
-                raise TransientSourceError(
-                    f"{what}: the answer stalled for more than {self._timeouts.read:g} s"
-                ) from None
             except httpx.TransportError as exc:
-                raise TransientSourceError(
-                    f"{what}: the answer was cut off after {size} bytes: {_reason(exc)}"
-                ) from None
+                raise body_error(what, size, self._timeouts, exc) from None
             finally:
                 if out is not None:
                     out.close()
@@ -188,7 +169,34 @@ class InformatClient:
             response.close()
 
 
-def _certificate_problem(exc: BaseException) -> str | None:
+def send_error(what: str, host: str, timeouts: Timeouts, exc: httpx.TransportError) -> SourceError:
+    """What a request that got no answer means: a :class:`TransientSourceError` (worth
+    retrying), except for an untrusted certificate, which no retry can make trusted."""
+    if isinstance(exc, httpx.TimeoutException):
+        return TransientSourceError(
+            f"{what}: no answer from {host} within {timeouts.connect:g} s (connect) / "
+            f"{timeouts.read:g} s (read)"
+        )
+    if problem := certificate_problem(exc):
+        return SourceError(
+            f"{what}: the TLS certificate of {host} is not trusted ({problem}); "
+            "if a private CA signed it, give that CA as ca_file"
+        )
+    return TransientSourceError(f"{what}: cannot reach {host}: {transport_reason(exc)}")
+
+
+def body_error(
+    what: str, size: int, timeouts: Timeouts, exc: httpx.TransportError
+) -> TransientSourceError:
+    """What an answer that stopped coming after *size* bytes means (worth retrying)."""
+    if isinstance(exc, httpx.TimeoutException):
+        return TransientSourceError(f"{what}: the answer stalled for more than {timeouts.read:g} s")
+    return TransientSourceError(
+        f"{what}: the answer was cut off after {size} bytes: {transport_reason(exc)}"
+    )
+
+
+def certificate_problem(exc: BaseException) -> str | None:
     """The reason of a certificate verification failure somewhere in *exc*'s chain, if any."""
     seen: BaseException | None = exc
     while seen is not None:
@@ -198,7 +206,7 @@ def _certificate_problem(exc: BaseException) -> str | None:
     return "certificate verify failed" if "CERTIFICATE_VERIFY_FAILED" in str(exc) else None
 
 
-def _reason(exc: Exception) -> str:
+def transport_reason(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return without_request(text.splitlines()[0])
 

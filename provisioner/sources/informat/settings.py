@@ -24,7 +24,7 @@ from provisioner.yamlnodes import existing
 Transport = Literal["get", "post", "soap"]
 
 
-def _check_instelnrs(values: list[str]) -> list[str]:
+def check_instelnrs(values: list[str]) -> list[str]:
     if not values:
         raise ValueError("name at least one instellingsnummer")
     normalised = [normalise_instelnr(v) for v in values]
@@ -48,7 +48,7 @@ def _check_digits(value: str) -> str:
     return value
 
 
-def _check_url(value: str) -> str:
+def check_service_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"expected an https:// URL, not {value!r}")
@@ -76,8 +76,8 @@ class Timeouts:
 
 @dataclass
 class InformatConfig:
-    instelnrs: list[str] = field(metadata={"check": _check_instelnrs})
-    url: str | None = field(default=None, metadata={"check": _check_url})
+    instelnrs: list[str] = field(metadata={"check": check_instelnrs})
+    url: str | None = field(default=None, metadata={"check": check_service_url})
     """Base URL ending in ``wsInformat.asmx``; both ``/wsInformat.asmx`` and
     ``/wsInfSoft/wsInformat.asmx`` are in use."""
     snapshot: Path | None = field(default=None, metadata={"check": existing})

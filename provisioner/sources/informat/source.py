@@ -59,24 +59,7 @@ class InformatSource:
         the summer would find nobody. The day is the configured ``referentiedatum`` if that
         lies inside the year, else 1 September, or today once the year has begun; the read is
         dated by it (its ``as_of``)."""
-        try:
-            check_schooljaar(school_year)
-        except ValueError as exc:
-            raise ConfigError(f"--schooljaar: {exc}") from None
-        if school_year == "auto":
-            raise ConfigError("--schooljaar: name the school year to preview, like 2026-27")
-        first = int(school_year[:4])
-        start, end = dt.date(first, 9, 1), dt.date(first + 1, 6, 30)
-        today = self._today or dt.date.today()
-        if today > end:
-            raise ConfigError(
-                f"school year {school_year} ended on {end:%d-%m-%Y}: a preview shows a year to "
-                "come (or the current one)"
-            )
-        day = max(start, today)
-        configured = self.config.referentiedatum
-        if configured not in ("", "today") and start <= parse_day(configured) <= end:
-            day = parse_day(configured)
+        day = preview_day(school_year, self._today or dt.date.today(), self.config.referentiedatum)
         settings = dataclasses.replace(
             self.config, schooljaar=school_year, referentiedatum=dd_mm_yyyy(day)
         )
@@ -128,6 +111,28 @@ class InformatSource:
             problems=data.problems(),
             unit_names=_school_names(data.as_source_rows()),
         )
+
+
+def preview_day(school_year: str, today: dt.date, configured: str = "") -> dt.date:
+    """The day a preview of *school_year* reads: the *configured* ``referentiedatum`` if that
+    lies inside the year, else 1 September, or *today* once the year has begun. A
+    :class:`ConfigError` for a name that is no school year, ``auto``, or a year that ended."""
+    try:
+        check_schooljaar(school_year)
+    except ValueError as exc:
+        raise ConfigError(f"--schooljaar: {exc}") from None
+    if school_year == "auto":
+        raise ConfigError("--schooljaar: name the school year to preview, like 2026-27")
+    first = int(school_year[:4])
+    start, end = dt.date(first, 9, 1), dt.date(first + 1, 6, 30)
+    if today > end:
+        raise ConfigError(
+            f"school year {school_year} ended on {end:%d-%m-%Y}: a preview shows a year to "
+            "come (or the current one)"
+        )
+    if configured not in ("", "today") and start <= parse_day(configured) <= end:
+        return parse_day(configured)
+    return max(start, today)
 
 
 _SCHOOL_NAME_FIELDS = ("school", "School")

@@ -1,0 +1,1 @@
+"""Informat's OAuth2 REST APIs as a source (``source: informat_rest:``)."""
