@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Collection, Sequence
 
 from provisioner.model import (
+    TEAM,
     DesiredAccount,
     DesiredGroup,
     DesiredState,
@@ -446,7 +447,8 @@ def _restore(want: DesiredGroup, have: ObservedGroup) -> Change:
         after=after,
         why=(
             f"group {want.kind} {want.key} has members in the source again: restored from the "
-            f"archive{since}, with its members",
+            f"archive{since}, with its members"
+            + ("; its class team unarchived" if have.attributes.get(TEAM) else ""),
             *_attribute_reasons(want, changed),
         ),
         precondition=Precondition(

@@ -20,6 +20,7 @@ from provisioner.targets.base import Result
 from provisioner.targets.entra.batch import MAX_BATCH, Batcher
 from provisioner.targets.entra.pacing import backoff
 from provisioner.targets.entra.snapshot import GROUP_LIMITS, Applier, graph_value
+from provisioner.targets.entra.teams import CLASS, TEAM, Teams, is_unified, team_of
 from provisioner.targets.entra.transport import Reply
 from provisioner.targets.entra_settings import nickname_for
 
@@ -43,6 +44,10 @@ class Groups(Applier):
         super().__init__(*args)
         self.created: set[str] = set()
         """Ids of the groups this run made: Entra may not know them everywhere yet."""
+        self.teams = Teams(*args)
+        self.first_owners: dict[str, list[str]] = {}
+        """Group key → the anchors of the owners the plan gives a new group: a class team's
+        group is made with them (Teams makes a team only on a group that has an owner)."""
 
     async def create(self, batcher: Batcher, change: Change) -> Result:
         body: dict[str, Any] = {
@@ -51,19 +56,59 @@ class Groups(Applier):
             if name in GROUP_LIMITS and value not in ("", None)
         }
         body.setdefault("displayName", change.key)
-        body.update(
-            mailNickname=nickname_for(self.config.group_prefix, change.key),
-            mailEnabled=False,
-            securityEnabled=True,
-            groupTypes=[],
-        )
+        body["mailNickname"] = nickname_for(self.config.group_prefix, change.key)
+        team = change.after.get(TEAM) == CLASS
+        if team:
+            # A team sits on a Microsoft 365 group, made with its owners.
+            owners, _ = self._user_ids(self.first_owners.get(change.key, [])[:MAX_BATCH])
+            body.update(mailEnabled=True, securityEnabled=False, groupTypes=["Unified"])
+            if owners:
+                body["owners@odata.bind"] = [self._ref(uid) for uid in owners]
+        else:
+            owners = []
+            body.update(mailEnabled=False, securityEnabled=True, groupTypes=[])
         reply = await batcher.call("POST", "/groups", body)
         if not reply.ok:
             return Result(change, "failed", reply.explain())
         gid = reply.body["id"]
-        self._remember(change.key, {**body, **reply.body, "id": gid})
+        made = {k: v for k, v in body.items() if not k.endswith("@odata.bind")}
+        self._remember(change.key, {**made, **reply.body, "id": gid})
+        self.snapshot().owners[gid].update(owners)
         message = await self.keep_one(batcher, change.key, body["mailNickname"])
+        if team:
+            gid = self.snapshot().group_id(change.key) or gid  # a twin's winner, maybe
+            return await self._add_team(batcher, change, gid, message)
         return Result(change, "applied", message)
+
+    async def _add_team(
+        self, batcher: Batcher, change: Change, gid: str, message: str = ""
+    ) -> Result:
+        """The class team on the group *gid*: only that class fails when Teams will not."""
+        group = self.snapshot().groups[gid]
+        if not is_unified(group):
+            return Result(
+                change,
+                "failed",
+                f"{group.get('displayName') or change.key} is a security group, and a team sits "
+                "only on a Microsoft 365 group (Entra ID cannot turn one into the other); the "
+                "connector neither deletes nor re-creates a group (file shares and apps use its "
+                "object id): delete it by hand to have the next run make it anew with its team, "
+                "or leave `team` off this group kind",
+            )
+        if not self.snapshot().owners.get(gid):
+            return Result(
+                change,
+                "failed",
+                "the class team is not made: the group has no owner (Teams needs one) and the "
+                "mappings found no klastitularis for it; it is made on the first run after the "
+                "class has one",
+            )
+        problem = await self.teams.create(batcher, gid)
+        if problem:
+            made = "the group was made, its class team not: " if change.action.creates else ""
+            return Result(change, "failed", f"{made}{problem}; the next run tries again")
+        group["resourceProvisioningOptions"] = ["Team"]
+        return Result(change, "applied", "; ".join(filter(None, [message, "class team made"])))
 
     def _remember(self, key: str, group: dict[str, Any]) -> None:
         """*group* is the one this run works with for *key* (made by it, or its twin's winner)."""
@@ -125,11 +170,14 @@ class Groups(Applier):
 
     async def update(self, batcher: Batcher, change: Change) -> Result:
         gid = str(change.precondition.id)
-        body = {name: graph_value(value) for name, value in change.after.items()}
-        reply = await batcher.call("PATCH", f"/groups/{gid}", body)
-        if not reply.ok:
-            return Result(change, "failed", reply.explain())
-        self.snapshot().groups[gid].update(body)
+        body = {name: graph_value(value) for name, value in change.after.items() if name != TEAM}
+        if body:
+            reply = await batcher.call("PATCH", f"/groups/{gid}", body)
+            if not reply.ok:
+                return Result(change, "failed", reply.explain())
+            self.snapshot().groups[gid].update(body)
+        if change.after.get(TEAM) == CLASS and team_of(self.snapshot().groups[gid]) is None:
+            return await self._add_team(batcher, change, gid)
         return Result(change, "applied")
 
     async def archive(self, batcher: Batcher, change: Change) -> Result:
@@ -142,6 +190,9 @@ class Groups(Applier):
         prefix = str(change.after.get("prefix") or "")
         if prefix and not name.startswith(prefix):
             name = (prefix + name)[: GROUP_LIMITS["displayName"]]
+        if team_of(group) and (problem := await self.teams.archive(batcher, gid)):
+            # The group stays unmarked: the next run archives both again.
+            return Result(change, "failed", problem)
         body = {"displayName": name, "description": archive_mark(str(change.after["archived"]))}
         return await self._patch_group(batcher, change, group, body)
 
@@ -158,6 +209,8 @@ class Groups(Applier):
             body["displayName"] = change.key
         if "description" not in body and archived_day(group.get("description")) is not None:
             body["description"] = None
+        if team_of(group) and (problem := await self.teams.unarchive(batcher, gid)):
+            return Result(change, "failed", problem)  # still marked: the next run tries again
         if not body:
             return Result(change, "applied")
         return await self._patch_group(batcher, change, group, body)
