@@ -85,3 +85,169 @@ def test_operation_path_reads_graphs_location():
     )
     assert operation_path("/teams/a/operations/b") == "/teams/a/operations/b"
     assert operation_path("/groups('a')") is None
+
+
+def apply_with_failures(cli, config: Path) -> dict:
+    """An apply that may fail some changes: its JSON, with the exit code."""
+    code = cli(["apply", "--config", str(config), "--json"])
+    captured = cli.capsys.readouterr()
+    data = __import__("json").loads(captured.out)
+    data["code"], data["log"] = code, captured.err
+    return data
+
+
+def team_posts(graph) -> list:
+    return [r for r in graph.requests if r.method == "POST" and r.path == "/teams"]
+
+
+def test_a_throttled_teams_run_still_finishes_honouring_retry_after(
+    graph, informat_server, entra_env, team_mappings, cli, clock
+):
+    graph.teams.quota = (4, 30.0)  # Teams' own limit: 4 requests in 30 seconds
+    config = entra_env(informat_server.url, mappings=team_mappings)
+    applied = cli.apply(config, verbose=True)
+    classes = class_groups(graph)
+    assert {g["id"] for g in classes.values()} == set(graph.teams.teams)
+    # The 429s happened, were counted and sent again, and each was honoured: no Teams request
+    # came before its Retry-After had passed (requests of the same $batch arrive together).
+    assert graph.teams.throttled > len(classes)
+    assert f"{graph.teams.throttled} throttled item(s) sent again" in applied["log"]
+    arrivals = graph.teams.arrivals
+    for when, wait in arrivals:
+        if wait is not None:
+            later = [t for t, _ in arrivals if t > when]
+            assert later and min(later) >= when + wait
+
+
+def test_a_team_not_yet_known_to_teams_is_retried_then_made(
+    graph, informat_server, entra_env, team_mappings, cli
+):
+    graph.teams.not_yet_seconds = 15.0  # Teams sees a new group 15 seconds after it is made
+    config = entra_env(informat_server.url, mappings=team_mappings)
+    cli.apply(config)
+    classes = class_groups(graph)
+    assert {g["id"] for g in classes.values()} == set(graph.teams.teams)
+    posts = team_posts(graph)
+    assert len(posts) > len(classes)  # the 404s were tried again, ten seconds apart
+    assert len(posts) <= 4 * len(classes)
+
+
+def test_a_team_teams_never_sees_fails_that_class_only_and_the_next_night_makes_it(
+    graph, informat_server, entra_env, team_mappings, cli
+):
+    graph.teams.not_yet_seconds = 10_000.0
+    config = entra_env(informat_server.url, mappings=team_mappings)
+    data = apply_with_failures(cli, config)
+    failed = [r for r in data["results"] if r["status"] == "failed"]
+    classes = class_groups(graph)
+    assert data["code"] != 0 and len(failed) == len(classes)
+    assert all(r["action"] == "create_group" for r in failed)
+    assert all("Teams did not know the group yet after 4 tries" in r["message"] for r in failed)
+    assert len(team_posts(graph)) == 4 * len(classes)  # bounded
+    # Everything else landed: the groups, their owners and pupils.
+    assert all(r["status"] == "applied" for r in data["results"] if r not in failed)
+    assert all(graph.members[g["id"]] and graph.owners[g["id"]] for g in classes.values())
+    assert not graph.teams.teams
+
+    graph.teams.not_yet_seconds = 0.0
+    plan = cli.plan(config)
+    assert {(c["action"], c["after"].get("team")) for c in plan["changes"]} == {
+        ("update_group", "class")
+    }
+    assert len(plan["changes"]) == len(classes)
+    cli.apply(config)
+    assert {g["id"] for g in classes.values()} == set(graph.teams.teams)
+    assert cli.plan(config)["changes"] == []
+
+
+def test_a_failed_team_operation_holds_only_its_class(
+    graph, informat_server, synthetic, entra_env, team_mappings, cli
+):
+    school, klas = one_class(synthetic)
+    nickname = f"prov-klas-{school}-{klas}"
+    graph.teams.fail_for = {nickname}
+    config = entra_env(informat_server.url, mappings=team_mappings)
+    data = apply_with_failures(cli, config)
+    failed = [r for r in data["results"] if r["status"] == "failed"]
+    assert [r["key"] for r in failed] == [nickname.removeprefix("prov-")]
+    assert "Teams says the operation failed: Teams gave up." in failed[0]["message"]
+    assert "the group was made, its class team not" in failed[0]["message"]
+    classes = class_groups(graph)
+    assert set(graph.teams.teams) == {g["id"] for n, g in classes.items() if n != nickname}
+    assert graph.members[classes[nickname]["id"]]  # its pupils are in its group all the same
+
+    graph.teams.fail_for = set()
+    cli.apply(config)
+    assert classes[nickname]["id"] in graph.teams.teams
+
+
+def test_the_end_of_the_year_archives_the_team_and_a_returning_class_unarchives_it(
+    graph, informat_server, synthetic, entra_env, team_mappings, cli
+):
+    def at(url: str) -> Path:
+        return entra_env(url, mappings=team_mappings)
+
+    cli.apply(at(informat_server.url))
+    school, klas = one_class(synthetic)
+    key = f"klas-{school}-{klas}"
+    made = the_group(graph, "prov-" + key)
+    members = group_anchors(graph, "prov-" + key)
+
+    with InformatServer(without_class(synthetic, school, klas), today=REFERENCE_DAY) as server:
+        gone = at(server.url)
+        plan = cli.plan(gone)
+        mine = [c for c in plan["changes"] if c["key"] == key]
+        assert [c["action"] for c in mine] == ["archive_group"]
+        assert mine[0]["after"]["team"] == "archived"
+        assert "its class team archived (read-only" in mine[0]["why"][0]
+        cli.apply(gone)
+        assert graph.teams.teams[made["id"]]["isArchived"] is True  # archived, not deleted
+        assert made["id"] in graph.groups and group_anchors(graph, "prov-" + key) == members
+        assert cli.plan(gone)["changes"] == []
+
+    config = at(informat_server.url)
+    plan = cli.plan(config)
+    (restore,) = plan["changes"]
+    assert restore["action"] == "restore_group"
+    assert (restore["before"]["team"], restore["after"]["team"]) == ("archived", "class")
+    cli.apply(config)
+    assert graph.teams.teams[made["id"]]["isArchived"] is False
+    kinds = [op["operationType"] for op in graph.teams.operations.values()]
+    assert kinds.count("archiveTeam") == 1 and kinds.count("unarchiveTeam") == 1
+    assert cli.plan(config)["changes"] == []
+
+
+def test_the_dry_run_shows_the_teams_in_text_html_and_json(
+    graph, informat_server, entra_env, team_mappings, cli, tmp_path
+):
+    config = entra_env(informat_server.url, mappings=team_mappings)
+    json_plan = cli.plan(config)
+    classes = [c for c in json_plan["changes"] if c["after"].get("team") == "class"]
+    assert classes
+    report = tmp_path / "plan.html"
+    code = cli(["plan", "--config", str(config), "--report", str(report)])
+    text = cli.capsys.readouterr().out
+    assert code == 2
+    assert f"Class teams: {len(classes)} to create" in text
+    assert text.count("(with its class team)") == len(classes)
+    assert f"Class teams: {len(classes)} to create." in report.read_text()
+    assert not graph.teams.teams and not graph.groups  # a plan writes nothing
+
+
+def test_a_security_group_switched_to_a_team_is_never_deleted_and_says_why(
+    graph, informat_server, entra_env, team_mappings, cli
+):
+    cli.apply(entra_env(informat_server.url))  # without teams: security groups
+    before = {g["id"] for g in graph.groups.values()}
+    config = entra_env(informat_server.url, mappings=team_mappings)
+    plan = cli.plan(config)
+    assert {c["action"] for c in plan["changes"]} == {"update_group"}
+    assert all(c["after"] == {"team": "class"} for c in plan["changes"])
+    data = apply_with_failures(cli, config)
+    assert data["results"] and all(r["status"] == "failed" for r in data["results"])
+    assert (
+        "is a security group, and a team sits only on a Microsoft 365 group"
+        in (data["results"][0]["message"])
+    )
+    assert {g["id"] for g in graph.groups.values()} == before  # nothing deleted or made
+    assert not team_posts(graph) and not graph.teams.teams

@@ -437,6 +437,8 @@ def _restore(want: DesiredGroup, have: ObservedGroup) -> Change:
     after: dict[str, Value] = {n: want.attributes[n].value for n in changed}
     if want.ou != have.ou:
         before["ou"], after["ou"] = list(have.ou), list(want.ou)
+    if have.attributes.get(TEAM) and TEAM not in changed:
+        before[TEAM], after[TEAM] = "archived", have.attributes[TEAM]  # archived with its group
     since = f" since {have.archived}" if have.archived else ""
     return Change(
         Action.RESTORE_GROUP,

@@ -57,6 +57,8 @@ class FakeTeams:
         a ``Retry-After`` (Teams' own limits, beside the directory's write quota)."""
         self.throttled = 0
         """429 answers given by :attr:`quota`."""
+        self.arrivals: list[tuple[float, float | None]] = []
+        """Every Teams request: (the server's clock, the Retry-After of its 429 or None)."""
         self._calls: list[float] = []
 
     # --- routing ------------------------------------------------------------------------------
@@ -201,14 +203,16 @@ class FakeTeams:
 
     def _throttle(self) -> None:
         """Teams' own limit: 429 with a Retry-After beyond :attr:`quota` requests a window."""
+        now = self.server.clock()
+        self.arrivals.append((now, None))
         if self.quota is None:
             return
         limit, window = self.quota
-        now = self.server.clock()
         self._calls = [t for t in self._calls if t > now - window]
         if len(self._calls) >= limit:
             self.throttled += 1
             wait = max(1, math.ceil(self._calls[0] + window - now))
+            self.arrivals[-1] = (now, float(wait))
             raise GraphError(
                 429,
                 "TooManyRequests",

@@ -211,9 +211,13 @@ class Groups(Applier):
             body["description"] = None
         if team_of(group) and (problem := await self.teams.unarchive(batcher, gid)):
             return Result(change, "failed", problem)  # still marked: the next run tries again
-        if not body:
-            return Result(change, "applied")
-        return await self._patch_group(batcher, change, group, body)
+        if body:
+            result = await self._patch_group(batcher, change, group, body)
+            if result.status != "applied":
+                return result
+        if change.after.get(TEAM) == CLASS and team_of(group) is None:
+            return await self._add_team(batcher, change, gid)
+        return Result(change, "applied")
 
     async def _patch_group(
         self, batcher: Batcher, change: Change, group: dict[str, Any], body: dict[str, Any]
