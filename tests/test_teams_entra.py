@@ -251,3 +251,45 @@ def test_a_security_group_switched_to_a_team_is_never_deleted_and_says_why(
     )
     assert {g["id"] for g in graph.groups.values()} == before  # nothing deleted or made
     assert not team_posts(graph) and not graph.teams.teams
+
+
+def test_a_team_is_class_or_nothing_and_stays_beside_attributes(team_mappings):
+    from provisioner.mapping.engine import MappingError, compile_mappings
+    from provisioner.mapping.spec import load_mappings
+    from provisioner.sources.informat.operations import OPERATIONS
+
+    compiled = compile_mappings(load_mappings(team_mappings), OPERATIONS)
+    assert compiled.groups["classes"].attributes["team"].source.text == "class"
+    assert "team" not in compiled.groups["staff_all"].attributes
+    groups = team_mappings / "groups.yaml"
+    good = groups.read_text()
+    for wrong, said in (
+        (good.replace("team: class", "team: standard"), "groups.classes.team: 'standard' is no"),
+        (
+            good.replace("    team: class\n", "").replace(
+                "    attributes:\n", "    attributes:\n      team: class\n", 1
+            ),
+            "groups.classes.attributes.team: write `team: class` beside attributes",
+        ),
+    ):
+        groups.write_text(wrong)
+        with pytest.raises(MappingError) as caught:
+            compile_mappings(load_mappings(team_mappings), OPERATIONS)
+        assert any(said in p and "groups.yaml:" in p for p in caught.value.problems)
+
+
+def test_active_directory_refuses_a_team_by_name():
+    from provisioner.secret import Secret
+    from provisioner.targets.ad import ActiveDirectory
+    from provisioner.targets.ad_settings import AdConfig
+
+    config = AdConfig(
+        url="ldaps://127.0.0.77",  # never contacted: the check is made before any read
+        bind_user="x",
+        password=Secret("p", "test"),
+        base_dn="DC=school,DC=be",
+        managed_root="OU=Beheerd",
+    )
+    assert ActiveDirectory(config).unsupported([], ["description", "team"]) == [
+        "groups: team (Active Directory has no Teams: class teams (team: class) need Entra ID)"
+    ]
