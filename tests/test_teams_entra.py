@@ -18,6 +18,7 @@ from provisioner.targets.entra.teams import operation_path
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.informat_server import InformatServer
 from tests.test_entra import ROOT, cli, clock, entra_env, graph, graph_ca, group_anchors
+from tests.test_entra_incremental import reads
 from tests.test_group_lifecycle_entra import one_class, the_group, without_class
 
 
@@ -133,7 +134,7 @@ def test_a_team_not_yet_known_to_teams_is_retried_then_made(
 
 
 def test_a_team_teams_never_sees_fails_that_class_only_and_the_next_night_makes_it(
-    graph, informat_server, entra_env, team_mappings, cli
+    graph, informat_server, entra_env, team_mappings, cli, reads
 ):
     graph.teams.not_yet_seconds = 10_000.0
     config = entra_env(informat_server.url, mappings=team_mappings)
@@ -155,9 +156,14 @@ def test_a_team_teams_never_sees_fails_that_class_only_and_the_next_night_makes_
         ("update_group", "class")
     }
     assert len(plan["changes"]) == len(classes)
-    cli.apply(config)
+    cli.apply(config)  # its read is the first the state store keeps
     assert {g["id"] for g in classes.values()} == set(graph.teams.teams)
     assert cli.plan(config)["changes"] == []
+    # The next night reads incrementally, and Graph's delta carries the teams made since
+    # (resourceProvisioningOptions): nothing to do.
+    reads.clear()
+    assert cli.apply(config)["results"] == []
+    assert len(reads.lines) == 1 and reads.lines[0].startswith("read Entra ID incrementally")
 
 
 def test_a_failed_team_operation_holds_only_its_class(

@@ -1,4 +1,8 @@
-"""The changes to security groups: create, update, delete, and their members and owners.
+"""The changes to groups: create, update, archive, restore, delete, and their members and owners.
+
+Groups are security groups; a group kind with ``team: class`` gets Microsoft 365 groups, made with
+their owners, each with a class team (:mod:`provisioner.targets.entra.teams`), archived and
+unarchived with its group.
 
 Members are added 20 to a request (``members@odata.bind``), owners and removals one reference
 each. Entra replicates a new group in its own time: an add that does not find a group this run
@@ -183,7 +187,8 @@ class Groups(Applier):
     async def archive(self, batcher: Batcher, change: Change) -> Result:
         """Marked, since Entra ID has no archive OU: the archive mark as its description and the
         configured prefix (``lifecycle.archive_prefix``, carried by the change) before its name.
-        Members and owners stay; nothing else changes."""
+        Its class team, if it has one, is archived (read-only) first. Members and owners stay;
+        nothing else changes."""
         gid = str(change.precondition.id)
         group = self.snapshot().groups.get(gid, {})
         name = str(group.get("displayName") or change.key)
@@ -199,7 +204,8 @@ class Groups(Applier):
     async def restore(self, batcher: Batcher, change: Change) -> Result:
         """The archive marking taken away: the name and description the mappings give (the
         change carries those that differ); without them, the name the group was made with (its
-        key) and no description."""
+        key) and no description. Its class team is unarchived first (and made, when the
+        mappings now want one and it has none)."""
         gid = str(change.precondition.id)
         group = self.snapshot().groups.get(gid, {})
         body: dict[str, Any] = {
