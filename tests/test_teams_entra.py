@@ -62,6 +62,7 @@ def test_a_first_night_gives_every_class_a_team_with_its_owners_and_pupils(
     for nickname, group in groups.items():
         key = nickname.removeprefix("prov-")
         assert group["groupTypes"] == ["Unified"] and group["mailEnabled"] is True
+        assert group["visibility"] == "HiddenMembership"  # minors: who is in a class is hidden
         team = graph.teams.teams[group["id"]]  # read back from the server
         assert team["specialization"] == "educationClass" and team["isArchived"] is False
         assert group_anchors(graph, nickname, "owners") == owners[key]

@@ -63,9 +63,16 @@ class Groups(Applier):
         body["mailNickname"] = nickname_for(self.config.group_prefix, change.key)
         team = change.after.get(TEAM) == CLASS
         if team:
-            # A team sits on a Microsoft 365 group, made with its owners.
+            # A team sits on a Microsoft 365 group, made with its owners. Its membership is
+            # hidden from everyone outside the class (pupils are minors); Graph takes that only
+            # when the group is made.
             owners, _ = self._user_ids(self.first_owners.get(change.key, [])[:MAX_BATCH])
-            body.update(mailEnabled=True, securityEnabled=False, groupTypes=["Unified"])
+            body.update(
+                mailEnabled=True,
+                securityEnabled=False,
+                groupTypes=["Unified"],
+                visibility="HiddenMembership",
+            )
             if owners:
                 body["owners@odata.bind"] = [self._ref(uid) for uid in owners]
         else:
