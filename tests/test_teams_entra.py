@@ -250,6 +250,10 @@ def test_a_security_group_switched_to_a_team_is_never_deleted_and_says_why(
     plan = cli.plan(config)
     assert {c["action"] for c in plan["changes"]} == {"update_group"}
     assert all(c["after"] == {"team": "class"} for c in plan["changes"])
+    # The plan says why already; apply then says what to do.
+    assert all(
+        c["before"] == {"team": "none: a security group cannot have one"} for c in plan["changes"]
+    )
     data = apply_with_failures(cli, config)
     assert data["results"] and all(r["status"] == "failed" for r in data["results"])
     assert (

@@ -46,7 +46,7 @@ from provisioner.targets.entra.snapshot import (
     read_snapshot,
     snapshot_of,
 )
-from provisioner.targets.entra.teams import CLASS, TEAM, team_of
+from provisioner.targets.entra.teams import CLASS, TEAM, team_attribute
 from provisioner.targets.entra.transport import Graph
 from provisioner.targets.entra.users import Users
 from provisioner.targets.entra_settings import EntraConfig, key_of
@@ -351,7 +351,7 @@ class EntraId(BaseTarget):
         if found is None:
             return None
         return Current(
-            lambda name: team_of(found) if name == TEAM else text(found.get(name)),
+            lambda name: team_attribute(found) if name == TEAM else text(found.get(name)),
             username=str(found.get("mailNickname") or ""),
             enabled=found.get("accountEnabled") is not False,
             anchor=text(found.get(self.config.anchor_property)),
@@ -488,7 +488,7 @@ def _attributes(obj: dict[str, Any], names: Collection[str]) -> dict[str, str]:
 def _group_attributes(group: dict[str, Any], names: Collection[str]) -> dict[str, str]:
     """A group's attributes, with ``team`` (when mapped) as the plan compares it."""
     found = _attributes(group, [name for name in names if name != TEAM])
-    if TEAM in names and (team := team_of(group)) is not None:
+    if TEAM in names and (team := team_attribute(group)) is not None:
         found[TEAM] = team
     return found
 

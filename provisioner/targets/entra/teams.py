@@ -44,9 +44,23 @@ def is_unified(group: Mapping[str, Any]) -> bool:
 
 
 def team_of(group: Mapping[str, Any]) -> str | None:
-    """The ``team`` attribute as the plan compares it: ``class`` when the group has a team (its
-    ``resourceProvisioningOptions`` say so), None otherwise."""
+    """``class`` when the group has a team (its ``resourceProvisioningOptions`` say so), else
+    None."""
     return CLASS if "Team" in (group.get("resourceProvisioningOptions") or []) else None
+
+
+NO_TEAM_POSSIBLE = "none: a security group cannot have one"
+"""What the plan shows as the ``team`` of a security group, so that a kind switched to teams
+says at plan time why its existing groups will not get one (apply then fails each, saying what
+to do)."""
+
+
+def team_attribute(group: Mapping[str, Any]) -> str | None:
+    """The ``team`` attribute as the plan compares it: ``class`` when the group has a team,
+    :data:`NO_TEAM_POSSIBLE` for a security group, None for a Microsoft 365 group without one."""
+    if (team := team_of(group)) is not None:
+        return team
+    return None if is_unified(group) else NO_TEAM_POSSIBLE
 
 
 def operation_path(location: str) -> str | None:
@@ -58,7 +72,15 @@ def operation_path(location: str) -> str | None:
     return f"/teams/{match['team']}/operations/{match['op']}"
 
 
-__all__ = ["CLASS", "TEAM", "Teams", "is_unified", "operation_path", "team_of"]
+__all__ = [
+    "CLASS",
+    "TEAM",
+    "Teams",
+    "is_unified",
+    "operation_path",
+    "team_attribute",
+    "team_of",
+]
 
 
 class Teams(Applier):
