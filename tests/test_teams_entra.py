@@ -188,6 +188,33 @@ def test_a_failed_team_operation_holds_only_its_class(
     assert classes[nickname]["id"] in graph.teams.teams
 
 
+def test_an_operation_not_readable_at_once_is_looked_at_again(
+    graph, informat_server, entra_env, team_mappings, cli
+):
+    graph.teams.unseen_looks = 2  # the first two looks at each operation answer 404
+    cli.apply(entra_env(informat_server.url, mappings=team_mappings))
+    assert {g["id"] for g in class_groups(graph).values()} == set(graph.teams.teams)
+
+
+def test_an_operation_that_never_ends_is_left_to_the_next_run_after_fifteen_minutes(
+    graph, informat_server, entra_env, team_mappings, cli, clock
+):
+    graph.teams.steps = 10_000  # Teams never finishes
+    config = entra_env(informat_server.url, mappings=team_mappings)
+    data = apply_with_failures(cli, config)
+    failed = [r for r in data["results"] if r["status"] == "failed"]
+    assert len(failed) == len(class_groups(graph)) > 0
+    assert all("still running after 90 looks" in r["message"] for r in failed)
+    looks = [r for r in graph.requests if r.method == "GET" and "/operations/" in r.path]
+    assert len(looks) == 90 * len(failed)
+    assert clock.t - 1000 >= 90 * 10  # ten seconds between looks: fifteen minutes waited
+
+    graph.teams.steps = 2  # Teams has caught up
+    assert {c["action"] for c in cli.plan(config)["changes"]} == {"update_group"}
+    cli.apply(config)
+    assert {g["id"] for g in class_groups(graph).values()} == set(graph.teams.teams)
+
+
 def test_the_end_of_the_year_archives_the_team_and_a_returning_class_unarchives_it(
     graph, informat_server, synthetic, entra_env, team_mappings, cli
 ):

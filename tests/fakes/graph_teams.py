@@ -13,7 +13,8 @@ Routes (below the version root, from the socket or inside ``$batch``):
 - ``PUT /groups/{id}/team``: the same checks, the team made at once (201).
 - ``GET /teams/{id}``: the team (``isArchived``, ``specialization``); 404 without one.
 - ``GET /teams/{id}/operations/{opId}``: a ``teamsAsyncOperation``; each look moves it on,
-  ``notStarted`` → ``inProgress`` → ``succeeded`` (or ``failed`` for a group in :attr:`fail_for`).
+  ``notStarted`` → ``inProgress`` → ``succeeded`` (or ``failed`` for a group in :attr:`fail_for`);
+  the first :attr:`unseen_looks` looks answer 404.
 - ``POST /teams/{id}/archive`` and ``/unarchive``: 202 and an operation, as above.
 
 The server's lock is held by the caller.
@@ -50,6 +51,9 @@ class FakeTeams:
         Teams does for up to 15 minutes after a group is made."""
         self.steps = 2
         """Looks at an operation before it ends: the first answers ``inProgress``."""
+        self.unseen_looks = 0
+        """The first looks at each new operation answer 404: Graph has accepted it but cannot
+        show it yet."""
         self.fail_for: set[str] = set()
         """mailNicknames of groups whose team operations fail."""
         self.quota: tuple[int, float] | None = None
@@ -161,6 +165,7 @@ class FakeTeams:
             "error": None,
             "_team": gid,
             "_looks": 0,
+            "_unseen": 0,
             "_effect": effect,
         }
         headers = {
@@ -173,6 +178,9 @@ class FakeTeams:
         key = team_id.removeprefix("('").removesuffix("')")
         op = self.operations.get(op_id.removeprefix("('").removesuffix("')"))
         if op is None or op["_team"] != key:
+            raise GraphError(404, "NotFound", f"Operation {op_id} not found.")
+        if op["_unseen"] < self.unseen_looks:
+            op["_unseen"] += 1
             raise GraphError(404, "NotFound", f"Operation {op_id} not found.")
         if op["status"] in ("notStarted", "inProgress"):
             op["_looks"] += 1

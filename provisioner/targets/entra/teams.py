@@ -147,9 +147,14 @@ class Teams(Applier):
     ) -> str | None:
         """Look at the operation at *path* until it has succeeded (None) or failed (why)."""
         wait = first if first is not None else POLL_SECONDS
+        unknown = 0
         for _ in range(MAX_POLLS):
             await self.graph.policy.sleep(wait)
             reply = await batcher.call("GET", path)
+            wait = retry_after(reply.headers) or POLL_SECONDS
+            if reply.status == 404 and unknown + 1 < NOT_YET_TRIES:
+                unknown += 1  # an operation Graph has just accepted may not be readable yet
+                continue
             if not reply.ok:
                 return f"{what}: following its operation: {reply.explain()}"
             status = str(reply.body.get("status") or "")
@@ -159,7 +164,6 @@ class Teams(Applier):
                 error = reply.body.get("error") or {}
                 detail = error.get("message") or error.get("code") or "no reason given"
                 return f"{what}: Teams says the operation failed: {detail}"
-            wait = retry_after(reply.headers) or POLL_SECONDS
         return (
             f"{what}: still running after {MAX_POLLS} looks; Teams goes on, and the next run "
             "sees how it ended"
