@@ -331,3 +331,37 @@ def test_active_directory_refuses_a_team_by_name():
     assert ActiveDirectory(config).unsupported([], ["description", "team"]) == [
         "groups: team (Active Directory has no Teams: class teams (team: class) need Entra ID)"
     ]
+
+
+def test_a_class_without_a_klastitularis_gets_its_group_and_its_team_once_it_has_one(
+    graph, informat_server, synthetic, entra_env, team_mappings, cli
+):
+    import copy
+
+    school, klas = one_class(synthetic)
+    key = f"klas-{school}-{klas}"
+    orphan = copy.deepcopy(synthetic)
+    for row in orphan.rows["Subgroepen"]:
+        if row.get("Klascode") == klas and row.get("Instelnr") == school:
+            row["Klastitularis"] = ""
+    with InformatServer(orphan, today=REFERENCE_DAY) as server:
+        data = apply_with_failures(cli, entra_env(server.url, mappings=team_mappings))
+    failed = [r for r in data["results"] if r["status"] == "failed"]
+    assert [r["key"] for r in failed] == [key]
+    assert "the group has no owner (Teams needs one)" in failed[0]["message"]
+    group = the_group(graph, "prov-" + key)
+    assert group["id"] not in graph.teams.teams and graph.members[group["id"]]
+
+    config = entra_env(informat_server.url, mappings=team_mappings)  # the titularis is back
+    plan = cli.plan(config)
+    assert [(c["action"], c["key"]) for c in plan["changes"]] == [
+        ("update_group", key),
+        ("add_owner", key),
+    ]
+    # One night: the owners go on the group before its team (the add_owner after it finds them
+    # there already).
+    cli.apply(config)
+    assert group["id"] in graph.teams.teams
+    owners = next(c for c in plan["changes"] if c["action"] == "add_owner")["after"]["owners"]
+    assert group_anchors(graph, "prov-" + key, "owners") == set(owners)
+    assert cli.plan(config)["changes"] == []

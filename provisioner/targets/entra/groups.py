@@ -50,8 +50,9 @@ class Groups(Applier):
         """Ids of the groups this run made: Entra may not know them everywhere yet."""
         self.teams = Teams(*args)
         self.first_owners: dict[str, list[str]] = {}
-        """Group key → the anchors of the owners the plan gives a new group: a class team's
-        group is made with them (Teams makes a team only on a group that has an owner)."""
+        """Group key → the anchors of the owners the plan adds to the group: a class team's group
+        is made with them, or given them before its team (Teams needs an owner to make a team;
+        the ``add_owner`` changes come later in the plan)."""
 
     async def create(self, batcher: Batcher, change: Change) -> Result:
         body: dict[str, Any] = {
@@ -106,6 +107,10 @@ class Groups(Applier):
                 "object id): delete it by hand to have the next run make it anew with its team, "
                 "or leave `team` off this group kind",
             )
+        if not self.snapshot().owners.get(gid) and (
+            problem := await self._owners_first(batcher, change.key, gid)
+        ):
+            return Result(change, "failed", f"the class team is not made: {problem}")
         if not self.snapshot().owners.get(gid):
             return Result(
                 change,
@@ -120,6 +125,17 @@ class Groups(Applier):
             return Result(change, "failed", f"{made}{problem}; the next run tries again")
         group["resourceProvisioningOptions"] = ["Team"]
         return Result(change, "applied", "; ".join(filter(None, [message, "class team made"])))
+
+    async def _owners_first(self, batcher: Batcher, key: str, gid: str) -> str | None:
+        """The owners the plan gives the group *gid* added now, before its team is made (their
+        ``add_owner`` comes later in the plan, and then finds them owners already)."""
+        uids, _ = self._user_ids(self.first_owners.get(key, [])[:MAX_BATCH])
+        replies = await asyncio.gather(*(self._add_ref(batcher, gid, "owners", u) for u in uids))
+        failed = [r for r in replies if not r.ok and r.status != 400]  # 400: an owner already
+        if failed:
+            return f"its owners could not be added first: {failed[0].explain()}"
+        self.snapshot().owners.setdefault(gid, set()).update(uids)
+        return None
 
     def _remember(self, key: str, group: dict[str, Any]) -> None:
         """*group* is the one this run works with for *key* (made by it, or its twin's winner)."""

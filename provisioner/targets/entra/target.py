@@ -366,11 +366,11 @@ class EntraId(BaseTarget):
         in plan order, so a group exists before members are added to it."""
         changes = list(changes)
         self._ensure_snapshot()
-        # A class team's group is made with its owners (Teams needs one to make the team).
+        # A class team's group gets its owners before its team (Teams needs one to make it).
         self.groups.first_owners = {
             c.key: list(c.after.get("owners") or [])
             for c in changes
-            if c.action is Action.ADD_OWNER and c.precondition.created_in_this_plan
+            if c.action is Action.ADD_OWNER
         }
         self._run(self._look_outside(changes))
         # A rename without a UPN of its own leaves it to an update that sets it explicitly.
