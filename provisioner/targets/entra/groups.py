@@ -19,12 +19,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
+from provisioner.model import CLASS_TEAM, TEAM
 from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.base import Result
 from provisioner.targets.entra.batch import MAX_BATCH, Batcher
 from provisioner.targets.entra.pacing import backoff
 from provisioner.targets.entra.snapshot import GROUP_LIMITS, Applier, graph_value
-from provisioner.targets.entra.teams import CLASS, TEAM, Teams, is_unified, team_of
+from provisioner.targets.entra.teams import Teams, is_unified, team_of
 from provisioner.targets.entra.transport import Reply
 from provisioner.targets.entra_settings import nickname_for
 
@@ -62,7 +63,7 @@ class Groups(Applier):
         }
         body.setdefault("displayName", change.key)
         body["mailNickname"] = nickname_for(self.config.group_prefix, change.key)
-        team = change.after.get(TEAM) == CLASS
+        team = change.after.get(TEAM) == CLASS_TEAM
         if team:
             # A team sits on a Microsoft 365 group, made with its owners. Its membership is
             # hidden from everyone outside the class (pupils are minors); Graph takes that only
@@ -203,7 +204,7 @@ class Groups(Applier):
             if not reply.ok:
                 return Result(change, "failed", reply.explain())
             self.snapshot().groups[gid].update(body)
-        if change.after.get(TEAM) == CLASS and team_of(self.snapshot().groups[gid]) is None:
+        if change.after.get(TEAM) == CLASS_TEAM and team_of(self.snapshot().groups[gid]) is None:
             return await self._add_team(batcher, change, gid)
         return Result(change, "applied")
 
@@ -244,7 +245,7 @@ class Groups(Applier):
             result = await self._patch_group(batcher, change, group, body)
             if result.status != "applied":
                 return result
-        if change.after.get(TEAM) == CLASS and team_of(group) is None:
+        if change.after.get(TEAM) == CLASS_TEAM and team_of(group) is None:
             return await self._add_team(batcher, change, gid)
         return Result(change, "applied")
 

@@ -20,7 +20,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 
 from provisioner import log
 from provisioner.errors import ConfigError
-from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
+from provisioner.model import CLASS_TEAM, TEAM, ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.base import (
     ADOPTION,
@@ -46,7 +46,7 @@ from provisioner.targets.entra.snapshot import (
     read_snapshot,
     snapshot_of,
 )
-from provisioner.targets.entra.teams import CLASS, TEAM, team_attribute
+from provisioner.targets.entra.teams import team_attribute
 from provisioner.targets.entra.transport import Graph
 from provisioner.targets.entra.users import Users
 from provisioner.targets.entra_settings import EntraConfig, key_of
@@ -63,7 +63,7 @@ class EntraId(BaseTarget):
     has_owners = True
     needs_owner = True  # Graph refuses to remove a group's last owner
     limits = LIMITS
-    group_limits = MappingProxyType({**GROUP_LIMITS, TEAM: len(CLASS)})
+    group_limits = MappingProxyType({**GROUP_LIMITS, TEAM: len(CLASS_TEAM)})
     """The group properties, and ``team`` (``class``: the group has a class team)."""
     actions = (
         frozenset(Action) - {Action.CREATE_OU, Action.MOVE, Action.MOVE_GROUP} - {Action.CONFLICT}

@@ -15,13 +15,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from provisioner.model import CLASS_TEAM, TEAM
+from provisioner.model import CLASS_TEAM
 from provisioner.targets.entra.batch import Batcher
 from provisioner.targets.entra.pacing import retry_after
 from provisioner.targets.entra.snapshot import Applier
 from provisioner.targets.entra.transport import Reply
 
-CLASS = CLASS_TEAM
 TEMPLATE = "educationClass"
 NOT_YET_TRIES = 4
 """Tries of a team create that meets a group Teams does not know yet (the first and three more)."""
@@ -46,7 +45,7 @@ def is_unified(group: Mapping[str, Any]) -> bool:
 def team_of(group: Mapping[str, Any]) -> str | None:
     """``class`` when the group has a team (its ``resourceProvisioningOptions`` say so), else
     None."""
-    return CLASS if "Team" in (group.get("resourceProvisioningOptions") or []) else None
+    return CLASS_TEAM if "Team" in (group.get("resourceProvisioningOptions") or []) else None
 
 
 NO_TEAM_POSSIBLE = "none: a security group cannot have one"
@@ -70,17 +69,6 @@ def operation_path(location: str) -> str | None:
     if match is None:
         return None
     return f"/teams/{match['team']}/operations/{match['op']}"
-
-
-__all__ = [
-    "CLASS",
-    "TEAM",
-    "Teams",
-    "is_unified",
-    "operation_path",
-    "team_attribute",
-    "team_of",
-]
 
 
 class Teams(Applier):
