@@ -54,6 +54,13 @@ class Provenance:
 
 # slots: every account holds a Derived per attribute (millions at 400,000 pupils), 48 bytes
 # each instead of 88 with a dict of its own.
+TEAM = "team"
+"""The group attribute a group kind's ``team: class`` becomes: ``class`` when the group has (or
+gets) a class team. A target that makes teams compares and writes it; any other refuses it."""
+CLASS_TEAM = "class"
+"""The one kind of team the connector makes: a class team (Entra ID's ``educationClass``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Derived:
     value: str

@@ -44,6 +44,8 @@ from provisioner.mapping.templates import (
     counting_run,
 )
 from provisioner.model import (
+    CLASS_TEAM,
+    TEAM,
     Collision,
     Dataset,
     Derived,
@@ -286,23 +288,42 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
                 owner_scope = owners.persons.datasets
             owner_names = compile_one(spec.owners.names, scope, extra=extra)
             owner_match = compile_one(spec.owners.match, owner_scope, extra=extra)
+        attributes = {
+            a: c for a, t in spec.attributes.items() if (c := compile_one(t, scope, extra=extra))
+        }
+        if problem := _team_problem(name, spec):
+            problems.append(problem)
+        elif spec.team is not None and (team := compile_one(spec.team, ())):
+            attributes[TEAM] = team  # compared and planned like any group attribute
         groups[name] = CompiledGroup(
             name=name,
             spec=spec,
             where=compile_one(spec.where, scope, expression=True, extra=extra),
             key=compile_one(spec.key, scope, extra=extra),  # type: ignore[arg-type]
             ou=[c for t in spec.ou if (c := compile_one(t, scope, extra=extra))],
-            attributes={
-                a: c
-                for a, t in spec.attributes.items()
-                if (c := compile_one(t, scope, extra=extra))
-            },
+            attributes=attributes,
             owner_names=owner_names,
             owner_match=owner_match,
         )
     if problems:
         raise MappingError(problems)
     return CompiledMappings(accounts, groups, dict(mappings.variables))
+
+
+def _team_problem(name: str, spec: GroupSpec) -> str | None:
+    """What is wrong with a group kind's ``team``, or None."""
+    if TEAM in spec.attributes:
+        where = spec.attributes[TEAM]
+        return (
+            f"{where.location}: groups.{name}.attributes.team: write `team: class` beside "
+            "attributes, not among them"
+        )
+    if spec.team is not None and spec.team.text != CLASS_TEAM:
+        return (
+            f"{spec.team.location}: groups.{name}.team: {spec.team.text!r} is no kind of team "
+            f"the connector makes; known: {CLASS_TEAM}"
+        )
+    return None
 
 
 def check_fields(

@@ -168,6 +168,9 @@ class GroupSpec:
     """Directory attributes of the group, rendered for its first member."""
     owners: OwnersSpec | None = None
     """Owners (class teachers) where the target supports them."""
+    team: Template | None = None
+    """``class``: each group of this kind gets a class team (Entra ID only: the groups are made
+    as Microsoft 365 groups, owners the group's owners, members its members)."""
 
 
 @dataclass

@@ -10,6 +10,8 @@ import dataclasses
 from collections.abc import Collection, Sequence
 
 from provisioner.model import (
+    CLASS_TEAM,
+    TEAM,
     DesiredAccount,
     DesiredGroup,
     DesiredState,
@@ -436,6 +438,8 @@ def _restore(want: DesiredGroup, have: ObservedGroup) -> Change:
     after: dict[str, Value] = {n: want.attributes[n].value for n in changed}
     if want.ou != have.ou:
         before["ou"], after["ou"] = list(have.ou), list(want.ou)
+    if have.attributes.get(TEAM) == CLASS_TEAM and TEAM not in changed:
+        before[TEAM], after[TEAM] = "archived", have.attributes[TEAM]  # archived with its group
     since = f" since {have.archived}" if have.archived else ""
     return Change(
         Action.RESTORE_GROUP,
@@ -446,7 +450,8 @@ def _restore(want: DesiredGroup, have: ObservedGroup) -> Change:
         after=after,
         why=(
             f"group {want.kind} {want.key} has members in the source again: restored from the "
-            f"archive{since}, with its members",
+            f"archive{since}, with its members"
+            + ("; its class team unarchived" if have.attributes.get(TEAM) == CLASS_TEAM else ""),
             *_attribute_reasons(want, changed),
         ),
         precondition=Precondition(

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
-from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
+from provisioner.model import CLASS_TEAM, TEAM, ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.diff import enabled_change, move_change
 from provisioner.plan.model import Action, Change, Kind, Precondition
 
@@ -284,6 +284,9 @@ def _archive(
     else:
         place = f"marked archived (name prefix {config.archive_prefix!r})"
         after["prefix"] = config.archive_prefix
+    if group.attributes.get(TEAM) == CLASS_TEAM:
+        after[TEAM] = "archived"
+        place += "; its class team archived (read-only, kept for the record)"
     return Change(
         Action.ARCHIVE_GROUP,
         Kind.GROUP,

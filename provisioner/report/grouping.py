@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from provisioner.model import TEAM
 from provisioner.plan.model import Action, Change, Kind, Plan, Value
 
 if TYPE_CHECKING:
@@ -163,6 +164,24 @@ def other_changes(plan: Plan) -> dict[Action, list[Change]]:
     for changes in out.values():
         changes.sort(key=lambda c: names.group(c.key).casefold())
     return dict(sorted(out.items(), key=lambda item: item[0].order))
+
+
+def team_line(plan: Plan) -> str:
+    """``class teams: 12 to create, 1 to archive``: what the plan does to class teams (the
+    ``team`` of its group changes), or "" when nothing."""
+    counts = {"to create": 0, "to archive": 0, "to unarchive": 0}
+    for change in plan.changes:
+        team = change.after.get(TEAM)
+        if change.kind is not Kind.GROUP or not team:
+            continue
+        if team == "archived":
+            counts["to archive"] += 1
+        elif change.before.get(TEAM) == "archived":
+            counts["to unarchive"] += 1
+        else:
+            counts["to create"] += 1
+    shown = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+    return f"class teams: {shown}" if shown else ""
 
 
 def leaver_line(change: Change, plan: Plan) -> str:

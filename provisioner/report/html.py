@@ -30,6 +30,7 @@ from provisioner.report.grouping import (
     local_time,
     other_changes,
     result_of,
+    team_line,
 )
 from provisioner.report.plan import APPLY, approval_lines, describe_hold
 from provisioner.text import visible
@@ -254,6 +255,8 @@ def render_html(
             + escape(_counts({a.title: len(c) for a, c in others.items()}))
             + ".</p>"
         )
+    if teams := team_line(plan):
+        out.append(f"<p id='teams'>{escape(teams[0].upper() + teams[1:])}.</p>")
     if plan.empty:
         out.append("<p>No changes: the directory matches the source.</p>")
     # After an apply only what its approval left waiting is still blocked; the rest is approved.

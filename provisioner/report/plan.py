@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from provisioner.model import CLASS_TEAM, TEAM
 from provisioner.plan.model import Action, Change, Kind, Plan, Value
 from provisioner.plan.policy import Approval, Selection, describe_blocks
 from provisioner.report.grouping import (
@@ -20,6 +21,7 @@ from provisioner.report.grouping import (
     leaver_line,
     local_time,
     other_changes,
+    team_line,
 )
 from provisioner.text import visible
 
@@ -124,6 +126,8 @@ def render_plan(plan: Plan, *, details: bool = False, command: str = APPLY) -> s
         return _lines(out)
     counts = plan.counts()
     out.append("Summary: " + ", ".join(f"{n} {Action(a).title}" for a, n in counts.items()))
+    if teams := team_line(plan):
+        out.append(teams[0].upper() + teams[1:])
     names = Names(plan)
     schools = by_school(plan)
     if schools:
@@ -141,7 +145,8 @@ def render_plan(plan: Plan, *, details: bool = False, command: str = APPLY) -> s
             title = names.group(change.key) if change.kind is Kind.GROUP else change.target
             # The key beside the name where they differ (the OU path is its own name).
             what = f"  [{change.kind} {change.key}]" if title != change.key else ""
-            out.append(f"  {action.symbol} {title}{what}")
+            team = " (with its class team)" if change.after.get(TEAM) == CLASS_TEAM else ""
+            out.append(f"  {action.symbol} {title}{what}{team}")
             show_values = details or not action.creates
             if show_values:
                 out += _value_lines(change, names, "      ")

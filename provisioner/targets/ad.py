@@ -43,7 +43,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
 from provisioner import log
-from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
+from provisioner.model import TEAM, ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind, Value
 from provisioner.targets import ad_read
 from provisioner.targets.ad_settings import LIMITS, RDN, AdConfig, below, rdns
@@ -248,6 +248,8 @@ class ActiveDirectory(BaseTarget):
 
     def attribute_refused(self, kind: Kind, name: str) -> str | None:
         folded = name.casefold()
+        if kind is Kind.GROUP and folded == TEAM:
+            return "Active Directory has no Teams: class teams (team: class) need Entra ID"
         if folded in NEVER_WRITTEN:
             return "the connector never writes it: it carries rights or the connector sets it"
         anchors = (self.config.anchor_attribute, self.config.group_anchor_attribute)

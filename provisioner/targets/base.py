@@ -206,8 +206,9 @@ STRUCTURAL: Mapping[Action, frozenset[str]] = {
     # back from the archive: to its place (a directory with OUs), with mapped attributes
     Action.RESTORE_GROUP: frozenset({"ou"}),
     Action.MOVE_GROUP: frozenset({"ou"}),
-    # the day, and the archive OU (a directory with OUs) or the name prefix (one without)
-    Action.ARCHIVE_GROUP: frozenset({"archived", "ou", "prefix"}),
+    # the day, and the archive OU (a directory with OUs) or the name prefix (one without);
+    # "team": its class team is archived with it
+    Action.ARCHIVE_GROUP: frozenset({"archived", "ou", "prefix", "team"}),
     Action.ADD_MEMBER: frozenset({"members"}),
     Action.ADD_OWNER: frozenset({"owners"}),
     # the configured owner the target adds before it takes a group's last owner away

@@ -152,7 +152,9 @@ GROUP_WRITABLE = frozenset(
         "visibility",
     )
 )
-GROUP_PROPS = frozenset((*GROUP_DEFAULT, "members", "proxyAddresses"))
+GROUP_PROPS = frozenset(
+    (*GROUP_DEFAULT, "members", "proxyAddresses", "resourceProvisioningOptions")
+)
 _BINDS = {"users": frozenset(), "groups": frozenset(("members@odata.bind", "owners@odata.bind"))}
 """The ``x@odata.bind`` keys a body may carry besides plain ``@odata.*`` annotations."""
 _TYPES: dict[str, type] = {
@@ -528,6 +530,10 @@ class GraphServer(LoopbackServer):
         self._delta_epoch = uuid.uuid4().hex
         """Tokens carry it; :meth:`reset_delta` changes it, so every earlier token answers 410."""
         self._pages: dict[str, _Page] = {}
+        from tests.fakes.graph_teams import FakeTeams  # it builds on this module's errors
+
+        self.teams = FakeTeams(self)
+        """Teams on Microsoft 365 groups: :mod:`tests.fakes.graph_teams`."""
 
     # --- lifecycle -------------------------------------------------------------------------------
     @property
@@ -1060,6 +1066,8 @@ class GraphServer(LoopbackServer):
                         405, "Request_BadRequest", "Specified HTTP method is not allowed."
                     )
                 return self._send_mail(parts[1], body)
+            if parts and (teams := self.teams.route(method, parts, body)) is not None:
+                return teams
             if not parts or parts[0] not in ("users", "groups"):
                 seg = parts[0] if parts else ""
                 raise _bad(f"Resource not found for the segment '{seg}'.", "BadRequest")
@@ -1321,6 +1329,7 @@ class GraphServer(LoopbackServer):
             "mail": None,
             "proxyAddresses": [],
             "renewedDateTime": _now(),
+            "resourceProvisioningOptions": [],
             "securityIdentifier": "S-1-12-1-"
             + "-".join(str(self._rng.getrandbits(31)) for _ in range(4)),
             "visibility": None,
@@ -1430,6 +1439,7 @@ class GraphServer(LoopbackServer):
         if kind == "groups":
             self.members.pop(oid, None)
             self.owners.pop(oid, None)
+            self.teams.forget(oid)
         for gid, mids in self.members.items():
             if oid in mids:
                 self._remove_member(gid, oid)

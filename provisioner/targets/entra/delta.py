@@ -233,7 +233,8 @@ def _may_come_in(config: EntraConfig, item: dict[str, Any]) -> bool:
     nickname = item.get("mailNickname")
     if "mailNickname" in item and key_of(config.group_prefix, str(nickname or "")) is None:
         return False
-    return not ("securityEnabled" in item and not item["securityEnabled"])
+    unified = "Unified" in (item.get("groupTypes") or [])
+    return unified or not ("securityEnabled" in item and not item["securityEnabled"])
 
 
 async def _get(batcher: Batcher, kind: str, oid: str, names: list[str]) -> dict[str, Any] | None:

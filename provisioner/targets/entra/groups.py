@@ -1,4 +1,8 @@
-"""The changes to security groups: create, update, delete, and their members and owners.
+"""The changes to groups: create, update, archive, restore, delete, and their members and owners.
+
+Groups are security groups; a group kind with ``team: class`` gets Microsoft 365 groups, made with
+their owners, each with a class team (:mod:`provisioner.targets.entra.teams`), archived and
+unarchived with its group.
 
 Members are added 20 to a request (``members@odata.bind``), owners and removals one reference
 each. Entra replicates a new group in its own time: an add that does not find a group this run
@@ -15,11 +19,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import quote
 
+from provisioner.model import CLASS_TEAM, TEAM
 from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.base import Result
 from provisioner.targets.entra.batch import MAX_BATCH, Batcher
 from provisioner.targets.entra.pacing import backoff
 from provisioner.targets.entra.snapshot import GROUP_LIMITS, Applier, graph_value
+from provisioner.targets.entra.teams import Teams, is_unified, team_of
 from provisioner.targets.entra.transport import Reply
 from provisioner.targets.entra_settings import nickname_for
 
@@ -43,6 +49,11 @@ class Groups(Applier):
         super().__init__(*args)
         self.created: set[str] = set()
         """Ids of the groups this run made: Entra may not know them everywhere yet."""
+        self.teams = Teams(*args)
+        self.first_owners: dict[str, list[str]] = {}
+        """Group key → the anchors of the owners the plan adds to the group: a class team's group
+        is made with them, or given them before its team (Teams needs an owner to make a team;
+        the ``add_owner`` changes come later in the plan)."""
 
     async def create(self, batcher: Batcher, change: Change) -> Result:
         body: dict[str, Any] = {
@@ -51,19 +62,81 @@ class Groups(Applier):
             if name in GROUP_LIMITS and value not in ("", None)
         }
         body.setdefault("displayName", change.key)
-        body.update(
-            mailNickname=nickname_for(self.config.group_prefix, change.key),
-            mailEnabled=False,
-            securityEnabled=True,
-            groupTypes=[],
-        )
+        body["mailNickname"] = nickname_for(self.config.group_prefix, change.key)
+        team = change.after.get(TEAM) == CLASS_TEAM
+        if team:
+            # A team sits on a Microsoft 365 group, made with its owners. Its membership is
+            # hidden from everyone outside the class (pupils are minors); Graph takes that only
+            # when the group is made.
+            owners, _ = self._user_ids(self.first_owners.get(change.key, [])[:MAX_BATCH])
+            body.update(
+                mailEnabled=True,
+                securityEnabled=False,
+                groupTypes=["Unified"],
+                visibility="HiddenMembership",
+            )
+            if owners:
+                body["owners@odata.bind"] = [self._ref(uid) for uid in owners]
+        else:
+            owners = []
+            body.update(mailEnabled=False, securityEnabled=True, groupTypes=[])
         reply = await batcher.call("POST", "/groups", body)
         if not reply.ok:
             return Result(change, "failed", reply.explain())
         gid = reply.body["id"]
-        self._remember(change.key, {**body, **reply.body, "id": gid})
+        made = {k: v for k, v in body.items() if not k.endswith("@odata.bind")}
+        self._remember(change.key, {**made, **reply.body, "id": gid})
+        self.snapshot().owners[gid].update(owners)
         message = await self.keep_one(batcher, change.key, body["mailNickname"])
+        if team:
+            gid = self.snapshot().group_id(change.key) or gid  # a twin's winner, maybe
+            return await self._add_team(batcher, change, gid, message)
         return Result(change, "applied", message)
+
+    async def _add_team(
+        self, batcher: Batcher, change: Change, gid: str, message: str = ""
+    ) -> Result:
+        """The class team on the group *gid*: only that class fails when Teams will not."""
+        group = self.snapshot().groups[gid]
+        if not is_unified(group):
+            return Result(
+                change,
+                "failed",
+                f"{group.get('displayName') or change.key} is a security group, and a team sits "
+                "only on a Microsoft 365 group (Entra ID cannot turn one into the other); the "
+                "connector neither deletes nor re-creates a group (file shares and apps use its "
+                "object id): delete it by hand to have the next run make it anew with its team, "
+                "or leave `team` off this group kind",
+            )
+        if not self.snapshot().owners.get(gid) and (
+            problem := await self._owners_first(batcher, change.key, gid)
+        ):
+            return Result(change, "failed", f"the class team is not made: {problem}")
+        if not self.snapshot().owners.get(gid):
+            return Result(
+                change,
+                "failed",
+                "the class team is not made: the group has no owner (Teams needs one) and the "
+                "mappings found no klastitularis for it; it is made on the first run after the "
+                "class has one",
+            )
+        problem = await self.teams.create(batcher, gid)
+        if problem:
+            made = "the group was made, its class team not: " if change.action.creates else ""
+            return Result(change, "failed", f"{made}{problem}; the next run tries again")
+        group["resourceProvisioningOptions"] = ["Team"]
+        return Result(change, "applied", "; ".join(filter(None, [message, "class team made"])))
+
+    async def _owners_first(self, batcher: Batcher, key: str, gid: str) -> str | None:
+        """The owners the plan gives the group *gid* added now, before its team is made (their
+        ``add_owner`` comes later in the plan, and then finds them owners already)."""
+        uids, _ = self._user_ids(self.first_owners.get(key, [])[:MAX_BATCH])
+        replies = await asyncio.gather(*(self._add_ref(batcher, gid, "owners", u) for u in uids))
+        failed = [r for r in replies if not r.ok and r.status != 400]  # 400: an owner already
+        if failed:
+            return f"its owners could not be added first: {failed[0].explain()}"
+        self.snapshot().owners.setdefault(gid, set()).update(uids)
+        return None
 
     def _remember(self, key: str, group: dict[str, Any]) -> None:
         """*group* is the one this run works with for *key* (made by it, or its twin's winner)."""
@@ -125,30 +198,38 @@ class Groups(Applier):
 
     async def update(self, batcher: Batcher, change: Change) -> Result:
         gid = str(change.precondition.id)
-        body = {name: graph_value(value) for name, value in change.after.items()}
-        reply = await batcher.call("PATCH", f"/groups/{gid}", body)
-        if not reply.ok:
-            return Result(change, "failed", reply.explain())
-        self.snapshot().groups[gid].update(body)
+        body = {name: graph_value(value) for name, value in change.after.items() if name != TEAM}
+        if body:
+            reply = await batcher.call("PATCH", f"/groups/{gid}", body)
+            if not reply.ok:
+                return Result(change, "failed", reply.explain())
+            self.snapshot().groups[gid].update(body)
+        if change.after.get(TEAM) == CLASS_TEAM and team_of(self.snapshot().groups[gid]) is None:
+            return await self._add_team(batcher, change, gid)
         return Result(change, "applied")
 
     async def archive(self, batcher: Batcher, change: Change) -> Result:
         """Marked, since Entra ID has no archive OU: the archive mark as its description and the
         configured prefix (``lifecycle.archive_prefix``, carried by the change) before its name.
-        Members and owners stay; nothing else changes."""
+        Its class team, if it has one, is archived (read-only) first. Members and owners stay;
+        nothing else changes."""
         gid = str(change.precondition.id)
         group = self.snapshot().groups.get(gid, {})
         name = str(group.get("displayName") or change.key)
         prefix = str(change.after.get("prefix") or "")
         if prefix and not name.startswith(prefix):
             name = (prefix + name)[: GROUP_LIMITS["displayName"]]
+        if team_of(group) and (problem := await self.teams.archive(batcher, gid)):
+            # The group stays unmarked: the next run archives both again.
+            return Result(change, "failed", problem)
         body = {"displayName": name, "description": archive_mark(str(change.after["archived"]))}
         return await self._patch_group(batcher, change, group, body)
 
     async def restore(self, batcher: Batcher, change: Change) -> Result:
         """The archive marking taken away: the name and description the mappings give (the
         change carries those that differ); without them, the name the group was made with (its
-        key) and no description."""
+        key) and no description. Its class team is unarchived first (and made, when the
+        mappings now want one and it has none)."""
         gid = str(change.precondition.id)
         group = self.snapshot().groups.get(gid, {})
         body: dict[str, Any] = {
@@ -158,9 +239,15 @@ class Groups(Applier):
             body["displayName"] = change.key
         if "description" not in body and archived_day(group.get("description")) is not None:
             body["description"] = None
-        if not body:
-            return Result(change, "applied")
-        return await self._patch_group(batcher, change, group, body)
+        if team_of(group) and (problem := await self.teams.unarchive(batcher, gid)):
+            return Result(change, "failed", problem)  # still marked: the next run tries again
+        if body:
+            result = await self._patch_group(batcher, change, group, body)
+            if result.status != "applied":
+                return result
+        if change.after.get(TEAM) == CLASS_TEAM and team_of(group) is None:
+            return await self._add_team(batcher, change, gid)
+        return Result(change, "applied")
 
     async def _patch_group(
         self, batcher: Batcher, change: Change, group: dict[str, Any], body: dict[str, Any]

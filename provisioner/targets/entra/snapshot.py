@@ -1,10 +1,11 @@
 """The managed scope of a tenant, read in bulk, and what the connector may write there.
 
 The managed scope: users whose UPN ends in one of the configured domains, and security groups
-whose mailNickname starts with the group prefix (the rest of it is the group's key). Nothing else
-is read, changed or deleted. The scope is read as raw JSON pages; members and owners of every
-group come 20 lists to a ``$batch``. Apply checks preconditions against this snapshot (one bulk
-read instead of a GET per change) and keeps it up to date with what it does.
+(and the Microsoft 365 groups of class teams) whose mailNickname starts with the group prefix
+(the rest of it is the group's key). Nothing else is read, changed or deleted. The scope is read
+as raw JSON pages; members and owners of every group come 20 lists to a ``$batch``. Apply checks
+preconditions against this snapshot (one bulk read instead of a GET per change) and keeps it up
+to date with what it does.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ LIMITS: Mapping[str, int] = MappingProxyType(
 )
 GROUP_LIMITS: Mapping[str, int] = MappingProxyType({"displayName": 256, "description": 1024})
 USER_READ = ("id", "userPrincipalName", "mailNickname", "accountEnabled")
-GROUP_READ = ("id", "mailNickname", "securityEnabled")
+GROUP_READ = ("id", "mailNickname", "securityEnabled", "groupTypes", "resourceProvisioningOptions")
 
 
 @dataclass
@@ -101,9 +102,11 @@ def in_domains(config: EntraConfig, upn: Any) -> bool:
 
 
 def group_in_scope(config: EntraConfig, group: Mapping[str, Any]) -> bool:
-    """One of the connector's groups: a security group whose mailNickname has the prefix."""
+    """One of the connector's groups: a security group, or a Microsoft 365 group (a class
+    team's), whose mailNickname has the prefix."""
     key = key_of(config.group_prefix, str(group.get("mailNickname") or ""))
-    return key is not None and bool(group.get("securityEnabled"))
+    unified = "Unified" in (group.get("groupTypes") or [])
+    return key is not None and (bool(group.get("securityEnabled")) or unified)
 
 
 def picked(obj: Mapping[str, Any], names: list[str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict
+from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -19,7 +20,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 
 from provisioner import log
 from provisioner.errors import ConfigError
-from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
+from provisioner.model import CLASS_TEAM, TEAM, ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.base import (
     ADOPTION,
@@ -45,6 +46,7 @@ from provisioner.targets.entra.snapshot import (
     read_snapshot,
     snapshot_of,
 )
+from provisioner.targets.entra.teams import team_attribute
 from provisioner.targets.entra.transport import Graph
 from provisioner.targets.entra.users import Users
 from provisioner.targets.entra_settings import EntraConfig, key_of
@@ -61,7 +63,8 @@ class EntraId(BaseTarget):
     has_owners = True
     needs_owner = True  # Graph refuses to remove a group's last owner
     limits = LIMITS
-    group_limits = GROUP_LIMITS
+    group_limits = MappingProxyType({**GROUP_LIMITS, TEAM: len(CLASS_TEAM)})
+    """The group properties, and ``team`` (``class``: the group has a class team)."""
     actions = (
         frozenset(Action) - {Action.CREATE_OU, Action.MOVE, Action.MOVE_GROUP} - {Action.CONFLICT}
     )
@@ -124,7 +127,7 @@ class EntraId(BaseTarget):
             f"{kind}: {name} ({_why_not(name, anchor, known)})"
             for kind, names, known in (
                 ("accounts", account_attributes, LIMITS),
-                ("groups", group_attributes, GROUP_LIMITS),
+                ("groups", group_attributes, self.group_limits),
             )
             for name in sorted(names)
             if name not in known
@@ -213,7 +216,7 @@ class EntraId(BaseTarget):
     # -- the scope: users of the configured domains, groups with the prefix -------------------
 
     def attribute_refused(self, kind: Kind, name: str) -> str | None:
-        known = GROUP_LIMITS if kind == Kind.GROUP else LIMITS
+        known = self.group_limits if kind == Kind.GROUP else LIMITS
         return None if name in known else _why_not(name, self.config.anchor_property, known)
 
     def _domain_refused(self, upn: Any) -> str | None:
@@ -348,7 +351,7 @@ class EntraId(BaseTarget):
         if found is None:
             return None
         return Current(
-            lambda name: text(found.get(name)),
+            lambda name: team_attribute(found) if name == TEAM else text(found.get(name)),
             username=str(found.get("mailNickname") or ""),
             enabled=found.get("accountEnabled") is not False,
             anchor=text(found.get(self.config.anchor_property)),
@@ -363,6 +366,12 @@ class EntraId(BaseTarget):
         in plan order, so a group exists before members are added to it."""
         changes = list(changes)
         self._ensure_snapshot()
+        # A class team's group gets its owners before its team (Teams needs one to make it).
+        self.groups.first_owners = {
+            c.key: list(c.after.get("owners") or [])
+            for c in changes
+            if c.action is Action.ADD_OWNER
+        }
         self._run(self._look_outside(changes))
         # A rename without a UPN of its own leaves it to an update that sets it explicitly.
         self.users.upn_planned = frozenset(
@@ -462,7 +471,7 @@ def observed_state(
                 target=str(group.get("displayName") or group.get("mailNickname")),
                 key=key_of(config.group_prefix, str(group.get("mailNickname") or "")),
                 ou=(),
-                attributes=_attributes(group, attributes),
+                attributes=_group_attributes(group, attributes),
                 members={anchors[m] for m in snapshot.members.get(gid, ()) if m in anchors},
                 owners={anchors[m] for m in owners if m in anchors},
                 unmanaged_owners=sum(1 for m in owners if m not in anchors),
@@ -474,6 +483,14 @@ def observed_state(
 
 def _attributes(obj: dict[str, Any], names: Collection[str]) -> dict[str, str]:
     return {name: value for name in names if (value := text(obj.get(name))) is not None}
+
+
+def _group_attributes(group: dict[str, Any], names: Collection[str]) -> dict[str, str]:
+    """A group's attributes, with ``team`` (when mapped) as the plan compares it."""
+    found = _attributes(group, [name for name in names if name != TEAM])
+    if TEAM in names and (team := team_attribute(group)) is not None:
+        found[TEAM] = team
+    return found
 
 
 def _why_not(name: str, anchor: str, allowed: Mapping[str, int]) -> str:
