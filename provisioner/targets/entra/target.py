@@ -19,6 +19,8 @@ from azure.core.credentials_async import AsyncTokenCredential
 
 from provisioner import log
 from provisioner.errors import ConfigError
+from provisioner.licences import ATTRIBUTE as LICENCES
+from provisioner.licences import licences_added, shortages
 from provisioner.model import ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.base import (
@@ -35,6 +37,7 @@ from provisioner.targets.base import (
 from provisioner.targets.entra import delta, names
 from provisioner.targets.entra.batch import Batcher
 from provisioner.targets.entra.groups import Groups, archived_day
+from provisioner.targets.entra.licences import Catalog, read_catalog
 from provisioner.targets.entra.pacing import RetryPolicy
 from provisioner.targets.entra.snapshot import (
     GROUP_LIMITS,
@@ -84,6 +87,8 @@ class EntraId(BaseTarget):
         self.graph = Graph(config, policy, credential)
         self._snapshot: Snapshot | None = None
         self.users = Users(config, self.graph, self._ensure_snapshot)
+        self.users.catalog = self._ensure_catalog
+        self._catalog: Catalog | None = None
         self.groups = Groups(config, self.graph, self._ensure_snapshot)
         self._outside: dict[str, str] = {}
         """Objects a change names that exist but lie outside the managed scope: id → name."""
@@ -127,7 +132,7 @@ class EntraId(BaseTarget):
                 ("groups", group_attributes, GROUP_LIMITS),
             )
             for name in sorted(names)
-            if name not in known
+            if name not in known and not (known is LIMITS and name == LICENCES)
         ]
 
     def _run(self, coroutine: Awaitable[T]) -> T:
@@ -147,7 +152,18 @@ class EntraId(BaseTarget):
         snapshot = self._snapshot = snapshot_of(kept, self.config)
         if self.fallback_owner:
             self._run(self._check_fallback_owner(self.fallback_owner))
-        return observed_state(snapshot, attributes, self.config)
+        self._catalog = None  # the units free now
+        return observed_state(snapshot, attributes, self.config, self._ensure_catalog())
+
+    def manage_licences(self, named: Mapping[str, frozenset[str]]) -> None:
+        super().manage_licences(named)
+        self.config.reads_licences = bool(named)
+
+    def _ensure_catalog(self) -> Catalog | None:
+        """The tenant's SKUs the mappings name (read once a run), None when they name none."""
+        if self._catalog is None and self.licence_plans:
+            self._catalog = self._run(read_catalog(self.graph, self.licence_plans))
+        return self._catalog
 
     async def _read_kept(self, base: ReadBase | None) -> Kept:
         """The managed scope as JSON data: incremental when *base* holds a read of this scope
@@ -213,6 +229,8 @@ class EntraId(BaseTarget):
     # -- the scope: users of the configured domains, groups with the prefix -------------------
 
     def attribute_refused(self, kind: Kind, name: str) -> str | None:
+        if kind == Kind.ACCOUNT and name == LICENCES:
+            return None
         known = GROUP_LIMITS if kind == Kind.GROUP else LIMITS
         return None if name in known else _why_not(name, self.config.anchor_property, known)
 
@@ -240,6 +258,8 @@ class EntraId(BaseTarget):
         object_id = str(pre.id)
         if change.kind == Kind.GROUP:
             group = snapshot.groups.get(object_id)
+            if object_id in snapshot.synced:
+                return outside(f"the group {snapshot.synced[object_id]} {SYNCED}")
             if group is None:
                 return self._gone_or_outside(object_id, "not one of the connector's groups")
             nickname = str(group.get("mailNickname") or "")
@@ -250,6 +270,8 @@ class EntraId(BaseTarget):
                 )
             return None
         user = snapshot.users.get(object_id)
+        if object_id in snapshot.synced:
+            return outside(f"{snapshot.synced[object_id]} {SYNCED}")
         if user is None:
             return self._gone_or_outside(object_id, "outside the managed domains")
         upn = user.get("userPrincipalName")
@@ -363,6 +385,7 @@ class EntraId(BaseTarget):
         in plan order, so a group exists before members are added to it."""
         changes = list(changes)
         self._ensure_snapshot()
+        self._check_units(changes)
         self._run(self._look_outside(changes))
         # A rename without a UPN of its own leaves it to an update that sets it explicitly.
         self.users.upn_planned = frozenset(
@@ -416,6 +439,17 @@ class EntraId(BaseTarget):
                 results[index] = outcome
         return [results[index] for index, _ in phase]
 
+    def _check_units(self, changes: list[Change]) -> None:
+        """Refuse the whole apply, before any write, when the tenant has fewer free units of a
+        SKU than the changes give out (the plan checked too; units may have gone since)."""
+        if not licences_added(changes):
+            return
+        self._catalog = None  # the units free now, not when the plan was made
+        catalog = self._ensure_catalog()
+        short = shortages(changes, catalog.free if catalog else {})
+        if short:
+            raise TargetError("; ".join(short))
+
     # -- passwords ------------------------------------------------------------------------------
 
     def reset_password(self, anchor: str, password: str) -> str:
@@ -432,12 +466,18 @@ _NAME = {"users": "userPrincipalName", "groups": "mailNickname"}
 
 
 def observed_state(
-    snapshot: Snapshot, attributes: Collection[str], config: EntraConfig
+    snapshot: Snapshot,
+    attributes: Collection[str],
+    config: EntraConfig,
+    catalog: Catalog | None = None,
 ) -> ObservedState:
-    """What the planner sees of the snapshot: users by anchor, groups by key, members and owners
-    as the anchors of managed users (others only counted, as unmanaged owners)."""
+    """What the planner sees of the snapshot: users by anchor (with their licences of the SKUs
+    the mappings name), groups by key, members and owners as the anchors of managed users
+    (others only counted, as unmanaged owners); the synced objects only counted."""
     anchor_property = config.anchor_property
-    state = ObservedState()
+    state = ObservedState(synced_left_alone=len(snapshot.synced))
+    if catalog is not None:
+        state.licences_free = catalog.free
     anchors: dict[str, str] = {}
     for uid, user in snapshot.users.items():
         anchor = text(user.get(anchor_property))
@@ -450,7 +490,7 @@ def observed_state(
                 anchor=anchor,
                 username=str(user.get("mailNickname") or ""),
                 ou=(),
-                attributes=_attributes(user, attributes),
+                attributes=_attributes(user, attributes, catalog),
                 enabled=user.get("accountEnabled") is not False,
             )
         )
@@ -472,8 +512,19 @@ def observed_state(
     return state
 
 
-def _attributes(obj: dict[str, Any], names: Collection[str]) -> dict[str, str]:
-    return {name: value for name in names if (value := text(obj.get(name))) is not None}
+def _attributes(
+    obj: dict[str, Any], names: Collection[str], catalog: Catalog | None = None
+) -> dict[str, str]:
+    found = {name: value for name in names if (value := text(obj.get(name))) is not None}
+    if catalog is not None and LICENCES in names and (held := catalog.text(obj)):
+        found[LICENCES] = held
+    return found
+
+
+SYNCED = (
+    "is synchronised from on-premises Active Directory by Entra Connect "
+    "(onPremisesSyncEnabled): the AD target manages it, not this one"
+)
 
 
 def _why_not(name: str, anchor: str, allowed: Mapping[str, int]) -> str:
