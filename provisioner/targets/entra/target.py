@@ -369,8 +369,15 @@ class EntraId(BaseTarget):
         found = objects.get(str(change.precondition.id))
         if found is None:
             return None
+        catalog = self._ensure_catalog() if change.kind == Kind.ACCOUNT else None
+
+        def value(name: str) -> str | None:
+            if name == LICENCES and catalog is not None:
+                return catalog.text(found) or None
+            return text(found.get(name))
+
         return Current(
-            lambda name: text(found.get(name)),
+            value,
             username=str(found.get("mailNickname") or ""),
             enabled=found.get("accountEnabled") is not False,
             anchor=text(found.get(self.config.anchor_property)),

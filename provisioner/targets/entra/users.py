@@ -156,7 +156,9 @@ class Users(Applier):
         body = {n: graph_value(v) for n, v in change.after.items() if n != "anchor"}
         body[self.config.anchor_property] = change.key
         result = await self._patch(batcher, change, body)
-        if result.status == "applied":
+        uid = str(change.precondition.id)
+        # Written, even when its licence was not: the account carries the anchor now.
+        if self.snapshot().users[uid].get(self.config.anchor_property) == change.key:
             if change.precondition.anchored is not None:  # carried over from its former anchor
                 self.snapshot().anchors.forget(Kind.ACCOUNT, change.precondition.anchored)
             self.snapshot().anchors.put(Kind.ACCOUNT, change.key, str(change.precondition.id))
