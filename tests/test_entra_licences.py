@@ -45,6 +45,7 @@ from tests.test_entra import (
 )
 
 STUDENT, FACULTY, OTHER = "STANDARDWOFFPACK_STUDENT", "STANDARDWOFFPACK_FACULTY", "POWER_BI_PRO"
+A3 = "M365EDU_A3_FACULTY"
 PLANS = ["EXCHANGE_S_STANDARD", "YAMMER_EDU", "TEAMS1"]
 PUPIL_LICENCE = f"{STUDENT} (without YAMMER_EDU)"
 
@@ -138,6 +139,24 @@ def test_a_first_night_gives_every_pupil_and_staff_member_their_licence(
     ]
     assert graph.consumed(ids[FACULTY]) == len(staff)  # the same licences, not new ones
     assert cli.plan(config)["changes"] == []
+
+    # From A1 to another SKU: the retired one is taken away in the same update.
+    staff_yaml.write_text(staff_yaml.read_text().replace(f"sku: {FACULTY}", f"sku: {A3}"))
+    graph.add_sku(A3, len(staff), PLANS)
+    retired = entra_env(
+        informat_server.url,
+        f"    retired_licences: [{FACULTY}]\n",
+        mappings=config.parent / "mappings",
+    )
+    plan = cli.plan(retired)
+    (update,) = {c["before"]["licences"] for c in plan["changes"]}
+    assert update == f"{FACULTY} (without TEAMS1)"
+    assert {c["after"]["licences"] for c in plan["changes"]} == {f"{A3} (without TEAMS1)"}
+    assert cli(["apply", "--config", str(retired), "--approve", "updates"]) == 0
+    assert "failed 0" in cli.capsys.readouterr().out
+    assert graph.consumed(ids[FACULTY]) == 0
+    assert graph.consumed(sku_ids(graph)[A3]) == len(staff)
+    assert cli.plan(retired)["changes"] == []
 
 
 def test_a_tenant_short_of_licences_blocks_the_plan_before_any_write(

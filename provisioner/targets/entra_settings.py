@@ -121,6 +121,10 @@ class EntraConfig:
     connector knows its own groups among the tenant's."""
     match_on: list[str] = field(default_factory=lambda: ["userPrincipalName"])
     """Properties that correlate users made before the connector (no anchor yet)."""
+    retired_licences: list[str] = field(default_factory=list)
+    """SKU part numbers the mappings no longer name (A1 after a move to A3) whose licences the
+    connector still takes away from the accounts of kinds that name licences; other SKUs the
+    mappings do not name are left alone."""
     usage_location: str = "BE"
     """Two-letter country of new users; a licence can only be assigned to a user who has one."""
     must_change_password: bool = False

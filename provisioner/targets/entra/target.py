@@ -156,6 +156,11 @@ class EntraId(BaseTarget):
         return observed_state(snapshot, attributes, self.config, self._ensure_catalog())
 
     def manage_licences(self, named: Mapping[str, frozenset[str]]) -> None:
+        """The mappings' licences, and the retired ones taken away where no mapping gives them
+        (only when the mappings name licences: otherwise no account's licences are planned)."""
+        if named:
+            retired = dict.fromkeys(self.config.retired_licences, frozenset[str]())
+            named = {**retired, **named}
         super().manage_licences(named)
         self.config.reads_licences = bool(named)
 
