@@ -8,6 +8,7 @@ msgraph-sdk and azure-identity against the project's Graph server (``subscribedS
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import shutil
 import sqlite3
@@ -20,6 +21,8 @@ from provisioner.errors import ConfigError
 from provisioner.licences import licence_text, licences_added, parse_licences
 from provisioner.mapping.engine import compile_mappings
 from provisioner.mapping.spec import load_mappings
+from provisioner.model import ObservedAccount, ObservedState
+from provisioner.plan.lifecycle import LifecycleConfig, apply_lifecycle
 from provisioner.plan.model import Action, Change, Kind, Precondition
 from provisioner.secret import Secret
 from provisioner.sources.informat.operations import OPERATIONS
@@ -461,3 +464,37 @@ def test_the_licence_text_round_trips_and_counts_only_what_is_added():
         Action.UPDATE, Kind.ACCOUNT, "k", "t", before={"licences": "A"}, after={"licences": text}
     )
     assert licences_added([change]) == {"B": 1}
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_the_licence_grace_counts_from_the_disable_and_waits_in_the_freeze(frozen):
+    today = dt.date(2026, 6, 20)
+    account = ObservedAccount(
+        "id-1", "oud@school.be", "lln-1", "oud", (), {"licences": STUDENT}, enabled=False
+    )
+    observed = ObservedState(accounts=[account])
+
+    def released(days_off: int) -> list[Change]:
+        return apply_lifecycle(
+            [],
+            observed,
+            set(),
+            since={"lln-1": today - dt.timedelta(days=days_off)},
+            kinds={"lln-1": "pupils"},
+            config=LifecycleConfig(licence_grace_days=30),
+            today=today,
+            disabled={"lln-1": today - dt.timedelta(days=days_off)},
+            frozen=frozen,
+        ).changes
+
+    assert released(29) == []
+    if frozen:
+        assert released(30) == []
+    else:
+        (change,) = released(30)
+        assert (change.action, change.before, change.after) == (
+            Action.UPDATE,
+            {"licences": STUDENT},
+            {"licences": ""},
+        )
+        assert change.precondition.enabled is False

@@ -91,9 +91,11 @@ def apply_lifecycle(
     config: LifecycleConfig,
     today: dt.date,
     disabled: Mapping[str, dt.date] | None = None,
+    frozen: bool = False,
 ) -> Lifecycle:
     """The leaver lifecycle of the accounts. *since*: the day each leaver was first missed;
-    *disabled*: the day each leaver's account was disabled, where recorded."""
+    *disabled*: the day each leaver's account was disabled, where recorded. *frozen*: in the
+    school-year freeze, when no licence is taken away either (the policy holds the rest)."""
     disabled = disabled or {}
     kept = [c for c in changes if c.action != "disable"]
     notes: list[str] = []
@@ -134,7 +136,7 @@ def apply_lifecycle(
                 kept.append(_delete(account, gone, off, kind, delete_after))
                 continue
             grace = config.licence_grace_days
-            if grace is not None and (today - off).days >= grace:
+            if grace is not None and (today - off).days >= grace and not frozen:
                 kept += _licences_released(account, off, grace)
         if disabled_ou and account.ou != disabled_ou:
             why = f"gone from the source since {gone}: to the disabled-accounts OU"

@@ -137,6 +137,7 @@ def make_plan(
         config=rules.lifecycle,
         today=today,
         disabled=memory.disabled,
+        frozen=frozen,
     )
     groups = group_lifecycle(
         observed,
