@@ -241,6 +241,12 @@ def test_licence_problems_are_clear_per_person_or_for_the_configuration(
     graph, informat_server, entra_env, tmp_path, cli, capsys
 ):
     config = entra_env(informat_server.url, mappings=licensed_mappings(tmp_path))
+    # Without Organization.Read.All the SKUs cannot be read: the plan stops, saying why.
+    graph.skus_readable = False
+    assert cli(["plan", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "403 Authorization_RequestDenied" in err and "Organization.Read.All" in err
+    graph.skus_readable = True
     # A part number the tenant does not have: the plan stops and names what it has.
     graph.add_sku(STUDENT, 5000, ["EXCHANGE_S_STANDARD", "TEAMS1"])
     assert cli(["plan", "--config", str(config)]) == 1

@@ -489,6 +489,9 @@ class GraphServer(LoopbackServer):
         """The tenant's subscriptions (``subscribedSkus``): skuId → ``{skuId, skuPartNumber,
         prepaidUnits, servicePlans}``; ``consumedUnits`` is counted from the users. Seed them
         with :meth:`add_sku`."""
+        self.skus_readable = True
+        """False: ``subscribedSkus`` answers 403, as Graph does for an app without
+        Organization.Read.All."""
         self.sent_mail: list[dict[str, Any]] = []
         """Every message sendMail accepted: ``{"from": the sender's UPN, "message": …,
         "saveToSentItems": …}``."""
@@ -1177,6 +1180,12 @@ class GraphServer(LoopbackServer):
 
     def _subscribed_skus(self) -> Reply:
         """``GET /subscribedSkus``: every subscription with its units and plans (not paged)."""
+        if not self.skus_readable:
+            raise GraphError(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
         value = [
             {"id": f"tenant_{sku_id}", **sku, "consumedUnits": self.consumed(sku_id)}
             for sku_id, sku in self.skus.items()

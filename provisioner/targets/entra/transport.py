@@ -45,7 +45,8 @@ _LOST = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _MEANINGS = {
     "Authorization_RequestDenied": "the app lacks a permission (grant User.ReadWrite.All, "
     "Group.ReadWrite.All and GroupMember.ReadWrite.All as application permissions, with admin "
-    "consent)",
+    "consent; with licences in the mappings also LicenseAssignment.ReadWrite.All and "
+    "Organization.Read.All)",
     "InvalidAuthenticationToken": "Graph refused the access token",
     "ObjectConflict": "the value is already used by another object in the tenant",
     "Request_ResourceNotFound": "the object does not exist (any more)",
