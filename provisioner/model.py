@@ -270,3 +270,9 @@ class ObservedState:
     outside: list[ObservedAccount] = field(default_factory=list)
     """Accounts outside the managed scope that carry an anchor, in a place the configuration
     allows adopting from (AD ``adopt_from``): their ``ou`` is empty, ``target`` their DN."""
+    synced_left_alone: int = 0
+    """Objects of the managed domains or prefix that another system synchronises into the
+    directory (Entra Connect): outside the scope, only counted, for the plan to say."""
+    licences_free: dict[str, int] = field(default_factory=dict)
+    """Free units per licence (SKU part number) the mappings name, where the target holds
+    licences: a plan that gives out more is blocked."""

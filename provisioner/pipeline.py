@@ -258,8 +258,19 @@ def open_target(prepared: Prepared, **seams: Any) -> Target | None:
     target = _open_target(prepared.config.target, **seams)
     if target is not None:
         target.manage_attributes(*mapped_attributes(prepared))
+        target.manage_licences(named_licences(prepared))
         target.archive_ou = tuple(prepared.config.lifecycle.archive_ou)
     return target
+
+
+def named_licences(prepared: Prepared) -> dict[str, frozenset[str]]:
+    """Every licence the mappings name: SKU part number → the service plans they leave off."""
+    named: dict[str, frozenset[str]] = {}
+    for account in prepared.compiled.accounts.values():
+        for licence in account.spec.licences:
+            sku = licence.sku.text.strip()
+            named[sku] = named.get(sku, frozenset()) | set(licence.disabled_plans)
+    return named
 
 
 def mapped_attributes(prepared: Prepared) -> tuple[set[str], set[str]]:

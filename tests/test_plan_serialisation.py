@@ -146,6 +146,7 @@ def varied_plan() -> Plan:
         managed_accounts=7,
         managed_per_school={"030569": 7},
         managed_groups=2,
+        synced_left_alone=3,
         account_schools={"1": "030569", "2": "030577"},
         held=[
             {"kind": "pupils", "key": "7", "school": "030569", "reason": AWKWARD, "nights": 1},

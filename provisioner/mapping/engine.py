@@ -25,6 +25,7 @@ from typing import Any
 
 from provisioner.errors import ConfigError
 from provisioner.gcpause import paused_gc
+from provisioner.licences import ATTRIBUTE, PART_NUMBER, licence_text
 from provisioner.mapping.names import MAX_SUFFIX, SENTINEL, NameBook, Scheme, name_in
 from provisioner.mapping.spec import (
     AccountSpec,
@@ -112,6 +113,37 @@ class CompiledAccount:
                 fields = (*why.fields, *self.username.why.fields)
                 why = Provenance(why.template, why.location, why.text, tuple(dict.fromkeys(fields)))
             self.why[attr] = why
+
+
+def _licences_attribute(kind: str, spec: AccountSpec, problems: list[str]) -> dict[str, Compiled]:
+    """The account kind's ``licences`` as the constant attribute :data:`licences.ATTRIBUTE`
+    (its canonical text), so that the plan diffs it like any other; problems are added."""
+    if not spec.licences:
+        return {}
+    where = f"accounts.{kind}.licences"
+    first = spec.licences[0].sku
+    if ATTRIBUTE in spec.attributes:
+        problems.append(
+            f"{first.location}: {where}: also set as attributes.{ATTRIBUTE}; name licences in "
+            "one place, under licences"
+        )
+        return {}
+    wanted: dict[str, list[str]] = {}
+    for licence in spec.licences:
+        sku, location = licence.sku.text.strip(), licence.sku.location
+        bad = [n for n in (sku, *licence.disabled_plans) if not PART_NUMBER.fullmatch(n)]
+        if bad:
+            problems.append(
+                f"{location}: {where}: {', '.join(map(repr, bad))} is not a SKU part number or "
+                "service plan name (such as STANDARDWOFFPACK_STUDENT; no templates here)"
+            )
+        elif sku in wanted:
+            problems.append(f"{location}: {where}: {sku} is named twice")
+        else:
+            wanted[sku] = licence.disabled_plans
+    text = licence_text(wanted)
+    source = Template(text, first.file, first.line, where)
+    return {ATTRIBUTE: Compiled(source, expression=False, datasets={})}
 
 
 @dataclass
@@ -255,7 +287,8 @@ def compile_mappings(mappings: Mappings, known_datasets: Collection[str]) -> Com
                         },
                     )
                 )
-            },
+            }
+            | _licences_attribute(name, spec, problems),
         )
         for attr in spec.unique:
             if attr not in spec.attributes:

@@ -114,6 +114,17 @@ class UsernameSpec:
 
 
 @dataclass
+class LicenceSpec:
+    """One licence every account of the kind gets (where the target holds licences: Entra ID)."""
+
+    sku: Template
+    """The licence's SKU part number as the tenant lists it, e.g. ``STANDARDWOFFPACK_STUDENT``
+    (Office 365 A1 for students) or ``M365EDU_A3_FACULTY``; plain text, not a template."""
+    disabled_plans: list[str] = field(default_factory=list)
+    """Service plans of the SKU left off, by name, e.g. ``[YAMMER_EDU]``."""
+
+
+@dataclass
 class AccountSpec:
     """One kind of account (pupils, staff): for whom, with which name, where and with what."""
 
@@ -134,6 +145,11 @@ class AccountSpec:
     """Attributes that must be unique across all accounts; ``username`` always is. A unique
     attribute may use ``{{ name }}``: the whole wanted name with a suffix of its own when taken
     (``mail: "{{ name }}@school.be"`` keeps a long name whole while the username is cut)."""
+    licences: list[LicenceSpec] = field(default_factory=list)
+    """Licences (Entra ID only) by SKU part number, optionally with service plans left off:
+    ``[{sku: STANDARDWOFFPACK_STUDENT, disabled_plans: [YAMMER_EDU]}]``. Licences of the SKUs
+    the mappings name are the connector's: one an account of this kind should not have is taken
+    away; SKUs no mapping names are left alone."""
 
 
 @dataclass

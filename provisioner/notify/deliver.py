@@ -274,11 +274,11 @@ async def _graph_send(
     # Imported here: the Graph SDK is the [entra] extra, and only this path needs it.
     from azure.core.exceptions import AzureError
 
-    from provisioner.targets.entra.transport import GRAPH_SCOPE, app_credential
+    from provisioner.targets.entra.transport import app_credential
 
     credential = app_credential(entra)
     try:
-        token = await credential.get_token(GRAPH_SCOPE)
+        token = await credential.get_token(entra.scope)
     except AzureError as exc:
         first = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
         raise _Undelivered(

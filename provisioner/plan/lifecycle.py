@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
+from provisioner.licences import ATTRIBUTE as LICENCES
 from provisioner.model import CLASS_TEAM, TEAM, ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.diff import enabled_change, move_change
 from provisioner.plan.model import Action, Change, Kind, Precondition
@@ -46,10 +47,15 @@ class LifecycleConfig:
     """Put in front of an archived group's name in a directory without OUs (Entra ID)."""
     delete_groups_after_days: int = 365
     """Days after a group was archived before it is deleted."""
+    licence_grace_days: int | None = None
+    """Days a disabled leaver keeps the licences the mappings gave (counted from the disable);
+    after them the licences are taken away. Unset: kept until the account is deleted (a
+    delete frees them)."""
 
     def __post_init__(self) -> None:
         if (
-            self.disable_after_days < 0
+            (self.licence_grace_days or 0) < 0
+            or self.disable_after_days < 0
             or self.delete_groups_after_days < 0
             or any(d < 0 for d in self.delete_after_days.values())
         ):
@@ -85,9 +91,11 @@ def apply_lifecycle(
     config: LifecycleConfig,
     today: dt.date,
     disabled: Mapping[str, dt.date] | None = None,
+    frozen: bool = False,
 ) -> Lifecycle:
     """The leaver lifecycle of the accounts. *since*: the day each leaver was first missed;
-    *disabled*: the day each leaver's account was disabled, where recorded."""
+    *disabled*: the day each leaver's account was disabled, where recorded. *frozen*: in the
+    school-year freeze, when no licence is taken away either (the policy holds the rest)."""
     disabled = disabled or {}
     kept = [c for c in changes if c.action != "disable"]
     notes: list[str] = []
@@ -127,6 +135,9 @@ def apply_lifecycle(
             if delete_after is not None and (today - off).days >= delete_after:
                 kept.append(_delete(account, gone, off, kind, delete_after))
                 continue
+            grace = config.licence_grace_days
+            if grace is not None and (today - off).days >= grace and not frozen:
+                kept += _licences_released(account, off, grace)
         if disabled_ou and account.ou != disabled_ou:
             why = f"gone from the source since {gone}: to the disabled-accounts OU"
             kept.append(move_change(Action.MOVE, Kind.ACCOUNT, anchor, account, disabled_ou, why))
@@ -176,6 +187,30 @@ def _disable(
 ) -> Change:
     why = f"gone from the source since {gone}; {_due(today, kind, delete_after)}"
     return enabled_change(str(account.anchor), account, False, why)
+
+
+def _licences_released(account: ObservedAccount, off: dt.date, grace: int) -> list[Change]:
+    """The update that takes a disabled leaver's licences away once the licence grace is over
+    (none when the account holds none of the mappings' licences)."""
+    held = account.attributes.get(LICENCES)
+    if not held:
+        return []
+    before = {LICENCES: held}
+    return [
+        Change(
+            Action.UPDATE,
+            Kind.ACCOUNT,
+            str(account.anchor),
+            account.target,
+            before=before,
+            after={LICENCES: ""},
+            why=(
+                f"disabled since {off}: its licences are released after {grace} days "
+                "(lifecycle.licence_grace_days)",
+            ),
+            precondition=Precondition(id=account.id, attributes=before, enabled=False),
+        )
+    ]
 
 
 def _delete(

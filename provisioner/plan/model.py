@@ -319,6 +319,9 @@ class PlanHeader:
     managed_groups: int = 0
     """Groups in the managed scope when the plan was made: what a share in
     ``max_delete_groups`` is of."""
+    synced_left_alone: int = 0
+    """Users and groups of the managed domains or prefix that another system synchronises into
+    the directory (Entra Connect, ``onPremisesSyncEnabled``): left alone, only counted."""
     """Accounts in the managed scope per school, for the per-school limits."""
     account_schools: dict[str, str] = field(default_factory=dict)
     """The school of each account a change acts on (anchor → school), where known."""

@@ -13,6 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from provisioner.gcpause import paused_gc
+from provisioner.licences import shortages
 from provisioner.model import Derived, DesiredGroup, DesiredState, ObservedState
 from provisioner.plan.case import follow_directory_case
 from provisioner.plan.diff import carry_over, diff
@@ -136,6 +137,7 @@ def make_plan(
         config=rules.lifecycle,
         today=today,
         disabled=memory.disabled,
+        frozen=frozen,
     )
     groups = group_lifecycle(
         observed,
@@ -185,6 +187,7 @@ def make_plan(
         person: (today - memory.held.get(person, today)).days + 1 for person in sorted(held_ids)
     }
     blocked += held_blocks(desired.held, persons, nights, rules.policy)
+    blocked += shortages(verdict.changes, observed.licences_free)
     school_counts: dict[str, dict[str, int]] = {}
     for change in verdict.changes:
         if change.kind is not Kind.ACCOUNT:
@@ -210,6 +213,7 @@ def make_plan(
         managed_accounts=len(observed.accounts),
         managed_per_school=managed_per_school,
         managed_groups=len(observed.groups),
+        synced_left_alone=observed.synced_left_alone,
         account_schools={
             c.key: schools[c.key]
             for c in verdict.changes

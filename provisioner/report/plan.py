@@ -118,7 +118,12 @@ def render_plan(plan: Plan, *, details: bool = False, command: str = APPLY) -> s
     out += policy_section(plan, command)
     for note in header.warnings:
         out.append(f"note: {note}")
-    if header.blocked or header.policy_blocked or header.warnings:
+    if header.synced_left_alone:
+        out.append(
+            f"note: {header.synced_left_alone} user(s) and group(s) synchronised from "
+            "on-premises AD (Entra Connect) are left alone"
+        )
+    if header.blocked or header.policy_blocked or header.warnings or header.synced_left_alone:
         out.append("")
     out += held_section(plan)
     if plan.empty:

@@ -43,6 +43,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
 from provisioner import log
+from provisioner.licences import ATTRIBUTE as LICENCES
 from provisioner.model import TEAM, ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind, Value
 from provisioner.targets import ad_read
@@ -250,6 +251,12 @@ class ActiveDirectory(BaseTarget):
         folded = name.casefold()
         if kind is Kind.GROUP and folded == TEAM:
             return "Active Directory has no Teams: class teams (team: class) need Entra ID"
+        if folded == LICENCES:
+            return (
+                "licences are assigned in Entra ID, never written in AD: with Entra Connect, "
+                "give them by group-based licensing in Entra (docs/entra.md), or use the Entra "
+                "ID target"
+            )
         if folded in NEVER_WRITTEN:
             return "the connector never writes it: it carries rights or the connector sets it"
         anchors = (self.config.anchor_attribute, self.config.group_anchor_attribute)

@@ -17,6 +17,7 @@ import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
+from types import MappingProxyType
 from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from provisioner.errors import ProvisionerError
@@ -97,6 +98,8 @@ class Target(Protocol):
     archive_ou: tuple[str, ...]
     """Where archived groups lie (``lifecycle.archive_ou``, set by the pipeline): a directory
     with OUs reports the groups there as archived."""
+    licence_plans: Mapping[str, frozenset[str]]
+    """The licences the mappings name: SKU part number → the service plans they leave off."""
 
     def describe(self) -> str:
         """What the plan is made against; a saved plan is applied only to the same."""
@@ -149,6 +152,11 @@ class Target(Protocol):
         self, account_attributes: Collection[str], group_attributes: Collection[str]
     ) -> None:
         """The attributes the mappings set: apply writes these and no others."""
+        ...
+
+    def manage_licences(self, named: Mapping[str, frozenset[str]]) -> None:
+        """The licences the mappings name (part number → plans left off): only those SKUs are
+        read and written (set by the pipeline, with :meth:`manage_attributes`)."""
         ...
 
     def close(self) -> None: ...
@@ -357,6 +365,10 @@ class BaseTarget:
     fallback_owner: str | None = None
     name_attributes: frozenset[str] = frozenset()
     archive_ou: tuple[str, ...] = ("Archief",)
+    licence_plans: Mapping[str, frozenset[str]] = MappingProxyType({})
+
+    def manage_licences(self, named: Mapping[str, frozenset[str]]) -> None:
+        self.licence_plans = MappingProxyType(dict(named))
 
     def taken_outside(self, values: Collection[str]) -> dict[str, str]:
         return {}

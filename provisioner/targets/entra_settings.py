@@ -26,6 +26,38 @@ def _check_https(value: str) -> str:
     return value.rstrip("/")
 
 
+def _check_scope(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or not value.endswith("/.default"):
+        raise ValueError(f"expected https://<Graph host>/.default, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """One of Microsoft's clouds: where its Graph is and where its apps sign in."""
+
+    name: str
+    graph_host: str
+    login_host: str
+
+
+CLOUDS = (
+    Cloud("global", "graph.microsoft.com", "login.microsoftonline.com"),
+    Cloud("US Government L4 (GCC High)", "graph.microsoft.us", "login.microsoftonline.us"),
+    Cloud("US Government L5 (DoD)", "dod-graph.microsoft.us", "login.microsoftonline.us"),
+    Cloud("China (21Vianet)", "microsoftgraph.chinacloudapi.cn", "login.chinacloudapi.cn"),
+)
+"""The national clouds by their Graph host (Microsoft's "national cloud deployments")."""
+
+
+def cloud_of(graph_url: str) -> Cloud:
+    """The cloud whose Graph *graph_url* points at; another host (a proxy, a test server) is
+    taken for the global cloud's: its token scope and authority are then set explicitly."""
+    host = (urlsplit(graph_url).hostname or "").lower()
+    return next((cloud for cloud in CLOUDS if cloud.graph_host == host), CLOUDS[0])
+
+
 def _check_domains(value: list[str]) -> list[str]:
     if not value:
         raise ValueError("name at least one domain: the UPN suffixes of managed accounts")
@@ -71,10 +103,16 @@ class EntraConfig:
     graph_url: str = field(
         default="https://graph.microsoft.com/v1.0", metadata={"check": _check_https}
     )
-    authority: str = field(
-        default="https://login.microsoftonline.com", metadata={"check": _check_https}
-    )
-    """The sign-in authority; another one only for a national cloud (or a test server)."""
+    """Graph's root; for a national cloud its own (``https://graph.microsoft.us/v1.0``,
+    ``https://dod-graph.microsoft.us/v1.0``, ``https://microsoftgraph.chinacloudapi.cn/v1.0``):
+    the sign-in authority and the token scope follow it."""
+    authority: str | None = field(default=None, metadata={"check": _check_https})
+    """The sign-in authority; by default the one of graph_url's cloud
+    (``https://login.microsoftonline.us`` for the US Government clouds,
+    ``https://login.chinacloudapi.cn`` for China)."""
+    token_scope: str | None = field(default=None, metadata={"check": _check_scope})
+    """The scope the app's token is asked for; by default ``https://<graph_url's host>/.default``
+    for Microsoft's clouds (the global one's for any other host: a proxy, a test server)."""
     ca_file: Path | None = field(default=None, metadata={"check": ca_bundle})
     """A CA bundle to trust instead of the system store; certificates are always checked."""
     anchor_property: str = "employeeId"
@@ -83,6 +121,10 @@ class EntraConfig:
     connector knows its own groups among the tenant's."""
     match_on: list[str] = field(default_factory=lambda: ["userPrincipalName"])
     """Properties that correlate users made before the connector (no anchor yet)."""
+    retired_licences: list[str] = field(default_factory=list)
+    """SKU part numbers the mappings no longer name (A1 after a move to A3) whose licences the
+    connector still takes away from the accounts of kinds that name licences; other SKUs the
+    mappings do not name are left alone."""
     usage_location: str = "BE"
     """Two-letter country of new users; a licence can only be assigned to a user who has one."""
     must_change_password: bool = False
@@ -98,6 +140,10 @@ class EntraConfig:
     """The owner a class group gets when its last owner (the titularis) leaves: a user's UPN or
     object id, or a service principal's object id. Entra ID keeps at least one owner on a group
     that has had one; without a fallback such a group keeps its last owner and each plan warns."""
+
+    reads_licences = False
+    """Not configured: set by the target when the mappings name licences (a read then asks
+    for the users' assignedLicenses)."""
 
     def __post_init__(self) -> None:
         if not _GUID.fullmatch(self.tenant_id) and not _DOMAIN.fullmatch(self.tenant_id):
@@ -127,8 +173,20 @@ class EntraConfig:
         return f"{parts.scheme}://{parts.netloc}"
 
     @property
+    def sign_in_authority(self) -> str:
+        """Where the app signs in: ``authority``, or graph_url's cloud's."""
+        return self.authority or f"https://{cloud_of(self.graph_url).login_host}"
+
+    @property
+    def scope(self) -> str:
+        """The scope of the app's token: ``token_scope``, or graph_url's cloud's Graph."""
+        return self.token_scope or f"https://{cloud_of(self.graph_url).graph_host}/.default"
+
+    @property
     def custom_authority(self) -> bool:
-        return urlsplit(self.authority).hostname not in ("login.microsoftonline.com",)
+        """Not an authority of Microsoft's clouds (a test server's): no instance discovery."""
+        host = urlsplit(self.sign_in_authority).hostname
+        return host not in {cloud.login_host for cloud in CLOUDS}
 
 
 # -- naming rules: names Entra ID refuses, found at validate --------------------------------------

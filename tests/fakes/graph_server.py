@@ -125,7 +125,13 @@ USER_WRITABLE = frozenset(
     )
 )
 """User properties a create or PATCH may set; any other name answers 400, as Graph does."""
-USER_PROPS = USER_WRITABLE | {"id", "createdDateTime", "proxyAddresses"}
+USER_PROPS = USER_WRITABLE | {
+    "id",
+    "createdDateTime",
+    "proxyAddresses",
+    "assignedLicenses",
+    "onPremisesSyncEnabled",
+}
 """Every user property the fake knows (``$select``); the ones not writable are read-only."""
 GROUP_DEFAULT = (
     "id",
@@ -153,7 +159,13 @@ GROUP_WRITABLE = frozenset(
     )
 )
 GROUP_PROPS = frozenset(
-    (*GROUP_DEFAULT, "members", "proxyAddresses", "resourceProvisioningOptions")
+    (
+        *GROUP_DEFAULT,
+        "members",
+        "proxyAddresses",
+        "resourceProvisioningOptions",
+        "onPremisesSyncEnabled",
+    )
 )
 _BINDS = {"users": frozenset(), "groups": frozenset(("members@odata.bind", "owners@odata.bind"))}
 """The ``x@odata.bind`` keys a body may carry besides plain ``@odata.*`` annotations."""
@@ -231,6 +243,16 @@ ALREADY_OWNER = (
     "'owners'."
 )
 LAST_OWNER = "The group must have at least one owner, hence this owner cannot be removed."
+SYNCED_OBJECT = (
+    "Unable to update the specified properties for on-premises mastered Directory Sync objects "
+    "or objects currently undergoing migration."
+)
+"""Graph's answer (400 ``Request_BadRequest``) to a write to an object Entra Connect syncs."""
+NO_USAGE_LOCATION = "License assignment cannot be done for user with invalid usage location."
+NO_UNITS = "Subscription with SKU {sku} does not have any available licenses."
+UNKNOWN_SKU = "License {sku} does not correspond to a valid company License."
+NOT_ASSIGNED = "User does not have a corresponding license."
+UNKNOWN_PLAN = "The service plan {plan} is not part of the license {sku}."
 """Graph's answer (400 ``Request_BadRequest``) to removing a group's only owner."""
 _ERROR_CODES = {
     429: ("TooManyRequests", "Too many requests."),
@@ -471,6 +493,13 @@ class GraphServer(LoopbackServer):
         self.mail_send_allowed = True
         """False: sendMail answers 403 ErrorAccessDenied, as Graph does for an app without the
         application permission Mail.Send (or one an application access policy keeps out)."""
+        self.skus: dict[str, dict[str, Any]] = {}
+        """The tenant's subscriptions (``subscribedSkus``): skuId → ``{skuId, skuPartNumber,
+        prepaidUnits, servicePlans}``; ``consumedUnits`` is counted from the users. Seed them
+        with :meth:`add_sku`."""
+        self.skus_readable = True
+        """False: ``subscribedSkus`` answers 403, as Graph does for an app without
+        Organization.Read.All."""
         self.sent_mail: list[dict[str, Any]] = []
         """Every message sendMail accepted: ``{"from": the sender's UPN, "message": …,
         "saveToSentItems": …}``."""
@@ -478,6 +507,9 @@ class GraphServer(LoopbackServer):
         self.apps: dict[tuple[str, str], _App] = {}
         """Registered applications by (tenant, client id), both case-folded."""
         self.tokens_issued = 0
+        self.graph_resource = "https://graph.microsoft.com"
+        """The Graph whose tokens the token endpoint issues: a national cloud's
+        (``https://graph.microsoft.us``) makes it refuse the global scope, as that cloud does."""
         """Access tokens the token endpoint handed out (a cached credential asks once)."""
         self.token_requests: list[TokenRequest] = []
         """Every request to the Entra endpoints (token and discovery), with its form and status."""
@@ -957,7 +989,7 @@ class GraphServer(LoopbackServer):
                 "The request body must contain the following parameter: 'client_assertion' or "
                 "'client_secret'.",
             )
-        _check_scope(form.get("scope"), tenant)
+        _check_scope(form.get("scope"), tenant, self.graph_resource)
         self.tokens_issued += 1
         return {
             "token_type": "Bearer",
@@ -1060,6 +1092,20 @@ class GraphServer(LoopbackServer):
                 self._count_write()
             if parts and parts[0] == "directoryRoles":
                 return self._directory_roles(method, parts, query)
+            if parts == ["subscribedSkus"] and method == "GET":
+                return self._subscribed_skus()
+            if len(parts) == 3 and parts[0] == "users" and parts[2] == "assignLicense":
+                if method != "POST":
+                    raise GraphError(
+                        405, "Request_BadRequest", "Specified HTTP method is not allowed."
+                    )
+                return self._assign_license(self._find("users", parts[1]), body)
+            if (
+                len(parts) >= 2
+                and method in ("PATCH", "DELETE")
+                and parts[0] in ("users", "groups")
+            ):
+                self._refuse_synced(parts[0], parts[1])
             if len(parts) == 3 and parts[0] == "users" and parts[2] == "sendMail":
                 if method != "POST":
                     raise GraphError(
@@ -1112,6 +1158,96 @@ class GraphServer(LoopbackServer):
             raise GraphError(
                 405, "Request_BadRequest", "Specified HTTP method is not allowed for the request."
             )
+
+    # --- licences and Entra Connect's objects ------------------------------------------------------
+    def add_sku(
+        self, part_number: str, units: int, plans: Sequence[str] = (), *, suspended: int = 0
+    ) -> str:
+        """A subscription of *units* enabled licences of *part_number* with service plans of
+        these names; its skuId."""
+        with self._lock:
+            sku_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sku:{part_number}"))
+            self.skus[sku_id] = {
+                "skuId": sku_id,
+                "skuPartNumber": part_number,
+                "capabilityStatus": "Enabled",
+                "appliesTo": "User",
+                "prepaidUnits": {"enabled": units, "suspended": suspended, "warning": 0},
+                "servicePlans": [
+                    {
+                        "servicePlanId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"plan:{name}")),
+                        "servicePlanName": name,
+                        "provisioningStatus": "Success",
+                        "appliesTo": "User",
+                    }
+                    for name in plans
+                ],
+            }
+            return sku_id
+
+    def consumed(self, sku_id: str) -> int:
+        """Users holding a licence of this SKU (Entra ID frees a deleted user's at once)."""
+        return sum(
+            any(a["skuId"] == sku_id for a in u.get("assignedLicenses") or [])
+            for u in self.users.values()
+        )
+
+    def _subscribed_skus(self) -> Reply:
+        """``GET /subscribedSkus``: every subscription with its units and plans (not paged)."""
+        if not self.skus_readable:
+            raise GraphError(
+                403,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            )
+        value = [
+            {"id": f"tenant_{sku_id}", **sku, "consumedUnits": self.consumed(sku_id)}
+            for sku_id, sku in self.skus.items()
+        ]
+        return Reply(
+            200, {}, {"@odata.context": f"{self.url}/$metadata#subscribedSkus", "value": value}
+        )
+
+    def _assign_license(self, user: dict[str, Any], body: Any) -> Reply:
+        """``POST /users/{id}/assignLicense``: all or nothing, checked as Graph checks it."""
+        if not isinstance(body, dict) or not {"addLicenses", "removeLicenses"} <= body.keys():
+            raise _bad("One or more parameters of the function import 'assignLicense' are missing.")
+        adds, removes = body["addLicenses"] or [], body["removeLicenses"] or []
+        self._refuse_synced("users", user["id"])
+        held = {a["skuId"]: a for a in user.get("assignedLicenses") or []}
+        for sku_id in [str(a.get("skuId")) for a in adds] + [str(r) for r in removes]:
+            if sku_id not in self.skus:
+                raise _bad(UNKNOWN_SKU.format(sku=sku_id))
+        for sku_id in removes:
+            if sku_id not in held:
+                raise _bad(NOT_ASSIGNED)
+        if adds and not user.get("usageLocation"):
+            raise _bad(NO_USAGE_LOCATION)
+        for add in adds:
+            sku = self.skus[add["skuId"]]
+            plans = {p["servicePlanId"] for p in sku["servicePlans"]}
+            for plan in add.get("disabledPlans") or []:
+                if plan not in plans:
+                    raise _bad(UNKNOWN_PLAN.format(plan=plan, sku=add["skuId"]))
+            new = add["skuId"] not in held or add["skuId"] in removes
+            if new and self.consumed(add["skuId"]) >= sku["prepaidUnits"]["enabled"]:
+                raise _bad(NO_UNITS.format(sku=add["skuId"]))
+        for sku_id in removes:
+            held.pop(sku_id)
+        for add in adds:
+            held[add["skuId"]] = {
+                "skuId": add["skuId"],
+                "disabledPlans": list(add.get("disabledPlans") or []),
+            }
+        user["assignedLicenses"] = list(held.values())
+        self._touch("users", user["id"], ["assignedLicenses"])
+        return Reply(200, {}, self._render("users", user, None, ctx=True))
+
+    def _refuse_synced(self, kind: str, key: str) -> None:
+        """Graph refuses writes to what Entra Connect syncs from on-premises AD."""
+        obj = self._store(kind).get(key)
+        if obj is not None and obj.get("onPremisesSyncEnabled"):
+            raise _bad(SYNCED_OBJECT)
 
     def _send_mail(self, sender: str, body: Any) -> Reply:
         """``POST /users/{id | userPrincipalName}/sendMail``: 202 and the message kept in
@@ -1270,7 +1406,13 @@ class GraphServer(LoopbackServer):
         if props.get("mail") and not known_unique and self._address_taken(props["mail"]):
             raise self._conflict("proxyAddresses")
         uid = self._claim_id(props)
-        user = {"id": uid, "businessPhones": [], "createdDateTime": _now(), "mail": None}
+        user = {
+            "id": uid,
+            "businessPhones": [],
+            "createdDateTime": _now(),
+            "mail": None,
+            "assignedLicenses": [],
+        }
         if "proxyAddresses" not in props:  # a seeding caller may give them itself
             user["proxyAddresses"] = []
             _set_mail(user, props.get("mail"))
@@ -1877,8 +2019,11 @@ def _missing(parameter: str) -> _EntraError:
     )
 
 
-def _check_scope(scope: str | None, tenant: str) -> None:
-    """Only an application token for Graph: ``https://graph.microsoft.com/.default``.
+def _check_scope(
+    scope: str | None, tenant: str, resource_url: str = "https://graph.microsoft.com"
+) -> None:
+    """Only an application token for this cloud's Graph: ``https://graph.microsoft.com/.default``
+    (or *resource_url*'s, for a national cloud).
 
     Anything else is what a misconfigured client sends, e.g. ``http://127.0.0.1/.default`` when
     the SDK derives the scope from the fake's host (reference §3): Entra refuses both kinds.
@@ -1895,7 +2040,7 @@ def _check_scope(scope: str | None, tenant: str) -> None:
             "(application ID URI).",
         )
     resource = scope.removesuffix("/.default").rstrip("/")
-    if resource.casefold() not in ("https://graph.microsoft.com", GRAPH_APP_ID):
+    if resource.casefold() not in (resource_url.casefold(), GRAPH_APP_ID):
         raise _EntraError(
             400,
             "invalid_resource",

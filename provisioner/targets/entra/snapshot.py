@@ -46,8 +46,15 @@ LIMITS: Mapping[str, int] = MappingProxyType(
     }
 )
 GROUP_LIMITS: Mapping[str, int] = MappingProxyType({"displayName": 256, "description": 1024})
-USER_READ = ("id", "userPrincipalName", "mailNickname", "accountEnabled")
-GROUP_READ = ("id", "mailNickname", "securityEnabled", "groupTypes", "resourceProvisioningOptions")
+USER_READ = ("id", "userPrincipalName", "mailNickname", "accountEnabled", "onPremisesSyncEnabled")
+GROUP_READ = (
+    "id",
+    "mailNickname",
+    "securityEnabled",
+    "groupTypes",
+    "resourceProvisioningOptions",
+    "onPremisesSyncEnabled",
+)
 
 
 @dataclass
@@ -62,6 +69,10 @@ class Snapshot:
     """Group id → owner ids."""
     anchors: AnchorIndex[str] = field(default_factory=AnchorIndex)
     """Users by anchor (two users with one anchor: ambiguous), groups by key → object id."""
+    synced: dict[str, str] = field(default_factory=dict)
+    """Users and groups of the domains or the prefix that Entra Connect synchronises from an
+    on-premises AD (``onPremisesSyncEnabled``): id → name. Outside the managed scope: AD owns
+    them."""
 
     def user_id(self, anchor: str) -> str | None:
         """The id of the one managed user carrying *anchor*, or None."""
@@ -87,8 +98,10 @@ def graph_value(value: Any) -> Any:
 
 
 def user_select(config: EntraConfig) -> list[str]:
-    """The user properties a read asks for (a full read and a delta alike)."""
-    return sorted({*USER_READ, config.anchor_property, *LIMITS})
+    """The user properties a read asks for (a full read and a delta alike); their licences only
+    when the mappings name licences."""
+    licences = ("assignedLicenses",) if config.reads_licences else ()
+    return sorted({*USER_READ, config.anchor_property, *LIMITS, *licences})
 
 
 GROUP_SELECT = sorted({*GROUP_READ, *GROUP_LIMITS})
@@ -174,8 +187,15 @@ def snapshot_of(kept: Kept, config: EntraConfig) -> Snapshot:
     """The snapshot of the managed scope from *kept* (a full read or an incremental one: the
     same function, so both give the same snapshot). Objects in id order."""
     snapshot = Snapshot()
-    snapshot.users = dict(sorted(kept["users"].items()))
-    snapshot.groups = dict(sorted(kept["groups"].items()))
+    for kind, objects, name in (
+        ("users", snapshot.users, "userPrincipalName"),
+        ("groups", snapshot.groups, "mailNickname"),
+    ):
+        for oid, obj in sorted(kept[kind].items()):
+            if obj.get("onPremisesSyncEnabled"):
+                snapshot.synced[oid] = str(obj.get(name) or oid)
+            else:
+                objects[oid] = obj
     for uid, user in snapshot.users.items():
         anchor = text(user.get(config.anchor_property))
         if anchor:

@@ -20,6 +20,8 @@ from azure.core.credentials_async import AsyncTokenCredential
 
 from provisioner import log
 from provisioner.errors import ConfigError
+from provisioner.licences import ATTRIBUTE as LICENCES
+from provisioner.licences import licences_added, shortages
 from provisioner.model import CLASS_TEAM, TEAM, ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind
 from provisioner.targets.base import (
@@ -36,6 +38,7 @@ from provisioner.targets.base import (
 from provisioner.targets.entra import delta, names
 from provisioner.targets.entra.batch import Batcher
 from provisioner.targets.entra.groups import Groups, archived_day
+from provisioner.targets.entra.licences import Catalog, read_catalog
 from provisioner.targets.entra.pacing import RetryPolicy
 from provisioner.targets.entra.snapshot import (
     GROUP_LIMITS,
@@ -87,6 +90,8 @@ class EntraId(BaseTarget):
         self.graph = Graph(config, policy, credential)
         self._snapshot: Snapshot | None = None
         self.users = Users(config, self.graph, self._ensure_snapshot)
+        self.users.catalog = self._ensure_catalog
+        self._catalog: Catalog | None = None
         self.groups = Groups(config, self.graph, self._ensure_snapshot)
         self._outside: dict[str, str] = {}
         """Objects a change names that exist but lie outside the managed scope: id → name."""
@@ -130,7 +135,7 @@ class EntraId(BaseTarget):
                 ("groups", group_attributes, self.group_limits),
             )
             for name in sorted(names)
-            if name not in known
+            if name not in known and not (known is LIMITS and name == LICENCES)
         ]
 
     def _run(self, coroutine: Awaitable[T]) -> T:
@@ -150,7 +155,23 @@ class EntraId(BaseTarget):
         snapshot = self._snapshot = snapshot_of(kept, self.config)
         if self.fallback_owner:
             self._run(self._check_fallback_owner(self.fallback_owner))
-        return observed_state(snapshot, attributes, self.config)
+        self._catalog = None  # the units free now
+        return observed_state(snapshot, attributes, self.config, self._ensure_catalog())
+
+    def manage_licences(self, named: Mapping[str, frozenset[str]]) -> None:
+        """The mappings' licences, and the retired ones taken away where no mapping gives them
+        (only when the mappings name licences: otherwise no account's licences are planned)."""
+        if named:
+            retired = dict.fromkeys(self.config.retired_licences, frozenset[str]())
+            named = {**retired, **named}
+        super().manage_licences(named)
+        self.config.reads_licences = bool(named)
+
+    def _ensure_catalog(self) -> Catalog | None:
+        """The tenant's SKUs the mappings name (read once a run), None when they name none."""
+        if self._catalog is None and self.licence_plans:
+            self._catalog = self._run(read_catalog(self.graph, self.licence_plans))
+        return self._catalog
 
     async def _read_kept(self, base: ReadBase | None) -> Kept:
         """The managed scope as JSON data: incremental when *base* holds a read of this scope
@@ -216,6 +237,8 @@ class EntraId(BaseTarget):
     # -- the scope: users of the configured domains, groups with the prefix -------------------
 
     def attribute_refused(self, kind: Kind, name: str) -> str | None:
+        if kind == Kind.ACCOUNT and name == LICENCES:
+            return None
         known = self.group_limits if kind == Kind.GROUP else LIMITS
         return None if name in known else _why_not(name, self.config.anchor_property, known)
 
@@ -243,6 +266,8 @@ class EntraId(BaseTarget):
         object_id = str(pre.id)
         if change.kind == Kind.GROUP:
             group = snapshot.groups.get(object_id)
+            if object_id in snapshot.synced:
+                return outside(f"the group {snapshot.synced[object_id]} {SYNCED}")
             if group is None:
                 return self._gone_or_outside(object_id, "not one of the connector's groups")
             nickname = str(group.get("mailNickname") or "")
@@ -253,6 +278,8 @@ class EntraId(BaseTarget):
                 )
             return None
         user = snapshot.users.get(object_id)
+        if object_id in snapshot.synced:
+            return outside(f"{snapshot.synced[object_id]} {SYNCED}")
         if user is None:
             return self._gone_or_outside(object_id, "outside the managed domains")
         upn = user.get("userPrincipalName")
@@ -350,8 +377,17 @@ class EntraId(BaseTarget):
         found = objects.get(str(change.precondition.id))
         if found is None:
             return None
+        catalog = self._ensure_catalog() if change.kind == Kind.ACCOUNT else None
+
+        def value(name: str) -> str | None:
+            if name == LICENCES and catalog is not None:
+                return catalog.text(found) or None
+            if name == TEAM:
+                return team_attribute(found)
+            return text(found.get(name))
+
         return Current(
-            lambda name: team_attribute(found) if name == TEAM else text(found.get(name)),
+            value,
             username=str(found.get("mailNickname") or ""),
             enabled=found.get("accountEnabled") is not False,
             anchor=text(found.get(self.config.anchor_property)),
@@ -372,6 +408,7 @@ class EntraId(BaseTarget):
             for c in changes
             if c.action is Action.ADD_OWNER
         }
+        self._check_units(changes)
         self._run(self._look_outside(changes))
         # A rename without a UPN of its own leaves it to an update that sets it explicitly.
         self.users.upn_planned = frozenset(
@@ -425,6 +462,17 @@ class EntraId(BaseTarget):
                 results[index] = outcome
         return [results[index] for index, _ in phase]
 
+    def _check_units(self, changes: list[Change]) -> None:
+        """Refuse the whole apply, before any write, when the tenant has fewer free units of a
+        SKU than the changes give out (the plan checked too; units may have gone since)."""
+        if not licences_added(changes):
+            return
+        self._catalog = None  # the units free now, not when the plan was made
+        catalog = self._ensure_catalog()
+        short = shortages(changes, catalog.free if catalog else {})
+        if short:
+            raise TargetError("; ".join(short))
+
     # -- passwords ------------------------------------------------------------------------------
 
     def reset_password(self, anchor: str, password: str) -> str:
@@ -441,12 +489,18 @@ _NAME = {"users": "userPrincipalName", "groups": "mailNickname"}
 
 
 def observed_state(
-    snapshot: Snapshot, attributes: Collection[str], config: EntraConfig
+    snapshot: Snapshot,
+    attributes: Collection[str],
+    config: EntraConfig,
+    catalog: Catalog | None = None,
 ) -> ObservedState:
-    """What the planner sees of the snapshot: users by anchor, groups by key, members and owners
-    as the anchors of managed users (others only counted, as unmanaged owners)."""
+    """What the planner sees of the snapshot: users by anchor (with their licences of the SKUs
+    the mappings name), groups by key, members and owners as the anchors of managed users
+    (others only counted, as unmanaged owners); the synced objects only counted."""
     anchor_property = config.anchor_property
-    state = ObservedState()
+    state = ObservedState(synced_left_alone=len(snapshot.synced))
+    if catalog is not None:
+        state.licences_free = catalog.free
     anchors: dict[str, str] = {}
     for uid, user in snapshot.users.items():
         anchor = text(user.get(anchor_property))
@@ -459,7 +513,7 @@ def observed_state(
                 anchor=anchor,
                 username=str(user.get("mailNickname") or ""),
                 ou=(),
-                attributes=_attributes(user, attributes),
+                attributes=_attributes(user, attributes, catalog),
                 enabled=user.get("accountEnabled") is not False,
             )
         )
@@ -481,8 +535,19 @@ def observed_state(
     return state
 
 
-def _attributes(obj: dict[str, Any], names: Collection[str]) -> dict[str, str]:
-    return {name: value for name in names if (value := text(obj.get(name))) is not None}
+def _attributes(
+    obj: dict[str, Any], names: Collection[str], catalog: Catalog | None = None
+) -> dict[str, str]:
+    found = {name: value for name in names if (value := text(obj.get(name))) is not None}
+    if catalog is not None and LICENCES in names and (held := catalog.text(obj)):
+        found[LICENCES] = held
+    return found
+
+
+SYNCED = (
+    "is synchronised from on-premises Active Directory by Entra Connect "
+    "(onPremisesSyncEnabled): the AD target manages it, not this one"
+)
 
 
 def _group_attributes(group: dict[str, Any], names: Collection[str]) -> dict[str, str]:

@@ -37,7 +37,6 @@ from provisioner.targets.entra_settings import EntraConfig
 
 T = TypeVar("T")
 
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 _ERRORS: dict[str, Any] = {"XXX": ODataError}
 _LOST = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 """Failures after which a request may have been carried out although no answer came."""
@@ -46,7 +45,8 @@ _LOST = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _MEANINGS = {
     "Authorization_RequestDenied": "the app lacks a permission (grant User.ReadWrite.All, "
     "Group.ReadWrite.All and GroupMember.ReadWrite.All as application permissions, with admin "
-    "consent)",
+    "consent; with licences in the mappings also LicenseAssignment.ReadWrite.All and "
+    "Organization.Read.All)",
     "InvalidAuthenticationToken": "Graph refused the access token",
     "ObjectConflict": "the value is already used by another object in the tenant",
     "Request_ResourceNotFound": "the object does not exist (any more)",
@@ -135,7 +135,7 @@ class Graph:
             self._credential = app_credential(config)
         # allowed_hosts stays empty (any host): a list of Graph hosts would silently send
         # requests to any other base URL without a token.
-        auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[GRAPH_SCOPE])
+        auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[config.scope])
         options = dict(graph_default_options)
         options[RetryHandlerOption.get_key()] = RetryHandlerOption(max_retries=0)
         self._http = GraphClientFactory.create_with_default_middleware(
@@ -196,7 +196,7 @@ class Graph:
             return TargetError(f"{what}: cannot reach {self.base_url}: {problem}")
         if isinstance(exc, ServiceRequestError):
             return TargetError(
-                f"cannot reach the sign-in authority {config.authority}: {exc.message}"
+                f"cannot reach the sign-in authority {config.sign_in_authority}: {exc.message}"
             )
         assert isinstance(exc, ClientAuthenticationError)
         first = (exc.message or str(exc)).strip().splitlines()[0]
@@ -258,7 +258,7 @@ def app_credential(config: EntraConfig) -> AsyncTokenCredential:
             config.tenant_id,
             config.client_id,
             config.client_secret.reveal(),
-            authority=config.authority,
+            authority=config.sign_in_authority,
             **extra,
         )
     assert config.certificate is not None
@@ -268,7 +268,7 @@ def app_credential(config: EntraConfig) -> AsyncTokenCredential:
         config.client_id,
         certificate_path=str(config.certificate),
         password=password.reveal().encode() if password else None,
-        authority=config.authority,
+        authority=config.sign_in_authority,
         **extra,
     )
 

@@ -7,6 +7,7 @@ again after its answer was lost meets itself ("already exists") and is recognise
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kiota_abstractions.base_request_configuration import RequestConfiguration
@@ -14,9 +15,11 @@ from msgraph.generated.models.password_profile import PasswordProfile
 from msgraph.generated.models.user import User
 from msgraph.generated.users.item.user_item_request_builder import UserItemRequestBuilder
 
+from provisioner.licences import ATTRIBUTE
 from provisioner.plan.model import Change, Kind
 from provisioner.targets.base import Result, TargetError
 from provisioner.targets.entra.batch import Batcher
+from provisioner.targets.entra.licences import Catalog
 from provisioner.targets.entra.snapshot import LIMITS, Applier, graph_value
 
 
@@ -24,13 +27,49 @@ class Users(Applier):
     upn_planned: frozenset[str] = frozenset()
     """Anchors whose UPN the plan sets itself: a rename leaves the UPN to that update."""
 
+    catalog: Callable[[], Catalog | None] = staticmethod(lambda: None)
+    """The tenant's SKUs the mappings name (set by the target), None when they name none."""
+
     async def _patch(self, batcher: Batcher, change: Change, body: dict[str, Any]) -> Result:
+        """Write *body* to the user; its ``licences`` (the mappings' form) go through
+        ``assignLicense`` once the rest (a usageLocation) is written."""
         uid = str(change.precondition.id)
-        reply = await batcher.call("PATCH", f"/users/{uid}", body)
-        if not reply.ok:
-            return Result(change, "failed", reply.explain())
-        self.snapshot().users[uid].update(body)
+        licences = body.pop(ATTRIBUTE, None)
+        if body:
+            reply = await batcher.call("PATCH", f"/users/{uid}", body)
+            if not reply.ok:
+                return Result(change, "failed", reply.explain())
+            self.snapshot().users[uid].update(body)
+        if ATTRIBUTE in change.after:
+            problem = await self._assign(batcher, uid, str(licences or ""))
+            if problem:
+                return Result(change, "failed", problem)
         return Result(change, "applied")
+
+    async def _assign(self, batcher: Batcher, uid: str, wanted: str) -> str | None:
+        """Give the user exactly the managed licences of *wanted*; what went wrong, or None."""
+        catalog = self.catalog()
+        user = self.snapshot().users[uid]
+        if catalog is None:
+            return "the mappings name no licences, yet the plan sets them: plan again"
+        body = catalog.assignment(user, wanted)
+        if body is None:
+            return None
+        if body["addLicenses"] and not user.get("usageLocation"):
+            return (
+                f"{user.get('userPrincipalName')} has no usageLocation, and Microsoft assigns a "
+                "licence only to a user with one: set usageLocation in the mappings (e.g. "
+                "usageLocation: BE) or on the user"
+            )
+        reply = await batcher.call("POST", f"/users/{uid}/assignLicense", body)
+        if not reply.ok:
+            return f"assigning licences ({wanted or 'none'}): {reply.explain()}"
+        held = {a["skuId"]: a for a in user.get("assignedLicenses") or []}
+        for sku_id in body["removeLicenses"]:
+            held.pop(sku_id, None)
+        held.update({a["skuId"]: a for a in body["addLicenses"]})
+        user["assignedLicenses"] = list(held.values())
+        return None
 
     async def create(self, batcher: Batcher, change: Change, *, password: str) -> Result:
         config = self.config
@@ -82,7 +121,13 @@ class Users(Applier):
         snapshot = self.snapshot()
         snapshot.users[user["id"]] = user
         snapshot.anchors.put(Kind.ACCOUNT, change.key, user["id"])
-        return Result(change, "applied", message, password_unknown=bool(message))
+        unknown = bool(message)
+        if ATTRIBUTE in after and not unknown:
+            # The user exists, with a usageLocation: a licence it did not get is an update of
+            # the next plan, so the create stands, with the reason said. (One made by another
+            # attempt gets its licences from the next plan too.)
+            message = await self._assign(batcher, user["id"], str(after[ATTRIBUTE] or "")) or ""
+        return Result(change, "applied", message, password_unknown=unknown)
 
     async def _by_upn(self, upn: str) -> dict[str, Any] | None:
         """One user by UPN, through the SDK's typed request builder (one object)."""
@@ -111,7 +156,9 @@ class Users(Applier):
         body = {n: graph_value(v) for n, v in change.after.items() if n != "anchor"}
         body[self.config.anchor_property] = change.key
         result = await self._patch(batcher, change, body)
-        if result.status == "applied":
+        uid = str(change.precondition.id)
+        # Written, even when its licence was not: the account carries the anchor now.
+        if self.snapshot().users[uid].get(self.config.anchor_property) == change.key:
             if change.precondition.anchored is not None:  # carried over from its former anchor
                 self.snapshot().anchors.forget(Kind.ACCOUNT, change.precondition.anchored)
             self.snapshot().anchors.put(Kind.ACCOUNT, change.key, str(change.precondition.id))
