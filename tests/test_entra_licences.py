@@ -322,12 +322,14 @@ def test_entra_connect_objects_are_never_leavers_adopted_or_written(
         "add_member",
         "add_owner",
     }
-    assert cli(["plan", "--config", str(config)]) == 2
+    report = config.parent / "plan.html"
+    assert cli(["plan", "--config", str(config), "--report", str(report)]) == 2
     text = capsys.readouterr().out
-    assert (
+    left_alone = (
         "3 user(s) and group(s) synchronised from on-premises AD (Entra Connect) are left alone"
-        in text
     )
+    assert left_alone in text
+    assert f"<p class='note'>{left_alone}</p>" in report.read_text(encoding="utf-8")
 
     graph.clear_requests()
     cli.apply(config)

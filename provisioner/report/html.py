@@ -32,7 +32,7 @@ from provisioner.report.grouping import (
     result_of,
     team_line,
 )
-from provisioner.report.plan import APPLY, approval_lines, describe_hold
+from provisioner.report.plan import APPLY, approval_lines, describe_hold, notes
 from provisioner.text import visible
 
 if TYPE_CHECKING:
@@ -269,12 +269,12 @@ def render_html(
             f"<ul>{items}</ul></div>"
         )
     out.append("</section>")
-    if header.warnings:
+    if shown := notes(header):
         out.append(
             _group(
                 "Notes",
-                str(len(header.warnings)),
-                "".join(f"<p class='note'>{escape(note)}</p>" for note in header.warnings),
+                str(len(shown)),
+                "".join(f"<p class='note'>{escape(note)}</p>" for note in shown),
                 anchor="notes",
             )
         )

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from provisioner.model import CLASS_TEAM, TEAM
-from provisioner.plan.model import Action, Change, Kind, Plan, Value
+from provisioner.plan.model import Action, Change, Kind, Plan, PlanHeader, Value
 from provisioner.plan.policy import Approval, Selection, describe_blocks
 from provisioner.report.grouping import (
     COLUMNS,
@@ -36,6 +36,17 @@ def _shown(value: Value) -> str:
         return ", ".join(value) if len(value) <= 8 else f"{', '.join(value[:8])} … ({len(value)})"
     # Quoted as it is: the line it goes into is made visible as a whole (see _lines).
     return f"'{value}'"
+
+
+def notes(header: PlanHeader) -> list[str]:
+    """The plan's notes for people: its warnings, and what the target leaves alone."""
+    found = list(header.warnings)
+    if header.synced_left_alone:
+        found.append(
+            f"{header.synced_left_alone} user(s) and group(s) synchronised from on-premises AD "
+            "(Entra Connect) are left alone"
+        )
+    return found
 
 
 def describe_hold(hold: Mapping[str, Any], school_names: Mapping[str, str] | None = None) -> str:
@@ -116,14 +127,9 @@ def render_plan(plan: Plan, *, details: bool = False, command: str = APPLY) -> s
     for reason in header.blocked:
         out.append(f"BLOCKED: {reason}")
     out += policy_section(plan, command)
-    for note in header.warnings:
-        out.append(f"note: {note}")
-    if header.synced_left_alone:
-        out.append(
-            f"note: {header.synced_left_alone} user(s) and group(s) synchronised from "
-            "on-premises AD (Entra Connect) are left alone"
-        )
-    if header.blocked or header.policy_blocked or header.warnings or header.synced_left_alone:
+    shown = notes(header)
+    out += [f"note: {note}" for note in shown]
+    if header.blocked or header.policy_blocked or shown:
         out.append("")
     out += held_section(plan)
     if plan.empty:
