@@ -40,7 +40,7 @@ from provisioner.plan.planner import (
 )
 from provisioner.plan.seal import PlanKey, key_path, load_key
 from provisioner.readcache import ReadCache
-from provisioner.sources import open_source
+from provisioner.sources import open_sources
 from provisioner.sources.base import Fields, Progress, Source, SourceRead
 from provisioner.state import StateStore
 from provisioner.targets import hold_persons, names_ignore_case, target_findings
@@ -100,7 +100,7 @@ def prepare_preview(config: Config, school_year: str, **source_seams: Any) -> Pr
 
 
 def open_configured_source(config: Config, **seams: Any) -> Source:
-    return open_source(config.source.kind, config.source.settings, **seams)
+    return open_sources(config.source.parts, **seams)
 
 
 def read_for_mappings(
@@ -128,6 +128,8 @@ def desired_state(
 ) -> DesiredState:
     """The desired state of *read*, given the names in use (none: a first run)."""
     names = names or NamesInUse()
+    # A source that does not name itself is named by its key in the configuration.
+    read.rows.origin = read.rows.origin or prepared.config.source.kind
     desired = build_desired(
         prepared.compiled,
         read.rows,

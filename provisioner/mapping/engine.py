@@ -42,6 +42,7 @@ from provisioner.mapping.templates import (
     counting_run,
 )
 from provisioner.model import (
+    SOURCE_FIELD,
     Collision,
     Dataset,
     Derived,
@@ -58,10 +59,10 @@ from provisioner.model import (
 )
 from provisioner.sources.base import ValueProblem
 
-GLOBALS = ("instelnr", "key", "kind", "today", "vars")
+GLOBALS = ("instelnr", "key", "kind", "source", "today", "vars")
 """Names every template may use besides the data sets: the person's school (instelnr) and key,
-the account kind, today's date (ISO, for comparing with dates in the data) and the ``vars`` of
-the mapping files."""
+the account kind, the source the person came from (``informat``, or a file's name), today's date
+(ISO, for comparing with dates in the data) and the ``vars`` of the mapping files."""
 
 
 class MappingError(ConfigError):
@@ -475,7 +476,7 @@ class Engine:
                 self.unknown_rows[problem.unit] = self.unknown_rows.get(problem.unit, 0) + 1
                 continue
             fields = used.get(problem.dataset, set())
-            if fields is not None and problem.field not in fields:
+            if problem.field and fields is not None and problem.field not in fields:
                 continue  # a field no mapping reads cannot change anyone's account
             for kind, datasets in reads.items():
                 if problem.dataset in datasets:
@@ -537,6 +538,7 @@ class Engine:
                 "instelnr": school,
                 "key": key,
                 "kind": account.name,
+                "source": record.get(SOURCE_FIELD) or self.source.origin,
             }
             # A row with a value that could not be read is kept even where ``where`` would leave it
             # out: the missing value may be why, and a person left out is a leaver. It is held.
@@ -592,6 +594,7 @@ class Engine:
             "instelnr": school,
             "key": key,
             "kind": account.name,
+            "source": record.get(SOURCE_FIELD) or self.source.origin,
         }
         records: dict[str, Any] = {spec.source: record}
         for dataset in spec.join:

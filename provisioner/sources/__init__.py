@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from provisioner.sources.files.settings import FilesConfig
 from provisioner.sources.informat.settings import InformatConfig
 
 if TYPE_CHECKING:
@@ -46,3 +47,30 @@ def _open_informat(settings: InformatConfig, **seams: Any) -> Source:
 
 
 register_source("informat", InformatConfig, _open_informat)
+
+
+def _open_files(settings: FilesConfig, **seams: Any) -> Source:
+    from provisioner.sources.composite import CompositeSource
+    from provisioner.sources.files.source import FileSource
+
+    sources = [FileSource(file, **seams) for file in settings.files]
+    if len(sources) == 1:
+        return sources[0]
+    # Each file saves under its own file name: a snapshot keeps them side by side.
+    return CompositeSource([(s.name, s) for s in sources], subfolders=False)
+
+
+register_source("files", FilesConfig, _open_files)
+
+
+def open_sources(parts: list[tuple[str, Any]], **seams: Any) -> Source:
+    """The configured sources as one: the source itself when there is one, else a
+    :class:`~provisioner.sources.composite.CompositeSource` of them, each named by its key."""
+    if len(parts) == 1:
+        ((kind, settings),) = parts
+        return open_source(kind, settings, **seams)
+    from provisioner.sources.composite import CompositeSource
+
+    return CompositeSource(
+        [(kind, open_source(kind, settings, **seams)) for kind, settings in parts]
+    )
