@@ -187,11 +187,11 @@ def judge(config: FileConfig, table: Table, wanted: Any) -> FileRows:
             continue
         record: Record = {DATASET_KEY: raw_key}
         if row.problem:
-            problem(raw_key, school, row.problem)
+            problem(raw_key, school, row.problem)  # its other values may be in the wrong place
         else:
             record.update({f: row.values[f] for f in kept if row.values.get(f)})
-        if school_problem:
-            problem(raw_key, school, f"line {row.line}: {school_problem}")
+            if school_problem:
+                problem(raw_key, school, f"line {row.line}: {school_problem}")
         if raw_key in first_line:
             problem(
                 raw_key,
