@@ -5,12 +5,14 @@ as a block, keys that cannot collide, and ``{{ source }}`` in the mappings."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from provisioner.cli import main
 from provisioner.config import load_config
 from provisioner.errors import ConfigError
 from provisioner.mapping.engine import build_desired, compile_mappings
@@ -22,7 +24,11 @@ from provisioner.sources.files.parser import BrokenFile, parse_csv, parse_yaml
 from provisioner.sources.files.settings import FileConfig
 from provisioner.sources.files.source import FileSource
 from provisioner.sources.informat.source import InformatSource
+from provisioner.sources.problems import problem_warnings
 from tests.conftest import REFERENCE_DAY, informat_config
+from tests.fakes.informat_server import InformatServer
+from tests.fakes.synthetic import as_served_on, next_school_year
+from tests.scenarios import config_head
 
 ROOT = Path(__file__).resolve().parent.parent
 STAFF_FIELDS = {"Leerkrachten": ["Naam", "Voornaam", "Actief"]}
@@ -326,6 +332,10 @@ def test_the_same_key_from_two_sources_holds_that_person_naming_both(tmp_path):
     assert problem.key == "ext1" and "two sources, extra and stage" in problem.reason
     desired = desired_of(composite, read, staff_mappings(tmp_path))
     assert [(h.key, h.anchor) for h in desired.held] == [("ext1", "pers-ext1")]
+    assert desired.held[0].reason.startswith("Leerkrachten: the key ext1 comes from two sources")
+    assert "person ext1, the row: the key ext1 comes from" in "\n".join(
+        problem_warnings(read.problems)
+    )
     assert "pers-ext1" not in desired.accounts and "pers-ext2" in desired.accounts
 
 
@@ -425,3 +435,59 @@ def test_open_sources_gives_the_source_itself_when_there_is_one(tmp_path):
         "informat",
         "files",
     ]
+
+
+# -- through the command line ----------------------------------------------------------------------
+
+
+def composite_config(tmp_path: Path, informat_url: str, extra: str = BELGIAN) -> Path:
+    (tmp_path / "extra-staff.csv").write_text(extra, encoding="utf-8", newline="")
+    config = tmp_path / "provisioner.yaml"
+    config.write_text(
+        config_head(informat_url, ROOT / "mappings")
+        + "  files:\n    - {path: extra-staff.csv, kind: staff, prefix: ext}\n"
+    )
+    return config
+
+
+def test_fetch_save_and_plan_from_what_was_saved(informat_server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "geheim")
+    config = composite_config(tmp_path, informat_server.url)
+    assert main(["fetch", "--config", str(config), "--save", str(tmp_path / "snap")]) == 0
+    out = capsys.readouterr().out
+    assert "extra-staff" in out and "030569" in out
+    assert (tmp_path / "snap/informat/manifest.json").exists()
+    assert (tmp_path / "snap/files/extra-staff.csv").read_bytes() == BELGIAN.encode()
+
+    assert main(["plan", "--config", str(config), "--json"]) == 2
+    live = json.loads(capsys.readouterr().out)
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    (offline / "provisioner.yaml").write_text(
+        f"mappings: {ROOT / 'mappings'}\n"
+        "policy:\n  freeze_leavers: []\n"
+        "source:\n"
+        f"  informat: {{snapshot: {tmp_path / 'snap/informat'}, instelnrs: ['030569', '030577']}}\n"
+        f"  files: [{{path: {tmp_path / 'snap/files/extra-staff.csv'}, kind: staff, prefix: ext}}]\n"
+    )
+    assert main(["plan", "--config", str(offline / "provisioner.yaml"), "--json"]) == 2
+    saved = json.loads(capsys.readouterr().out)
+    assert saved["header"]["source_hash"] == live["header"]["source_hash"]
+    created = {c["key"]: c["after"] for c in live["changes"] if c["action"] == "create"}
+    assert created["pers-ext1"]["username"] == "jan.peeters"
+    assert "pers-ext3" not in created  # Actief N
+    assert [c["key"] for c in saved["changes"]] == [c["key"] for c in live["changes"]]
+
+
+def test_the_next_school_year_is_previewed_with_the_file(synthetic, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TEST_INFORMAT_PASSWORD", "geheim")
+    july = dt.date(2026, 7, 10)
+    following = next_school_year(synthetic)
+    with InformatServer(as_served_on(july, synthetic, following)) as server:
+        config = composite_config(tmp_path, server.url)
+        argv = ["plan", "--config", str(config), "--schooljaar", "2026-27", "--json"]
+        assert main(argv, source_seams={"today": july}) == 2
+    preview = json.loads(capsys.readouterr().out)
+    assert preview["header"]["source_as_of"] == "2026-09-01"  # dated by Informat, not the file
+    created = {c["key"] for c in preview["changes"] if c["action"] == "create"}
+    assert {"pers-ext1", "pers-ext2"} <= created

@@ -736,10 +736,11 @@ class Engine:
         if problem is not None:
             self.hold(
                 person,
-                f"{problem.dataset}.{problem.field}: {problem.reason}",
+                # A problem of the row as a whole names no field.
+                f"{'.'.join(filter(None, (problem.dataset, problem.field)))}: {problem.reason}",
                 anchor=self._try_anchor(account, person),
                 dataset=problem.dataset,
-                field=problem.field,
+                field=problem.field or None,
             )
             return None
         failed = self.failed_rows.get((account.name, person.key))
