@@ -491,3 +491,39 @@ def test_the_next_school_year_is_previewed_with_the_file(synthetic, tmp_path, mo
     assert preview["header"]["source_as_of"] == "2026-09-01"  # dated by Informat, not the file
     created = {c["key"] for c in preview["changes"] if c["action"] == "create"}
     assert {"pers-ext1", "pers-ext2"} <= created
+
+
+def test_mapping_examples_can_name_the_source_of_a_row(tmp_path, capsys):
+    mappings = staff_mappings(tmp_path, "{{ source }}")
+    (tmp_path / "snap").mkdir()
+    config = tmp_path / "provisioner.yaml"
+    config.write_text(
+        f"mappings: {mappings}\n"
+        "source:\n"
+        "  informat: {snapshot: snap, instelnrs: ['030569']}\n"
+        "  files: [{path: extra-staff.csv, kind: staff, prefix: ext}]\n"
+    )
+    examples = tmp_path / "examples.yaml"
+    examples.write_text(
+        textwrap.dedent(
+            """\
+            examples:
+              - name: Informat's and the file's staff
+                instelnr: "030569"
+                rows:
+                  Leerkrachten:
+                    - {p_persoon: "2001", Voornaam: Els, Naam: Janssens, Actief: J}
+                    - {p_persoon: ext1, Voornaam: Jan, Naam: Peeters, Actief: J, source: extra-staff}
+                accounts:
+                  - {anchor: pers-2001, ou: [Personeel, informat]}
+                  - {anchor: pers-ext1, ou: [Personeel, extra-staff]}
+            """
+        )
+    )
+    assert main(["test", "--config", str(config), "--examples", str(examples)]) == 0, (
+        capsys.readouterr()
+    )
+    twice = examples.read_text().replace("source: extra-staff", "source: a, source: b")
+    examples.write_text(twice)
+    assert main(["test", "--config", str(config), "--examples", str(examples)]) == 1
+    assert "Leerkrachten[1].source: given twice" in capsys.readouterr().err
