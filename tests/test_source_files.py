@@ -455,7 +455,13 @@ def test_fetch_save_and_plan_from_what_was_saved(informat_server, tmp_path, monk
     config = composite_config(tmp_path, informat_server.url)
     assert main(["fetch", "--config", str(config), "--save", str(tmp_path / "snap")]) == 0
     out = capsys.readouterr().out
-    assert "extra-staff" in out and "030569" in out
+    header, _rule, *lines = out.split("\n\n", 1)[1].splitlines()
+    assert header.split() == ["data", "set", "030569", "030577", "extra-staff", "total"]
+    (staff_line,) = [line for line in lines if line.startswith("Leerkrachten ")]
+    *_informat, from_file, total = staff_line.split()
+    assert from_file == "3" and int(total) == sum(map(int, staff_line.split()[1:-1]))
+    (pupils_line,) = [line for line in lines if line.startswith("Lln ")]
+    assert len(pupils_line.split()) == 4  # no cell for the file: it is not read for Lln
     assert (tmp_path / "snap/informat/manifest.json").exists()
     assert (tmp_path / "snap/files/extra-staff.csv").read_bytes() == BELGIAN.encode()
 
@@ -527,3 +533,12 @@ def test_mapping_examples_can_name_the_source_of_a_row(tmp_path, capsys):
     examples.write_text(twice)
     assert main(["test", "--config", str(config), "--examples", str(examples)]) == 1
     assert "Leerkrachten[1].source: given twice" in capsys.readouterr().err
+
+
+def test_a_file_whose_data_set_nobody_reads_is_not_opened_and_others_are_refused(tmp_path):
+    source = staff_file(tmp_path, BELGIAN)
+    source.config.path.unlink()
+    read = source.read({})
+    assert not read.blocks and not read.rows.datasets and not read.dated
+    with pytest.raises(ConfigError, match="offers only the data set Leerkrachten, not Lln"):
+        source.read({"Lln": None})

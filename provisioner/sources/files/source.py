@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from provisioner.errors import ConfigError
 from provisioner.files import private_dir, write_private
 from provisioner.model import Dataset, Record, SourceRows
 from provisioner.sources.base import (
@@ -33,6 +34,8 @@ from provisioner.sources.informat.params import normalise_instelnr
 
 INSTELNR_COLUMNS = ("instelnr", "instellingsnummer")
 """The column that names a row's school (any case)."""
+UNKNOWN_SCHOOL = "(none)"
+"""The school of a row that names none: its person is held (reports show it so)."""
 KEY_CHARACTERS = re.compile(r"[A-Za-z0-9._-]+")
 MAX_FILE_BYTES = 64 << 20
 """A file of extra persons is a few hundred rows; anything this large is not one."""
@@ -82,7 +85,17 @@ class FileSource:
         save: Path | None = None,
     ) -> SourceRead:
         dataset = self.config.dataset
-        wanted = fields.get(dataset, ()) if dataset in fields else None
+        foreign = sorted(set(fields) - {dataset})
+        if foreign:
+            raise ConfigError(
+                f"{self.describe()} offers only the data set {dataset}, not {', '.join(foreign)}"
+            )
+        if dataset not in fields:
+            # Not read by the mappings: the file is not even opened.
+            return SourceRead(
+                SourceRows([], {}, origin=self.name), self._day(), "", {}, dated=False
+            )
+        wanted = fields[dataset]
         progress(Progress("start", dataset, self.name))
         data, judged = b"", FileRows()
         try:
@@ -110,7 +123,7 @@ class FileSource:
         digest = hashlib.sha256(self.name.encode() + b"\0" + data).hexdigest()
         return SourceRead(
             rows=rows,
-            as_of=self._today or dt.date.today(),
+            as_of=self._day(),
             digest=digest,
             counts={dataset: {self.name: len(rows.datasets[dataset].rows)}},
             description=f"{self.name} from {self.config.path}",
@@ -118,6 +131,9 @@ class FileSource:
             problems=judged.problems if judged.block is None else [],
             dated=False,
         )
+
+    def _day(self) -> dt.date:
+        return self._today or dt.date.today()
 
     def _bytes(self) -> bytes:
         path = self.config.path
@@ -176,6 +192,7 @@ def judge(config: FileConfig, table: Table, wanted: Any) -> FileRows:
         try:
             school = normalise_instelnr(raw_school) if raw_school else config.instelnr
             school_problem = "" if school else "no instelnr"
+            school = school or UNKNOWN_SCHOOL
         except ValueError:
             school, school_problem = raw_school, f"{raw_school!r} is not an instellingsnummer"
         key_problem = _key_problem(raw_key, config.prefix, key_column)
