@@ -158,7 +158,6 @@ def test_bad_rows_hold_only_their_person_and_name_their_line(tmp_path):
     [
         ("Naam;Voornaam;Actief;instelnr\nPeeters;Jan;J;030569\n", "has no column 'p_persoon'"),
         ("p_persoon;Naam;Voornaam;Actief\next1;Peeters;Jan;J\n", "has no instelnr column"),
-        ("p_persoon;Naam;Voornaam;instelnr\next1;Peeters;Jan;030569\n", "has no column 'Actief'"),
         ("p_persoon;Naam;Voornaam;Actief;instelnr\n", "has no rows below its header"),
         ("p_persoon;Naam;Voornaam;Actief;instelnr\n;Peeters;Jan;J;\n", "line 2: no p_persoon"),
         ("", "is empty"),
@@ -170,6 +169,25 @@ def test_a_broken_file_is_a_block_of_its_unit_and_delivers_nobody(tmp_path, text
     assert (block.dataset, block.unit) == ("Leerkrachten", "extra")
     assert reason in block.reason and str(tmp_path / "extra.csv") in block.reason
     assert read.rows.datasets["Leerkrachten"].rows == [] and not read.problems
+
+
+def test_a_column_the_mappings_read_that_the_file_lacks_holds_each_of_its_persons(tmp_path):
+    text = "p_persoon;Naam;Voornaam;instelnr\next1;Peeters;Jan;030569\next2;Maes;An;030569\n"
+    source = staff_file(tmp_path, text)
+    read = source.read({"Leerkrachten": ["Naam", "Voornaam", "Actief", "Stamnummer"]})
+    assert not read.blocks
+    assert {(p.key, p.field) for p in read.problems} == {
+        (key, field) for key in ("ext1", "ext2") for field in ("Actief", "Stamnummer")
+    }
+    assert read.problems[0].reason == "the file has no column 'Actief': add it"
+    # Held, not left out by where (Actief == "J"): nobody in the file becomes a leaver. A
+    # missing field no mapping reads (Stamnummer: explain searches by it) holds nobody.
+    desired = desired_of(source, read, staff_mappings(tmp_path))
+    assert sorted((h.key, h.field) for h in desired.held) == [
+        ("ext1", "Actief"),
+        ("ext2", "Actief"),
+    ]
+    assert not desired.accounts
 
 
 def test_a_missing_or_unreadable_file_is_a_block(tmp_path):

@@ -168,13 +168,9 @@ def judge(config: FileConfig, table: Table, wanted: Any) -> FileRows:
             "has no instelnr column, and its configuration names no instelnr for all its rows"
         )
     fields = {c for c in table.columns if c not in (key_column, school_column)}
+    # A field the mappings read that the file lacks holds every person of the file (a ``where``
+    # on it would otherwise make them all leavers); a field read only to search by does not.
     missing = sorted(set(wanted or ()) - fields - {DATASET_KEY})
-    if missing:
-        # Without them every row would fail the mappings' ``where``: everybody a leaver.
-        raise BrokenFile(
-            f"has no column {', '.join(map(repr, missing))}, which the mappings read "
-            f"({dataset}.{missing[0]}): add the column, even if empty"
-        )
     if not table.rows:
         raise BrokenFile("has no rows below its header")
     kept = sorted(fields if wanted is None else set(wanted) & fields)
@@ -203,6 +199,12 @@ def judge(config: FileConfig, table: Table, wanted: Any) -> FileRows:
             problem(None, school, f"line {row.line}: {key_problem}")
             continue
         record: Record = {DATASET_KEY: raw_key}
+        for column in missing:
+            judged.problems.append(
+                ValueProblem(
+                    dataset, unit, raw_key, column, f"the file has no column {column!r}: add it"
+                )
+            )
         if row.problem:
             problem(raw_key, school, row.problem)  # its other values may be in the wrong place
         else:
