@@ -19,6 +19,7 @@ from provisioner.mapping.engine import build_desired, compile_mappings
 from provisioner.mapping.spec import load_mappings
 from provisioner.model import SOURCE_FIELD
 from provisioner.sources import open_sources
+from provisioner.sources.base import DatasetInfo
 from provisioner.sources.composite import CompositeSource
 from provisioner.sources.files.parser import BrokenFile, parse_csv, parse_yaml
 from provisioner.sources.files.settings import FileConfig
@@ -560,3 +561,31 @@ def test_a_file_whose_data_set_nobody_reads_is_not_opened_and_others_are_refused
     assert not read.blocks and not read.rows.datasets and not read.dated
     with pytest.raises(ConfigError, match="offers only the data set Leerkrachten, not Lln"):
         source.read({"Lln": None})
+
+
+def test_a_data_set_of_two_sources_is_documented_and_searched_as_either_says(
+    tmp_path, informat_server
+):
+    informat = InformatSource(informat_config(informat_server.url))
+    extra = staff_file(tmp_path, BELGIAN)
+    for parts in (
+        [("files", extra), ("informat", informat)],
+        [("informat", informat), ("files", extra)],
+    ):
+        info = CompositeSource(parts).datasets()["Leerkrachten"]
+        assert info.search_fields == ("Stamnummer",)
+        assert info.documented_fields == informat.datasets()["Leerkrachten"].documented_fields
+    pupils = staff_file(tmp_path, BELGIAN, name="lln.csv", kind="pupils", prefix="l")
+    assert CompositeSource([("a", extra), ("b", pupils)]).datasets().keys() == {
+        "Leerkrachten",
+        "Lln",
+    }
+
+
+def test_two_sources_keying_one_data_set_differently_are_refused(tmp_path):
+    class OtherKey:
+        def datasets(self) -> dict:
+            return {"Leerkrachten": DatasetInfo("Leerkrachten", "personId")}
+
+    with pytest.raises(ConfigError, match="source other keys Leerkrachten by personId"):
+        CompositeSource([("files", staff_file(tmp_path, BELGIAN)), ("other", OtherKey())])  # type: ignore[list-item]

@@ -9,6 +9,7 @@ names its source, which the mappings see as ``{{ source }}``."""
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
@@ -30,12 +31,16 @@ class CompositeSource:
         self._datasets: dict[str, DatasetInfo] = {}
         for name, source in self.parts:
             for dataset, info in source.datasets().items():
-                known = self._datasets.setdefault(dataset, info)
+                known = self._datasets.get(dataset)
+                if known is None:
+                    self._datasets[dataset] = info
+                    continue
                 if known.key != info.key:
                     raise ConfigError(
                         f"source {name} keys {dataset} by {info.key}, another source by "
                         f"{known.key}: their persons cannot be told apart"
                     )
+                self._datasets[dataset] = _together(known, info)
 
     def for_school_year(self, school_year: str) -> CompositeSource:
         parts: list[tuple[str, Source]] = []
@@ -83,6 +88,18 @@ class CompositeSource:
             # Whole or failed: the first part that failed fails the read, as alone it would.
             reads = [future.result() for future in futures]
         return merge([(name, read) for (name, _s), read in zip(self.parts, reads, strict=True)])
+
+
+def _together(first: DatasetInfo, second: DatasetInfo) -> DatasetInfo:
+    """One data set offered by two sources: searchable by what either searches by, documented
+    by what either documents (a source without a list, a file, documents nothing)."""
+    documented = [d for d in (first.documented_fields, second.documented_fields) if d is not None]
+    return dataclasses.replace(
+        first,
+        search_fields=tuple(dict.fromkeys((*first.search_fields, *second.search_fields))),
+        documented_fields=frozenset().union(*documented) if documented else None,
+        verified=first.verified and second.verified,
+    )
 
 
 def merge(reads: Sequence[tuple[str, SourceRead]]) -> SourceRead:
