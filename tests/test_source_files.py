@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
+import stat
 import textwrap
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from provisioner.errors import ConfigError
 from provisioner.mapping.engine import build_desired, compile_mappings
 from provisioner.mapping.spec import load_mappings
 from provisioner.model import SOURCE_FIELD
+from provisioner.pipeline import desired_state, prepare, read_for_mappings
 from provisioner.sources import open_sources
 from provisioner.sources.base import DatasetInfo
 from provisioner.sources.composite import CompositeSource
@@ -420,6 +423,9 @@ def test_the_mappings_see_the_source_in_templates_and_where(tmp_path, informat_s
     assert desired.accounts["pers-ext1"].username == "Jan.Peeters"
     # fetch --save: each part in a folder of its own, the files side by side
     assert (tmp_path / "saved/informat/manifest.json").exists()
+    for folder in ("saved", "saved/informat", "saved/files"):
+        assert stat.S_IMODE((tmp_path / folder).stat().st_mode) == 0o700, folder
+    assert stat.S_IMODE((tmp_path / "saved/files/extra.csv").stat().st_mode) == 0o600
     assert sorted(p.name for p in (tmp_path / "saved/files").iterdir()) == [
         "extra.csv",
         "stage.csv",
@@ -589,3 +595,30 @@ def test_two_sources_keying_one_data_set_differently_are_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="source other keys Leerkrachten by personId"):
         CompositeSource([("files", staff_file(tmp_path, BELGIAN)), ("other", OtherKey())])  # type: ignore[list-item]
+
+
+def test_a_key_too_long_for_the_directorys_anchor_holds_its_person(tmp_path, monkeypatch):
+    """pers- and prefix and key must fit Graph's employeeId (16 characters)."""
+    monkeypatch.setenv("TEST_ENTRA_SECRET", "s")
+    (tmp_path / "extra-staff.csv").write_text(
+        "p_persoon;Naam;Voornaam;Actief;instelnr\n"
+        "ext12345678;Peeters;Jan;J;030569\n"  # pers-ext12345678: 16
+        "ext123456789;Maes;An;J;030569\n"  # 17: too long
+    )
+    (tmp_path / "mappings").mkdir()
+    for name in ("staff.yaml", "vars.yaml"):
+        shutil.copy(ROOT / "examples/entra/mappings" / name, tmp_path / "mappings" / name)
+    config = tmp_path / "provisioner.yaml"
+    config.write_text(
+        "mappings: mappings\n"
+        "state: state.db\n"
+        "source:\n  files: [{path: extra-staff.csv, kind: staff, prefix: ext}]\n"
+        "target:\n  entra:\n    tenant_id: school.onmicrosoft.com\n"
+        "    client_id: 6f1c2d3e-4a5b-4c6d-8e7f-0a1b2c3d4e5f\n"
+        "    client_secret: ${TEST_ENTRA_SECRET}\n    domains: [school.be]\n"
+    )
+    prepared = prepare(config)
+    desired = desired_state(prepared, read_for_mappings(prepared))
+    assert set(desired.accounts) == {"pers-ext12345678"}
+    (hold,) = desired.held
+    assert hold.key == "ext123456789" and "16" in hold.reason

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from provisioner.errors import ConfigError
+from provisioner.files import private_dir
 from provisioner.model import SOURCE_FIELD, Dataset, SourceRows
 from provisioner.sources.base import DatasetInfo, Fields, Progress, Source, SourceRead, ValueProblem
 
@@ -79,6 +80,8 @@ class CompositeSource:
             where = save / name if save is not None and self._subfolders else save
             return source.read(own, progress=progress, save=where)
 
+        if save is not None:
+            private_dir(save)  # before the parts make their folders in it: owner only
         with ThreadPoolExecutor(max_workers=len(self.parts), thread_name_prefix="source") as pool:
             # The caller's context variables (a log context) go along into each read.
             futures = [
