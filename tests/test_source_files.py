@@ -622,3 +622,18 @@ def test_a_key_too_long_for_the_directorys_anchor_holds_its_person(tmp_path, mon
     assert set(desired.accounts) == {"pers-ext12345678"}
     (hold,) = desired.held
     assert hold.key == "ext123456789" and "16" in hold.reason
+
+
+def test_a_collision_names_the_file_it_came_from_inside_a_list_of_files(tmp_path):
+    extra = staff_file(tmp_path, BELGIAN, name="extra.csv")
+    header = "p_persoon,Naam,Voornaam,Actief,instelnr\n"
+    x = staff_file(tmp_path, header + "ext7,A,B,J,030569\n", name="x.csv")
+    y = staff_file(tmp_path, header + "ext2,C,D,J,030569\n", name="y.csv")
+    files = CompositeSource([("x", x), ("y", y)], subfolders=False)
+    read = CompositeSource([("extra", extra), ("files", files)]).read(STAFF_FIELDS)
+    (problem,) = read.problems
+    assert "the key ext2 comes from two sources, extra and y" in problem.reason
+    sources = {
+        r["p_persoon"]: r.get(SOURCE_FIELD) for _s, r in read.rows.datasets["Leerkrachten"].rows
+    }
+    assert (sources["ext1"], sources["ext7"]) == (None, "x")

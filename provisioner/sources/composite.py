@@ -110,7 +110,8 @@ def merge(reads: Sequence[tuple[str, SourceRead]]) -> SourceRead:
     first_name, first = reads[0]
     origin = first.rows.origin or first_name
     datasets: dict[str, Dataset] = {}
-    owner: dict[tuple[str, str], str] = {}
+    owner: dict[str, dict[str, str]] = {}
+    """Per data set, each key → the part that delivered it first."""
     problems: list[ValueProblem] = []
     for name, read in reads:
         part_origin = read.rows.origin or name
@@ -125,16 +126,27 @@ def merge(reads: Sequence[tuple[str, SourceRead]]) -> SourceRead:
                 merged.kept |= dataset.kept
             else:
                 merged.kept = None
-            for school, record in dataset.rows:
-                source = record.get(SOURCE_FIELD) or part_origin
-                if source != origin:
-                    record[SOURCE_FIELD] = source
-                key = record.get(dataset.key)
-                if key is not None:
-                    other = owner.setdefault((dataset_name, str(key)), source)
-                    if other != source:
-                        problems.append(_collision(dataset_name, school, str(key), other, source))
-                merged.rows.append((school, record))
+            if part_origin != origin:
+                for _school, record in dataset.rows:
+                    record.setdefault(SOURCE_FIELD, part_origin)
+            # Two parts with one key: compared as sets, as a large source has many rows (a part
+            # judges its own duplicates).
+            key_field = dataset.key
+            sources = {
+                str(r[key_field]): r.get(SOURCE_FIELD) or origin
+                for _s, r in dataset.rows
+                if r.get(key_field) is not None
+            }
+            earlier = owner.setdefault(dataset_name, {})
+            both = sources.keys() & earlier.keys()
+            for school, record in dataset.rows if both else ():
+                key = str(record.get(key_field))
+                if key in both:
+                    source = record.get(SOURCE_FIELD) or origin
+                    problems.append(_collision(dataset_name, school, key, earlier[key], source))
+            for key, source in sources.items():
+                earlier.setdefault(key, source)
+            merged.rows += dataset.rows
         problems += read.problems
     counts: dict[str, dict[str, int]] = {}
     for _name, read in reads:
