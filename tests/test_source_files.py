@@ -16,10 +16,11 @@ import pytest
 
 from provisioner.cli import main
 from provisioner.config import load_config
-from provisioner.errors import ConfigError
+from provisioner.errors import ConfigError, SourceError
 from provisioner.mapping.engine import build_desired, compile_mappings
 from provisioner.mapping.spec import load_mappings
 from provisioner.model import SOURCE_FIELD
+from provisioner.nightly import remove_expired
 from provisioner.pipeline import desired_state, prepare, read_for_mappings
 from provisioner.sources import open_sources
 from provisioner.sources.base import DatasetInfo
@@ -29,7 +30,7 @@ from provisioner.sources.files.settings import FileConfig
 from provisioner.sources.files.source import FileSource
 from provisioner.sources.informat.source import InformatSource
 from provisioner.sources.problems import problem_warnings
-from tests.conftest import REFERENCE_DAY, informat_config
+from tests.conftest import REFERENCE_DAY, informat_config, snapshot_config
 from tests.fakes.informat_server import InformatServer
 from tests.fakes.synthetic import as_served_on, next_school_year
 from tests.scenarios import config_head
@@ -428,8 +429,11 @@ def test_the_mappings_see_the_source_in_templates_and_where(tmp_path, informat_s
     assert stat.S_IMODE((tmp_path / "saved/files/extra.csv").stat().st_mode) == 0o600
     assert sorted(p.name for p in (tmp_path / "saved/files").iterdir()) == [
         "extra.csv",
+        "manifest.json",
         "stage.csv",
     ]
+    manifest = json.loads((tmp_path / "saved/manifest.json").read_text())
+    assert manifest["sources"] == {"informat": "informat/", "files": "files/"}
 
 
 def test_a_school_year_preview_reads_the_same_file(tmp_path, informat_server):
@@ -452,9 +456,10 @@ def test_a_school_year_preview_reads_the_same_file(tmp_path, informat_server):
         CompositeSource([("files", extra), ("list", NoYears())]).for_school_year("2026-27")  # type: ignore[list-item]
 
 
-def test_open_sources_gives_the_source_itself_when_there_is_one(tmp_path):
+def test_open_sources_gives_one_source_or_several_as_one(tmp_path):
     config = load_config(config_file(tmp_path, "files: [{path: a.csv, kind: staff, prefix: a}]\n"))
-    assert isinstance(open_sources(config.source.parts[1:]), FileSource)
+    (files,) = open_sources(config.source.parts[1:]).parts  # type: ignore[attr-defined]
+    assert files[0] == "a" and isinstance(files[1], FileSource)  # with a manifest when saved
     both = open_sources(config.source.parts)
     assert isinstance(both, CompositeSource) and [n for n, _s in both.parts] == [
         "informat",
@@ -489,6 +494,17 @@ def test_fetch_save_and_plan_from_what_was_saved(informat_server, tmp_path, monk
     assert len(pupils_line.split()) == 4  # no cell for the file: it is not read for Lln
     assert (tmp_path / "snap/informat/manifest.json").exists()
     assert (tmp_path / "snap/files/extra-staff.csv").read_bytes() == BELGIAN.encode()
+    with pytest.raises(SourceError, match="is a snapshot of several sources: name its Informat"):
+        InformatSource(snapshot_config(tmp_path / "snap")).read({"Lln": None})
+    # provisioner run expires it like any snapshot, by its manifest
+    config_ = load_config(config)
+    snapshots = config_.snapshots_dir
+    snapshots.mkdir()
+    (tmp_path / "snap").rename(snapshots / "old")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=config_.snapshots.keep_days + 1)
+    assert remove_expired(config_, later) == [snapshots / "old"]
+    assert main(["fetch", "--config", str(config), "--save", str(tmp_path / "snap")]) == 0
+    capsys.readouterr()
 
     assert main(["plan", "--config", str(config), "--json"]) == 2
     live = json.loads(capsys.readouterr().out)

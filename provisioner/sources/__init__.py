@@ -54,9 +54,8 @@ def _open_files(settings: FilesConfig, **seams: Any) -> Source:
     from provisioner.sources.files.source import FileSource
 
     sources = [FileSource(file, **seams) for file in settings.files]
-    if len(sources) == 1:
-        return sources[0]
-    # Each file saves under its own file name: a snapshot keeps them side by side.
+    # Each file saves under its own file name: a snapshot keeps them side by side, with a
+    # manifest (by which ``run`` expires it) even for one file.
     return CompositeSource([(s.name, s) for s in sources], subfolders=False)
 
 

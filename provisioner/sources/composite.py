@@ -12,14 +12,20 @@ import contextvars
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from provisioner.errors import ConfigError
-from provisioner.files import private_dir
+from provisioner.files import private_dir, write_private
 from provisioner.model import SOURCE_FIELD, Dataset, SourceRows
 from provisioner.sources.base import DatasetInfo, Fields, Progress, Source, SourceRead, ValueProblem
+
+MANIFEST = "manifest.json"
+SNAPSHOT_FORMAT = "several sources"
+"""The manifest of a snapshot of several sources: each source's own snapshot in a folder of its
+name (``informat/``, ``files/``)."""
 
 
 class CompositeSource:
@@ -90,6 +96,16 @@ class CompositeSource:
             ]
             # Whole or failed: the first part that failed fails the read, as alone it would.
             reads = [future.result() for future in futures]
+        if save is not None:
+            # Written last, as Informat's: ``run`` expires a snapshot folder by its manifest.
+            manifest = {
+                "format": SNAPSHOT_FORMAT,
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "sources": {
+                    name: f"{name}/" if self._subfolders else "" for name, _s in self.parts
+                },
+            }
+            write_private(save / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         return merge([(name, read) for (name, _s), read in zip(self.parts, reads, strict=True)])
 
 
