@@ -218,6 +218,19 @@ def test_a_fixed_school_and_a_yaml_file(tmp_path):
     assert read.rows.origin == "stagiairs"
 
 
+def test_files_ending_alike_are_saved_side_by_side_by_their_names(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    one = staff_file(tmp_path, BELGIAN, name="a/extra.csv")
+    other = staff_file(tmp_path, BELGIAN.replace("ext", "ex2"), name="b/extra.csv", prefix="ex2")
+    other.config.name = "extra-b"
+    CompositeSource([("extra", one), ("extra-b", other)], subfolders=False).read(
+        STAFF_FIELDS, save=tmp_path / "snap"
+    )
+    assert (tmp_path / "snap/extra.csv").read_bytes() == BELGIAN.encode()
+    assert (tmp_path / "snap/extra-b.csv").read_bytes() == BELGIAN.replace("ext", "ex2").encode()
+
+
 def test_fetch_save_keeps_the_bytes_read(tmp_path):
     read = staff_file(tmp_path, BELGIAN).read(STAFF_FIELDS, save=tmp_path / "snap")
     assert (tmp_path / "snap/extra.csv").read_bytes() == BELGIAN.encode("utf-8")

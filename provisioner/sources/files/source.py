@@ -106,7 +106,8 @@ class FileSource:
                 dataset, self.name, f"({self.config.path}) {broken.reason}", broken.hint
             )
         if save is not None and data:
-            write_private(private_dir(save) / self.config.path.name, data)
+            # By the file's name in the configuration: unique, where two paths may end alike.
+            write_private(private_dir(save) / f"{self.name}{self.config.path.suffix}", data)
         progress(Progress("done", dataset, self.name, len(judged.rows)))
         rows = SourceRows(
             schools=list(dict.fromkeys(school for school, _r in judged.rows)),
