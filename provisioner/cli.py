@@ -787,15 +787,24 @@ def _read(
 
 
 def render_counts(read: SourceRead) -> str:
-    """Rows per data set (lines) and unit (columns); an empty answer is marked."""
+    """Rows per data set (lines) and unit (columns); an empty answer is marked. With several
+    sources a unit (a school, a file) has a cell only in the data sets it was read for."""
     counts = read.counts
     width = max(len("data set"), *(len(d) for d in counts))
-    header = f"{'data set':<{width}}" + "".join(f"  {unit:>8}" for unit in read.units)
+    units = list(dict.fromkeys(unit for per_unit in counts.values() for unit in per_unit))
+    widths = {unit: max(8, len(unit)) for unit in units}
+    header = f"{'data set':<{width}}" + "".join(f"  {u:>{widths[u]}}" for u in units)
     lines = [header + f"  {'total':>8}", "-" * (len(header) + 10)]
     for dataset, per_unit in counts.items():
-        cells = "".join(f"  {n:>8}" if n else f"  {'0 empty':>8}" for n in per_unit.values())
+        cells = "".join(f"  {_count_cell(per_unit.get(unit)):>{widths[unit]}}" for unit in units)
         lines.append(f"{dataset:<{width}}{cells}  {sum(per_unit.values()):>8}")
     return "\n".join(lines)
+
+
+def _count_cell(count: int | None) -> str:
+    if count is None:
+        return ""
+    return str(count) if count else "0 empty"
 
 
 def main(

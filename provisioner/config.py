@@ -26,23 +26,37 @@ from provisioner.yamlnodes import Builder, existing, load_yaml
 
 @dataclass
 class SourceConfig:
-    """The ``source:`` section: one key naming a registered kind of source (``informat:``), with
-    that source's own settings under it."""
+    """The ``source:`` section: one key per source, each naming a registered kind of source
+    (``informat:``, ``files:``) with that source's own settings under it. With several, their
+    persons are read together (:class:`~provisioner.sources.composite.CompositeSource`)."""
 
-    kind: str
-    settings: Any
+    parts: list[tuple[str, Any]]
+    """(kind, settings) in the order written."""
+
+    @property
+    def kind(self) -> str:
+        """The first source's kind (the only one, in most configurations)."""
+        return self.parts[0][0]
+
+    @property
+    def settings(self) -> Any:
+        return self.parts[0][1]
 
     @classmethod
     def from_yaml_node(cls, builder: Builder, node: yaml.Node, where: str) -> SourceConfig:
         known = ", ".join(SOURCES)
-        if not isinstance(node, yaml.MappingNode) or len(node.value) != 1:
-            raise builder.error(node, where, f"configure one source: {known}")
-        ((key_node, value_node),) = node.value
-        key = str(key_node.value)
-        kind = SOURCES.get(key)
-        if kind is None:
-            raise builder.error(key_node, f"{where}.{key}", f"unknown source (known: {known})")
-        return cls(key, builder.build(value_node, kind.settings, f"{where}.{key}"))
+        if not isinstance(node, yaml.MappingNode) or not node.value:
+            raise builder.error(node, where, f"configure a source: {known}")
+        parts: list[tuple[str, Any]] = []
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            kind = SOURCES.get(key)
+            if kind is None:
+                raise builder.error(key_node, f"{where}.{key}", f"unknown source (known: {known})")
+            if any(key == seen for seen, _settings in parts):
+                raise builder.error(key_node, f"{where}.{key}", "given twice")
+            parts.append((key, builder.build(value_node, kind.settings, f"{where}.{key}")))
+        return cls(parts)
 
 
 @dataclass

@@ -37,6 +37,14 @@ class SourceRows:
     schools: list[str]
     """Schools (instellingsnummers) in configured order: the first is preferred for duplicates."""
     datasets: dict[str, Dataset]
+    origin: str = ""
+    """The source the rows come from (the mappings' ``{{ source }}``), for every record that does
+    not name its own under :data:`SOURCE_FIELD` (the records of the further sources of several)."""
+
+
+SOURCE_FIELD = "@source"
+"""The field of a record naming the source it came from, where the rows of several sources are
+merged; not a field templates can name, so it can never be mistaken for one of the source's."""
 
 
 @dataclass(frozen=True, slots=True)

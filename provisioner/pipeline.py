@@ -41,7 +41,7 @@ from provisioner.plan.planner import (
 )
 from provisioner.plan.seal import PlanKey, key_path, load_key
 from provisioner.readcache import ReadCache
-from provisioner.sources import open_source
+from provisioner.sources import open_sources
 from provisioner.sources.base import Fields, Progress, Source, SourceRead
 from provisioner.state import StateStore
 from provisioner.targets import hold_persons, names_ignore_case, target_findings
@@ -101,7 +101,7 @@ def prepare_preview(config: Config, school_year: str, **source_seams: Any) -> Pr
 
 
 def open_configured_source(config: Config, **seams: Any) -> Source:
-    return open_source(config.source.kind, config.source.settings, **seams)
+    return open_sources(config.source.parts, **seams)
 
 
 def read_for_mappings(
@@ -126,6 +126,8 @@ def search_fields(prepared: Prepared) -> Fields:
 
 def persons_of(prepared: Prepared, read: SourceRead) -> Engine:
     """The part of the mapping that needs no names in use (:func:`map_persons`)."""
+    # A source that does not name itself is named by its key in the configuration.
+    read.rows.origin = read.rows.origin or prepared.config.source.kind
     return map_persons(
         prepared.compiled,
         read.rows,

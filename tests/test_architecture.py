@@ -217,12 +217,12 @@ def test_an_unknown_source_kind_is_named_with_the_known_ones(tmp_path, capsys):
     config.write_text("source:\n  informatt:\n    url: x\nmappings: m.yaml\n", encoding="utf-8")
     assert main(["validate", "--config", str(config)]) == 1
     assert (
-        f"{config}:2: source.informatt: unknown source (known: informat, informat_rest)"
+        f"{config}:2: source.informatt: unknown source (known: informat, informat_rest, files"
         in capsys.readouterr().err
     )
     config.write_text("source: {}\n", encoding="utf-8")
     assert main(["validate", "--config", str(config)]) == 1
-    assert "source: configure one source: informat" in capsys.readouterr().err
+    assert "source: configure a source: informat, files" in capsys.readouterr().err
 
 
 # -- the plan vocabulary ---------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from provisioner.mapping.templates import (
 from provisioner.model import (
     CLASS_TEAM,
     TEAM,
+    SOURCE_FIELD,
     Collision,
     Dataset,
     Derived,
@@ -63,10 +64,10 @@ from provisioner.model import (
 )
 from provisioner.sources.base import ValueProblem
 
-GLOBALS = ("instelnr", "key", "kind", "today", "vars")
+GLOBALS = ("instelnr", "key", "kind", "source", "today", "vars")
 """Names every template may use besides the data sets: the person's school (instelnr) and key,
-the account kind, today's date (ISO, for comparing with dates in the data) and the ``vars`` of
-the mapping files."""
+the account kind, the source the person came from (``informat``, or a file's name), today's date
+(ISO, for comparing with dates in the data) and the ``vars`` of the mapping files."""
 
 
 class MappingError(ConfigError):
@@ -541,7 +542,7 @@ class Engine:
                 self.unknown_rows[problem.unit] = self.unknown_rows.get(problem.unit, 0) + 1
                 continue
             fields = used.get(problem.dataset, set())
-            if fields is not None and problem.field not in fields:
+            if problem.field and fields is not None and problem.field not in fields:
                 continue  # a field no mapping reads cannot change anyone's account
             for kind, datasets in reads.items():
                 if problem.dataset in datasets:
@@ -603,6 +604,7 @@ class Engine:
                 "instelnr": school,
                 "key": key,
                 "kind": account.name,
+                "source": record.get(SOURCE_FIELD) or self.source.origin,
             }
             # A row with a value that could not be read is kept even where ``where`` would leave it
             # out: the missing value may be why, and a person left out is a leaver. It is held.
@@ -658,6 +660,7 @@ class Engine:
             "instelnr": school,
             "key": key,
             "kind": account.name,
+            "source": record.get(SOURCE_FIELD) or self.source.origin,
         }
         records: dict[str, Any] = {spec.source: record}
         for dataset in spec.join:
@@ -841,10 +844,11 @@ class Engine:
         if problem is not None:
             self.hold(
                 person,
-                f"{problem.dataset}.{problem.field}: {problem.reason}",
+                # A problem of the row as a whole names no field.
+                f"{'.'.join(filter(None, (problem.dataset, problem.field)))}: {problem.reason}",
                 anchor=self._try_anchor(account, person),
                 dataset=problem.dataset,
-                field=problem.field,
+                field=problem.field or None,
             )
             return None
         failed = self.failed_rows.get((account.name, person.key))

@@ -24,11 +24,13 @@ import yaml
 
 from provisioner.errors import ConfigError
 from provisioner.model import (
+    SOURCE_FIELD,
     Dataset,
     Derived,
     DesiredAccount,
     DesiredGroup,
     DesiredState,
+    Record,
     SourceRows,
 )
 from provisioner.sources.base import DatasetInfo, SourceRead
@@ -44,6 +46,9 @@ NOT_SET = "(not set)"
 
 UNIT_KEY = "instelnr"
 """The key of a row (or an example) that names the school the row was read for: not a field."""
+SOURCE_KEY = "source"
+"""The key of a row that names the source it came from (``{{ source }}``): not a field. Without
+it, a row is the configuration's first source's."""
 
 GROUP_NAME_ATTRIBUTES = ("displayName", "cn", "sAMAccountName")
 """What a group is called, for ``name:`` in an example: the first of these the mappings set
@@ -61,6 +66,7 @@ class Row:
     unit: str | None
     file: Path
     line: int
+    source: str | None = None
 
     @classmethod
     def from_yaml_node(cls, builder: Builder, node: yaml.Node, where: str) -> Row:
@@ -68,22 +74,26 @@ class Row:
             raise builder.error(node, where, "a row is a mapping of field: value")
         values: dict[str, str] = {}
         unit: str | None = None
+        source: str | None = None
         for key_node, value_node in node.value:
             key = str(key_node.value)
             if not isinstance(value_node, yaml.ScalarNode):
                 raise builder.error(
                     value_node, f"{where}.{key}", "a field holds one value, not a list or mapping"
                 )
-            if key in values or (key == UNIT_KEY and unit is not None):
+            named = {UNIT_KEY: unit, SOURCE_KEY: source}
+            if key in values or named.get(key) is not None:
                 raise builder.error(key_node, f"{where}.{key}", "given twice")
             # The text as written: a source delivers text, so 0 is "0" and 030569 keeps its 0.
             # An empty value is left out, as Informat leaves out an empty element.
             text = "" if value_node.tag == "tag:yaml.org,2002:null" else str(value_node.value)
             if key == UNIT_KEY:
                 unit = text or None
+            elif key == SOURCE_KEY:
+                source = text or None
             elif text:
                 values[key] = text
-        return cls(values, unit, builder.path, node.start_mark.line + 1)
+        return cls(values, unit, builder.path, node.start_mark.line + 1, source)
 
 
 @dataclass
@@ -266,11 +276,18 @@ def source_rows(example: Example, renderer: Renderer) -> SourceRows:
     default_unit = example.instelnr or (units[0] if len(units) == 1 else "")
     datasets: dict[str, Dataset] = {}
     for name in renderer.read:
-        rows = [(row.unit or default_unit, dict(row.values)) for row in example.rows.get(name, [])]
-        seen = frozenset(f for _unit, record in rows for f in record)
+        rows = [(row.unit or default_unit, _record(row)) for row in example.rows.get(name, [])]
+        seen = frozenset(f for _unit, record in rows for f in record) - {SOURCE_FIELD}
         datasets[name] = Dataset(key=renderer.datasets[name].key, rows=rows, fields_seen=seen)
     read_units = (unit for dataset in datasets.values() for unit, _record in dataset.rows)
     return SourceRows(schools=list(dict.fromkeys([*units, *read_units])), datasets=datasets)
+
+
+def _record(row: Row) -> Record:
+    record: Record = dict(row.values)
+    if row.source is not None:
+        record[SOURCE_FIELD] = row.source
+    return record
 
 
 def render_example(example: Example, renderer: Renderer) -> DesiredState:

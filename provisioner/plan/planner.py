@@ -101,8 +101,9 @@ def make_plan(
     # Accounts still carrying their former anchor are theirs, not leavers (mappings' anchor_was).
     observed = carry_over(desired, observed)
     blocked = [
-        f"{b.dataset} for {b.unit} {b.reason}: nothing is applied, so that no account of that "
-        f"school is disabled" + (f" ({b.hint})" if b.hint else "")
+        # A unit is a school or a file: the night waits for all, nobody leaves on a partial read.
+        f"{b.dataset} for {b.unit} {b.reason}: nothing is applied, so that nobody is disabled "
+        f"on an incomplete read" + (f" ({b.hint})" if b.hint else "")
         for b in source_blocks
         if b.dataset in rules.driving
     ]

@@ -20,6 +20,7 @@ from typing import Any
 
 from provisioner.config import load_config
 from provisioner.errors import ConfigError
+from provisioner.model import SOURCE_FIELD
 from provisioner.pipeline import open_configured_source
 from provisioner.sources.base import DatasetInfo, SourceRead
 from provisioner.text import visible
@@ -177,6 +178,8 @@ def summarise(dataset: str, info: DatasetInfo, read: SourceRead) -> DatasetField
 
     for _school, record in rows:
         for name, value in record.items():
+            if name == SOURCE_FIELD:  # which source the row came from: not one of its fields
+                continue
             note(name, value)
             if isinstance(value, list):  # a nested container: its entries' fields too
                 for entry in value:

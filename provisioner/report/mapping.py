@@ -82,7 +82,7 @@ def validation_summary(
         "Held (no change to their accounts, no new account, until their data is corrected)",
         [
             f"{h.kind} {h.key} (school {h.school})"
-            + (f" [{h.dataset}.{h.field}]" if h.dataset else "")
+            + (f" [{'.'.join(filter(None, (h.dataset, h.field)))}]" if h.dataset else "")
             + f": {h.reason}"
             for h in state.held
         ],

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from provisioner.sources.files.settings import FilesConfig
 from provisioner.sources.informat.settings import InformatConfig
 from provisioner.sources.informat_rest.settings import InformatRestConfig
 
@@ -56,3 +57,29 @@ def _open_informat_rest(settings: InformatRestConfig, **seams: Any) -> Source:
 
 
 register_source("informat_rest", InformatRestConfig, _open_informat_rest)
+
+
+def _open_files(settings: FilesConfig, **seams: Any) -> Source:
+    from provisioner.sources.composite import CompositeSource
+    from provisioner.sources.files.source import FileSource
+
+    sources = [FileSource(file, **seams) for file in settings.files]
+    # Each file saves under its own file name: a snapshot keeps them side by side, with a
+    # manifest (by which ``run`` expires it) even for one file.
+    return CompositeSource([(s.name, s) for s in sources], subfolders=False)
+
+
+register_source("files", FilesConfig, _open_files)
+
+
+def open_sources(parts: list[tuple[str, Any]], **seams: Any) -> Source:
+    """The configured sources as one: the source itself when there is one, else a
+    :class:`~provisioner.sources.composite.CompositeSource` of them, each named by its key."""
+    if len(parts) == 1:
+        ((kind, settings),) = parts
+        return open_source(kind, settings, **seams)
+    from provisioner.sources.composite import CompositeSource
+
+    return CompositeSource(
+        [(kind, open_source(kind, settings, **seams)) for kind, settings in parts]
+    )

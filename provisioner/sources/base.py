@@ -72,6 +72,8 @@ class ValueProblem:
     """The row's person key, or None when the key itself could not be read: then nobody knows
     whose row it was, and that unit's leaver actions wait for the night."""
     field: str
+    """The field whose value is wrong; empty when the row as a whole is (a row of a file with
+    too few values, a key two sources both deliver): such a problem always holds its person."""
     reason: str
     """What is wrong, without the personal value where it is personal data:
     ``not a date in a form Informat uses ('2011-02-31')``."""
@@ -96,6 +98,9 @@ class SourceRead:
     unit_names: dict[str, str] = field(default_factory=dict)
     """Names of the units for people (a school's name by its instellingsnummer), where the
     data read holds them; reports show a unit by name where they can."""
+    dated: bool = True
+    """False for data that describes no particular day (a file of extra persons): read together
+    with a dated source, the read is dated by that one (``as_of``)."""
 
     @property
     def units(self) -> list[str]:

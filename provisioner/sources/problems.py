@@ -28,9 +28,9 @@ def problem_warnings(problems: Sequence[ValueProblem], *, shown: int = SHOWN) ->
         lines.append(f"warning:   {dataset} for {unit}: {count}")
     for problem in problems[:shown]:
         whose = f"person {problem.key}" if problem.key is not None else "a row without key"
+        what = f"field {problem.field}" if problem.field else "the row"
         lines.append(
-            f"warning: {problem.dataset} for {problem.unit}, {whose}, field {problem.field}: "
-            f"{problem.reason}"
+            f"warning: {problem.dataset} for {problem.unit}, {whose}, {what}: {problem.reason}"
         )
     if total > shown:
         lines.append(f"warning: … and {total - shown} more")

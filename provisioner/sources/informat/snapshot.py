@@ -103,6 +103,11 @@ class Snapshot:
             raise SourceError(f"{directory} is not a snapshot: it has no {MANIFEST}") from None
         except (OSError, ValueError) as exc:
             raise SourceError(f"{directory / MANIFEST} cannot be read: {exc}") from None
+        if "sources" in manifest:  # a snapshot of several sources (provisioner.sources.composite)
+            raise SourceError(
+                f"{directory} is a snapshot of several sources: name its Informat folder, "
+                f"{directory / 'informat'}"
+            )
         if manifest.get("format") != FORMAT:
             raise SourceError(f"{directory}: unknown snapshot format {manifest.get('format')!r}")
         self.manifest: dict[str, Any] = manifest
