@@ -222,7 +222,7 @@ def test_an_unknown_source_kind_is_named_with_the_known_ones(tmp_path, capsys):
     )
     config.write_text("source: {}\n", encoding="utf-8")
     assert main(["validate", "--config", str(config)]) == 1
-    assert "source: configure a source: informat, files" in capsys.readouterr().err
+    assert "source: configure a source: informat, informat_rest, files" in capsys.readouterr().err
 
 
 # -- the plan vocabulary ---------------------------------------------------------------------------

@@ -248,8 +248,8 @@ def test_a_plan_is_blocked_when_a_school_is_refused(rest, rest_server):
         source_blocks=read.blocks,
     )
     assert any(
-        "Lln for 030577 was refused by Informat: nothing is applied, so that no account of that "
-        "school is disabled" in b
+        "Lln for 030577 was refused by Informat: nothing is applied, so that nobody is disabled "
+        "on an incomplete read" in b
         for b in plan.header.blocked
     )
 

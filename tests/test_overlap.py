@@ -221,12 +221,23 @@ def test_the_mapping_of_the_persons_runs_while_the_target_is_still_read(prepared
     the directory, not after it; the plan is the one of the three steps one after the other."""
     from provisioner import pipeline
 
-    target = SlowTarget()
+    mapped = threading.Event()
+
+    class WaitingTarget(SlowTarget):
+        """Its read ends only once the persons are mapped (or after 5 s, when they are not
+        mapped meanwhile): no race between two equal pauses."""
+
+        def read(self, attributes: Collection[str], base: object = None) -> ObservedState:
+            mapped.wait(timeout=5)
+            return super().read(attributes, base)
+
+    target = WaitingTarget()
     mapped_while_reading: list[bool] = []
     persons_of = pipeline.persons_of
 
     def noted(prepared: Prepared, read: SourceRead):
         mapped_while_reading.append(target.reads_finished == 0)
+        mapped.set()
         return persons_of(prepared, read)
 
     monkeypatch.setattr(pipeline, "persons_of", noted)

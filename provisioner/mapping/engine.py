@@ -46,8 +46,8 @@ from provisioner.mapping.templates import (
 )
 from provisioner.model import (
     CLASS_TEAM,
-    TEAM,
     SOURCE_FIELD,
+    TEAM,
     Collision,
     Dataset,
     Derived,
