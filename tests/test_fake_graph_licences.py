@@ -1,12 +1,12 @@
 """The Graph server's licences (``subscribedSkus``, ``assignLicense`` with Graph's errors) and
 Entra Connect's objects (``onPremisesSyncEnabled``), through plain HTTP."""
 
+# The server and the HTTP client are test_fake_graph's fixtures, imported by name.
+# ruff: noqa: F401, F811
+
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
 from tests.fakes.graph_server import (
     NO_UNITS,
@@ -14,21 +14,8 @@ from tests.fakes.graph_server import (
     NOT_ASSIGNED,
     SYNCED_OBJECT,
     UNKNOWN_SKU,
-    GraphServer,
 )
-from tests.test_fake_graph import error, user_body
-
-
-@pytest.fixture
-def graph() -> Iterator[GraphServer]:
-    with GraphServer() as server:
-        yield server
-
-
-@pytest.fixture
-def client(graph: GraphServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=graph.url, headers=graph.auth_headers, timeout=10) as c:
-        yield c
+from tests.test_fake_graph import client, error, graph, user_body
 
 
 def assign(client: httpx.Client, uid: str, add: list[dict], remove: list[str]) -> httpx.Response:
