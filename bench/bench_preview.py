@@ -70,25 +70,28 @@ def memory_kib() -> tuple[int, int]:
 
 
 STEPS = (
-    ("prepare_config", "prepare (configuration, mappings)"),
-    ("_read", "source: download + parse"),
-    ("compare", "mapping: build_desired, names, checks"),
-    ("plan_of", "plan: diff, lifecycle, policy"),
-    ("plan_to_json", "plan document (plan_to_json: every change's JSON data)"),
-    ("plan_to_write", "plan document (plan_to_write: changes converted as written)"),
-    ("write_indented", "JSON text written"),
+    ("cli", "prepare_config", "prepare (configuration, mappings)"),
+    ("cli", "_read", "source: download + parse"),
+    ("pipeline", "persons_of", "mapping: the persons (anchors, attributes that use no name)"),
+    ("pipeline", "compare", "mapping: names, the rest, groups, checks"),
+    ("cli", "plan_of", "plan: diff, lifecycle, policy"),
+    ("cli", "plan_to_json", "plan document (plan_to_json: every change's JSON data)"),
+    ("cli", "plan_to_write", "plan document (plan_to_write: changes converted as written)"),
+    ("cli", "write_indented", "JSON text written"),
 )
 
 
 def time_steps() -> dict[str, dict[str, float]]:
-    """Wrap the preview's steps (as ``cli`` calls them) with a wall-clock timer that also notes
-    the resident memory and the peak after each; filled in as the preview runs."""
-    from provisioner import cli
+    """Wrap the preview's steps (as ``cli`` and the pipeline call them) with a wall-clock timer
+    that also notes the resident memory and the peak after each; filled in as the preview runs.
+    The persons are mapped inside compare's caller before compare: the two do not overlap."""
+    from provisioner import cli, pipeline
 
+    owners = {"cli": cli, "pipeline": pipeline}
     steps: dict[str, dict[str, float]] = {}
 
-    def timed(name: str, label: str) -> None:
-        inner = getattr(cli, name)
+    def timed(owner: Any, name: str, label: str) -> None:
+        inner = getattr(owner, name)
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -101,11 +104,12 @@ def time_steps() -> dict[str, dict[str, float]]:
                 step["rss_mb"] = rss / 1024
                 step["peak_mb"] = hwm / 1024
 
-        setattr(cli, name, wrapper)
+        setattr(owner, name, wrapper)
 
-    for name, label in STEPS:
-        if hasattr(cli, name):  # the cli of a version before plan_to_write called plan_to_json
-            timed(name, label)
+    for module, name, label in STEPS:
+        owner = owners[module]
+        if hasattr(owner, name):  # a version's cli calls plan_to_json or plan_to_write
+            timed(owner, name, label)
     return steps
 
 
