@@ -60,8 +60,6 @@ class Provenance:
     """Source fields the template reads, as ``Dataset.field``."""
 
 
-# slots: every account holds a Derived per attribute (millions at 400,000 pupils), 48 bytes
-# each instead of 88 with a dict of its own.
 TEAM = "team"
 """The group attribute a group kind's ``team: class`` becomes: ``class`` when the group has (or
 gets) a class team. A target that makes teams compares and writes it; any other refuses it."""
@@ -69,6 +67,8 @@ CLASS_TEAM = "class"
 """The one kind of team the connector makes: a class team (Entra ID's ``educationClass``)."""
 
 
+# slots: every account holds a Derived per attribute (millions at 400,000 pupils), 48 bytes
+# each instead of 88 with a dict of its own.
 @dataclass(frozen=True, slots=True)
 class Derived:
     value: str
