@@ -787,7 +787,7 @@ class Engine:
                 continue  # held: no free name
             username = given.username
             context = {**person.context, "username": username}
-            early = self.early[anchor]
+            early = self.early.pop(anchor)  # used once: freed as the accounts are made
             try:
                 attributes = {
                     attr: Derived(
