@@ -320,7 +320,10 @@ def test_files_alone_are_a_source_too(tmp_path):
             r":6: source\.files\[0\]\.instelnr: instelnr must be up to six digits",
         ),
         ("informat: {snapshot: snap, instelnrs: ['1']}\n", r":5: source\.informat: given twice"),
-        ("flies: []\n", r":5: source\.flies: unknown source \(known: informat, informat_rest, files"),
+        (
+            "flies: []\n",
+            r":5: source\.flies: unknown source \(known: informat, informat_rest, files",
+        ),
     ],
 )
 def test_a_bad_source_section_names_file_line_and_key(tmp_path, files, expected):
@@ -329,7 +332,9 @@ def test_a_bad_source_section_names_file_line_and_key(tmp_path, files, expected)
 
 
 def test_an_empty_source_section_says_what_to_configure(tmp_path):
-    with pytest.raises(ConfigError, match=r":1: source: configure a source: informat, informat_rest, files"):
+    with pytest.raises(
+        ConfigError, match=r":1: source: configure a source: informat, informat_rest, files"
+    ):
         load_config(config_file(tmp_path, "", head="source: {}\n"))
 
 
