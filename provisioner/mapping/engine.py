@@ -1087,8 +1087,9 @@ class Engine:
                     held_name = held_username
             if held_name is not None:
                 fits = scheme.fits(held_name, base)
-                if (fits or spec.rename == "keep") and self.book.free(value(held_name), anchor):
-                    self.book.claim(value(held_name), anchor)
+                kept = value(held_name) if fits or spec.rename == "keep" else None
+                if kept is not None and self.book.free(kept, anchor):
+                    self.book.claim(kept, anchor)
                     given.names[attr] = held_name
                     if not fits and held_value:
                         wanted = value(scheme.plain(base))
