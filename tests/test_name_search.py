@@ -14,14 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from provisioner.mapping import engine
-from provisioner.mapping.engine import build_desired, compile_mappings
 from provisioner.mapping.filters import username
-from provisioner.mapping.spec import load_mappings
 from provisioner.model import DesiredState
-from provisioner.plan.planner import names_in_use
-from provisioner.sources.informat.operations import OPERATIONS
 from tests.test_anchors import DEFAULTS, pupil, school, teacher
-from tests.test_names import observed_from
+from tests.test_names import desired, observed_from
 
 FIRST = ["Jan", "Marie-Louise", "An"]
 LAST = ["Peeters", "Vandenbroucke-Vermeulen", "Vandenbossche"]
@@ -61,22 +57,10 @@ def run(
     issued: set[str],
     own: dict[str, set[str]] | None = None,
 ) -> DesiredState:
-    compiled = compile_mappings(load_mappings(folder), OPERATIONS)
-    names = names_in_use(
-        observed_from(before) if before is not None else observed_from(DesiredState()),
-        {},
-        issued | {name for names in (own or {}).values() for name in names},
-        own=own,
-        unique={"sAMAccountName", "userPrincipalName", "mail"},
-    )
-    return build_desired(
-        compiled,
-        rows,
-        existing=names.existing,
-        issued=names.issued,
-        held_values=names.held_values,
-        own=names.own,
-    )
+    """The desired state of *rows* after *before* (its names kept), with names given before."""
+    observed = observed_from(before) if before is not None else None
+    given = issued | {name for names in (own or {}).values() for name in names}
+    return desired(folder, rows, observed, issued=given, own=own)
 
 
 @pytest.fixture(scope="module")
