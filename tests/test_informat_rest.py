@@ -8,6 +8,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from provisioner.sources.informat_rest.client import RestClient
 from provisioner.sources.informat_rest.datasets import ENDPOINTS
 from provisioner.sources.informat_rest.settings import InformatRestConfig
 from provisioner.sources.informat_rest.source import REFUSED, InformatRestSource
-from tests.conftest import REFERENCE_DAY, SCHOOLJAAR, informat_config, rest_config
+from tests.conftest import INSTELNRS, REFERENCE_DAY, SCHOOLJAAR, informat_config, rest_config
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPINGS = ROOT / "mappings"
@@ -186,7 +187,7 @@ def test_a_token_the_server_let_expire_is_renewed_once(rest_server, rest_ca):
 def test_a_401_after_renewal_is_a_clear_error(rest_server, rest):
     rest_server.inject("401", times=None)
     with pytest.raises(AuthenticationError, match=r"/1/registrations for 030569: HTTP 401"):
-        rest().read(DEFAULT_FIELDS)
+        rest(concurrency=1).read(DEFAULT_FIELDS)  # one school at a time: its tokens alone
     assert rest_server.token_requests() == 2  # renewed once, not in a loop
 
 
@@ -220,6 +221,25 @@ def test_a_403_of_the_api_blocks_only_that_school(rest, rest_server):
     hint = read.blocks[0].hint
     assert "HTTP 403" in hint and "MNA001" in hint
     assert read.counts["Leerkrachten"]["030577"] > 0
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_schools_are_read_at_once(rest, rest_server, concurrency):
+    """Schools are read `concurrency` at a time (each its endpoints in turn): two schools whose
+    students answer slowly take the slow answer's time once, not twice; one at a time, twice.
+    What is read is the same either way."""
+    before = rest().read(DEFAULT_FIELDS)
+    slow = 1.5
+    for instelnr in INSTELNRS:
+        rest_server.inject(f"slow:{slow}", path="/1/students", instelnr=instelnr)
+    started = time.perf_counter()
+    read = rest(concurrency=concurrency).read(DEFAULT_FIELDS)
+    elapsed = time.perf_counter() - started
+    if concurrency == 1:
+        assert elapsed >= 2 * slow
+    else:
+        assert elapsed < 2 * slow - 0.1, f"{elapsed:.2f} s: the schools were read in turn"
+    assert (read.digest, read.counts, read.blocks) == (before.digest, before.counts, [])
 
 
 def test_an_empty_array_blocks_that_school(rest, rest_server):
@@ -342,7 +362,7 @@ def test_a_cut_off_answer_is_retried_and_an_error_when_it_stays_cut_off(rest, re
 
 
 def test_malformed_json_is_an_error(rest, rest_server):
-    rest_server.inject("malformed", path="/employees/OwnFields")
+    rest_server.inject("malformed", path="/employees/OwnFields", instelnr="030569")
     with pytest.raises(
         SourceError, match=r"/employees/OwnFields for 030569: the answer is not JSON"
     ):

@@ -63,6 +63,8 @@ class InformatRestConfig:
     retries: int = 3
     """Attempts after the first for 429 (after its Retry-After), 5xx, timeouts and cut-off
     answers."""
+    concurrency: int = 4
+    """Schools read at once (1–16), each its endpoints one after the other."""
     max_answer_mb: float = field(default=512.0, metadata={"check": positive})
     """The largest answer accepted for one endpoint of one school, in MB."""
     ca_file: Path | None = None
@@ -78,6 +80,8 @@ class InformatRestConfig:
             raise ValueError("give either snapshot or client_id and client_secret, not both")
         if not 0 <= self.retries <= 10:
             raise ValueError("retries must be between 0 and 10")
+        if not 1 <= self.concurrency <= 16:
+            raise ValueError("concurrency must be between 1 and 16")
         unknown = sorted(set(self.school_names) - set(self.instelnrs))
         if unknown:
             raise ValueError(f"school_names names {', '.join(unknown)}, not among instelnrs")

@@ -9,11 +9,14 @@ web service's snapshot layout (``students/030569.json``), and a snapshot can be 
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import datetime as dt
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +174,9 @@ class InformatRestSource:
         writer = _RestSnapshotWriter(save) if save is not None else None
         try:
             with RestClient(self.config, **self._seams) as client:
-                for nr in self.config.instelnrs:
+
+                def read_school(nr: str) -> None:
+                    """One school's endpoints, one after the other (its token is shared)."""
                     for name in datasets:
                         progress(Progress("start", name, nr))
                     for name in endpoints:
@@ -190,6 +195,11 @@ class InformatRestSource:
                             writer.add(name, nr, answer.sha256, len(answer.body), len(answer.items))
                     for name in datasets:
                         progress(Progress("done", name, nr))
+
+                # Schools at once, as the web service's calls: a scholengroep of a hundred
+                # schools would otherwise wait for each in turn. Each school writes only its
+                # own keys; the first failure fails the read, the others are not started.
+                _each_at_once(read_school, self.config.instelnrs, self.config.concurrency)
             if writer is not None:
                 day = _reference_day(self.config.referentiedatum, today)
                 writer.commit(
@@ -200,7 +210,7 @@ class InformatRestSource:
                         "parameters": {"referentiedatum": dd_mm_yyyy(day)},
                         "refused": [
                             {"instelnr": nr, "api": api, "reason": reason}
-                            for (nr, api), reason in refused.items()
+                            for (nr, api), reason in sorted(refused.items())
                         ],
                     }
                 )
@@ -249,6 +259,30 @@ class InformatRestSource:
                 items = parsed[endpoint.wrapper] if endpoint.wrapper else parsed
                 answers[(name, nr)] = RestAnswer(items, body, entry.sha256)
         return answers, refused, snapshot.schooljaar, snapshot.as_of
+
+
+def _each_at_once(work: Callable[[str], None], items: Sequence[str], at_once: int) -> None:
+    """*work* for every item, *at_once* at a time; the first error is raised once every
+    started call has ended (none is started after an error)."""
+    failed = threading.Event()
+
+    def guarded(item: str) -> None:
+        if failed.is_set():
+            return  # the read fails anyway: no other school is asked
+        try:
+            work(item)
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="informat-rest") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, guarded, item) for item in items]
+        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+    for future in futures:
+        if not future.cancelled() and (error := future.exception()) is not None:
+            raise error
 
 
 class _RestSnapshotWriter(SnapshotWriter):
