@@ -36,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .faults import take
 from .loopback import LoopbackServer
 from .synthetic import SyntheticData
 
@@ -305,17 +306,9 @@ class InformatRestServer(LoopbackServer):
 
     def _take_fault(self, path: str, instelnr: str | None) -> _Fault | None:
         with self._lock:
-            for fault in self._faults:
-                if fault.path is not None and fault.path != path:
-                    continue
-                if fault.instelnr is not None and fault.instelnr != instelnr:
-                    continue
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                return fault
-        return None
+            return take(
+                self._faults, lambda f: f.path in (None, path) and f.instelnr in (None, instelnr)
+            )
 
     # --- HTTP ------------------------------------------------------------------------------------
     def _dispatch(self, h: _Handler, method: str) -> None:

@@ -48,6 +48,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsp
 
 from lxml import etree
 
+from .faults import take
 from .loopback import LoopbackServer
 from .synthetic import SyntheticData, generate, load_data, save_data
 
@@ -707,17 +708,10 @@ class InformatServer(LoopbackServer):
 
     def _take_fault(self, op: str | None, instelnr: str | None) -> _Fault | None:
         with self._lock:
-            for fault in self._faults:
-                if fault.op is not None and fault.op != op:
-                    continue
-                if fault.instelnr is not None and fault.instelnr != _six(instelnr):
-                    continue
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        self._faults.remove(fault)
-                return fault
-        return None
+            return take(
+                self._faults,
+                lambda f: f.op in (None, op) and f.instelnr in (None, _six(instelnr)),
+            )
 
     # --- dispatch --------------------------------------------------------------------------------
     def _dispatch(self, h: _Handler, method: str) -> None:
