@@ -128,15 +128,14 @@ def persons_of(prepared: Prepared, read: SourceRead) -> Engine:
     """The part of the mapping that needs no names in use (:func:`map_persons`)."""
     # A source that does not name itself is named by its key in the configuration.
     read.rows.origin = read.rows.origin or prepared.config.source.kind
+    offered = prepared.source.datasets()
     return map_persons(
         prepared.compiled,
         read.rows,
         today=read.as_of,
         problems=read.problems,
-        documented={
-            name: info.documented_fields for name, info in prepared.source.datasets().items()
-        },
-        unavailable={name: info.unavailable for name, info in prepared.source.datasets().items()},
+        documented={name: info.documented_fields for name, info in offered.items()},
+        unavailable={name: info.unavailable for name, info in offered.items()},
     )
 
 

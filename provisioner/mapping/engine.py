@@ -1112,10 +1112,11 @@ class Engine:
                     f"no free value after {MAX_SUFFIX} suffixes of {base!r} (is every value "
                     "taken, or does the template not use {{ name }} where the suffix should go?)"
                 )
-            self.book.claim(value(name), anchor)
+            chosen = value(name)
+            self.book.claim(chosen, anchor)
             given.names[attr] = name
-            if held_value and held_value.casefold() != value(name).casefold():
-                self._name_change(account, anchor, attr, held_value, value(name), follows=True)
+            if held_value and held_value.casefold() != chosen.casefold():
+                self._name_change(account, anchor, attr, held_value, chosen, follows=True)
 
     def _first_free(
         self,
