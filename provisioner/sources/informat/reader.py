@@ -9,12 +9,15 @@ the read: its record comes without it, and the value is listed as a problem of i
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import hashlib
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from provisioner.errors import ConfigError, SourceError
 from provisioner.model import Dataset, SourceRows
@@ -149,12 +152,10 @@ def read_source(
     jobs = [(op, nr) for op in datasets for nr in config.instelnrs]
     extra = {"sleep": sleep} if sleep is not None else {}
     try:
-        with (
-            InformatClient(config, options, **extra) as client,
-            ThreadPoolExecutor(max_workers=config.concurrency) as pool,
-        ):
+        with InformatClient(config, options, **extra) as client:
 
-            def run(op: Operation, instelnr: str) -> None:
+            def run(job: tuple[Operation, str]) -> None:
+                op, instelnr = job
                 progress(Progress("start", op.name, instelnr))
                 answer = client.fetch(
                     op,
@@ -167,13 +168,7 @@ def read_source(
                     writer.add(op.name, instelnr, answer.sha256, answer.size, len(answer.records))
                 progress(Progress("done", op.name, instelnr, len(answer.records)))
 
-            futures = [pool.submit(run, op, nr) for op, nr in jobs]
-            _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in pending:
-                future.cancel()
-            for future in futures:
-                if future.done() and not future.cancelled() and future.exception() is not None:
-                    raise future.exception()  # type: ignore[misc]
+            each_at_once(run, jobs, config.concurrency)
         if writer is not None:
             writer.commit(
                 {
@@ -188,6 +183,35 @@ def read_source(
             writer.abort()
         raise
     return data
+
+
+T = TypeVar("T")
+
+
+def each_at_once(work: Callable[[T], None], items: Sequence[T], at_once: int) -> None:
+    """*work* for every item, *at_once* at a time (calls to one service: each mostly waits for
+    its answer); the first error is raised once every started call has ended, and no call is
+    started after an error (the read fails anyway)."""
+    failed = threading.Event()
+
+    def guarded(item: T) -> None:
+        if failed.is_set():
+            return
+        try:
+            work(item)
+        except BaseException:
+            failed.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="informat") as pool:
+        # The caller's context variables (a log context) go along into each call.
+        futures = [pool.submit(contextvars.copy_context().run, guarded, item) for item in items]
+        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+    for future in futures:
+        if not future.cancelled() and (error := future.exception()) is not None:
+            raise error
 
 
 def _kept(fields: Mapping[str, Collection[str] | None]) -> dict[str, frozenset[str]]:

@@ -9,14 +9,11 @@ web service's snapshot layout (``students/030569.json``), and a snapshot can be 
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import datetime as dt
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ from provisioner.sources.informat.params import (
     resolve_schooljaar,
 )
 from provisioner.sources.informat.parser import normalise_date
+from provisioner.sources.informat.reader import each_at_once
 from provisioner.sources.informat.snapshot import Snapshot, SnapshotWriter
 from provisioner.sources.informat.source import EMPTY_ANSWER, preview_day
 from provisioner.sources.informat_rest.client import RestAnswer, RestClient, SchoolRefused
@@ -199,7 +197,7 @@ class InformatRestSource:
                 # Schools at once, as the web service's calls: a scholengroep of a hundred
                 # schools would otherwise wait for each in turn. Each school writes only its
                 # own keys; the first failure fails the read, the others are not started.
-                _each_at_once(read_school, self.config.instelnrs, self.config.concurrency)
+                each_at_once(read_school, self.config.instelnrs, self.config.concurrency)
             if writer is not None:
                 day = _reference_day(self.config.referentiedatum, today)
                 writer.commit(
@@ -259,30 +257,6 @@ class InformatRestSource:
                 items = parsed[endpoint.wrapper] if endpoint.wrapper else parsed
                 answers[(name, nr)] = RestAnswer(items, body, entry.sha256)
         return answers, refused, snapshot.schooljaar, snapshot.as_of
-
-
-def _each_at_once(work: Callable[[str], None], items: Sequence[str], at_once: int) -> None:
-    """*work* for every item, *at_once* at a time; the first error is raised once every
-    started call has ended (none is started after an error)."""
-    failed = threading.Event()
-
-    def guarded(item: str) -> None:
-        if failed.is_set():
-            return  # the read fails anyway: no other school is asked
-        try:
-            work(item)
-        except BaseException:
-            failed.set()
-            raise
-
-    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="informat-rest") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, guarded, item) for item in items]
-        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-    for future in futures:
-        if not future.cancelled() and (error := future.exception()) is not None:
-            raise error
 
 
 class _RestSnapshotWriter(SnapshotWriter):
