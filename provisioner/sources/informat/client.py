@@ -24,12 +24,13 @@ from provisioner.errors import AuthenticationError, SourceError, TransientSource
 from provisioner.sources.informat.operations import NAMESPACE, Operation
 from provisioner.sources.informat.params import QueryOptions, wire_parameters
 from provisioner.sources.informat.parser import (
-    AnswerParser,
     RawAnswer,
     fault_error,
+    size_error,
     without_request,
 )
 from provisioner.sources.informat.settings import InformatConfig, Timeouts, Transport
+from provisioner.sources.informat.workers import ParseWorkers
 
 _RETRY_STATUS = {502, 503, 504}
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -47,7 +48,8 @@ def soap_envelope(op: Operation, params: list[tuple[str, str]]) -> bytes:
 
 
 class InformatClient:
-    """Calls one operation for one instelnr and parses the answer as it streams in."""
+    """Calls one operation for one instelnr; the answer is parsed as it streams in, in a worker
+    process (see :mod:`.workers`)."""
 
     def __init__(
         self,
@@ -75,9 +77,11 @@ class InformatClient:
         )
         self._timeouts = config.timeout
         self.max_bytes = config.max_answer_bytes
+        self._workers = ParseWorkers(config.concurrency)
 
     def close(self) -> None:
         self._http.close()
+        self._workers.close()
 
     def __enter__(self) -> InformatClient:
         return self
@@ -144,27 +148,27 @@ class InformatClient:
         try:
             if response.status_code != 200:
                 raise _status_error(what, response)
-            parser = AnswerParser(op, what, fields=fields, max_bytes=self.max_bytes)
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self.max_bytes:
-                raise parser.size_error()  # said before downloading it
+                raise size_error(what, self.max_bytes)  # said before downloading it
             digest = hashlib.sha256()
             size = 0
             out = sink() if sink is not None else None
-            try:
-                for chunk in response.iter_bytes():
-                    digest.update(chunk)
-                    size += len(chunk)
+            with self._workers.parser(op, what, fields=fields, max_bytes=self.max_bytes) as parser:
+                try:
+                    for chunk in response.iter_bytes():
+                        digest.update(chunk)
+                        size += len(chunk)
+                        if out is not None:
+                            out.write(chunk)
+                        parser.feed(chunk)
+                except httpx.TransportError as exc:
+                    raise body_error(what, size, self._timeouts, exc) from None
+                finally:
                     if out is not None:
-                        out.write(chunk)
-                    parser.feed(chunk)
-            except httpx.TransportError as exc:
-                raise body_error(what, size, self._timeouts, exc) from None
-            finally:
-                if out is not None:
-                    out.close()
-            records = parser.close()
-            return RawAnswer(records, digest.hexdigest(), size, parser.fields_seen, parser.problems)
+                        out.close()
+                records, seen, problems = parser.close()
+            return RawAnswer(records, digest.hexdigest(), size, seen, problems)
         finally:
             response.close()
 

@@ -210,7 +210,7 @@ class AnswerParser:
     def feed(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self.max_bytes:
-            raise self.size_error()
+            raise size_error(self.what, self.max_bytes)
         # The first bytes are held back until there are enough to describe a bad answer well.
         if len(self._head) < _HEAD:
             self._head += chunk
@@ -226,13 +226,6 @@ class AnswerParser:
                 f"the data set (if Informat renamed the item, correct {self.op.name} in the "
                 "operations table)"
             )
-
-    def size_error(self) -> SourceError:
-        return SourceError(
-            f"{self.what}: the answer is larger than {_megabytes(self.max_bytes)}, the most this "
-            "configuration accepts (max_answer_mb in the informat settings); if the data set "
-            "really is this large, raise that limit"
-        )
 
     def _check_prolog(self) -> None:
         """Informat's answers never declare a document type; one that does could define entities,
@@ -443,6 +436,14 @@ class AnswerParser:
             snippet = without_request(self._head.strip()[:80].decode("utf-8", "replace"))
             return SourceError(f"{self.what}: the answer is not XML: {snippet!r}")
         return SourceError(f"{self.what}: malformed or truncated XML: {exc}")
+
+
+def size_error(what: str, max_bytes: int) -> SourceError:
+    return SourceError(
+        f"{what}: the answer is larger than {_megabytes(max_bytes)}, the most this "
+        "configuration accepts (max_answer_mb in the informat settings); if the data set "
+        "really is this large, raise that limit"
+    )
 
 
 def _megabytes(size: int) -> str:
