@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import queue
 import socket
 import subprocess
@@ -73,6 +74,8 @@ class ParseWorkers:
         if usable:
             self._idle.put(worker)
         else:
+            with self._lock:
+                self._all.remove(worker)
             worker.stop()
         self._slots.release()
 
@@ -180,24 +183,29 @@ class RemoteParser:
 
 
 def _serve(connection: Connection) -> None:
-    """A worker's loop: one answer after the other until the pipe closes."""
-    while True:
-        try:
+    """A worker's loop: one answer after the other, until the reader closes the socket (also in
+    the middle of an answer: its download failed) or the worker finds an error, which it sends."""
+    with contextlib.suppress(EOFError, OSError):
+        while True:
             op, what, options = connection.recv()
-        except (EOFError, OSError):
-            return
-        parser = AnswerParser(op, what, **options)
-        try:
-            while chunk := connection.recv_bytes():
-                parser.feed(chunk)
-            records = parser.close()
-        except Exception as error:  # told to the reader, which stops this worker
+            parser = AnswerParser(op, what, **options)
             try:
-                connection.send(("error", error))
-            except Exception:  # an error that does not pickle: its message still does
-                connection.send(("error", SourceError(f"{what}: {error}")))
-            return
-        connection.send(("done", records, parser.fields_seen, parser.problems))
+                while chunk := connection.recv_bytes():
+                    parser.feed(chunk)
+                records = parser.close()
+            except (EOFError, OSError):
+                raise
+            except Exception as error:
+                _send_error(connection, what, error)
+                return
+            connection.send(("done", records, parser.fields_seen, parser.problems))
+
+
+def _send_error(connection: Connection, what: str, error: Exception) -> None:
+    try:
+        connection.send(("error", error))
+    except (pickle.PicklingError, TypeError, AttributeError):  # its message still pickles
+        connection.send(("error", SourceError(f"{what}: {error}")))
 
 
 if __name__ == "__main__":
