@@ -83,6 +83,8 @@ class ParseWorkers:
         with self._lock:
             self._closed = True
             workers, self._all = self._all, []
+        for worker in workers:  # all told first: they end at the same time
+            worker.connection.close()
         for worker in workers:
             worker.stop()
 
