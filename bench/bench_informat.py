@@ -26,6 +26,7 @@ import json
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -136,6 +137,51 @@ def peak_rss_kib() -> int:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class ChildrenMemory:
+    """The largest sum of the resident memory of this process's children (the reader's parse
+    workers), sampled every *interval* seconds while in a ``with`` block. Their own peaks are
+    not known to this process (ru_maxrss of children survives fork+exec too), so they are
+    sampled: a peak between two samples is missed."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> ChildrenMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak_kib = max(self.peak_kib, sum(map(_rss_kib, _children())))
+
+
+def _children() -> list[str]:
+    pids = []
+    for tasks in Path("/proc/self/task").iterdir():
+        try:
+            pids += (tasks / "children").read_text().split()
+        except OSError:
+            continue
+    return pids
+
+
+def _rss_kib(pid: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass  # ended between the two reads
+    return 0
 
 
 def main() -> None:

@@ -14,8 +14,9 @@ In one run, per size:
      the configuration, its output written to a file (what ``plan --json > preview.json`` does);
    - ``fetch``: ``main(["fetch", "--config", …])``, the source's download + parse alone;
 
-   each timed (wall clock) with its peak memory (VmHWM of the child). The preview's steps are
-   timed too, each with the process's resident memory and peak after it.
+   each timed (wall clock) with its peak memory (VmHWM of the child) and the largest sum of its
+   parse workers' resident memory (sampled every 50 ms: the reader parses in worker processes).
+   The preview's steps are timed too, each with the process's resident memory and peak after it.
 
 With ``--growth-from M`` the same is measured for M pupils first, and the growth of the preview's
 time and peak from M to N is set against linear. With ``--profile FILE`` the preview runs once
@@ -38,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.bench_informat import peak_rss_kib, run_measured
+from bench.bench_informat import ChildrenMemory, peak_rss_kib, run_measured
 from tests.conftest import REFERENCE_DAY
 from tests.scenarios import config_head
 
@@ -122,7 +123,7 @@ def child(mode: str, config: Path, output: Path, profile: Path | None) -> None:
     if mode == "fetch":
         argv += ["--config", str(config)]
     run: Callable[[], int] = lambda: main(argv)  # noqa: E731
-    with output.open("w", encoding="utf-8") as written:
+    with output.open("w", encoding="utf-8") as written, ChildrenMemory() as workers:
         # what `provisioner plan --json > preview.json` writes
         result, elapsed = run_measured(run, stdout=written, profile=profile)
     peak = peak_rss_kib() / 1024
@@ -130,6 +131,7 @@ def child(mode: str, config: Path, output: Path, profile: Path | None) -> None:
         "seconds": elapsed,
         "result": result,
         "peak_mb": peak,
+        "workers_peak_mb": workers.peak_kib / 1024,
         "steps": steps,
         "bytes": output.stat().st_size,
     }
@@ -213,6 +215,10 @@ def print_size(result: dict[str, Any]) -> None:
         f"{preview['peak_mb']:.0f} MB |"
     )
     print(f"| `fetch` | {fetch['seconds']:.1f} s | {fetch['peak_mb']:.0f} MB |")
+    print(
+        f"| the parse workers together (sampled), preview / fetch | | "
+        f"{preview['workers_peak_mb']:.0f} / {fetch['workers_peak_mb']:.0f} MB |"
+    )
     print(f"| preview / fetch | {preview['seconds'] / fetch['seconds']:.2f} × | |")
     print("\nthe preview's steps (wall clock; resident memory and peak after each):\n")
     print("| step | time | resident after | peak after |")
