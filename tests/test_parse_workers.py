@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -125,3 +126,14 @@ def test_a_download_that_fails_midway_frees_its_worker(workers):
     assert stopped.process.poll() is not None  # it was left midway: stopped, not reused
     assert workers._all == []
     assert len(remote(workers, [ANSWER])[0]) == 4
+
+
+def test_a_worker_gets_no_secret_from_the_environment(workers, monkeypatch):
+    monkeypatch.setenv("INFORMAT_PASSWORD", "geheim-wachtwoord")
+    with workers.parser(operation("Lln"), "test Lln") as parser:
+        (worker,) = workers._all
+        environment = Path(f"/proc/{worker.process.pid}/environ").read_bytes()
+        parser.feed(ANSWER)
+        parser.close()
+    assert b"geheim-wachtwoord" not in environment
+    assert b"PYTHONPATH=" in environment

@@ -92,7 +92,8 @@ class ParseWorkers:
 class _Worker:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
-        env = dict(os.environ)
+        # Python's own settings only: the secrets in this environment are none of its business.
+        env = {k: v for k, v in os.environ.items() if k.startswith(("PYTHON", "LANG", "LC_"))}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [_IMPORT_ROOT, env.get("PYTHONPATH")]))
         with ours, theirs:
             self.process = subprocess.Popen(  # noqa: S603 (this interpreter, a fixed module)
