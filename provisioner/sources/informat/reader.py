@@ -27,6 +27,7 @@ from provisioner.sources.informat.operations import DEFAULT_DATASETS, Operation,
 from provisioner.sources.informat.parser import RawAnswer, Record
 from provisioner.sources.informat.settings import InformatConfig
 from provisioner.sources.informat.snapshot import Snapshot, SnapshotWriter
+from provisioner.sources.informat.workers import ParseWorkers
 
 
 @dataclass
@@ -241,12 +242,18 @@ def _read_snapshot(
         snapshot.schooljaar, list(config.instelnrs), [op.name for op in datasets], snapshot.as_of
     )
     data.kept = _kept(fields)
-    for op in datasets:
-        for nr in config.instelnrs:
-            progress(Progress("start", op.name, nr))
-            answer = snapshot.read(
-                op, nr, fields=fields.get(op.name), max_bytes=config.max_answer_bytes
-            )
-            data.add(op.name, nr, answer)
-            progress(Progress("done", op.name, nr, len(answer.records)))
+
+    def run(job: tuple[Operation, str]) -> None:
+        op, nr = job
+        progress(Progress("start", op.name, nr))
+        answer = snapshot.read(
+            op, nr, fields=fields.get(op.name), max_bytes=config.max_answer_bytes, workers=workers
+        )
+        data.add(op.name, nr, answer)
+        progress(Progress("done", op.name, nr, len(answer.records)))
+
+    # The answers are parsed as downloaded ones are: several at once, each in a worker.
+    jobs = [(op, nr) for op in datasets for nr in config.instelnrs]
+    with ParseWorkers(config.concurrency) as workers:
+        each_at_once(run, jobs, config.concurrency)
     return data

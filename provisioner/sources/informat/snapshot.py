@@ -27,7 +27,8 @@ from provisioner.errors import SourceError
 from provisioner.files import create_private, refuse_link, write_private
 from provisioner.sources.informat.operations import Operation
 from provisioner.sources.informat.params import parse_day
-from provisioner.sources.informat.parser import DEFAULT_MAX_ANSWER_BYTES, AnswerParser, RawAnswer
+from provisioner.sources.informat.parser import DEFAULT_MAX_ANSWER_BYTES, RawAnswer
+from provisioner.sources.informat.workers import ParseWorkers
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -145,7 +146,9 @@ class Snapshot:
         *,
         fields: Collection[str] | None = None,
         max_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        workers: ParseWorkers,
     ) -> RawAnswer:
+        """One answer of the snapshot, parsed by one of *workers* as a downloaded one is."""
         entry = self.entry(op.name, instelnr)
         path = self.directory / entry.file
         digest = hashlib.sha256()
@@ -159,10 +162,11 @@ class Snapshot:
             except OSError as exc:
                 raise SourceError(f"snapshot file {path} cannot be read: {exc.strerror}") from None
 
-        parser = AnswerParser(op, f"snapshot {entry.file}", fields=fields, max_bytes=max_bytes)
-        for chunk in chunks():
-            parser.feed(chunk)
-        records = parser.close()
+        what = f"snapshot {entry.file}"
+        with workers.parser(op, what, fields=fields, max_bytes=max_bytes) as parser:
+            for chunk in chunks():
+                parser.feed(chunk)
+            records, seen, problems = parser.close()
         if digest.hexdigest() != entry.sha256:
             raise SourceError(f"snapshot file {path} changed since it was saved (hash mismatch)")
-        return RawAnswer(records, entry.sha256, entry.bytes, parser.fields_seen, parser.problems)
+        return RawAnswer(records, entry.sha256, entry.bytes, seen, problems)

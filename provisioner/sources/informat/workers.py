@@ -47,6 +47,12 @@ class ParseWorkers:
         self._lock = threading.Lock()
         self._closed = False
 
+    def __enter__(self) -> ParseWorkers:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def parser(self, op: Operation, what: str, **options: Any) -> RemoteParser:
         """A parser for one answer, like :class:`AnswerParser`; use it in a ``with`` block."""
         return RemoteParser(self, op, what, options)
