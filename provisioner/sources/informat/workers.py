@@ -2,8 +2,8 @@
 
 Parsing XML is CPU work: four threads parsing at once in one process share one interpreter lock
 and slow each other down (a 50,000-pupil read: 9.8 s with four threads, 5.5 s with one, 3.7 s of
-it parsing), while a second core stays idle. So each download streams its bytes over a pipe to a
-process of its own, which runs the same :class:`AnswerParser` and sends back the records, or the
+it parsing), while a second core stays idle. So each download streams its bytes over a socket to
+a process of its own, which runs the same :class:`AnswerParser` and sends back the records, or the
 first error as soon as it is found (the download then stops, as before).
 
 Each worker is a fresh interpreter (``python -m provisioner.sources.informat.workers``, ~0.1 s
@@ -60,19 +60,16 @@ class ParseWorkers:
     def _take(self) -> _Worker:
         self._slots.acquire()
         try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        try:
-            worker = _Worker()
+            if self._closed:
+                raise SourceError("the Informat reader was closed while reading")
+            try:
+                return self._idle.get_nowait()
+            except queue.Empty:
+                worker = _Worker()
         except BaseException:
             self._slots.release()
             raise
         with self._lock:
-            if self._closed:
-                worker.stop()
-                self._slots.release()
-                raise SourceError("the Informat reader was closed while reading")
             self._all.append(worker)
         return worker
 
@@ -134,7 +131,7 @@ class RemoteParser:
 
     def __enter__(self) -> RemoteParser:
         self._worker = self._workers._take()
-        self._send(self._request)
+        self._worker.connection.send(self._request)
         return self
 
     def __exit__(
@@ -169,9 +166,6 @@ class RemoteParser:
     def _connection(self) -> Connection:
         assert self._worker is not None, "use the parser in a with block"
         return self._worker.connection
-
-    def _send(self, message: object) -> None:
-        self._connection().send(message)
 
     def _reply(self) -> tuple[list[dict[str, Any]], frozenset[str], list[UnreadableValue]]:
         try:
