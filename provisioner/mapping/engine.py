@@ -104,8 +104,16 @@ class CompiledAccount:
     """The unique attributes that use ``{{ name }}``: each gets a suffix of its own."""
     username_bound: tuple[str, ...] = ()
     """The other unique attributes: they change with the username alone."""
+    early: tuple[tuple[str | int, Compiled], ...] = ()
+    """The attributes (by name) and OU names (by position) that use neither ``username`` nor
+    ``name``: rendered before the names are given (:class:`_Early`)."""
 
     def __post_init__(self) -> None:
+        self.early = tuple(
+            (place, template)
+            for place, template in (*self.attributes.items(), *enumerate(self.ou))
+            if not NAME_VARIABLES & template.variables
+        )
         unique = [a for a in self.spec.unique if a in self.attributes]
         self.name_attributes = tuple(a for a in unique if "name" in self.attributes[a].variables)
         self.username_bound = tuple(a for a in unique if a not in self.name_attributes)
@@ -1432,13 +1440,7 @@ class _Early:
     @classmethod
     def render(cls, account: CompiledAccount, person: Person) -> _Early:
         values: dict[str | int, str | TemplateError] = {}
-        templates: list[tuple[str | int, Compiled]] = [
-            *account.attributes.items(),
-            *enumerate(account.ou),
-        ]
-        for place, template in templates:
-            if NAME_VARIABLES & template.variables:
-                continue
+        for place, template in account.early:
             try:
                 values[place] = template.render(person.context, person.key)
             except TemplateError as exc:

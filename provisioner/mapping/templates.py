@@ -511,9 +511,23 @@ def _fast_path(tree: nodes.Template, expression: bool) -> Fast | None:
     if len(functions) == 1:
         (only_part,) = functions
         return lambda context: _text(only_part(context)).strip()
+    # Literal text is text already: joined as it is, without a call per person.
+    pieces: list[str | Fast] = [
+        _text(node.data if isinstance(node, nodes.TemplateData) else node.value)
+        if isinstance(node, nodes.TemplateData | nodes.Const)
+        else function
+        for node, function in zip(body[0].nodes, functions, strict=True)
+    ]
 
     def render(context: Mapping[str, Any]) -> str:
-        return "".join([_text(f(context)) for f in functions]).strip()
+        texts = []
+        for piece in pieces:
+            if type(piece) is str:
+                texts.append(piece)
+            else:
+                value = piece(context)  # type: ignore[operator]
+                texts.append(value if type(value) is str else _text(value))
+        return "".join(texts).strip()
 
     return render
 
@@ -538,8 +552,21 @@ def _fast(node: nodes.Node) -> Fast | None:
             field = node.arg.value
         else:
             return None
+        if field.startswith("_"):
+            return None
+        if isinstance(node.node, nodes.Name):  # Lln.Naam, the usual case: one call
+            name = node.node.name
+
+            def lookup_name(c: Mapping[str, Any]) -> Any:
+                row = c[name]
+                if type(row) is not Row:
+                    raise _NotFast
+                value = row._record.get(field)  # Row.get, inline
+                return row.get(field) if value is None else value
+
+            return lookup_name
         target = _fast(node.node)
-        if target is None or field.startswith("_"):
+        if target is None:
             return None
 
         def lookup(c: Mapping[str, Any]) -> Any:
@@ -553,7 +580,7 @@ def _fast(node: nodes.Node) -> Fast | None:
         items = [_fast(n) for n in node.nodes]
         if any(i is None for i in items):
             return None
-        return lambda c: "".join(str(i(c)) for i in items)  # type: ignore[misc]
+        return lambda c: "".join([str(i(c)) for i in items])  # type: ignore[misc]
     if isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in _COMPARE:
         left, right = _fast(node.expr), _fast(node.ops[0].expr)
         compare = _COMPARE[node.ops[0].op]
@@ -582,13 +609,17 @@ def _fast(node: nodes.Node) -> Fast | None:
         if value is None or any(a is None for a in (*args, *kwargs.values())):
             return None
 
+        text_only = function in (str.lower, str.upper, str.strip)
+
         def call(c: Mapping[str, Any]) -> Any:
             subject = value(c)
-            if not isinstance(subject, str) and function in (str.lower, str.upper, str.strip):
+            if text_only and not isinstance(subject, str):
                 raise _NotFast
+            if not args and not kwargs:
+                return function(subject)
             return function(
                 subject,
-                *(a(c) for a in args),  # type: ignore[misc]
+                *[a(c) for a in args],  # type: ignore[misc]
                 **{key: a(c) for key, a in kwargs.items()},  # type: ignore[misc]
             )
 
