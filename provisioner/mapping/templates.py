@@ -210,7 +210,11 @@ class Compiled:
                     f"longer than {MAX_VALUE_CHARS // 1024} KiB ({len(value):,} characters) "
                     f"(person {person})"
                 )
-            _charge_run(len(value), self.source, person)
+            total = _RUN_TOTAL.get()  # the run's count, inline: this runs once per value
+            if total is not None:
+                total.chars += len(value)
+                if total.chars > MAX_RUN_CHARS:
+                    raise _run_too_large(self.source, person)
         return value  # type: ignore[no-any-return]
 
     def _render(self, context: Mapping[str, Any], person: str) -> Any:
@@ -438,17 +442,13 @@ def counting_run(total: RunTotal | None = None) -> Iterator[RunTotal]:
         _RUN_TOTAL.reset(token)
 
 
-def _charge_run(chars: int, source: Template, person: str) -> None:
-    total = _RUN_TOTAL.get()
-    if total is None:
-        return
-    total.chars += chars
-    if total.chars > MAX_RUN_CHARS:
-        raise RenderLimitError(
-            f"{source.location}: {source.where}: the mapping templates made more than "
-            f"{MAX_RUN_CHARS // (1024 * 1024)} MiB of values in this run (reached at person "
-            f"{person}); check the templates for values that grow with the data"
-        )
+def _run_too_large(source: Template, person: str) -> RenderLimitError:
+    """The error of a run whose values together passed :data:`MAX_RUN_CHARS` at *person*."""
+    return RenderLimitError(
+        f"{source.location}: {source.where}: the mapping templates made more than "
+        f"{MAX_RUN_CHARS // (1024 * 1024)} MiB of values in this run (reached at person "
+        f"{person}); check the templates for values that grow with the data"
+    )
 
 
 def _charge_run_loops(iterations: int, source: Template, person: str) -> None:
