@@ -1120,8 +1120,9 @@ class Engine:
                 return self.book.free(name, anchor) and self.book.free(value(name), anchor)
 
             values = None
-            if value.around() is not None:
-                head, tail = value.around()  # type: ignore[misc]
+            around = value.around()
+            if around is not None:
+                head, tail = around
                 key = (base, str(scheme.length), attr, head, tail)
                 values = _ValueCursor(value_cursors, key, scheme.first, value, self.book, searching)
             name = self._first_free(base, scheme, free, cursors, attr, values)
