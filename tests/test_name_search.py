@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 
 from provisioner.mapping import engine
 from provisioner.mapping.filters import username
+from provisioner.mapping.spec import Template
+from provisioner.mapping.templates import Compiled, Row, TemplateError
 from provisioner.model import DesiredState
 from tests.test_anchors import DEFAULTS, pupil, school, teacher
 from tests.test_names import desired, observed_from
@@ -146,3 +148,45 @@ def test_the_kth_namesake_with_a_long_name_tries_few_values(monkeypatch, tmp_pat
     tried.clear()
     run(DEFAULTS["ad"], rows, None, set())
     assert tried.count("mail") > 10 * 40  # what the search tried without skipping values
+
+
+INSERTING = [
+    "{{ name }}@{{ vars.domain }}",
+    "{{ name }}",
+    "  {{ vars.before }}{{ name }}{{ vars.after }}  ",
+    "{{ vars.before }} {{ name }} x",
+    "{{ name }}@{{ vars.domain | replace('a', 'b') }}",  # the other part through Jinja
+]
+NOT_INSERTING = ["{{ name }}.{{ name }}", "{{ name | upper }}@{{ vars.domain }}", "x"]
+text = st.text(alphabet=st.sampled_from(["a", "B", " ", "\t", "\n", "é", ".", "\u3000"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    source=st.sampled_from(INSERTING + NOT_INSERTING),
+    parts=st.fixed_dictionaries({"domain": text, "before": text, "after": text}),
+    names=st.lists(st.one_of(text, st.sampled_from(["jan.peeters2", "", " jan ", "a b"]))),
+)
+def test_name_values_are_the_renderings(source, parts, names):
+    """Every value the search tries is what rendering the template with that name makes, also
+    when it is made from the text around the name, rendered once (``_NameValues``)."""
+    template = Compiled(Template(source, Path("m.yaml"), 1, "test"), expression=False, datasets={})
+    context = {"vars": Row(parts), "username": "u"}
+    values = engine._NameValues(template, context, "1")
+    values.fixed()
+    assert (values.around() is not None) == (source in INSERTING)
+    for name in names:
+        assert values(name) == template.render({**context, "name": name}, "1")
+
+
+def test_a_name_value_too_long_fails_as_its_rendering():
+    template = Compiled(
+        Template("{{ name }}@{{ vars.domain }}", Path("m.yaml"), 1, "test"),
+        expression=False,
+        datasets={},
+    )
+    values = engine._NameValues(template, {"vars": Row({"domain": "x" * 60_000})}, "1")
+    assert values.around() is not None
+    assert values("a" * 100).startswith("a" * 100)
+    with pytest.raises(TemplateError, match="longer than 64 KiB"):
+        values("a" * 6_000)

@@ -25,6 +25,11 @@ TEMPLATES = [
     "{{ Lln.Naam | left(length=3) | upper }}",
     "{{ name }}@{{ vars.domain }}",
     "x-{{ key }}",
+    # literal text and constants of other types between the parts, joined without a call
+    "  {{ Lln.Voornaam }}{{ 7 }}{{ none }} {{ key }} ",
+    "{{ Lln['Naam'] }}-{{ Lln.Gone }}",  # a field not fetched: an error on both paths
+    "{{ vars.domain }}.{{ key.x }}",  # not a row: Jinja's answer
+    "{{ 7 | upper }}{{ Lln.Naam | lower }}",
 ]
 EXPRESSIONS = [
     'Lln.voorlopig == "0"',
@@ -71,7 +76,9 @@ def test_fast_path_renders_what_jinja_renders(
     voornaam: str | None, naam: str | None, voorlopig: str | None, key: str, name: str
 ) -> None:
     context = {
-        "Lln": Row({"Voornaam": voornaam, "Naam": naam, "voorlopig": voorlopig}),
+        "Lln": Row(
+            {"Voornaam": voornaam, "Naam": naam, "voorlopig": voorlopig}, frozenset({"Gone"})
+        ),
         "key": key,
         "name": name,
         "vars": Row({"domain": "school.be"}),

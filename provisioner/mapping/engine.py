@@ -27,6 +27,7 @@ from provisioner.errors import ConfigError
 from provisioner.gcpause import paused_gc
 from provisioner.licences import ATTRIBUTE, PART_NUMBER, licence_text
 from provisioner.mapping.names import MAX_SUFFIX, SENTINEL, NameBook, Scheme, name_in
+from provisioner.mapping.sandbox import MAX_VALUE_CHARS
 from provisioner.mapping.spec import (
     AccountSpec,
     GroupSpec,
@@ -103,8 +104,16 @@ class CompiledAccount:
     """The unique attributes that use ``{{ name }}``: each gets a suffix of its own."""
     username_bound: tuple[str, ...] = ()
     """The other unique attributes: they change with the username alone."""
+    early: tuple[tuple[str | int, Compiled], ...] = ()
+    """The attributes (by name) and OU names (by position) that use neither ``username`` nor
+    ``name``: rendered before the names are given (:class:`_Early`)."""
 
     def __post_init__(self) -> None:
+        self.early = tuple(
+            (place, template)
+            for place, template in (*self.attributes.items(), *enumerate(self.ou))
+            if not NAME_VARIABLES & template.variables
+        )
         unique = [a for a in self.spec.unique if a in self.attributes]
         self.name_attributes = tuple(a for a in unique if "name" in self.attributes[a].variables)
         self.username_bound = tuple(a for a in unique if a not in self.name_attributes)
@@ -793,8 +802,8 @@ class Engine:
                     attr: Derived(
                         early.value(attr)
                         if attr in early.values
-                        else t.render({**context, "name": given.names[attr]}, person.key)
-                        if attr in given.names
+                        else given.values[attr]
+                        if attr in given.values
                         else t.render(context, person.key),
                         account.why[attr],
                     )
@@ -966,9 +975,10 @@ class Engine:
             held = self._held_name(anchor)
             assert held is not None
             try:
-                if self._username_free(account, person, anchor, held):
-                    self._claim_username(account, person, anchor, held)
-                    names[anchor] = Names(held)
+                values = self._username_values(account, person, anchor, held)
+                if values is not None:
+                    self._claim_username(anchor, held, values)
+                    names[anchor] = Names(held, values=values)
                     scheme = _username_scheme(account.spec.username)
                     if not scheme.fits(held, base):
                         wanted = scheme.plain(base)
@@ -989,21 +999,30 @@ class Engine:
         for account, person, anchor, base in sorted(moving, key=lambda p: _natural(p[2])):
             spec = account.spec.username
             scheme = _username_scheme(spec)
+            free_values: dict[str, dict[str, str]] = {}  # of the free name, once found
+
+            def is_free(
+                name: str,
+                account: CompiledAccount = account,
+                person: Person = person,
+                anchor: str = anchor,
+                found: dict[str, dict[str, str]] = free_values,
+            ) -> bool:
+                values = self._username_values(account, person, anchor, name)
+                if values is not None:
+                    found[name] = values
+                return values is not None
+
             try:
-                name = self._first_free(
-                    base,
-                    scheme,
-                    lambda n, a=account, p=person, k=anchor: self._username_free(a, p, k, n),
-                    cursors,
-                )
+                name = self._first_free(base, scheme, is_free, cursors)
             except TemplateError as exc:
                 self.failed(person, exc, anchor=anchor)
                 continue
             if name is None:
                 self._no_free_name(account, person, anchor, base, spec.template.location)
                 continue
-            self._claim_username(account, person, anchor, name)
-            names[anchor] = Names(name)
+            self._claim_username(anchor, name, free_values[name])
+            names[anchor] = Names(name, values=free_values[name])
             held = self._held_name(anchor)
             if held is not None and held.casefold() != name.casefold():
                 self._name_change(account, anchor, "username", held, name, follows=True)
@@ -1029,25 +1048,28 @@ class Engine:
         self._summarise_kept_names()
         return names
 
-    def _username_free(
+    def _username_values(
         self, account: CompiledAccount, person: Person, anchor: str, name: str
-    ) -> bool:
-        """The username and the unique attributes that change with it are free for *anchor*."""
+    ) -> dict[str, str] | None:
+        """The values of the unique attributes that change with the username, when the
+        username *name* and they are free for *anchor*; else None (rendered up to the first
+        that is taken)."""
         if not self.book.free(name, anchor):
-            return False
+            return None
         context = {**person.context, "username": name}
-        return all(
-            self.book.free(account.attributes[attr].render(context, person.key), anchor)
-            for attr in account.username_bound
-        )
-
-    def _claim_username(
-        self, account: CompiledAccount, person: Person, anchor: str, name: str
-    ) -> None:
-        self.book.claim(name, anchor)
-        context = {**person.context, "username": name}
+        values: dict[str, str] = {}
         for attr in account.username_bound:
-            self.book.claim(account.attributes[attr].render(context, person.key), anchor)
+            value = account.attributes[attr].render(context, person.key)
+            if not self.book.free(value, anchor):
+                return None
+            values[attr] = value
+        return values
+
+    def _claim_username(self, anchor: str, name: str, values: Mapping[str, str]) -> None:
+        """*name* and the *values* that go with it (:meth:`_username_values`) are *anchor*'s."""
+        self.book.claim(name, anchor)
+        for value in values.values():
+            self.book.claim(value, anchor)
 
     def _allocate_attribute_names(
         self,
@@ -1070,12 +1092,9 @@ class Engine:
         held_username = self._held_name(anchor)
         for attr in account.name_attributes:
             template = account.attributes[attr]
-
-            def value(name: str, t: Compiled = template) -> str:
-                return t.render({**context, "name": name}, person.key)
-
+            value = _NameValues(template, context, person.key)
             held_value = held_values.get(attr)
-            held_name = name_in(held_value, value(SENTINEL)) if held_value else None
+            held_name = name_in(held_value, value.fixed()) if held_value else None
             if held_name is None and held_username is not None:
                 # Not told by the value (none yet, or the template's fixed part changed, e.g. the
                 # mail domain): the name that goes with the username it holds (jan.peeters2 →
@@ -1091,18 +1110,19 @@ class Engine:
                 if kept is not None and self.book.free(kept, anchor):
                     self.book.claim(kept, anchor)
                     given.names[attr] = held_name
+                    given.values[attr] = kept
                     if not fits and held_value:
                         wanted = value(scheme.plain(base))
                         self._name_change(account, anchor, attr, held_value, wanted, follows=False)
                     continue
 
-            def free(name: str) -> bool:
+            def free(name: str, value: _NameValues = value) -> bool:
                 return self.book.free(name, anchor) and self.book.free(value(name), anchor)
 
             values = None
-            fixed = value(SENTINEL)
-            if template.inserts_name and fixed.count(SENTINEL) == 1:
-                head, _, tail = fixed.partition(SENTINEL)
+            around = value.around()
+            if around is not None:
+                head, tail = around
                 key = (base, str(scheme.length), attr, head, tail)
                 values = _ValueCursor(value_cursors, key, scheme.first, value, self.book, searching)
             name = self._first_free(base, scheme, free, cursors, attr, values)
@@ -1115,6 +1135,7 @@ class Engine:
             chosen = value(name)
             self.book.claim(chosen, anchor)
             given.names[attr] = name
+            given.values[attr] = chosen
             if held_value and held_value.casefold() != chosen.casefold():
                 self._name_change(account, anchor, attr, held_value, chosen, follows=True)
 
@@ -1327,6 +1348,51 @@ class Engine:
         return owners
 
 
+class _NameValues:
+    """One person's values of one unique attribute that uses ``{{ name }}``, for any name.
+
+    Each is the template rendered with the name, except where the template puts the name into
+    its text once, as it is (``{{ name }}@{{ vars.pupil_domain }}``: ``Compiled.inserts_name``),
+    and the text around it is known (rendered once with :data:`SENTINEL` as the name): then the
+    value of a name without blanks at its ends is that text with the name between, exactly what
+    rendering makes (rendering strips the whole text, which takes nothing from such a name). The
+    name search tries several names per person; it no longer renders each of them."""
+
+    __slots__ = ("_around", "_fixed", "context", "key", "template")
+
+    def __init__(self, template: Compiled, context: Mapping[str, Any], key: str) -> None:
+        self.template, self.context, self.key = template, context, key
+        self._fixed: str | None = None
+        self._around: tuple[str, str] | None = None
+
+    def render(self, name: str) -> str:
+        return self.template.render({**self.context, "name": name}, self.key)
+
+    def fixed(self) -> str:
+        """The value with :data:`SENTINEL` for the name (rendered once)."""
+        if self._fixed is None:
+            self._fixed = self.render(SENTINEL)
+            if self.template.inserts_name and self._fixed.count(SENTINEL) == 1:
+                head, _, tail = self._fixed.partition(SENTINEL)
+                self._around = (head, tail)
+        return self._fixed
+
+    def around(self) -> tuple[str, str] | None:
+        """The text before and after the name in every value, when the template inserts it
+        once as it is; else None."""
+        self.fixed()
+        return self._around
+
+    def __call__(self, name: str) -> str:
+        around = self._around
+        if around is None or not name or name != name.strip():
+            return self.render(name)
+        head, tail = around
+        if len(head) + len(name) + len(tail) > MAX_VALUE_CHARS:
+            return self.render(name)  # too long: the rendering says so, as before
+        return head + name + tail
+
+
 class _ValueCursor:
     """Where the values of one unique attribute that may still be free begin, for the persons
     with one wanted name whose values put the name between the same text (``…@school.be``).
@@ -1375,13 +1441,7 @@ class _Early:
     @classmethod
     def render(cls, account: CompiledAccount, person: Person) -> _Early:
         values: dict[str | int, str | TemplateError] = {}
-        templates: list[tuple[str | int, Compiled]] = [
-            *account.attributes.items(),
-            *enumerate(account.ou),
-        ]
-        for place, template in templates:
-            if NAME_VARIABLES & template.variables:
-                continue
+        for place, template in account.early:
             try:
                 values[place] = template.render(person.context, person.key)
             except TemplateError as exc:
@@ -1413,6 +1473,8 @@ class Names:
 
     username: str
     names: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)
+    """The values the unique attributes got (each chosen by the search): not rendered again."""
 
 
 def _fold(name: str) -> str:

@@ -135,8 +135,10 @@ class NameBook:
 
     def inherit(self, anchor: str, former: str) -> None:
         """*anchor* is the new anchor of the account that had *former*: its names are its own."""
-        self.own.setdefault(anchor, set()).update(self.own.get(former, ()))
-        self._owners = None
+        names = self.own.get(former)
+        if names:  # (every account of a first run names a former anchor that owns nothing)
+            self.own.setdefault(anchor, set()).update(names)
+            self._owners = None
 
     def claim(self, name: str, anchor: str) -> None:
         self.claimed[name.casefold()] = anchor

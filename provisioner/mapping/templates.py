@@ -210,7 +210,11 @@ class Compiled:
                     f"longer than {MAX_VALUE_CHARS // 1024} KiB ({len(value):,} characters) "
                     f"(person {person})"
                 )
-            _charge_run(len(value), self.source, person)
+            total = _RUN_TOTAL.get()  # the run's count, inline: this runs once per value
+            if total is not None:
+                total.chars += len(value)
+                if total.chars > MAX_RUN_CHARS:
+                    raise _run_too_large(self.source, person)
         return value  # type: ignore[no-any-return]
 
     def _render(self, context: Mapping[str, Any], person: str) -> Any:
@@ -438,17 +442,13 @@ def counting_run(total: RunTotal | None = None) -> Iterator[RunTotal]:
         _RUN_TOTAL.reset(token)
 
 
-def _charge_run(chars: int, source: Template, person: str) -> None:
-    total = _RUN_TOTAL.get()
-    if total is None:
-        return
-    total.chars += chars
-    if total.chars > MAX_RUN_CHARS:
-        raise RenderLimitError(
-            f"{source.location}: {source.where}: the mapping templates made more than "
-            f"{MAX_RUN_CHARS // (1024 * 1024)} MiB of values in this run (reached at person "
-            f"{person}); check the templates for values that grow with the data"
-        )
+def _run_too_large(source: Template, person: str) -> RenderLimitError:
+    """The error of a run whose values together passed :data:`MAX_RUN_CHARS` at *person*."""
+    return RenderLimitError(
+        f"{source.location}: {source.where}: the mapping templates made more than "
+        f"{MAX_RUN_CHARS // (1024 * 1024)} MiB of values in this run (reached at person "
+        f"{person}); check the templates for values that grow with the data"
+    )
 
 
 def _charge_run_loops(iterations: int, source: Template, person: str) -> None:
@@ -511,9 +511,23 @@ def _fast_path(tree: nodes.Template, expression: bool) -> Fast | None:
     if len(functions) == 1:
         (only_part,) = functions
         return lambda context: _text(only_part(context)).strip()
+    # Literal text is text already: joined as it is, without a call per person.
+    pieces: list[str | Fast] = [
+        _text(node.data if isinstance(node, nodes.TemplateData) else node.value)
+        if isinstance(node, nodes.TemplateData | nodes.Const)
+        else function
+        for node, function in zip(body[0].nodes, functions, strict=True)
+    ]
 
     def render(context: Mapping[str, Any]) -> str:
-        return "".join([_text(f(context)) for f in functions]).strip()
+        texts = []
+        for piece in pieces:
+            if type(piece) is str:
+                texts.append(piece)
+            else:
+                value = piece(context)  # type: ignore[operator]
+                texts.append(value if type(value) is str else _text(value))
+        return "".join(texts).strip()
 
     return render
 
@@ -538,8 +552,21 @@ def _fast(node: nodes.Node) -> Fast | None:
             field = node.arg.value
         else:
             return None
+        if field.startswith("_"):
+            return None
+        if isinstance(node.node, nodes.Name):  # Lln.Naam, the usual case: one call
+            name = node.node.name
+
+            def lookup_name(c: Mapping[str, Any]) -> Any:
+                row = c[name]
+                if type(row) is not Row:
+                    raise _NotFast
+                value = row._record.get(field)  # Row.get, inline
+                return row.get(field) if value is None else value
+
+            return lookup_name
         target = _fast(node.node)
-        if target is None or field.startswith("_"):
+        if target is None:
             return None
 
         def lookup(c: Mapping[str, Any]) -> Any:
@@ -553,7 +580,7 @@ def _fast(node: nodes.Node) -> Fast | None:
         items = [_fast(n) for n in node.nodes]
         if any(i is None for i in items):
             return None
-        return lambda c: "".join(str(i(c)) for i in items)  # type: ignore[misc]
+        return lambda c: "".join([str(i(c)) for i in items])  # type: ignore[misc]
     if isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in _COMPARE:
         left, right = _fast(node.expr), _fast(node.ops[0].expr)
         compare = _COMPARE[node.ops[0].op]
@@ -582,13 +609,17 @@ def _fast(node: nodes.Node) -> Fast | None:
         if value is None or any(a is None for a in (*args, *kwargs.values())):
             return None
 
+        text_only = function in (str.lower, str.upper, str.strip)
+
         def call(c: Mapping[str, Any]) -> Any:
             subject = value(c)
-            if not isinstance(subject, str) and function in (str.lower, str.upper, str.strip):
+            if text_only and not isinstance(subject, str):
                 raise _NotFast
+            if not args and not kwargs:
+                return function(subject)
             return function(
                 subject,
-                *(a(c) for a in args),  # type: ignore[misc]
+                *[a(c) for a in args],  # type: ignore[misc]
                 **{key: a(c) for key, a in kwargs.items()},  # type: ignore[misc]
             )
 
