@@ -15,7 +15,7 @@ import pytest
 from provisioner.errors import SourceError
 from provisioner.sources.informat.operations import operation
 from provisioner.sources.informat.parser import AnswerParser, parse_answer
-from provisioner.sources.informat.workers import ParseWorkers
+from provisioner.sources.informat.workers import NICENESS, ParseWorkers
 from tests.test_parser import NS, lln
 
 ANSWER = lln(
@@ -135,3 +135,10 @@ def test_a_worker_gets_no_secret_from_the_environment(workers, monkeypatch):
     environment = Path(f"/proc/{worker.process.pid}/environ").read_bytes()
     assert b"geheim-wachtwoord" not in environment
     assert b"PYTHONPATH=" in environment
+
+
+def test_a_worker_gives_way_to_the_reader_when_they_share_a_core(workers):
+    remote(workers, [ANSWER])
+    (worker,) = workers._all
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, worker.process.pid) == min(19, ours + NICENESS)

@@ -35,6 +35,8 @@ from provisioner.sources.informat.parser import AnswerParser, UnreadableValue
 
 _END = b""  # the end of one answer's bytes (httpx yields no empty chunk; the feeder skips them)
 _IMPORT_ROOT = str(Path(provisioner.__file__).resolve().parent.parent)
+NICENESS = 10
+"""How much lower a worker's priority is than the reader's."""
 
 
 class ParseWorkers:
@@ -212,4 +214,7 @@ def _send_error(connection: Connection, what: str, error: Exception) -> None:
 
 
 if __name__ == "__main__":
+    # Parsing is throughput work: the directory's read beside it, the night's longest step,
+    # comes first when they share a core.
+    os.nice(NICENESS)
     _serve(Connection(int(sys.argv[1])))
