@@ -1109,7 +1109,6 @@ class Engine:
                 kept = value(held_name) if fits or spec.rename == "keep" else None
                 if kept is not None and self.book.free(kept, anchor):
                     self.book.claim(kept, anchor)
-                    given.names[attr] = held_name
                     given.values[attr] = kept
                     if not fits and held_value:
                         wanted = value(scheme.plain(base))
@@ -1134,7 +1133,6 @@ class Engine:
                 )
             chosen = value(name)
             self.book.claim(chosen, anchor)
-            given.names[attr] = name
             given.values[attr] = chosen
             if held_value and held_value.casefold() != chosen.casefold():
                 self._name_change(account, anchor, attr, held_value, chosen, follows=True)
@@ -1468,13 +1466,11 @@ def _name_scheme(spec: UsernameSpec) -> Scheme:
 
 @dataclass
 class Names:
-    """The names given to one account: its username, and per unique attribute that uses
-    ``{{ name }}`` the name it gets there."""
+    """The names given to one account: its username, and the values its unique attributes got
+    (each chosen by the search: not rendered again)."""
 
     username: str
-    names: dict[str, str] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)
-    """The values the unique attributes got (each chosen by the search): not rendered again."""
 
 
 def _fold(name: str) -> str:
