@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_preview import ANSWER_CACHE_BYTES, datasets_used, instelnrs_for, write_config
+from bench.bench_preview import ANSWER_CACHE_BYTES, instelnrs_for, scholengroep, write_config
 from provisioner import pipeline
 from provisioner.model import DesiredState
 from provisioner.pipeline import Prepared
@@ -49,12 +49,8 @@ def read_once(pupils: int, cache: Path) -> tuple[list[str], SourceRead]:
     if not path.exists():
         from tests.conftest import REFERENCE_DAY
         from tests.fakes.informat_server import InformatServer
-        from tests.fakes.synthetic import generate
 
-        data = generate(pupils, instelnrs=instelnrs, schooljaar="2025-26", seed=1)
-        used = datasets_used()
-        for name in [n for n in data.rows if n not in used]:
-            del data.rows[name]
+        data = scholengroep(pupils, instelnrs)
         with (
             tempfile.TemporaryDirectory() as tmp,
             InformatServer(data, today=REFERENCE_DAY, cache_bytes=ANSWER_CACHE_BYTES) as server,
