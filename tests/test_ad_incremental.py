@@ -158,12 +158,19 @@ def config(samba_dc: Any, tree: Tree, **overrides: Any) -> AdConfig:
 class Night:
     """One night's read: a fresh target (as each run makes one) and the state store's cache."""
 
-    def __init__(self, settings: AdConfig, store: Path, events: list[str], **cache: Any) -> None:
+    def __init__(
+        self, settings: AdConfig, store: Path, events: list[str], size_limit: int = 0, **cache: Any
+    ) -> None:
+        """*size_limit*: a search without pages gives only so many entries and sizeLimitExceeded,
+        as AD does beyond its MaxPageSize (Samba has no such limit, nor heeds a search's own)."""
         self.settings, self.store, self.events, self.cache = settings, store, events, cache
+        self.size_limit = size_limit
 
     def read(self, attributes: frozenset[str] = ATTRIBUTES) -> tuple[ObservedState, str]:
         """The observed state and the target's log line about the read."""
         target = ActiveDirectory(self.settings)
+        if self.size_limit:
+            limit_searches(target.connect(), self.size_limit)
         options = {"mappings": "m1", "full_read_every": 7, **self.cache}
         base = ReadCache(self.store, target.describe(), **options)
         before = len(self.events)
@@ -185,6 +192,22 @@ class Night:
         finally:
             target.close()
         return state
+
+
+def limit_searches(conn: Connection, size_limit: int) -> None:
+    """*conn*'s searches without pages end as AD ends them beyond its MaxPageSize."""
+    search = conn.search
+
+    def as_ad(*args: Any, **kwargs: Any) -> bool:
+        done = search(*args, **kwargs)
+        paged = kwargs.get("paged_size") or (len(args) > 10 and args[10])
+        if paged or len(conn.response) <= size_limit:
+            return done
+        conn.response = conn.response[:size_limit]
+        conn.result = {**conn.result, "result": 4, "description": "sizeLimitExceeded"}
+        return False
+
+    conn.search = as_ad  # type: ignore[method-assign]
 
 
 def _index(target: ActiveDirectory) -> tuple[dict, set]:
@@ -232,10 +255,23 @@ def assert_same(night: Night, incremental: ObservedState) -> ObservedState:
     return full
 
 
+LIMITED = "the DC limits what one search returns (sizeLimitExceeded): the managed OU is read in pages"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "size_limit"),
+    [({}, 0), ({"paged_reads": True}, 0), ({}, 5)],
+    ids=["in one search", "paged_reads", "a DC that limits one search"],
+)
 def test_an_incremental_read_equals_a_full_read_after_changes_by_hand(
-    samba_dc: Any, tree: Tree, store: Path, events: list[str]
+    samba_dc: Any,
+    tree: Tree,
+    store: Path,
+    events: list[str],
+    overrides: dict[str, Any],
+    size_limit: int,
 ) -> None:
-    night = Night(config(samba_dc, tree), store, events)
+    night = Night(config(samba_dc, tree, **overrides), store, events, size_limit)
     first, line = night.read()
     assert line.startswith("read the managed OU in full") and "no earlier read is kept" in line
     assert {a.anchor for a in first.outside} == {"401"}
@@ -283,6 +319,8 @@ def test_an_incremental_read_equals_a_full_read_after_changes_by_hand(
     fourth, line = night.read()  # and the folded read is a good base in turn
     assert line.startswith("read the managed OU incrementally: 0 changed, 0 gone"), line
     assert_same(night, fourth)
+    # what is there is listed in one search, unless the DC refuses one or pages are asked for
+    assert events.count(LIMITED) == (3 if size_limit else 0)
 
 
 def test_a_full_read_whenever_the_base_cannot_be_trusted(

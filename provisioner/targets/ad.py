@@ -193,6 +193,7 @@ class ActiveDirectory(BaseTarget):
         self._conn: Connection | None = None
         self._anchors: AnchorIndex[str] = AnchorIndex(lambda a, b: a.lower() == b.lower())
         self._indexed = False
+        self._whole_searches = not config.paged_reads
         self._account_attributes: tuple[str, ...] = ()
         self._privileged: _Privileged | None = None
         super().__init__()
@@ -569,12 +570,39 @@ class ActiveDirectory(BaseTarget):
         return {"invocation_id": str(uuid.UUID(bytes_le=invocation)), "usn": int(usn)}
 
     def _managed(
-        self, search_filter: str, attributes: list[str]
+        self, search_filter: str, attributes: list[str], *, whole: bool = False
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(extended DN, values) of each managed object below the root that *search_filter*
         finds; a search the DC fails is an error, never a shorter answer (that would look like
-        objects gone)."""
+        objects gone). *whole*: in one search when the DC allows it, for entries so small that
+        the whole answer may be held at once."""
         conn = self.connect()
+        if whole and self._whole_searches:
+            # Samba answers one search in half the time of the same search in pages: its paged
+            # search fetches each object it returns a second time, by objectGUID. A DC that
+            # limits what one search returns (AD's MaxPageSize) says so, and is read in pages.
+            conn.search(
+                self.root_dn,
+                search_filter,
+                search_scope=SUBTREE,
+                attributes=attributes,
+                controls=[ad_read.EXTENDED_DN],
+            )
+            result = conn.result or {}
+            code = result.get("result", 0)
+            if code == 0:
+                for entry in conn.response or ():
+                    if entry.get("type") == "searchResEntry":
+                        yield entry["dn"], entry["attributes"]
+                return
+            if code not in ad_read.LIMIT_RESULTS:
+                raise TargetError(f"cannot read {self.root_dn}: {_explain(result)}")
+            self._whole_searches = False
+            log.event(
+                f"the DC limits what one search returns ({result.get('description')}): "
+                "the managed OU is read in pages",
+                code=code,
+            )
         entries = conn.extend.standard.paged_search(
             self.root_dn,
             search_filter,
@@ -609,7 +637,7 @@ class ActiveDirectory(BaseTarget):
         which objects are there by objectGUID."""
         changed = self._read_all(wanted, f"(&{MANAGED_OBJECTS}(uSNChanged>={since['usn'] + 1}))")
         present: dict[str, str] = {}
-        for extended, _ in self._managed(MANAGED_OBJECTS, ["1.1"]):  # the DN alone: cheapest
+        for extended, _ in self._managed(MANAGED_OBJECTS, ["1.1"], whole=True):  # the DN alone
             guid, dn = ad_read.split_extended(extended)
             if guid is None:
                 return None  # the DC ignored the control: only a full read can tell

@@ -9,7 +9,7 @@ night only what changed is asked for, and folded into what was kept (in the stat
   ``highestCommittedUSN``. Every change made after it has a higher ``uSNChanged``.
 - **What changed**: the objects below the root whose ``uSNChanged`` is above the watermark's USN,
   with every attribute a read asks for.
-- **What is there**: a paged read of the root that asks for no attribute at all (only the DN, in
+- **What is there**: a read of the root that asks for no attribute at all (only the DN, in
   its extended form, which carries the objectGUID). It tells which objects are still below the
   root and where: a deleted object, or one moved out, is dropped; an OU renamed or moved carries
   its whole subtree to new DNs without their ``uSNChanged`` changing, and the new DNs come from
@@ -49,6 +49,10 @@ EXTENDED_DN = ("1.2.840.113556.1.4.529", False, None)
 """LDAP_SERVER_EXTENDED_DN_OID: DNs come as ``<GUID=…>;<SID=…>;CN=…`` (the hex form)."""
 
 OU, GROUP, USER = "o", "g", "u"
+
+LIMIT_RESULTS = frozenset({3, 4, 11})
+"""timeLimitExceeded, sizeLimitExceeded, adminLimitExceeded: the DC will not give the whole answer
+to one search (AD: more entries than its MaxPageSize), and the read goes to pages."""
 
 Kept = list[Any]
 """One kept object: ``[dn, kind, attributes, members]``."""

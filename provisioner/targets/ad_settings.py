@@ -68,6 +68,10 @@ class AdConfig:
     must_change_password: bool = False
     """New accounts must choose their own password at the first logon."""
     page_size: int = 500
+    paged_reads: bool = False
+    """The incremental read's list of what is in the managed OU in pages of page_size from the
+    start. By default it is one search (Samba answers it in half the time), and goes to pages
+    when the DC limits what one search returns, as AD does beyond its MaxPageSize."""
     full_read_every: int = field(default=7, metadata={"check": not_negative})
     """Days between full reads of the managed objects; the nights between read only what
     changed since the last read (0: every night reads everything)."""
