@@ -255,7 +255,9 @@ def assert_same(night: Night, incremental: ObservedState) -> ObservedState:
     return full
 
 
-LIMITED = "the DC limits what one search returns (sizeLimitExceeded): the managed OU is read in pages"
+LIMITED = (
+    "the DC limits what one search returns (sizeLimitExceeded): the managed OU is read in pages"
+)
 
 
 @pytest.mark.parametrize(
