@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from provisioner import log
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError
 from provisioner.mapping.engine import (
@@ -182,16 +183,21 @@ def desired_in_directory(
     observed: ObservedState,
     names: NamesInUse,
     persons: Engine | None = None,
+    first: DesiredState | None = None,
 ) -> Desired:
     """The desired state whose new names (of new accounts and renames) are free in the whole
     domain or tenant, not only in the managed scope: a name taken outside is skipped for the next
     free one, never a create that fails on every night. A person whose names are still taken
-    after :data:`OUTSIDE_ROUNDS` rounds is held. *persons* serves the first round."""
+    after :data:`OUTSIDE_ROUNDS` rounds is held. *persons* serves the first round, or *first*
+    is its desired state, made already from *names*."""
     taken: dict[str, str] = {}
     clashes: list[NameClash] = []
     for _round in range(OUTSIDE_ROUNDS):
-        round_names = dataclasses.replace(names, issued=names.issued | taken.keys())
-        desired = desired_state(prepared, read, names=round_names, persons=persons)
+        if first is not None:
+            desired, first = first, None
+        else:
+            round_names = dataclasses.replace(names, issued=names.issued | taken.keys())
+            desired = desired_state(prepared, read, names=round_names, persons=persons)
         persons = None  # another round maps the persons again
         wanted = new_names(desired, observed)
         found = target.taken_outside(sorted(set(wanted) - taken.keys()))
@@ -363,9 +369,15 @@ class _InBackground(Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
-def observe(prepared: Prepared, target: Target) -> ObservedState:
+def observe(
+    prepared: Prepared,
+    target: Target,
+    expect: Callable[[ObservedState], object] = lambda _accounts: None,
+) -> ObservedState:
     """What *target* holds of everything the mappings set, after checking it can hold it; read
-    incrementally when the state store keeps a read that may be its base (:mod:`readcache`)."""
+    incrementally when the state store keeps a read that may be its base (:mod:`readcache`).
+    *expect* is told what an incremental read will most likely give of the accounts, when the
+    target knows it before the read ends (:meth:`~provisioner.targets.base.ReadBase.expect`)."""
     account_attributes, group_attributes = mapped_attributes(prepared)
     problems = target.unsupported(account_attributes, group_attributes)
     if problems:
@@ -379,8 +391,30 @@ def observe(prepared: Prepared, target: Target) -> ObservedState:
         full_read_every=target.config.full_read_every,
         full_read=prepared.full_read,
         keeps=prepared.keeps_read,
+        expect=expect,
     )
     return target.read(account_attributes | group_attributes, base)
+
+
+class _Expected:
+    """What the target's read expects to give of the accounts, handed from its thread to the
+    one that compares; or nothing, once the read has ended without saying."""
+
+    def __init__(self) -> None:
+        self._told = threading.Event()
+        self._accounts: ObservedState | None = None
+
+    def tell(self, accounts: ObservedState) -> None:
+        if not self._told.is_set():
+            self._accounts = accounts
+            self._told.set()
+
+    def end(self) -> None:
+        self._told.set()
+
+    def wait(self) -> ObservedState | None:
+        self._told.wait()
+        return self._accounts
 
 
 def read_source_and_target(
@@ -389,6 +423,7 @@ def read_source_and_target(
     read_source: Callable[[], SourceRead] | None = None,
     *,
     meanwhile: Callable[[SourceRead], object] = lambda _read: None,
+    expected: _Expected | None = None,
 ) -> tuple[SourceRead, ObservedState | None]:
     """The source's read (*read_source*, by default :func:`read_for_mappings`) and the target's
     read of the managed scope (:func:`observe`; None without a target), made at the same time:
@@ -399,13 +434,23 @@ def read_source_and_target(
     here until that thread has ended, so its connection is used by one thread at a time. Errors
     come out as when the three ran one after the other: the source's first (the target's read is
     then waited for and its outcome dropped: nothing is left running when the caller closes the
-    target), then the target's, then that of *meanwhile*."""
+    target), then the target's, then that of *meanwhile*. *expected* is told what the target
+    expects its read to give of the accounts, and ended when the read ends."""
     read_source = read_source or (lambda: read_for_mappings(prepared))
+    expected = expected or _Expected()
     if target is None:
+        expected.end()
         read = read_source()
         meanwhile(read)
         return read, None
-    observing = _InBackground(lambda: observe(prepared, target), name="target read")
+
+    def observing_target() -> ObservedState:
+        try:
+            return observe(prepared, target, expect=expected.tell)
+        finally:
+            expected.end()
+
+    observing = _InBackground(observing_target, name="target read")
     try:
         read = read_source()
     except BaseException:
@@ -426,15 +471,106 @@ def read_and_compare(
 ) -> tuple[SourceRead, Comparison]:
     """The source's and the target's reads (:func:`read_source_and_target`), compared. The
     mapping's first part, which needs no names in use (:func:`persons_of`), runs while the
-    target is still being read: it waits on the directory, not on this process."""
+    target is still being read: it waits on the directory, not on this process. When the
+    target tells early what its read will most likely give of the accounts (an incremental
+    read), the rest of the mapping is made from the names in use that gives, also while the
+    target is read; it stands if the read's names in use are the same, and is made again if
+    not (an account gone or come in since the kept read)."""
     persons: list[Engine] = []
+    foreseen: list[Foreseen] = []
+    expected = _Expected()
+
+    def meanwhile(read: SourceRead) -> None:
+        engine = persons_of(prepared, read)
+        accounts = expected.wait() if target is not None else None
+        if accounts is None:
+            persons.append(engine)
+        else:
+            foreseen.append(foresee(prepared, read, accounts, engine))
+
     read, observed = read_source_and_target(
-        prepared,
-        target,
-        read_source,
-        meanwhile=lambda read: persons.append(persons_of(prepared, read)),
+        prepared, target, read_source, meanwhile=meanwhile, expected=expected
     )
-    return read, compare(prepared, read, target, observed, persons=persons[0])
+    return read, compare(
+        prepared,
+        read,
+        target,
+        observed,
+        persons=persons[0] if persons else None,
+        foreseen=foreseen[0] if foreseen else None,
+    )
+
+
+@dataclass
+class Remembered:
+    """What the state store remembers that a comparison needs."""
+
+    memory: Memory
+    issued_to: dict[str, str]
+    issued: set[str]
+    own: dict[str, set[str]]
+
+
+def remembered(config: Config) -> Remembered:
+    if config.state is None or not config.state.exists():  # nothing before the first apply
+        return Remembered(Memory(), {}, set(), {})
+    with StateStore(config.state) as store:
+        return Remembered(
+            Memory(
+                leavers=store.leavers(),
+                kinds=store.kinds(),
+                schools=store.schools(),
+                last_persons=store.last_successful_persons(),
+                ids={kind: store.anchor_ids(kind) for kind in ("account", "group")},
+                held=store.held_since(),
+                disabled=store.disabled_since(),
+                archived=store.archived_groups(),
+                deleted_groups=store.deleted_groups(),
+            ),
+            store.issued_to(),
+            store.issued_names(),
+            store.issued_by_anchor(),
+        )
+
+
+def names_in_directory(
+    prepared: Prepared, observed: ObservedState, memory: Remembered
+) -> NamesInUse:
+    """The names in use: those the directory's accounts hold and those the store remembers."""
+    return names_in_use(
+        observed,
+        memory.issued_to,
+        memory.issued,
+        own=memory.own,
+        unique=unique_attributes(prepared),
+    )
+
+
+FORESEEN = (
+    "the names in use were as the kept read expected: the mapping made during the read stands"
+)
+NOT_FORESEEN = (
+    "the mapping is made again: the accounts read hold other names than the kept read expected "
+    "(accounts gone or come in since)"
+)
+
+
+@dataclass
+class Foreseen:
+    """The desired state's first round, made from the names in use of the accounts a target
+    expects its read to give, before the read ended (:func:`read_and_compare`)."""
+
+    remembered: Remembered
+    names: NamesInUse
+    desired: DesiredState
+
+
+def foresee(
+    prepared: Prepared, read: SourceRead, accounts: ObservedState, persons: Engine
+) -> Foreseen:
+    memory = remembered(prepared.config)
+    names = names_in_directory(prepared, accounts, memory)
+    return Foreseen(memory, names, desired_state(prepared, read, names=names, persons=persons))
 
 
 def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Plan:
@@ -459,11 +595,14 @@ def compare(
     target: Target | None,
     observed: ObservedState | None = None,
     persons: Engine | None = None,
+    foreseen: Foreseen | None = None,
 ) -> Comparison:
     """The desired state of *read* against what *target* holds (without a target: against an
     empty directory), with the names already in use and what the state store remembers.
     *observed* is the target's read when it was made already (:func:`read_source_and_target`);
-    without it the target is read now. *persons* is :func:`persons_of` *read*, when made."""
+    without it the target is read now. *persons* is :func:`persons_of` *read*, when made;
+    *foreseen* the first round of the desired state, made from the names the target expected
+    (used only when the names in use are the same)."""
     config = prepared.config
     if target is None:
         # The preview of a first run against an empty directory (whose owners support is
@@ -474,27 +613,16 @@ def compare(
     assert config.state is not None  # the configuration requires it with a target
     if observed is None:
         observed = observe(prepared, target)
-    memory, issued_to, issued, own = Memory(), {}, set(), {}
-    if config.state.exists():  # before the first apply there is nothing to remember
-        with StateStore(config.state) as store:
-            memory = Memory(
-                leavers=store.leavers(),
-                kinds=store.kinds(),
-                schools=store.schools(),
-                last_persons=store.last_successful_persons(),
-                ids={kind: store.anchor_ids(kind) for kind in ("account", "group")},
-                held=store.held_since(),
-                disabled=store.disabled_since(),
-                archived=store.archived_groups(),
-                deleted_groups=store.deleted_groups(),
-            )
-            issued_to, issued, own = (
-                store.issued_to(),
-                store.issued_names(),
-                store.issued_by_anchor(),
-            )
-    names = names_in_use(observed, issued_to, issued, own=own, unique=unique_attributes(prepared))
-    desired = desired_in_directory(prepared, read, target, observed, names, persons)
+    memory = foreseen.remembered if foreseen is not None else remembered(config)
+    names = names_in_directory(prepared, observed, memory)
+    first = None
+    if foreseen is not None:
+        if foreseen.names == names:
+            first = foreseen.desired
+            log.event(FORESEEN)
+        else:
+            log.event(NOT_FORESEEN)
+    desired = desired_in_directory(prepared, read, target, observed, names, persons, first)
     fit_to_target(
         desired.state,
         target.limits,
@@ -503,7 +631,7 @@ def compare(
         names_ignore_case(config.target),
     )
     drop_unsupported(desired.state, ous=target.has_ous, owners=target.has_owners)
-    return Comparison(desired.state, observed, memory, desired.taken_outside)
+    return Comparison(desired.state, observed, memory.memory, desired.taken_outside)
 
 
 def plan_of(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import log
+from provisioner.model import ObservedState
 from provisioner.state import StateStore
 from provisioner.targets.base import LastRead
 
@@ -48,11 +49,13 @@ class ReadCache:
         full_read: bool = False,
         keeps: bool = True,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        expect: Callable[[ObservedState], object] = lambda _accounts: None,
     ) -> None:
         """*target* names the directory (as the plan does); *mappings* is the mappings' hash,
         part of every scope; *full_read_every* in days (0: always a full read); *full_read*: a
         full read was asked for; *keeps*: the new read is kept (False for a dry run, which
-        leaves the state store as it found it)."""
+        leaves the state store as it found it); *expect* is told what an incremental read will
+        most likely give of the accounts (:meth:`expect`)."""
         self._path = path
         self._target = target
         self._mappings = mappings
@@ -60,6 +63,7 @@ class ReadCache:
         self._full_read = full_read
         self._keeps = keeps
         self._now = now
+        self._expect = expect
         self._full_read_at: dt.datetime | None = None
         self.why_full = ""
         """Why the last call of :meth:`last` gave no base (for the log), or ""."""
@@ -117,6 +121,10 @@ class ReadCache:
                 f"{self._full_read_every})"
             )
         return None
+
+    def expect(self, accounts: ObservedState) -> None:
+        """Pass on what an incremental read will most likely give of the accounts."""
+        self._expect(accounts)
 
     def keep(self, scope: str, watermark: Mapping[str, Any], objects: Any, *, full: bool) -> None:
         """Keep *objects* (JSON-able, as the target will want them back), read from

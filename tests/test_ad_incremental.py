@@ -23,6 +23,7 @@ from ldap3.protocol.formatters.formatters import format_sid
 from provisioner import log
 from provisioner.cli import main
 from provisioner.model import ObservedState
+from provisioner.pipeline import FORESEEN, NOT_FORESEEN
 from provisioner.readcache import ReadCache
 from provisioner.secret import Secret
 from provisioner.state import StateStore
@@ -521,6 +522,7 @@ def test_a_plan_from_an_incremental_read_equals_the_full_one(
         data = json.loads(capsys.readouterr().out)
         (line,) = [e for e in events[before:] if e.startswith("read the managed OU")]
         data["read"] = line
+        data["foresight"] = [e for e in events[before:] if e in (FORESEEN, NOT_FORESEEN)]
         return data
 
     def same_plan() -> dict[str, Any]:
@@ -529,6 +531,7 @@ def test_a_plan_from_an_incremental_read_equals_the_full_one(
         assert full["read"].startswith("read the managed OU in full")
         assert incremental["changes"] == full["changes"]
         assert incremental["counts"] == full["counts"]
+        assert full["foresight"] == []  # a full read foretells nothing
         return incremental
 
     conn = bare(samba_dc)
@@ -542,7 +545,8 @@ def test_a_plan_from_an_incremental_read_equals_the_full_one(
         capsys.readouterr()
         kept = kept_reads(tmp_path / "state.db")
         assert len(kept) == 1
-        assert same_plan()["changes"] == []
+        unchanged = same_plan()
+        assert unchanged["changes"] == [] and unchanged["foresight"] == [FORESEEN]
         assert kept_reads(tmp_path / "state.db") == kept
 
         # the run's own writes between two nights: day two's apply
@@ -568,8 +572,9 @@ def test_a_plan_from_an_incremental_read_equals_the_full_one(
             assert conn.modify_dn(third["dn"], third["dn"].split(",")[0], new_superior=outside)
             group = members[3]["attributes"]["memberOf"][0]
             assert conn.modify(group, {"member": [(MODIFY_DELETE, [members[3]["dn"]])]})
-            changed = same_plan()["changes"]
-            assert {c["action"] for c in changed} >= {"update", "add_member", "create"}
+            changed = same_plan()
+            assert {c["action"] for c in changed["changes"]} >= {"update", "add_member", "create"}
+            assert changed["foresight"] == [NOT_FORESEEN]  # the account moved out: made again
             conn.delete(outside, controls=[TREE_DELETE])
     finally:
         conn.delete(f"{root},{samba_dc.base_dn}", controls=[TREE_DELETE])

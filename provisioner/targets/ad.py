@@ -194,6 +194,7 @@ class ActiveDirectory(BaseTarget):
         self._anchors: AnchorIndex[str] = AnchorIndex(lambda a, b: a.lower() == b.lower())
         self._indexed = False
         self._whole_searches = not config.paged_reads
+        self._anchor_key = config.anchor_attribute.casefold()  # as kept objects hold it
         self._account_attributes: tuple[str, ...] = ()
         self._privileged: _Privileged | None = None
         super().__init__()
@@ -532,7 +533,12 @@ class ActiveDirectory(BaseTarget):
                 last, why_full = None, problem
         folded = None
         if last is not None:
-            folded = self._read_changes(wanted, last.objects, last.watermark)
+
+            def expect(objects: Mapping[str, ad_read.Kept]) -> None:
+                assert base is not None
+                base.expect(self._expected(objects, attributes, state.outside))
+
+            folded = self._read_changes(wanted, last.objects, last.watermark, expect)
             if folded is None:
                 last, why_full = None, "the DC gave no objectGUID in extended DNs"
         if folded is None or last is None:
@@ -630,12 +636,18 @@ class ActiveDirectory(BaseTarget):
         )
 
     def _read_changes(
-        self, wanted: list[str], kept: dict[str, ad_read.Kept], since: Mapping[str, Any]
+        self,
+        wanted: list[str],
+        kept: dict[str, ad_read.Kept],
+        since: Mapping[str, Any],
+        expect: Callable[[Mapping[str, ad_read.Kept]], None],
     ) -> tuple[dict[str, ad_read.Kept], int, int] | None:
         """*kept* with what changed since the watermark *since* folded in, the number of objects
         read again and the number gone (see :mod:`.ad_read`); None when the DC does not say
-        which objects are there by objectGUID."""
+        which objects are there by objectGUID. *expect* is given the kept objects with the
+        changes folded in before the list of what is there (the slow part) is read."""
         changed = self._read_all(wanted, f"(&{MANAGED_OBJECTS}(uSNChanged>={since['usn'] + 1}))")
+        expect(kept | changed)
         present: dict[str, str] = {}
         for extended, _ in self._managed(MANAGED_OBJECTS, ["1.1"], whole=True):  # the DN alone
             guid, dn = ad_read.split_extended(extended)
@@ -671,10 +683,7 @@ class ActiveDirectory(BaseTarget):
         users: dict[str, str | None] = {}  # objectGUID → anchor
         parent_paths: dict[str, tuple[str, ...]] = {}
         folded = [(name, name.casefold()) for name in attributes]
-        anchor, group_anchor = (
-            config.anchor_attribute.casefold(),
-            config.group_anchor_attribute.casefold(),
-        )
+        group_anchor = config.group_anchor_attribute.casefold()
         groups = []
         for guid, (dn, kind, values, members) in order:
             if kind == ad_read.OU:
@@ -690,22 +699,11 @@ class ActiveDirectory(BaseTarget):
             if kind == ad_read.GROUP:
                 groups.append((guid, dn, values, members, parent_path, simple))
                 continue
-            account_anchor = values.get(anchor)
-            uac = int(values.get("useraccountcontrol") or NORMAL_ACCOUNT)
-            users[guid] = account_anchor
-            if account_anchor:
-                self._anchors.remember(Kind.ACCOUNT, account_anchor, dn)
-            state.accounts.append(
-                ObservedAccount(
-                    id=guid,
-                    target=dn,
-                    anchor=account_anchor,
-                    username=values.get("samaccountname") or "",
-                    ou=parent_path,
-                    attributes=simple,
-                    enabled=not uac & ACCOUNT_DISABLE,
-                )
-            )
+            account = self._account(guid, dn, values, parent_path, simple)
+            users[guid] = account.anchor
+            if account.anchor:
+                self._anchors.remember(Kind.ACCOUNT, account.anchor, dn)
+            state.accounts.append(account)
         by_dn: dict[str, str] | None = None  # only for members kept by DN (rare)
         for guid, dn, values, members, parent_path, simple in groups:
             key = values.get(group_anchor)
@@ -725,6 +723,51 @@ class ActiveDirectory(BaseTarget):
             )
         self._indexed = True  # every anchored object below the root was just seen
         return state
+
+    def _account(
+        self,
+        guid: str,
+        dn: str,
+        values: Mapping[str, Any],
+        ou: tuple[str, ...],
+        attributes: dict[str, Any],
+    ) -> ObservedAccount:
+        """The observed account of a kept user object; *attributes* by the mappings' names."""
+        uac = int(values.get("useraccountcontrol") or NORMAL_ACCOUNT)
+        return ObservedAccount(
+            id=guid,
+            target=dn,
+            anchor=values.get(self._anchor_key),
+            username=values.get("samaccountname") or "",
+            ou=ou,
+            attributes=attributes,
+            enabled=not uac & ACCOUNT_DISABLE,
+        )
+
+    def _expected(
+        self,
+        objects: Mapping[str, ad_read.Kept],
+        attributes: Collection[str],
+        outside: list[ObservedAccount],
+    ) -> ObservedState:
+        """The accounts of *objects*, each where it was kept (no OU path), and those *outside*:
+        what an incremental read most likely gives of the accounts, before it has listed what is
+        still there. Nothing is remembered from it (the anchor index waits for the read)."""
+        folded = [(name, name.casefold()) for name in attributes]
+        accounts = [
+            self._account(
+                guid,
+                dn,
+                values,
+                (),
+                {name: value for name, key in folded if (value := values.get(key)) is not None},
+            )
+            for guid, (dn, kind, values, _members) in sorted(
+                objects.items(), key=lambda item: item[1][0].casefold()
+            )
+            if kind == ad_read.USER
+        ]
+        return ObservedState(accounts=accounts, outside=list(outside))
 
     def _accounts_outside(self, base: str, attributes: Collection[str]) -> list[ObservedAccount]:
         """The user accounts below *base* but outside the managed root that carry an anchor
