@@ -303,6 +303,10 @@ def test_an_incremental_read_equals_a_full_read_after_changes_by_hand(
     t.group("gin", moved_in, ["n1", "a1"])
     t.move("Incoming", "OU=Incoming", t.dn["School"])  # an OU moved in, with what it holds
     t.move("x2", "CN=x2", t.dn["1B"])  # an unmanaged member moved in: g1b's members follow
+    computer = f"CN=pc1,{t.dn['1A']}"  # a user to objectClass, never a managed account
+    assert t.conn.add(computer, [*USER, "computer"], {"sAMAccountName": "pc1$"}), t.conn.result
+    contact = f"CN=c1,{t.dn['1A']}"  # neither
+    assert t.conn.add(contact, ["top", "person", "organizationalPerson", "contact"]), t.conn.result
 
     third, line = night.read()
     assert line.startswith("read the managed OU incrementally"), line
@@ -317,6 +321,7 @@ def test_an_incremental_read_equals_a_full_read_after_changes_by_hand(
     assert accounts["201"].ou == ("School", "1C") and accounts["401"].ou == ("School", "1A")
     assert accounts["501"].ou == ("School", "Incoming")
     assert {"102", "103", "301"}.isdisjoint(accounts)
+    assert not {computer, contact} & {a.target for a in full.accounts}
     assert {a.anchor for a in full.outside} == {"102", "301"}  # adopt_from: read live
 
     fourth, line = night.read()  # and the folded read is a good base in turn

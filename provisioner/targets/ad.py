@@ -633,6 +633,7 @@ class ActiveDirectory(BaseTarget):
         return dict(
             ad_read.kept_object(dn, values, kept)
             for dn, values in self._managed(search_filter, wanted)
+            if ad_read.managed(values)
         )
 
     def _read_changes(
@@ -646,7 +647,9 @@ class ActiveDirectory(BaseTarget):
         read again and the number gone (see :mod:`.ad_read`); None when the DC does not say
         which objects are there by objectGUID. *expect* is given the kept objects with the
         changes folded in before the list of what is there (the slow part) is read."""
-        changed = self._read_all(wanted, f"(&{MANAGED_OBJECTS}(uSNChanged>={since['usn'] + 1}))")
+        # uSNChanged alone, the kinds picked here: Samba then answers from its index of
+        # uSNChanged, in a third of the time it takes with the kinds in the filter.
+        changed = self._read_all(wanted, f"(uSNChanged>={since['usn'] + 1})")
         expect(kept | changed)
         present: dict[str, str] = {}
         for extended, _ in self._managed(MANAGED_OBJECTS, ["1.1"], whole=True):  # the DN alone

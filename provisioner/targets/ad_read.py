@@ -102,6 +102,15 @@ def kept_object(dn: str, values: Mapping[str, Any], kept: frozenset[str]) -> tup
     return guid, [plain, kind, attributes, members]
 
 
+def managed(values: Mapping[str, Any]) -> bool:
+    """True for what a read of the managed root keeps: an OU, a group or a user account (not a
+    computer), by the entry's objectClass: the filter ``MANAGED_OBJECTS`` of the target."""
+    classes = {c.lower() for c in values.get("objectClass", [])}
+    return bool(classes & {"organizationalunit", "group"}) or (
+        "user" in classes and "computer" not in classes
+    )
+
+
 def parent_dn(dn: str) -> str:
     """*dn* without its first RDN: the text after the first comma that is not escaped (a name
     may hold ``\\,``; a hex escape ``\\2C`` is no comma). Cheaper than parsing the whole DN."""
