@@ -29,7 +29,7 @@ from provisioner.mapping.engine import (
     map_persons,
 )
 from provisioner.mapping.spec import Mappings, load_mappings
-from provisioner.model import DesiredState, NameClash, ObservedState
+from provisioner.model import DesiredState, NameClash, ObservedAccount, ObservedState
 from provisioner.plan.model import Plan
 from provisioner.plan.planfile import file_hash, load_sealed_plan, save_plan, verify_plan_file
 from provisioner.plan.planner import (
@@ -223,17 +223,32 @@ def new_names(desired: DesiredState, observed: ObservedState) -> dict[str, str]:
     hold in the directory yet (a new account, or a rename). The names of accounts in the managed
     scope without an anchor are left out: the planner adopts such an account by them
     (``match_on``) or reports a conflict."""
-    held: dict[str, set[str]] = {}
+    holders: dict[str, list[ObservedAccount]] = {}
     for account in (*observed.accounts, *observed.outside):
-        values = {v.casefold() for v in (account.username, *account.attributes.values()) if v}
-        held.setdefault(account.anchor or "", set()).update(values)
-    unanchored = held.get("", set())
+        holders.setdefault(account.anchor or "", []).append(account)
+    folded: dict[str, set[str]] = {}  # anchor → what its accounts hold, casefolded, when needed
+
+    def held_by(anchor: str) -> set[str]:
+        if anchor not in folded:
+            folded[anchor] = {
+                value.casefold()
+                for account in holders.get(anchor, ())
+                for value in (account.username, *account.attributes.values())
+                if value
+            }
+        return folded[anchor]
+
     wanted: dict[str, str] = {}
     for anchor, account in desired.accounts.items():
-        own = held.get(anchor, set()) | unanchored
+        mine = holders.get(anchor, ())
         for value in (account.username, *(account.attributes[a].value for a in account.unique)):
-            if value and value.casefold() not in own:
-                wanted[value.casefold()] = anchor
+            if not value or any(
+                value == held.username or value in held.attributes.values() for held in mine
+            ):
+                continue  # held as it is: the usual case, found without casefolding
+            name = value.casefold()
+            if name not in held_by(anchor) and name not in held_by(""):
+                wanted[name] = anchor
     return wanted
 
 
@@ -496,14 +511,17 @@ def read_and_compare(
     persons: list[Engine] = []
     foreseen: list[Foreseen] = []
     expected = _Expected()
+    # Read before the reads begin: what the state store remembers does not change during them,
+    # and read beside two busy threads its rows come ten times slower.
+    memory = remembered(prepared.config) if target is not None else None
 
     def meanwhile(read: SourceRead) -> None:
         engine = persons_of(prepared, read)
-        accounts = expected.wait() if target is not None else None
-        if accounts is None:
+        accounts = expected.wait() if memory is not None else None
+        if memory is None or accounts is None:
             persons.append(engine)
         else:
-            foreseen.append(foresee(prepared, read, accounts, engine))
+            foreseen.append(foresee(prepared, read, memory, accounts, engine))
 
     read, observed = read_source_and_target(
         prepared, target, read_source, meanwhile=meanwhile, expected=expected
@@ -583,9 +601,12 @@ class Foreseen:
 
 
 def foresee(
-    prepared: Prepared, read: SourceRead, accounts: ObservedState, persons: Engine
+    prepared: Prepared,
+    read: SourceRead,
+    memory: Remembered,
+    accounts: ObservedState,
+    persons: Engine,
 ) -> Foreseen:
-    memory = remembered(prepared.config)
     names = names_in_directory(prepared, accounts, memory)
     return Foreseen(memory, names, desired_state(prepared, read, names=names, persons=persons))
 

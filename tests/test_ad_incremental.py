@@ -170,8 +170,9 @@ class Night:
     def read(self, attributes: frozenset[str] = ATTRIBUTES) -> tuple[ObservedState, str]:
         """The observed state and the target's log line about the read."""
         target = ActiveDirectory(self.settings)
-        if self.size_limit:
-            limit_searches(target.connect(), self.size_limit)
+        if self.size_limit:  # on every connection the target opens
+            open_connection = target._open
+            target._open = lambda: limit_searches(open_connection(), self.size_limit)  # type: ignore[method-assign]
         options = {"mappings": "m1", "full_read_every": 7, **self.cache}
         base = ReadCache(self.store, target.describe(), **options)
         before = len(self.events)
@@ -195,7 +196,7 @@ class Night:
         return state
 
 
-def limit_searches(conn: Connection, size_limit: int) -> None:
+def limit_searches(conn: Connection, size_limit: int) -> Connection:
     """*conn*'s searches without pages end as AD ends them beyond its MaxPageSize."""
     search = conn.search
 
@@ -209,6 +210,7 @@ def limit_searches(conn: Connection, size_limit: int) -> None:
         return False
 
     conn.search = as_ad  # type: ignore[method-assign]
+    return conn
 
 
 def _index(target: ActiveDirectory) -> tuple[dict, set]:

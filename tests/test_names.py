@@ -402,3 +402,39 @@ def test_apply_records_the_new_and_the_old_names_of_a_rename():
     assert taken == [("lln-1", "username", "jan.peeters"), ("lln-1", "mail", "jan.peeters@x.be")]
     update = Change(Action.UPDATE, Kind.ACCOUNT, "lln-1", "x", after={"givenName": "Jan"})
     assert names_given(update, _Named()) == ([], [])  # type: ignore[arg-type]
+
+
+def test_new_names_are_the_names_no_account_of_the_person_or_without_an_anchor_holds() -> None:
+    """What the planner asks the directory about outside the managed scope: only names that are
+    new to the person, compared without case (AD's rule); the exact value held is the quick
+    way, a value held in another case or by an account without an anchor the slow one."""
+    from provisioner.pipeline import new_names
+    from tests.test_plan import account, desired
+
+    wants = desired(
+        account("1", "jan", mail="jan@school.be"),  # holds both as they are
+        account("2", "An.Smet", mail="an@school.be"),  # holds its username in other case
+        account("3", "piet", mail="piet2@school.be"),  # renamed mail; username held elsewhere
+        account("4", "nieuw", mail="nieuw@school.be"),  # a new person
+        account("5", "gedeeld"),  # its username held by an account without an anchor
+    )
+    for anchor in ("1", "2", "3", "4"):
+        wants.accounts[anchor].unique = ("mail",)
+
+    def holding(anchor: str | None, username: str, **attributes: str) -> ObservedAccount:
+        return ObservedAccount(f"id-{username}", f"CN={username}", anchor, username, (), attributes)
+
+    observed = ObservedState(
+        accounts=[
+            holding("1", "jan", mail="jan@school.be"),
+            holding("2", "an.smet", mail="AN@school.be"),
+            holding("3", "x", mail="piet@school.be"),
+            holding(None, "GEDEELD"),
+        ],
+        outside=[holding("3", "piet")],  # adopt_from: its username is its own
+    )
+    assert new_names(wants, observed) == {
+        "piet2@school.be": "3",
+        "nieuw": "4",
+        "nieuw@school.be": "4",
+    }

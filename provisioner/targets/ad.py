@@ -16,12 +16,14 @@ half-way) or that someone made differently by hand is skipped and reported, neve
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import math
 import ssl
 import string
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -399,8 +401,12 @@ class ActiveDirectory(BaseTarget):
     # -- connection -----------------------------------------------------------------------------
 
     def connect(self) -> Connection:
-        if self._conn is not None:
-            return self._conn
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> Connection:
+        """A new connection to the DC, bound as the configured account."""
         config = self.config
         parts = urlsplit(config.url)
         secure = parts.scheme == "ldaps"
@@ -439,7 +445,6 @@ class ActiveDirectory(BaseTarget):
         except LDAPException as exc:
             problem = tls_hint(str(exc) or type(exc).__name__)
             raise TargetError(f"cannot reach {config.url}: {problem}") from None
-        self._conn = conn
         return conn
 
     def close(self) -> None:
@@ -576,13 +581,18 @@ class ActiveDirectory(BaseTarget):
         return {"invocation_id": str(uuid.UUID(bytes_le=invocation)), "usn": int(usn)}
 
     def _managed(
-        self, search_filter: str, attributes: list[str], *, whole: bool = False
+        self,
+        search_filter: str,
+        attributes: list[str],
+        *,
+        whole: bool = False,
+        conn: Connection | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(extended DN, values) of each managed object below the root that *search_filter*
         finds; a search the DC fails is an error, never a shorter answer (that would look like
         objects gone). *whole*: in one search when the DC allows it, for entries so small that
-        the whole answer may be held at once."""
-        conn = self.connect()
+        the whole answer may be held at once. *conn*: another connection than the target's."""
+        conn = conn or self.connect()
         if whole and self._whole_searches:
             # Samba answers one search in half the time of the same search in pages: its paged
             # search fetches each object it returns a second time, by objectGUID. A DC that
@@ -646,17 +656,19 @@ class ActiveDirectory(BaseTarget):
         """*kept* with what changed since the watermark *since* folded in, the number of objects
         read again and the number gone (see :mod:`.ad_read`); None when the DC does not say
         which objects are there by objectGUID. *expect* is given the kept objects with the
-        changes folded in before the list of what is there (the slow part) is read."""
-        # uSNChanged alone, the kinds picked here: Samba then answers from its index of
-        # uSNChanged, in a third of the time it takes with the kinds in the filter.
-        changed = self._read_all(wanted, f"(uSNChanged>={since['usn'] + 1})")
-        expect(kept | changed)
-        present: dict[str, str] = {}
-        for extended, _ in self._managed(MANAGED_OBJECTS, ["1.1"], whole=True):  # the DN alone
-            guid, dn = ad_read.split_extended(extended)
-            if guid is None:
-                return None  # the DC ignored the control: only a full read can tell
-            present[guid] = dn
+        changes folded in while the list of what is there (the slow part) is still read."""
+        with ThreadPoolExecutor(1, thread_name_prefix="list the managed OU") as listing:
+            # The DC lists what is there while the changes are read here, on another connection.
+            listed = listing.submit(contextvars.copy_context().run, self._present)
+            try:
+                # uSNChanged alone, the kinds picked here: Samba then answers from its index
+                # of uSNChanged, in a third of the time it takes with the kinds in the filter.
+                changed = self._read_all(wanted, f"(uSNChanged>={since['usn'] + 1})")
+                expect(kept | changed)
+            finally:
+                present = listed.result()  # its error, if both failed
+        if present is None:
+            return None  # the DC ignored the control: only a full read can tell
         # Below the root without a change of their own (an OU moved in), or groups whose
         # members are kept by DN: read by objectGUID.
         again = [
@@ -675,6 +687,21 @@ class ActiveDirectory(BaseTarget):
                 objects[guid] = [dn, *found[1:]]
         gone = sum(1 for guid in kept if guid not in present)
         return objects, len(changed), gone
+
+    def _present(self) -> dict[str, str] | None:
+        """objectGUID → DN of each managed object below the root, read on a connection of its
+        own; None when the DC gives no objectGUID in extended DNs."""
+        conn = self._open()
+        try:
+            present: dict[str, str] = {}
+            for extended, _ in self._managed(MANAGED_OBJECTS, ["1.1"], whole=True, conn=conn):
+                guid, dn = ad_read.split_extended(extended)  # the DN alone: the cheapest entry
+                if guid is None:
+                    return None
+                present[guid] = dn
+            return present
+        finally:
+            conn.unbind()
 
     def _observed(
         self, objects: Mapping[str, ad_read.Kept], attributes: Collection[str], state: ObservedState
