@@ -410,8 +410,10 @@ LABELS = (
     "  source: download + parse",
     "  target read + ObservedState (in a thread)",
     "  mapping of the persons (after the source, while the target is read)",
-    "  compare: state store reads, names, the rest of the mapping",
-    "    mapping's second part (names, attributes that use them, groups, checks)",
+    "  the rest of the mapping, from the names the kept read expects (while the target is read)",
+    "  compare after the reads: names, the rest of the mapping unless foreseen",
+    "    mapping's second part (names, attributes that use them, groups, checks; when foreseen: "
+    "the names new to the domain)",
     "plan (diff, lifecycle, policy)",
     "rendering",
 )
@@ -420,9 +422,10 @@ LABELS = (
 def time_phases() -> dict[str, float]:
     """Wrap the plan's steps with wall-clock timers (no profiler overhead); returns the totals,
     filled in as the plan runs. The source and the target are read at the same time (the target
-    in a thread), and the mapping of the persons starts once the source is read, so those three
-    times overlap; the target read includes building its ObservedState; compare includes the
-    state store's reads and the rest of the mapping."""
+    in a thread), and the mapping of the persons starts once the source is read, so those
+    times overlap; so does, after an incremental read's early word, the rest of the mapping
+    (``foresee``); the target read includes building its ObservedState; compare includes the
+    names in use and, when nothing was foreseen or it did not stand, the rest of the mapping."""
     from provisioner import cli, pipeline
     from provisioner.targets.ad import ActiveDirectory
 
@@ -448,10 +451,11 @@ def time_phases() -> dict[str, float]:
     timed(cli, "_read", LABELS[2])
     timed(ActiveDirectory, "read", LABELS[3])
     timed(pipeline, "persons_of", LABELS[4])
-    timed(pipeline, "compare", LABELS[5])
-    timed(pipeline, "desired_in_directory", LABELS[6])
-    timed(cli, "plan_of", LABELS[7])
-    timed(cli, "render_plan", LABELS[8])
+    timed(pipeline, "foresee", LABELS[5])
+    timed(pipeline, "compare", LABELS[6])
+    timed(pipeline, "desired_in_directory", LABELS[7])
+    timed(cli, "plan_of", LABELS[8])
+    timed(cli, "render_plan", LABELS[9])
     return phases
 
 

@@ -8,12 +8,10 @@ decided by the registries in :mod:`provisioner.sources` and :mod:`provisioner.ta
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import dataclasses
-import sys
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -467,33 +465,18 @@ def read_source_and_target(
         finally:
             expected.end()
 
-    with _short_turns():
-        observing = _InBackground(observing_target, name="target read")
-        try:
-            read = read_source()
-        except BaseException:
-            observing.join()
-            raise
-        try:
-            meanwhile(read)
-        except BaseException:
-            observing.result()  # the target's error, if it failed too, comes first
-            raise
-        return read, observing.result()
-
-
-@contextlib.contextmanager
-def _short_turns(seconds: float = 0.0005) -> Iterator[None]:
-    """Threads take turns at the interpreter lock every *seconds* instead of 5 ms. A thread
-    that waited on the directory's socket or the state store must get the lock back before it
-    goes on; while another thread computes, it waits up to a whole turn each time, for each
-    answer and each row."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
+    observing = _InBackground(observing_target, name="target read")
     try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
+        read = read_source()
+    except BaseException:
+        observing.join()
+        raise
+    try:
+        meanwhile(read)
+    except BaseException:
+        observing.result()  # the target's error, if it failed too, comes first
+        raise
+    return read, observing.result()
 
 
 def read_and_compare(
@@ -513,15 +496,15 @@ def read_and_compare(
     expected = _Expected()
     # Read before the reads begin: what the state store remembers does not change during them,
     # and read beside two busy threads its rows come ten times slower.
-    memory = remembered(prepared.config) if target is not None else None
+    recalled = remembered(prepared.config) if target is not None else None
 
     def meanwhile(read: SourceRead) -> None:
         engine = persons_of(prepared, read)
-        accounts = expected.wait() if memory is not None else None
-        if memory is None or accounts is None:
+        accounts = expected.wait() if recalled is not None else None
+        if recalled is None or accounts is None:
             persons.append(engine)
         else:
-            foreseen.append(foresee(prepared, read, memory, accounts, engine))
+            foreseen.append(foresee(prepared, read, recalled, accounts, engine))
 
     read, observed = read_source_and_target(
         prepared, target, read_source, meanwhile=meanwhile, expected=expected
@@ -533,6 +516,7 @@ def read_and_compare(
         observed,
         persons=persons[0] if persons else None,
         foreseen=foreseen[0] if foreseen else None,
+        recalled=recalled,
     )
 
 
@@ -547,7 +531,8 @@ class Remembered:
 
 
 def remembered(config: Config) -> Remembered:
-    if config.state is None or not config.state.exists():  # nothing before the first apply
+    """What the state store at ``config.state`` remembers; nothing before the first apply."""
+    if config.state is None or not config.state.exists():
         return Remembered(Memory(), {}, set(), {})
     with StateStore(config.state) as store:
         return Remembered(
@@ -569,14 +554,14 @@ def remembered(config: Config) -> Remembered:
 
 
 def names_in_directory(
-    prepared: Prepared, observed: ObservedState, memory: Remembered
+    prepared: Prepared, observed: ObservedState, recalled: Remembered
 ) -> NamesInUse:
     """The names in use: those the directory's accounts hold and those the store remembers."""
     return names_in_use(
         observed,
-        memory.issued_to,
-        memory.issued,
-        own=memory.own,
+        recalled.issued_to,
+        recalled.issued,
+        own=recalled.own,
         unique=unique_attributes(prepared),
     )
 
@@ -595,7 +580,6 @@ class Foreseen:
     """The desired state's first round, made from the names in use of the accounts a target
     expects its read to give, before the read ended (:func:`read_and_compare`)."""
 
-    remembered: Remembered
     names: NamesInUse
     desired: DesiredState
 
@@ -603,12 +587,12 @@ class Foreseen:
 def foresee(
     prepared: Prepared,
     read: SourceRead,
-    memory: Remembered,
+    recalled: Remembered,
     accounts: ObservedState,
     persons: Engine,
 ) -> Foreseen:
-    names = names_in_directory(prepared, accounts, memory)
-    return Foreseen(memory, names, desired_state(prepared, read, names=names, persons=persons))
+    names = names_in_directory(prepared, accounts, recalled)
+    return Foreseen(names, desired_state(prepared, read, names=names, persons=persons))
 
 
 def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Plan:
@@ -634,13 +618,15 @@ def compare(
     observed: ObservedState | None = None,
     persons: Engine | None = None,
     foreseen: Foreseen | None = None,
+    recalled: Remembered | None = None,
 ) -> Comparison:
     """The desired state of *read* against what *target* holds (without a target: against an
     empty directory), with the names already in use and what the state store remembers.
     *observed* is the target's read when it was made already (:func:`read_source_and_target`);
     without it the target is read now. *persons* is :func:`persons_of` *read*, when made;
     *foreseen* the first round of the desired state, made from the names the target expected
-    (used only when the names in use are the same)."""
+    (used only when the names in use are the same); *recalled* what the state store remembers,
+    when read already."""
     config = prepared.config
     if target is None:
         # The preview of a first run against an empty directory (whose owners support is
@@ -651,8 +637,8 @@ def compare(
     assert config.state is not None  # the configuration requires it with a target
     if observed is None:
         observed = observe(prepared, target)
-    memory = foreseen.remembered if foreseen is not None else remembered(config)
-    names = names_in_directory(prepared, observed, memory)
+    recalled = recalled or remembered(config)
+    names = names_in_directory(prepared, observed, recalled)
     first = None
     if foreseen is not None:
         if foreseen.names == names:
@@ -669,7 +655,7 @@ def compare(
         names_ignore_case(config.target),
     )
     drop_unsupported(desired.state, ous=target.has_ous, owners=target.has_owners)
-    return Comparison(desired.state, observed, memory.memory, desired.taken_outside)
+    return Comparison(desired.state, observed, recalled.memory, desired.taken_outside)
 
 
 def plan_of(
