@@ -34,6 +34,7 @@ from provisioner.sources.informat.operations import Operation
 from provisioner.sources.informat.parser import AnswerParser, UnreadableValue
 
 _END = b""  # the end of one answer's bytes (httpx yields no empty chunk; the feeder skips them)
+_CLOSED = "the Informat reader was closed while reading"
 _IMPORT_ROOT = str(Path(provisioner.__file__).resolve().parent.parent)
 NICENESS = 10
 """How much lower a worker's priority is than the reader's."""
@@ -63,7 +64,7 @@ class ParseWorkers:
         self._slots.acquire()
         try:
             if self._closed:
-                raise SourceError("the Informat reader was closed while reading")
+                raise SourceError(_CLOSED)
             try:
                 return self._idle.get_nowait()
             except queue.Empty:
@@ -72,8 +73,12 @@ class ParseWorkers:
             self._slots.release()
             raise
         with self._lock:
-            self._all.append(worker)
-        return worker
+            if not self._closed:  # closed while it started: close() never saw it
+                self._all.append(worker)
+                return worker
+        worker.stop()
+        self._slots.release()
+        raise SourceError(_CLOSED)
 
     def _give_back(self, worker: _Worker, *, usable: bool) -> None:
         if usable:
