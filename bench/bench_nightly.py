@@ -410,11 +410,11 @@ LABELS = (
     "  source: download + parse",
     "  target read + ObservedState (in a thread)",
     "  mapping of the persons (after the source, while the target is read)",
-    "  the rest of the mapping, from the names the kept read expects (while the target is read)",
-    "  compare after the reads: names, the rest of the mapping unless foreseen",
-    "    mapping's second part (names, attributes that use them, groups, checks; when foreseen: "
-    "the names new to the domain)",
-    "plan (diff, lifecycle, policy)",
+    "  the rest of the mapping and the plan, from what the kept read expects (while the target "
+    "is read)",
+    "  compare after the reads (unless foreseen: the names new to the domain only)",
+    "    mapping's second part (names, attributes that use them, groups, checks)",
+    "plan (diff, lifecycle, policy; when foreseen: made already)",
     "rendering",
 )
 
@@ -423,9 +423,10 @@ def time_phases() -> dict[str, float]:
     """Wrap the plan's steps with wall-clock timers (no profiler overhead); returns the totals,
     filled in as the plan runs. The source and the target are read at the same time (the target
     in a thread), and the mapping of the persons starts once the source is read, so those
-    times overlap; so does, after an incremental read's early word, the rest of the mapping
-    (``foresee``); the target read includes building its ObservedState; compare includes the
-    names in use and, when nothing was foreseen or it did not stand, the rest of the mapping."""
+    times overlap; so do, after an incremental read's early word, the rest of the mapping and
+    the plan (``foresee``); the target read includes building its ObservedState; compare and
+    plan include the names in use, the mapping and the diff when nothing was foreseen or it did
+    not stand."""
     from provisioner import cli, pipeline
     from provisioner.targets.ad import ActiveDirectory
 

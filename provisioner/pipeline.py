@@ -183,21 +183,16 @@ def desired_in_directory(
     observed: ObservedState,
     names: NamesInUse,
     persons: Engine | None = None,
-    first: DesiredState | None = None,
 ) -> Desired:
     """The desired state whose new names (of new accounts and renames) are free in the whole
     domain or tenant, not only in the managed scope: a name taken outside is skipped for the next
     free one, never a create that fails on every night. A person whose names are still taken
-    after :data:`OUTSIDE_ROUNDS` rounds is held. *persons* serves the first round, or *first*
-    is its desired state, made already from *names*."""
+    after :data:`OUTSIDE_ROUNDS` rounds is held. *persons* serves the first round."""
     taken: dict[str, str] = {}
     clashes: list[NameClash] = []
     for _round in range(OUTSIDE_ROUNDS):
-        if first is not None:
-            desired, first = first, None
-        else:
-            round_names = dataclasses.replace(names, issued=names.issued | taken.keys())
-            desired = desired_state(prepared, read, names=round_names, persons=persons)
+        round_names = dataclasses.replace(names, issued=names.issued | taken.keys())
+        desired = desired_state(prepared, read, names=round_names, persons=persons)
         persons = None  # another round maps the persons again
         wanted = new_names(desired, observed)
         found = target.taken_outside(sorted(set(wanted) - taken.keys()))
@@ -387,12 +382,12 @@ class _InBackground(Generic[T]):
 def observe(
     prepared: Prepared,
     target: Target,
-    expect: Callable[[ObservedState], object] = lambda _accounts: None,
+    expect: Callable[[ObservedState], object] = lambda _observed: None,
 ) -> ObservedState:
     """What *target* holds of everything the mappings set, after checking it can hold it; read
     incrementally when the state store keeps a read that may be its base (:mod:`readcache`).
-    *expect* is told what an incremental read will most likely give of the accounts, when the
-    target knows it before the read ends (:meth:`~provisioner.targets.base.ReadBase.expect`)."""
+    *expect* is told what an incremental read will most likely give, when the target knows it
+    before the read ends (:meth:`~provisioner.targets.base.ReadBase.expect`)."""
     account_attributes, group_attributes = mapped_attributes(prepared)
     problems = target.unsupported(account_attributes, group_attributes)
     if problems:
@@ -412,16 +407,16 @@ def observe(
 
 
 class _Expected:
-    """What the target's read expects to give of the accounts, handed from its thread to the
-    one that compares; or nothing, once the read has ended without saying."""
+    """What the target's read expects to give, handed from its thread to the one that
+    compares; or nothing, once the read has ended without saying."""
 
     def __init__(self) -> None:
         self._told = threading.Event()
-        self._accounts: ObservedState | None = None
+        self._observed: ObservedState | None = None
 
-    def tell(self, accounts: ObservedState) -> None:
+    def tell(self, observed: ObservedState) -> None:
         if not self._told.is_set():
-            self._accounts = accounts
+            self._observed = observed
             self._told.set()
 
     def end(self) -> None:
@@ -429,7 +424,7 @@ class _Expected:
 
     def wait(self) -> ObservedState | None:
         self._told.wait()
-        return self._accounts
+        return self._observed
 
 
 def read_source_and_target(
@@ -487,10 +482,10 @@ def read_and_compare(
     """The source's and the target's reads (:func:`read_source_and_target`), compared. The
     mapping's first part, which needs no names in use (:func:`persons_of`), runs while the
     target is still being read: it waits on the directory, not on this process. When the
-    target tells early what its read will most likely give of the accounts (an incremental
-    read), the rest of the mapping is made from the names in use that gives, also while the
-    target is read; it stands if the read's names in use are the same, and is made again if
-    not (an account gone or come in since the kept read)."""
+    target tells early what its read will most likely give (an incremental read), the whole
+    comparison and its plan are made from that, also while the target is read (:func:`foresee`);
+    they stand if the read ends as expected, and are made again if not (an object gone, moved
+    or come in since the kept read)."""
     persons: list[Engine] = []
     foreseen: list[Foreseen] = []
     expected = _Expected()
@@ -500,11 +495,11 @@ def read_and_compare(
 
     def meanwhile(read: SourceRead) -> None:
         engine = persons_of(prepared, read)
-        accounts = expected.wait() if recalled is not None else None
-        if recalled is None or accounts is None:
+        expects = expected.wait() if recalled is not None else None
+        if target is None or recalled is None or expects is None:
             persons.append(engine)
         else:
-            foreseen.append(foresee(prepared, read, recalled, accounts, engine))
+            foreseen.append(foresee(prepared, read, target, recalled, expects, engine))
 
     read, observed = read_source_and_target(
         prepared, target, read_source, meanwhile=meanwhile, expected=expected
@@ -566,33 +561,47 @@ def names_in_directory(
     )
 
 
-FORESEEN = (
-    "the names in use were as the kept read expected: the mapping made during the read stands"
-)
+FORESEEN = "the directory held what the kept read expected: the plan made during the read stands"
 NOT_FORESEEN = (
-    "the mapping is made again: the accounts read hold other names than the kept read expected "
-    "(accounts gone or come in since)"
+    "the plan is made again: the directory holds other objects than the kept read expected "
+    "(objects gone, moved or come in since), or names new to it are taken outside"
 )
 
 
 @dataclass
 class Foreseen:
-    """The desired state's first round, made from the names in use of the accounts a target
-    expects its read to give, before the read ended (:func:`read_and_compare`)."""
+    """The comparison and its plan, made from what a target expected its read to give before
+    the read ended (:func:`read_and_compare`)."""
 
-    names: NamesInUse
-    desired: DesiredState
+    observed: ObservedState
+    """What the target expected: the read stands for it when it returns this very object."""
+    new_names: list[str]
+    """Names the desired state gives that no account holds: checked outside the managed scope
+    once the read has ended (the target's connection is the read's until then)."""
+    comparison: Comparison
+
+    def stands(self, observed: ObservedState, target: Target) -> bool:
+        return observed is self.observed and not (
+            self.new_names and target.taken_outside(self.new_names)
+        )
 
 
 def foresee(
     prepared: Prepared,
     read: SourceRead,
+    target: Target,
     recalled: Remembered,
-    accounts: ObservedState,
+    expected: ObservedState,
     persons: Engine,
 ) -> Foreseen:
-    names = names_in_directory(prepared, accounts, recalled)
-    return Foreseen(names, desired_state(prepared, read, names=names, persons=persons))
+    """The comparison of *read* against what *target* *expected* its read to give, with its
+    plan; the target is not touched (its read goes on)."""
+    names = names_in_directory(prepared, expected, recalled)
+    desired = desired_state(prepared, read, names=names, persons=persons)
+    wanted = sorted(new_names(desired, expected))
+    comparison = _fitted(prepared, target, Desired(desired, []), expected, recalled)
+    comparison.plan = plan_of(prepared, read, target, comparison)
+    return Foreseen(expected, wanted, comparison)
 
 
 def plan_for(prepared: Prepared, read: SourceRead, target: Target | None) -> Plan:
@@ -609,6 +618,8 @@ class Comparison:
     observed: ObservedState
     memory: Memory
     taken_outside: list[NameClash]
+    plan: Plan | None = None
+    """Its plan, when made already (while the target was read: :func:`foresee`)."""
 
 
 def compare(
@@ -624,9 +635,8 @@ def compare(
     empty directory), with the names already in use and what the state store remembers.
     *observed* is the target's read when it was made already (:func:`read_source_and_target`);
     without it the target is read now. *persons* is :func:`persons_of` *read*, when made;
-    *foreseen* the first round of the desired state, made from the names the target expected
-    (used only when the names in use are the same); *recalled* what the state store remembers,
-    when read already."""
+    *foreseen* the comparison made from what the target expected its read to give (used only
+    when it stands); *recalled* what the state store remembers, when read already."""
     config = prepared.config
     if target is None:
         # The preview of a first run against an empty directory (whose owners support is
@@ -637,22 +647,31 @@ def compare(
     assert config.state is not None  # the configuration requires it with a target
     if observed is None:
         observed = observe(prepared, target)
+    if foreseen is not None:
+        if foreseen.stands(observed, target):
+            log.event(FORESEEN)
+            return foreseen.comparison
+        log.event(NOT_FORESEEN)
     recalled = recalled or remembered(config)
     names = names_in_directory(prepared, observed, recalled)
-    first = None
-    if foreseen is not None:
-        if foreseen.names == names:
-            first = foreseen.desired
-            log.event(FORESEEN)
-        else:
-            log.event(NOT_FORESEEN)
-    desired = desired_in_directory(prepared, read, target, observed, names, persons, first)
+    desired = desired_in_directory(prepared, read, target, observed, names, persons)
+    return _fitted(prepared, target, desired, observed, recalled)
+
+
+def _fitted(
+    prepared: Prepared,
+    target: Target,
+    desired: Desired,
+    observed: ObservedState,
+    recalled: Remembered,
+) -> Comparison:
+    """*desired* fitted to what *target* can hold, beside *observed*."""
     fit_to_target(
         desired.state,
         target.limits,
         target.group_limits,
         observed,
-        names_ignore_case(config.target),
+        names_ignore_case(prepared.config.target),
     )
     drop_unsupported(desired.state, ous=target.has_ous, owners=target.has_owners)
     return Comparison(desired.state, observed, recalled.memory, desired.taken_outside)
@@ -661,6 +680,8 @@ def compare(
 def plan_of(
     prepared: Prepared, read: SourceRead, target: Target | None, comparison: Comparison
 ) -> Plan:
+    if comparison.plan is not None:
+        return comparison.plan
     config = prepared.config
     config_hash, mappings_hash = hashes(prepared)
     rules = Rules(

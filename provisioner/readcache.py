@@ -49,13 +49,13 @@ class ReadCache:
         full_read: bool = False,
         keeps: bool = True,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
-        expect: Callable[[ObservedState], object] = lambda _accounts: None,
+        expect: Callable[[ObservedState], object] = lambda _observed: None,
     ) -> None:
         """*target* names the directory (as the plan does); *mappings* is the mappings' hash,
         part of every scope; *full_read_every* in days (0: always a full read); *full_read*: a
         full read was asked for; *keeps*: the new read is kept (False for a dry run, which
         leaves the state store as it found it); *expect* is told what an incremental read will
-        most likely give of the accounts (:meth:`expect`)."""
+        most likely give (:meth:`expect`)."""
         self._path = path
         self._target = target
         self._mappings = mappings
@@ -122,9 +122,9 @@ class ReadCache:
             )
         return None
 
-    def expect(self, accounts: ObservedState) -> None:
-        """Pass on what an incremental read will most likely give of the accounts."""
-        self._expect(accounts)
+    def expect(self, observed: ObservedState) -> None:
+        """Pass on what an incremental read will most likely give."""
+        self._expect(observed)
 
     def keep(self, scope: str, watermark: Mapping[str, Any], objects: Any, *, full: bool) -> None:
         """Keep *objects* (JSON-able, as the target will want them back), read from

@@ -27,9 +27,10 @@ from provisioner.pipeline import FORESEEN, NOT_FORESEEN
 from provisioner.readcache import ReadCache
 from provisioner.secret import Secret
 from provisioner.state import StateStore
-from provisioner.targets import ad_read
+from provisioner.targets import ad_apart, ad_read
 from provisioner.targets.ad import ActiveDirectory
 from provisioner.targets.ad_settings import AdConfig
+from provisioner.targets.base import TargetError
 from tests.conftest import REFERENCE_DAY
 from tests.fakes.informat_server import InformatServer
 from tests.scenarios import ad_target, config_head, day_two
@@ -170,10 +171,12 @@ class Night:
     def read(self, attributes: frozenset[str] = ATTRIBUTES) -> tuple[ObservedState, str]:
         """The observed state and the target's log line about the read."""
         target = ActiveDirectory(self.settings)
-        if self.size_limit:  # on every connection the target opens
+        if self.size_limit:  # on every connection the target opens, in this process
+            target.read_apart = False
             open_connection = target._open
             target._open = lambda: limit_searches(open_connection(), self.size_limit)  # type: ignore[method-assign]
-        options = {"mappings": "m1", "full_read_every": 7, **self.cache}
+        expected: list[ObservedState] = []
+        options = {"mappings": "m1", "full_read_every": 7, "expect": expected.append, **self.cache}
         base = ReadCache(self.store, target.describe(), **options)
         before = len(self.events)
         try:
@@ -183,6 +186,8 @@ class Night:
             target.close()
         (line,) = [e for e in self.events[before:] if e.startswith("read the managed OU")]
         self.last_index = index
+        # The read ended as expected: it gave the very state it foretold.
+        self.as_expected = any(state is told for told in expected)
         return state, line
 
     def full(self, attributes: frozenset[str] = ATTRIBUTES) -> ObservedState:
@@ -284,6 +289,7 @@ def test_an_incremental_read_equals_a_full_read_after_changes_by_hand(
     second, line = night.read()
     assert line.startswith("read the managed OU incrementally: 0 changed, 0 gone"), line
     assert_same(night, second)
+    assert night.as_expected
 
     t = tree
     t.modify("a1", {"displayName": [(MODIFY_REPLACE, ["Ann Renamed"])]})  # an attribute
@@ -313,6 +319,7 @@ def test_an_incremental_read_equals_a_full_read_after_changes_by_hand(
     third, line = night.read()
     assert line.startswith("read the managed OU incrementally"), line
     full = assert_same(night, third)
+    assert not night.as_expected  # objects gone, moved, come in: only the list shows them
     groups = {g.key: g for g in full.groups}
     assert groups["key-g1a"].members == {"101", "104", "105"}
     assert "key-gone" not in groups and groups["key-gin"].ou[-1] == "Incoming"
@@ -329,8 +336,44 @@ def test_an_incremental_read_equals_a_full_read_after_changes_by_hand(
     fourth, line = night.read()  # and the folded read is a good base in turn
     assert line.startswith("read the managed OU incrementally: 0 changed, 0 gone"), line
     assert_same(night, fourth)
+    assert night.as_expected
     # what is there is listed in one search, unless the DC refuses one or pages are asked for
     assert events.count(LIMITED) == (3 if size_limit else 0)
+
+
+def test_an_ou_renamed_by_hand_is_not_as_expected(
+    samba_dc: Any, tree: Tree, store: Path, events: list[str]
+) -> None:
+    """Renaming an OU moves its subtree without a change of the objects' own: the changes read
+    cannot see it, so the read does not end as it expected, and what it gives is the full read's."""
+    night = Night(config(samba_dc, tree), store, events)
+    night.read()
+    tree.move("1B", "OU=1C")
+    renamed, line = night.read()
+    assert line.startswith("read the managed OU incrementally: 1 changed, 0 gone"), line
+    assert not night.as_expected
+    full = assert_same(night, renamed)
+    assert {a.ou for a in full.accounts if a.anchor == "201"} == {("School", "1C")}
+
+
+def test_a_read_made_apart_gives_what_a_read_here_gives_and_its_errors(
+    samba_dc: Any, tree: Tree
+) -> None:
+    """The reads of the whole root that a helper process makes: the same objects as in this
+    process, and an error said as it would be here (the password went over the socket)."""
+    settings = config(samba_dc, tree)
+    here = ActiveDirectory(settings)
+    here.read_apart = False
+    try:
+        wanted = here.read_attributes(ATTRIBUTES)
+        assert ad_apart.read_apart(settings, "_read_all", wanted=wanted) == here._read_all(wanted)
+        listed = ad_apart.read_apart(settings, "_list", whole=True)
+        assert listed == here._list(whole=True) and listed[1] is None and len(listed[0]) > 10
+    finally:
+        here.close()
+    wrong = dataclasses.replace(settings, password=Secret("not the password", "test"))
+    with pytest.raises(TargetError, match="the DC refused the bind as"):
+        ad_apart.read_apart(wrong, "_list", whole=True)
 
 
 def test_a_full_read_whenever_the_base_cannot_be_trusted(
@@ -559,8 +602,21 @@ def test_a_plan_from_an_incremental_read_equals_the_full_one(
         # the run's own writes between two nights: day two's apply
         with InformatServer(day_two(synthetic).data, today=REFERENCE_DAY) as server:
             write_config(server.url)
-            changes = plan()["changes"]
-            assert changes
+            day_two_plan = plan()
+            changes = day_two_plan["changes"]
+            creates = [c for c in changes if c["action"] == "create"]
+            assert creates and day_two_plan["foresight"] == [FORESEEN]  # new names, free
+            # a new name taken outside the managed OU since: the foreseen plan does not stand
+            squatter = f"CN=squatter{secrets.token_hex(4)},CN=Users,{samba_dc.base_dn}"
+            taken = creates[0]["after"]["username"]
+            assert conn.add(squatter, ["top", "person", "organizationalPerson", "user"],
+                            {"sAMAccountName": taken})  # fmt: skip
+            again = plan()
+            assert again["foresight"] == [NOT_FORESEEN]
+            (create,) = [c for c in again["changes"] if c["key"] == creates[0]["key"]]
+            assert create["after"]["username"] not in (taken, "")
+            assert again["changes"] == plan("--full-read")["changes"]
+            assert conn.delete(squatter)
             assert main(["apply", "--config", str(path)]) == 0
             capsys.readouterr()
             assert same_plan()["changes"] == []

@@ -48,7 +48,7 @@ from provisioner import log
 from provisioner.licences import ATTRIBUTE as LICENCES
 from provisioner.model import TEAM, ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind, Value
-from provisioner.targets import ad_read
+from provisioner.targets import ad_apart, ad_read
 from provisioner.targets.ad_settings import LIMITS, RDN, AdConfig, below, rdns
 from provisioner.targets.base import (
     ADOPTION,
@@ -196,6 +196,7 @@ class ActiveDirectory(BaseTarget):
         self._anchors: AnchorIndex[str] = AnchorIndex(lambda a, b: a.lower() == b.lower())
         self._indexed = False
         self._whole_searches = not config.paged_reads
+        self._limited: tuple[int, str] | None = None  # how the DC refused one search
         self._anchor_key = config.anchor_attribute.casefold()  # as kept objects hold it
         self._account_attributes: tuple[str, ...] = ()
         self._privileged: _Privileged | None = None
@@ -227,6 +228,9 @@ class ActiveDirectory(BaseTarget):
     """Only users are held to 20 characters of sAMAccountName (the pre-Windows 2000 logon name)."""
     has_ous = True
     has_owners = False  # managedBy holds one DN, not a set of owners: not written (yet)
+    read_apart = True
+    """The reads of the whole root (in full; the list an incremental read needs) are made by a
+    process of its own (:mod:`.ad_apart`); off, here (tests that change how the DC answers)."""
     name_attributes = frozenset({"sAMAccountName", "userPrincipalName", "mail"})
 
     def describe(self) -> str:
@@ -537,24 +541,34 @@ class ActiveDirectory(BaseTarget):
             elif last is not None and (problem := ad_read.watermark_problem(last.watermark, mark)):
                 last, why_full = None, problem
         folded = None
+        expected: list[ObservedState] = []
         if last is not None:
 
             def expect(objects: Mapping[str, ad_read.Kept]) -> None:
                 assert base is not None
-                base.expect(self._expected(objects, attributes, state.outside))
+                # Remembers nothing (the anchor index waits for the read's end).
+                expected.append(
+                    self._observed(objects, attributes, ObservedState(outside=[*state.outside]))
+                )
+                base.expect(expected[0])
 
             folded = self._read_changes(wanted, last.objects, last.watermark, expect)
             if folded is None:
                 last, why_full = None, "the DC gave no objectGUID in extended DNs"
         if folded is None or last is None:
-            objects = self._read_all(wanted)
+            objects = (
+                ad_apart.read_apart(self.config, "_read_all", wanted=wanted)
+                if self.read_apart
+                else self._read_all(wanted)
+            )
+            as_expected = False
             log.event(
                 f"read the managed OU in full ({len(objects)} objects): {why_full}",
                 objects=len(objects),
                 why=why_full,
             )
         else:
-            objects, changed, gone = folded
+            objects, changed, gone, as_expected = folded
             log.event(
                 f"read the managed OU incrementally: {changed} changed, {gone} gone since "
                 f"{last.read_at:%Y-%m-%d %H:%M} (USN {last.watermark['usn']})",
@@ -565,7 +579,10 @@ class ActiveDirectory(BaseTarget):
             )
         if base is not None and base.keeps and mark is not None:
             base.keep(scope, mark, objects, full=last is None)
-        return self._observed(objects, attributes, state)
+        # As expected: the very state the caller was told, so that it may know its work stands.
+        observed = expected[0] if as_expected else self._observed(objects, attributes, state)
+        self._remember(observed)
+        return observed
 
     def _watermark(self) -> dict[str, Any] | None:
         """The DC's invocationId and highest committed USN, or None when they cannot be read."""
@@ -614,11 +631,7 @@ class ActiveDirectory(BaseTarget):
             if code not in ad_read.LIMIT_RESULTS:
                 raise TargetError(f"cannot read {self.root_dn}: {_explain(result)}")
             self._whole_searches = False
-            log.event(
-                f"the DC limits what one search returns ({result.get('description')}): "
-                "the managed OU is read in pages",
-                code=code,
-            )
+            self._limited = (code, str(result.get("description")))
         entries = conn.extend.standard.paged_search(
             self.root_dn,
             search_filter,
@@ -652,11 +665,12 @@ class ActiveDirectory(BaseTarget):
         kept: dict[str, ad_read.Kept],
         since: Mapping[str, Any],
         expect: Callable[[Mapping[str, ad_read.Kept]], None],
-    ) -> tuple[dict[str, ad_read.Kept], int, int] | None:
+    ) -> tuple[dict[str, ad_read.Kept], int, int, bool] | None:
         """*kept* with what changed since the watermark *since* folded in, the number of objects
-        read again and the number gone (see :mod:`.ad_read`); None when the DC does not say
-        which objects are there by objectGUID. *expect* is given the kept objects with the
-        changes folded in while the list of what is there (the slow part) is still read."""
+        read again, the number gone, and whether the result is what *expect* was given; None
+        when the DC does not say which objects are there by objectGUID (see :mod:`.ad_read`).
+        *expect* is given the kept objects with the changes folded in while the list of what is
+        there (the slow part) is still read."""
         with ThreadPoolExecutor(1, thread_name_prefix="list the managed OU") as listing:
             # The DC lists what is there while the changes are read here, on another connection.
             listed = listing.submit(contextvars.copy_context().run, self._present)
@@ -664,42 +678,69 @@ class ActiveDirectory(BaseTarget):
                 # uSNChanged alone, the kinds picked here: Samba then answers from its index
                 # of uSNChanged, in a third of the time it takes with the kinds in the filter.
                 changed = self._read_all(wanted, f"(uSNChanged>={since['usn'] + 1})")
-                expect(kept | changed)
+                # Groups whose members are kept by DN are read again every night.
+                ranged = [g for g, o in kept.items() if g not in changed and ad_read.ranged(o)]
+                changed.update(self._by_guid(wanted, ranged))
+                expected = kept | changed
+                expect(expected)
             finally:
                 present = listed.result()  # its error, if both failed
         if present is None:
             return None  # the DC ignored the control: only a full read can tell
-        # Below the root without a change of their own (an OU moved in), or groups whose
-        # members are kept by DN: read by objectGUID.
-        again = [
-            guid
-            for guid in present
-            if guid not in changed and (guid not in kept or ad_read.ranged(kept[guid]))
-        ]
-        for batch in ad_read.batches(again, _NAME_BATCH):
-            changed.update(
-                self._read_all(wanted, f"(&{MANAGED_OBJECTS}{ad_read.guid_filter(batch)})")
-            )
+        # Below the root without a change of their own (below an OU moved in): read by GUID.
+        changed.update(self._by_guid(wanted, [g for g in present if g not in expected]))
         objects = {}
         for guid, dn in present.items():
             found = changed.get(guid) or kept.get(guid)
             if found is not None:  # else gone again between the two reads
                 objects[guid] = [dn, *found[1:]]
         gone = sum(1 for guid in kept if guid not in present)
-        return objects, len(changed), gone
+        # An OU renamed or moved carries its subtree to new DNs: only the list shows them.
+        as_expected = len(present) == len(expected) and all(
+            guid in expected and expected[guid][0] == dn for guid, dn in present.items()
+        )
+        return objects, len(changed), gone, as_expected
+
+    def _by_guid(self, wanted: list[str], guids: list[str]) -> dict[str, ad_read.Kept]:
+        """The managed objects below the root with these objectGUIDs, read in batches."""
+        found: dict[str, ad_read.Kept] = {}
+        for batch in ad_read.batches(guids, _NAME_BATCH):
+            found.update(
+                self._read_all(wanted, f"(&{MANAGED_OBJECTS}{ad_read.guid_filter(batch)})")
+            )
+        return found
 
     def _present(self) -> dict[str, str] | None:
-        """objectGUID → DN of each managed object below the root, read on a connection of its
-        own; None when the DC gives no objectGUID in extended DNs."""
+        """objectGUID → DN of each managed object below the root, read by a process of its own
+        unless :attr:`read_apart` is off; None when the DC gives no objectGUID in extended DNs."""
+        whole = self._whole_searches
+        if self.read_apart:
+            present, limited = ad_apart.read_apart(self.config, "_list", whole=whole)
+        else:
+            present, limited = self._list(whole=whole)
+        if limited is not None:
+            self._whole_searches = False
+            code, description = limited
+            log.event(
+                f"the DC limits what one search returns ({description}): "
+                "the managed OU is read in pages",
+                code=code,
+            )
+        return present
+
+    def _list(self, *, whole: bool) -> tuple[dict[str, str] | None, tuple[int, str] | None]:
+        """What :meth:`_present` gives, read here on a connection of its own; and the result
+        code and description with which the DC refused one search, if it did (then in pages)."""
+        self._whole_searches, self._limited = whole, None
         conn = self._open()
         try:
             present: dict[str, str] = {}
             for extended, _ in self._managed(MANAGED_OBJECTS, ["1.1"], whole=True, conn=conn):
                 guid, dn = ad_read.split_extended(extended)  # the DN alone: the cheapest entry
                 if guid is None:
-                    return None
+                    return None, self._limited
                 present[guid] = dn
-            return present
+            return present, self._limited
         finally:
             conn.unbind()
 
@@ -731,14 +772,10 @@ class ActiveDirectory(BaseTarget):
                 continue
             account = self._account(guid, dn, values, parent_path, simple)
             users[guid] = account.anchor
-            if account.anchor:
-                self._anchors.remember(Kind.ACCOUNT, account.anchor, dn)
             state.accounts.append(account)
         by_dn: dict[str, str] | None = None  # only for members kept by DN (rare)
         for guid, dn, values, members, parent_path, simple in groups:
             key = values.get(group_anchor)
-            if key:
-                self._anchors.remember(Kind.GROUP, key, dn)
             if by_dn is None and any("=" in member for member in members):
                 by_dn = {objects[g][0].casefold(): g for g in users}
             member_guids = (
@@ -751,8 +788,17 @@ class ActiveDirectory(BaseTarget):
             state.groups.append(
                 ObservedGroup(guid, dn, key, parent_path, simple, member_anchors, archived=archived)
             )
-        self._indexed = True  # every anchored object below the root was just seen
         return state
+
+    def _remember(self, state: ObservedState) -> None:
+        """Index the anchored accounts and groups of a read of the whole root."""
+        for account in state.accounts:
+            if account.anchor:
+                self._anchors.remember(Kind.ACCOUNT, account.anchor, account.target)
+        for group in state.groups:
+            if group.key:
+                self._anchors.remember(Kind.GROUP, group.key, group.target)
+        self._indexed = True  # every anchored object below the root was just seen
 
     def _account(
         self,
@@ -773,31 +819,6 @@ class ActiveDirectory(BaseTarget):
             attributes=attributes,
             enabled=not uac & ACCOUNT_DISABLE,
         )
-
-    def _expected(
-        self,
-        objects: Mapping[str, ad_read.Kept],
-        attributes: Collection[str],
-        outside: list[ObservedAccount],
-    ) -> ObservedState:
-        """The accounts of *objects*, each where it was kept (no OU path), and those *outside*:
-        what an incremental read most likely gives of the accounts, before it has listed what is
-        still there. Nothing is remembered from it (the anchor index waits for the read)."""
-        folded = [(name, name.casefold()) for name in attributes]
-        accounts = [
-            self._account(
-                guid,
-                dn,
-                values,
-                (),
-                {name: value for name, key in folded if (value := values.get(key)) is not None},
-            )
-            for guid, (dn, kind, values, _members) in sorted(
-                objects.items(), key=lambda item: item[1][0].casefold()
-            )
-            if kind == ad_read.USER
-        ]
-        return ObservedState(accounts=accounts, outside=list(outside))
 
     def _accounts_outside(self, base: str, attributes: Collection[str]) -> list[ObservedAccount]:
         """The user accounts below *base* but outside the managed root that carry an anchor

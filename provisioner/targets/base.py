@@ -79,10 +79,11 @@ class ReadBase(Protocol):
         """Keep *objects* (JSON data), read from *watermark* on, as the next read's base."""
         ...
 
-    def expect(self, accounts: ObservedState) -> None:
-        """What an incremental read will most likely give of the accounts (the kept read with
-        the changes folded in), told before its slow part: the caller may start on it, and
-        checks it against the read's result. Called at most once, from the reading thread."""
+    def expect(self, observed: ObservedState) -> None:
+        """What an incremental read will most likely give (the kept read with the changes
+        folded in), told before its slow part: the caller may start on it. When the read ends
+        as expected it returns this very object, so the caller knows its work stands. Called at
+        most once, from the reading thread; neither side changes the state afterwards."""
         ...
 
 

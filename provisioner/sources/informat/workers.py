@@ -6,11 +6,8 @@ it parsing), while a second core stays idle. So each download streams its bytes 
 a process of its own, which runs the same :class:`AnswerParser` and sends back the records, or the
 first error as soon as it is found (the download then stops, as before).
 
-Each worker is a fresh interpreter (``python -m provisioner.sources.informat.workers``, ~0.1 s
-to start, ~27 MB), connected by a socket pair: forking this program instead could copy a lock
-another thread holds (the directory is read at the same time), and multiprocessing's spawn and
-fork server import the program's main module again in every worker (all of provisioner, msgraph
-included). A worker ends when its socket closes, also when this program dies.
+Each worker is a :class:`~provisioner.helper.Helper` (``python -m
+provisioner.sources.informat.workers``, ~0.1 s to start, ~27 MB).
 """
 
 from __future__ import annotations
@@ -19,23 +16,18 @@ import contextlib
 import os
 import pickle
 import queue
-import socket
-import subprocess
-import sys
 import threading
 from multiprocessing.connection import Connection
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import provisioner
 from provisioner.errors import SourceError
+from provisioner.helper import Helper, helper_connection
 from provisioner.sources.informat.operations import Operation
 from provisioner.sources.informat.parser import AnswerParser, UnreadableValue
 
 _END = b""  # the end of one answer's bytes (httpx yields no empty chunk; the feeder skips them)
 _CLOSED = "the Informat reader was closed while reading"
-_IMPORT_ROOT = str(Path(provisioner.__file__).resolve().parent.parent)
 NICENESS = 10
 """How much lower a worker's priority is than the reader's."""
 
@@ -44,9 +36,9 @@ class ParseWorkers:
     """Up to *count* worker processes, each parsing one answer at a time; started as needed."""
 
     def __init__(self, count: int) -> None:
-        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[Helper] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(max(1, count))
-        self._all: list[_Worker] = []
+        self._all: list[Helper] = []
         self._lock = threading.Lock()
         self._closed = False
 
@@ -60,7 +52,7 @@ class ParseWorkers:
         """A parser for one answer, like :class:`AnswerParser`; use it in a ``with`` block."""
         return RemoteParser(self, op, what, options)
 
-    def _take(self) -> _Worker:
+    def _take(self) -> Helper:
         self._slots.acquire()
         try:
             if self._closed:
@@ -68,7 +60,7 @@ class ParseWorkers:
             try:
                 return self._idle.get_nowait()
             except queue.Empty:
-                worker = _Worker()
+                worker = Helper(__name__)
         except BaseException:
             self._slots.release()
             raise
@@ -80,7 +72,7 @@ class ParseWorkers:
         self._slots.release()
         raise SourceError(_CLOSED)
 
-    def _give_back(self, worker: _Worker, *, usable: bool) -> None:
+    def _give_back(self, worker: Helper, *, usable: bool) -> None:
         if usable:
             self._idle.put(worker)
         else:
@@ -99,31 +91,6 @@ class ParseWorkers:
             worker.stop()
 
 
-class _Worker:
-    def __init__(self) -> None:
-        ours, theirs = socket.socketpair()
-        # Python's own settings only: the secrets in this environment are none of its business.
-        env = {k: v for k, v in os.environ.items() if k.startswith(("PYTHON", "LANG", "LC_"))}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_IMPORT_ROOT, env.get("PYTHONPATH")]))
-        with ours, theirs:
-            self.process = subprocess.Popen(  # noqa: S603 (this interpreter, a fixed module)
-                [sys.executable, "-m", __name__, str(theirs.fileno())],
-                pass_fds=[theirs.fileno()],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                env=env,
-            )
-            self.connection = Connection(os.dup(ours.fileno()))
-
-    def stop(self) -> None:
-        self.connection.close()  # the worker's next receive ends, and so does the worker
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 class RemoteParser:
     """Feeds one answer's bytes to a worker; :meth:`close` returns the records.
 
@@ -133,7 +100,7 @@ class RemoteParser:
     def __init__(self, workers: ParseWorkers, op: Operation, what: str, options: Any) -> None:
         self._workers = workers
         self._request = (op, what, options)
-        self._worker: _Worker | None = None
+        self._worker: Helper | None = None
         self._clean = False
 
     def __enter__(self) -> RemoteParser:
@@ -222,4 +189,4 @@ if __name__ == "__main__":
     # Parsing is throughput work: the directory's read beside it, the night's longest step,
     # comes first when they share a core.
     os.nice(NICENESS)
-    _serve(Connection(int(sys.argv[1])))
+    _serve(helper_connection())
