@@ -359,14 +359,16 @@ def test_an_ou_renamed_by_hand_is_not_as_expected(
 def test_a_read_made_apart_gives_what_a_read_here_gives_and_its_errors(
     samba_dc: Any, tree: Tree
 ) -> None:
-    """The reads of the whole root that a helper process makes: the same objects as in this
-    process, and an error said as it would be here (the password went over the socket)."""
+    """The reads of the whole root that a helper process makes: the same objects as a read in
+    this process, and an error said as it would be here (the password went over the socket)."""
     settings = config(samba_dc, tree)
     here = ActiveDirectory(settings)
     here.read_apart = False
     try:
         wanted = here.read_attributes(ATTRIBUTES)
-        assert ad_apart.read_apart(settings, "_read_all", wanted=wanted) == here._read_all(wanted)
+        in_full = here._read_all(wanted)
+        assert ad_apart.read_apart(settings, "_read_all", wanted=wanted) == in_full
+        assert ActiveDirectory(settings)._read_whole(wanted) == in_full and len(in_full) > 10
         listed = ad_apart.read_apart(settings, "_list", whole=True)
         assert listed == here._list(whole=True) and listed[1] is None and len(listed[0]) > 10
     finally:

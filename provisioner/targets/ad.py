@@ -556,11 +556,7 @@ class ActiveDirectory(BaseTarget):
             if folded is None:
                 last, why_full = None, "the DC gave no objectGUID in extended DNs"
         if folded is None or last is None:
-            objects = (
-                ad_apart.read_apart(self.config, "_read_all", wanted=wanted)
-                if self.read_apart
-                else self._read_all(wanted)
-            )
+            objects = self._read_whole(wanted)
             as_expected = False
             log.event(
                 f"read the managed OU in full ({len(objects)} objects): {why_full}",
@@ -658,6 +654,18 @@ class ActiveDirectory(BaseTarget):
             for dn, values in self._managed(search_filter, wanted)
             if ad_read.managed(values)
         )
+
+    def _read_whole(self, wanted: list[str]) -> dict[str, ad_read.Kept]:
+        """Every managed object below the root, read in full by a helper process (unless
+        :attr:`read_apart` is off). Not in parts at the same time (an OU each): Samba's index
+        gives a search below any base every object of its kinds in the domain to check, so
+        two parts cost it twice the whole."""
+        if self.read_apart:
+            objects: dict[str, ad_read.Kept] = ad_apart.read_apart(
+                self.config, "_read_all", wanted=wanted
+            )
+            return objects
+        return self._read_all(wanted)
 
     def _read_changes(
         self,

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from provisioner.gcpause import paused_gc
 from provisioner.helper import Helper, helper_connection
 from provisioner.secret import Secret
 from provisioner.targets.base import TargetError
@@ -63,7 +64,8 @@ def _serve(connection: Connection) -> None:
                 raise TargetError(f"no such read: {read}")
             target = ActiveDirectory(config)
             try:
-                reply = ("done", getattr(target, read)(**arguments))
+                with paused_gc():  # a read builds many objects and no cycles; the helper ends
+                    reply = ("done", getattr(target, read)(**arguments))
             finally:
                 target.close()
         except Exception as error:  # said to the caller, which raises it as its own
