@@ -33,6 +33,7 @@ class _OuCase:
     def __init__(self, observed: Iterable[Path]) -> None:
         self.chosen: dict[Path, Path] = {}
         self.merged: dict[Path, set[Path]] = {}
+        self._spelled: dict[Path, Path] = {}  # thousands of accounts share a few hundred paths
         for path in sorted(observed, key=len):
             self._learn(path)
 
@@ -44,9 +45,11 @@ class _OuCase:
         return out
 
     def of(self, path: Path) -> Path:
-        out = self._learn(path)
-        if out != path:
-            self.merged.setdefault(out, set()).add(path)
+        out = self._spelled.get(path)
+        if out is None:
+            out = self._spelled[path] = self._learn(path)
+            if out != path:
+                self.merged.setdefault(out, set()).add(path)
         return out
 
 
