@@ -14,12 +14,14 @@ night only what changed is asked for, and folded into what was kept (in the stat
   root and where: a deleted object, or one moved out, is dropped; an OU renamed or moved carries
   its whole subtree to new DNs without their ``uSNChanged`` changing, and the new DNs come from
   here; objects that came in without a change of their own (below an OU moved in) are read by
-  objectGUID. It is the slow part (the DC visits every object), so it is read on a connection of
-  its own while the changes are read, in one search rather than in pages where the DC allows.
-- **What it most likely gives**: the kept objects with the changes folded in are handed to the
-  caller (:meth:`~provisioner.targets.base.ReadBase.expect`) before the list of what is there
-  arrives, so that the names in use can be worked out meanwhile; the caller checks them against
-  the read's result.
+  objectGUID. It is the slow part (the DC visits every object), so it is read by a helper
+  process (:mod:`.ad_apart`) while the changes are read, in one search rather than in pages where
+  the DC allows.
+- **What it most likely gives**: the observed state of the kept objects with the changes folded
+  in is handed to the caller (:meth:`~provisioner.targets.base.ReadBase.expect`) before the list
+  of what is there arrives, so that the plan can be made meanwhile. When the list shows the same
+  objects at the same DNs, the read returns that very state; else it folds the list in and
+  returns another.
 
 Why not the deleted objects and a search of the whole domain with the show-deleted control: the
 bind account the documentation sets up (no administrator) cannot list ``CN=Deleted Objects``,
