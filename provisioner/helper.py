@@ -20,6 +20,9 @@ from pathlib import Path
 
 import provisioner
 
+AVAILABLE = os.name != "nt"
+"""Helpers can be started here: a helper inherits its end of the socket pair by descriptor,
+which Windows does not pass on (``pass_fds``). Without them the work stays in this process."""
 _IMPORT_ROOT = str(Path(provisioner.__file__).resolve().parent.parent)
 _KEPT_ENVIRONMENT = ("PYTHON", "LANG", "LC_", "SSL_CERT_")
 """Python's own settings, the locale and where TLS finds its CAs: the secrets in this

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.errors import SourceError
+from provisioner.sources.informat import workers as worker_module
 from provisioner.sources.informat.operations import operation
 from provisioner.sources.informat.parser import AnswerParser, parse_answer
 from provisioner.sources.informat.workers import NICENESS, ParseWorkers
@@ -58,6 +59,20 @@ def test_a_worker_reads_what_this_process_reads_problems_and_fields_seen_include
     records, seen, problems = expected
     assert [r.get("p_persoon") for r in records] == ["1", "2", None, "4"]
     assert "Voornaam" in seen and len(problems) == 2  # the date of 2 and the keyless record
+
+
+@pytest.mark.parametrize("fields", [None, ["Naam", "geboortedatum"]])
+def test_without_helpers_windows_an_answer_is_read_here_as_a_worker_reads_it(
+    workers, fields, monkeypatch
+):
+    monkeypatch.setattr(worker_module, "AVAILABLE", False)
+    assert remote(workers, pieces(ANSWER, 7), fields=fields) == in_process(
+        pieces(ANSWER, 7), fields=fields
+    )
+    assert workers._all == []  # no process was started
+    with pytest.raises(SourceError, match="Lln"), workers.parser(operation("Lln"), "Lln") as parser:
+        parser.feed(b"<not the answer/>")
+        parser.close()
 
 
 def test_one_worker_reads_answer_after_answer_and_ends_with_the_reader():

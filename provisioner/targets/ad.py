@@ -44,7 +44,7 @@ from ldap3.protocol.formatters.formatters import format_sid
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
-from provisioner import log
+from provisioner import helper, log
 from provisioner.licences import ATTRIBUTE as LICENCES
 from provisioner.model import TEAM, ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind, Value
@@ -228,9 +228,10 @@ class ActiveDirectory(BaseTarget):
     """Only users are held to 20 characters of sAMAccountName (the pre-Windows 2000 logon name)."""
     has_ous = True
     has_owners = False  # managedBy holds one DN, not a set of owners: not written (yet)
-    read_apart = True
+    read_apart = helper.AVAILABLE
     """The reads of the whole root (in full; the list an incremental read needs) are made by a
-    process of its own (:mod:`.ad_apart`); off, here (tests that change how the DC answers)."""
+    process of its own (:mod:`.ad_apart`); off, here (on Windows, and in tests that change how
+    the DC answers)."""
     name_attributes = frozenset({"sAMAccountName", "userPrincipalName", "mail"})
 
     def describe(self) -> str:

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from provisioner.errors import SourceError
-from provisioner.helper import Helper, helper_connection
+from provisioner.helper import AVAILABLE, Helper, helper_connection
 from provisioner.sources.informat.operations import Operation
 from provisioner.sources.informat.parser import AnswerParser, UnreadableValue
 
@@ -48,8 +48,11 @@ class ParseWorkers:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def parser(self, op: Operation, what: str, **options: Any) -> RemoteParser:
-        """A parser for one answer, like :class:`AnswerParser`; use it in a ``with`` block."""
+    def parser(self, op: Operation, what: str, **options: Any) -> RemoteParser | LocalParser:
+        """A parser for one answer, like :class:`AnswerParser`; use it in a ``with`` block. In
+        this process where no helper can be started (Windows)."""
+        if not AVAILABLE:
+            return LocalParser(AnswerParser(op, what, **options))
         return RemoteParser(self, op, what, options)
 
     def _take(self) -> Helper:
@@ -157,6 +160,26 @@ class RemoteParser:
     def _raise_reply(self) -> None:
         self._reply()
         raise AssertionError("a worker replied before the end of its answer without an error")
+
+
+class LocalParser:
+    """:class:`RemoteParser`'s interface over an :class:`AnswerParser` in this process."""
+
+    def __init__(self, parser: AnswerParser) -> None:
+        self._parser = parser
+
+    def __enter__(self) -> LocalParser:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def feed(self, chunk: bytes) -> None:
+        self._parser.feed(chunk)
+
+    def close(self) -> tuple[list[dict[str, Any]], frozenset[str], list[UnreadableValue]]:
+        records = self._parser.close()
+        return records, self._parser.fields_seen, self._parser.problems
 
 
 def _serve(connection: Connection) -> None:
