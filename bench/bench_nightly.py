@@ -27,7 +27,8 @@ each size, one after the other, in one run:
      the mappings use;
    - bare read: an ldap3 paged search of the managed root (same filter, page size and attributes
      as the target's read) that builds nothing;
-   - floor = fetch + bare read; peak memory = the plan child's VmHWM.
+   - floor = fetch + bare read; peak memory = the plan child's VmHWM, and apart the largest of
+     its helper processes (parse workers, AD reads).
 
 With two sizes or more, the growth of each from the first. With ``--profile FILE`` the no-op plan
 runs once more under cProfile (the main thread's and the target read's thread's stats saved to
@@ -48,6 +49,7 @@ import json
 import os
 import pstats
 import re
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -519,12 +521,15 @@ def child(mode: str, config: Path, profile: Path | None) -> None:
     # The plan's text is not what is measured here, only its making.
     result, elapsed = run_measured(run, stdout=quiet, profile=profile)
     peak = peak_rss_kib() / 1024
+    # The largest helper process (a parse worker, an AD read), each ended and waited for by now.
+    helpers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(
         json.dumps(
             {
                 "seconds": elapsed,
                 "result": result,
                 "peak_mb": peak,
+                "helper_peak_mb": helpers,
                 "phases": phases,
                 "changes": dict(changes),
             }
@@ -613,6 +618,11 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
         print(
             f"| peak memory of the nights and the plan (VmHWM) | {first['peak_mb']:.0f} / "
             f"{second['peak_mb']:.0f} / {dry['peak_mb']:.0f} MB |"
+        )
+        print(
+            f"| peak memory of the largest helper process (parse worker, AD read) of each | "
+            f"{first['helper_peak_mb']:.0f} / {second['helper_peak_mb']:.0f} / "
+            f"{dry['helper_peak_mb']:.0f} MB |"
         )
         print(
             f"| peak memory of fetch / bare read | {fetch['peak_mb']:.0f} / "
