@@ -22,6 +22,7 @@ from ldap3.protocol.formatters.formatters import format_sid
 
 from provisioner import log
 from provisioner.cli import main
+from provisioner.helper import Helper
 from provisioner.model import ObservedState
 from provisioner.pipeline import FORESEEN, NOT_FORESEEN
 from provisioner.readcache import ReadCache
@@ -357,7 +358,7 @@ def test_an_ou_renamed_by_hand_is_not_as_expected(
 
 
 def test_a_read_made_apart_gives_what_a_read_here_gives_and_its_errors(
-    samba_dc: Any, tree: Tree
+    samba_dc: Any, tree: Tree, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The reads of the whole root that a helper process makes: the same objects as a read in
     this process, and an error said as it would be here (the password went over the socket)."""
@@ -376,6 +377,10 @@ def test_a_read_made_apart_gives_what_a_read_here_gives_and_its_errors(
     wrong = dataclasses.replace(settings, password=Secret("not the password", "test"))
     with pytest.raises(TargetError, match="the DC refused the bind as"):
         ad_apart.read_apart(wrong, "_list", whole=True)
+    # a helper that dies without a word (out of memory, killed): an error, never an empty read
+    monkeypatch.setattr(ad_apart, "Helper", lambda _module: Helper("provisioner.no_such_module"))
+    with pytest.raises(TargetError, match="the process reading it stopped unexpectedly"):
+        ad_apart.read_apart(settings, "_list", whole=True)
 
 
 def test_a_full_read_whenever_the_base_cannot_be_trusted(
