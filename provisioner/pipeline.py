@@ -43,7 +43,7 @@ from provisioner.plan.planner import (
 from provisioner.plan.seal import PlanKey, key_path, load_key
 from provisioner.readcache import ReadCache
 from provisioner.sources import open_sources
-from provisioner.sources.base import Fields, Progress, Source, SourceRead
+from provisioner.sources.base import Fields, KeptAnswers, Progress, Source, SourceRead
 from provisioner.state import StateStore
 from provisioner.targets import hold_persons, names_ignore_case, target_findings
 from provisioner.targets import open_target as _open_target
@@ -111,12 +111,25 @@ def read_for_mappings(
     extra_fields: Mapping[str, Collection[str]] | None = None,
     progress: Callable[[Progress], None] = lambda _p: None,
 ) -> SourceRead:
-    """Only the data sets and fields the mappings reference (plus *extra_fields*)."""
+    """Only the data sets and fields the mappings reference (plus *extra_fields*). A source
+    that can reuse what it parsed on the last read (a
+    :class:`~provisioner.sources.base.KeepingSource`) does so when the state store keeps it;
+    the commands that write the store keep what it parses now."""
     fields: dict[str, Collection[str] | None] = dict(prepared.fields)
     for dataset, extra in (extra_fields or {}).items():
         if dataset in fields and fields[dataset] is not None:
             fields[dataset] = sorted({*fields[dataset], *extra})  # type: ignore[misc]
-    return prepared.source.read(fields, progress=progress)
+    state = prepared.config.state
+    keeping = getattr(prepared.source, "read_keeping", None)
+    if keeping is None or state is None or not state.exists():
+        return prepared.source.read(fields, progress=progress)
+    with StateStore(state) as store:
+        kept = KeptAnswers(store.kept_answers())
+    read: SourceRead = keeping(fields, kept, progress=progress)
+    if prepared.keeps_read:  # only a whole read gets here
+        with StateStore(state) as store:
+            store.keep_answers(kept.new)
+    return read
 
 
 def search_fields(prepared: Prepared) -> Fields:

@@ -115,6 +115,13 @@ MIGRATIONS: list[str] = [
         objects BLOB NOT NULL            -- zlib-compressed JSON: the objects as read
     );
     """,
+    # 8: the source's answers as last parsed, reused when an answer comes back the same
+    """
+    CREATE TABLE kept_answers (
+        key TEXT PRIMARY KEY,            -- the source's own: data set, unit, fields kept
+        answer BLOB NOT NULL             -- as the source encodes it
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 SIDE_FILES = ("-journal", "-wal", "-shm")
@@ -551,6 +558,23 @@ class StateStore:
             )
 
     def forget_reads(self) -> None:
-        """Drop every kept read: the next read of each directory is a full one."""
+        """Drop every kept read: the next read of each directory is a full one, and the next
+        read of the source parses every answer."""
         with self.transaction():
             self.db.execute("DELETE FROM last_read")
+            self.db.execute("DELETE FROM kept_answers")
+
+    # -- the source's answers as last parsed -----------------------------------------------------
+
+    def kept_answers(self) -> dict[str, bytes]:
+        """The answers the source kept on its last read (:meth:`keep_answers`), by key."""
+        return dict(self.db.execute("SELECT key, answer FROM kept_answers"))
+
+    def keep_answers(self, answers: Mapping[str, bytes]) -> None:
+        """Keep *answers* in place of those kept before: an answer no longer read (a school
+        left out of the configuration) is no longer kept."""
+        with self.transaction():
+            self.db.execute("DELETE FROM kept_answers")
+            self.db.executemany(
+                "INSERT INTO kept_answers (key, answer) VALUES (?, ?)", answers.items()
+            )

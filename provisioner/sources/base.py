@@ -10,6 +10,7 @@ untrustworthy for some unit (Informat: a school that answered with no rows) come
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,25 @@ Fields = Mapping[str, Collection[str] | None]
 """Per data set the fields to keep (None: all of them)."""
 
 
+class KeptAnswers:
+    """What sources parsed on the last read, kept in the state store by the pipeline: key →
+    bytes, as each source encodes them. A source may reuse what it kept for an answer that came
+    back byte for byte the same, and keeps what it reads now (:meth:`keep`, from any thread);
+    what is kept replaces the last read's once the whole read has succeeded."""
+
+    def __init__(self, last: Mapping[str, bytes] | None = None) -> None:
+        self._last = dict(last or {})
+        self._lock = threading.Lock()
+        self.new: dict[str, bytes] = {}
+
+    def last(self, key: str) -> bytes | None:
+        return self._last.get(key)
+
+    def keep(self, key: str, kept: bytes) -> None:
+        with self._lock:
+            self.new[key] = kept
+
+
 class Source(Protocol):
     def datasets(self) -> Mapping[str, DatasetInfo]:
         """Every data set this source offers, by name."""
@@ -151,4 +171,22 @@ class SchoolYearSource(Protocol):
         today, when today lies inside it): the read's ``as_of`` is that day. Raises
         :class:`~provisioner.errors.ConfigError` for a year it cannot read (an ended one, a
         name it does not know)."""
+        ...
+
+
+class KeepingSource(Protocol):
+    """A source that can reuse what it parsed on the last read (Informat: an answer that came
+    back byte for byte the same is not parsed again). The pipeline reads through this method
+    when the source has it and a state store keeps the answers; a source without it is read
+    with :meth:`Source.read`."""
+
+    def read_keeping(
+        self,
+        fields: Fields,
+        kept: KeptAnswers,
+        *,
+        progress: Callable[[Progress], None] = lambda _p: None,
+    ) -> SourceRead:
+        """:meth:`Source.read`, reusing what *kept* holds of the last read and keeping there
+        what is read now."""
         ...

@@ -20,7 +20,15 @@ from pathlib import Path
 from provisioner.errors import ConfigError
 from provisioner.files import private_dir, write_private
 from provisioner.model import SOURCE_FIELD, Dataset, SourceRows
-from provisioner.sources.base import DatasetInfo, Fields, Progress, Source, SourceRead, ValueProblem
+from provisioner.sources.base import (
+    DatasetInfo,
+    Fields,
+    KeptAnswers,
+    Progress,
+    Source,
+    SourceRead,
+    ValueProblem,
+)
 
 MANIFEST = "manifest.json"
 SNAPSHOT_FORMAT = "several sources"
@@ -80,9 +88,31 @@ class CompositeSource:
         progress: Callable[[Progress], None] = lambda _p: None,
         save: Path | None = None,
     ) -> SourceRead:
+        return self._read(fields, progress, save, None)
+
+    def read_keeping(
+        self,
+        fields: Fields,
+        kept: KeptAnswers,
+        *,
+        progress: Callable[[Progress], None] = lambda _p: None,
+    ) -> SourceRead:
+        """:meth:`read`, each part that can reuse what it parsed on the last read doing so."""
+        return self._read(fields, progress, None, kept)
+
+    def _read(
+        self,
+        fields: Fields,
+        progress: Callable[[Progress], None],
+        save: Path | None,
+        kept: KeptAnswers | None,
+    ) -> SourceRead:
         def read_part(name: str, source: Source) -> SourceRead:
             offered = source.datasets()
-            own = {dataset: kept for dataset, kept in fields.items() if dataset in offered}
+            own = {dataset: wanted for dataset, wanted in fields.items() if dataset in offered}
+            keeping = getattr(source, "read_keeping", None)
+            if kept is not None and keeping is not None:
+                return keeping(own, kept, progress=progress)  # type: ignore[no-any-return]
             where = save / name if save is not None and self._subfolders else save
             return source.read(own, progress=progress, save=where)
 

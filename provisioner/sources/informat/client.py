@@ -7,7 +7,7 @@ Tests run this client unchanged against the project's own Informat-compatible se
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import html
 import re
 import ssl
@@ -21,6 +21,7 @@ import httpx
 from lxml import etree
 
 from provisioner.errors import AuthenticationError, SourceError, TransientSourceError
+from provisioner.sources.informat.kept import KeptAnswer, Prefixes
 from provisioner.sources.informat.operations import NAMESPACE, Operation
 from provisioner.sources.informat.params import QueryOptions, wire_parameters
 from provisioner.sources.informat.parser import (
@@ -30,7 +31,7 @@ from provisioner.sources.informat.parser import (
     without_request,
 )
 from provisioner.sources.informat.settings import InformatConfig, Timeouts, Transport
-from provisioner.sources.informat.workers import ParseWorkers
+from provisioner.sources.informat.workers import LocalParser, ParseWorkers, RemoteParser
 
 _RETRY_STATUS = {502, 503, 504}
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -96,14 +97,17 @@ class InformatClient:
         *,
         fields: Collection[str] | None = None,
         sink: Callable[[], BinaryIO] | None = None,
+        kept: KeptAnswer | None = None,
     ) -> RawAnswer:
-        """Records of *op* for *instelnr*. Transient failures are retried with backoff; every
-        other failure, and the last transient one, is a :class:`SourceError`."""
+        """Records of *op* for *instelnr*: *kept*'s when the answer is byte for byte the one
+        it was parsed from (then it is not parsed again: :mod:`.kept`). Transient failures are
+        retried with backoff; every other failure, and the last transient one, is a
+        :class:`SourceError`."""
         what = f"Informat {op.name} for {instelnr}"
         attempt = 0
         while True:
             try:
-                return self._fetch_once(op, instelnr, what, fields, sink)
+                return self._fetch_once(op, instelnr, what, fields, sink, kept)
             except TransientSourceError as exc:
                 if attempt >= self.retries:
                     tries = f" (tried {attempt + 1} times)" if attempt else ""
@@ -139,6 +143,7 @@ class InformatClient:
         what: str,
         fields: Collection[str] | None,
         sink: Callable[[], BinaryIO] | None,
+        kept: KeptAnswer | None,
     ) -> RawAnswer:
         request = self._request(op, wire_parameters(op, self.options, instelnr))
         try:
@@ -151,24 +156,48 @@ class InformatClient:
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > self.max_bytes:
                 raise size_error(what, self.max_bytes)  # said before downloading it
-            digest = hashlib.sha256()
-            size = 0
+            read = Prefixes()
+            held: list[bytes] = []  # while the bytes agree with the kept answer's
             out = sink() if sink is not None else None
-            with self._workers.parser(op, what, fields=fields, max_bytes=self.max_bytes) as parser:
+            with contextlib.ExitStack() as parsing:
+                parser: RemoteParser | LocalParser | None = None
+
+                def parse(chunk: bytes) -> None:
+                    nonlocal parser
+                    if parser is None:  # a worker is taken only for an answer to parse
+                        parser = parsing.enter_context(
+                            self._workers.parser(op, what, fields=fields, max_bytes=self.max_bytes)
+                        )
+                    parser.feed(chunk)
+
                 try:
                     for chunk in response.iter_bytes():
-                        digest.update(chunk)
-                        size += len(chunk)
+                        read.update(chunk)
                         if out is not None:
                             out.write(chunk)
-                        parser.feed(chunk)
+                        if kept is None:
+                            parse(chunk)
+                            continue
+                        if read.size > self.max_bytes:
+                            raise size_error(what, self.max_bytes)
+                        held.append(chunk)
+                        if not kept.agrees(read):
+                            kept = None
+                            for piece in held:
+                                parse(piece)
+                            held.clear()
                 except httpx.TransportError as exc:
-                    raise body_error(what, size, self._timeouts, exc) from None
+                    raise body_error(what, read.size, self._timeouts, exc) from None
                 finally:
                     if out is not None:
                         out.close()
+                if kept is not None and kept.same(read):
+                    return kept.answer()
+                for piece in held or [b""]:  # b"": an empty answer still reaches the parser
+                    parse(piece)
+                assert parser is not None
                 records, seen, problems = parser.close()
-            return RawAnswer(records, digest.hexdigest(), size, seen, problems)
+            return RawAnswer(records, read.hexdigest(), read.size, seen, problems, read.hashes)
         finally:
             response.close()
 

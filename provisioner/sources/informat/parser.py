@@ -55,6 +55,9 @@ class RawAnswer:
     fields_seen: frozenset[str]
     problems: list[UnreadableValue] = field(default_factory=list)
     """Values of the kept fields that could not be read, in answer order."""
+    prefixes: list[str] = field(default_factory=list)
+    """SHA-256 of each whole megabyte prefix of the bytes, where the reader kept them (to tell
+    early whether the next answer is the same: :mod:`.kept`)."""
 
 
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"

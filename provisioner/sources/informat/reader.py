@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from provisioner import log
 from provisioner.errors import ConfigError, SourceError
 from provisioner.model import Dataset, SourceRows
-from provisioner.sources.base import Progress, ValueProblem
+from provisioner.sources.base import KeptAnswers, Progress, ValueProblem
 from provisioner.sources.informat.client import InformatClient
+from provisioner.sources.informat.kept import answer_key, decode, encode
 from provisioner.sources.informat.operations import DEFAULT_DATASETS, Operation, operation
 from provisioner.sources.informat.parser import RawAnswer, Record
 from provisioner.sources.informat.settings import InformatConfig
@@ -129,11 +131,14 @@ def read_source(
     today: dt.date | None = None,
     progress: Callable[[Progress], None] = lambda _p: None,
     sleep: Callable[[float], None] | None = None,
+    kept: KeptAnswers | None = None,
 ) -> SourceData:
     """Read *datasets* for every configured instelnr.
 
     *fields* limits what is kept per data set (the person key is always kept); *save* writes the
-    raw answers as a snapshot. Work runs concurrently, at most ``config.concurrency`` calls at once.
+    raw answers as a snapshot; *kept* holds the answers parsed on the last read, reused where an
+    answer is byte for byte the same, and gets every answer read now (:mod:`.kept`). Work runs
+    concurrently, at most ``config.concurrency`` calls at once.
     """
     today = today or dt.date.today()
     fields = fields or {}
@@ -158,18 +163,36 @@ def read_source(
             def run(job: tuple[Operation, str]) -> None:
                 op, instelnr = job
                 progress(Progress("start", op.name, instelnr))
+                key = answer_key(config.url or "", op, instelnr, fields.get(op.name))
+                blob = kept.last(key) if kept is not None else None
+                last = decode(blob)
                 answer = client.fetch(
                     op,
                     instelnr,
                     fields=fields.get(op.name),
                     sink=(lambda: writer.opener(op.name, instelnr)) if writer else None,
+                    kept=last,
                 )
+                if kept is not None:
+                    unchanged = last is not None and answer.sha256 == last.sha256
+                    if blob is None or not unchanged:
+                        blob = encode(answer)
+                    kept.keep(key, blob)
+                    reused.append(unchanged)
                 data.add(op.name, instelnr, answer)
                 if writer is not None:
                     writer.add(op.name, instelnr, answer.sha256, answer.size, len(answer.records))
                 progress(Progress("done", op.name, instelnr, len(answer.records)))
 
+            reused: list[bool] = []
             each_at_once(run, jobs, config.concurrency)
+        if kept is not None:
+            log.event(
+                f"{sum(reused)} of {len(reused)} Informat answers were the same as on the last "
+                "read, byte for byte: their records were not parsed again",
+                reused=sum(reused),
+                answers=len(reused),
+            )
         if writer is not None:
             writer.commit(
                 {

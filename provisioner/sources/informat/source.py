@@ -11,7 +11,14 @@ from pathlib import Path
 
 from provisioner.errors import ConfigError
 from provisioner.model import SourceRows
-from provisioner.sources.base import Block, DatasetInfo, Fields, Progress, SourceRead
+from provisioner.sources.base import (
+    Block,
+    DatasetInfo,
+    Fields,
+    KeptAnswers,
+    Progress,
+    SourceRead,
+)
 from provisioner.sources.informat.operations import (
     DEFAULT_DATASETS,
     DOCUMENTED_FIELDS,
@@ -88,6 +95,7 @@ class InformatSource:
         *,
         progress: Callable[[Progress], None] = lambda _p: None,
         save: Path | None = None,
+        kept: KeptAnswers | None = None,
     ) -> SourceRead:
         data = read_source(
             self.config,
@@ -97,6 +105,7 @@ class InformatSource:
             today=self._today,
             progress=progress,
             sleep=self._sleep,
+            kept=kept,
         )
         return SourceRead(
             rows=data.as_source_rows(),
@@ -111,6 +120,17 @@ class InformatSource:
             problems=data.problems(),
             unit_names=_school_names(data.as_source_rows()),
         )
+
+    def read_keeping(
+        self,
+        fields: Fields,
+        kept: KeptAnswers,
+        *,
+        progress: Callable[[Progress], None] = lambda _p: None,
+    ) -> SourceRead:
+        """:meth:`read`, with the answers that came back unchanged since the last read taken
+        from *kept* rather than parsed again (:mod:`.kept`)."""
+        return self.read(fields, progress=progress, kept=kept)
 
 
 def preview_day(school_year: str, today: dt.date, configured: str = "") -> dt.date:
