@@ -23,6 +23,9 @@ each size, one after the other, in one run:
      ``apply`` again, which reads the directory incrementally (what changed since the kept
      read) and puts the touched pupils back, with the changes it found;
    - ``plan`` from the kept read (incremental, a dry run that keeps nothing): must exit 0;
+   - a night after Informat changed: one pupil per school with another ``stamnr`` (no mapping
+     reads it, so nothing is to do), ``apply`` again: both Lln answers are parsed again, the
+     others come back the same and are not (:mod:`provisioner.sources.informat.kept`);
    - ``fetch``: ``main(["fetch", "--config", …])``: download + parse of the data sets and fields
      the mappings use;
    - bare read: an ldap3 paged search of the managed root (same filter, page size and attributes
@@ -592,6 +595,14 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
         assert second["result"] in expected, f"the incremental night: exit {second['result']}"
         dry = in_child("plan", config)
         assert dry["result"] in expected, f"the incremental plan: exit {dry['result']}"
+        # A night whose source changed: both schools' Lln answers differ (a field no mapping
+        # reads, so the plan is the same), and are parsed again; the other answers are not.
+        for school in ("030569", "030577"):
+            pupil = next(r for r in server.rows["Lln"] if r["_instelnr"] == school)
+            where = {"p_persoon": pupil["p_persoon"], "_instelnr": school}
+            server.rewrite("Lln", where, {"stamnr": f"{pupil.get('stamnr') or ''}9"})
+        changed = in_child("night", config)
+        assert changed["result"] == 0, f"the night after Informat changed: {changed['result']}"
         fetch = in_child("fetch", config)
         read = in_child("read", config)
         floor = fetch["seconds"] + read["seconds"]
@@ -610,6 +621,10 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
             f"{found or 'nothing'} |"
         )
         print(f"| `plan` from the kept read (incremental dry run) | {dry['seconds']:.2f} s |")
+        print(
+            "| **a night after Informat changed** (`apply`, incremental; one pupil per school "
+            f"changed: both Lln answers parsed again) | {changed['seconds']:.2f} s |"
+        )
         print(f"| `fetch` (download + parse) | {fetch['seconds']:.2f} s |")
         print(f"| bare ldap3 paged read of the managed root | {read['seconds']:.2f} s |")
         print(f"| floor: fetch + bare read | {floor:.2f} s |")
@@ -617,7 +632,7 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
         print(f"| ratio incremental night / floor | {second['seconds'] / floor:.2f} × |")
         print(
             f"| peak memory of the nights and the plan (VmHWM) | {first['peak_mb']:.0f} / "
-            f"{second['peak_mb']:.0f} / {dry['peak_mb']:.0f} MB |"
+            f"{second['peak_mb']:.0f} / {dry['peak_mb']:.0f} / {changed['peak_mb']:.0f} MB |"
         )
         print(
             f"| peak memory of the largest helper process (parse worker, AD read) of each | "
@@ -629,7 +644,7 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
             f"{read['peak_mb']:.0f} MB |",
             flush=True,
         )
-        for what, measured in (("full", first), ("incremental", second)):
+        for what, measured in (("full", first), ("incremental", second), ("changed", changed)):
             print(f"\nthe {what} night's steps (wall clock, same run):\n")
             for label, seconds in measured["phases"].items():
                 print(f"- {label}: {seconds:.2f} s")
@@ -650,6 +665,7 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
             "objects": read["result"],
             "first": first["seconds"],
             "second": second["seconds"],
+            "changed": changed["seconds"],
             "floor": floor,
         }
 
@@ -709,13 +725,14 @@ def main() -> None:
     if len(sizes) > 1:
         base = sizes[0]
         print(f"\ngrowth from {base['pupils']} pupils (time ratio / size ratio; goal ≤ 1.2):\n")
-        print("| pupils | full night | incremental night | floor |")
-        print("|---|---|---|---|")
+        print("| pupils | full night | incremental night | after Informat changed | floor |")
+        print("|---|---|---|---|---|")
         for size in sizes[1:]:
             scale = size["pupils"] / base["pupils"]
             print(
                 f"| {size['pupils']} | {size['first'] / base['first'] / scale:.2f} × | "
                 f"{size['second'] / base['second'] / scale:.2f} × | "
+                f"{size['changed'] / base['changed'] / scale:.2f} × | "
                 f"{size['floor'] / base['floor'] / scale:.2f} × |"
             )
 
