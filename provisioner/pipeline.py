@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from provisioner import log
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError
+from provisioner.gcpause import paused_gc
 from provisioner.mapping.engine import (
     CompiledMappings,
     Engine,
@@ -599,6 +600,7 @@ class Foreseen:
         )
 
 
+@paused_gc()  # names, desired state, checks, fit and plan: millions of small acyclic objects
 def foresee(
     prepared: Prepared,
     read: SourceRead,
@@ -635,6 +637,7 @@ class Comparison:
     """Its plan, when made already (while the target was read: :func:`foresee`)."""
 
 
+@paused_gc()  # as foresee: the collector would walk the whole desired state again and again
 def compare(
     prepared: Prepared,
     read: SourceRead,

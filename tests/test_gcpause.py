@@ -76,3 +76,32 @@ def test_what_the_stage_built_counts_as_old_and_a_cycle_in_it_is_still_collected
     gc.collect()
     assert gone() is None
     assert len(built) == 10_000
+
+
+def test_the_pipelines_mapping_comparison_and_plan_run_paused(monkeypatch):
+    """At 50,000 pupils the collector walked the desired state 1,450 times in one comparison
+    made outside the engine's own pauses (its checks, the fit, the new names): 2.3 s."""
+    from types import SimpleNamespace
+
+    from provisioner import pipeline
+    from provisioner.model import DesiredState
+
+    gc.enable()
+    seen: list[bool] = []
+
+    def noted(result):
+        def stage(*_args, **_kwargs):
+            seen.append(gc.isenabled())
+            return result
+
+        return stage
+
+    monkeypatch.setattr(pipeline, "desired_state", noted(DesiredState()))
+    monkeypatch.setattr(pipeline, "names_in_directory", noted(None))
+    monkeypatch.setattr(pipeline, "new_names", noted({}))
+    monkeypatch.setattr(pipeline, "_fitted", noted(SimpleNamespace(plan=None)))
+    monkeypatch.setattr(pipeline, "plan_of", noted(None))
+    pipeline.compare(SimpleNamespace(config=None), None, None)  # type: ignore[arg-type]
+    pipeline.foresee(None, None, None, None, None, None)  # type: ignore[arg-type]
+    assert seen == [False] * 6
+    assert gc.isenabled()

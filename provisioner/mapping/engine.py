@@ -724,13 +724,13 @@ class Engine:
         self._stage = "desired"
         self.existing = dict(existing or {})
         self.held_values = dict(held_values or {})
-        owned = {anchor: set(names) for anchor, names in (own or {}).items()}
-        for anchor, name in self.existing.items():
-            owned.setdefault(anchor, set()).add(name)
-        for anchor, values in self.held_values.items():
-            owned.setdefault(anchor, set()).update(values.values())
-        self.book = NameBook(issued, owned)
         with paused_gc(), counting_run(self._run_total):
+            owned = {anchor: set(names) for anchor, names in (own or {}).items()}
+            for anchor, name in self.existing.items():
+                owned.setdefault(anchor, set()).add(name)
+            for anchor, values in self.held_values.items():
+                owned.setdefault(anchor, set()).update(values.values())
+            self.book = NameBook(issued, owned)
             state = self._desired()
         self.report.errors[:] = _once_each(self.report.errors)
         return state
