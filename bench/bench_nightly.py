@@ -637,7 +637,7 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
         print(
             f"| peak memory of the largest helper process (parse worker, AD read) of each | "
             f"{first['helper_peak_mb']:.0f} / {second['helper_peak_mb']:.0f} / "
-            f"{dry['helper_peak_mb']:.0f} MB |"
+            f"{dry['helper_peak_mb']:.0f} / {changed['helper_peak_mb']:.0f} MB |"
         )
         print(
             f"| peak memory of fetch / bare read | {fetch['peak_mb']:.0f} / "
