@@ -275,3 +275,27 @@ def test_the_answers_are_kept_by_apply_and_run_and_only_used_by_a_dry_run(
     with StateStore(prepared.config.state) as store:
         store.forget_reads()
         assert store.kept_answers() == {}
+
+
+def test_a_source_of_several_parts_lets_each_part_that_can_reuse_what_it_kept(
+    server, parsed, tmp_path
+):
+    """Informat beside a part that cannot keep answers (a people file: read as always)."""
+    from provisioner.sources.composite import CompositeSource
+    from provisioner.sources.informat.source import InformatSource
+    from tests.test_architecture import PEOPLE, PeopleFileSettings, PeopleFileSource
+
+    (tmp_path / "people.csv").write_text(PEOPLE, encoding="utf-8")
+    people = PeopleFileSource(PeopleFileSettings(tmp_path / "people.csv"))
+    assert not hasattr(people, "read_keeping")
+    informat = InformatSource(informat_config(server.url), today=REFERENCE_DAY)
+    fields = {"Lln": ["Naam"], "Personen": None}
+    both = CompositeSource([("informat", informat), ("people", people)])
+    first = KeptAnswers()
+    fresh = both.read_keeping(fields, first)
+    assert len(first.new) == len(INSTELNRS)  # Informat's answers; the file keeps nothing
+    parsed.clear()
+    again = both.read_keeping(fields, KeptAnswers(first.new))
+    assert parsed == []
+    assert again.rows == fresh.rows and again.digest == fresh.digest
+    assert [r["naam"] for _s, r in again.rows.datasets["Personen"].rows] == ["Peeters", "Claes"]
