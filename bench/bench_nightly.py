@@ -26,6 +26,8 @@ each size, one after the other, in one run:
    - a night after Informat changed: one pupil per school with another ``stamnr`` (no mapping
      reads it, so nothing is to do), ``apply`` again: both Lln answers are parsed again, the
      others come back the same and are not (:mod:`provisioner.sources.informat.kept`);
+   - the weekly full read: ``apply --full-read`` again, now with a kept read, from which the
+     plan is foreseen while the DC is read in full (as every ``full_read_every`` days);
    - ``fetch``: ``main(["fetch", "--config", …])``: download + parse of the data sets and fields
      the mappings use;
    - bare read: an ldap3 paged search of the managed root (same filter, page size and attributes
@@ -603,6 +605,9 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
             server.rewrite("Lln", where, {"stamnr": f"{pupil.get('stamnr') or ''}9"})
         changed = in_child("night", config)
         assert changed["result"] == 0, f"the night after Informat changed: {changed['result']}"
+        # The weekly full read: a full read with a kept read to foresee it from.
+        weekly = in_child("night-full", config)
+        assert weekly["result"] == 0, f"the weekly full night: exit {weekly['result']}"
         fetch = in_child("fetch", config)
         read = in_child("read", config)
         floor = fetch["seconds"] + read["seconds"]
@@ -614,6 +619,10 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
         print(
             f"| **no-op night, full read** (`apply --full-read`, the first after the fill) | "
             f"{first['seconds']:.2f} s |"
+        )
+        print(
+            "| **a weekly full read** (`apply --full-read` with a kept read, foreseen from it) | "
+            f"{weekly['seconds']:.2f} s |"
         )
         print(
             f"| **next night, incremental read** (`apply`); {touched} pupils' displayName "
@@ -629,6 +638,7 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
         print(f"| bare ldap3 paged read of the managed root | {read['seconds']:.2f} s |")
         print(f"| floor: fetch + bare read | {floor:.2f} s |")
         print(f"| ratio full night / floor | {first['seconds'] / floor:.2f} × (goal ≤ 1.5) |")
+        print(f"| ratio weekly full night / floor | {weekly['seconds'] / floor:.2f} × |")
         print(f"| ratio incremental night / floor | {second['seconds'] / floor:.2f} × |")
         print(
             f"| peak memory of the nights and the plan (VmHWM) | {first['peak_mb']:.0f} / "
@@ -644,7 +654,9 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
             f"{read['peak_mb']:.0f} MB |",
             flush=True,
         )
-        for what, measured in (("full", first), ("incremental", second), ("changed", changed)):
+        nights = [("full", first), ("incremental", second), ("changed", changed)]
+        nights.append(("weekly full", weekly))
+        for what, measured in nights:
             print(f"\nthe {what} night's steps (wall clock, same run):\n")
             for label, seconds in measured["phases"].items():
                 print(f"- {label}: {seconds:.2f} s")
@@ -666,6 +678,7 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
             "first": first["seconds"],
             "second": second["seconds"],
             "changed": changed["seconds"],
+            "weekly": weekly["seconds"],
             "floor": floor,
         }
 
@@ -725,12 +738,16 @@ def main() -> None:
     if len(sizes) > 1:
         base = sizes[0]
         print(f"\ngrowth from {base['pupils']} pupils (time ratio / size ratio; goal ≤ 1.2):\n")
-        print("| pupils | full night | incremental night | after Informat changed | floor |")
-        print("|---|---|---|---|---|")
+        print(
+            "| pupils | full night | weekly full night | incremental night "
+            "| after Informat changed | floor |"
+        )
+        print("|---|---|---|---|---|---|")
         for size in sizes[1:]:
             scale = size["pupils"] / base["pupils"]
             print(
                 f"| {size['pupils']} | {size['first'] / base['first'] / scale:.2f} × | "
+                f"{size['weekly'] / base['weekly'] / scale:.2f} × | "
                 f"{size['second'] / base['second'] / scale:.2f} × | "
                 f"{size['changed'] / base['changed'] / scale:.2f} × | "
                 f"{size['floor'] / base['floor'] / scale:.2f} × |"

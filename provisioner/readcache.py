@@ -101,6 +101,23 @@ class ReadCache:
             read_at=kept["read_at"],
         )
 
+    def guess(self, scope: str) -> LastRead | None:
+        """The last read kept of *scope* however old, also when a full read is asked for: never
+        a base, only what a full read will most likely give once the changes since are folded
+        in (the target compares the full read with it). None when none is kept of *scope*."""
+        if self._path is None or not self._path.exists():
+            return None
+        with StateStore(self._path) as store:
+            kept = store.last_read(self._target)
+        if kept is None or kept["scope"] != self._scope(scope):
+            return None
+        return LastRead(
+            watermark=kept["watermark"],
+            objects=json.loads(zlib.decompress(kept["objects"])),
+            full_read_at=kept["full_read_at"],
+            read_at=kept["read_at"],
+        )
+
     def _why_full(self, scope: str) -> str | None:
         if self._full_read:
             return "a full read was asked for"

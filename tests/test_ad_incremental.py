@@ -433,6 +433,44 @@ def test_a_full_read_whenever_the_base_cannot_be_trusted(
     assert "the managed scope changed" in Night(other, store, events).read()[1]
 
 
+def test_a_full_read_is_foreseen_from_the_kept_read_and_compared_with_it(
+    samba_dc: Any, tree: Tree, store: Path, events: list[str]
+) -> None:
+    """A full read due (asked for, every full_read_every days) also hands over what it will
+    most likely give: the kept read, however old, with the changes since folded in. It stands
+    only when the full read gives exactly that."""
+    settings = config(samba_dc, tree)
+    Night(settings, store, events).read()
+    asked = Night(settings, store, events, full_read=True)
+    state, line = asked.read()
+    assert "a full read was asked for" in line and asked.as_expected
+    assert_same(asked, state)
+
+    tree.modify("a1", {"displayName": [(MODIFY_REPLACE, ["Changed since"])]})
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+    weekly = Night(settings, store, events, now=lambda: later)
+    state, line = weekly.read()
+    assert "the last full read was 8 day(s) ago" in line
+    assert weekly.as_expected  # the change was folded into what it foretold
+    assert {a.attributes.get("displayName") for a in state.accounts} >= {"Changed since"}
+    assert_same(weekly, state)
+
+    tree.move("1B", "OU=1C")  # an OU renamed: its subtree's DNs change, their USNs do not
+    state, _line = asked.read()
+    assert not asked.as_expected
+    assert_same(asked, state)
+    tree.delete("a3")  # gone: the full read does not give it
+    state, _line = asked.read()
+    assert not asked.as_expected
+    assert_same(asked, state)
+
+    # a dry run keeps nothing and takes no watermark: it foretells nothing either
+    dry_run = Night(settings, store, events, full_read=True, keeps=False)
+    state, _line = dry_run.read()
+    assert not dry_run.as_expected
+    assert_same(dry_run, state)
+
+
 def delegated_account(samba_dc: Any, tree: Tree) -> str:
     """A bind account with the rights docs/getting-started.md delegates on the managed root
     (create and delete users, groups and OUs; write their attributes), no administrator: its
@@ -605,6 +643,11 @@ def test_a_plan_from_an_incremental_read_equals_the_full_one(
         unchanged = same_plan()
         assert unchanged["changes"] == [] and unchanged["foresight"] == [FORESEEN]
         assert kept_reads(tmp_path / "state.db") == kept
+        # the weekly full read of a night: foreseen from the kept read, and found as foreseen
+        before = len(events)
+        assert main(["apply", "--config", str(path), "--full-read"]) == 0
+        capsys.readouterr()
+        assert [e for e in events[before:] if e in (FORESEEN, NOT_FORESEEN)] == [FORESEEN]
 
         # the run's own writes between two nights: day two's apply
         with InformatServer(day_two(synthetic).data, today=REFERENCE_DAY) as server:

@@ -75,15 +75,21 @@ class ReadBase(Protocol):
         *scope* is the target's description of what it reads (root, attributes, format)."""
         ...
 
+    def guess(self, scope: str) -> LastRead | None:
+        """The last read kept of *scope* however old, when a full read is due: never a base,
+        only a guess at what the full read will give (with the changes since folded in)."""
+        ...
+
     def keep(self, scope: str, watermark: Mapping[str, Any], objects: Any, *, full: bool) -> None:
         """Keep *objects* (JSON data), read from *watermark* on, as the next read's base."""
         ...
 
     def expect(self, observed: ObservedState) -> None:
-        """What an incremental read will most likely give (the kept read with the changes
-        folded in), told before its slow part: the caller may start on it. When the read ends
-        as expected it returns this very object, so the caller knows its work stands. Called at
-        most once, from the reading thread; neither side changes the state afterwards."""
+        """What an incremental read (or a full read, from :meth:`guess`) will most likely give
+        (the kept read with the changes folded in), told before its slow part: the caller may
+        start on it. When the read ends as expected it returns this very object, so the caller
+        knows its work stands. Called at most once, from the reading thread; neither side
+        changes the state afterwards."""
         ...
 
 
