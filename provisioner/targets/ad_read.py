@@ -22,6 +22,10 @@ night only what changed is asked for, and folded into what was kept (in the stat
   of what is there arrives, so that the plan can be made meanwhile. When the list shows the same
   objects at the same DNs, the read returns that very state; else it folds the list in and
   returns another.
+- **A full read that is due** (``full_read_every``, ``--full-read``) is foreseen the same way
+  from the read kept of the same scope and DC, however old (``ReadBase.guess``): what changed
+  since is folded into it and handed over before the full read, which stands for it only when it
+  gives exactly those objects.
 
 Why not the deleted objects and a search of the whole domain with the show-deleted control: the
 bind account the documentation sets up (no administrator) cannot list ``CN=Deleted Objects``,
