@@ -55,7 +55,6 @@ from provisioner.targets.base import (
     AnchorIndex,
     BaseTarget,
     Current,
-    LastRead,
     ReadBase,
     Result,
     TargetError,
@@ -553,15 +552,15 @@ class ActiveDirectory(BaseTarget):
             )
             base.expect(expected[0])
 
-        guessed = None
+        guess = None
         if last is not None:
             folded = self._read_changes(wanted, last.objects, last.watermark, expect)
             if folded is None:
                 last, why_full = None, "the DC gave no objectGUID in extended DNs"
         elif base is not None and mark is not None:
-            guessed = self._guess_whole(wanted, base.guess(scope), mark, expect)
+            guess = functools.partial(self._guess_whole, wanted, base, scope, mark, expect)
         if folded is None or last is None:
-            objects = self._read_whole(wanted)
+            objects, guessed = self._read_whole(wanted, guess)
             # The full read gave what the kept read with the changes since foretold.
             as_expected = guessed is not None and objects == guessed
             log.event(
@@ -661,28 +660,46 @@ class ActiveDirectory(BaseTarget):
             if ad_read.managed(values)
         )
 
-    def _read_whole(self, wanted: list[str]) -> dict[str, ad_read.Kept]:
+    def _read_whole(
+        self,
+        wanted: list[str],
+        meanwhile: Callable[[], dict[str, ad_read.Kept] | None] | None = None,
+    ) -> tuple[dict[str, ad_read.Kept], dict[str, ad_read.Kept] | None]:
         """Every managed object below the root, read in full by a helper process (unless
-        :attr:`read_apart` is off). Not in parts at the same time (an OU each): Samba's index
-        gives a search below any base every object of its kinds in the domain to check, so
-        two parts cost it twice the whole."""
-        if self.read_apart:
-            objects: dict[str, ad_read.Kept] = ad_apart.read_apart(
-                self.config, "_read_all", wanted=wanted
+        :attr:`read_apart` is off), and what *meanwhile* gave: it runs here while the helper
+        reads (before the read, without a helper: the connection is one). Not in parts at the
+        same time (an OU each): Samba's index gives a search below any base every object of
+        its kinds in the domain to check, so two parts cost it twice the whole."""
+        meanwhile = meanwhile or (lambda: None)
+        if not self.read_apart:
+            guessed = meanwhile()
+            return self._read_all(wanted), guessed
+        with ThreadPoolExecutor(1, thread_name_prefix="read the managed OU") as reading:
+            whole = reading.submit(
+                contextvars.copy_context().run,
+                ad_apart.read_apart,
+                self.config,
+                "_read_all",
+                wanted=wanted,
             )
-            return objects
-        return self._read_all(wanted)
+            try:
+                guessed = meanwhile()
+            finally:
+                objects: dict[str, ad_read.Kept] = whole.result()  # its error, if both failed
+        return objects, guessed
 
     def _guess_whole(
         self,
         wanted: list[str],
-        kept: LastRead | None,
+        base: ReadBase,
+        scope: str,
         mark: Mapping[str, Any],
         expect: Callable[[Mapping[str, ad_read.Kept]], None],
     ) -> dict[str, ad_read.Kept] | None:
-        """What a full read will most likely give: *kept* (the last read, however old) with
-        what changed since folded in, handed to *expect* before the full read; None without a
+        """What a full read will most likely give: the last read of *scope* kept in *base*
+        (however old) with what changed since folded in, handed to *expect*; None without a
         kept read from this DC. Never trusted: the full read is compared with it."""
+        kept = base.guess(scope)
         if kept is None or ad_read.watermark_problem(kept.watermark, mark):
             return None
         guessed = kept.objects | self._changed_since(wanted, kept.objects, kept.watermark)
