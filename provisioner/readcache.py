@@ -94,12 +94,7 @@ class ReadCache:
             kept = store.last_read(self._target)
         assert kept is not None  # _why_full found it
         self._full_read_at = kept["full_read_at"]
-        return LastRead(
-            watermark=kept["watermark"],
-            objects=json.loads(zlib.decompress(kept["objects"])),
-            full_read_at=kept["full_read_at"],
-            read_at=kept["read_at"],
-        )
+        return _decoded(kept)
 
     def guess(self, scope: str) -> LastRead | None:
         """The last read kept of *scope* however old, also when a full read is asked for: never
@@ -111,12 +106,7 @@ class ReadCache:
             kept = store.last_read(self._target)
         if kept is None or kept["scope"] != self._scope(scope):
             return None
-        return LastRead(
-            watermark=kept["watermark"],
-            objects=json.loads(zlib.decompress(kept["objects"])),
-            full_read_at=kept["full_read_at"],
-            read_at=kept["read_at"],
-        )
+        return _decoded(kept)
 
     def _why_full(self, scope: str) -> str | None:
         if self._full_read:
@@ -167,3 +157,13 @@ class ReadCache:
             full=full,
             bytes=len(blob),
         )
+
+
+def _decoded(kept: Mapping[str, Any]) -> LastRead:
+    """A kept read as the state store gives it (:meth:`StateStore.last_read`), decoded."""
+    return LastRead(
+        watermark=kept["watermark"],
+        objects=json.loads(zlib.decompress(kept["objects"])),
+        full_read_at=kept["full_read_at"],
+        read_at=kept["read_at"],
+    )
