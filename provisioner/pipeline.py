@@ -8,15 +8,15 @@ decided by the registries in :mod:`provisioner.sources` and :mod:`provisioner.ta
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from provisioner import log
+from provisioner.background import InBackground
 from provisioner.config import Config, load_config
 from provisioner.errors import ConfigError
 from provisioner.gcpause import paused_gc
@@ -361,38 +361,6 @@ def verify_saved_plan(path: Path, prepared: Prepared, target: Target, *, approve
     )
 
 
-T = TypeVar("T")
-
-
-class _InBackground(Generic[T]):
-    """*work* run in a thread of its own, started at once; :meth:`result` waits for it and
-    returns what it returned or raises what it raised, unchanged (the same exception object, so
-    the CLI reports it with the same message and exit code as when it ran in the caller)."""
-
-    def __init__(self, work: Callable[[], T], name: str) -> None:
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        # The caller's context variables (a log context, a render budget) go along.
-        context = contextvars.copy_context()
-        self._thread = threading.Thread(target=context.run, args=(self._run, work), name=name)
-        self._thread.start()
-
-    def _run(self, work: Callable[[], T]) -> None:
-        try:
-            self._value = work()
-        except BaseException as exc:  # handed to the caller, which decides what it means
-            self._error = exc
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def result(self) -> T:
-        self.join()
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
-
-
 def observe(
     prepared: Prepared,
     target: Target,
@@ -474,7 +442,7 @@ def read_source_and_target(
         finally:
             expected.end()
 
-    observing = _InBackground(observing_target, name="target read")
+    observing = InBackground(observing_target, name="target read")
     try:
         read = read_source()
     except BaseException:

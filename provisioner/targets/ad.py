@@ -16,14 +16,12 @@ half-way) or that someone made differently by hand is skipped and reported, neve
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import math
 import ssl
 import string
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -45,6 +43,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn, parse_dn
 
 from provisioner import helper, log
+from provisioner.background import InBackground
 from provisioner.licences import ATTRIBUTE as LICENCES
 from provisioner.model import TEAM, ObservedAccount, ObservedGroup, ObservedState
 from provisioner.plan.model import Action, Change, Kind, Value
@@ -674,18 +673,14 @@ class ActiveDirectory(BaseTarget):
         if not self.read_apart:
             guessed = meanwhile()
             return self._read_all(wanted), guessed
-        with ThreadPoolExecutor(1, thread_name_prefix="read the managed OU") as reading:
-            whole = reading.submit(
-                contextvars.copy_context().run,
-                ad_apart.read_apart,
-                self.config,
-                "_read_all",
-                wanted=wanted,
-            )
-            try:
-                guessed = meanwhile()
-            finally:
-                objects: dict[str, ad_read.Kept] = whole.result()  # its error, if both failed
+        whole: InBackground[dict[str, ad_read.Kept]] = InBackground(
+            functools.partial(ad_apart.read_apart, self.config, "_read_all", wanted=wanted),
+            name="read the managed OU",
+        )
+        try:
+            guessed = meanwhile()
+        finally:
+            objects = whole.result()  # its error, if both failed
         return objects, guessed
 
     def _guess_whole(
@@ -730,15 +725,14 @@ class ActiveDirectory(BaseTarget):
         when the DC does not say which objects are there by objectGUID (see :mod:`.ad_read`).
         *expect* is given the kept objects with the changes folded in while the list of what is
         there (the slow part) is still read."""
-        with ThreadPoolExecutor(1, thread_name_prefix="list the managed OU") as listing:
-            # The DC lists what is there while the changes are read here, on another connection.
-            listed = listing.submit(contextvars.copy_context().run, self._present)
-            try:
-                changed = self._changed_since(wanted, kept, since)
-                expected = kept | changed
-                expect(expected)
-            finally:
-                present = listed.result()  # its error, if both failed
+        # The DC lists what is there while the changes are read here, on another connection.
+        listed = InBackground(self._present, name="list the managed OU")
+        try:
+            changed = self._changed_since(wanted, kept, since)
+            expected = kept | changed
+            expect(expected)
+        finally:
+            present = listed.result()  # its error, if both failed
         if present is None:
             return None  # the DC ignored the control: only a full read can tell
         # Below the root without a change of their own (below an OU moved in): read by GUID.
