@@ -86,13 +86,10 @@ class ReadCache:
         """The kept read when it may be the base of an incremental read of *scope* (which the
         target computes from what it reads: root, attributes, format), else None with
         :attr:`why_full` saying why a full read is due."""
-        self.why_full = self._why_full(scope) or ""
-        if self.why_full:
+        why_full, kept = self._judged(scope)
+        self.why_full = why_full or ""
+        if kept is None:
             return None
-        assert self._path is not None
-        with StateStore(self._path) as store:
-            kept = store.last_read(self._target)
-        assert kept is not None  # _why_full found it
         self._full_read_at = kept["full_read_at"]
         return _decoded(kept)
 
@@ -100,34 +97,38 @@ class ReadCache:
         """The last read kept of *scope* however old, also when a full read is asked for: never
         a base, only what a full read will most likely give once the changes since are folded
         in (the target compares the full read with it). None when none is kept of *scope*."""
-        if self._path is None or not self._path.exists():
-            return None
-        with StateStore(self._path) as store:
-            kept = store.last_read(self._target)
+        kept = self._kept()
         if kept is None or kept["scope"] != self._scope(scope):
             return None
         return _decoded(kept)
 
-    def _why_full(self, scope: str) -> str | None:
-        if self._full_read:
-            return "a full read was asked for"
-        if self._full_read_every == 0:
-            return "full_read_every is 0"
+    def _kept(self) -> dict[str, Any] | None:
+        """The read kept for this target, still compressed; None without one."""
         if self._path is None or not self._path.exists():
-            return "no earlier read is kept (no state store yet)"
+            return None
         with StateStore(self._path) as store:
-            kept = store.last_read(self._target)
+            return store.last_read(self._target)
+
+    def _judged(self, scope: str) -> tuple[str | None, dict[str, Any] | None]:
+        """Why a full read is due and None, or None and the kept read that may be the base."""
+        if self._full_read:
+            return "a full read was asked for", None
+        if self._full_read_every == 0:
+            return "full_read_every is 0", None
+        if self._path is None or not self._path.exists():
+            return "no earlier read is kept (no state store yet)", None
+        kept = self._kept()
         if kept is None:
-            return "no earlier read is kept"
+            return "no earlier read is kept", None
         if kept["scope"] != self._scope(scope):
-            return "the mappings or the managed scope changed since the last read"
+            return "the mappings or the managed scope changed since the last read", None
         age = self._now() - kept["full_read_at"]
         if age >= dt.timedelta(days=self._full_read_every):
             return (
                 f"the last full read was {age.days} day(s) ago (full_read_every: "
                 f"{self._full_read_every})"
-            )
-        return None
+            ), None
+        return None, kept
 
     def expect(self, observed: ObservedState) -> None:
         """Pass on what an incremental read will most likely give."""
