@@ -157,6 +157,7 @@ def read_source(
     writer = SnapshotWriter(save) if save is not None else None
     jobs = [(op, nr) for op in datasets for nr in config.instelnrs]
     extra = {"sleep": sleep} if sleep is not None else {}
+    reused: list[bool] = []  # per answer read with kept answers: whether it was the same
     try:
         with InformatClient(config, options, **extra) as client:
 
@@ -184,7 +185,6 @@ def read_source(
                     writer.add(op.name, instelnr, answer.sha256, answer.size, len(answer.records))
                 progress(Progress("done", op.name, instelnr, len(answer.records)))
 
-            reused: list[bool] = []
             each_at_once(run, jobs, config.concurrency)
         if kept is not None:
             log.event(

@@ -188,17 +188,17 @@ def _serve(connection: Connection) -> None:
     with contextlib.suppress(EOFError, OSError):
         while True:
             op, what, options = connection.recv()
-            parser = AnswerParser(op, what, **options)
+            parser = LocalParser(AnswerParser(op, what, **options))
             try:
                 while chunk := connection.recv_bytes():
                     parser.feed(chunk)
-                records = parser.close()
+                records, seen, problems = parser.close()
             except (EOFError, OSError):
                 raise
             except Exception as error:
                 _send_error(connection, what, error)
                 return
-            connection.send(("done", records, parser.fields_seen, parser.problems))
+            connection.send(("done", records, seen, problems))
 
 
 def _send_error(connection: Connection, what: str, error: Exception) -> None:
