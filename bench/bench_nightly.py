@@ -23,6 +23,7 @@ each size, one after the other, in one run:
      ``apply`` again, which reads the directory incrementally (what changed since the kept
      read) and puts the touched pupils back, with the changes it found;
    - ``plan`` from the kept read (incremental, a dry run that keeps nothing): must exit 0;
+   - the no-op night: ``apply`` again, nothing changed since the last night: must exit 0;
    - a night after Informat changed: one pupil per school with another ``stamnr`` (no mapping
      reads it, so nothing is to do), ``apply`` again: both Lln answers are parsed again, the
      others come back the same and are not (:mod:`provisioner.sources.informat.kept`);
@@ -597,6 +598,10 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
         assert second["result"] in expected, f"the incremental night: exit {second['result']}"
         dry = in_child("plan", config)
         assert dry["result"] in expected, f"the incremental plan: exit {dry['result']}"
+        # The no-op night: nothing changed in Informat or by hand since the last night (which
+        # read before it applied: its own writes are the changes this one reads again).
+        noop = in_child("night", config)
+        assert noop["result"] == 0, f"the no-op night: exit {noop['result']}"
         # A night whose source changed: both schools' Lln answers differ (a field no mapping
         # reads, so the plan is the same), and are parsed again; the other answers are not.
         for school in ("030569", "030577"):
@@ -631,6 +636,10 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
         )
         print(f"| `plan` from the kept read (incremental dry run) | {dry['seconds']:.2f} s |")
         print(
+            "| **the no-op night** (`apply`, incremental; nothing changed since the last "
+            f"night) | {noop['seconds']:.2f} s |"
+        )
+        print(
             "| **a night after Informat changed** (`apply`, incremental; one pupil per school "
             f"changed: both Lln answers parsed again) | {changed['seconds']:.2f} s |"
         )
@@ -641,20 +650,23 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
         print(f"| ratio weekly full night / floor | {weekly['seconds'] / floor:.2f} × |")
         print(f"| ratio incremental night / floor | {second['seconds'] / floor:.2f} × |")
         print(
-            f"| peak memory of the nights and the plan (VmHWM) | {first['peak_mb']:.0f} / "
-            f"{second['peak_mb']:.0f} / {dry['peak_mb']:.0f} / {changed['peak_mb']:.0f} MB |"
+            "| peak memory: full / incremental / plan / no-op / after Informat changed "
+            f"(VmHWM) | {first['peak_mb']:.0f} / {second['peak_mb']:.0f} / "
+            f"{dry['peak_mb']:.0f} / {noop['peak_mb']:.0f} / {changed['peak_mb']:.0f} MB |"
         )
         print(
             f"| peak memory of the largest helper process (parse worker, AD read) of each | "
             f"{first['helper_peak_mb']:.0f} / {second['helper_peak_mb']:.0f} / "
-            f"{dry['helper_peak_mb']:.0f} / {changed['helper_peak_mb']:.0f} MB |"
+            f"{dry['helper_peak_mb']:.0f} / {noop['helper_peak_mb']:.0f} / "
+            f"{changed['helper_peak_mb']:.0f} MB |"
         )
         print(
             f"| peak memory of fetch / bare read | {fetch['peak_mb']:.0f} / "
             f"{read['peak_mb']:.0f} MB |",
             flush=True,
         )
-        nights = [("full", first), ("incremental", second), ("changed", changed)]
+        nights = [("full", first), ("incremental", second), ("no-op", noop)]
+        nights.append(("changed", changed))
         nights.append(("weekly full", weekly))
         for what, measured in nights:
             print(f"\nthe {what} night's steps (wall clock, same run):\n")
@@ -677,6 +689,7 @@ def night(args: argparse.Namespace, pupils: int) -> dict[str, Any]:
             "objects": read["result"],
             "first": first["seconds"],
             "second": second["seconds"],
+            "noop": noop["seconds"],
             "changed": changed["seconds"],
             "weekly": weekly["seconds"],
             "floor": floor,
@@ -739,16 +752,17 @@ def main() -> None:
         base = sizes[0]
         print(f"\ngrowth from {base['pupils']} pupils (time ratio / size ratio; goal ≤ 1.2):\n")
         print(
-            "| pupils | full night | weekly full night | incremental night "
+            "| pupils | full night | weekly full night | incremental night | no-op night "
             "| after Informat changed | floor |"
         )
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for size in sizes[1:]:
             scale = size["pupils"] / base["pupils"]
             print(
                 f"| {size['pupils']} | {size['first'] / base['first'] / scale:.2f} × | "
                 f"{size['weekly'] / base['weekly'] / scale:.2f} × | "
                 f"{size['second'] / base['second'] / scale:.2f} × | "
+                f"{size['noop'] / base['noop'] / scale:.2f} × | "
                 f"{size['changed'] / base['changed'] / scale:.2f} × | "
                 f"{size['floor'] / base['floor'] / scale:.2f} × |"
             )
