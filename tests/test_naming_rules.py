@@ -13,10 +13,10 @@ from provisioner.cli import main
 from provisioner.model import Derived, DesiredAccount, DesiredGroup, DesiredState, Provenance
 from provisioner.pipeline import desired_state, prepare, read_for_mappings
 from provisioner.secret import Secret
-from provisioner.targets import naming_problems
+from provisioner.targets import naming, naming_problems
 from provisioner.targets.ad_settings import SAM_ACCOUNT_NAME_FORBIDDEN, AdConfig
 from provisioner.targets.entra_settings import EntraConfig
-from provisioner.text import visible
+from provisioner.text import hidden_characters, visible
 from tests.test_cli_mapping import ROOT, sample_with_mappings
 
 AD = AdConfig(
@@ -376,3 +376,22 @@ def test_a_plan_against_entra_is_blocked_by_a_upn_outside_the_managed_domains(
         "'fatima-zahra.leroy@elders.be' is not in a managed domain (leerling.school.be, "
         f"school.be) (made by {pupils}:15)"
     ) in held.reason
+
+
+def test_the_quick_checks_agree_with_the_whole_ones():
+    # naming.hidden answers at once for a printable value: no character the directories call
+    # hidden is printable, in all of Unicode.
+    printable_hidden = [
+        c for c in map(chr, range(0x110000)) if hidden_characters(c) and c.isprintable()
+    ]
+    assert printable_hidden == []
+    assert naming.hidden("jan\u202epeeters") != []
+    # naming.forbidden looks for the characters in one pass (a pattern made of them, with the
+    # characters a pattern gives a meaning to); each is still found and named.
+    mail_forbidden = ' @(),:;<>[]\\"'
+    for characters in (SAM_ACCOUNT_NAME_FORBIDDEN, mail_forbidden):
+        for char in characters:
+            assert naming.forbidden(f"a{char}b", characters, "AD") == [
+                f"holds characters AD does not allow there: '{char}'"
+            ]
+        assert naming.forbidden("jan.peeters-2_x", characters, "AD") == []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -961,13 +962,14 @@ class Engine:
         """
         names: dict[str, Names] = {}
         staying, moving = [], []
+        fitting: set[str] = set()  # anchors whose held username the scheme still makes
         for entry in sorted(people, key=lambda p: _natural(p[2])):
             account, _person, anchor, base = entry
             held = self._held_name(anchor)
-            scheme = _username_scheme(account.spec.username)
-            if held is not None and (
-                account.spec.username.rename == "keep" or scheme.fits(held, base)
-            ):
+            if held is not None and _username_scheme(account.spec.username).fits(held, base):
+                fitting.add(anchor)
+                staying.append(entry)
+            elif held is not None and account.spec.username.rename == "keep":
                 staying.append(entry)
             else:
                 moving.append(entry)
@@ -979,9 +981,8 @@ class Engine:
                 if values is not None:
                     self._claim_username(anchor, held, values)
                     names[anchor] = Names(held, values=values)
-                    scheme = _username_scheme(account.spec.username)
-                    if not scheme.fits(held, base):
-                        wanted = scheme.plain(base)
+                    if anchor not in fitting:
+                        wanted = _username_scheme(account.spec.username).plain(base)
                         self._name_change(account, anchor, "username", held, wanted, follows=False)
                     continue
             except TemplateError as exc:
@@ -1457,11 +1458,16 @@ NAME_VARIABLES = frozenset({"username", "name"})
 
 
 def _username_scheme(spec: UsernameSpec) -> Scheme:
-    return Scheme(spec.max_length, spec.suffix, spec.first)
+    return _scheme(spec.max_length, spec.suffix, spec.first)
 
 
 def _name_scheme(spec: UsernameSpec) -> Scheme:
-    return Scheme(spec.name_length, spec.suffix, spec.first)
+    return _scheme(spec.name_length, spec.suffix, spec.first)
+
+
+@functools.cache  # asked for several times per person; a frozen dataclass is slow to make
+def _scheme(length: int, suffix: str, first: int) -> Scheme:
+    return Scheme(length, suffix, first)
 
 
 @dataclass

@@ -142,9 +142,13 @@ def _follow_values(
     ]
     pairs += [(g, held_groups[g.key]) for g in desired.groups.values() if g.key in held_groups]
     for obj, held in pairs:
-        folded_held = {name.casefold(): value for name, value in held.items()}
+        folded_held: dict[str, str] | None = None  # made for the few with something to follow
         for name, derived in obj.attributes.items():
-            have = folded_held.get(name.casefold()) if name.casefold() in caseless else None
+            if held.get(name) == derived.value or name.casefold() not in caseless:
+                continue  # the usual case: held as it is (or not an attribute to follow)
+            if folded_held is None:
+                folded_held = {name.casefold(): value for name, value in held.items()}
+            have = folded_held.get(name.casefold())
             if (
                 have is not None
                 and have != derived.value
