@@ -127,7 +127,7 @@ def read_for_mappings(
     with StateStore(state) as store:
         kept = KeptAnswers(store.kept_answers())
     read: SourceRead = keeping(fields, kept, progress=progress)
-    if prepared.keeps_read:  # only a whole read gets here
+    if prepared.keeps_read and kept.changed:  # only a whole read gets here
         with StateStore(state) as store:
             store.keep_answers(kept.new)
     return read
@@ -471,21 +471,29 @@ def read_and_compare(
     persons: list[Engine] = []
     foreseen: list[Foreseen] = []
     expected = _Expected()
-    # Read before the reads begin: what the state store remembers does not change during them,
-    # and read beside two busy threads its rows come ten times slower.
-    recalled = remembered(prepared.config) if target is not None else None
+    # What the state store remembers does not change during the reads: it is read beside them,
+    # while this thread waits for the source's answers (needed once the persons are mapped).
+    recalling = (
+        InBackground(lambda: remembered(prepared.config), name="state store read")
+        if target is not None
+        else None
+    )
 
     def meanwhile(read: SourceRead) -> None:
         engine = persons_of(prepared, read)
-        expects = expected.wait() if recalled is not None else None
-        if target is None or recalled is None or expects is None:
+        expects = expected.wait() if recalling is not None else None
+        if target is None or recalling is None or expects is None:
             persons.append(engine)
         else:
-            foreseen.append(foresee(prepared, read, target, recalled, expects, engine))
+            foreseen.append(foresee(prepared, read, target, recalling.result(), expects, engine))
 
-    read, observed = read_source_and_target(
-        prepared, target, read_source, meanwhile=meanwhile, expected=expected
-    )
+    try:
+        read, observed = read_source_and_target(
+            prepared, target, read_source, meanwhile=meanwhile, expected=expected
+        )
+    finally:
+        if recalling is not None:
+            recalling.join()  # nothing is left running, whatever failed
     return read, compare(
         prepared,
         read,
@@ -493,7 +501,7 @@ def read_and_compare(
         observed,
         persons=persons[0] if persons else None,
         foreseen=foreseen[0] if foreseen else None,
-        recalled=recalled,
+        recalled=recalling.result() if recalling is not None else None,
     )
 
 

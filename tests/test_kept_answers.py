@@ -272,6 +272,21 @@ def test_the_answers_are_kept_by_apply_and_run_and_only_used_by_a_dry_run(
         assert other.rows == fresh.rows and other.digest == fresh.digest
         assert other.problems == fresh.problems and other.blocks == fresh.blocks
 
+    # A night whose answers all came back the same writes nothing (the rows stay as they were).
+    def rows() -> list[tuple[int, str]]:
+        with StateStore(prepared.config.state) as store:
+            return list(store.db.execute("SELECT rowid, key FROM kept_answers ORDER BY key"))
+
+    before = rows()
+    pipeline.read_for_mappings(writing)
+    assert rows() == before
+    server.rewrite("Lln", {"_instelnr": INSTELNRS[0]}, {"stamnr": "999"})  # the session's server
+    try:
+        pipeline.read_for_mappings(writing)
+    finally:
+        server.restore_rows()
+    assert rows() != before and {key for _, key in rows()} == {key for _, key in before}
+
     with StateStore(prepared.config.state) as store:
         store.forget_reads()
         assert store.kept_answers() == {}

@@ -132,8 +132,10 @@ def _account_changes(
             changes.append(reanchor_change(want, have))
         changes += _account_updates(want, have)
 
-    for anchor, have in sorted(by_anchor.items()):
-        if anchor not in desired.accounts and anchor not in keep and have.enabled:
+    # Sorted for a stable plan: only those no longer in the source (a few), not everyone.
+    for anchor in sorted(a for a in by_anchor if a not in desired.accounts):
+        have = by_anchor[anchor]
+        if anchor not in keep and have.enabled:
             changes.append(enabled_change(anchor, have, False, "no longer in the source"))
     return changes
 

@@ -130,6 +130,11 @@ class KeptAnswers:
         with self._lock:
             self.new[key] = kept
 
+    @property
+    def changed(self) -> bool:
+        """True when what is kept now differs from the last read's (else nothing to write)."""
+        return self.new != self._last
+
 
 class Source(Protocol):
     def datasets(self) -> Mapping[str, DatasetInfo]:
