@@ -166,9 +166,11 @@ def _update(
     key: str,
     have: ObservedAccount | ObservedGroup,
     want: DesiredAccount | DesiredGroup,
-    leave: Collection[str] = (),
+    changed: Sequence[str] | None = None,
 ) -> list[Change]:
-    changed = [n for n in _changed(want, have.attributes) if n not in leave]
+    """The update of the attributes that are *changed* (by default: those that differ)."""
+    if changed is None:
+        changed = _changed(want, have.attributes)
     if not changed:
         return []
     before = {n: have.attributes.get(n) for n in changed}
@@ -287,8 +289,9 @@ def _adopt_from_outside(want: DesiredAccount, have: ObservedAccount) -> list[Cha
                 ),
             )
         ]
-    renamed = _renamed(want, have)
-    changed = [n for n in _changed(want, have.attributes) if n not in renamed]
+    differs = _changed(want, have.attributes)
+    renamed = _renamed(want, have, differs)
+    changed = [n for n in differs if n not in renamed]
     changes = [
         Change(
             Action.ADOPT,
@@ -332,32 +335,26 @@ def _desired_value(account: DesiredAccount, rule: str) -> str | None:
 
 
 def _account_updates(want: DesiredAccount, have: ObservedAccount) -> list[Change]:
-    if (
-        have.enabled
-        and want.ou == have.ou
-        and want.username.casefold() == have.username.casefold()
-        and not _changed(want, have.attributes)
-    ):
-        return []  # the usual night for nearly every account: found with one comparison each
     changes = []
     anchor = want.anchor
-    renamed = _renamed(want, have)
+    # Compared once: the rename and the update take their attributes from the same list.
+    differs = _changed(want, have.attributes)
+    renamed = _renamed(want, have, differs)
     if want.username.casefold() != have.username.casefold() or renamed:
         changes.append(rename_change(want, have, renamed))
     if want.ou != have.ou:
         changes.append(move_change(Action.MOVE, Kind.ACCOUNT, anchor, have, want.ou))
-    changes += _update(Action.UPDATE, Kind.ACCOUNT, anchor, have, want, leave=renamed)
+    changed = [n for n in differs if n not in renamed]
+    changes += _update(Action.UPDATE, Kind.ACCOUNT, anchor, have, want, changed)
     if not have.enabled:
         changes.append(enabled_change(anchor, have, True, "in the source again"))
     return changes
 
 
-def _renamed(want: DesiredAccount, have: ObservedAccount) -> list[str]:
-    """The unique attributes whose value changes from one name to another (a name given where
-    the account had none is an update: nothing is taken away)."""
-    return [
-        n for n in _changed(want, have.attributes) if n in want.unique and have.attributes.get(n)
-    ]
+def _renamed(want: DesiredAccount, have: ObservedAccount, differs: Sequence[str]) -> list[str]:
+    """Of the attributes that *differ*, the unique ones whose value changes from one name to
+    another (a name given where the account had none is an update: nothing is taken away)."""
+    return [n for n in differs if n in want.unique and have.attributes.get(n)]
 
 
 def rename_change(want: DesiredAccount, have: ObservedAccount, renamed: Sequence[str]) -> Change:
