@@ -388,8 +388,7 @@ def test_the_quick_checks_agree_with_the_whole_ones():
     assert naming.hidden("jan\u202epeeters") != []
     # naming.forbidden looks for the characters in one pass (a pattern made of them, with the
     # characters a pattern gives a meaning to); each is still found and named.
-    mail_forbidden = ' @(),:;<>[]\\"'
-    for characters in (SAM_ACCOUNT_NAME_FORBIDDEN, mail_forbidden):
+    for characters in (SAM_ACCOUNT_NAME_FORBIDDEN, naming.MAIL_LOCAL_FORBIDDEN):
         for char in characters:
             assert naming.forbidden(f"a{char}b", characters, "AD") == [
                 f"holds characters AD does not allow there: '{char}'"

@@ -147,7 +147,7 @@ def _follow_values(
             if held.get(name) == derived.value or name.casefold() not in caseless:
                 continue  # the usual case: held as it is (or not an attribute to follow)
             if folded_held is None:
-                folded_held = {name.casefold(): value for name, value in held.items()}
+                folded_held = {n.casefold(): value for n, value in held.items()}
             have = folded_held.get(name.casefold())
             if (
                 have is not None

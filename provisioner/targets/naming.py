@@ -206,6 +206,10 @@ def only(local: str, allowed: re.Pattern[str], listed: str) -> list[str]:
     ]
 
 
+MAIL_LOCAL_FORBIDDEN = ' @(),:;<>[]\\"'
+"""What the local part of an e-mail address (before the @) may not hold."""
+
+
 def mail_address(value: str, directory: str) -> list[str]:
     """An e-mail address (AD's ``mail``): one ``@``, a local part of at most 64 printable
     characters without spaces, a domain name."""
@@ -213,7 +217,7 @@ def mail_address(value: str, directory: str) -> list[str]:
     if not at or not local:
         return ["is not an e-mail address (name@domain)"]
     out = too_long(local, 64, f"{directory} (before the @)")
-    out += forbidden(local, ' @(),:;<>[]\\"', directory)
+    out += forbidden(local, MAIL_LOCAL_FORBIDDEN, directory)
     if not DNS_NAME.fullmatch(domain) or "." not in domain:
         out.append(f"has no valid domain after the @ ('{visible(domain)}')")
     return out
