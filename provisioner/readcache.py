@@ -16,6 +16,12 @@ A full read is made instead whenever the kept read cannot be trusted as a base:
 - it is asked for (``plan --full-read``, ``run --full-read``);
 - the target finds the watermark unusable (another DC answered, an expired delta link).
 
+A night that read incrementally usually changed a few hundred of tens of thousands of objects:
+it writes only those (with the watermark), against the objects as last written whole, until they
+are more than :data:`CHANGES_AT_MOST` of all; then, after every full read, and when an object is
+gone (so that nothing of it stays behind), everything is written whole again. A target that
+cannot tell which of its objects changed has them all written.
+
 The targets only see :class:`~provisioner.targets.base.ReadBase`: this module is the state
 store's side of it. What is kept is the directory's own objects as the target read them (the
 attributes the mappings use, as the directory holds them): no more than the directory holds.
@@ -26,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +40,10 @@ from provisioner import log
 from provisioner.model import ObservedState
 from provisioner.state import StateStore
 from provisioner.targets.base import LastRead
+
+CHANGES_AT_MOST = 0.1
+"""The share of the objects kept as changes since they were written whole; beyond it (and
+beyond 16 changes) they are written whole again, so the changes stay small to read and write."""
 
 
 class ReadCache:
@@ -65,6 +75,9 @@ class ReadCache:
         self._now = now
         self._expect = expect
         self._full_read_at: dt.datetime | None = None
+        self._since_whole: tuple[str, set[str]] | None = None
+        """The scope of the base :meth:`last` gave, and the keys changed in it since its
+        objects were written whole."""
         self.why_full = ""
         """Why the last call of :meth:`last` gave no base (for the log), or ""."""
 
@@ -91,7 +104,9 @@ class ReadCache:
         if kept is None:
             return None
         self._full_read_at = kept["full_read_at"]
-        return _decoded(kept)
+        last, changed = _decoded(kept)
+        self._since_whole = (scope, changed)
+        return last
 
     def guess(self, scope: str) -> LastRead | None:
         """The last read kept of *scope* however old, also when a full read is asked for: never
@@ -100,7 +115,7 @@ class ReadCache:
         kept = self._kept()
         if kept is None or kept["scope"] != self._scope(scope):
             return None
-        return _decoded(kept)
+        return _decoded(kept)[0]
 
     def _kept(self) -> dict[str, Any] | None:
         """The read kept for this target, still compressed; None without one."""
@@ -134,37 +149,85 @@ class ReadCache:
         """Pass on what an incremental read will most likely give."""
         self._expect(observed)
 
-    def keep(self, scope: str, watermark: Mapping[str, Any], objects: Any, *, full: bool) -> None:
+    def keep(
+        self,
+        scope: str,
+        watermark: Mapping[str, Any],
+        objects: Any,
+        *,
+        full: bool,
+        changed: Collection[str] | None = None,
+    ) -> None:
         """Keep *objects* (JSON-able, as the target will want them back), read from
         *watermark* on, as the base of the next read. *full*: they were read in full now (else
-        they are the last base with the changes folded in). Nothing is kept by a dry run, nor
-        without a state store: a preview or a first plan leaves no file behind."""
+        they are the last base with the changes folded in). *changed*: the keys of *objects*
+        (a mapping) that may differ from the base :meth:`last` gave, and the keys gone from it;
+        only those are written then (None: all). Nothing is kept by a dry run, nor without a
+        state store: a preview or a first plan leaves no file behind."""
         if not self.keeps:
             return
         now = self._now()
         full_read_at = now if full or self._full_read_at is None else self._full_read_at
-        blob = zlib.compress(json.dumps(objects, separators=(",", ":")).encode(), 1)
+        whole: bytes | None = None
+        changes: bytes | None = None
+        keys = self._changed_since_whole(scope, objects, changed) if not full else None
+        if keys is None:
+            whole = _encoded(objects)
+        elif keys:
+            changes = _encoded({key: objects.get(key) for key in sorted(keys)})
         with StateStore(self._path) as store:
             store.keep_read(
                 self._target,
                 scope=self._scope(scope),
                 watermark=watermark,
                 full_read_at=full_read_at,
-                objects=blob,
+                objects=whole,
+                changes=changes,
             )
         log.event(
             "kept the directory's read for the next night",
             target=self._target,
             full=full,
-            bytes=len(blob),
+            whole=whole is not None,
+            bytes=len(whole or changes or b""),
         )
 
+    def _changed_since_whole(
+        self, scope: str, objects: Any, changed: Collection[str] | None
+    ) -> set[str] | None:
+        """The keys of *objects* that may differ from the objects last written whole, when so
+        few that only they are written; else None (all are written)."""
+        if changed is None or not isinstance(objects, Mapping) or self._since_whole is None:
+            return None
+        base_scope, since = self._since_whole
+        if base_scope != scope:
+            return None
+        keys = since | set(changed)
+        if len(keys) > max(16, CHANGES_AT_MOST * len(objects)):
+            return None
+        if any(key not in objects for key in keys):
+            return None  # an object gone from the directory leaves the state store at once
+        return keys
 
-def _decoded(kept: Mapping[str, Any]) -> LastRead:
-    """A kept read as the state store gives it (:meth:`StateStore.last_read`), decoded."""
-    return LastRead(
+
+def _encoded(objects: Any) -> bytes:
+    return zlib.compress(json.dumps(objects, separators=(",", ":")).encode(), 1)
+
+
+def _decoded(kept: Mapping[str, Any]) -> tuple[LastRead, set[str]]:
+    """A kept read as the state store gives it (:meth:`StateStore.last_read`), decoded with its
+    changes folded in, and the keys they changed."""
+    objects = json.loads(zlib.decompress(kept["objects"]))
+    changes = json.loads(zlib.decompress(kept["changes"])) if kept["changes"] else {}
+    for key, changed in changes.items():
+        if changed is None:
+            objects.pop(key, None)
+        else:
+            objects[key] = changed
+    last = LastRead(
         watermark=kept["watermark"],
-        objects=json.loads(zlib.decompress(kept["objects"])),
+        objects=objects,
         full_read_at=kept["full_read_at"],
         read_at=kept["read_at"],
     )
+    return last, set(changes)

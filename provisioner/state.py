@@ -122,6 +122,27 @@ MIGRATIONS: list[str] = [
         answer BLOB NOT NULL             -- as the source encodes it
     );
     """,
+    # 9: the kept read's objects apart from what every night rewrites (the watermark, the objects
+    # changed since they were written), so that a night writes only what changed
+    """
+    CREATE TABLE last_read_objects (
+        target TEXT PRIMARY KEY,         -- the directory, as a plan names it
+        objects BLOB NOT NULL            -- zlib-compressed JSON: the objects, as last written whole
+    );
+    INSERT INTO last_read_objects (target, objects) SELECT target, objects FROM last_read;
+    CREATE TABLE last_read_since (
+        target TEXT PRIMARY KEY,
+        scope TEXT NOT NULL,
+        watermark TEXT NOT NULL,
+        full_read_at TEXT NOT NULL,
+        read_at TEXT NOT NULL,
+        changes BLOB                     -- zlib-compressed JSON, key: object (null: gone), or NULL
+    );
+    INSERT INTO last_read_since (target, scope, watermark, full_read_at, read_at)
+        SELECT target, scope, watermark, full_read_at, read_at FROM last_read;
+    DROP TABLE last_read;
+    ALTER TABLE last_read_since RENAME TO last_read;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 SIDE_FILES = ("-journal", "-wal", "-shm")
@@ -514,22 +535,24 @@ class StateStore:
 
     def last_read(self, target: str) -> dict[str, Any] | None:
         """The last read kept for *target* (:meth:`keep_read`), or None: ``scope``,
-        ``watermark`` (decoded), ``full_read_at``, ``read_at`` and ``objects`` (still compressed:
-        only a read that will use it pays for decoding it)."""
+        ``watermark`` (decoded), ``full_read_at``, ``read_at``, ``objects`` as last written
+        whole and ``changes`` since then (or None), both still compressed: only a read that
+        will use them pays for decoding them."""
         row = self.db.execute(
-            "SELECT scope, watermark, full_read_at, read_at, objects FROM last_read "
-            "WHERE target = ?",
+            "SELECT scope, watermark, full_read_at, read_at, changes, objects FROM last_read "
+            "JOIN last_read_objects USING (target) WHERE target = ?",
             (target,),
         ).fetchone()
         if row is None:
             return None
-        scope, watermark, full_read_at, read_at, objects = row
+        scope, watermark, full_read_at, read_at, changes, objects = row
         return {
             "scope": scope,
             "watermark": json.loads(watermark),
             "full_read_at": dt.datetime.fromisoformat(full_read_at),
             "read_at": dt.datetime.fromisoformat(read_at),
             "objects": objects,
+            "changes": changes,
         }
 
     def keep_read(
@@ -539,13 +562,25 @@ class StateStore:
         scope: str,
         watermark: Mapping[str, Any],
         full_read_at: dt.datetime,
-        objects: bytes,
+        objects: bytes | None = None,
+        changes: bytes | None = None,
     ) -> None:
-        """Keep the read of *target* just made, replacing the one before."""
+        """Keep the read of *target* just made, replacing the one before: *objects* whole (then
+        *changes* are since them, usually None), or, with *objects* None, only the *changes*
+        since the objects kept before, which stay as they are (there must be some)."""
         with self.transaction():
+            if objects is not None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO last_read_objects (target, objects) VALUES (?, ?)",
+                    (target, objects),
+                )
+            elif not self.db.execute(
+                "SELECT 1 FROM last_read_objects WHERE target = ?", (target,)
+            ).fetchone():
+                raise StateError(f"no read of {target} is kept to keep its changes against")
             self.db.execute(
                 "INSERT OR REPLACE INTO last_read "
-                "(target, scope, watermark, full_read_at, read_at, objects) "
+                "(target, scope, watermark, full_read_at, read_at, changes) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     target,
@@ -553,7 +588,7 @@ class StateStore:
                     json.dumps(watermark, sort_keys=True),
                     full_read_at.isoformat(timespec="seconds"),
                     _now(),
-                    objects,
+                    changes,
                 ),
             )
 
@@ -562,6 +597,7 @@ class StateStore:
         read of the source parses every answer."""
         with self.transaction():
             self.db.execute("DELETE FROM last_read")
+            self.db.execute("DELETE FROM last_read_objects")
             self.db.execute("DELETE FROM kept_answers")
 
     # -- the source's answers as last parsed -----------------------------------------------------

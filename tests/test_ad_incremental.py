@@ -12,6 +12,7 @@ import secrets
 import shutil
 import sqlite3
 import subprocess
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -338,8 +339,23 @@ def test_an_incremental_read_equals_a_full_read_after_changes_by_hand(
     assert line.startswith("read the managed OU incrementally: 0 changed, 0 gone"), line
     assert_same(night, fourth)
     assert night.as_expected
+
+    # nothing gone: only what changed is written, beside the objects as written whole before
+    (whole,) = kept_objects(store)
+    t.modify("a1", {"displayName": [(MODIFY_REPLACE, ["Ann Again"])]})
+    t.move("1B", "OU=1D")  # (1C now) b1..b3 and g1b move with it, without a change of their own
+    fifth, line = night.read()
+    assert_same(night, fifth)
+    ((changes,),) = [row[-1:] for row in kept_reads(store)]
+    assert kept_objects(store) == [whole] and changes is not None
+    changed = json.loads(zlib.decompress(changes))
+    assert {dn.split(",")[0] for dn, *_rest in changed.values()} >= {"CN=a1", "CN=b1", "OU=1D"}
+    sixth, line = night.read()  # the objects written whole with the changes folded in
+    assert line.startswith("read the managed OU incrementally: 0 changed, 0 gone"), line
+    assert_same(night, sixth)
+    assert night.as_expected
     # what is there is listed in one search, unless the DC refuses one or pages are asked for
-    assert events.count(LIMITED) == (3 if size_limit else 0)
+    assert events.count(LIMITED) == (5 if size_limit else 0)
 
 
 def test_an_ou_renamed_by_hand_is_not_as_expected(
@@ -411,6 +427,7 @@ def test_a_full_read_whenever_the_base_cannot_be_trusted(
             watermark=watermark,
             full_read_at=row["full_read_at"],
             objects=row["objects"],
+            changes=row["changes"],
         )
     state, line = night.read()
     assert line.startswith("read the managed OU in full") and "another DC answered" in line
@@ -594,6 +611,11 @@ def test_the_parent_of_a_dn_with_escaped_commas() -> None:
 def kept_reads(path: Path) -> list[tuple[Any, ...]]:
     with contextlib.closing(sqlite3.connect(path)) as db:
         return db.execute("SELECT * FROM last_read").fetchall()
+
+
+def kept_objects(path: Path) -> list[bytes]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [row[0] for row in db.execute("SELECT objects FROM last_read_objects")]
 
 
 def test_a_plan_from_an_incremental_read_equals_the_full_one(

@@ -5,10 +5,13 @@ DC and the Graph server in their own files."""
 from __future__ import annotations
 
 import datetime as dt
+import json
+import sqlite3
+import zlib
 from pathlib import Path
 
 from provisioner.readcache import ReadCache
-from provisioner.state import StateStore
+from provisioner.state import MIGRATIONS, StateStore
 
 START = dt.datetime(2026, 12, 1, 2, 30, tzinfo=dt.UTC)
 
@@ -126,3 +129,121 @@ def test_the_kept_read_is_compressed_and_private(tmp_path: Path) -> None:
         kept.forget_reads()
         assert kept.last_read("ad ldaps://dc/OU=Managed") is None
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def pupils(count: int) -> dict[str, list]:
+    return {
+        f"guid-{n}": [f"CN=Pupil {n},OU=1A,OU=Managed", "u", {"sn": "Peeters"}, []]
+        for n in range(count)
+    }
+
+
+def kept_row(path: Path) -> dict:
+    with StateStore(path) as kept:
+        row = kept.last_read("ad ldaps://dc/OU=Managed")
+    assert row is not None
+    return row
+
+
+def test_a_night_that_changed_a_few_objects_writes_only_those(tmp_path: Path) -> None:
+    path, clock = store(tmp_path), Clock()
+    objects = pupils(500)
+    cache(path, clock).keep("s", {"usn": 1}, objects, full=True)
+    whole = kept_row(path)["objects"]
+
+    # night 2: one moved, one new (the target says which keys may differ)
+    night = cache(path, clock)
+    base = night.last("s")
+    assert base is not None and base.objects == objects
+    folded = dict(base.objects)
+    folded["guid-1"] = ["CN=Pupil 1,OU=1B,OU=Managed", "u", {"sn": "Peeters"}, []]
+    folded["guid-new"] = ["CN=New,OU=1A,OU=Managed", "u", {"sn": "Smet"}, []]
+    night.keep("s", {"usn": 9}, folded, full=False, changed=["guid-1", "guid-new"])
+    row = kept_row(path)
+    assert row["objects"] == whole  # the objects written whole are left as they were
+    assert row["changes"] is not None and len(row["changes"]) < 200
+    assert row["watermark"] == {"usn": 9}
+
+    # night 3 gets them folded in, and its own changes are added to the last night's
+    third = cache(path, clock)
+    base = third.last("s")
+    assert base is not None and base.objects == folded
+    folded = dict(base.objects)
+    folded["guid-3"] = ["CN=Pupil 3,OU=1A,OU=Managed", "u", {"sn": "Janssens"}, []]
+    third.keep("s", {"usn": 12}, folded, full=False, changed=["guid-3"])
+    assert kept_row(path)["objects"] == whole
+    base = cache(path, clock).last("s")
+    assert base is not None and base.objects == folded
+
+    # a night with nothing new still keeps the changes since the objects were written whole
+    quiet = cache(path, clock)
+    assert quiet.last("s") is not None
+    quiet.keep("s", {"usn": 13}, folded, full=False, changed=[])
+    base = cache(path, clock).last("s")
+    assert base is not None and base.objects == folded and base.watermark == {"usn": 13}
+
+    # an object gone: everything is written whole, so that nothing of it stays in the file
+    gone = cache(path, clock)
+    assert gone.last("s") is not None
+    del folded["guid-2"]
+    gone.keep("s", {"usn": 14}, folded, full=False, changed=["guid-2"])
+    row = kept_row(path)
+    assert row["changes"] is None and b"Pupil 2," not in zlib.decompress(row["objects"])
+    assert cache(path, clock).last("s").objects == folded  # type: ignore[union-attr]
+
+
+def test_the_objects_are_written_whole_again_after_a_full_read_or_many_changes(
+    tmp_path: Path,
+) -> None:
+    path, clock = store(tmp_path), Clock()
+    objects = pupils(500)
+    cache(path, clock).keep("s", {"usn": 1}, objects, full=True)
+    # more than a tenth of the objects changed: everything is written whole
+    night = cache(path, clock)
+    base = night.last("s")
+    assert base is not None
+    folded = {
+        key: [dn, kind, {"sn": "Smet"}, members]
+        for key, (dn, kind, _values, members) in base.objects.items()
+    }
+    night.keep("s", {"usn": 2}, folded, full=False, changed=list(folded)[:60])
+    row = kept_row(path)
+    assert row["changes"] is None
+    assert cache(path, clock).last("s").objects == folded  # type: ignore[union-attr]
+
+    # a full read writes everything whole, whatever the target says changed
+    night = cache(path, clock)
+    assert night.last("s") is not None
+    night.keep("s", {"usn": 3}, objects, full=True, changed=["guid-1"])
+    assert kept_row(path)["changes"] is None
+    # a target that cannot tell what changed (changed=None) has everything written whole
+    night = cache(path, clock)
+    assert night.last("s") is not None
+    night.keep("s", {"usn": 4}, folded, full=False)
+    assert kept_row(path)["changes"] is None
+    assert cache(path, clock).last("s").objects == folded  # type: ignore[union-attr]
+
+
+def test_a_kept_read_of_an_older_store_survives_its_migration(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    for script in MIGRATIONS[:8]:
+        db.executescript(script)
+    blob = zlib.compress(json.dumps({"guid-1": ["CN=Ann,OU=Managed", "u", {}, []]}).encode())
+    db.execute(
+        "INSERT INTO last_read VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            "ad ldaps://dc/OU=Managed",
+            "m1|s",
+            '{"usn": 5}',
+            START.isoformat(),
+            START.isoformat(),
+            blob,
+        ),
+    )
+    db.execute("PRAGMA user_version = 8")
+    db.commit()
+    db.close()
+    base = cache(path, Clock()).last("s")
+    assert base is not None and base.watermark == {"usn": 5}
+    assert base.objects == {"guid-1": ["CN=Ann,OU=Managed", "u", {}, []]}

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from ldap3 import (
@@ -173,6 +173,20 @@ MANAGED_OBJECTS = (
     "(&(objectClass=user)(!(objectClass=computer))))"
 )
 """What a read of the managed root asks for: OUs, groups and user accounts (not computers)."""
+
+
+class _Folded(NamedTuple):
+    """An incremental read: the kept objects with what changed folded in."""
+
+    objects: dict[str, ad_read.Kept]
+    changed: int
+    """How many objects were read again."""
+    gone: int
+    differ: set[str]
+    """The objectGUIDs of the objects read again, moved or gone: the only ones that may differ
+    from the kept objects."""
+    as_expected: bool
+    """The result is what the caller was told to expect."""
 
 
 class ActiveDirectory(BaseTarget):
@@ -541,6 +555,7 @@ class ActiveDirectory(BaseTarget):
             elif last is not None and (problem := ad_read.watermark_problem(last.watermark, mark)):
                 last, why_full = None, problem
         folded = None
+        differ: set[str] | None = None  # of an incremental read: what may differ from the base
         expected: list[ObservedState] = []
 
         def expect(objects: Mapping[str, ad_read.Kept]) -> None:
@@ -568,7 +583,7 @@ class ActiveDirectory(BaseTarget):
                 why=why_full,
             )
         else:
-            objects, changed, gone, as_expected = folded
+            objects, changed, gone, differ, as_expected = folded
             log.event(
                 f"read the managed OU incrementally: {changed} changed, {gone} gone since "
                 f"{last.read_at:%Y-%m-%d %H:%M} (USN {last.watermark['usn']})",
@@ -578,7 +593,7 @@ class ActiveDirectory(BaseTarget):
                 since=last.read_at.isoformat(),
             )
         if base is not None and base.keeps and mark is not None:
-            base.keep(scope, mark, objects, full=last is None)
+            base.keep(scope, mark, objects, full=last is None, changed=differ)
         # As expected: the very state the caller was told, so that it may know its work stands.
         observed = expected[0] if as_expected else self._observed(objects, attributes, state)
         self._remember(observed)
@@ -719,10 +734,9 @@ class ActiveDirectory(BaseTarget):
         kept: dict[str, ad_read.Kept],
         since: Mapping[str, Any],
         expect: Callable[[Mapping[str, ad_read.Kept]], None],
-    ) -> tuple[dict[str, ad_read.Kept], int, int, bool] | None:
-        """*kept* with what changed since the watermark *since* folded in, the number of objects
-        read again, the number gone, and whether the result is what *expect* was given; None
-        when the DC does not say which objects are there by objectGUID (see :mod:`.ad_read`).
+    ) -> _Folded | None:
+        """*kept* with what changed since the watermark *since* folded in; None when the DC
+        does not say which objects are there by objectGUID (see :mod:`.ad_read`).
         *expect* is given the kept objects with the changes folded in while the list of what is
         there (the slow part) is still read."""
         # The DC lists what is there while the changes are read here, on another connection.
@@ -738,16 +752,20 @@ class ActiveDirectory(BaseTarget):
         # Below the root without a change of their own (below an OU moved in): read by GUID.
         changed.update(self._by_guid(wanted, [g for g in present if g not in expected]))
         objects = {}
+        differ = set(changed)
         for guid, dn in present.items():
             found = changed.get(guid) or kept.get(guid)
             if found is not None:  # else gone again between the two reads
                 objects[guid] = [dn, *found[1:]]
+                if dn != found[0]:
+                    differ.add(guid)  # below an OU renamed or moved
         gone = sum(1 for guid in kept if guid not in present)
+        differ.update(guid for guid in kept if guid not in objects)
         # An OU renamed or moved carries its subtree to new DNs: only the list shows them.
         as_expected = len(present) == len(expected) and all(
             guid in expected and expected[guid][0] == dn for guid, dn in present.items()
         )
-        return objects, len(changed), gone, as_expected
+        return _Folded(objects, len(changed), gone, differ, as_expected)
 
     def _by_guid(self, wanted: list[str], guids: list[str]) -> dict[str, ad_read.Kept]:
         """The managed objects below the root with these objectGUIDs, read in batches."""

@@ -80,8 +80,18 @@ class ReadBase(Protocol):
         only a guess at what the full read will give (with the changes since folded in)."""
         ...
 
-    def keep(self, scope: str, watermark: Mapping[str, Any], objects: Any, *, full: bool) -> None:
-        """Keep *objects* (JSON data), read from *watermark* on, as the next read's base."""
+    def keep(
+        self,
+        scope: str,
+        watermark: Mapping[str, Any],
+        objects: Any,
+        *,
+        full: bool,
+        changed: Collection[str] | None = None,
+    ) -> None:
+        """Keep *objects* (JSON data), read from *watermark* on, as the next read's base.
+        *changed*: the keys of *objects* (a mapping) that may differ from those :meth:`last`
+        gave, and the keys gone from them (None: unknown; all are written)."""
         ...
 
     def expect(self, observed: ObservedState) -> None:
