@@ -107,8 +107,9 @@ class InformatSource:
             sleep=self._sleep,
             kept=kept,
         )
+        rows = data.as_source_rows()
         return SourceRead(
-            rows=data.as_source_rows(),
+            rows=rows,
             as_of=data.as_of,
             digest=data.source_hash(),
             counts=data.counts(),
@@ -118,7 +119,7 @@ class InformatSource:
                 for dataset, instelnr in data.empty()
             ],
             problems=data.problems(),
-            unit_names=_school_names(data.as_source_rows()),
+            unit_names=_school_names(rows),
         )
 
     def read_keeping(
