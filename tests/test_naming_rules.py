@@ -5,6 +5,7 @@ a plan against the Graph server blocked by a name Entra ID would not manage."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from provisioner.cli import main
 from provisioner.model import Derived, DesiredAccount, DesiredGroup, DesiredState, Provenance
 from provisioner.pipeline import desired_state, prepare, read_for_mappings
 from provisioner.secret import Secret
+from provisioner.targets import ad_settings as rules_of
 from provisioner.targets import naming, naming_problems
 from provisioner.targets.ad_settings import SAM_ACCOUNT_NAME_FORBIDDEN, AdConfig
 from provisioner.targets.entra_settings import EntraConfig
@@ -394,3 +396,37 @@ def test_the_quick_checks_agree_with_the_whole_ones():
                 f"holds characters AD does not allow there: '{char}'"
             ]
         assert naming.forbidden("jan.peeters-2_x", characters, "AD") == []
+
+
+def test_a_plain_value_passes_the_rule_it_skips():
+    # Active Directory's checks of an account skip a value its plain pattern matches: such a
+    # value must pass the whole rule, for every rule, at every length around the limits.
+
+    rules = {
+        rules_of._PLAIN_LOGON: rules_of._sam_account_name(rules_of.SAM_ACCOUNT_NAME_MAX),
+        rules_of._PLAIN_RELATIVE_NAME: rules_of._relative_name,
+        rules_of._PLAIN_USER_PRINCIPAL_NAME: rules_of._user_principal_name,
+        rules_of._PLAIN_MAIL: rules_of._mail,
+        rules_of._plain_anchor(16): rules_of._anchor(16, visible_only=True),
+        rules_of._plain_anchor(None): rules_of._anchor(None, visible_only=True),
+    }
+    pieces = [*"aZ09.-_@ ", "é", "\n", "\u202e", "..", ".@", "@.", "a" * 60, "b" * 62 + "."]
+    chance = random.Random(17)
+    values = ["jan.peeters@school.be", "jan.peeters2", "1234567", "a@b", "a" * 64 + "@x.be"]
+    values += ["".join(chance.choices(pieces, k=chance.randint(0, 12))) for _ in range(60_000)]
+    matched = dict.fromkeys(rules, 0)
+    for value in values:
+        for plain, rule in rules.items():
+            if plain.fullmatch(value):
+                matched[plain] += 1
+                assert rule(value) == [], (plain.pattern, value)
+    assert all(matched.values())  # each pattern let some values through
+    # what the patterns leave to the rules is still found
+    assert ad(account("jan.", mail="jan@x", userPrincipalName="jan..p@school.be")) == [
+        "pupils 1001 (jan.): sAMAccountName 'jan.' ends in a dot, which Active Directory does not "
+        "allow (made by mappings/pupils.yaml:10)",
+        "pupils 1001 (jan.): userPrincipalName 'jan..p@school.be' has a dot at the start or end "
+        "of the name, or two dots in a row (made by mappings/pupils.yaml:20)",
+        "pupils 1001 (jan.): mail 'jan@x' has no valid domain after the @ ('x') (made by "
+        "mappings/pupils.yaml:20)",
+    ]

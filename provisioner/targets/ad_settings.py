@@ -289,6 +289,21 @@ def _mail(value: str) -> list[str]:
     return naming.mail_address(value, _AD)
 
 
+# Values the rules above pass, recognised in one match (a test holds each to its rule): ASCII
+# letters, digits and . _ - within the limits, a dot neither first nor last in a local part.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = rf"(?=[^@]{{1,253}}\Z)(?:{_LABEL}\.)*{_LABEL}"
+_LOCAL = r"(?=[^@]{1,64}@)[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*"
+_PLAIN_LOGON = re.compile(rf"[A-Za-z0-9._-]{{0,{SAM_ACCOUNT_NAME_MAX - 1}}}[A-Za-z0-9_-]")
+_PLAIN_RELATIVE_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{RDN_MAX}}}")
+_PLAIN_USER_PRINCIPAL_NAME = re.compile(rf"{_LOCAL}@{_DOMAIN}")
+_PLAIN_MAIL = re.compile(rf"{_LOCAL}@(?=[^@]*\.){_DOMAIN}")
+
+
+def _plain_anchor(limit: int | None) -> re.Pattern[str]:
+    return re.compile(f"[A-Za-z0-9._-]{{0,{limit}}}" if limit else "[A-Za-z0-9._-]*")
+
+
 def _anchor(limit: int | None, *, visible_only: bool) -> naming.Rule:
     def rule(value: str) -> list[str]:
         out = [] if limit is None else naming.too_long(value, limit, _AD)
@@ -312,15 +327,27 @@ def target_findings(config: AdConfig, desired: DesiredState) -> naming.Findings:
     group_anchor = _anchor(anchor_limit(config.group_anchor_attribute), visible_only=False)
     user_logon, group_logon = _sam_account_name(SAM_ACCOUNT_NAME_MAX), _sam_account_name(256)
     checks: list[tuple[naming.Name | None, naming.Rule]] = []
+    # Without a mapping for them, AD's target names both after the username.
+    account_checks = [
+        ("sAMAccountName", True, user_logon, _PLAIN_LOGON),
+        ("cn", True, _relative_name, _PLAIN_RELATIVE_NAME),
+        ("userPrincipalName", False, _user_principal_name, _PLAIN_USER_PRINCIPAL_NAME),
+        ("mail", False, _mail, _PLAIN_MAIL),
+    ]
+    anchor_plain = _plain_anchor(anchor_limit(config.anchor_attribute))
     for account in desired.accounts.values():
-        # Without a mapping for them, AD's target names both after the username.
-        checks += [
-            (naming.account_name(account, "sAMAccountName", account.username), user_logon),
-            (naming.account_name(account, "cn", account.username), _relative_name),
-            (naming.account_name(account, "userPrincipalName", None), _user_principal_name),
-            (naming.account_name(account, "mail", None), _mail),
-            (naming.anchor_name(account, config.anchor_attribute), account_anchor),
-        ]
+        # Most values are plain (_PLAIN_…): the rule would find nothing, and no Name is made.
+        attributes = account.attributes
+        for attribute, by_username, rule, plain in account_checks:
+            derived = attributes.get(attribute)
+            value = derived.value if derived is not None else None
+            if value is None and by_username:
+                value = account.username
+            if value is not None and not plain.fullmatch(value):
+                default = account.username if by_username else None
+                checks.append((naming.account_name(account, attribute, default), rule))
+        if not anchor_plain.fullmatch(account.anchor):
+            checks.append((naming.anchor_name(account, config.anchor_attribute), account_anchor))
     for group in desired.groups.values():
         checks += [
             (naming.group_name(group, "sAMAccountName", None), group_logon),
