@@ -163,6 +163,23 @@ def test_the_same_full_name_twice_gets_a_suffix_in_mail_too():
     assert state.accounts["pers-2"].attributes["mail"].value == "jan.peeters2@school.be"
 
 
+def test_a_unique_template_that_reads_the_person_is_made_per_person(tmp_path):
+    # The fixed part of "{{ name }}@{{ vars.pupil_domain }}" is the same for everyone and made
+    # once; one that reads the person's own values is made for each person.
+    mappings = mappings_dir(tmp_path)
+    pupils = mappings / "pupils.yaml"
+    text = pupils.read_text()
+    old = 'mail: "{{ name }}@{{ vars.pupil_domain }}"'
+    assert old in text
+    pupils.write_text(text.replace(old, 'mail: "{{ name }}@{{ Lln.Klascode | lower }}.be"'))
+    data = school(pupils=[pupil("1"), {**pupil("2"), "Klascode": "2B"}, pupil("3")], staff=[])
+    state = desired(mappings, data)
+    mails = [state.accounts[f"lln-{n}"].attributes["mail"].value for n in "123"]
+    assert mails == ["jan.peeters@1a.be", "jan.peeters2@2b.be", "jan.peeters3@1a.be"]
+    domain = [state.accounts[f"lln-{n}"].attributes["userPrincipalName"].value for n in "12"]
+    assert domain == ["jan.peeters@leerling.school.be", "jan.peeters2@leerling.school.be"]
+
+
 def test_the_mail_of_someone_who_left_is_never_given_to_a_newcomer():
     """jan.peeters was given before (a leaver whose account is deleted): the newcomer's login
     and mail both get a suffix, also where the old mail was never recorded (made before mail was

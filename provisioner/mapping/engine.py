@@ -72,6 +72,10 @@ the account kind, the source the person came from (``informat``, or a file's nam
 (ISO, for comparing with dates in the data) and the ``vars`` of the mapping files."""
 
 
+_SAME_FOR_EVERYONE = frozenset({"name", "today", "vars"})
+"""What a unique attribute's template may read and still give everyone the same fixed part."""
+
+
 class MappingError(ConfigError):
     """The mappings cannot be used; the message lists every problem found."""
 
@@ -510,6 +514,9 @@ class Engine:
         """(account, person, anchor, base username) of everyone who gets a name, once
         :meth:`map_persons` ran."""
         self.early: dict[str, _Early] = {}
+        self._fixed: dict[Compiled, tuple[str, tuple[str, str] | None]] = {}
+        """The fixed part of each unique attribute whose template reads nothing of the person
+        (``{{ name }}@{{ vars.domain }}``): the same for everyone, rendered once a run."""
         """Per anchor, the attributes and OU names that use neither ``username`` nor ``name``,
         rendered by :meth:`map_persons`."""
         self._run_total: RunTotal | None = None
@@ -1093,7 +1100,8 @@ class Engine:
         held_username = self._held_name(anchor)
         for attr in account.name_attributes:
             template = account.attributes[attr]
-            value = _NameValues(template, context, person.key)
+            same = self._fixed if template.variables <= _SAME_FOR_EVERYONE else None
+            value = _NameValues(template, context, person.key, same)
             held_value = held_values.get(attr)
             held_name = name_in(held_value, value.fixed()) if held_value else None
             if held_name is None and held_username is not None:
@@ -1357,12 +1365,21 @@ class _NameValues:
     rendering makes (rendering strips the whole text, which takes nothing from such a name). The
     name search tries several names per person; it no longer renders each of them."""
 
-    __slots__ = ("_around", "_fixed", "context", "key", "template")
+    __slots__ = ("_around", "_fixed", "_same", "context", "key", "template")
 
-    def __init__(self, template: Compiled, context: Mapping[str, Any], key: str) -> None:
+    def __init__(
+        self,
+        template: Compiled,
+        context: Mapping[str, Any],
+        key: str,
+        same: dict[Compiled, tuple[str, tuple[str, str] | None]] | None = None,
+    ) -> None:
+        """*same*: where the fixed parts of templates that are the same for everyone are kept
+        (None: this template reads the person)."""
         self.template, self.context, self.key = template, context, key
         self._fixed: str | None = None
         self._around: tuple[str, str] | None = None
+        self._same = same
 
     def render(self, name: str) -> str:
         return self.template.render({**self.context, "name": name}, self.key)
@@ -1370,10 +1387,16 @@ class _NameValues:
     def fixed(self) -> str:
         """The value with :data:`SENTINEL` for the name (rendered once)."""
         if self._fixed is None:
+            known = self._same.get(self.template) if self._same is not None else None
+            if known is not None:
+                self._fixed, self._around = known
+                return self._fixed
             self._fixed = self.render(SENTINEL)
             if self.template.inserts_name and self._fixed.count(SENTINEL) == 1:
                 head, _, tail = self._fixed.partition(SENTINEL)
                 self._around = (head, tail)
+            if self._same is not None:
+                self._same[self.template] = (self._fixed, self._around)
         return self._fixed
 
     def around(self) -> tuple[str, str] | None:
