@@ -104,9 +104,13 @@ class ReadCache:
         if kept is None:
             return None
         self._full_read_at = kept["full_read_at"]
-        last, changed = _decoded(kept)
-        self._since_whole = (scope, changed)
-        return last
+
+        def decode() -> Any:
+            objects, changed = _decoded(kept)
+            self._since_whole = (scope, changed)
+            return objects
+
+        return _last_read(kept, decode)
 
     def guess(self, scope: str) -> LastRead | None:
         """The last read kept of *scope* however old, also when a full read is asked for: never
@@ -115,7 +119,7 @@ class ReadCache:
         kept = self._kept()
         if kept is None or kept["scope"] != self._scope(scope):
             return None
-        return _decoded(kept)[0]
+        return _last_read(kept, lambda: _decoded(kept)[0])
 
     def _kept(self) -> dict[str, Any] | None:
         """The read kept for this target, still compressed; None without one."""
@@ -214,9 +218,18 @@ def _encoded(objects: Any) -> bytes:
     return zlib.compress(json.dumps(objects, separators=(",", ":")).encode(), 1)
 
 
-def _decoded(kept: Mapping[str, Any]) -> tuple[LastRead, set[str]]:
-    """A kept read as the state store gives it (:meth:`StateStore.last_read`), decoded with its
-    changes folded in, and the keys they changed."""
+def _last_read(kept: Mapping[str, Any], decode: Callable[[], Any]) -> LastRead:
+    return LastRead(
+        watermark=kept["watermark"],
+        full_read_at=kept["full_read_at"],
+        read_at=kept["read_at"],
+        decode=decode,
+    )
+
+
+def _decoded(kept: Mapping[str, Any]) -> tuple[Any, set[str]]:
+    """The objects of a kept read as the state store gives it (:meth:`StateStore.last_read`),
+    with its changes folded in, and the keys they changed."""
     objects = json.loads(zlib.decompress(kept["objects"]))
     changes = json.loads(zlib.decompress(kept["changes"])) if kept["changes"] else {}
     for key, changed in changes.items():
@@ -224,10 +237,4 @@ def _decoded(kept: Mapping[str, Any]) -> tuple[LastRead, set[str]]:
             objects.pop(key, None)
         else:
             objects[key] = changed
-    last = LastRead(
-        watermark=kept["watermark"],
-        objects=objects,
-        full_read_at=kept["full_read_at"],
-        read_at=kept["read_at"],
-    )
-    return last, set(changes)
+    return objects, set(changes)

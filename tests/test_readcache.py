@@ -10,6 +10,8 @@ import sqlite3
 import zlib
 from pathlib import Path
 
+import pytest
+
 from provisioner.readcache import ReadCache
 from provisioner.state import MIGRATIONS, StateStore
 
@@ -247,3 +249,20 @@ def test_a_kept_read_of_an_older_store_survives_its_migration(tmp_path: Path) ->
     base = cache(path, Clock()).last("s")
     assert base is not None and base.watermark == {"usn": 5}
     assert base.objects == {"guid-1": ["CN=Ann,OU=Managed", "u", {}, []]}
+
+
+def test_the_kept_objects_are_decoded_only_when_asked_for(tmp_path: Path) -> None:
+    path, clock = store(tmp_path), Clock()
+    objects = pupils(50)
+    cache(path, clock).keep("s", {"usn": 1}, objects, full=True)
+    with StateStore(path) as kept:
+        kept.db.execute("UPDATE last_read_objects SET objects = x'00'")  # undecodable
+    night = cache(path, clock)
+    base = night.last("s")  # the watermark, without decoding the objects
+    assert base is not None and base.watermark == {"usn": 1}
+    with pytest.raises(zlib.error):
+        _ = base.objects
+    # a target that never used the objects (it read in full) has everything written whole
+    night.keep("s", {"usn": 2}, objects, full=False, changed=["guid-1"])
+    assert kept_row(path)["changes"] is None
+    assert cache(path, clock).last("s").objects == objects  # type: ignore[union-attr]

@@ -54,6 +54,7 @@ from provisioner.targets.base import (
     AnchorIndex,
     BaseTarget,
     Current,
+    LastRead,
     ReadBase,
     Result,
     TargetError,
@@ -568,7 +569,7 @@ class ActiveDirectory(BaseTarget):
 
         guess = None
         if last is not None:
-            folded = self._read_changes(wanted, last.objects, last.watermark, expect)
+            folded = self._read_changes(wanted, last, expect)
             if folded is None:
                 last, why_full = None, "the DC gave no objectGUID in extended DNs"
         elif base is not None and mark is not None:
@@ -731,18 +732,18 @@ class ActiveDirectory(BaseTarget):
     def _read_changes(
         self,
         wanted: list[str],
-        kept: dict[str, ad_read.Kept],
-        since: Mapping[str, Any],
+        last: LastRead,
         expect: Callable[[Mapping[str, ad_read.Kept]], None],
     ) -> _Folded | None:
-        """*kept* with what changed since the watermark *since* folded in; None when the DC
-        does not say which objects are there by objectGUID (see :mod:`.ad_read`).
+        """The objects of the *last* read with what changed since its watermark folded in; None
+        when the DC does not say which objects are there by objectGUID (see :mod:`.ad_read`).
         *expect* is given the kept objects with the changes folded in while the list of what is
         there (the slow part) is still read."""
         # The DC lists what is there while the changes are read here, on another connection.
         listed = InBackground(self._present, name="list the managed OU")
         try:
-            changed = self._changed_since(wanted, kept, since)
+            kept = last.objects  # decoded while the DC lists
+            changed = self._changed_since(wanted, kept, last.watermark)
             expected = kept | changed
             expect(expected)
         finally:
