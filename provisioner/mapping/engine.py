@@ -514,11 +514,11 @@ class Engine:
         """(account, person, anchor, base username) of everyone who gets a name, once
         :meth:`map_persons` ran."""
         self.early: dict[str, _Early] = {}
+        """Per anchor, the attributes and OU names that use neither ``username`` nor ``name``,
+        rendered by :meth:`map_persons`."""
         self._fixed: dict[Compiled, tuple[str, tuple[str, str] | None]] = {}
         """The fixed part of each unique attribute whose template reads nothing of the person
         (``{{ name }}@{{ vars.domain }}``): the same for everyone, rendered once a run."""
-        """Per anchor, the attributes and OU names that use neither ``username`` nor ``name``,
-        rendered by :meth:`map_persons`."""
         self._run_total: RunTotal | None = None
         self._stage = "new"
         self.index = _Index(source)
