@@ -179,14 +179,17 @@ def test_a_night_that_changed_a_few_objects_writes_only_those(tmp_path: Path) ->
 
     # a night with nothing new still keeps the changes since the objects were written whole
     quiet = cache(path, clock)
-    assert quiet.last("s") is not None
+    base = quiet.last("s")
+    assert base is not None and base.objects == folded
     quiet.keep("s", {"usn": 13}, folded, full=False, changed=[])
+    assert kept_row(path)["objects"] == whole
     base = cache(path, clock).last("s")
     assert base is not None and base.objects == folded and base.watermark == {"usn": 13}
 
     # an object gone: everything is written whole, so that nothing of it stays in the file
     gone = cache(path, clock)
-    assert gone.last("s") is not None
+    base = gone.last("s")
+    assert base is not None and base.objects == folded
     del folded["guid-2"]
     gone.keep("s", {"usn": 14}, folded, full=False, changed=["guid-2"])
     row = kept_row(path)
@@ -200,28 +203,34 @@ def test_the_objects_are_written_whole_again_after_a_full_read_or_many_changes(
     path, clock = store(tmp_path), Clock()
     objects = pupils(500)
     cache(path, clock).keep("s", {"usn": 1}, objects, full=True)
-    # more than a tenth of the objects changed: everything is written whole
+    # a tenth of the objects changed (50 of 500) is still kept as changes; more is not
     night = cache(path, clock)
     base = night.last("s")
     assert base is not None
-    folded = {
-        key: [dn, kind, {"sn": "Smet"}, members]
-        for key, (dn, kind, _values, members) in base.objects.items()
-    }
-    night.keep("s", {"usn": 2}, folded, full=False, changed=list(folded)[:60])
-    row = kept_row(path)
-    assert row["changes"] is None
+    folded = dict(base.objects)
+    for key in list(folded)[:50]:
+        folded[key] = [folded[key][0], "u", {"sn": "Smet"}, []]
+    night.keep("s", {"usn": 2}, folded, full=False, changed=list(folded)[:50])
+    assert kept_row(path)["changes"] is not None
+    night = cache(path, clock)
+    base = night.last("s")
+    assert base is not None and base.objects == folded
+    folded = dict(base.objects)
+    folded["guid-60"] = [folded["guid-60"][0], "u", {"sn": "Smet"}, []]
+    night.keep("s", {"usn": 3}, folded, full=False, changed=["guid-60"])
+    assert kept_row(path)["changes"] is None  # 51 since the objects were written whole
     assert cache(path, clock).last("s").objects == folded  # type: ignore[union-attr]
 
     # a full read writes everything whole, whatever the target says changed
     night = cache(path, clock)
     assert night.last("s") is not None
-    night.keep("s", {"usn": 3}, objects, full=True, changed=["guid-1"])
+    night.keep("s", {"usn": 4}, objects, full=True, changed=["guid-1"])
     assert kept_row(path)["changes"] is None
     # a target that cannot tell what changed (changed=None) has everything written whole
     night = cache(path, clock)
-    assert night.last("s") is not None
-    night.keep("s", {"usn": 4}, folded, full=False)
+    base = night.last("s")
+    assert base is not None and base.objects == objects
+    night.keep("s", {"usn": 5}, folded, full=False)
     assert kept_row(path)["changes"] is None
     assert cache(path, clock).last("s").objects == folded  # type: ignore[union-attr]
 
