@@ -760,13 +760,13 @@ class ActiveDirectory(BaseTarget):
                 objects[guid] = [dn, *found[1:]]
                 if dn != found[0]:
                     differ.add(guid)  # below an OU renamed or moved
-        gone = sum(1 for guid in kept if guid not in present)
-        differ.update(guid for guid in kept if guid not in objects)
+        gone = [guid for guid in kept if guid not in present]
+        differ.update(gone)
         # An OU renamed or moved carries its subtree to new DNs: only the list shows them.
         as_expected = len(present) == len(expected) and all(
             guid in expected and expected[guid][0] == dn for guid, dn in present.items()
         )
-        return _Folded(objects, len(changed), gone, differ, as_expected)
+        return _Folded(objects, len(changed), len(gone), differ, as_expected)
 
     def _by_guid(self, wanted: list[str], guids: list[str]) -> dict[str, ad_read.Kept]:
         """The managed objects below the root with these objectGUIDs, read in batches."""
